@@ -1,0 +1,76 @@
+//! Identifier newtypes: a Call-ID is not a tag is not a branch, and the compiler should know.
+
+use std::fmt;
+
+/// The gateway's own number for a call; the primary key of the call log.
+///
+/// Handed out by the engine from a base the shell supplies (so numbers stay unique across
+/// restarts without the engine reading a clock or a database).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct CallRef(pub u64);
+
+impl fmt::Display for CallRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+macro_rules! string_id {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub struct $name(pub String);
+
+        impl $name {
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl From<&str> for $name {
+            fn from(s: &str) -> Self {
+                Self(s.to_owned())
+            }
+        }
+    };
+}
+
+string_id!(
+    /// The SIP Call-ID header value, as the peer sent it.
+    CallId
+);
+string_id!(
+    /// A From/To tag.
+    Tag
+);
+string_id!(
+    /// A Via branch parameter.
+    Branch
+);
+
+/// One TCP connection as the shell numbers it; responses go back on the connection the
+/// request came in on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ConnId(pub u64);
+
+/// Which side of a B2BUA call a message belongs to: the caller's leg, or one outbound leg.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum LegId {
+    Caller,
+    Agency(u32),
+}
+
+impl fmt::Display for LegId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LegId::Caller => f.write_str("A"),
+            LegId::Agency(n) => write!(f, "B{n}"),
+        }
+    }
+}

@@ -1,0 +1,184 @@
+//! Cuts a TCP byte stream into SIP messages by Content-Length (RFC 3261 §18.3).
+//!
+//! Keep-alive CRLFs between messages (RFC 5626 §3.5.1) are skipped. A header section or body
+//! over the size limit poisons the stream: there is no way to find the next message boundary,
+//! so the shell closes the connection.
+
+use super::parse::MAX_MESSAGE_BYTES;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FrameError {
+    #[error("header section longer than {MAX_MESSAGE_BYTES} bytes without an empty line")]
+    HeadersTooLong,
+    #[error("Content-Length {0} exceeds the {MAX_MESSAGE_BYTES}-byte message limit")]
+    BodyTooLarge(usize),
+    #[error("invalid Content-Length {0:?}")]
+    BadContentLength(String),
+}
+
+/// What came out of the stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Frame {
+    Message(Vec<u8>),
+    /// A CRLF CRLF keep-alive ping; RFC 5626 peers expect a CRLF pong.
+    KeepAlivePing,
+}
+
+#[derive(Debug, Default)]
+pub struct StreamFramer {
+    buf: Vec<u8>,
+    poisoned: bool,
+}
+
+impl StreamFramer {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn push(&mut self, data: &[u8]) {
+        if !self.poisoned {
+            self.buf.extend_from_slice(data);
+        }
+    }
+
+    /// The next complete frame, `Ok(None)` when more bytes are needed.
+    pub fn next_frame(&mut self) -> Result<Option<Frame>, FrameError> {
+        if self.poisoned {
+            return Ok(None);
+        }
+        // Leading CRLFs are keep-alives; a double CRLF on its own is a ping.
+        let leading = self
+            .buf
+            .iter()
+            .take_while(|&&b| b == b'\r' || b == b'\n')
+            .count();
+        if leading > 0 {
+            if self.buf.starts_with(b"\r\n\r\n") {
+                self.buf.drain(..4);
+                return Ok(Some(Frame::KeepAlivePing));
+            }
+            if leading == self.buf.len() && b"\r\n\r\n".starts_with(&self.buf) {
+                // Maybe the start of a ping: wait for the rest.
+                return Ok(None);
+            }
+            self.buf.drain(..leading);
+        }
+        let Some(head_end) = find_head_end(&self.buf) else {
+            if self.buf.len() > MAX_MESSAGE_BYTES {
+                self.poisoned = true;
+                return Err(FrameError::HeadersTooLong);
+            }
+            return Ok(None);
+        };
+        let content_length = match content_length(&self.buf[..head_end]) {
+            Ok(n) => n,
+            Err(e) => {
+                self.poisoned = true;
+                return Err(e);
+            }
+        };
+        if head_end + content_length > MAX_MESSAGE_BYTES {
+            self.poisoned = true;
+            return Err(FrameError::BodyTooLarge(content_length));
+        }
+        let total = head_end + content_length;
+        if self.buf.len() < total {
+            return Ok(None);
+        }
+        let rest = self.buf.split_off(total);
+        let message = std::mem::replace(&mut self.buf, rest);
+        Ok(Some(Frame::Message(message)))
+    }
+}
+
+/// Index just past the empty line that ends the headers.
+fn find_head_end(buf: &[u8]) -> Option<usize> {
+    buf.windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map(|p| p + 4)
+        .or_else(|| buf.windows(2).position(|w| w == b"\n\n").map(|p| p + 2))
+}
+
+/// Content-Length from a header section; absent means 0 (the parser then rejects a body-less
+/// message that needed one).
+fn content_length(head: &[u8]) -> Result<usize, FrameError> {
+    for line in head.split(|&b| b == b'\n') {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        let Some(colon) = line.iter().position(|&b| b == b':') else {
+            continue;
+        };
+        let name = line[..colon].trim_ascii();
+        if name.eq_ignore_ascii_case(b"content-length") || name.eq_ignore_ascii_case(b"l") {
+            let value = line[colon + 1..].trim_ascii();
+            let text = String::from_utf8_lossy(value);
+            return text
+                .parse()
+                .ok()
+                .filter(|_| value.iter().all(u8::is_ascii_digit))
+                .ok_or(FrameError::BadContentLength(text.into_owned()));
+        }
+    }
+    Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MSG: &[u8] = b"OPTIONS sip:112@gw SIP/2.0\r\nContent-Length: 5\r\n\r\nhello";
+
+    #[test]
+    fn messages_split_at_any_chunk_boundary() {
+        let mut stream = Vec::new();
+        stream.extend_from_slice(MSG);
+        stream.extend_from_slice(b"\r\n\r\n");
+        stream.extend_from_slice(MSG);
+        for chunk in 1..stream.len() {
+            let mut framer = StreamFramer::new();
+            let mut frames = Vec::new();
+            for piece in stream.chunks(chunk) {
+                framer.push(piece);
+                while let Some(f) = framer.next_frame().expect("frame") {
+                    frames.push(f);
+                }
+            }
+            assert_eq!(
+                frames,
+                vec![
+                    Frame::Message(MSG.to_vec()),
+                    Frame::KeepAlivePing,
+                    Frame::Message(MSG.to_vec())
+                ],
+                "chunk size {chunk}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_oversized_body_poisons_the_stream() {
+        let mut framer = StreamFramer::new();
+        framer.push(b"INVITE sip:a@b SIP/2.0\r\nl: 999999\r\n\r\n");
+        assert_eq!(framer.next_frame(), Err(FrameError::BodyTooLarge(999_999)));
+        framer.push(MSG);
+        assert_eq!(framer.next_frame(), Ok(None));
+    }
+
+    #[test]
+    fn endless_headers_are_cut_off() {
+        let mut framer = StreamFramer::new();
+        framer.push(&vec![b'a'; MAX_MESSAGE_BYTES + 1]);
+        assert_eq!(framer.next_frame(), Err(FrameError::HeadersTooLong));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn never_panics(chunks in proptest::collection::vec(
+            proptest::collection::vec(proptest::num::u8::ANY, 0..200), 0..8)) {
+            let mut framer = StreamFramer::new();
+            for c in chunks {
+                framer.push(&c);
+                while let Ok(Some(_)) = framer.next_frame() {}
+            }
+        }
+    }
+}

@@ -1,0 +1,5 @@
+//! SIP messages: framing, tolerant parsing with strict validation, and building replies.
+
+pub mod build;
+pub mod framer;
+pub mod parse;
