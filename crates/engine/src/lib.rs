@@ -2,6 +2,13 @@
 //! go in through [`Engine::handle_input`]; datagrams, log records and media commands come
 //! out through [`Engine::poll_output`]; [`Engine::poll_timeout`] says when to call again.
 
+pub mod call;
+mod engine;
 pub mod ids;
+pub mod io;
+mod session;
 pub mod sip;
+pub mod timers;
 pub mod transaction;
+
+pub use engine::{Engine, EngineConfig, Router};

@@ -10,7 +10,7 @@
 //! Every input gives `Ok` or a [`Rejection`]; nothing here panics on any byte string.
 
 use rsipstack::sip::headers::make_header;
-use rsipstack::sip::typed::{CSeq as TypedCSeq, From as TypedFrom, To as TypedTo, Via as TypedVia};
+use rsipstack::sip::typed::{From as TypedFrom, To as TypedTo, Via as TypedVia};
 use rsipstack::sip::{Headers, Method, Request, Response, StatusCode, Uri, Version, parse_uri};
 
 use crate::ids::{Branch, CallId, Tag};
@@ -146,9 +146,7 @@ fn parse_start_line(line: &str) -> Result<StartLine, String> {
     // §25.1); extra whitespace is one of RFC 4475's invalid cases.
     let parts: Vec<&str> = line.split(' ').collect();
     match parts.as_slice() {
-        [method, uri, version]
-            if !method.is_empty() && !uri.is_empty() && !version.is_empty() =>
-        {
+        [method, uri, version] if !method.is_empty() && !uri.is_empty() && !version.is_empty() => {
             if !method.chars().all(is_token_char) {
                 return Err(format!("method {method:?} is not a token"));
             }
@@ -181,7 +179,10 @@ fn unfold_headers(head_lines: &mut dyn Iterator<Item = &[u8]>) -> Result<RawHead
             continue;
         }
         let Some((name, value)) = line.split_once(':') else {
-            return Err(format!("header line without a colon: {:?}", truncate(&line)));
+            return Err(format!(
+                "header line without a colon: {:?}",
+                truncate(&line)
+            ));
         };
         let name = name.trim_end_matches([' ', '\t']);
         if name.is_empty() || !name.chars().all(is_token_char) {
@@ -361,7 +362,10 @@ pub fn parse(data: &[u8], framing: Framing) -> Result<Inbound, Rejection> {
         reply: None,
     };
     if data.len() > MAX_MESSAGE_BYTES {
-        return Err(drop(format!("message of {} bytes is too large", data.len())));
+        return Err(drop(format!(
+            "message of {} bytes is too large",
+            data.len()
+        )));
     }
     let Some(split) = split_head(data) else {
         return Err(drop("no empty line ends the header section".to_owned()));
@@ -431,8 +435,8 @@ pub fn parse(data: &[u8], framing: Framing) -> Result<Inbound, Rejection> {
     let Some(top_via_raw) = via_values.first().copied() else {
         return Err(drop("missing Via header".to_owned()));
     };
-    let top_via = TypedVia::parse(top_via_raw)
-        .map_err(|e| ctx.reject(400, format!("malformed Via: {e}")))?;
+    let top_via =
+        TypedVia::parse(top_via_raw).map_err(|e| ctx.reject(400, format!("malformed Via: {e}")))?;
     let top_via = TopVia {
         raw: top_via_raw.to_owned(),
         branch: top_via.branch().map(|b| Branch(b.value().to_owned())),
@@ -567,14 +571,20 @@ fn parse_tag_of(raw: &str, is_from: bool) -> Result<Option<Tag>, String> {
 /// Parses the Request-URI. Schemes we cannot route get 416 (RFC 3261 §8.2.2.1), bad syntax 400.
 fn parse_request_uri(raw: &str) -> Result<Uri, (u16, String)> {
     let Some((scheme, rest)) = raw.split_once(':') else {
-        return Err((400, format!("Request-URI {:?} has no scheme", truncate(raw))));
+        return Err((
+            400,
+            format!("Request-URI {:?} has no scheme", truncate(raw)),
+        ));
     };
     if scheme.is_empty()
         || !scheme
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c))
     {
-        return Err((400, format!("Request-URI {:?} has no scheme", truncate(raw))));
+        return Err((
+            400,
+            format!("Request-URI {:?} has no scheme", truncate(raw)),
+        ));
     }
     if rest.is_empty() {
         return Err((400, "empty Request-URI".to_owned()));
@@ -630,7 +640,11 @@ mod tests {
 
     #[test]
     fn tel_and_user_phone_uris_parse() {
-        for uri in ["tel:112", "sip:112@192.0.2.1;user=phone", "urn:service:sos.fire"] {
+        for uri in [
+            "tel:112",
+            "sip:112@192.0.2.1;user=phone",
+            "urn:service:sos.fire",
+        ] {
             let text = INVITE.replacen("urn:service:sos SIP", &format!("{uri} SIP"), 1);
             let m = ok(&text);
             assert!(m.message.as_request().is_some(), "{uri}");
@@ -678,7 +692,10 @@ mod tests {
             rejected(&INVITE.replace("urn:service:sos SIP", "mailto:a@b SIP")).status,
             416
         );
-        assert_eq!(rejected(&INVITE.replace("SIP/2.0\r\nVia", "SIP/7.0\r\nVia")).status, 505);
+        assert_eq!(
+            rejected(&INVITE.replace("SIP/2.0\r\nVia", "SIP/7.0\r\nVia")).status,
+            505
+        );
     }
 
     #[test]
@@ -691,8 +708,14 @@ mod tests {
 
     #[test]
     fn cseq_method_mismatch_and_duplicates_are_400() {
-        assert_eq!(rejected(&INVITE.replace("314159 INVITE", "314159 BYE")).status, 400);
-        let dup = INVITE.replace("CSeq: 314159 INVITE\r\n", "CSeq: 1 INVITE\r\nCSeq: 2 INVITE\r\n");
+        assert_eq!(
+            rejected(&INVITE.replace("314159 INVITE", "314159 BYE")).status,
+            400
+        );
+        let dup = INVITE.replace(
+            "CSeq: 314159 INVITE\r\n",
+            "CSeq: 1 INVITE\r\nCSeq: 2 INVITE\r\n",
+        );
         assert_eq!(rejected(&dup).status, 400);
     }
 

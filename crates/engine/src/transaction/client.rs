@@ -294,7 +294,9 @@ mod tests {
             for e in fx.drain(..) {
                 match e {
                     TxEffect::Transmit(_) => sends.push((at - t0).as_millis()),
-                    TxEffect::Terminated(end) => return (sends, Some(((at - t0).as_millis(), end))),
+                    TxEffect::Terminated(end) => {
+                        return (sends, Some(((at - t0).as_millis(), end)));
+                    }
                 }
             }
         }
@@ -329,9 +331,21 @@ mod tests {
             b"INVITE".to_vec(),
         );
         let mut fx = Vec::new();
-        let v = tx.on_response(t0, 503, Reliability::Unreliable, || b"ACK".to_vec(), &mut fx);
+        let v = tx.on_response(
+            t0,
+            503,
+            Reliability::Unreliable,
+            || b"ACK".to_vec(),
+            &mut fx,
+        );
         assert_eq!(v, ResponseVerdict::PassToTu);
-        let v = tx.on_response(t0, 503, Reliability::Unreliable, || b"ACK".to_vec(), &mut fx);
+        let v = tx.on_response(
+            t0,
+            503,
+            Reliability::Unreliable,
+            || b"ACK".to_vec(),
+            &mut fx,
+        );
         assert_eq!(v, ResponseVerdict::Absorb);
         assert_eq!(fx.len(), 2);
         assert!(!tx.is_pending());

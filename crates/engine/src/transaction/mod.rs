@@ -76,7 +76,7 @@ impl Backoff {
 
 /// The key a request is matched to its server transaction by (RFC 3261 §17.2.3), with the
 /// RFC 2543 fallback for branches without the magic cookie.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum ServerTxKey {
     Rfc3261 {
         branch: Branch,

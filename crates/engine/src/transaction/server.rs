@@ -24,7 +24,9 @@ enum IstState {
         timer_h: Instant,
     },
     /// ACK received; absorb ACK retransmissions until Timer I.
-    Confirmed { timer_i: Instant },
+    Confirmed {
+        timer_i: Instant,
+    },
     /// A 2xx was sent (RFC 6026). Until the ACK, the 2xx is retransmitted with T1 doubling to
     /// T2 (RFC 3261 §13.3.1.4, our TU's duty, kept here so the call code stays simple).
     /// Timer L ends the state either way so late INVITE retransmissions stay absorbed.
@@ -216,9 +218,14 @@ pub struct ServerNonInviteTx {
 #[derive(Debug)]
 enum NistState {
     Trying,
-    Proceeding { provisional: Vec<u8> },
+    Proceeding {
+        provisional: Vec<u8>,
+    },
     /// Final sent; absorb request retransmissions until Timer J.
-    Completed { response: Vec<u8>, timer_j: Instant },
+    Completed {
+        response: Vec<u8>,
+        timer_j: Instant,
+    },
     Terminated,
 }
 

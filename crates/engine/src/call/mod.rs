@@ -1,0 +1,153 @@
+//! One emergency call as the gateway sees it: the caller's leg (a UAS dialog), its state and
+//! its timers. The engine drives it; this module holds the data and the pure decisions.
+
+use std::fmt;
+use std::time::Instant;
+
+use rsipstack::sip::Request;
+
+use crate::ids::{Branch, CallId, CallRef, Tag};
+use crate::io::{CallKind, Flow, MediaSession};
+use crate::transaction::ServerTxKey;
+
+/// Why a call ended: a typed column in the call log, so supervisors can count abandoned and
+/// failed calls as reliably as answered ones.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum EndReason {
+    /// The caller CANCELled before the gateway answered.
+    AbandonedBeforeAnswer,
+    /// The caller sent BYE.
+    CallerHungUp,
+    /// The gateway sent BYE (supervisor, maximum duration).
+    GatewayHungUp,
+    /// The caller never ACKed our 200 and no media arrived either.
+    NoAck,
+    /// The caller's transport failed (TCP reset, unreachable).
+    TransportError,
+    /// The dialled number is not an emergency number: answered 404.
+    NotEmergency,
+    /// The gateway was draining for shutdown: answered 503 so the load balancer moves on.
+    RefusedDraining,
+    /// An RFC 6881 test call that completed.
+    TestCallEnded,
+}
+
+impl EndReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EndReason::AbandonedBeforeAnswer => "abandoned_before_answer",
+            EndReason::CallerHungUp => "caller_hung_up",
+            EndReason::GatewayHungUp => "gateway_hung_up",
+            EndReason::NoAck => "no_ack",
+            EndReason::TransportError => "transport_error",
+            EndReason::NotEmergency => "not_emergency",
+            EndReason::RefusedDraining => "refused_draining",
+            EndReason::TestCallEnded => "test_call_ended",
+        }
+    }
+}
+
+impl fmt::Display for EndReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The UAS side of the caller's dialog (RFC 3261 §12.1.1).
+#[derive(Debug, Clone)]
+pub struct Dialog {
+    pub call_id: CallId,
+    pub local_tag: Tag,
+    pub remote_tag: Option<Tag>,
+    /// Our identity: the INVITE's To value plus our tag.
+    pub local_party: String,
+    /// The caller's From value, verbatim (with its tag).
+    pub remote_party: String,
+    /// The caller's Contact URI: the Request-URI of our in-dialog requests.
+    pub remote_target: String,
+    /// Record-Route values in order (UAS route set).
+    pub route_set: Vec<String>,
+    pub local_cseq: u32,
+    pub remote_cseq: u32,
+}
+
+/// Where a call is in its life. Each state carries only what is valid in it.
+#[derive(Debug)]
+pub enum CallState {
+    /// 100/180 sent; waiting for the RTP port and the configured ring delay.
+    Ringing {
+        answer_not_before: Instant,
+        media_local: Option<std::net::SocketAddr>,
+    },
+    /// 200 sent, waiting for the ACK.
+    Answered,
+    /// ACK received: the call is up.
+    Confirmed,
+    /// We sent BYE; waiting for its response (or Timer F).
+    HangingUp { bye_branch: Branch },
+}
+
+/// The SDP we answered with, kept to answer re-INVITEs with the same session.
+#[derive(Debug, Clone)]
+pub struct LocalSession {
+    pub sdp: String,
+    pub media: MediaSession,
+}
+
+#[derive(Debug)]
+pub struct Call {
+    pub call_ref: CallRef,
+    pub kind: CallKind,
+    pub flow: Flow,
+    pub dialog: Dialog,
+    pub invite: Request,
+    pub invite_tx: ServerTxKey,
+    /// The latest INVITE (initial or re-INVITE) whose 2xx awaits an ACK: (CSeq, transaction).
+    pub awaiting_ack: Option<(u32, ServerTxKey)>,
+    pub state: CallState,
+    pub session: Option<LocalSession>,
+    /// The gateway ends the call at this time (configured maximum duration).
+    pub hang_up_at: Option<Instant>,
+    /// RTP has arrived from the caller: the call is alive even if an ACK was lost.
+    pub media_seen: bool,
+    /// Why the call is ending, decided when we sent BYE.
+    pub pending_end: Option<EndReason>,
+    pub span: tracing::Span,
+}
+
+impl Call {
+    /// When the call needs the engine next, if at all.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        let ring = match &self.state {
+            CallState::Ringing {
+                answer_not_before, ..
+            } => Some(*answer_not_before),
+            _ => None,
+        };
+        let hang_up = match &self.state {
+            CallState::Answered | CallState::Confirmed => self.hang_up_at,
+            _ => None,
+        };
+        match (ring, hang_up) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Our Contact, as put in responses and requests on this dialog.
+    pub fn contact(&self) -> String {
+        contact_for(self.flow)
+    }
+}
+
+/// The Contact we advertise on a flow.
+pub fn contact_for(flow: Flow) -> String {
+    let transport = match flow.transport {
+        crate::io::Transport::Udp => "",
+        crate::io::Transport::Tcp => ";transport=tcp",
+    };
+    format!(
+        "<sip:siaga@{}{transport}>",
+        crate::sip::build::host_port(flow.local)
+    )
+}

@@ -1,0 +1,1317 @@
+//! The engine: one owner, no locks, no clock. The shell feeds inputs with the time they
+//! happened and drains every output after each input.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rsipstack::sip::{Header, Method, Request, Response};
+
+use crate::call::{Call, CallState, Dialog, EndReason, LocalSession, contact_for};
+use crate::ids::{Branch, CallId, CallRef, LegId, Tag};
+use crate::io::{
+    CallKind, CallStarted, CallerIdentity, Direction, Flow, Input, LogRecord, MediaCommand,
+    MediaEvent, Output, Transport,
+};
+use crate::sip::build::{self, ALLOW, Body, DialogRequest, ResponseExtras};
+use crate::sip::parse::{self, Framing, Inbound, Message};
+use crate::timers::TimerQueue;
+use crate::transaction::client::{ClientNonInviteTx, ResponseVerdict};
+use crate::transaction::server::{ServerInviteTx, ServerNonInviteTx};
+use crate::transaction::{Reliability, ServerTxKey, TimerConfig, TxEffect, TxEnd};
+
+/// What the engine needs from the dialplan to take a call.
+pub trait Router: Send + Sync {
+    fn classify(&self, request_uri: &str) -> CallKind;
+    /// Named in replies to RFC 6881 test calls.
+    fn centre_name(&self) -> &str;
+}
+
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    pub timers: TimerConfig,
+    /// First call reference to hand out (the shell passes one past the log's highest).
+    pub first_call_ref: u64,
+    /// Seed for tags and branches (the shell passes entropy; tests pass a constant).
+    pub seed: u64,
+    /// Time between 180 and 200. Zero answers as soon as the RTP port is ready.
+    pub ring_delay: Duration,
+    /// The gateway hangs up a call that lasts longer than this.
+    pub max_call_duration: Option<Duration>,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self {
+            timers: TimerConfig::default(),
+            first_call_ref: 1,
+            seed: 0x5149_4147_4131_3132,
+            ring_delay: Duration::ZERO,
+            max_call_duration: Some(Duration::from_secs(4 * 3600)),
+        }
+    }
+}
+
+#[derive(Debug)]
+enum ServerTx {
+    Invite(ServerInviteTx),
+    NonInvite(ServerNonInviteTx),
+}
+
+impl ServerTx {
+    fn next_deadline(&self) -> Option<Instant> {
+        match self {
+            ServerTx::Invite(t) => t.next_deadline(),
+            ServerTx::NonInvite(t) => t.next_deadline(),
+        }
+    }
+    fn is_terminated(&self) -> bool {
+        match self {
+            ServerTx::Invite(t) => t.is_terminated(),
+            ServerTx::NonInvite(t) => t.is_terminated(),
+        }
+    }
+}
+
+#[derive(Debug)]
+struct ServerTxEntry {
+    tx: ServerTx,
+    flow: Flow,
+    call: Option<CallRef>,
+    /// Set on the caller's initial INVITE transaction: its NoAck ends the call.
+    initial_invite: bool,
+}
+
+#[derive(Debug)]
+struct ClientTxEntry {
+    tx: ClientNonInviteTx,
+    flow: Flow,
+    call: CallRef,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+enum TimerKey {
+    Server(ServerTxKey),
+    Client(Branch),
+    Call(CallRef),
+}
+
+/// Small deterministic PRNG (xorshift64*): tags and branches need uniqueness, not secrecy.
+#[derive(Debug)]
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.0 = x;
+        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+    fn token(&mut self) -> String {
+        format!("{:016x}", self.next())
+    }
+}
+
+pub struct Engine {
+    cfg: EngineConfig,
+    router: Arc<dyn Router>,
+    rng: Rng,
+    next_call_ref: u64,
+    accepting: bool,
+    server_txs: HashMap<ServerTxKey, ServerTxEntry>,
+    client_txs: HashMap<Branch, ClientTxEntry>,
+    calls: HashMap<CallRef, Call>,
+    /// (Call-ID, our tag) → call, for in-dialog requests.
+    dialogs: HashMap<(CallId, Tag), CallRef>,
+    /// (Call-ID, From tag, CSeq) of live initial INVITEs: a copy on another branch is a
+    /// merged request (RFC 3261 §8.2.2.2), not a second emergency call.
+    origins: HashMap<(CallId, Option<Tag>, u32), CallRef>,
+    timers: TimerQueue<TimerKey>,
+    outputs: VecDeque<Output>,
+}
+
+impl Engine {
+    pub fn new(cfg: EngineConfig, router: Arc<dyn Router>) -> Self {
+        Self {
+            rng: Rng(cfg.seed | 1),
+            next_call_ref: cfg.first_call_ref,
+            cfg,
+            router,
+            accepting: true,
+            server_txs: HashMap::new(),
+            client_txs: HashMap::new(),
+            calls: HashMap::new(),
+            dialogs: HashMap::new(),
+            origins: HashMap::new(),
+            timers: TimerQueue::default(),
+            outputs: VecDeque::new(),
+        }
+    }
+
+    /// Swaps the dialplan. Calls in progress keep the classification they started with.
+    pub fn set_router(&mut self, router: Arc<dyn Router>) {
+        self.router = router;
+    }
+
+    pub fn active_calls(&self) -> usize {
+        self.calls.len()
+    }
+
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.outputs.pop_front()
+    }
+
+    pub fn poll_timeout(&mut self) -> Option<Instant> {
+        self.timers.earliest()
+    }
+
+    pub fn handle_input(&mut self, now: Instant, input: Input<'_>) {
+        match input {
+            Input::Sip { flow, data } => self.on_sip(now, flow, data),
+            Input::Timeout => self.on_timeout(now),
+            Input::TransportError { flow, reason } => self.on_transport_error(now, flow, reason),
+            Input::Media { call, leg, event } => self.on_media(now, call, leg, event),
+            Input::HangUp { call } => self.hang_up(now, call, EndReason::GatewayHungUp),
+            Input::Drain => self.accepting = false,
+        }
+    }
+
+    // ---- output helpers ----
+
+    fn transmit(&mut self, call: Option<CallRef>, flow: Flow, bytes: Vec<u8>) {
+        self.log_sip(call, Direction::Out, flow, bytes.clone(), None);
+        self.outputs.push_back(Output::Transmit { flow, bytes });
+    }
+
+    fn log_sip(
+        &mut self,
+        call: Option<CallRef>,
+        direction: Direction,
+        flow: Flow,
+        bytes: Vec<u8>,
+        note: Option<String>,
+    ) {
+        self.outputs.push_back(Output::Log(LogRecord::Sip {
+            call,
+            direction,
+            flow,
+            bytes,
+            note,
+        }));
+    }
+
+    fn log(&mut self, record: LogRecord) {
+        self.outputs.push_back(Output::Log(record));
+    }
+
+    fn timeline(&mut self, call: CallRef, kind: &'static str, detail: impl Into<String>) {
+        self.log(LogRecord::Timeline {
+            call,
+            kind,
+            detail: detail.into(),
+        });
+    }
+
+    fn media(&mut self, cmd: MediaCommand) {
+        self.outputs.push_back(Output::Media(cmd));
+    }
+
+    // ---- inbound SIP ----
+
+    fn on_sip(&mut self, now: Instant, flow: Flow, data: &[u8]) {
+        let framing = match flow.transport {
+            Transport::Udp => Framing::Datagram,
+            Transport::Tcp => Framing::Stream,
+        };
+        match parse::parse(data, framing) {
+            Err(rejection) => {
+                tracing::debug!(status = rejection.status, reason = %rejection.reason, "rejected message");
+                self.log_sip(
+                    None,
+                    Direction::In,
+                    flow,
+                    data.to_vec(),
+                    Some(format!(
+                        "rejected {}: {}",
+                        rejection.status, rejection.reason
+                    )),
+                );
+                if let Some(reply) = rejection.reply {
+                    self.transmit(None, flow, reply);
+                }
+            }
+            Ok(msg) => match &msg.message {
+                Message::Request(req) => {
+                    let req = req.clone();
+                    self.on_request(now, flow, &msg, req, data);
+                }
+                Message::Response(resp) => {
+                    let resp = resp.clone();
+                    self.on_response(now, flow, &msg, &resp, data);
+                }
+            },
+        }
+    }
+
+    fn on_request(&mut self, now: Instant, flow: Flow, msg: &Inbound, req: Request, raw: &[u8]) {
+        let key = ServerTxKey::of(msg);
+        match req.method {
+            Method::Ack => return self.on_ack(now, flow, msg, &req, &key, raw),
+            Method::Cancel => return self.on_cancel(now, flow, msg, &req, raw),
+            _ => {}
+        }
+        if let Some(entry) = self.server_txs.get(&key) {
+            // A retransmission: the transaction repeats its latest response.
+            let call = entry.call;
+            let resend = match &entry.tx {
+                ServerTx::Invite(t) => t.on_invite_retransmission(),
+                ServerTx::NonInvite(t) => t.on_retransmission(),
+            };
+            let entry_flow = entry.flow;
+            self.log_sip(
+                call,
+                Direction::In,
+                flow,
+                raw.to_vec(),
+                Some("retransmission".into()),
+            );
+            if let Some(bytes) = resend {
+                self.transmit(call, entry_flow, bytes);
+            }
+            return;
+        }
+        if let Some(to_tag) = &msg.to_tag {
+            let dialog = (msg.call_id.clone(), to_tag.clone());
+            return match self.dialogs.get(&dialog).copied() {
+                Some(call) => self.on_in_dialog(now, flow, msg, req, key, call, raw),
+                None => {
+                    self.log_sip(None, Direction::In, flow, raw.to_vec(), None);
+                    self.reply_stateless_tx(now, flow, &req, key, 481, None);
+                }
+            };
+        }
+        match req.method {
+            Method::Invite => self.on_new_invite(now, flow, msg, req, key, raw),
+            Method::Options => {
+                self.log_sip(None, Direction::In, flow, raw.to_vec(), None);
+                let status = if self.accepting { 200 } else { 503 };
+                self.reply_stateless_tx(now, flow, &req, key, status, None);
+            }
+            Method::Bye | Method::Info | Method::Update | Method::PRack => {
+                self.log_sip(None, Direction::In, flow, raw.to_vec(), None);
+                self.reply_stateless_tx(now, flow, &req, key, 481, None);
+            }
+            _ => {
+                // REGISTER, SUBSCRIBE, MESSAGE, …: an emergency gateway does not take them.
+                self.log_sip(None, Direction::In, flow, raw.to_vec(), None);
+                self.reply_stateless_tx(now, flow, &req, key, 405, None);
+            }
+        }
+    }
+
+    /// Answers a non-INVITE request through a fresh server transaction (so retransmissions are
+    /// absorbed) with a status and no dialog.
+    fn reply_stateless_tx(
+        &mut self,
+        now: Instant,
+        flow: Flow,
+        req: &Request,
+        key: ServerTxKey,
+        status: u16,
+        call: Option<CallRef>,
+    ) {
+        let tag = Tag(self.rng.token());
+        let mut extras = ResponseExtras {
+            to_tag: Some(&tag),
+            ..Default::default()
+        };
+        if matches!(status, 200 | 405) {
+            extras.headers.push(("Allow", ALLOW.to_owned()));
+        }
+        if status == 200 && req.method == Method::Options {
+            extras
+                .headers
+                .push(("Accept", "application/sdp".to_owned()));
+        }
+        if status == 503 {
+            extras.headers.push(("Retry-After", "5".to_owned()));
+        }
+        let bytes = build::response(req, flow.remote, status, &extras);
+        let tx = ServerTx::NonInvite(ServerNonInviteTx::new(self.cfg.timers, reliability(flow)));
+        self.server_txs.insert(
+            key.clone(),
+            ServerTxEntry {
+                tx,
+                flow,
+                call,
+                initial_invite: false,
+            },
+        );
+        self.respond(now, &key, status, bytes);
+    }
+
+    /// Sends a response through its server transaction.
+    fn respond(&mut self, now: Instant, key: &ServerTxKey, status: u16, bytes: Vec<u8>) {
+        let Some(entry) = self.server_txs.get_mut(key) else {
+            return;
+        };
+        let out = match &mut entry.tx {
+            ServerTx::Invite(t) => t.respond(now, status, bytes),
+            ServerTx::NonInvite(t) => t.respond(now, status, bytes),
+        };
+        let (call, flow) = (entry.call, entry.flow);
+        if let Some(bytes) = out {
+            self.transmit(call, flow, bytes);
+        }
+        self.reschedule_server(key);
+    }
+
+    fn reschedule_server(&mut self, key: &ServerTxKey) {
+        let (deadline, done) = match self.server_txs.get(key) {
+            Some(e) => (e.tx.next_deadline(), e.tx.is_terminated()),
+            None => (None, true),
+        };
+        if done {
+            self.server_txs.remove(key);
+        }
+        self.timers
+            .set(TimerKey::Server(key.clone()), deadline.filter(|_| !done));
+    }
+
+    fn reschedule_call(&mut self, call: CallRef) {
+        let deadline = self.calls.get(&call).and_then(Call::next_deadline);
+        self.timers.set(TimerKey::Call(call), deadline);
+    }
+
+    fn on_new_invite(
+        &mut self,
+        now: Instant,
+        flow: Flow,
+        msg: &Inbound,
+        req: Request,
+        key: ServerTxKey,
+        raw: &[u8],
+    ) {
+        let origin = (msg.call_id.clone(), msg.from_tag.clone(), msg.cseq);
+        if let Some(existing) = self.origins.get(&origin).copied() {
+            // Same INVITE by another path: one caller, one call.
+            self.log_sip(
+                Some(existing),
+                Direction::In,
+                flow,
+                raw.to_vec(),
+                Some("merged request".into()),
+            );
+            return self.reply_invite_statelessly(now, flow, &req, key, Some(existing), 482);
+        }
+        let call_ref = CallRef(self.next_call_ref);
+        self.next_call_ref += 1;
+        let dialled = req.uri.to_string();
+        let kind = if self.accepting {
+            self.router.classify(&dialled)
+        } else {
+            CallKind::NotEmergency
+        };
+        let span = tracing::info_span!("call", call = call_ref.0, call_id = %msg.call_id);
+        let _entered = span.enter();
+        tracing::info!(kind = kind.as_str(), "new call");
+        self.log(LogRecord::CallStarted(Box::new(CallStarted {
+            call: call_ref,
+            call_id: msg.call_id.clone(),
+            flow,
+            dialled: dialled.clone(),
+            kind: kind.clone(),
+            caller: identity_of(&req),
+        })));
+        self.log_sip(Some(call_ref), Direction::In, flow, raw.to_vec(), None);
+
+        let tx = ServerTx::Invite(ServerInviteTx::new(self.cfg.timers, reliability(flow)));
+        self.server_txs.insert(
+            key.clone(),
+            ServerTxEntry {
+                tx,
+                flow,
+                call: Some(call_ref),
+                initial_invite: true,
+            },
+        );
+        let trying = build::response(&req, flow.remote, 100, &ResponseExtras::default());
+        self.respond(now, &key, 100, trying);
+
+        if !self.accepting {
+            let tag = Tag(self.rng.token());
+            let bytes = build::response(
+                &req,
+                flow.remote,
+                503,
+                &ResponseExtras {
+                    to_tag: Some(&tag),
+                    headers: vec![("Retry-After", "5".to_owned())],
+                    ..Default::default()
+                },
+            );
+            self.respond(now, &key, 503, bytes);
+            return self.log(LogRecord::CallEnded {
+                call: call_ref,
+                reason: EndReason::RefusedDraining,
+                detail: None,
+            });
+        }
+        if kind == CallKind::NotEmergency {
+            let tag = Tag(self.rng.token());
+            let bytes = build::response(
+                &req,
+                flow.remote,
+                404,
+                &ResponseExtras {
+                    to_tag: Some(&tag),
+                    ..Default::default()
+                },
+            );
+            self.respond(now, &key, 404, bytes);
+            return self.log(LogRecord::CallEnded {
+                call: call_ref,
+                reason: EndReason::NotEmergency,
+                detail: Some(format!("{dialled} is not in the dialplan")),
+            });
+        }
+
+        let local_tag = Tag(self.rng.token());
+        let dialog = Dialog {
+            call_id: msg.call_id.clone(),
+            local_tag: local_tag.clone(),
+            remote_tag: msg.from_tag.clone(),
+            local_party: format!(
+                "{};tag={local_tag}",
+                header_value(&req, |h| matches!(h, Header::To(_))).unwrap_or_default()
+            ),
+            remote_party: header_value(&req, |h| matches!(h, Header::From(_))).unwrap_or_default(),
+            remote_target: contact_uri(&req).unwrap_or_else(|| dialled.clone()),
+            route_set: req
+                .headers
+                .iter()
+                .filter_map(|h| match h {
+                    Header::RecordRoute(rr) => Some(rr.value().to_owned()),
+                    _ => None,
+                })
+                .flat_map(|v| {
+                    parse::split_header_list(&v)
+                        .into_iter()
+                        .map(str::to_owned)
+                        .collect::<Vec<_>>()
+                })
+                .collect(),
+            local_cseq: (self.rng.next() % 10_000) as u32 + 1,
+            remote_cseq: msg.cseq,
+        };
+        self.dialogs
+            .insert((msg.call_id.clone(), local_tag), call_ref);
+        self.origins.insert(origin, call_ref);
+        drop(_entered);
+        let mut call = Call {
+            call_ref,
+            kind: kind.clone(),
+            flow,
+            dialog,
+            invite: req,
+            invite_tx: key.clone(),
+            awaiting_ack: None,
+            state: CallState::Answered,
+            session: None,
+            hang_up_at: None,
+            media_seen: false,
+            pending_end: None,
+            span,
+        };
+        if kind == CallKind::Test {
+            // RFC 6881 ED-77/78: a test call is answered and names the centre; no media.
+            let text = format!(
+                "{} answers: this is a test call to an emergency service. Test call received.\r\n",
+                self.router.centre_name()
+            );
+            let bytes = self.response_for(&call, 200, Some(("text/plain", text.as_bytes())));
+            call.awaiting_ack = Some((call.dialog.remote_cseq, key.clone()));
+            self.calls.insert(call_ref, call);
+            self.respond(now, &key, 200, bytes);
+            self.log(LogRecord::CallAnswered { call: call_ref });
+            return;
+        }
+        let ringing = self.response_for(&call, 180, None);
+        call.state = CallState::Ringing {
+            answer_not_before: now + self.cfg.ring_delay,
+            media_local: None,
+        };
+        self.calls.insert(call_ref, call);
+        self.respond(now, &key, 180, ringing);
+        self.media(MediaCommand::Allocate {
+            call: call_ref,
+            leg: LegId::Caller,
+        });
+        self.reschedule_call(call_ref);
+    }
+
+    /// 4xx–6xx to an INVITE that creates no call (merged request).
+    fn reply_invite_statelessly(
+        &mut self,
+        now: Instant,
+        flow: Flow,
+        req: &Request,
+        key: ServerTxKey,
+        call: Option<CallRef>,
+        status: u16,
+    ) {
+        let tag = Tag(self.rng.token());
+        let bytes = build::response(
+            req,
+            flow.remote,
+            status,
+            &ResponseExtras {
+                to_tag: Some(&tag),
+                ..Default::default()
+            },
+        );
+        self.server_txs.insert(
+            key.clone(),
+            ServerTxEntry {
+                tx: ServerTx::Invite(ServerInviteTx::new(self.cfg.timers, reliability(flow))),
+                flow,
+                call,
+                initial_invite: false,
+            },
+        );
+        self.respond(now, &key, status, bytes);
+    }
+
+    /// A response to the call's INVITE with our tag, Contact and optional body.
+    fn response_for(&self, call: &Call, status: u16, body: Option<(&str, &[u8])>) -> Vec<u8> {
+        let contact = call.contact();
+        let extras = ResponseExtras {
+            to_tag: Some(&call.dialog.local_tag),
+            contact: (status < 300 && status > 100).then_some(contact.as_str()),
+            headers: if (200..300).contains(&status) {
+                vec![
+                    ("Allow", ALLOW.to_owned()),
+                    ("Supported", "replaces".to_owned()),
+                ]
+            } else {
+                Vec::new()
+            },
+            body: body.map(|(content_type, bytes)| Body {
+                content_type,
+                bytes,
+            }),
+        };
+        build::response(&call.invite, call.flow.remote, status, &extras)
+    }
+
+    fn try_answer(&mut self, now: Instant, call_ref: CallRef) {
+        let Some(call) = self.calls.get_mut(&call_ref) else {
+            return;
+        };
+        let CallState::Ringing {
+            answer_not_before,
+            media_local,
+        } = &call.state
+        else {
+            return;
+        };
+        if now < *answer_not_before {
+            return;
+        }
+        let Some(local) = *media_local else {
+            return;
+        };
+        let session_id = self.rng.next() >> 1;
+        let offer = sdp_of(&call.invite);
+        let (session, warnings, remote_known) = match offer {
+            Some(offer) => {
+                let n = crate::session::answer(offer, local, session_id);
+                (n.local, n.warnings, true)
+            }
+            None => (crate::session::offer(local, session_id), Vec::new(), false),
+        };
+        let call = self.calls.get_mut(&call_ref).expect("checked above");
+        call.state = CallState::Answered;
+        call.awaiting_ack = Some((call.dialog.remote_cseq, call.invite_tx.clone()));
+        call.hang_up_at = self.cfg.max_call_duration.map(|d| now + d);
+        call.session = Some(session.clone());
+        let key = call.invite_tx.clone();
+        let call = self.calls.get(&call_ref).expect("present");
+        let bytes = self.response_for(call, 200, Some(("application/sdp", session.sdp.as_bytes())));
+        for w in warnings {
+            self.timeline(call_ref, "sdp_warning", w);
+        }
+        self.respond(now, &key, 200, bytes);
+        self.log(LogRecord::CallAnswered { call: call_ref });
+        if remote_known {
+            self.media(MediaCommand::Start {
+                call: call_ref,
+                leg: LegId::Caller,
+                session: session.media,
+            });
+        }
+        self.reschedule_call(call_ref);
+    }
+
+    fn on_ack(
+        &mut self,
+        now: Instant,
+        flow: Flow,
+        msg: &Inbound,
+        req: &Request,
+        key: &ServerTxKey,
+        raw: &[u8],
+    ) {
+        // ACK for a failure response: same branch as the INVITE.
+        if let Some(entry) = self.server_txs.get_mut(key)
+            && let ServerTx::Invite(tx) = &mut entry.tx
+            && !tx.is_proceeding()
+        {
+            let call = entry.call;
+            tx.on_ack(now);
+            self.log_sip(call, Direction::In, flow, raw.to_vec(), None);
+            self.reschedule_server(key);
+            return;
+        }
+        // ACK for a 2xx: matched by dialog.
+        let call_ref = msg
+            .to_tag
+            .as_ref()
+            .and_then(|t| self.dialogs.get(&(msg.call_id.clone(), t.clone())))
+            .copied();
+        self.log_sip(
+            call_ref,
+            Direction::In,
+            flow,
+            raw.to_vec(),
+            call_ref
+                .is_none()
+                .then(|| "ACK matches no dialog".to_owned()),
+        );
+        let Some(call_ref) = call_ref else { return };
+        let Some(call) = self.calls.get_mut(&call_ref) else {
+            return;
+        };
+        let Some((cseq, tx_key)) = call.awaiting_ack.clone() else {
+            return; // a retransmitted ACK
+        };
+        if cseq != msg.cseq {
+            return;
+        }
+        call.awaiting_ack = None;
+        if matches!(call.state, CallState::Answered) {
+            call.state = CallState::Confirmed;
+        }
+        // An INVITE without SDP got our offer in the 200; the answer is in this ACK.
+        let needs_answer = call
+            .session
+            .as_ref()
+            .is_some_and(|s| s.media.remote.is_none());
+        let remote = if needs_answer && !req.body.is_empty() {
+            crate::session::remote_of(&req.body)
+        } else {
+            None
+        };
+        if let Some(remote) = remote
+            && let Some(session) = call.session.as_mut()
+        {
+            session.media = remote.clone();
+            self.media(MediaCommand::Start {
+                call: call_ref,
+                leg: LegId::Caller,
+                session: remote,
+            });
+        }
+        if let Some(entry) = self.server_txs.get_mut(&tx_key)
+            && let ServerTx::Invite(tx) = &mut entry.tx
+        {
+            tx.on_2xx_acked();
+        }
+        self.reschedule_server(&tx_key);
+        self.reschedule_call(call_ref);
+    }
+
+    fn on_cancel(&mut self, now: Instant, flow: Flow, msg: &Inbound, req: &Request, raw: &[u8]) {
+        let cancel_key = ServerTxKey::of(msg);
+        let invite_key = ServerTxKey::cancelled_invite(msg);
+        if let Some(entry) = self.server_txs.get(&cancel_key) {
+            // CANCEL retransmission.
+            let call = entry.call;
+            let resend = match &entry.tx {
+                ServerTx::NonInvite(t) => t.on_retransmission(),
+                ServerTx::Invite(_) => None,
+            };
+            let entry_flow = entry.flow;
+            self.log_sip(
+                call,
+                Direction::In,
+                flow,
+                raw.to_vec(),
+                Some("retransmission".into()),
+            );
+            if let Some(bytes) = resend {
+                self.transmit(call, entry_flow, bytes);
+            }
+            return;
+        }
+        let target = self.server_txs.get(&invite_key).map(|e| {
+            let proceeding = matches!(&e.tx, ServerTx::Invite(t) if t.is_proceeding());
+            (e.call, proceeding)
+        });
+        let Some((call, proceeding)) = target else {
+            self.log_sip(None, Direction::In, flow, raw.to_vec(), None);
+            return self.reply_stateless_tx(now, flow, req, cancel_key, 481, None);
+        };
+        self.log_sip(call, Direction::In, flow, raw.to_vec(), None);
+        self.reply_stateless_tx(now, flow, req, cancel_key, 200, call);
+        if !proceeding {
+            return; // already answered: the CANCEL has no effect (RFC 3261 §9.2)
+        }
+        if let Some(call_ref) = call
+            && let Some(c) = self.calls.get(&call_ref)
+        {
+            let bytes = self.response_for(c, 487, None);
+            self.respond(now, &invite_key, 487, bytes);
+            self.end_call(call_ref, EndReason::AbandonedBeforeAnswer, None);
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn on_in_dialog(
+        &mut self,
+        now: Instant,
+        flow: Flow,
+        msg: &Inbound,
+        req: Request,
+        key: ServerTxKey,
+        call_ref: CallRef,
+        raw: &[u8],
+    ) {
+        self.log_sip(Some(call_ref), Direction::In, flow, raw.to_vec(), None);
+        let Some(call) = self.calls.get_mut(&call_ref) else {
+            return self.reply_stateless_tx(now, flow, &req, key, 481, Some(call_ref));
+        };
+        // A TCP caller may come back on a new connection: answer where it is now.
+        call.flow = flow;
+        if msg.cseq > call.dialog.remote_cseq {
+            call.dialog.remote_cseq = msg.cseq;
+        }
+        match req.method {
+            Method::Bye => {
+                let reason = if call.kind == CallKind::Test {
+                    EndReason::TestCallEnded
+                } else {
+                    EndReason::CallerHungUp
+                };
+                self.reply_stateless_tx(now, flow, &req, key, 200, Some(call_ref));
+                self.end_call(call_ref, reason, None);
+            }
+            Method::Invite => self.on_reinvite(now, flow, msg, req, key, call_ref),
+            Method::Update => {
+                // Session refresh or new offer: answer with the current session.
+                let body = self.refresh_session(call_ref, &req);
+                self.reply_in_dialog(now, flow, &req, key, call_ref, 200, body);
+            }
+            Method::Info => {
+                self.timeline(call_ref, "sip_info", String::from_utf8_lossy(&req.body));
+                self.reply_in_dialog(now, flow, &req, key, call_ref, 200, None);
+            }
+            Method::Options | Method::PRack | Method::Notify => {
+                self.reply_in_dialog(now, flow, &req, key, call_ref, 200, None);
+            }
+            _ => self.reply_in_dialog(now, flow, &req, key, call_ref, 405, None),
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn reply_in_dialog(
+        &mut self,
+        now: Instant,
+        flow: Flow,
+        req: &Request,
+        key: ServerTxKey,
+        call_ref: CallRef,
+        status: u16,
+        sdp: Option<String>,
+    ) {
+        let Some(call) = self.calls.get(&call_ref) else {
+            return;
+        };
+        let contact = call.contact();
+        let extras = ResponseExtras {
+            to_tag: Some(&call.dialog.local_tag),
+            contact: Some(&contact),
+            headers: vec![("Allow", ALLOW.to_owned())],
+            body: sdp.as_ref().map(|s| Body {
+                content_type: "application/sdp",
+                bytes: s.as_bytes(),
+            }),
+        };
+        let bytes = build::response(req, flow.remote, status, &extras);
+        let is_invite = req.method == Method::Invite;
+        let tx = if is_invite {
+            ServerTx::Invite(ServerInviteTx::new(self.cfg.timers, reliability(flow)))
+        } else {
+            ServerTx::NonInvite(ServerNonInviteTx::new(self.cfg.timers, reliability(flow)))
+        };
+        self.server_txs.entry(key.clone()).or_insert(ServerTxEntry {
+            tx,
+            flow,
+            call: Some(call_ref),
+            initial_invite: false,
+        });
+        self.respond(now, &key, status, bytes);
+    }
+
+    /// Applies a new remote offer (re-INVITE/UPDATE) and returns our SDP for the answer.
+    fn refresh_session(&mut self, call_ref: CallRef, req: &Request) -> Option<String> {
+        let offer = sdp_of(req);
+        let call = self.calls.get_mut(&call_ref)?;
+        let session = call.session.as_mut()?;
+        if let Some(remote) = offer.and_then(crate::session::remote_of)
+            && remote != session.media
+        {
+            session.media = remote.clone();
+            let detail = format!(
+                "remote media now {}",
+                remote
+                    .remote
+                    .map(|a| a.to_string())
+                    .unwrap_or_else(|| "none".into())
+            );
+            self.media(MediaCommand::Start {
+                call: call_ref,
+                leg: LegId::Caller,
+                session: remote,
+            });
+            self.timeline(call_ref, "media_update", detail);
+        }
+        self.calls
+            .get(&call_ref)
+            .and_then(|c| c.session.as_ref())
+            .map(|s| s.sdp.clone())
+    }
+
+    fn on_reinvite(
+        &mut self,
+        now: Instant,
+        flow: Flow,
+        msg: &Inbound,
+        req: Request,
+        key: ServerTxKey,
+        call_ref: CallRef,
+    ) {
+        let sdp = self.refresh_session(call_ref, &req);
+        if let Some(call) = self.calls.get_mut(&call_ref) {
+            call.awaiting_ack = Some((msg.cseq, key.clone()));
+        }
+        self.reply_in_dialog(now, flow, &req, key, call_ref, 200, sdp);
+    }
+
+    // ---- responses to our requests ----
+
+    fn on_response(
+        &mut self,
+        now: Instant,
+        flow: Flow,
+        msg: &Inbound,
+        resp: &Response,
+        raw: &[u8],
+    ) {
+        let status = resp.status_code.code();
+        let Some(branch) = msg.top_via.branch.clone() else {
+            return self.log_sip(
+                None,
+                Direction::In,
+                flow,
+                raw.to_vec(),
+                Some("no branch".into()),
+            );
+        };
+        let Some(entry) = self.client_txs.get_mut(&branch) else {
+            return self.log_sip(
+                None,
+                Direction::In,
+                flow,
+                raw.to_vec(),
+                Some("matches no transaction".into()),
+            );
+        };
+        let call = entry.call;
+        let verdict = entry.tx.on_response(now, status);
+        self.log_sip(Some(call), Direction::In, flow, raw.to_vec(), None);
+        if verdict == ResponseVerdict::PassToTu && status >= 200 {
+            self.finish_hang_up(call);
+        }
+        self.reschedule_client(&branch);
+    }
+
+    fn reschedule_client(&mut self, branch: &Branch) {
+        let (deadline, done) = match self.client_txs.get(branch) {
+            Some(e) => (e.tx.next_deadline(), e.tx.is_terminated()),
+            None => (None, true),
+        };
+        if done {
+            self.client_txs.remove(branch);
+        }
+        self.timers
+            .set(TimerKey::Client(branch.clone()), deadline.filter(|_| !done));
+    }
+
+    // ---- ending calls ----
+
+    /// The gateway ends a call: BYE if answered, a final response if still ringing.
+    fn hang_up(&mut self, now: Instant, call_ref: CallRef, reason: EndReason) {
+        let Some(call) = self.calls.get_mut(&call_ref) else {
+            return;
+        };
+        match &call.state {
+            CallState::HangingUp { .. } => {}
+            CallState::Ringing { .. } => {
+                let key = call.invite_tx.clone();
+                let call = self.calls.get(&call_ref).expect("present");
+                let bytes = self.response_for(call, 480, None);
+                self.respond(now, &key, 480, bytes);
+                self.end_call(call_ref, reason, None);
+            }
+            CallState::Answered | CallState::Confirmed => {
+                let branch = Branch(format!("z9hG4bK{}", self.rng.token()));
+                call.dialog.local_cseq += 1;
+                let contact = contact_for(call.flow);
+                let bytes = build::dialog_request(&DialogRequest {
+                    method: "BYE",
+                    request_uri: &call.dialog.remote_target,
+                    via_transport: call.flow.transport.as_via(),
+                    local: call.flow.local,
+                    branch: &branch,
+                    from: &call.dialog.local_party,
+                    to: &call.dialog.remote_party,
+                    call_id: call.dialog.call_id.as_str(),
+                    cseq: call.dialog.local_cseq,
+                    route_set: &call.dialog.route_set,
+                    contact: Some(&contact),
+                    headers: vec![("Reason", format!("SIP;cause=200;text=\"{reason}\""))],
+                    body: None,
+                });
+                call.state = CallState::HangingUp {
+                    bye_branch: branch.clone(),
+                };
+                call.pending_end = Some(reason);
+                let flow = call.flow;
+                let tx =
+                    ClientNonInviteTx::new(now, self.cfg.timers, reliability(flow), bytes.clone());
+                self.client_txs.insert(
+                    branch.clone(),
+                    ClientTxEntry {
+                        tx,
+                        flow,
+                        call: call_ref,
+                    },
+                );
+                self.transmit(Some(call_ref), flow, bytes);
+                self.media(MediaCommand::Release {
+                    call: call_ref,
+                    leg: LegId::Caller,
+                });
+                self.reschedule_client(&branch);
+                self.reschedule_call(call_ref);
+            }
+        }
+    }
+
+    /// Our BYE got its final response (or timed out): the call is over.
+    fn finish_hang_up(&mut self, call_ref: CallRef) {
+        let reason = self
+            .calls
+            .get(&call_ref)
+            .and_then(|c| c.pending_end)
+            .unwrap_or(EndReason::GatewayHungUp);
+        self.end_call(call_ref, reason, None);
+    }
+
+    fn end_call(&mut self, call_ref: CallRef, reason: EndReason, detail: Option<String>) {
+        let Some(call) = self.calls.remove(&call_ref) else {
+            return;
+        };
+        {
+            let _e = call.span.enter();
+            tracing::info!(reason = reason.as_str(), "call ended");
+        }
+        self.dialogs
+            .remove(&(call.dialog.call_id.clone(), call.dialog.local_tag.clone()));
+        self.origins.retain(|_, c| *c != call_ref);
+        self.timers.set(TimerKey::Call(call_ref), None);
+        if !matches!(call.state, CallState::HangingUp { .. }) && call.kind != CallKind::Test {
+            self.media(MediaCommand::Release {
+                call: call_ref,
+                leg: LegId::Caller,
+            });
+        }
+        self.log(LogRecord::CallEnded {
+            call: call_ref,
+            reason,
+            detail,
+        });
+    }
+
+    // ---- time, transport and media ----
+
+    fn on_timeout(&mut self, now: Instant) {
+        let mut effects = Vec::new();
+        while let Some(key) = self.timers.pop_due(now) {
+            match key {
+                TimerKey::Server(k) => {
+                    let Some(entry) = self.server_txs.get_mut(&k) else {
+                        continue;
+                    };
+                    match &mut entry.tx {
+                        ServerTx::Invite(t) => t.on_timeout(now, &mut effects),
+                        ServerTx::NonInvite(t) => t.on_timeout(now, &mut effects),
+                    }
+                    let (call, flow, initial) = (entry.call, entry.flow, entry.initial_invite);
+                    for effect in effects.drain(..) {
+                        match effect {
+                            TxEffect::Transmit(bytes) => self.transmit(call, flow, bytes),
+                            TxEffect::Terminated(TxEnd::NoAck) if initial => {
+                                if let Some(call) = call {
+                                    self.on_no_ack(now, call);
+                                }
+                            }
+                            TxEffect::Terminated(_) => {}
+                        }
+                    }
+                    self.reschedule_server(&k);
+                }
+                TimerKey::Client(b) => {
+                    let Some(entry) = self.client_txs.get_mut(&b) else {
+                        continue;
+                    };
+                    entry.tx.on_timeout(now, &mut effects);
+                    let (call, flow) = (entry.call, entry.flow);
+                    for effect in effects.drain(..) {
+                        match effect {
+                            TxEffect::Transmit(bytes) => self.transmit(Some(call), flow, bytes),
+                            TxEffect::Terminated(TxEnd::Timeout) => {
+                                self.timeline(call, "bye_timeout", "no response to our BYE");
+                                self.finish_hang_up(call);
+                            }
+                            TxEffect::Terminated(_) => {}
+                        }
+                    }
+                    self.reschedule_client(&b);
+                }
+                TimerKey::Call(c) => self.on_call_timer(now, c),
+            }
+        }
+    }
+
+    fn on_call_timer(&mut self, now: Instant, call_ref: CallRef) {
+        let Some(call) = self.calls.get(&call_ref) else {
+            return;
+        };
+        match call.state {
+            CallState::Ringing { .. } => self.try_answer(now, call_ref),
+            CallState::Answered | CallState::Confirmed => {
+                if call.hang_up_at.is_some_and(|at| now >= at) {
+                    self.timeline(call_ref, "max_duration", "maximum call duration reached");
+                    self.hang_up(now, call_ref, EndReason::GatewayHungUp);
+                    return;
+                }
+            }
+            CallState::HangingUp { .. } => {}
+        }
+        self.reschedule_call(call_ref);
+    }
+
+    /// No ACK for our 200 after 64·T1. RFC 3261 says end the session; an emergency caller
+    /// whose audio is reaching us is kept (a lost ACK is not a hang-up).
+    fn on_no_ack(&mut self, now: Instant, call_ref: CallRef) {
+        let Some(call) = self.calls.get(&call_ref) else {
+            return;
+        };
+        if !matches!(call.state, CallState::Answered) {
+            return;
+        }
+        if call.media_seen {
+            self.timeline(
+                call_ref,
+                "no_ack",
+                "no ACK for 200, kept: caller media is flowing",
+            );
+            if let Some(c) = self.calls.get_mut(&call_ref) {
+                c.state = CallState::Confirmed;
+            }
+            return;
+        }
+        self.timeline(
+            call_ref,
+            "no_ack",
+            "no ACK for 200 and no media: hanging up",
+        );
+        self.hang_up(now, call_ref, EndReason::NoAck);
+    }
+
+    fn on_transport_error(&mut self, now: Instant, flow: Flow, reason: String) {
+        let affected: Vec<CallRef> = self
+            .calls
+            .values()
+            .filter(|c| c.flow == flow)
+            .map(|c| c.call_ref)
+            .collect();
+        for call_ref in affected {
+            self.timeline(call_ref, "transport_error", reason.clone());
+            let Some(call) = self.calls.get(&call_ref) else {
+                continue;
+            };
+            // A caller whose audio still flows may come back on a new connection.
+            if !call.media_seen {
+                self.end_call(call_ref, EndReason::TransportError, Some(reason.clone()));
+            }
+        }
+        let mut effects = Vec::new();
+        let failed: Vec<Branch> = self
+            .client_txs
+            .iter()
+            .filter(|(_, e)| e.flow == flow)
+            .map(|(b, _)| b.clone())
+            .collect();
+        for branch in failed {
+            if let Some(entry) = self.client_txs.get_mut(&branch) {
+                entry.tx.on_transport_error(&mut effects);
+                let call = entry.call;
+                if effects
+                    .drain(..)
+                    .any(|e| matches!(e, TxEffect::Terminated(_)))
+                {
+                    self.finish_hang_up(call);
+                }
+            }
+            self.reschedule_client(&branch);
+        }
+        let _ = now;
+    }
+
+    fn on_media(&mut self, now: Instant, call_ref: CallRef, leg: LegId, event: MediaEvent) {
+        let Some(call) = self.calls.get_mut(&call_ref) else {
+            return;
+        };
+        match event {
+            MediaEvent::Allocated { local } => {
+                if let CallState::Ringing { media_local, .. } = &mut call.state {
+                    *media_local = Some(local);
+                    self.try_answer(now, call_ref);
+                }
+            }
+            MediaEvent::AllocationFailed { reason } => {
+                // Answer anyway: a caller who can be heard later beats a refused call. The
+                // SDP points at our signalling address with port 9 (discard).
+                let fallback = SocketAddr::new(call.flow.local.ip(), 9);
+                if let CallState::Ringing { media_local, .. } = &mut call.state {
+                    *media_local = Some(fallback);
+                }
+                self.timeline(call_ref, "media_failed", reason);
+                self.try_answer(now, call_ref);
+            }
+            MediaEvent::FirstPacket => {
+                call.media_seen = true;
+                self.timeline(call_ref, "media_started", format!("first RTP on leg {leg}"));
+            }
+            MediaEvent::Digit { digit, source } => {
+                self.timeline(call_ref, "digit", format!("{digit} via {source}"));
+            }
+            MediaEvent::PromptFinished => {}
+            MediaEvent::Timeout { silent_for } => {
+                self.timeline(
+                    call_ref,
+                    "media_timeout",
+                    format!("no RTP for {} s on leg {leg}", silent_for.as_secs()),
+                );
+            }
+        }
+    }
+
+    /// Live calls (for the console and tests).
+    pub fn call(&self, call: CallRef) -> Option<&Call> {
+        self.calls.get(&call)
+    }
+
+    /// Every live call reference.
+    pub fn call_refs(&self) -> Vec<CallRef> {
+        self.calls.keys().copied().collect()
+    }
+
+    /// Calls still in their IVR or talking, for the drain on shutdown.
+    pub fn is_idle(&self) -> bool {
+        self.calls.is_empty()
+    }
+
+    #[doc(hidden)]
+    pub fn session_of(&self, call: CallRef) -> Option<&LocalSession> {
+        self.calls.get(&call).and_then(|c| c.session.as_ref())
+    }
+}
+
+fn reliability(flow: Flow) -> Reliability {
+    match flow.transport {
+        Transport::Udp => Reliability::Unreliable,
+        Transport::Tcp => Reliability::Reliable,
+    }
+}
+
+fn header_value(req: &Request, pick: impl Fn(&Header) -> bool) -> Option<String> {
+    req.headers
+        .iter()
+        .find(|h| pick(h))
+        .map(|h| h.value().to_owned())
+}
+
+/// The URI inside the first Contact value.
+fn contact_uri(req: &Request) -> Option<String> {
+    let value = header_value(req, |h| matches!(h, Header::Contact(_)))?;
+    let first = parse::split_header_list(&value)
+        .into_iter()
+        .next()?
+        .to_owned();
+    match (first.find('<'), first.find('>')) {
+        (Some(a), Some(b)) if a < b => Some(first[a + 1..b].to_owned()),
+        _ => first.split(';').next().map(|s| s.trim().to_owned()),
+    }
+}
+
+/// The SDP of a request, whether the body is plain SDP or multipart with an SDP part.
+fn sdp_of(req: &Request) -> Option<&[u8]> {
+    if req.body.is_empty() {
+        return None;
+    }
+    let content_type = header_value(req, |h| matches!(h, Header::ContentType(_)));
+    // TEMPORARY until siaga-location exports its multipart splitter.
+    match content_type {
+        Some(ct) if !ct.to_ascii_lowercase().starts_with("application/sdp") => None,
+        _ => Some(&req.body),
+    }
+}
+
+fn identity_of(req: &Request) -> CallerIdentity {
+    let mut id = CallerIdentity::default();
+    for h in req.headers.iter() {
+        match h {
+            Header::From(v) => id.from = v.value().to_owned(),
+            Header::PAssertedIdentity(v) => id.p_asserted_identity.extend(
+                parse::split_header_list(v.value())
+                    .into_iter()
+                    .map(str::to_owned),
+            ),
+            Header::Privacy(v) => id.privacy = Some(v.value().to_owned()),
+            Header::Contact(v) if id.contact.is_none() => id.contact = Some(v.value().to_owned()),
+            Header::UserAgent(v) => id.user_agent = Some(v.value().to_owned()),
+            Header::Other(name, v) if name.eq_ignore_ascii_case("Remote-Party-ID") => {
+                id.remote_party_id = Some(v.clone())
+            }
+            _ => {}
+        }
+    }
+    id
+}

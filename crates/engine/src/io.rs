@@ -1,0 +1,204 @@
+//! The engine's two doors: what goes in ([`Input`]) and what comes out ([`Output`]).
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use crate::call::EndReason;
+use crate::ids::{CallId, CallRef, ConnId, LegId};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Transport {
+    Udp,
+    Tcp,
+}
+
+impl Transport {
+    pub fn as_via(self) -> &'static str {
+        match self {
+            Transport::Udp => "UDP",
+            Transport::Tcp => "TCP",
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Transport::Udp => "udp",
+            Transport::Tcp => "tcp",
+        }
+    }
+}
+
+/// One network path: where a message came from and how to answer on the same path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Flow {
+    pub transport: Transport,
+    pub remote: SocketAddr,
+    /// Our address as the peer sees it (the shell resolves wildcard binds to a routable
+    /// address), used in Via, Contact and SDP.
+    pub local: SocketAddr,
+    /// The TCP connection, when the transport is a stream.
+    pub conn: Option<ConnId>,
+}
+
+/// Events from the media side of a call leg.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MediaEvent {
+    /// An RTP port is bound for the leg.
+    Allocated { local: SocketAddr },
+    /// No port could be bound; the call is still answered (without audio) and the failure logged.
+    AllocationFailed { reason: String },
+    /// The first RTP packet arrived from the peer.
+    FirstPacket,
+    /// A DTMF digit from any of the three sources.
+    Digit { digit: char, source: &'static str },
+    /// The prompt started by `MediaCommand::Play` finished (or was stopped).
+    PromptFinished,
+    /// No RTP for the configured time: logged; an emergency call is not ended for it.
+    Timeout { silent_for: Duration },
+}
+
+pub enum Input<'a> {
+    /// One UDP datagram or one framed TCP message.
+    Sip { flow: Flow, data: &'a [u8] },
+    /// The time returned by `poll_timeout` has come.
+    Timeout,
+    /// The shell could not send on a flow (TCP connection gone, ICMP unreachable).
+    TransportError { flow: Flow, reason: String },
+    Media {
+        call: CallRef,
+        leg: LegId,
+        event: MediaEvent,
+    },
+    /// A supervisor or the console ends a call.
+    HangUp { call: CallRef },
+    /// Stop taking new calls; calls in progress continue.
+    Drain,
+}
+
+/// Which way a SIP message went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    In,
+    Out,
+}
+
+impl Direction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Direction::In => "in",
+            Direction::Out => "out",
+        }
+    }
+}
+
+/// The caller's identity as received. Personal data: not logged at INFO level.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CallerIdentity {
+    pub from: String,
+    pub p_asserted_identity: Vec<String>,
+    pub privacy: Option<String>,
+    pub contact: Option<String>,
+    pub user_agent: Option<String>,
+    pub remote_party_id: Option<String>,
+}
+
+/// How the dialled number was classified.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CallKind {
+    Emergency { entry: String },
+    Test,
+    NotEmergency,
+}
+
+impl CallKind {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            CallKind::Emergency { .. } => "emergency",
+            CallKind::Test => "test",
+            CallKind::NotEmergency => "not_emergency",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallStarted {
+    pub call: CallRef,
+    pub call_id: CallId,
+    pub flow: Flow,
+    pub dialled: String,
+    pub kind: CallKind,
+    pub caller: CallerIdentity,
+}
+
+/// Records for the call log. The shell stamps wall-clock time when it drains them (the same
+/// instant as the input that caused them).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LogRecord {
+    CallStarted(Box<CallStarted>),
+    CallAnswered {
+        call: CallRef,
+    },
+    CallEnded {
+        call: CallRef,
+        reason: EndReason,
+        detail: Option<String>,
+    },
+    /// A SIP message in or out, verbatim. `call` is `None` for messages that belong to no
+    /// call (OPTIONS, garbage).
+    Sip {
+        call: Option<CallRef>,
+        direction: Direction,
+        flow: Flow,
+        bytes: Vec<u8>,
+        note: Option<String>,
+    },
+    /// One event on a call's timeline (prompt, digit, route decision, media timeout, …).
+    Timeline {
+        call: CallRef,
+        kind: &'static str,
+        detail: String,
+    },
+}
+
+/// Work for the media side of a call leg.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MediaCommand {
+    /// Bind an RTP port for this leg; answer with `MediaEvent::Allocated`.
+    Allocate { call: CallRef, leg: LegId },
+    /// The remote side and codec are known (or changed, after a re-INVITE): send and receive.
+    Start {
+        call: CallRef,
+        leg: LegId,
+        session: MediaSession,
+    },
+    /// Play a prompt file (path relative to the dialplan) to the leg.
+    Play {
+        call: CallRef,
+        leg: LegId,
+        prompt: String,
+    },
+    /// Stop the prompt playing (barge-in).
+    StopPlayback { call: CallRef, leg: LegId },
+    /// The leg is over: close the port and finalise the recording when the last leg goes.
+    Release { call: CallRef, leg: LegId },
+}
+
+/// What the media side needs to know about a negotiated stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MediaSession {
+    pub remote: Option<SocketAddr>,
+    /// RTP payload type and codec name ("PCMA" / "PCMU").
+    pub payload_type: u8,
+    pub codec: &'static str,
+    pub dtmf_payload_type: Option<u8>,
+    pub ptime: Duration,
+    /// Whether we may send to the peer (false for `recvonly`/`inactive` offers).
+    pub send: bool,
+}
+
+#[derive(Debug)]
+pub enum Output {
+    Transmit { flow: Flow, bytes: Vec<u8> },
+    Log(LogRecord),
+    Media(MediaCommand),
+}

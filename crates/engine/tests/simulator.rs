@@ -1,0 +1,622 @@
+//! Whole call flows against the engine in virtual time, with each message of the flow lost in
+//! turn. The caller is scripted here; the gateway is the real engine. No sockets, no sleeps:
+//! an hour of SIP timers runs in milliseconds.
+#![allow(clippy::disallowed_methods)] // Instant::now() once, as the origin of virtual time
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use siaga_engine::call::EndReason;
+use siaga_engine::ids::{CallRef, LegId};
+use siaga_engine::io::{
+    CallKind, Flow, Input, LogRecord, MediaCommand, MediaEvent, Output, Transport,
+};
+use siaga_engine::{Engine, EngineConfig, Router};
+
+struct TestPlan;
+
+impl Router for TestPlan {
+    fn classify(&self, uri: &str) -> CallKind {
+        let user = uri
+            .trim_start_matches("sip:")
+            .trim_start_matches("tel:")
+            .split(['@', ';'])
+            .next()
+            .unwrap_or_default();
+        if uri.starts_with("urn:service:test.sos") {
+            CallKind::Test
+        } else if uri.starts_with("urn:service:sos") || ["112", "110", "113"].contains(&user) {
+            CallKind::Emergency {
+                entry: "main".into(),
+            }
+        } else {
+            CallKind::NotEmergency
+        }
+    }
+    fn centre_name(&self) -> &str {
+        "Siaga 112 Test Centre"
+    }
+}
+
+/// The gateway plus a caller on one flow, a virtual clock and a record of everything out.
+struct Sim {
+    engine: Engine,
+    t0: Instant,
+    now: Instant,
+    flow: Flow,
+    /// Messages the gateway sent to the caller, with the virtual time they left.
+    sent: Vec<(Duration, String)>,
+    logs: Vec<LogRecord>,
+    media: Vec<MediaCommand>,
+    /// Drop gateway→caller messages whose first line starts with this (once per entry).
+    lose_out: Vec<String>,
+}
+
+const SDP: &str = "v=0\r\no=- 1 1 IN IP4 192.0.2.10\r\ns=-\r\nc=IN IP4 192.0.2.10\r\nt=0 0\r\n\
+    m=audio 6000 RTP/AVP 8 0 101\r\na=rtpmap:101 telephone-event/8000\r\na=ptime:30\r\n";
+
+impl Sim {
+    fn new(transport: Transport) -> Self {
+        Self::with_config(transport, EngineConfig::default())
+    }
+
+    fn with_config(transport: Transport, cfg: EngineConfig) -> Self {
+        let t0 = Instant::now();
+        let remote: SocketAddr = "192.0.2.10:5070".parse().expect("addr");
+        let local: SocketAddr = "198.51.100.1:5060".parse().expect("addr");
+        Self {
+            engine: Engine::new(cfg, Arc::new(TestPlan)),
+            t0,
+            now: t0,
+            flow: Flow {
+                transport,
+                remote,
+                local,
+                conn: None,
+            },
+            sent: Vec::new(),
+            logs: Vec::new(),
+            media: Vec::new(),
+            lose_out: Vec::new(),
+        }
+    }
+
+    fn drain(&mut self) {
+        while let Some(out) = self.engine.poll_output() {
+            match out {
+                Output::Transmit { bytes, .. } => {
+                    let text = String::from_utf8(bytes).expect("utf8");
+                    let first = text.lines().next().unwrap_or_default().to_owned();
+                    if let Some(i) = self.lose_out.iter().position(|p| first.starts_with(p)) {
+                        self.lose_out.remove(i);
+                        continue;
+                    }
+                    self.sent.push((self.now - self.t0, text));
+                }
+                Output::Log(r) => self.logs.push(r),
+                Output::Media(cmd) => {
+                    if let MediaCommand::Allocate { call, leg } = cmd {
+                        // The shell binds a port at once.
+                        self.engine.handle_input(
+                            self.now,
+                            Input::Media {
+                                call,
+                                leg,
+                                event: MediaEvent::Allocated {
+                                    local: "198.51.100.1:40000".parse().expect("addr"),
+                                },
+                            },
+                        );
+                    }
+                    self.media.push(cmd);
+                }
+            }
+        }
+    }
+
+    fn send(&mut self, text: &str) {
+        let flow = self.flow;
+        self.engine.handle_input(
+            self.now,
+            Input::Sip {
+                flow,
+                data: text.as_bytes(),
+            },
+        );
+        self.drain();
+    }
+
+    /// Runs the engine's timers up to `d` from now.
+    fn advance(&mut self, d: Duration) {
+        let end = self.now + d;
+        while let Some(at) = self.engine.poll_timeout() {
+            if at > end {
+                break;
+            }
+            self.now = at.max(self.now);
+            self.engine.handle_input(self.now, Input::Timeout);
+            self.drain();
+        }
+        self.now = end;
+    }
+
+    fn take_sent(&mut self) -> Vec<String> {
+        self.sent.drain(..).map(|(_, t)| t).collect()
+    }
+
+    fn statuses(&mut self) -> Vec<String> {
+        self.take_sent()
+            .iter()
+            .map(|t| t.lines().next().unwrap_or_default().to_owned())
+            .collect()
+    }
+
+    fn started_calls(&self) -> Vec<CallRef> {
+        self.logs
+            .iter()
+            .filter_map(|r| match r {
+                LogRecord::CallStarted(s) => Some(s.call),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn end_reasons(&self) -> Vec<EndReason> {
+        self.logs
+            .iter()
+            .filter_map(|r| match r {
+                LogRecord::CallEnded { reason, .. } => Some(*reason),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+fn invite(uri: &str, call_id: &str, branch: &str) -> String {
+    format!(
+        "INVITE {uri} SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.10:5070;branch={branch}\r\n\
+         Max-Forwards: 70\r\nFrom: <sip:+6281234567890@192.0.2.10>;tag=caller1\r\nTo: <{uri}>\r\n\
+         Call-ID: {call_id}\r\nCSeq: 1 INVITE\r\nContact: <sip:caller@192.0.2.10:5070>\r\n\
+         P-Asserted-Identity: <tel:+6281234567890>\r\nContent-Type: application/sdp\r\n\
+         Content-Length: {}\r\n\r\n{SDP}",
+        SDP.len()
+    )
+}
+
+fn to_tag(response: &str) -> String {
+    let to = response
+        .lines()
+        .find(|l| l.starts_with("To:"))
+        .expect("To header");
+    to.split(";tag=").nth(1).expect("tag").trim().to_owned()
+}
+
+fn in_dialog(method: &str, cseq: u32, call_id: &str, tag: &str, branch: &str) -> String {
+    format!(
+        "{method} sip:siaga@198.51.100.1:5060 SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.10:5070;branch={branch}\r\n\
+         Max-Forwards: 70\r\nFrom: <sip:+6281234567890@192.0.2.10>;tag=caller1\r\n\
+         To: <sip:112@198.51.100.1>;tag={tag}\r\nCall-ID: {call_id}\r\nCSeq: {cseq} {method}\r\n\
+         Content-Length: 0\r\n\r\n"
+    )
+}
+
+fn cancel(call_id: &str, branch: &str) -> String {
+    format!(
+        "CANCEL sip:112@198.51.100.1 SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.10:5070;branch={branch}\r\n\
+         Max-Forwards: 70\r\nFrom: <sip:+6281234567890@192.0.2.10>;tag=caller1\r\nTo: <sip:112@198.51.100.1>\r\n\
+         Call-ID: {call_id}\r\nCSeq: 1 CANCEL\r\nContent-Length: 0\r\n\r\n"
+    )
+}
+
+fn ack_for_failure(call_id: &str, branch: &str, tag: &str) -> String {
+    // Same branch as the INVITE, the 487's tag (RFC 3261 §17.1.1.3).
+    in_dialog("ACK", 1, call_id, tag, branch)
+}
+
+/// Sets up an answered, ACKed call and returns the gateway's tag.
+fn establish(sim: &mut Sim, call_id: &str) -> String {
+    sim.send(&invite("sip:112@198.51.100.1", call_id, "z9hG4bKinv1"));
+    let sent = sim.take_sent();
+    let ok = sent
+        .iter()
+        .find(|t| t.starts_with("SIP/2.0 200"))
+        .expect("answered");
+    let tag = to_tag(ok);
+    sim.send(&in_dialog("ACK", 1, call_id, &tag, "z9hG4bKack1"));
+    tag
+}
+
+#[test]
+fn an_emergency_call_is_answered_with_100_180_200_and_sdp() {
+    let mut sim = Sim::new(Transport::Udp);
+    sim.send(&invite("sip:112@198.51.100.1;user=phone", "c1", "z9hG4bK1"));
+    let sent = sim.take_sent();
+    let firsts: Vec<&str> = sent
+        .iter()
+        .map(|t| t.lines().next().unwrap_or(""))
+        .collect();
+    assert_eq!(
+        firsts,
+        [
+            "SIP/2.0 100 Trying",
+            "SIP/2.0 180 Ringing",
+            "SIP/2.0 200 OK"
+        ]
+    );
+    let ok = &sent[2];
+    assert!(ok.contains("Content-Type: application/sdp"), "{ok}");
+    assert!(ok.contains("m=audio 40000 RTP/AVP"), "{ok}");
+    assert!(ok.contains("Contact: <sip:siaga@198.51.100.1:5060>"));
+    assert!(
+        !sent
+            .iter()
+            .any(|t| t.starts_with("SIP/2.0 401") || t.starts_with("SIP/2.0 407"))
+    );
+    // The caller's media is started towards its offer.
+    assert!(sim.media.iter().any(|m| matches!(m,
+        MediaCommand::Start { session, .. } if session.remote == Some("192.0.2.10:6000".parse().expect("addr"))
+            && session.ptime == Duration::from_millis(30))));
+}
+
+#[test]
+fn urn_and_tel_uris_are_emergency_and_other_numbers_get_404() {
+    for (uri, expect) in [
+        ("urn:service:sos", "SIP/2.0 200"),
+        ("urn:service:sos.fire", "SIP/2.0 200"),
+        ("tel:112", "SIP/2.0 200"),
+        ("sip:0812345@198.51.100.1", "SIP/2.0 404"),
+    ] {
+        let mut sim = Sim::new(Transport::Udp);
+        sim.send(&invite(uri, "c-uri", "z9hG4bKu"));
+        let sent = sim.statuses();
+        assert!(
+            sent.iter().any(|s| s.starts_with(expect)),
+            "{uri}: {sent:?}"
+        );
+    }
+}
+
+#[test]
+fn a_test_call_gets_200_with_text_naming_the_centre() {
+    let mut sim = Sim::new(Transport::Udp);
+    sim.send(&invite("urn:service:test.sos", "t1", "z9hG4bKt"));
+    let sent = sim.take_sent();
+    let ok = sent
+        .iter()
+        .find(|t| t.starts_with("SIP/2.0 200"))
+        .expect("200");
+    assert!(ok.contains("Content-Type: text/plain"));
+    assert!(ok.contains("Siaga 112 Test Centre"));
+    let tag = to_tag(ok);
+    sim.send(&in_dialog("ACK", 1, "t1", &tag, "z9hG4bKta"));
+    sim.send(&in_dialog("BYE", 2, "t1", &tag, "z9hG4bKtb"));
+    assert_eq!(sim.end_reasons(), vec![EndReason::TestCallEnded]);
+}
+
+#[test]
+fn caller_hangs_up_and_every_message_is_logged_to_the_call() {
+    let mut sim = Sim::new(Transport::Udp);
+    let tag = establish(&mut sim, "c2");
+    sim.send(&in_dialog("BYE", 2, "c2", &tag, "z9hG4bKbye"));
+    assert_eq!(sim.statuses(), vec!["SIP/2.0 200 OK"]);
+    assert_eq!(sim.end_reasons(), vec![EndReason::CallerHungUp]);
+    let call = sim.started_calls()[0];
+    let linked = sim
+        .logs
+        .iter()
+        .filter(|r| matches!(r, LogRecord::Sip { call: Some(c), .. } if *c == call))
+        .count();
+    // INVITE, 100, 180, 200, ACK, BYE, 200.
+    assert_eq!(linked, 7);
+    assert!(sim.media.iter().any(|m| matches!(
+        m,
+        MediaCommand::Release {
+            leg: LegId::Caller,
+            ..
+        }
+    )));
+}
+
+#[test]
+fn a_lost_invite_is_retransmitted_and_makes_one_call() {
+    let mut sim = Sim::new(Transport::Udp);
+    // The first copy is lost on the way in: only the retransmission arrives...
+    sim.now += Duration::from_millis(500);
+    sim.send(&invite("sip:112@198.51.100.1", "c3", "z9hG4bKr"));
+    // ...and then a late duplicate of the first copy arrives as well.
+    sim.send(&invite("sip:112@198.51.100.1", "c3", "z9hG4bKr"));
+    assert_eq!(sim.started_calls().len(), 1);
+    let statuses = sim.statuses();
+    assert_eq!(
+        statuses
+            .iter()
+            .filter(|s| s.starts_with("SIP/2.0 200"))
+            .count(),
+        2
+    );
+}
+
+#[test]
+fn lost_provisionals_do_not_matter() {
+    let mut sim = Sim::new(Transport::Udp);
+    sim.lose_out = vec!["SIP/2.0 100".into(), "SIP/2.0 180".into()];
+    sim.send(&invite("sip:112@198.51.100.1", "c4", "z9hG4bK4"));
+    assert_eq!(sim.statuses(), vec!["SIP/2.0 200 OK"]);
+}
+
+#[test]
+fn a_lost_200_is_retransmitted_until_the_ack() {
+    let mut sim = Sim::new(Transport::Udp);
+    sim.lose_out = vec!["SIP/2.0 200".into()];
+    sim.send(&invite("sip:112@198.51.100.1", "c5", "z9hG4bK5"));
+    sim.take_sent();
+    sim.advance(Duration::from_millis(600));
+    let sent = sim.take_sent();
+    assert_eq!(sent.len(), 1, "one retransmission at T1");
+    assert!(sent[0].starts_with("SIP/2.0 200"));
+    let tag = to_tag(&sent[0]);
+    sim.send(&in_dialog("ACK", 1, "c5", &tag, "z9hG4bKa5"));
+    sim.advance(Duration::from_secs(40));
+    assert!(sim.take_sent().is_empty(), "no retransmission after ACK");
+    assert!(sim.end_reasons().is_empty(), "call still up");
+}
+
+#[test]
+fn a_lost_ack_is_recovered_by_the_retransmitted_200() {
+    let mut sim = Sim::new(Transport::Udp);
+    sim.send(&invite("sip:112@198.51.100.1", "c6", "z9hG4bK6"));
+    let ok = sim.take_sent().pop().expect("200");
+    let tag = to_tag(&ok);
+    // ACK lost: the 200 comes again at 0.5 s, 1.5 s, …; the caller ACKs the third.
+    sim.advance(Duration::from_millis(3600));
+    let retransmits: Vec<(Duration, String)> = sim.sent.drain(..).collect();
+    let at_ms: Vec<u128> = retransmits.iter().map(|(t, _)| t.as_millis()).collect();
+    assert_eq!(at_ms, vec![500, 1500, 3500]);
+    assert!(
+        retransmits
+            .iter()
+            .all(|(_, t)| t.starts_with("SIP/2.0 200"))
+    );
+    sim.send(&in_dialog("ACK", 1, "c6", &tag, "z9hG4bKa6"));
+    sim.advance(Duration::from_secs(60));
+    assert!(sim.take_sent().is_empty());
+    assert!(sim.end_reasons().is_empty());
+}
+
+#[test]
+fn no_ack_at_all_and_no_media_ends_with_a_gateway_bye() {
+    let mut sim = Sim::new(Transport::Udp);
+    sim.send(&invite("sip:112@198.51.100.1", "c7", "z9hG4bK7"));
+    sim.take_sent();
+    sim.advance(Duration::from_secs(33));
+    let sent = sim.take_sent();
+    let bye = sent
+        .iter()
+        .find(|t| t.starts_with("BYE "))
+        .expect("gateway BYE");
+    assert!(bye.starts_with("BYE sip:caller@192.0.2.10:5070 SIP/2.0"));
+    let branch = bye
+        .lines()
+        .find(|l| l.starts_with("Via:"))
+        .and_then(|v| v.split("branch=").nth(1))
+        .and_then(|b| b.split(';').next())
+        .expect("branch")
+        .to_owned();
+    let reply = format!(
+        "SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 198.51.100.1:5060;branch={branch}\r\n\
+         From: <sip:112@198.51.100.1>;tag=x\r\nTo: <sip:+6281234567890@192.0.2.10>;tag=caller1\r\n\
+         Call-ID: c7\r\nCSeq: 9 BYE\r\nContent-Length: 0\r\n\r\n"
+    );
+    sim.send(&reply);
+    assert_eq!(sim.end_reasons(), vec![EndReason::NoAck]);
+}
+
+#[test]
+fn no_ack_but_caller_media_keeps_the_emergency_call() {
+    let mut sim = Sim::new(Transport::Udp);
+    sim.send(&invite("sip:112@198.51.100.1", "c8", "z9hG4bK8"));
+    let call = sim.started_calls()[0];
+    sim.engine.handle_input(
+        sim.now,
+        Input::Media {
+            call,
+            leg: LegId::Caller,
+            event: MediaEvent::FirstPacket,
+        },
+    );
+    sim.drain();
+    sim.take_sent();
+    sim.advance(Duration::from_secs(40));
+    assert!(!sim.take_sent().iter().any(|t| t.starts_with("BYE")));
+    assert!(sim.end_reasons().is_empty());
+}
+
+#[test]
+fn a_lost_bye_and_a_lost_bye_response_end_the_call_once() {
+    let mut sim = Sim::new(Transport::Udp);
+    let tag = establish(&mut sim, "c9");
+    sim.take_sent();
+    // First BYE lost: the caller's retransmission arrives; its 200 is lost too.
+    sim.lose_out = vec!["SIP/2.0 200".into()];
+    sim.send(&in_dialog("BYE", 2, "c9", &tag, "z9hG4bKb9"));
+    sim.send(&in_dialog("BYE", 2, "c9", &tag, "z9hG4bKb9"));
+    assert_eq!(sim.statuses(), vec!["SIP/2.0 200 OK"]);
+    assert_eq!(sim.end_reasons(), vec![EndReason::CallerHungUp]);
+}
+
+#[test]
+fn cancel_before_answer_gives_200_and_487_and_an_abandoned_call() {
+    let cfg = EngineConfig {
+        ring_delay: Duration::from_secs(5),
+        ..EngineConfig::default()
+    };
+    let mut sim = Sim::with_config(Transport::Udp, cfg);
+    sim.send(&invite("sip:112@198.51.100.1", "c10", "z9hG4bK10"));
+    assert_eq!(
+        sim.statuses(),
+        vec!["SIP/2.0 100 Trying", "SIP/2.0 180 Ringing"]
+    );
+    sim.advance(Duration::from_secs(1));
+    // The first CANCEL is lost; the retransmission arrives. The 487 is lost once too.
+    sim.lose_out = vec!["SIP/2.0 487".into()];
+    sim.send(&cancel("c10", "z9hG4bK10"));
+    let sent = sim.take_sent();
+    assert!(sent[0].starts_with("SIP/2.0 200 OK") && sent[0].contains("CSeq: 1 CANCEL"));
+    sim.advance(Duration::from_millis(600));
+    let again = sim.take_sent();
+    assert!(again[0].starts_with("SIP/2.0 487"), "{again:?}");
+    let tag = to_tag(&again[0]);
+    sim.send(&ack_for_failure("c10", "z9hG4bK10", &tag));
+    sim.advance(Duration::from_secs(40));
+    assert!(
+        sim.take_sent().is_empty(),
+        "487 retransmissions stop at the ACK"
+    );
+    assert_eq!(sim.end_reasons(), vec![EndReason::AbandonedBeforeAnswer]);
+}
+
+#[test]
+fn the_gateway_hangs_up_and_retransmits_a_lost_bye() {
+    let cfg = EngineConfig {
+        max_call_duration: Some(Duration::from_secs(2)),
+        ..EngineConfig::default()
+    };
+    let mut sim = Sim::with_config(Transport::Udp, cfg);
+    establish(&mut sim, "c11");
+    sim.take_sent();
+    sim.lose_out = vec!["BYE".into()];
+    sim.advance(Duration::from_millis(2600));
+    let sent = sim.take_sent();
+    assert_eq!(sent.len(), 1, "BYE retransmitted once after T1: {sent:?}");
+    assert!(sent[0].starts_with("BYE "));
+    assert!(
+        sim.end_reasons().is_empty(),
+        "not ended until the BYE is answered"
+    );
+    sim.advance(Duration::from_secs(40));
+    // Timer F expired without an answer: the call is still closed.
+    assert_eq!(sim.end_reasons(), vec![EndReason::GatewayHungUp]);
+}
+
+#[test]
+fn reinvite_is_answered_with_the_current_session() {
+    let mut sim = Sim::new(Transport::Tcp);
+    let tag = establish(&mut sim, "c12");
+    sim.take_sent();
+    let reinvite = in_dialog("INVITE", 2, "c12", &tag, "z9hG4bKre").replace(
+        "Content-Length: 0\r\n\r\n",
+        &format!(
+            "Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{}",
+            SDP.len(),
+            SDP
+        ),
+    );
+    sim.send(&reinvite);
+    let sent = sim.take_sent();
+    let ok = sent
+        .iter()
+        .find(|t| t.starts_with("SIP/2.0 200"))
+        .expect("200");
+    assert!(ok.contains("m=audio 40000"), "{ok}");
+    sim.send(&in_dialog("ACK", 2, "c12", &tag, "z9hG4bKra"));
+    sim.advance(Duration::from_secs(60));
+    assert!(sim.take_sent().is_empty());
+}
+
+#[test]
+fn options_out_of_dialog_is_200_and_register_is_405() {
+    let mut sim = Sim::new(Transport::Udp);
+    let options = in_dialog("OPTIONS", 1, "o1", "x", "z9hG4bKo").replace(";tag=x", "");
+    sim.send(&options);
+    assert_eq!(sim.statuses(), vec!["SIP/2.0 200 OK"]);
+    let register = in_dialog("REGISTER", 1, "r1", "x", "z9hG4bKr1").replace(";tag=x", "");
+    sim.send(&register);
+    assert_eq!(sim.statuses(), vec!["SIP/2.0 405 Method Not Allowed"]);
+}
+
+#[test]
+fn a_bye_for_an_unknown_dialog_is_481() {
+    let mut sim = Sim::new(Transport::Udp);
+    sim.send(&in_dialog("BYE", 2, "nope", "zzz", "z9hG4bKn"));
+    assert_eq!(
+        sim.statuses(),
+        vec!["SIP/2.0 481 Call/Transaction Does Not Exist"]
+    );
+}
+
+#[test]
+fn draining_refuses_new_calls_with_503_but_keeps_live_ones() {
+    let mut sim = Sim::new(Transport::Udp);
+    let tag = establish(&mut sim, "c13");
+    sim.take_sent();
+    sim.engine.handle_input(sim.now, Input::Drain);
+    sim.send(&invite("sip:112@198.51.100.1", "c14", "z9hG4bK14"));
+    assert!(sim.statuses().iter().any(|s| s.starts_with("SIP/2.0 503")));
+    sim.send(&in_dialog("BYE", 2, "c13", &tag, "z9hG4bKb13"));
+    assert_eq!(
+        sim.end_reasons(),
+        vec![EndReason::RefusedDraining, EndReason::CallerHungUp]
+    );
+}
+
+#[test]
+fn a_thousand_calls_with_random_loss_all_complete() {
+    // A small deterministic lossy network: every message to the caller has a 10 % chance to
+    // vanish; the scripted caller retransmits INVITE/ACK/BYE like a UAC would.
+    let mut sim = Sim::new(Transport::Udp);
+    let mut rng = 0x1234_5678_9abc_def0u64;
+    let mut lossy = |sent: Vec<String>| -> Vec<String> {
+        sent.into_iter()
+            .filter(|_| {
+                rng ^= rng << 13;
+                rng ^= rng >> 7;
+                rng ^= rng << 17;
+                !rng.is_multiple_of(10)
+            })
+            .collect()
+    };
+    for i in 0..1000 {
+        let call_id = format!("load{i}");
+        let inv = invite("sip:112@198.51.100.1", &call_id, &format!("z9hG4bKl{i}"));
+        let mut tag = None;
+        for _ in 0..7 {
+            sim.send(&inv);
+            sim.advance(Duration::from_millis(500));
+            if let Some(ok) = lossy(sim.take_sent())
+                .iter()
+                .find(|t| t.starts_with("SIP/2.0 200"))
+            {
+                tag = Some(to_tag(ok));
+                break;
+            }
+        }
+        let tag = tag.expect("answered through retransmission");
+        sim.send(&in_dialog(
+            "ACK",
+            1,
+            &call_id,
+            &tag,
+            &format!("z9hG4bKla{i}"),
+        ));
+        let bye = in_dialog("BYE", 2, &call_id, &tag, &format!("z9hG4bKlb{i}"));
+        let mut done = false;
+        for _ in 0..7 {
+            sim.send(&bye);
+            if lossy(sim.take_sent())
+                .iter()
+                .any(|t| t.starts_with("SIP/2.0 200"))
+            {
+                done = true;
+                break;
+            }
+            sim.advance(Duration::from_millis(500));
+        }
+        assert!(done, "call {i} BYE answered");
+    }
+    let ends = sim.end_reasons();
+    assert_eq!(ends.len(), 1000);
+    assert!(ends.iter().all(|r| *r == EndReason::CallerHungUp));
+    sim.advance(Duration::from_secs(120));
+    assert_eq!(sim.engine.active_calls(), 0);
+}
