@@ -549,6 +549,7 @@ impl Engine {
         self.media(MediaCommand::Allocate {
             call: call_ref,
             leg: LegId::Caller,
+            local_ip: flow.local.ip(),
         });
         self.reschedule_call(call_ref);
     }

@@ -163,8 +163,13 @@ pub enum LogRecord {
 /// Work for the media side of a call leg.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MediaCommand {
-    /// Bind an RTP port for this leg; answer with `MediaEvent::Allocated`.
-    Allocate { call: CallRef, leg: LegId },
+    /// Bind an RTP port for this leg on `local_ip` (the address the peer reaches us on);
+    /// answer with `MediaEvent::Allocated`.
+    Allocate {
+        call: CallRef,
+        leg: LegId,
+        local_ip: std::net::IpAddr,
+    },
     /// The remote side and codec are known (or changed, after a re-INVITE): send and receive.
     Start {
         call: CallRef,

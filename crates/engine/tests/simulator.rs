@@ -96,7 +96,7 @@ impl Sim {
                 }
                 Output::Log(r) => self.logs.push(r),
                 Output::Media(cmd) => {
-                    if let MediaCommand::Allocate { call, leg } = cmd {
+                    if let MediaCommand::Allocate { call, leg, .. } = cmd {
                         // The shell binds a port at once.
                         self.engine.handle_input(
                             self.now,

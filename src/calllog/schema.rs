@@ -1,0 +1,139 @@
+//! Schema, migrations and crash recovery for the call log.
+
+use std::path::Path;
+
+use anyhow::Context;
+use rusqlite::{Connection, params};
+
+/// Schema versions, applied in order; `PRAGMA user_version` says how many ran.
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE calls (
+    id                INTEGER PRIMARY KEY,   -- the gateway's call reference
+    call_id           TEXT NOT NULL,         -- SIP Call-ID of the caller's leg
+    started_at        INTEGER NOT NULL,      -- UTC, ms since epoch: first INVITE accepted
+    answered_at       INTEGER,
+    ended_at          INTEGER,
+    kind              TEXT NOT NULL,         -- emergency | test | not_emergency
+    dialled           TEXT NOT NULL,         -- Request-URI as received
+    entry             TEXT,                  -- dialplan entry (menu or route)
+    caller_from       TEXT,
+    caller_pai        TEXT,                  -- JSON array of P-Asserted-Identity values
+    caller_privacy    TEXT,
+    caller_contact    TEXT,
+    caller_user_agent TEXT,
+    caller_rpid       TEXT,
+    source            TEXT NOT NULL,         -- caller's address as seen by the gateway
+    transport         TEXT NOT NULL,
+    end_reason        TEXT,                  -- typed: see EndReason
+    end_detail        TEXT,
+    recording_path    TEXT,
+    recording_sha256  TEXT,
+    recording_ms      INTEGER
+);
+CREATE INDEX calls_started ON calls(started_at);
+CREATE INDEX calls_call_id ON calls(call_id);
+
+CREATE TABLE sip_messages (
+    id          INTEGER PRIMARY KEY,
+    call        INTEGER REFERENCES calls(id),  -- NULL: belongs to no call (OPTIONS, garbage)
+    at          INTEGER NOT NULL,
+    direction   TEXT NOT NULL,                 -- in | out
+    transport   TEXT NOT NULL,
+    local       TEXT NOT NULL,
+    remote      TEXT NOT NULL,
+    first_line  TEXT NOT NULL,
+    raw         BLOB NOT NULL,                 -- verbatim bytes
+    note        TEXT                           -- e.g. why it was rejected
+);
+CREATE INDEX sip_messages_call ON sip_messages(call);
+
+CREATE TABLE call_events (
+    id      INTEGER PRIMARY KEY,
+    call    INTEGER NOT NULL REFERENCES calls(id),
+    at      INTEGER NOT NULL,
+    kind    TEXT NOT NULL,
+    detail  TEXT NOT NULL
+);
+CREATE INDEX call_events_call ON call_events(call);
+
+CREATE TABLE gateway_events (
+    id      INTEGER PRIMARY KEY,
+    at      INTEGER NOT NULL,
+    kind    TEXT NOT NULL,
+    detail  TEXT NOT NULL
+);
+"#];
+
+/// Opens the database with the settings the gateway relies on, migrating it if needed.
+pub fn open(path: &Path) -> anyhow::Result<Connection> {
+    let mut conn =
+        Connection::open(path).with_context(|| format!("opening call log {}", path.display()))?;
+    // WAL: readers (CLI, console) never block the writer. NORMAL: a committed batch
+    // survives a process crash (only an OS crash can cost the last commits).
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    conn.pragma_update(None, "foreign_keys", "OFF")?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    let version = usize::try_from(version).unwrap_or(0);
+    if version > MIGRATIONS.len() {
+        anyhow::bail!(
+            "call log {} has schema version {version}, newer than this Siaga ({}); use a newer binary",
+            path.display(),
+            MIGRATIONS.len()
+        );
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(version) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)
+            .with_context(|| format!("migrating call log to version {}", i + 1))?;
+        tx.pragma_update(None, "user_version", (i + 1) as i64)?;
+        tx.commit()?;
+    }
+    Ok(conn)
+}
+
+/// Calls left open by a crash or `kill -9` are closed as `gateway_restarted` at their last
+/// recorded activity, so no call is left looking as if it were still going. Returns the first
+/// free call reference.
+pub fn recover_after_crash(conn: &mut Connection, now_ms: i64) -> anyhow::Result<u64> {
+    let tx = conn.transaction()?;
+    let open_calls: Vec<i64> = {
+        let mut stmt = tx.prepare("SELECT id FROM calls WHERE ended_at IS NULL")?;
+        stmt.query_map([], |r| r.get(0))?
+            .collect::<Result<_, _>>()?
+    };
+    for id in &open_calls {
+        let last: i64 = tx.query_row(
+            "SELECT max(t) FROM (
+                SELECT started_at AS t FROM calls WHERE id = ?1
+                UNION ALL SELECT coalesce(answered_at, 0) FROM calls WHERE id = ?1
+                UNION ALL SELECT max(at) FROM sip_messages WHERE call = ?1
+                UNION ALL SELECT max(at) FROM call_events WHERE call = ?1)",
+            params![id],
+            |r| r.get(0),
+        )?;
+        tx.execute(
+            "UPDATE calls SET ended_at = ?2, end_reason = 'gateway_restarted',
+                end_detail = 'the gateway stopped during the call (crash or kill); ended at its last recorded activity'
+             WHERE id = ?1",
+            params![id, last],
+        )?;
+    }
+    if !open_calls.is_empty() {
+        tx.execute(
+            "INSERT INTO gateway_events (at, kind, detail) VALUES (?1, 'crash_recovery', ?2)",
+            params![
+                now_ms,
+                format!(
+                    "closed {} call(s) left open: {:?}",
+                    open_calls.len(),
+                    open_calls
+                )
+            ],
+        )?;
+    }
+    let max_id: Option<i64> = tx.query_row("SELECT max(id) FROM calls", [], |r| r.get(0))?;
+    tx.commit()?;
+    Ok(max_id.map_or(1, |m| m as u64 + 1))
+}

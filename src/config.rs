@@ -1,0 +1,280 @@
+//! Gateway settings: embedded defaults, overridden by a TOML config file, overridden by
+//! command-line flags. Config errors name the file, the line and what to change.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use serde::Deserialize;
+
+use siaga_engine::io::Transport;
+
+/// One SIP listener: transport and address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Listen {
+    pub transport: Transport,
+    pub addr: SocketAddr,
+}
+
+impl std::str::FromStr for Listen {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (transport, addr) = s
+            .split_once(':')
+            .ok_or_else(|| format!("{s:?}: expected udp:ADDR:PORT or tcp:ADDR:PORT"))?;
+        let transport = match transport.to_ascii_lowercase().as_str() {
+            "udp" => Transport::Udp,
+            "tcp" => Transport::Tcp,
+            other => {
+                return Err(format!(
+                    "{s:?}: unknown transport {other:?} (use udp or tcp)"
+                ));
+            }
+        };
+        let addr = addr
+            .parse()
+            .map_err(|_| format!("{s:?}: {addr:?} is not IP:PORT (IPv6 as [::1]:5060)"))?;
+        Ok(Listen { transport, addr })
+    }
+}
+
+impl std::fmt::Display for Listen {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.transport.as_str(), self.addr)
+    }
+}
+
+/// An inclusive UDP port range for RTP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PortRange {
+    pub first: u16,
+    pub last: u16,
+}
+
+impl std::str::FromStr for PortRange {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (a, b) = s
+            .split_once('-')
+            .ok_or_else(|| format!("{s:?}: expected FIRST-LAST, e.g. 40000-49999"))?;
+        let first: u16 = a
+            .trim()
+            .parse()
+            .map_err(|_| format!("{a:?} is not a port"))?;
+        let last: u16 = b
+            .trim()
+            .parse()
+            .map_err(|_| format!("{b:?} is not a port"))?;
+        if first == 0 || last < first {
+            return Err(format!("{s:?}: need 1 <= FIRST <= LAST"));
+        }
+        Ok(PortRange { first, last })
+    }
+}
+
+/// The resolved settings the gateway runs with.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub listen: Vec<Listen>,
+    pub dialplans: Vec<PathBuf>,
+    pub db: PathBuf,
+    pub recordings: PathBuf,
+    pub rtp_ports: PortRange,
+    pub t1: Duration,
+    pub t2: Duration,
+    pub t4: Duration,
+    pub ring_delay: Duration,
+    pub max_call_duration: Option<Duration>,
+    pub media_timeout: Duration,
+    pub drain_timeout: Duration,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        let all = |t: &str| -> Vec<Listen> {
+            ["0.0.0.0:5060", "[::]:5060"]
+                .iter()
+                .filter_map(|a| format!("{t}:{a}").parse().ok())
+                .collect()
+        };
+        let mut listen = all("udp");
+        listen.extend(all("tcp"));
+        Self {
+            listen,
+            dialplans: vec![PathBuf::from("dialplans/default.toml")],
+            db: PathBuf::from("siaga.db"),
+            recordings: PathBuf::from("recordings"),
+            rtp_ports: PortRange {
+                first: 40000,
+                last: 49999,
+            },
+            t1: Duration::from_millis(500),
+            t2: Duration::from_secs(4),
+            t4: Duration::from_secs(5),
+            ring_delay: Duration::ZERO,
+            max_call_duration: Some(Duration::from_secs(4 * 3600)),
+            media_timeout: Duration::from_secs(30),
+            drain_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+/// The config file, every key optional. Unknown keys are errors: a typo in an emergency
+/// gateway's config must not be silently ignored.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    #[serde(default)]
+    pub sip: SipSection,
+    #[serde(default)]
+    pub calls: CallsSection,
+    #[serde(default)]
+    pub media: MediaSection,
+    #[serde(default)]
+    pub log: LogSection,
+    #[serde(default)]
+    pub dialplan: DialplanSection,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SipSection {
+    pub listen: Option<Vec<String>>,
+    pub t1_ms: Option<u64>,
+    pub t2_ms: Option<u64>,
+    pub t4_ms: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CallsSection {
+    pub ring_delay_ms: Option<u64>,
+    /// 0 disables the limit.
+    pub max_duration_s: Option<u64>,
+    pub drain_timeout_s: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MediaSection {
+    pub rtp_ports: Option<String>,
+    pub recordings: Option<PathBuf>,
+    pub timeout_s: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogSection {
+    pub db: Option<PathBuf>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DialplanSection {
+    pub files: Option<Vec<PathBuf>>,
+}
+
+/// 1-based line of a byte offset.
+pub fn line_of(text: &str, offset: usize) -> usize {
+    text.get(..offset.min(text.len()))
+        .map_or(1, |s| s.bytes().filter(|&b| b == b'\n').count() + 1)
+}
+
+/// Reads and applies a config file on top of `settings`. Relative paths in the file are
+/// relative to the file's directory.
+pub fn apply_file(settings: &mut Settings, path: &Path) -> anyhow::Result<()> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading config file {}", path.display()))?;
+    let file: FileConfig = toml::from_str(&text).map_err(|e| {
+        let line = e.span().map_or(1, |s| line_of(&text, s.start));
+        anyhow::anyhow!(
+            "{}:{line}: {}\n  hint: see the [sip], [calls], [media], [log] and [dialplan] keys in README.md",
+            path.display(),
+            e.message()
+        )
+    })?;
+    let base = path.parent().unwrap_or(Path::new("."));
+    let rel = |p: PathBuf| if p.is_absolute() { p } else { base.join(p) };
+    let at = |key: &str| {
+        let line = text
+            .lines()
+            .position(|l| l.trim_start().starts_with(key))
+            .map_or(1, |i| i + 1);
+        format!("{}:{line}", path.display())
+    };
+    if let Some(listen) = file.sip.listen {
+        settings.listen = listen
+            .iter()
+            .map(|l| l.parse::<Listen>())
+            .collect::<Result<_, _>>()
+            .map_err(|e| anyhow::anyhow!("{}: sip.listen: {e}", at("listen")))?;
+    }
+    for (value, slot) in [
+        (file.sip.t1_ms, &mut settings.t1),
+        (file.sip.t2_ms, &mut settings.t2),
+        (file.sip.t4_ms, &mut settings.t4),
+    ] {
+        if let Some(ms) = value {
+            if ms == 0 {
+                bail!("{}: SIP timers must be above 0 ms", at("t"));
+            }
+            *slot = Duration::from_millis(ms);
+        }
+    }
+    if let Some(ms) = file.calls.ring_delay_ms {
+        settings.ring_delay = Duration::from_millis(ms);
+    }
+    if let Some(s) = file.calls.max_duration_s {
+        settings.max_call_duration = (s > 0).then(|| Duration::from_secs(s));
+    }
+    if let Some(s) = file.calls.drain_timeout_s {
+        settings.drain_timeout = Duration::from_secs(s);
+    }
+    if let Some(r) = file.media.rtp_ports {
+        settings.rtp_ports = r
+            .parse()
+            .map_err(|e| anyhow::anyhow!("{}: media.rtp_ports: {e}", at("rtp_ports")))?;
+    }
+    if let Some(p) = file.media.recordings {
+        settings.recordings = rel(p);
+    }
+    if let Some(s) = file.media.timeout_s {
+        settings.media_timeout = Duration::from_secs(s.max(1));
+    }
+    if let Some(p) = file.log.db {
+        settings.db = rel(p);
+    }
+    if let Some(files) = file.dialplan.files {
+        settings.dialplans = files.into_iter().map(rel).collect();
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listen_specs_parse_v4_and_v6_and_reject_nonsense() {
+        let l: Listen = "udp:[::1]:5060".parse().expect("v6");
+        assert_eq!(l.addr, "[::1]:5060".parse().expect("addr"));
+        assert!("sctp:1.2.3.4:5060".parse::<Listen>().is_err());
+        assert!("udp:localhost".parse::<Listen>().is_err());
+    }
+
+    #[test]
+    fn a_config_typo_names_file_and_line() {
+        let dir = std::env::temp_dir().join(format!("siaga-cfg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let path = dir.join("siaga.toml");
+        std::fs::write(&path, "[sip]\nt1_ms = 500\n\n[calls]\nring_delay = 3\n").expect("write");
+        let err = apply_file(&mut Settings::default(), &path)
+            .expect_err("typo rejected")
+            .to_string();
+        assert!(err.contains("siaga.toml:5"), "{err}");
+        assert!(err.contains("ring_delay"), "{err}");
+    }
+}

@@ -1,0 +1,283 @@
+//! The engine task: owns the engine, feeds it network and media events with the time they
+//! happened, drains every output after each input, and keeps exactly one timer.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::Context;
+use tokio::net::{TcpListener, UdpSocket};
+use tokio::sync::mpsc;
+
+use siaga_engine::ids::ConnId;
+use siaga_engine::io::{Flow, Input, Output, Transport};
+use siaga_engine::transaction::TimerConfig;
+use siaga_engine::{Engine, EngineConfig, Router};
+
+use crate::calllog::{self, CallLog};
+use crate::config::{Listen, Settings};
+use crate::media::{MediaEventOut, MediaManager};
+use crate::transport::{self, NetEvent};
+
+/// Sockets bound before the gateway runs, so tests can bind port 0 and read the address.
+pub struct Bound {
+    pub udp: Vec<Arc<UdpSocket>>,
+    pub tcp: Vec<TcpListener>,
+}
+
+impl Bound {
+    /// The bound addresses as `udp ADDR` / `tcp ADDR` lines (printed at start-up).
+    pub fn describe(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for s in &self.udp {
+            if let Ok(a) = s.local_addr() {
+                out.push(format!("udp {a}"));
+            }
+        }
+        for l in &self.tcp {
+            if let Ok(a) = l.local_addr() {
+                out.push(format!("tcp {a}"));
+            }
+        }
+        out
+    }
+}
+
+fn socket_for(addr: SocketAddr, kind: socket2::Type) -> std::io::Result<socket2::Socket> {
+    let domain = socket2::Domain::for_address(addr);
+    let protocol = if kind == socket2::Type::DGRAM {
+        socket2::Protocol::UDP
+    } else {
+        socket2::Protocol::TCP
+    };
+    let socket = socket2::Socket::new(domain, kind, Some(protocol))?;
+    if addr.is_ipv6() {
+        // [::] must not also claim IPv4, which has its own listener.
+        socket.set_only_v6(true)?;
+    }
+    socket.set_reuse_address(true)?;
+    socket.set_nonblocking(true)?;
+    if kind == socket2::Type::DGRAM {
+        // Bursts of INVITEs must not overflow the kernel queue.
+        let _ = socket.set_recv_buffer_size(4 << 20);
+    }
+    socket.bind(&addr.into())?;
+    Ok(socket)
+}
+
+/// Binds every listener. An IPv6 wildcard that the host cannot provide is skipped with a
+/// warning; anything else that fails to bind is an error.
+pub fn bind(listen: &[Listen]) -> anyhow::Result<Bound> {
+    let mut bound = Bound {
+        udp: Vec::new(),
+        tcp: Vec::new(),
+    };
+    for l in listen {
+        let result = match l.transport {
+            Transport::Udp => socket_for(l.addr, socket2::Type::DGRAM).and_then(|s| {
+                let std_socket: std::net::UdpSocket = s.into();
+                UdpSocket::from_std(std_socket).map(|s| bound.udp.push(Arc::new(s)))
+            }),
+            Transport::Tcp => socket_for(l.addr, socket2::Type::STREAM).and_then(|s| {
+                s.listen(1024)?;
+                let std_listener: std::net::TcpListener = s.into();
+                TcpListener::from_std(std_listener).map(|l| bound.tcp.push(l))
+            }),
+        };
+        if let Err(e) = result {
+            if l.addr.is_ipv6() && l.addr.ip().is_unspecified() {
+                tracing::warn!(listen = %l, error = %e, "IPv6 listener skipped");
+                continue;
+            }
+            return Err(e).with_context(|| format!("binding {l}"));
+        }
+    }
+    Ok(bound)
+}
+
+/// Runs the gateway until `shutdown` resolves, then drains live calls.
+pub async fn run(
+    settings: Settings,
+    router: Arc<dyn Router>,
+    bound: Bound,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let (calllog, writer, first_call_ref) = CallLog::start(&settings.db)?;
+    calllog.send(calllog::Write::Event {
+        call: None,
+        at_ms: calllog::now_ms(),
+        kind: "start".into(),
+        detail: format!("listening on {}", bound.describe().join(", ")),
+    });
+    let cfg = EngineConfig {
+        timers: TimerConfig {
+            t1: settings.t1,
+            t2: settings.t2,
+            t4: settings.t4,
+        },
+        first_call_ref,
+        seed: seed(),
+        ring_delay: settings.ring_delay,
+        max_call_duration: settings.max_call_duration,
+    };
+    let mut engine = Engine::new(cfg, router);
+
+    let (net_tx, mut net_rx) = mpsc::channel::<NetEvent>(65_536);
+    let (media_tx, mut media_rx) = mpsc::channel::<MediaEventOut>(65_536);
+    let mut udp_by_local: HashMap<(bool, u16), Arc<UdpSocket>> = HashMap::new();
+    for s in &bound.udp {
+        let local = s.local_addr()?;
+        udp_by_local.insert((local.is_ipv4(), local.port()), s.clone());
+        tokio::spawn(transport::udp_reader(s.clone(), net_tx.clone()));
+    }
+    for (i, l) in bound.tcp.into_iter().enumerate() {
+        tokio::spawn(transport::tcp_acceptor(l, net_tx.clone(), i as u64 + 1));
+    }
+    drop(net_tx);
+    let mut media = MediaManager::new(&settings, media_tx, calllog.clone());
+    let mut conns: HashMap<ConnId, mpsc::Sender<Vec<u8>>> = HashMap::new();
+    let mut out = Outputs {
+        udp: udp_by_local,
+        calllog: calllog.clone(),
+    };
+
+    tokio::pin!(shutdown);
+    let mut draining_since: Option<Instant> = None;
+    loop {
+        let deadline = engine.poll_timeout();
+        let sleep = async {
+            match deadline {
+                Some(at) => tokio::time::sleep_until(at.into()).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            biased;
+            _ = &mut shutdown, if draining_since.is_none() => {
+                tracing::info!(live = engine.active_calls(), "draining: new calls get 503, live calls continue");
+                draining_since = Some(Instant::now());
+                engine.handle_input(Instant::now(), Input::Drain);
+            }
+            ev = media_rx.recv() => {
+                let Some(ev) = ev else { break };
+                engine.handle_input(Instant::now(), Input::Media { call: ev.call, leg: ev.leg, event: ev.event });
+            }
+            ev = net_rx.recv() => {
+                let Some(ev) = ev else { break };
+                match ev {
+                    NetEvent::Sip { flow, data } => {
+                        engine.handle_input(Instant::now(), Input::Sip { flow, data: &data });
+                    }
+                    NetEvent::ConnOpened { conn, writer } => { conns.insert(conn, writer); }
+                    NetEvent::ConnClosed { flow, reason } => {
+                        if let Some(c) = flow.conn { conns.remove(&c); }
+                        engine.handle_input(Instant::now(), Input::TransportError { flow, reason });
+                    }
+                }
+            }
+            () = sleep => {
+                engine.handle_input(Instant::now(), Input::Timeout);
+            }
+        }
+        drain(&mut engine, &mut out, &mut media, &conns).await;
+        if let Some(since) = draining_since
+            && (engine.is_idle() || since.elapsed() >= settings.drain_timeout)
+        {
+            break;
+        }
+    }
+    tracing::info!(live = engine.active_calls(), "gateway stopped");
+    media.shutdown().await;
+    calllog.send(calllog::Write::Event {
+        call: None,
+        at_ms: calllog::now_ms(),
+        kind: "stop".into(),
+        detail: format!("{} call(s) still live at stop", engine.active_calls()),
+    });
+    drop(out);
+    drop(calllog);
+    drop(media);
+    writer.join();
+    Ok(())
+}
+
+struct Outputs {
+    udp: HashMap<(bool, u16), Arc<UdpSocket>>,
+    calllog: CallLog,
+}
+
+async fn drain(
+    engine: &mut Engine,
+    out: &mut Outputs,
+    media: &mut MediaManager,
+    conns: &HashMap<ConnId, mpsc::Sender<Vec<u8>>>,
+) {
+    let at_ms = calllog::now_ms();
+    while let Some(output) = engine.poll_output() {
+        match output {
+            Output::Transmit { flow, bytes } => {
+                if let Err(reason) = send(out, conns, flow, bytes).await {
+                    engine.handle_input(Instant::now(), Input::TransportError { flow, reason });
+                }
+            }
+            Output::Log(record) => out.calllog.engine(at_ms, record),
+            Output::Media(cmd) => {
+                if let Some(reply) = media.handle(cmd) {
+                    engine.handle_input(
+                        Instant::now(),
+                        Input::Media {
+                            call: reply.call,
+                            leg: reply.leg,
+                            event: reply.event,
+                        },
+                    );
+                }
+            }
+        }
+    }
+}
+
+async fn send(
+    out: &Outputs,
+    conns: &HashMap<ConnId, mpsc::Sender<Vec<u8>>>,
+    flow: Flow,
+    bytes: Vec<u8>,
+) -> Result<(), String> {
+    match flow.transport {
+        Transport::Udp => {
+            let socket = out
+                .udp
+                .get(&(flow.remote.is_ipv4(), flow.local.port()))
+                .or_else(|| {
+                    out.udp.values().find(|s| {
+                        s.local_addr()
+                            .is_ok_and(|a| a.is_ipv4() == flow.remote.is_ipv4())
+                    })
+                })
+                .ok_or_else(|| format!("no UDP socket for {}", flow.remote))?;
+            socket
+                .send_to(&bytes, flow.remote)
+                .await
+                .map(|_| ())
+                .map_err(|e| format!("udp send to {}: {e}", flow.remote))
+        }
+        Transport::Tcp => {
+            let writer = flow
+                .conn
+                .and_then(|c| conns.get(&c))
+                .ok_or_else(|| format!("tcp connection to {} is gone", flow.remote))?;
+            writer
+                .try_send(bytes)
+                .map_err(|e| format!("tcp send to {}: {e}", flow.remote))
+        }
+    }
+}
+
+fn seed() -> u64 {
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(1);
+    t ^ (u64::from(std::process::id()) << 32)
+}

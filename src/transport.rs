@@ -1,0 +1,183 @@
+//! SIP transports: UDP sockets and TCP connections feeding the engine task through one
+//! channel. Sockets are bound by the caller (tests bind port 0).
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::sync::mpsc;
+
+use siaga_engine::ids::ConnId;
+use siaga_engine::io::{Flow, Transport};
+use siaga_engine::sip::framer::{Frame, StreamFramer};
+use siaga_engine::sip::parse::MAX_MESSAGE_BYTES;
+
+/// What the network tasks tell the engine task.
+pub enum NetEvent {
+    Sip {
+        flow: Flow,
+        data: Vec<u8>,
+    },
+    ConnOpened {
+        conn: ConnId,
+        writer: mpsc::Sender<Vec<u8>>,
+    },
+    ConnClosed {
+        flow: Flow,
+        reason: String,
+    },
+}
+
+/// Resolves the local address a peer sees when we are bound to a wildcard address: the
+/// address the kernel would route from. Cached per remote IP.
+#[derive(Default)]
+pub struct LocalAddrCache {
+    cache: HashMap<IpAddr, IpAddr>,
+}
+
+impl LocalAddrCache {
+    pub fn resolve(&mut self, bound: SocketAddr, remote: SocketAddr) -> SocketAddr {
+        if !bound.ip().is_unspecified() {
+            return bound;
+        }
+        let ip = *self.cache.entry(remote.ip()).or_insert_with(|| {
+            let any: SocketAddr = if remote.is_ipv4() {
+                "0.0.0.0:0".parse().expect("literal")
+            } else {
+                "[::]:0".parse().expect("literal")
+            };
+            std::net::UdpSocket::bind(any)
+                .and_then(|s| s.connect(remote).and_then(|()| s.local_addr()))
+                .map(|a| a.ip())
+                .unwrap_or(bound.ip())
+        });
+        SocketAddr::new(ip, bound.port())
+    }
+}
+
+/// Reads datagrams from one UDP socket until the channel closes.
+pub async fn udp_reader(socket: Arc<UdpSocket>, tx: mpsc::Sender<NetEvent>) {
+    let bound = match socket.local_addr() {
+        Ok(a) => a,
+        Err(_) => return,
+    };
+    let mut locals = LocalAddrCache::default();
+    let mut buf = vec![0u8; MAX_MESSAGE_BYTES + 1];
+    loop {
+        let (n, remote) = match socket.recv_from(&mut buf).await {
+            Ok(r) => r,
+            Err(e) => {
+                // ICMP port unreachable from an earlier send shows up here on Linux; it is
+                // not fatal for the socket.
+                tracing::debug!(error = %e, "udp recv error");
+                continue;
+            }
+        };
+        let data = buf.get(..n).unwrap_or_default();
+        // Keep-alive pings (CRLF) carry no message.
+        if data.iter().all(|b| b.is_ascii_whitespace()) {
+            continue;
+        }
+        let flow = Flow {
+            transport: Transport::Udp,
+            remote,
+            local: locals.resolve(bound, remote),
+            conn: None,
+        };
+        if tx
+            .send(NetEvent::Sip {
+                flow,
+                data: data.to_vec(),
+            })
+            .await
+            .is_err()
+        {
+            return;
+        }
+    }
+}
+
+/// Accepts TCP connections and runs one task per connection.
+pub async fn tcp_acceptor(listener: TcpListener, tx: mpsc::Sender<NetEvent>, first_conn: u64) {
+    let mut next = first_conn;
+    loop {
+        let (stream, remote) = match listener.accept().await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, "tcp accept failed");
+                continue;
+            }
+        };
+        let conn = ConnId(next);
+        next += 2; // acceptors on different listeners use disjoint (odd/even) id spaces
+        let local = stream.local_addr().unwrap_or(remote);
+        let flow = Flow {
+            transport: Transport::Tcp,
+            remote,
+            local,
+            conn: Some(conn),
+        };
+        tokio::spawn(tcp_connection(stream, flow, tx.clone()));
+    }
+}
+
+async fn tcp_connection(stream: TcpStream, flow: Flow, tx: mpsc::Sender<NetEvent>) {
+    let Some(conn) = flow.conn else { return };
+    let (write_tx, mut write_rx) = mpsc::channel::<Vec<u8>>(256);
+    if tx
+        .send(NetEvent::ConnOpened {
+            conn,
+            writer: write_tx.clone(),
+        })
+        .await
+        .is_err()
+    {
+        return;
+    }
+    let (mut reader, mut writer) = stream.into_split();
+    let mut framer = StreamFramer::new();
+    let mut buf = vec![0u8; 16 * 1024];
+    let reason = loop {
+        tokio::select! {
+            read = reader.read(&mut buf) => {
+                let n = match read {
+                    Ok(0) => break "connection closed by peer".to_owned(),
+                    Ok(n) => n,
+                    Err(e) => break format!("read error: {e}"),
+                };
+                framer.push(buf.get(..n).unwrap_or_default());
+                let mut failed = None;
+                loop {
+                    match framer.next_frame() {
+                        Ok(Some(Frame::Message(data))) => {
+                            if tx.send(NetEvent::Sip { flow, data }).await.is_err() {
+                                return;
+                            }
+                        }
+                        Ok(Some(Frame::KeepAlivePing)) => {
+                            let _ = write_tx.try_send(b"\r\n".to_vec());
+                        }
+                        Ok(None) => break,
+                        Err(e) => {
+                            failed = Some(format!("unframeable stream: {e}"));
+                            break;
+                        }
+                    }
+                }
+                if let Some(reason) = failed {
+                    break reason;
+                }
+            }
+            out = write_rx.recv() => {
+                let Some(bytes) = out else { break "closed by gateway".to_owned() };
+                if let Err(e) = writer.write_all(&bytes).await {
+                    break format!("write error: {e}");
+                }
+            }
+        }
+    };
+    tracing::debug!(%reason, remote = %flow.remote, "tcp connection ended");
+    let _ = tx.send(NetEvent::ConnClosed { flow, reason }).await;
+}
