@@ -719,7 +719,7 @@ impl Engine {
         if let Some(remote) = remote
             && let Some(session) = call.session.as_mut()
         {
-            session.media = remote.clone();
+            session.media = remote;
             self.media(MediaCommand::Start {
                 call: call_ref,
                 leg: LegId::Caller,
@@ -875,7 +875,7 @@ impl Engine {
         if let Some(remote) = offer.and_then(crate::session::remote_of)
             && remote != session.media
         {
-            session.media = remote.clone();
+            session.media = remote;
             let detail = format!(
                 "remote media now {}",
                 remote
@@ -1288,11 +1288,7 @@ fn sdp_of(req: &Request) -> Option<&[u8]> {
         return None;
     }
     let content_type = header_value(req, |h| matches!(h, Header::ContentType(_)));
-    // TEMPORARY until siaga-location exports its multipart splitter.
-    match content_type {
-        Some(ct) if !ct.to_ascii_lowercase().starts_with("application/sdp") => None,
-        _ => Some(&req.body),
-    }
+    siaga_location::find_sdp(content_type.as_deref(), &req.body)
 }
 
 fn identity_of(req: &Request) -> CallerIdentity {

@@ -189,17 +189,7 @@ pub enum MediaCommand {
 }
 
 /// What the media side needs to know about a negotiated stream.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MediaSession {
-    pub remote: Option<SocketAddr>,
-    /// RTP payload type and codec name ("PCMA" / "PCMU").
-    pub payload_type: u8,
-    pub codec: &'static str,
-    pub dtmf_payload_type: Option<u8>,
-    pub ptime: Duration,
-    /// Whether we may send to the peer (false for `recvonly`/`inactive` offers).
-    pub send: bool,
-}
+pub use siaga_media::sdp::NegotiatedAudio as MediaSession;
 
 #[derive(Debug)]
 pub enum Output {

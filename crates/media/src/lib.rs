@@ -1,1 +1,29 @@
-//! siaga-media
+//! Siaga's media core: everything the RTP path needs, without IO.
+//!
+//! The shell owns the sockets, the clock and the files; it calls in here once per packet
+//! with bytes and an [`std::time::Instant`], and gets bytes, samples and events back. The
+//! per-packet functions work on borrowed slices and caller-provided buffers and do not
+//! allocate.
+//!
+//! - [`g711`]: A-law/µ-law codec.
+//! - [`sdp`]: offer/answer for the one audio stream of a leg.
+//! - [`rtp`]: header view, writer, sequence/timestamp continuity.
+//! - [`dtmf`]: key presses from RFC 4733 events, SIP INFO and in-band tones.
+//! - [`recording`]: the true-timeline stereo mixer behind the call recorder; [`wav`] its file
+//!   header and crash repair.
+//! - [`prompt`]: prompt decoding and the paced outbound stream.
+
+pub mod dtmf;
+pub mod g711;
+pub mod prompt;
+pub mod recording;
+pub mod rtp;
+pub mod sdp;
+pub mod wav;
+
+pub use dtmf::{Digit, DtmfEvent, DtmfSource};
+pub use g711::Codec;
+pub use prompt::{OutboundConfig, OutboundFrame, OutboundStream, PlaybackId, Prompt, PromptError};
+pub use recording::{Channel, MixerConfig, StereoMixer};
+pub use rtp::{PayloadType, RtpHeader, RtpSequencer, RtpTimestamp, RtpView, SequenceNumber, Ssrc};
+pub use sdp::{Answer, Direction, LocalAudio, NegotiatedAudio, SdpError, SdpWarning};

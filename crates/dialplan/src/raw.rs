@@ -1,0 +1,116 @@
+//! The file format as serde reads it. Enumerations and durations are kept as strings here so
+//! that the validator, not serde, judges them: serde stops at the first problem, the validator
+//! reports them all. Unknown keys are rejected so that a typo (`fallbak`) is never ignored.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+pub(crate) type Text = Spanned<String>;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawFile {
+    pub centre: Option<Spanned<RawCentre>>,
+    #[serde(default)]
+    pub emergency: Vec<Spanned<RawEmergency>>,
+    #[serde(default)]
+    pub menus: BTreeMap<Text, RawMenu>,
+    #[serde(default)]
+    pub routes: BTreeMap<Text, RawRoute>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawCentre {
+    pub name: Text,
+    pub languages: Spanned<Vec<Text>>,
+    pub last_resort: Text,
+    pub prompt_dir: Option<Text>,
+    pub country_code: Option<Text>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawEmergency {
+    #[serde(default)]
+    pub numbers: Vec<Text>,
+    #[serde(default)]
+    pub urns: Vec<Text>,
+    pub menu: Option<Text>,
+    pub route: Option<Text>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawMenu {
+    pub greeting: Option<Text>,
+    pub prompt: Text,
+    pub invalid_prompt: Option<Text>,
+    pub first_digit_timeout: Option<Text>,
+    pub inter_digit_timeout: Option<Text>,
+    pub retries: Option<Spanned<i64>>,
+    pub no_input_retries: Option<Spanned<i64>>,
+    pub barge_in: Option<bool>,
+    pub no_input: Option<Spanned<RawGoto>>,
+    pub invalid: Option<Spanned<RawGoto>>,
+    #[serde(default)]
+    pub options: BTreeMap<Text, Spanned<RawGoto>>,
+}
+
+/// `{ route = "x" }`, `{ route = "x", silent = true }`, `{ menu = "y" }` or `{ language = "en" }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawGoto {
+    pub route: Option<Text>,
+    pub menu: Option<Text>,
+    pub language: Option<Text>,
+    pub silent: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRoute {
+    pub name: Option<Text>,
+    pub strategy: Option<Text>,
+    pub fallback: Option<Text>,
+    pub connecting_prompt: Option<Text>,
+    #[serde(default)]
+    pub targets: Vec<Spanned<RawTarget>>,
+    pub queue: Option<Spanned<RawQueue>>,
+    #[serde(default)]
+    pub variants: Vec<Spanned<RawVariant>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawTarget {
+    pub uri: Text,
+    pub ring_timeout: Option<Text>,
+    pub transport: Option<Text>,
+    pub location: Option<Text>,
+    pub trusted: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawQueue {
+    pub max_wait: Option<Text>,
+    pub announce_every: Option<Text>,
+    pub busy_prompt: Option<Text>,
+    pub position_prompt: Option<Text>,
+    pub number_prompt_prefix: Option<Text>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawVariant {
+    pub name: Text,
+    pub days: Option<Vec<Text>>,
+    pub from: Option<Text>,
+    pub to: Option<Text>,
+    pub strategy: Option<Text>,
+    #[serde(default)]
+    pub targets: Vec<Spanned<RawTarget>>,
+}
