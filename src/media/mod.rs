@@ -88,7 +88,10 @@ impl MediaManager {
                 }
                 None
             }
-            MediaCommand::Play { .. } | MediaCommand::StopPlayback { .. } => None,
+            MediaCommand::Play { .. }
+            | MediaCommand::StopPlayback { .. }
+            | MediaCommand::Bridge { .. }
+            | MediaCommand::Unbridge { .. } => None,
             MediaCommand::Release { call, leg } => {
                 if let Some(l) = self.legs.remove(&(call, leg)) {
                     l.task.abort();

@@ -1223,7 +1223,7 @@ impl Engine {
             MediaEvent::Digit { digit, source } => {
                 self.timeline(call_ref, "digit", format!("{digit} via {source}"));
             }
-            MediaEvent::PromptFinished => {}
+            MediaEvent::PromptFinished { .. } => {}
             MediaEvent::Timeout { silent_for } => {
                 self.timeline(
                     call_ref,

@@ -51,8 +51,8 @@ pub enum MediaEvent {
     FirstPacket,
     /// A DTMF digit from any of the three sources.
     Digit { digit: char, source: &'static str },
-    /// The prompt started by `MediaCommand::Play` finished (or was stopped).
-    PromptFinished,
+    /// The prompt started by `MediaCommand::Play` reached its end.
+    PromptFinished { playback: PlaybackId },
     /// No RTP for the configured time: logged; an emergency call is not ended for it.
     Timeout { silent_for: Duration },
 }
@@ -160,11 +160,17 @@ pub enum LogRecord {
     },
 }
 
+/// Identifies one prompt playback, so a late "finished" for a stopped prompt cannot end the
+/// next one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct PlaybackId(pub u64);
+
 /// Work for the media side of a call leg.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MediaCommand {
     /// Bind an RTP port for this leg on `local_ip` (the address the peer reaches us on);
-    /// answer with `MediaEvent::Allocated`.
+    /// answer with `MediaEvent::Allocated`. For the caller's leg this also starts the call's
+    /// recording, from the first packet in either direction.
     Allocate {
         call: CallRef,
         leg: LegId,
@@ -176,15 +182,28 @@ pub enum MediaCommand {
         leg: LegId,
         session: MediaSession,
     },
-    /// Play a prompt file (path relative to the dialplan) to the leg.
+    /// Play a prompt WAV (8 kHz mono 16-bit) to the leg now, replacing any prompt playing;
+    /// answer with `MediaEvent::PromptFinished` when it ends.
     Play {
         call: CallRef,
         leg: LegId,
-        prompt: String,
+        playback: PlaybackId,
+        prompt: std::path::PathBuf,
     },
-    /// Stop the prompt playing (barge-in).
-    StopPlayback { call: CallRef, leg: LegId },
-    /// The leg is over: close the port and finalise the recording when the last leg goes.
+    /// Stop that prompt (barge-in). No `PromptFinished` follows for it.
+    StopPlayback {
+        call: CallRef,
+        leg: LegId,
+        playback: PlaybackId,
+    },
+    /// Relay audio between the caller's leg and an agency leg (both allocated): what the agency
+    /// sends goes to the caller (and the recording's right channel), and the reverse. Replaces
+    /// any earlier bridge of this call.
+    Bridge { call: CallRef, agency: LegId },
+    /// Stop relaying; the caller's leg goes back to prompts/silence.
+    Unbridge { call: CallRef },
+    /// The leg is over: close its port. Releasing the caller's leg finalises the recording
+    /// (SHA-256, duration and path go to the call log).
     Release { call: CallRef, leg: LegId },
 }
 

@@ -1,0 +1,203 @@
+//! Starts the real `siaga` binary on loopback port 0 and drives it with real peers (SIPp).
+#![allow(dead_code)] // each test binary uses a different part of the harness
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+
+/// A running gateway with its own database and recordings directory.
+pub struct Gateway {
+    child: Option<Child>,
+    pub udp: SocketAddr,
+    pub tcp: SocketAddr,
+    pub dir: tempfile::TempDir,
+    pub stderr_log: PathBuf,
+}
+
+impl Gateway {
+    /// Starts `siaga serve` with UDP and TCP listeners on 127.0.0.1:0 and `extra` flags.
+    pub fn start(extra: &[&str]) -> Gateway {
+        let dir = tempfile::tempdir().expect("temp dir");
+        Self::start_in(dir, extra)
+    }
+
+    /// Starts again on an existing directory (after a crash), keeping db and recordings.
+    pub fn start_in(dir: tempfile::TempDir, extra: &[&str]) -> Gateway {
+        let db = dir.path().join("siaga.db");
+        let recordings = dir.path().join("recordings");
+        let stderr_log = dir.path().join(format!("gateway-{}.log", std::process::id()));
+        let stderr = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&stderr_log)
+            .expect("log file");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_siaga"))
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .arg("serve")
+            .args(["--listen", "udp:127.0.0.1:0", "--listen", "tcp:127.0.0.1:0"])
+            .arg("--db")
+            .arg(&db)
+            .arg("--recordings")
+            .arg(&recordings)
+            .args(extra)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(stderr)
+            .spawn()
+            .expect("start siaga");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut udp = None;
+        let mut tcp = None;
+        // The gateway prints its bound addresses before serving: no sleeping, just reading.
+        for line in BufReader::new(stdout).lines() {
+            let line = line.expect("stdout line");
+            if let Some(a) = line.strip_prefix("listening udp ") {
+                udp = a.parse().ok();
+            } else if let Some(a) = line.strip_prefix("listening tcp ") {
+                tcp = a.parse().ok();
+            }
+            if udp.is_some() && tcp.is_some() {
+                break;
+            }
+        }
+        let (Some(udp), Some(tcp)) = (udp, tcp) else {
+            let log = std::fs::read_to_string(&stderr_log).unwrap_or_default();
+            panic!("gateway did not start:\n{log}");
+        };
+        Gateway {
+            child: Some(child),
+            udp,
+            tcp,
+            dir,
+            stderr_log,
+        }
+    }
+
+    pub fn db_path(&self) -> PathBuf {
+        self.dir.path().join("siaga.db")
+    }
+
+    pub fn recordings(&self) -> PathBuf {
+        self.dir.path().join("recordings")
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map(Child::id).unwrap_or_default()
+    }
+
+    /// Graceful stop (SIGTERM): the gateway drains and commits its call log before exiting.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            signal(child.id(), "TERM");
+            let status = child.wait().expect("wait");
+            assert!(status.success(), "gateway exited with {status}: {}", self.log());
+        }
+    }
+
+    /// `kill -9`: what a crash looks like. Returns the directory for a restart.
+    pub fn kill9(mut self) -> tempfile::TempDir {
+        if let Some(mut child) = self.child.take() {
+            signal(child.id(), "KILL");
+            let _ = child.wait();
+        }
+        let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().expect("dir"));
+        dir
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.stderr_log).unwrap_or_default()
+    }
+
+    /// Opens the call log (read-write: WAL readers need the -shm file).
+    pub fn db(&self) -> rusqlite::Connection {
+        rusqlite::Connection::open(self.db_path()).expect("open db")
+    }
+
+    /// Runs a SIPp scenario from tests/sipp against the gateway's UDP (or TCP) address.
+    pub fn sipp(&self, scenario: &str, tcp: bool, args: &[&str]) -> Output {
+        let target = if tcp { self.tcp } else { self.udp };
+        sipp(target, scenario, tcp, args)
+    }
+
+    /// `siaga calls …` against this gateway's database.
+    pub fn calls_cli(&self, args: &[&str]) -> String {
+        let out = Command::new(env!("CARGO_BIN_EXE_siaga"))
+            .arg("calls")
+            .args(args)
+            .arg("--db")
+            .arg(self.db_path())
+            .output()
+            .expect("run siaga calls");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn signal(pid: u32, sig: &str) {
+    let _ = Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(pid.to_string())
+        .status();
+}
+
+pub fn scenario_path(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sipp").join(name)
+}
+
+/// Runs SIPp as a UAC with a bounded timeout and returns its output (exit code 0 = every call
+/// succeeded).
+pub fn sipp(target: SocketAddr, scenario: &str, tcp: bool, args: &[&str]) -> Output {
+    let trace_dir = tempfile::tempdir().expect("trace dir");
+    let mut cmd = Command::new("sipp");
+    cmd.current_dir(trace_dir.path())
+        .arg(target.to_string())
+        .arg("-i")
+        .arg("127.0.0.1")
+        .arg("-p")
+        .arg("0")
+        .args(["-timeout", "60s", "-timeout_error", "-nostdin", "-trace_err"]);
+    if !scenario.is_empty() {
+        cmd.arg("-sf").arg(scenario_path(scenario));
+    }
+    if tcp {
+        cmd.args(["-t", "t1"]);
+    }
+    let mut out = cmd
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("sipp is installed (apt-get install sip-tester)");
+    // Keep SIPp's error log in the output for a failing assertion to show.
+    for entry in std::fs::read_dir(trace_dir.path()).into_iter().flatten().flatten() {
+        if entry.file_name().to_string_lossy().ends_with("_errors.log") {
+            out.stderr
+                .extend_from_slice(&std::fs::read(entry.path()).unwrap_or_default());
+        }
+    }
+    out
+}
+
+pub fn assert_sipp_ok(out: &Output, what: &str) {
+    assert!(
+        out.status.success(),
+        "{what}: sipp exit {:?}\nstdout tail:\n{}\nstderr:\n{}",
+        out.status.code(),
+        tail(&String::from_utf8_lossy(&out.stdout), 30),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn tail(s: &str, n: usize) -> String {
+    let lines: Vec<&str> = s.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
