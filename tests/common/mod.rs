@@ -163,8 +163,6 @@ pub fn sipp(target: SocketAddr, scenario: &str, tcp: bool, args: &[&str]) -> Out
         .arg(target.to_string())
         .arg("-i")
         .arg("127.0.0.1")
-        .arg("-p")
-        .arg("0")
         .args(["-timeout", "60s", "-timeout_error", "-nostdin", "-trace_err"]);
     if !scenario.is_empty() {
         cmd.arg("-sf").arg(scenario_path(scenario));
