@@ -10,10 +10,11 @@ use anyhow::Context;
 use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::mpsc;
 
+use siaga_engine::dialplan::Dialplan;
 use siaga_engine::ids::ConnId;
 use siaga_engine::io::{Flow, Input, Output, Transport};
 use siaga_engine::transaction::TimerConfig;
-use siaga_engine::{Engine, EngineConfig, Router};
+use siaga_engine::{Engine, EngineConfig};
 
 use crate::calllog::{self, CallLog};
 use crate::config::{Listen, Settings};
@@ -99,7 +100,7 @@ pub fn bind(listen: &[Listen]) -> anyhow::Result<Bound> {
 /// Runs the gateway until `shutdown` resolves, then drains live calls.
 pub async fn run(
     settings: Settings,
-    router: Arc<dyn Router>,
+    plan: Arc<Dialplan>,
     bound: Bound,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<()> {
@@ -121,7 +122,7 @@ pub async fn run(
         ring_delay: settings.ring_delay,
         max_call_duration: settings.max_call_duration,
     };
-    let mut engine = Engine::new(cfg, router);
+    let mut engine = Engine::new(cfg, plan);
 
     let (net_tx, mut net_rx) = mpsc::channel::<NetEvent>(65_536);
     let (media_tx, mut media_rx) = mpsc::channel::<MediaEventOut>(65_536);
@@ -143,6 +144,8 @@ pub async fn run(
     };
 
     tokio::pin!(shutdown);
+    let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        .context("installing the SIGHUP handler")?;
     let mut draining_since: Option<Instant> = None;
     loop {
         let deadline = engine.poll_timeout();
@@ -158,6 +161,9 @@ pub async fn run(
                 tracing::info!(live = engine.active_calls(), "draining: new calls get 503, live calls continue");
                 draining_since = Some(Instant::now());
                 engine.handle_input(Instant::now(), Input::Drain);
+            }
+            _ = hangup.recv() => {
+                reload(&mut engine, &settings.dialplans, &calllog);
             }
             ev = media_rx.recv() => {
                 let Some(ev) = ev else { break };
@@ -200,6 +206,29 @@ pub async fn run(
     drop(media);
     writer.join();
     Ok(())
+}
+
+/// SIGHUP: swap the dialplan all-or-nothing. A bad plan is rejected and logged; the old one
+/// stays, and calls in progress keep the plan they started with either way.
+fn reload(engine: &mut Engine, files: &[std::path::PathBuf], calllog: &CallLog) {
+    let (kind, detail) = match crate::plan::load(files) {
+        Ok(plan) => {
+            let name = plan.centre().name.clone();
+            engine.set_plan(plan);
+            tracing::info!("dialplan reloaded");
+            ("dialplan_reloaded", format!("now serving \"{name}\""))
+        }
+        Err(errors) => {
+            tracing::error!("dialplan rejected, keeping the old one:\n{errors}");
+            ("dialplan_rejected", errors)
+        }
+    };
+    calllog.send(calllog::Write::Event {
+        call: None,
+        at_ms: calllog::now_ms(),
+        kind: kind.into(),
+        detail,
+    });
 }
 
 struct Outputs {

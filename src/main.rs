@@ -4,12 +4,11 @@ mod calllog;
 mod config;
 mod gateway;
 mod media;
-mod router;
+mod plan;
 mod transport;
 
 use std::io::Write as _;
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
@@ -36,6 +35,38 @@ enum Command {
     /// Read the call log.
     #[command(subcommand)]
     Calls(CallsCommand),
+    /// Check a dialplan, or simulate a call through it without placing one.
+    #[command(subcommand)]
+    Dialplan(DialplanCommand),
+}
+
+#[derive(Subcommand)]
+enum DialplanCommand {
+    /// Validate plan files; every error is reported with file, line and a hint. Exits 1 on error.
+    Check {
+        /// Plan files [default: dialplans/default.toml]
+        files: Vec<PathBuf>,
+    },
+    /// Print the path a call would take: menus heard, digits read, route, targets, fallbacks.
+    Simulate {
+        /// What the caller dials: 112, tel:112, urn:service:sos.fire, …
+        #[arg(long)]
+        to: String,
+        /// The caller's number.
+        #[arg(long, default_value = "+6281234567890")]
+        from: String,
+        /// Keys the caller presses, in order (spaces = pauses between menus), e.g. "9 1".
+        #[arg(long, conflicts_with = "silent")]
+        digits: Option<String>,
+        /// The caller presses nothing.
+        #[arg(long)]
+        silent: bool,
+        /// Local time of the call, e.g. "sat 23:15" [default: now, UTC]
+        #[arg(long)]
+        time: Option<String>,
+        /// Plan files [default: dialplans/default.toml]
+        files: Vec<PathBuf>,
+    },
 }
 
 #[derive(Args)]
@@ -160,14 +191,97 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         }
         stdout.flush()?;
         tracing::info!(db = %settings.db.display(), "Siaga 112 gateway running");
-        gateway::run(
-            settings,
-            Arc::new(router::StaticRouter),
-            bound,
-            shutdown_signal(),
-        )
-        .await
+        let dialplan = plan::load(&settings.dialplans).map_err(|errors| {
+            anyhow::anyhow!("the dialplan has errors, not starting:\n{errors}")
+        })?;
+        gateway::run(settings, dialplan, bound, shutdown_signal()).await
     })
+}
+
+fn plan_files(files: Vec<PathBuf>) -> Vec<PathBuf> {
+    if files.is_empty() {
+        Settings::default().dialplans
+    } else {
+        files
+    }
+}
+
+fn dialplan_command(cmd: DialplanCommand) -> anyhow::Result<()> {
+    match cmd {
+        DialplanCommand::Check { files } => {
+            let files = plan_files(files);
+            match plan::load(&files) {
+                Ok(p) => {
+                    println!(
+                        "ok: \"{}\": {} routes, {} menus ({})",
+                        p.centre().name,
+                        p.routes().count(),
+                        p.menus().count(),
+                        files
+                            .iter()
+                            .map(|f| f.display().to_string())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    );
+                    Ok(())
+                }
+                Err(errors) => {
+                    eprintln!("{errors}");
+                    std::process::exit(1);
+                }
+            }
+        }
+        DialplanCommand::Simulate {
+            to,
+            from,
+            digits,
+            silent,
+            time,
+            files,
+        } => {
+            let plan = plan::load(&plan_files(files)).map_err(|e| anyhow::anyhow!("{e}"))?;
+            let caller = match (digits, silent) {
+                (Some(d), false) => siaga_dialplan::CallerKeys::Digits(d),
+                _ => siaga_dialplan::CallerKeys::Silent,
+            };
+            let local_time = match time {
+                Some(t) => t
+                    .parse()
+                    .map_err(|e| anyhow::anyhow!("--time {t:?}: {e}"))?,
+                None => now_local_time(),
+            };
+            // `--to 112` means the number 112, as dialled from a phone.
+            let to = if to.contains(':') {
+                to
+            } else {
+                format!("tel:{to}")
+            };
+            let request = siaga_dialplan::SimulateRequest {
+                to,
+                from,
+                caller,
+                local_time,
+                start: std::time::Instant::now(),
+            };
+            print!(
+                "{}",
+                siaga_dialplan::simulate(&plan, &request, &plan::prompt_duration)
+            );
+            Ok(())
+        }
+    }
+}
+
+/// The current UTC time as the dialplan's weekday + HH:MM.
+fn now_local_time() -> siaga_dialplan::LocalTime {
+    let secs = calllog::now_ms() / 1000;
+    let days = secs.div_euclid(86_400);
+    // 1970-01-01 was a Thursday.
+    let weekday = ["thu", "fri", "sat", "sun", "mon", "tue", "wed"][days.rem_euclid(7) as usize];
+    let sod = secs.rem_euclid(86_400);
+    format!("{weekday} {:02}:{:02}", sod / 3600, sod % 3600 / 60)
+        .parse()
+        .unwrap_or_else(|_| "mon 00:00".parse().expect("literal time parses"))
 }
 
 fn main() -> anyhow::Result<()> {
@@ -181,6 +295,7 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Serve(args) => serve(args),
+        Command::Dialplan(cmd) => dialplan_command(cmd),
         Command::Calls(CallsCommand::List { db, limit, json }) => {
             let conn = calllog::open(&db)?;
             let rows = calllog::query::list(&conn, limit)?;

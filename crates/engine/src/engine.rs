@@ -7,12 +7,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rsipstack::sip::{Header, Method, Request, Response};
+use siaga_dialplan::{Classified, Dialplan, IvrAction, IvrInput, IvrSession, TimelineKind};
 
-use crate::call::{Call, CallState, Dialog, EndReason, LocalSession, contact_for};
+use crate::call::{Call, CallState, Dialog, EndReason, LocalSession, RouteDecision, contact_for};
 use crate::ids::{Branch, CallId, CallRef, LegId, Tag};
 use crate::io::{
     CallKind, CallStarted, CallerIdentity, Direction, Flow, Input, LogRecord, MediaCommand,
-    MediaEvent, Output, Transport,
+    MediaEvent, Output, PlaybackId, Transport,
 };
 use crate::sip::build::{self, ALLOW, Body, DialogRequest, ResponseExtras};
 use crate::sip::parse::{self, Framing, Inbound, Message};
@@ -20,13 +21,6 @@ use crate::timers::TimerQueue;
 use crate::transaction::client::{ClientNonInviteTx, ResponseVerdict};
 use crate::transaction::server::{ServerInviteTx, ServerNonInviteTx};
 use crate::transaction::{Reliability, ServerTxKey, TimerConfig, TxEffect, TxEnd};
-
-/// What the engine needs from the dialplan to take a call.
-pub trait Router: Send + Sync {
-    fn classify(&self, request_uri: &str) -> CallKind;
-    /// Named in replies to RFC 6881 test calls.
-    fn centre_name(&self) -> &str;
-}
 
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
@@ -117,7 +111,7 @@ impl Rng {
 
 pub struct Engine {
     cfg: EngineConfig,
-    router: Arc<dyn Router>,
+    plan: Arc<Dialplan>,
     rng: Rng,
     next_call_ref: u64,
     accepting: bool,
@@ -134,12 +128,12 @@ pub struct Engine {
 }
 
 impl Engine {
-    pub fn new(cfg: EngineConfig, router: Arc<dyn Router>) -> Self {
+    pub fn new(cfg: EngineConfig, plan: Arc<Dialplan>) -> Self {
         Self {
             rng: Rng(cfg.seed | 1),
             next_call_ref: cfg.first_call_ref,
             cfg,
-            router,
+            plan,
             accepting: true,
             server_txs: HashMap::new(),
             client_txs: HashMap::new(),
@@ -151,9 +145,13 @@ impl Engine {
         }
     }
 
-    /// Swaps the dialplan. Calls in progress keep the classification they started with.
-    pub fn set_router(&mut self, router: Arc<dyn Router>) {
-        self.router = router;
+    /// Swaps the dialplan, all or nothing. Calls in progress keep the plan they started with.
+    pub fn set_plan(&mut self, plan: Arc<Dialplan>) {
+        self.plan = plan;
+    }
+
+    pub fn plan(&self) -> &Arc<Dialplan> {
+        &self.plan
     }
 
     pub fn active_calls(&self) -> usize {
@@ -410,10 +408,13 @@ impl Engine {
         let call_ref = CallRef(self.next_call_ref);
         self.next_call_ref += 1;
         let dialled = req.uri.to_string();
-        let kind = if self.accepting {
-            self.router.classify(&dialled)
-        } else {
-            CallKind::NotEmergency
+        let classified = self.plan.classify(&dialled);
+        let kind = match &classified {
+            Classified::Emergency(entry) => CallKind::Emergency {
+                entry: entry.to_string(),
+            },
+            Classified::TestCall => CallKind::Test,
+            Classified::NotEmergency => CallKind::NotEmergency,
         };
         let span = tracing::info_span!("call", call = call_ref.0, call_id = %msg.call_id);
         let _entered = span.enter();
@@ -511,9 +512,17 @@ impl Engine {
             .insert((msg.call_id.clone(), local_tag), call_ref);
         self.origins.insert(origin, call_ref);
         drop(_entered);
+        let entry = match classified {
+            Classified::Emergency(entry) => Some(entry),
+            _ => None,
+        };
         let mut call = Call {
             call_ref,
             kind: kind.clone(),
+            plan: self.plan.clone(),
+            entry,
+            ivr: None,
+            routed: None,
             flow,
             dialog,
             invite: req,
@@ -530,7 +539,7 @@ impl Engine {
             // RFC 6881 ED-77/78: a test call is answered and names the centre; no media.
             let text = format!(
                 "{} answers: this is a test call to an emergency service. Test call received.\r\n",
-                self.router.centre_name()
+                self.plan.centre().name
             );
             let bytes = self.response_for(&call, 200, Some(("text/plain", text.as_bytes())));
             call.awaiting_ack = Some((call.dialog.remote_cseq, key.clone()));
@@ -654,6 +663,70 @@ impl Engine {
                 session: session.media,
             });
         }
+        // The IVR starts with the answer: the caller hears the centre at once, and prompts
+        // reach the recording from the first packet.
+        if let Some(call) = self.calls.get_mut(&call_ref)
+            && let Some(entry) = call.entry.clone()
+        {
+            call.ivr = Some(IvrSession::start(call.plan.clone(), &entry, now));
+            self.pump_ivr(call_ref);
+        }
+        self.reschedule_call(call_ref);
+    }
+
+    /// Carries out what the IVR asks for.
+    fn pump_ivr(&mut self, call_ref: CallRef) {
+        loop {
+            let Some(call) = self.calls.get_mut(&call_ref) else {
+                return;
+            };
+            let Some(action) = call.ivr.as_mut().and_then(IvrSession::poll_action) else {
+                if call.ivr.as_ref().is_some_and(IvrSession::is_finished) {
+                    call.ivr = None;
+                }
+                return;
+            };
+            match action {
+                IvrAction::Play {
+                    playback, prompt, ..
+                } => self.media(MediaCommand::Play {
+                    call: call_ref,
+                    leg: LegId::Caller,
+                    playback: PlaybackId(playback.0),
+                    prompt: prompt.path,
+                }),
+                IvrAction::StopPlayback { playback } => self.media(MediaCommand::StopPlayback {
+                    call: call_ref,
+                    leg: LegId::Caller,
+                    playback: PlaybackId(playback.0),
+                }),
+                IvrAction::Route {
+                    route,
+                    reason,
+                    urgent,
+                    ..
+                } => {
+                    call.routed = Some(RouteDecision {
+                        route,
+                        reason,
+                        urgent,
+                    });
+                }
+                IvrAction::Timeline(event) => {
+                    let kind = timeline_kind(&event.kind);
+                    self.timeline(call_ref, kind, event.kind.to_string());
+                }
+            }
+        }
+    }
+
+    /// Feeds the IVR one input (digit, prompt end, timeout) and carries out its answer.
+    fn ivr_input(&mut self, now: Instant, call_ref: CallRef, input: IvrInput) {
+        let Some(ivr) = self.calls.get_mut(&call_ref).and_then(|c| c.ivr.as_mut()) else {
+            return;
+        };
+        ivr.handle(now, input);
+        self.pump_ivr(call_ref);
         self.reschedule_call(call_ref);
     }
 
@@ -817,8 +890,20 @@ impl Engine {
                 self.reply_in_dialog(now, flow, &req, key, call_ref, 200, body);
             }
             Method::Info => {
-                self.timeline(call_ref, "sip_info", String::from_utf8_lossy(&req.body));
+                let content_type = header_value(&req, |h| matches!(h, Header::ContentType(_)));
                 self.reply_in_dialog(now, flow, &req, key, call_ref, 200, None);
+                match siaga_media::dtmf::parse_sip_info(
+                    content_type.as_deref().unwrap_or_default(),
+                    &req.body,
+                    now,
+                ) {
+                    Ok(event) => {
+                        let digit = event.digit.as_char();
+                        self.timeline(call_ref, "dtmf", format!("{digit} via sip_info"));
+                        self.ivr_input(now, call_ref, IvrInput::Digit(digit));
+                    }
+                    Err(e) => self.timeline(call_ref, "sip_info", format!("not a digit: {e}")),
+                }
             }
             Method::Options | Method::PRack | Method::Notify => {
                 self.reply_in_dialog(now, flow, &req, key, call_ref, 200, None);
@@ -1113,6 +1198,17 @@ impl Engine {
         let Some(call) = self.calls.get(&call_ref) else {
             return;
         };
+        if call
+            .ivr
+            .as_ref()
+            .and_then(IvrSession::next_timeout)
+            .is_some_and(|at| now >= at)
+        {
+            self.ivr_input(now, call_ref, IvrInput::Timeout);
+        }
+        let Some(call) = self.calls.get(&call_ref) else {
+            return;
+        };
         match call.state {
             CallState::Ringing { .. } => self.try_answer(now, call_ref),
             CallState::Answered | CallState::Confirmed => {
@@ -1221,9 +1317,13 @@ impl Engine {
                 self.timeline(call_ref, "media_started", format!("first RTP on leg {leg}"));
             }
             MediaEvent::Digit { digit, source } => {
-                self.timeline(call_ref, "digit", format!("{digit} via {source}"));
+                self.timeline(call_ref, "dtmf", format!("{digit} via {source}"));
+                self.ivr_input(now, call_ref, IvrInput::Digit(digit));
             }
-            MediaEvent::PromptFinished { .. } => {}
+            MediaEvent::PromptFinished { playback } => {
+                let id = siaga_dialplan::PlaybackId(playback.0);
+                self.ivr_input(now, call_ref, IvrInput::PromptFinished(id));
+            }
             MediaEvent::Timeout { silent_for } => {
                 self.timeline(
                     call_ref,
@@ -1252,6 +1352,23 @@ impl Engine {
     #[doc(hidden)]
     pub fn session_of(&self, call: CallRef) -> Option<&LocalSession> {
         self.calls.get(&call).and_then(|c| c.session.as_ref())
+    }
+}
+
+/// A short, stable name for a timeline event kind (the log's `kind` column).
+fn timeline_kind(kind: &TimelineKind) -> &'static str {
+    match kind {
+        TimelineKind::MenuEntered { .. } => "menu",
+        TimelineKind::PromptStarted { .. } => "prompt",
+        TimelineKind::PromptInterrupted { .. } => "prompt_interrupted",
+        TimelineKind::DigitReceived { .. } => "digit",
+        TimelineKind::DigitIgnored { .. } => "digit_ignored",
+        TimelineKind::Timeout { .. } => "timeout",
+        TimelineKind::InvalidChoice { .. } => "invalid_choice",
+        TimelineKind::Repeat => "repeat",
+        TimelineKind::Retry { .. } => "retry",
+        TimelineKind::LanguageSwitched { .. } => "language",
+        TimelineKind::RouteDecided { .. } => "route",
     }
 }
 

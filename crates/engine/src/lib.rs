@@ -11,4 +11,5 @@ pub mod sip;
 pub mod timers;
 pub mod transaction;
 
-pub use engine::{Engine, EngineConfig, Router};
+pub use engine::{Engine, EngineConfig};
+pub use siaga_dialplan as dialplan;

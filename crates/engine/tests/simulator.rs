@@ -7,36 +7,20 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use siaga_dialplan::{Dialplan, Source};
 use siaga_engine::call::EndReason;
 use siaga_engine::ids::{CallRef, LegId};
 use siaga_engine::io::{
-    CallKind, Flow, Input, LogRecord, MediaCommand, MediaEvent, Output, Transport,
+    Flow, Input, LogRecord, MediaCommand, MediaEvent, Output, PlaybackId, Transport,
 };
-use siaga_engine::{Engine, EngineConfig, Router};
+use siaga_engine::{Engine, EngineConfig};
 
-struct TestPlan;
-
-impl Router for TestPlan {
-    fn classify(&self, uri: &str) -> CallKind {
-        let user = uri
-            .trim_start_matches("sip:")
-            .trim_start_matches("tel:")
-            .split(['@', ';'])
-            .next()
-            .unwrap_or_default();
-        if uri.starts_with("urn:service:test.sos") {
-            CallKind::Test
-        } else if uri.starts_with("urn:service:sos") || ["112", "110", "113"].contains(&user) {
-            CallKind::Emergency {
-                entry: "main".into(),
-            }
-        } else {
-            CallKind::NotEmergency
-        }
-    }
-    fn centre_name(&self) -> &str {
-        "Siaga 112 Test Centre"
-    }
+/// The shipped default plan (prompts are not opened: the engine only names them).
+fn default_plan() -> Arc<Dialplan> {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../dialplans/default.toml");
+    let text = std::fs::read_to_string(path).expect("default plan");
+    let plan = siaga_dialplan::validate(&[Source::new(path, text)], &|_| true).expect("valid");
+    Arc::new(plan)
 }
 
 /// The gateway plus a caller on one flow, a virtual clock and a record of everything out.
@@ -66,7 +50,7 @@ impl Sim {
         let remote: SocketAddr = "192.0.2.10:5070".parse().expect("addr");
         let local: SocketAddr = "198.51.100.1:5060".parse().expect("addr");
         Self {
-            engine: Engine::new(cfg, Arc::new(TestPlan)),
+            engine: Engine::new(cfg, default_plan()),
             t0,
             now: t0,
             flow: Flow {
@@ -287,7 +271,7 @@ fn a_test_call_gets_200_with_text_naming_the_centre() {
         .find(|t| t.starts_with("SIP/2.0 200"))
         .expect("200");
     assert!(ok.contains("Content-Type: text/plain"));
-    assert!(ok.contains("Siaga 112 Test Centre"));
+    assert!(ok.contains("Siaga 112 Kota Samarinda"), "{ok}");
     let tag = to_tag(ok);
     sim.send(&in_dialog("ACK", 1, "t1", &tag, "z9hG4bKta"));
     sim.send(&in_dialog("BYE", 2, "t1", &tag, "z9hG4bKtb"));
@@ -619,4 +603,164 @@ fn a_thousand_calls_with_random_loss_all_complete() {
     assert!(ends.iter().all(|r| *r == EndReason::CallerHungUp));
     sim.advance(Duration::from_secs(120));
     assert_eq!(sim.engine.active_calls(), 0);
+}
+
+impl Sim {
+    /// Plays the part of the media side: every prompt the IVR starts "ends" after `length`.
+    /// Returns the timeline kinds seen, in order, until the IVR routes or `limit` passes.
+    fn run_ivr(&mut self, call: CallRef, length: Duration, limit: Duration) -> Option<String> {
+        let end = self.now + limit;
+        let mut done_plays = 0;
+        while self.now < end {
+            let plays: Vec<PlaybackId> = self
+                .media
+                .iter()
+                .filter_map(|m| match m {
+                    MediaCommand::Play { playback, .. } => Some(*playback),
+                    _ => None,
+                })
+                .collect();
+            let stopped: Vec<PlaybackId> = self
+                .media
+                .iter()
+                .filter_map(|m| match m {
+                    MediaCommand::StopPlayback { playback, .. } => Some(*playback),
+                    _ => None,
+                })
+                .collect();
+            if let Some(route) = self.route_of(call) {
+                return Some(route);
+            }
+            if plays.len() > done_plays {
+                self.advance(length);
+                let playback = plays[done_plays];
+                done_plays += 1;
+                if !stopped.contains(&playback) {
+                    self.engine.handle_input(
+                        self.now,
+                        Input::Media {
+                            call,
+                            leg: LegId::Caller,
+                            event: MediaEvent::PromptFinished { playback },
+                        },
+                    );
+                    self.drain();
+                }
+            } else {
+                self.advance(Duration::from_millis(250));
+            }
+        }
+        self.route_of(call)
+    }
+
+    fn route_of(&self, call: CallRef) -> Option<String> {
+        self.logs.iter().find_map(|r| match r {
+            LogRecord::Timeline {
+                call: c,
+                kind: "route",
+                detail,
+            } if *c == call => Some(detail.clone()),
+            _ => None,
+        })
+    }
+
+    fn timeline_kinds(&self, call: CallRef) -> Vec<&'static str> {
+        self.logs
+            .iter()
+            .filter_map(|r| match r {
+                LogRecord::Timeline { call: c, kind, .. } if *c == call => Some(*kind),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn digit(&mut self, call: CallRef, digit: char) {
+        self.engine.handle_input(
+            self.now,
+            Input::Media {
+                call,
+                leg: LegId::Caller,
+                event: MediaEvent::Digit {
+                    digit,
+                    source: "rfc4733",
+                },
+            },
+        );
+        self.drain();
+    }
+}
+
+#[test]
+fn a_silent_caller_hears_the_menu_and_still_reaches_the_call_takers() {
+    let mut sim = Sim::new(Transport::Udp);
+    establish(&mut sim, "ivr1");
+    let call = sim.started_calls()[0];
+    assert!(
+        sim.media
+            .iter()
+            .any(|m| matches!(m, MediaCommand::Play { prompt, .. } if prompt.to_string_lossy().contains("/id/"))),
+        "the first prompt is in Bahasa Indonesia: {:?}",
+        sim.media
+    );
+    let route = sim
+        .run_ivr(call, Duration::from_secs(3), Duration::from_secs(300))
+        .expect("routed");
+    assert!(route.contains("calltakers"), "{route}");
+    let kinds = sim.timeline_kinds(call);
+    assert!(kinds.contains(&"prompt"), "{kinds:?}");
+    assert!(kinds.contains(&"timeout"), "{kinds:?}");
+    assert!(
+        sim.end_reasons().is_empty(),
+        "the silent caller is not hung up on"
+    );
+}
+
+#[test]
+fn a_digit_during_the_prompt_barges_in_and_routes() {
+    let mut sim = Sim::new(Transport::Udp);
+    establish(&mut sim, "ivr2");
+    let call = sim.started_calls()[0];
+    sim.advance(Duration::from_millis(800));
+    sim.digit(call, '1');
+    assert!(
+        sim.media
+            .iter()
+            .any(|m| matches!(m, MediaCommand::StopPlayback { .. })),
+        "barge-in stops the prompt"
+    );
+    let route = sim
+        .run_ivr(call, Duration::from_secs(2), Duration::from_secs(30))
+        .expect("routed");
+    assert!(route.contains("police"), "{route}");
+}
+
+#[test]
+fn a_sip_info_digit_drives_the_ivr_too() {
+    let mut sim = Sim::new(Transport::Udp);
+    let tag = establish(&mut sim, "ivr3");
+    let call = sim.started_calls()[0];
+    let body = "Signal=2\r\nDuration=160\r\n";
+    let info = in_dialog("INFO", 2, "ivr3", &tag, "z9hG4bKinfo").replace(
+        "Content-Length: 0\r\n\r\n",
+        &format!(
+            "Content-Type: application/dtmf-relay\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        ),
+    );
+    sim.send(&info);
+    let route = sim
+        .run_ivr(call, Duration::from_secs(2), Duration::from_secs(30))
+        .expect("routed");
+    assert!(route.contains("fire"), "{route}");
+}
+
+#[test]
+fn a_direct_number_routes_without_a_menu() {
+    let mut sim = Sim::new(Transport::Udp);
+    sim.send(&invite("sip:113@198.51.100.1", "ivr4", "z9hG4bKi4"));
+    let call = sim.started_calls()[0];
+    let route = sim
+        .run_ivr(call, Duration::from_secs(1), Duration::from_secs(5))
+        .expect("routed");
+    assert!(route.contains("fire"), "{route}");
 }

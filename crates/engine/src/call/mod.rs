@@ -4,7 +4,10 @@
 use std::fmt;
 use std::time::Instant;
 
+use std::sync::Arc;
+
 use rsipstack::sip::Request;
+use siaga_dialplan::{Dialplan, Entry, IvrSession, RouteId, RouteReason};
 
 use crate::ids::{Branch, CallId, CallRef, Tag};
 use crate::io::{CallKind, Flow, MediaSession};
@@ -94,10 +97,25 @@ pub struct LocalSession {
     pub media: MediaSession,
 }
 
+/// Where the IVR sent the call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteDecision {
+    pub route: RouteId,
+    pub reason: RouteReason,
+    pub urgent: bool,
+}
+
 #[derive(Debug)]
 pub struct Call {
     pub call_ref: CallRef,
     pub kind: CallKind,
+    /// The plan the call started with: a reload does not change a call in progress.
+    pub plan: Arc<Dialplan>,
+    /// Where the call enters the plan (`None` for test calls).
+    pub entry: Option<Entry>,
+    /// The IVR, from the answer until it routes the call.
+    pub ivr: Option<IvrSession>,
+    pub routed: Option<RouteDecision>,
     pub flow: Flow,
     pub dialog: Dialog,
     pub invite: Request,
@@ -128,10 +146,8 @@ impl Call {
             CallState::Answered | CallState::Confirmed => self.hang_up_at,
             _ => None,
         };
-        match (ring, hang_up) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        let ivr = self.ivr.as_ref().and_then(IvrSession::next_timeout);
+        [ring, hang_up, ivr].into_iter().flatten().min()
     }
 
     /// Our Contact, as put in responses and requests on this dialog.
