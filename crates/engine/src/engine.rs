@@ -291,6 +291,12 @@ impl Engine {
                 }
             };
         }
+        if req.method != Method::Invite
+            && let Some((status, headers)) = unsupported(&req)
+        {
+            self.log_sip(None, Direction::In, flow, raw.to_vec(), None);
+            return self.reply_refusal(now, flow, &req, key, status, headers);
+        }
         match req.method {
             Method::Invite => self.on_new_invite(now, flow, msg, req, key, raw),
             Method::Options => {
@@ -308,6 +314,45 @@ impl Engine {
                 self.reply_stateless_tx(now, flow, &req, key, 405, None);
             }
         }
+    }
+
+    /// A 4xx naming what we cannot do (420 Unsupported, 415 Accept, …) for a request outside
+    /// any call.
+    fn reply_refusal(
+        &mut self,
+        now: Instant,
+        flow: Flow,
+        req: &Request,
+        key: ServerTxKey,
+        status: u16,
+        headers: Vec<(&'static str, String)>,
+    ) {
+        let tag = Tag(self.rng.token());
+        let bytes = build::response(
+            req,
+            flow.remote,
+            status,
+            &ResponseExtras {
+                to_tag: Some(&tag),
+                headers,
+                ..Default::default()
+            },
+        );
+        let tx = if req.method == Method::Invite {
+            ServerTx::Invite(ServerInviteTx::new(self.cfg.timers, reliability(flow)))
+        } else {
+            ServerTx::NonInvite(ServerNonInviteTx::new(self.cfg.timers, reliability(flow)))
+        };
+        self.server_txs.insert(
+            key.clone(),
+            ServerTxEntry {
+                tx,
+                flow,
+                call: None,
+                initial_invite: false,
+            },
+        );
+        self.respond(now, &key, status, bytes);
     }
 
     /// Answers a non-INVITE request through a fresh server transaction (so retransmissions are
@@ -461,18 +506,21 @@ impl Engine {
                 detail: None,
             });
         }
+        let refusal = unsupported(&req);
         if kind == CallKind::NotEmergency {
+            let (status, headers) = refusal.unwrap_or((404, Vec::new()));
             let tag = Tag(self.rng.token());
             let bytes = build::response(
                 &req,
                 flow.remote,
-                404,
+                status,
                 &ResponseExtras {
                     to_tag: Some(&tag),
+                    headers,
                     ..Default::default()
                 },
             );
-            self.respond(now, &key, 404, bytes);
+            self.respond(now, &key, status, bytes);
             return self.log(LogRecord::CallEnded {
                 call: call_ref,
                 reason: EndReason::NotEmergency,
@@ -480,6 +528,18 @@ impl Engine {
             });
         }
 
+        if let Some((status, headers)) = refusal {
+            // Emergency first: answer anyway, and say what we would have refused.
+            let what: Vec<String> = headers.iter().map(|(n, v)| format!("{n}: {v}")).collect();
+            self.timeline(
+                call_ref,
+                "not_refused",
+                format!(
+                    "would be {status} for a normal call ({}); answered as an emergency",
+                    what.join("; ")
+                ),
+            );
+        }
         let local_tag = Tag(self.rng.token());
         let dialog = Dialog {
             call_id: msg.call_id.clone(),
@@ -1353,6 +1413,78 @@ impl Engine {
     pub fn session_of(&self, call: CallRef) -> Option<&LocalSession> {
         self.calls.get(&call).and_then(|c| c.session.as_ref())
     }
+}
+
+/// Extensions we support (RFC 3261 §8.2.2.3): anything else in Require is refused with 420,
+/// except on an emergency call, which is never refused for it.
+const SUPPORTED: &[&str] = &["replaces", "timer", "path", "outbound", "gruu"];
+
+/// Body types we can read.
+const ACCEPTED_TYPES: &[&str] = &[
+    "application/sdp",
+    "multipart/mixed",
+    "multipart/related",
+    "application/pidf+xml",
+    "application/dtmf-relay",
+    "application/dtmf",
+    "text/plain",
+];
+
+/// Why a request cannot be served as sent: `(status, extra headers)`.
+fn unsupported(req: &Request) -> Option<(u16, Vec<(&'static str, String)>)> {
+    let unknown: Vec<String> = req
+        .headers
+        .iter()
+        .filter_map(|h| match h {
+            Header::Require(v) => Some(v.value().to_owned()),
+            _ => None,
+        })
+        .flat_map(|v| {
+            v.split(',')
+                .map(|t| t.trim().to_owned())
+                .collect::<Vec<_>>()
+        })
+        .filter(|t| !t.is_empty() && !SUPPORTED.iter().any(|s| s.eq_ignore_ascii_case(t)))
+        .collect();
+    if !unknown.is_empty() {
+        return Some((420, vec![("Unsupported", unknown.join(", "))]));
+    }
+    if !req.body.is_empty() {
+        let content_type = header_value(req, |h| matches!(h, Header::ContentType(_)));
+        let essence = content_type
+            .as_deref()
+            .and_then(|ct| ct.split(';').next())
+            .map(|e| e.trim().to_ascii_lowercase());
+        let encoding = header_value(req, |h| matches!(h, Header::ContentEncoding(_)));
+        if essence.is_some_and(|e| !ACCEPTED_TYPES.contains(&e.as_str()))
+            || encoding.is_some_and(|e| !e.trim().eq_ignore_ascii_case("identity"))
+        {
+            return Some((
+                415,
+                vec![
+                    ("Accept", ACCEPTED_TYPES.join(", ")),
+                    ("Accept-Encoding", "identity".to_owned()),
+                ],
+            ));
+        }
+    }
+    if req.method == Method::Invite
+        && let Some(accept) = header_value(req, |h| matches!(h, Header::Accept(_)))
+    {
+        let takes_sdp = accept.split(',').any(|a| {
+            let a = a
+                .split(';')
+                .next()
+                .unwrap_or_default()
+                .trim()
+                .to_ascii_lowercase();
+            matches!(a.as_str(), "application/sdp" | "application/*" | "*/*")
+        });
+        if !accept.trim().is_empty() && !takes_sdp {
+            return Some((406, vec![("Accept", "application/sdp".to_owned())]));
+        }
+    }
+    None
 }
 
 /// A short, stable name for a timeline event kind (the log's `kind` column).

@@ -764,3 +764,20 @@ fn a_direct_number_routes_without_a_menu() {
         .expect("routed");
     assert!(route.contains("fire"), "{route}");
 }
+
+#[test]
+fn an_emergency_call_with_an_unknown_require_is_answered_not_refused() {
+    let mut sim = Sim::new(Transport::Udp);
+    let inv = invite("sip:112@198.51.100.1", "req1", "z9hG4bKreq").replace(
+        "Max-Forwards: 70\r\n",
+        "Max-Forwards: 70\r\nRequire: nothingSupportsThis\r\n",
+    );
+    sim.send(&inv);
+    assert!(sim.statuses().iter().any(|s| s.starts_with("SIP/2.0 200")));
+    let call = sim.started_calls()[0];
+    assert!(sim.timeline_kinds(call).contains(&"not_refused"));
+    // The same request to a normal number gets the 420 RFC 3261 asks for.
+    let mut sim = Sim::new(Transport::Udp);
+    sim.send(&inv.replace("sip:112@", "sip:0811@"));
+    assert!(sim.statuses().iter().any(|s| s.starts_with("SIP/2.0 420")));
+}

@@ -10,7 +10,7 @@
 //! Every input gives `Ok` or a [`Rejection`]; nothing here panics on any byte string.
 
 use rsipstack::sip::headers::make_header;
-use rsipstack::sip::typed::{From as TypedFrom, To as TypedTo, Via as TypedVia};
+use rsipstack::sip::typed::{From as TypedFrom, To as TypedTo};
 use rsipstack::sip::{Headers, Method, Request, Response, StatusCode, Uri, Version, parse_uri};
 
 use crate::ids::{Branch, CallId, Tag};
@@ -306,13 +306,15 @@ pub fn reason_phrase(status: u16) -> &'static str {
 /// A reply built only from the raw header strings, for requests we could not fully parse.
 /// Needs Via, From, To and Call-ID; CSeq is echoed when present.
 fn stateless_reply(headers: &RawHeaders, status: u16, why: &str) -> Option<Vec<u8>> {
+    // Only Via is indispensable: it is how the reply finds its way back. The client matches
+    // it by branch and CSeq; From/To/Call-ID are echoed when the request had them.
     let vias: Vec<&str> = values(headers, "via").collect();
-    let from = values(headers, "from").next()?;
-    let to = values(headers, "to").next()?;
-    let call_id = values(headers, "call-id").next()?;
     if vias.is_empty() {
         return None;
     }
+    let from = values(headers, "from").next().unwrap_or_default();
+    let to = values(headers, "to").next().unwrap_or_default();
+    let call_id = values(headers, "call-id").next().unwrap_or_default();
     let mut out = format!("SIP/2.0 {status} {}\r\n", reason_phrase(status));
     for via in vias {
         out.push_str("Via: ");
@@ -367,8 +369,17 @@ pub fn parse(data: &[u8], framing: Framing) -> Result<Inbound, Rejection> {
             data.len()
         )));
     }
-    let Some(split) = split_head(data) else {
-        return Err(drop("no empty line ends the header section".to_owned()));
+    let split = match (split_head(data), framing) {
+        (Some(split), _) => split,
+        // A datagram is the whole message: a missing final empty line is a sender's slip
+        // we can work around, not a reason to lose the call.
+        (None, Framing::Datagram) => Split {
+            head: data,
+            body: &[],
+        },
+        (None, Framing::Stream) => {
+            return Err(drop("no empty line ends the header section".to_owned()));
+        }
     };
     let mut head_lines = lines(split.head);
     let start_raw = head_lines.next().unwrap_or_default();
@@ -432,15 +443,18 @@ pub fn parse(data: &[u8], framing: Framing) -> Result<Inbound, Rejection> {
     let via_values: Vec<&str> = values(&headers, "via")
         .flat_map(split_header_list)
         .collect();
-    let Some(top_via_raw) = via_values.first().copied() else {
-        return Err(drop("missing Via header".to_owned()));
-    };
-    let top_via =
-        TypedVia::parse(top_via_raw).map_err(|e| ctx.reject(400, format!("malformed Via: {e}")))?;
-    let top_via = TopVia {
-        raw: top_via_raw.to_owned(),
-        branch: top_via.branch().map(|b| Branch(b.value().to_owned())),
-        sent_by: top_via.sent_by().to_string(),
+    let mut parsed_vias = Vec::with_capacity(via_values.len());
+    for entry in &via_values {
+        parsed_vias.push(parse_via(entry).map_err(|why| {
+            ctx.reject(400, format!("malformed Via {:?}: {why}", truncate(entry)))
+        })?);
+    }
+    if values(&headers, "via").any(|v| v.split(',').any(|p| p.trim().is_empty())) {
+        return Err(ctx.reject(400, "empty Via entry"));
+    }
+    let top_via = match parsed_vias.into_iter().next() {
+        Some(v) => v,
+        None => return Err(drop("missing Via header".to_owned())),
     };
     let call_id_raw = values(&headers, "call-id").next().unwrap_or_default();
     if call_id_raw.is_empty() || call_id_raw.contains(char::is_whitespace) {
@@ -532,6 +546,87 @@ pub fn parse(data: &[u8], framing: Framing) -> Result<Inbound, Rejection> {
         to_tag,
         top_via,
     })
+}
+
+/// One Via entry: `SIP/2.0/transport sent-by *(;param)`. The transport may be one we do not
+/// speak (a lower hop's SCTP): only the structure is checked.
+fn parse_via(entry: &str) -> Result<TopVia, String> {
+    // RFC 3261 allows linear white space around "/", ";", "=" and ":" (SLASH, SEMI, EQUAL,
+    // COLON): squeeze it out so `SIP / 2.0 / UDP host ; branch = x` reads normally.
+    let squeezed = squeeze_separators(entry.trim(), &['/', ';', '=', ':']);
+    let entry = squeezed.as_str();
+    let (protocol, rest) = entry
+        .split_once([' ', '\t'])
+        .ok_or("no sent-by after the protocol")?;
+    let parts: Vec<&str> = protocol.split('/').map(str::trim).collect();
+    if parts.len() != 3
+        || parts
+            .iter()
+            .any(|p| p.is_empty() || !p.chars().all(is_token_char))
+    {
+        return Err(format!(
+            "protocol {protocol:?} is not name/version/transport"
+        ));
+    }
+    let mut params = rest.split(';');
+    let sent_by = params.next().unwrap_or_default().trim();
+    let host_ok = if let Some(v6) = sent_by.strip_prefix('[') {
+        v6.split_once(']').is_some_and(|(ip, port)| {
+            ip.parse::<std::net::Ipv6Addr>().is_ok() && valid_port_suffix(port)
+        })
+    } else {
+        let (host, port) = match sent_by.rsplit_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (sent_by, None),
+        };
+        !host.is_empty()
+            && host
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-')
+            && port.is_none_or(|p| p.parse::<u16>().is_ok())
+    };
+    if !host_ok {
+        return Err(format!("sent-by {sent_by:?} is not host[:port]"));
+    }
+    let mut branch = None;
+    for param in params {
+        let param = param.trim();
+        if param.is_empty() {
+            return Err("empty parameter".to_owned());
+        }
+        let (name, value) = param.split_once('=').unwrap_or((param, ""));
+        if name.trim().eq_ignore_ascii_case("branch") {
+            branch = Some(Branch(value.trim().to_owned()));
+        }
+    }
+    Ok(TopVia {
+        raw: entry.to_owned(),
+        branch,
+        sent_by: sent_by.to_owned(),
+    })
+}
+
+fn squeeze_separators(s: &str, seps: &[char]) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut pending_space = false;
+    for c in s.chars() {
+        if c == ' ' || c == '\t' {
+            pending_space = true;
+            continue;
+        }
+        if pending_space && !seps.contains(&c) && !out.ends_with(seps) && !out.is_empty() {
+            out.push(' ');
+        }
+        pending_space = false;
+        out.push(c);
+    }
+    out
+}
+
+fn valid_port_suffix(s: &str) -> bool {
+    s.is_empty()
+        || s.strip_prefix(':')
+            .is_some_and(|p| p.parse::<u16>().is_ok())
 }
 
 fn parse_cseq(raw: &str) -> Result<(u32, String), String> {
