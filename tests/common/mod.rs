@@ -26,7 +26,9 @@ impl Gateway {
     pub fn start_in(dir: tempfile::TempDir, extra: &[&str]) -> Gateway {
         let db = dir.path().join("siaga.db");
         let recordings = dir.path().join("recordings");
-        let stderr_log = dir.path().join(format!("gateway-{}.log", std::process::id()));
+        let stderr_log = dir
+            .path()
+            .join(format!("gateway-{}.log", std::process::id()));
         let stderr = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -91,7 +93,11 @@ impl Gateway {
         if let Some(mut child) = self.child.take() {
             signal(child.id(), "TERM");
             let status = child.wait().expect("wait");
-            assert!(status.success(), "gateway exited with {status}: {}", self.log());
+            assert!(
+                status.success(),
+                "gateway exited with {status}: {}",
+                self.log()
+            );
         }
     }
 
@@ -129,7 +135,11 @@ impl Gateway {
             .arg(self.db_path())
             .output()
             .expect("run siaga calls");
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 }
@@ -151,7 +161,9 @@ fn signal(pid: u32, sig: &str) {
 }
 
 pub fn scenario_path(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sipp").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/sipp")
+        .join(name)
 }
 
 /// Runs SIPp as a UAC with a bounded timeout and returns its output (exit code 0 = every call
@@ -159,11 +171,27 @@ pub fn scenario_path(name: &str) -> PathBuf {
 pub fn sipp(target: SocketAddr, scenario: &str, tcp: bool, args: &[&str]) -> Output {
     let trace_dir = tempfile::tempdir().expect("trace dir");
     let mut cmd = Command::new("sipp");
+    // SIPp's media and control ports default to fixed numbers (6000, 8888): give each run
+    // free ones so tests can run in parallel.
+    let media_port = free_udp_port_pair();
+    let control_port = free_udp_port_pair();
     cmd.current_dir(trace_dir.path())
         .arg(target.to_string())
         .arg("-i")
         .arg("127.0.0.1")
-        .args(["-timeout", "60s", "-timeout_error", "-nostdin", "-trace_err"]);
+        .args([
+            "-mp",
+            &media_port.to_string(),
+            "-cp",
+            &control_port.to_string(),
+        ])
+        .args([
+            "-timeout",
+            "90s",
+            "-timeout_error",
+            "-nostdin",
+            "-trace_err",
+        ]);
     if !scenario.is_empty() {
         cmd.arg("-sf").arg(scenario_path(scenario));
     }
@@ -176,13 +204,50 @@ pub fn sipp(target: SocketAddr, scenario: &str, tcp: bool, args: &[&str]) -> Out
         .output()
         .expect("sipp is installed (apt-get install sip-tester)");
     // Keep SIPp's error log in the output for a failing assertion to show.
-    for entry in std::fs::read_dir(trace_dir.path()).into_iter().flatten().flatten() {
+    for entry in std::fs::read_dir(trace_dir.path())
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
         if entry.file_name().to_string_lossy().ends_with("_errors.log") {
             out.stderr
                 .extend_from_slice(&std::fs::read(entry.path()).unwrap_or_default());
         }
     }
     out
+}
+
+/// An even UDP port whose successor (and the one after next, which SIPp also uses) was free a
+/// moment ago.
+pub fn free_udp_port_pair() -> u16 {
+    for _ in 0..200 {
+        let Ok(probe) = std::net::UdpSocket::bind("127.0.0.1:0") else {
+            continue;
+        };
+        let Ok(port) = probe.local_addr().map(|a| a.port() & !1) else {
+            continue;
+        };
+        drop(probe);
+        if port < 1024 || port > 65000 {
+            continue;
+        }
+        let free = (0..4).all(|i| std::net::UdpSocket::bind(("127.0.0.1", port + i)).is_ok());
+        if free {
+            return port;
+        }
+    }
+    panic!("no free UDP ports");
+}
+
+/// Counts of the call log: calls by end reason, and SIP messages linked to calls.
+pub fn end_reasons(db: &rusqlite::Connection) -> Vec<(String, i64)> {
+    let mut stmt = db
+        .prepare("SELECT coalesce(end_reason, 'live'), count(*) FROM calls GROUP BY 1 ORDER BY 1")
+        .expect("query");
+    stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .expect("rows")
+        .collect::<Result<_, _>>()
+        .expect("rows")
 }
 
 pub fn assert_sipp_ok(out: &Output, what: &str) {

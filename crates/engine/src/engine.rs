@@ -1188,6 +1188,15 @@ impl Engine {
         }
         self.dialogs
             .remove(&(call.dialog.call_id.clone(), call.dialog.local_tag.clone()));
+        // A caller who sends BYE has our 200 even if its ACK was lost: stop repeating it.
+        if let Some((_, tx_key)) = &call.awaiting_ack {
+            if let Some(entry) = self.server_txs.get_mut(tx_key)
+                && let ServerTx::Invite(tx) = &mut entry.tx
+            {
+                tx.on_2xx_acked();
+            }
+            self.reschedule_server(tx_key);
+        }
         self.origins.retain(|_, c| *c != call_ref);
         self.timers.set(TimerKey::Call(call_ref), None);
         if !matches!(call.state, CallState::HangingUp { .. }) && call.kind != CallKind::Test {

@@ -781,3 +781,19 @@ fn an_emergency_call_with_an_unknown_require_is_answered_not_refused() {
     sim.send(&inv.replace("sip:112@", "sip:0811@"));
     assert!(sim.statuses().iter().any(|s| s.starts_with("SIP/2.0 420")));
 }
+
+#[test]
+fn a_bye_after_a_lost_ack_stops_the_200_retransmissions() {
+    let mut sim = Sim::new(Transport::Udp);
+    sim.send(&invite("sip:112@198.51.100.1", "c15", "z9hG4bK15"));
+    let ok = sim.take_sent().pop().expect("200");
+    let tag = to_tag(&ok);
+    sim.send(&in_dialog("BYE", 2, "c15", &tag, "z9hG4bKb15"));
+    assert_eq!(sim.statuses(), vec!["SIP/2.0 200 OK"]);
+    sim.advance(Duration::from_secs(40));
+    assert!(
+        sim.take_sent().is_empty(),
+        "no 200 retransmissions after the BYE"
+    );
+    assert_eq!(sim.end_reasons(), vec![EndReason::CallerHungUp]);
+}
