@@ -107,8 +107,7 @@ impl Gateway {
             signal(child.id(), "KILL");
             let _ = child.wait();
         }
-        let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().expect("dir"));
-        dir
+        std::mem::replace(&mut self.dir, tempfile::tempdir().expect("dir"))
     }
 
     pub fn log(&self) -> String {
@@ -228,7 +227,7 @@ pub fn free_udp_port_pair() -> u16 {
             continue;
         };
         drop(probe);
-        if port < 1024 || port > 65000 {
+        if !(1024..=65000).contains(&port) {
             continue;
         }
         let free = (0..4).all(|i| std::net::UdpSocket::bind(("127.0.0.1", port + i)).is_ok());
