@@ -90,6 +90,10 @@ pub struct Settings {
     pub max_call_duration: Option<Duration>,
     pub media_timeout: Duration,
     pub drain_timeout: Duration,
+    /// CSV of cell ID → approximate location (`cell_id,lat,lon,radius_m,area`).
+    pub cell_table: Option<PathBuf>,
+    /// The trunk's default location for calls that carry none: (lat, lon, radius in m).
+    pub default_location: Option<(f64, f64, f64)>,
 }
 
 impl Default for Settings {
@@ -118,6 +122,8 @@ impl Default for Settings {
             max_call_duration: Some(Duration::from_secs(4 * 3600)),
             media_timeout: Duration::from_secs(30),
             drain_timeout: Duration::from_secs(60),
+            cell_table: None,
+            default_location: None,
         }
     }
 }
@@ -137,6 +143,24 @@ pub struct FileConfig {
     pub log: LogSection,
     #[serde(default)]
     pub dialplan: DialplanSection,
+    #[serde(default)]
+    pub location: LocationSection,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LocationSection {
+    pub cell_table: Option<PathBuf>,
+    pub default: Option<DefaultLocationConfig>,
+}
+
+/// A circle in WGS 84: the area the trunk serves.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DefaultLocationConfig {
+    pub lat: f64,
+    pub lon: f64,
+    pub radius_m: f64,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -246,6 +270,21 @@ pub fn apply_file(settings: &mut Settings, path: &Path) -> anyhow::Result<()> {
     }
     if let Some(p) = file.log.db {
         settings.db = rel(p);
+    }
+    if let Some(p) = file.location.cell_table {
+        settings.cell_table = Some(rel(p));
+    }
+    if let Some(d) = file.location.default {
+        if !(-90.0..=90.0).contains(&d.lat)
+            || !(-180.0..=180.0).contains(&d.lon)
+            || d.radius_m <= 0.0
+        {
+            bail!(
+                "{}: location.default needs lat in -90..90, lon in -180..180 and radius_m > 0",
+                at("default")
+            );
+        }
+        settings.default_location = Some((d.lat, d.lon, d.radius_m));
     }
     if let Some(files) = file.dialplan.files {
         settings.dialplans = files.into_iter().map(rel).collect();

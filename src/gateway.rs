@@ -121,6 +121,13 @@ pub async fn run(
         seed: seed(),
         ring_delay: settings.ring_delay,
         max_call_duration: settings.max_call_duration,
+        cells: load_cell_table(settings.cell_table.as_deref())?,
+        default_location: settings.default_location.map(|(lat, lon, radius)| {
+            siaga_location::DefaultLocation::circle(
+                siaga_location::Coordinate::new(lat, lon),
+                siaga_location::Meters(radius),
+            )
+        }),
     };
     let mut engine = Engine::new(cfg, plan);
 
@@ -206,6 +213,24 @@ pub async fn run(
     drop(media);
     writer.join();
     Ok(())
+}
+
+/// Reads the cell table; a bad line is an error naming file, line and what to change.
+fn load_cell_table(
+    path: Option<&std::path::Path>,
+) -> anyhow::Result<Option<Arc<siaga_location::CellTable>>> {
+    let Some(path) = path else { return Ok(None) };
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading cell table {}", path.display()))?;
+    siaga_location::CellTable::parse_csv(&text)
+        .map(|t| Some(Arc::new(t)))
+        .map_err(|errors| {
+            let lines: Vec<String> = errors
+                .iter()
+                .map(|e| format!("{}: {e}", path.display()))
+                .collect();
+            anyhow::anyhow!("the cell table has errors:\n{}", lines.join("\n"))
+        })
 }
 
 /// SIGHUP: swap the dialplan all-or-nothing. A bad plan is rejected and logged; the old one

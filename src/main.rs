@@ -99,6 +99,9 @@ struct ServeArgs {
     /// RFC 3261 T1 in ms [default: 500]
     #[arg(long, value_name = "MS")]
     t1_ms: Option<u64>,
+    /// CSV of cell IDs → approximate locations (cell_id,lat,lon,radius_m,area)
+    #[arg(long, value_name = "CSV")]
+    cell_table: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -152,6 +155,9 @@ fn settings_from(args: ServeArgs) -> anyhow::Result<Settings> {
     }
     if let Some(secs) = args.max_call_secs {
         s.max_call_duration = (secs > 0).then(|| std::time::Duration::from_secs(secs));
+    }
+    if let Some(p) = args.cell_table {
+        s.cell_table = Some(p);
     }
     if let Some(ms) = args.t1_ms {
         s.t1 = std::time::Duration::from_millis(ms.max(1));

@@ -247,6 +247,20 @@ fn apply(tx: &rusqlite::Transaction, at_ms: i64, record: LogRecord) -> rusqlite:
         LogRecord::Timeline { call, kind, detail } => {
             insert_event(tx, Some(call.0), at_ms, kind, &detail)
         }
+        LogRecord::Location {
+            call,
+            source,
+            report,
+        } => {
+            let json = serde_json::to_string(&report).unwrap_or_else(|e| {
+                format!("{{\"error\":\"location report not serialisable: {e}\"}}")
+            });
+            tx.prepare_cached(
+                "INSERT INTO call_locations (call, at, source, summary, report) VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?
+            .execute(params![call.0 as i64, at_ms, source, report.to_string(), json])
+            .map(|_| ())
+        }
     }
 }
 

@@ -48,9 +48,18 @@ pub struct EventRow {
 }
 
 #[derive(Debug, Serialize)]
+pub struct LocationRow {
+    pub at: i64,
+    pub source: String,
+    pub summary: String,
+    pub report: serde_json::Value,
+}
+
+#[derive(Debug, Serialize)]
 pub struct CallDetail {
     #[serde(flatten)]
     pub call: CallRow,
+    pub locations: Vec<LocationRow>,
     pub events: Vec<EventRow>,
     pub messages: Vec<MessageRow>,
 }
@@ -131,8 +140,21 @@ pub fn show(conn: &Connection, id: i64) -> rusqlite::Result<Option<CallDetail>> 
             })
         })?
         .collect::<Result<_, _>>()?;
+    let locations = conn
+        .prepare("SELECT at, source, summary, report FROM call_locations WHERE call = ?1 ORDER BY at, id")?
+        .query_map(params![id], |r| {
+            let report: String = r.get(3)?;
+            Ok(LocationRow {
+                at: r.get(0)?,
+                source: r.get(1)?,
+                summary: r.get(2)?,
+                report: serde_json::from_str(&report).unwrap_or(serde_json::Value::Null),
+            })
+        })?
+        .collect::<Result<_, _>>()?;
     Ok(Some(CallDetail {
         call,
+        locations,
         events,
         messages,
     }))
@@ -257,6 +279,19 @@ pub fn render_detail(d: &CallDetail, with_messages: bool) -> String {
         c.caller_user_agent.as_deref().unwrap_or("-")
     );
     let _ = writeln!(out, "  source      {} ({})", c.source, c.transport);
+    let _ = writeln!(out, "location");
+    if d.locations.is_empty() {
+        let _ = writeln!(out, "  -");
+    }
+    for l in &d.locations {
+        let _ = writeln!(
+            out,
+            "  {} from the {}: {}",
+            iso_utc(l.at),
+            l.source,
+            l.summary.trim_end().replace('\n', "\n    ")
+        );
+    }
     let _ = writeln!(out, "recording");
     match &c.recording_path {
         Some(p) => {
@@ -274,10 +309,11 @@ pub fn render_detail(d: &CallDetail, with_messages: bool) -> String {
         }
     }
     let _ = writeln!(out, "timeline");
-    let mut timeline: Vec<(i64, String)> = d
+    // On equal milliseconds the SIP message comes first: it is what caused the events.
+    let mut timeline: Vec<(i64, u8, String)> = d
         .events
         .iter()
-        .map(|e| (e.at, format!("{:<16} {}", e.kind, e.detail)))
+        .map(|e| (e.at, 1, format!("{:<16} {}", e.kind, e.detail)))
         .collect();
     timeline.extend(d.messages.iter().map(|m| {
         let arrow = if m.direction == "in" { "<-" } else { "->" };
@@ -288,11 +324,12 @@ pub fn render_detail(d: &CallDetail, with_messages: bool) -> String {
             .unwrap_or_default();
         (
             m.at,
+            0,
             format!("sip {arrow} {:<12} {}{note}", m.remote, m.first_line),
         )
     }));
-    timeline.sort_by_key(|(at, _)| *at);
-    for (at, line) in timeline {
+    timeline.sort_by_key(|(at, order, _)| (*at, *order));
+    for (at, _, line) in timeline {
         let _ = writeln!(out, "  {}  {line}", iso_utc(at));
     }
     if with_messages {

@@ -6,7 +6,8 @@ use anyhow::Context;
 use rusqlite::{Connection, params};
 
 /// Schema versions, applied in order; `PRAGMA user_version` says how many ran.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE calls (
     id                INTEGER PRIMARY KEY,   -- the gateway's call reference
     call_id           TEXT NOT NULL,         -- SIP Call-ID of the caller's leg
@@ -62,7 +63,19 @@ CREATE TABLE gateway_events (
     kind    TEXT NOT NULL,
     detail  TEXT NOT NULL
 );
-"#];
+"#,
+    r#"
+CREATE TABLE call_locations (
+    id       INTEGER PRIMARY KEY,
+    call     INTEGER NOT NULL REFERENCES calls(id),
+    at       INTEGER NOT NULL,
+    source   TEXT NOT NULL,      -- invite | reinvite | update
+    summary  TEXT NOT NULL,      -- human-readable, as `siaga calls show` prints it
+    report   TEXT NOT NULL       -- JSON: every location, the chosen one, PANI, references, problems
+);
+CREATE INDEX call_locations_call ON call_locations(call);
+"#,
+];
 
 /// Opens the database with the settings the gateway relies on, migrating it if needed.
 pub fn open(path: &Path) -> anyhow::Result<Connection> {

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use rsipstack::sip::{Header, Method, Request, Response};
 use siaga_dialplan::{Classified, Dialplan, IvrAction, IvrInput, IvrSession, TimelineKind};
+use siaga_location::{CellTable, DefaultLocation, LocationInput, LocationReport};
 
 use crate::call::{Call, CallState, Dialog, EndReason, LocalSession, RouteDecision, contact_for};
 use crate::ids::{Branch, CallId, CallRef, LegId, Tag};
@@ -33,6 +34,10 @@ pub struct EngineConfig {
     pub ring_delay: Duration,
     /// The gateway hangs up a call that lasts longer than this.
     pub max_call_duration: Option<Duration>,
+    /// Cell ID → approximate location, for callers whose only hint is the serving cell.
+    pub cells: Option<Arc<CellTable>>,
+    /// The trunk's default location (RFC 6881 SP-22/23), for calls with no location at all.
+    pub default_location: Option<DefaultLocation>,
 }
 
 impl Default for EngineConfig {
@@ -43,6 +48,8 @@ impl Default for EngineConfig {
             seed: 0x5149_4147_4131_3132,
             ring_delay: Duration::ZERO,
             max_call_duration: Some(Duration::from_secs(4 * 3600)),
+            cells: None,
+            default_location: None,
         }
     }
 }
@@ -473,6 +480,9 @@ impl Engine {
             caller: identity_of(&req),
         })));
         self.log_sip(Some(call_ref), Direction::In, flow, raw.to_vec(), None);
+        // Location never fails a call: whatever the body holds, the report lists it, and
+        // each problem goes on the timeline with its reason.
+        let location = self.record_location(call_ref, "invite", &req, true);
 
         let tx = ServerTx::Invite(ServerInviteTx::new(self.cfg.timers, reliability(flow)));
         self.server_txs.insert(
@@ -583,6 +593,7 @@ impl Engine {
             entry,
             ivr: None,
             routed: None,
+            location,
             flow,
             dialog,
             invite: req,
@@ -621,6 +632,61 @@ impl Engine {
             local_ip: flow.local.ip(),
         });
         self.reschedule_call(call_ref);
+    }
+
+    /// Reads every location hint in a request and logs it; returns the report when it holds a
+    /// location (the latest one is what the agency is sent).
+    fn record_location(
+        &mut self,
+        call_ref: CallRef,
+        source: &'static str,
+        req: &Request,
+        initial: bool,
+    ) -> Option<LocationReport> {
+        let values = |name: &str| -> Vec<String> {
+            req.headers
+                .iter()
+                .filter(|h| h.name().eq_ignore_ascii_case(name))
+                .map(|h| h.value().to_owned())
+                .collect()
+        };
+        let geolocation = values("Geolocation");
+        let routing = values("Geolocation-Routing");
+        let pani = values("P-Access-Network-Info");
+        let content_type = header_value(req, |h| matches!(h, Header::ContentType(_)));
+        let content_id = values("Content-ID").into_iter().next();
+        let geolocation: Vec<&str> = geolocation.iter().map(String::as_str).collect();
+        let routing: Vec<&str> = routing.iter().map(String::as_str).collect();
+        let pani: Vec<&str> = pani.iter().map(String::as_str).collect();
+        let nothing_sent =
+            geolocation.is_empty() && pani.is_empty() && !req.body.windows(4).any(|w| w == b"pidf");
+        if !initial && nothing_sent {
+            return None; // a re-INVITE without location hints says nothing new
+        }
+        let input = LocationInput {
+            geolocation: &geolocation,
+            geolocation_routing: &routing,
+            p_access_network_info: &pani,
+            content_type: content_type.as_deref(),
+            content_id: content_id.as_deref(),
+            body: &req.body,
+            default_location: if initial {
+                self.cfg.default_location.as_ref()
+            } else {
+                None
+            },
+        };
+        let report = siaga_location::extract(&input, self.cfg.cells.as_deref());
+        for problem in &report.problems {
+            self.timeline(call_ref, "location_problem", problem.to_string());
+        }
+        let has_location = !report.locations.is_empty();
+        self.log(LogRecord::Location {
+            call: call_ref,
+            source,
+            report: Box::new(report.clone()),
+        });
+        has_location.then_some(report)
     }
 
     /// 4xx–6xx to an INVITE that creates no call (merged request).
@@ -945,6 +1011,11 @@ impl Engine {
             }
             Method::Invite => self.on_reinvite(now, flow, msg, req, key, call_ref),
             Method::Update => {
+                if let Some(report) = self.record_location(call_ref, "update", &req, false)
+                    && let Some(c) = self.calls.get_mut(&call_ref)
+                {
+                    c.location = Some(report);
+                }
                 // Session refresh or new offer: answer with the current session.
                 let body = self.refresh_session(call_ref, &req);
                 self.reply_in_dialog(now, flow, &req, key, call_ref, 200, body);
@@ -1050,6 +1121,11 @@ impl Engine {
         key: ServerTxKey,
         call_ref: CallRef,
     ) {
+        if let Some(report) = self.record_location(call_ref, "reinvite", &req, false)
+            && let Some(c) = self.calls.get_mut(&call_ref)
+        {
+            c.location = Some(report);
+        }
         let sdp = self.refresh_session(call_ref, &req);
         if let Some(call) = self.calls.get_mut(&call_ref) {
             call.awaiting_ack = Some((msg.cseq, key.clone()));

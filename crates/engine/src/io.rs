@@ -132,7 +132,7 @@ pub struct CallStarted {
 
 /// Records for the call log. The shell stamps wall-clock time when it drains them (the same
 /// instant as the input that caused them).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum LogRecord {
     CallStarted(Box<CallStarted>),
     CallAnswered {
@@ -151,6 +151,14 @@ pub enum LogRecord {
         flow: Flow,
         bytes: Vec<u8>,
         note: Option<String>,
+    },
+    /// Where the caller is, from one request (the INVITE, then re-INVITEs/UPDATEs): every
+    /// location hint, the chosen one, cell-derived ones and problems. Kept as history.
+    Location {
+        call: CallRef,
+        /// "invite", "reinvite" or "update".
+        source: &'static str,
+        report: Box<siaga_location::LocationReport>,
     },
     /// One event on a call's timeline (prompt, digit, route decision, media timeout, …).
     Timeline {

@@ -797,3 +797,39 @@ fn a_bye_after_a_lost_ack_stops_the_200_retransmissions() {
     );
     assert_eq!(sim.end_reasons(), vec![EndReason::CallerHungUp]);
 }
+
+#[test]
+fn a_malformed_pidf_lo_is_logged_with_its_reason_and_the_call_is_answered() {
+    let mut sim = Sim::new(Transport::Udp);
+    let body = format!(
+        "--b1\r\nContent-Type: application/sdp\r\n\r\n{SDP}\r\n--b1\r\nContent-Type: application/pidf+xml\r\n\
+         Content-ID: <loc@caller>\r\n\r\n<presence xmlns=\"urn:ietf:params:xml:ns:pidf\"><tuple>\r\n--b1--\r\n"
+    );
+    let inv = invite("urn:service:sos", "loc1", "z9hG4bKloc")
+        .replace(
+            "Content-Type: application/sdp\r\n",
+            "Geolocation: <cid:loc@caller>\r\nContent-Type: multipart/mixed;boundary=b1\r\n",
+        )
+        .replace(
+            &format!("Content-Length: {}\r\n\r\n{SDP}", SDP.len()),
+            &format!("Content-Length: {}\r\n\r\n{body}", body.len()),
+        );
+    sim.send(&inv);
+    assert!(
+        sim.statuses().iter().any(|s| s.starts_with("SIP/2.0 200")),
+        "answered"
+    );
+    let call = sim.started_calls()[0];
+    assert!(sim.timeline_kinds(call).contains(&"location_problem"));
+    assert!(
+        sim.logs.iter().any(
+            |r| matches!(r, LogRecord::Location { report, .. } if !report.problems.is_empty())
+        )
+    );
+    // The SDP inside the multipart body was found and answered.
+    assert!(
+        sim.media
+            .iter()
+            .any(|m| matches!(m, MediaCommand::Start { session, .. } if session.remote.is_some()))
+    );
+}

@@ -116,6 +116,8 @@ pub struct Call {
     /// The IVR, from the answer until it routes the call.
     pub ivr: Option<IvrSession>,
     pub routed: Option<RouteDecision>,
+    /// The caller's latest location report with a location in it (forwarded to the agency).
+    pub location: Option<siaga_location::LocationReport>,
     pub flow: Flow,
     pub dialog: Dialog,
     pub invite: Request,
