@@ -165,16 +165,18 @@ fn settings_from(args: ServeArgs) -> anyhow::Result<Settings> {
     Ok(s)
 }
 
-async fn shutdown_signal() {
+/// SIGINT or SIGTERM. Installed before the gateway says it is listening, so a supervisor
+/// (or a test) that stops it right away gets a clean drain, not a killed process.
+fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
     use tokio::signal::unix::{SignalKind, signal};
-    let mut term = match signal(SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(_) => return std::future::pending().await,
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
-    }
+    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    Ok(async move {
+        tokio::select! {
+            _ = int.recv() => {}
+            _ = term.recv() => {}
+        }
+    })
 }
 
 fn serve(args: ServeArgs) -> anyhow::Result<()> {
@@ -190,6 +192,10 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 settings.recordings.display()
             )
         })?;
+        let dialplan = plan::load(&settings.dialplans).map_err(|errors| {
+            anyhow::anyhow!("the dialplan has errors, not starting:\n{errors}")
+        })?;
+        let shutdown = shutdown_signal()?;
         let bound = gateway::bind(&settings.listen)?;
         let mut stdout = std::io::stdout();
         for line in bound.describe() {
@@ -197,10 +203,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         }
         stdout.flush()?;
         tracing::info!(db = %settings.db.display(), "Siaga 112 gateway running");
-        let dialplan = plan::load(&settings.dialplans).map_err(|errors| {
-            anyhow::anyhow!("the dialplan has errors, not starting:\n{errors}")
-        })?;
-        gateway::run(settings, dialplan, bound, shutdown_signal()).await
+        gateway::run(settings, dialplan, bound, shutdown).await
     })
 }
 

@@ -26,7 +26,6 @@ pub fn now_ms() -> i64 {
 }
 
 /// A write for the log thread.
-#[allow(dead_code)] // Recording and Barrier are used by the media recorder, landing next.
 pub enum Write {
     Engine {
         at_ms: i64,

@@ -762,12 +762,12 @@ impl Engine {
         };
         let session_id = self.rng.next() >> 1;
         let offer = sdp_of(&call.invite);
-        let (session, warnings, remote_known) = match offer {
+        let (session, warnings) = match offer {
             Some(offer) => {
                 let n = crate::session::answer(offer, local, session_id);
-                (n.local, n.warnings, true)
+                (n.local, n.warnings)
             }
-            None => (crate::session::offer(local, session_id), Vec::new(), false),
+            None => (crate::session::offer(local, session_id), Vec::new()),
         };
         let call = self.calls.get_mut(&call_ref).expect("checked above");
         call.state = CallState::Answered;
@@ -782,13 +782,14 @@ impl Engine {
         }
         self.respond(now, &key, 200, bytes);
         self.log(LogRecord::CallAnswered { call: call_ref });
-        if remote_known {
-            self.media(MediaCommand::Start {
-                call: call_ref,
-                leg: LegId::Caller,
-                session: session.media,
-            });
-        }
+        // Even with the caller's address still unknown (no SDP in the INVITE), the leg needs
+        // our codec, packet time and DTMF payload type; it latches the address from the first
+        // packet.
+        self.media(MediaCommand::Start {
+            call: call_ref,
+            leg: LegId::Caller,
+            session: session.media,
+        });
         // The IVR starts with the answer: the caller hears the centre at once, and prompts
         // reach the recording from the first packet.
         if let Some(call) = self.calls.get_mut(&call_ref)
@@ -1275,7 +1276,7 @@ impl Engine {
         }
         self.origins.retain(|_, c| *c != call_ref);
         self.timers.set(TimerKey::Call(call_ref), None);
-        if !matches!(call.state, CallState::HangingUp { .. }) && call.kind != CallKind::Test {
+        if !matches!(call.state, CallState::HangingUp { .. }) {
             self.media(MediaCommand::Release {
                 call: call_ref,
                 leg: LegId::Caller,

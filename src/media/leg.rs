@@ -1,0 +1,672 @@
+//! One call leg's RTP endpoint, on its own task: receive (symmetric latching, DTMF, media
+//! timeout), send (a continuous paced stream: prompt, silence or relayed audio) and feed the
+//! call's recording when it is the caller's leg.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use tokio::net::UdpSocket;
+use tokio::sync::mpsc;
+use tokio::time::{Interval, MissedTickBehavior};
+
+use siaga_engine::ids::{CallRef, LegId};
+use siaga_engine::io::{MediaEvent, MediaSession, PlaybackId};
+use siaga_media::dtmf::{InbandDetector, TelephoneEventDecoder};
+use siaga_media::prompt::MAX_PACKET_LEN;
+use siaga_media::recording::{MixerConfig, StereoMixer};
+use siaga_media::rtp::FIXED_HEADER_LEN;
+use siaga_media::sdp::Direction;
+use siaga_media::{
+    Channel, Codec, DtmfEvent, OutboundConfig, OutboundStream, Prompt, RtpTimestamp, RtpView,
+    SequenceNumber, Ssrc,
+};
+
+use super::MediaEventOut;
+use super::digits::{DigitFilter, source_name};
+use super::recorder::{ChunkRejected, RecorderHandle, RecordingId};
+use super::relay::{RELAY_FRAME, RelayBuffer, RelayFrame};
+use crate::calllog::{self, CallLog, Write};
+
+/// Work for a leg task.
+pub(super) enum LegCommand {
+    Start(MediaSession),
+    Play {
+        playback: PlaybackId,
+        prompt: Prompt,
+    },
+    StopPlayback {
+        playback: PlaybackId,
+    },
+    Bridge {
+        to_peer: mpsc::Sender<RelayFrame>,
+        from_peer: mpsc::Receiver<RelayFrame>,
+    },
+    Unbridge,
+    /// End the task (finalising the recording).
+    Release,
+}
+
+/// How often the recording is drained to the writer and the media timeout checked.
+const HOUSEKEEPING: Duration = Duration::from_millis(100);
+/// A latched source that has sent nothing for this long may be replaced by a new one (the
+/// caller's NAT binding changed); before that, packets from elsewhere are ignored.
+const RELATCH_AFTER: Duration = Duration::from_millis(500);
+/// Decode buffer: the largest datagram we read.
+const MAX_DATAGRAM: usize = 2048;
+
+/// The call's recording, fed by the caller's leg.
+pub(super) struct RecordingFeed {
+    pub id: RecordingId,
+    pub path: std::path::PathBuf,
+    pub writer: RecorderHandle,
+    mixer: Option<StereoMixer>,
+    out: Vec<i16>,
+    dropped_chunks: u64,
+}
+
+impl RecordingFeed {
+    pub(super) fn new(id: RecordingId, path: std::path::PathBuf, writer: RecorderHandle) -> Self {
+        RecordingFeed {
+            id,
+            path,
+            writer,
+            mixer: None,
+            out: Vec::new(),
+            dropped_chunks: 0,
+        }
+    }
+}
+
+/// Everything a leg task starts with.
+pub(super) struct LegSetup {
+    pub call: CallRef,
+    pub leg: LegId,
+    pub socket: UdpSocket,
+    pub events: mpsc::Sender<MediaEventOut>,
+    pub calllog: CallLog,
+    pub media_timeout: Duration,
+    pub recording: Option<RecordingFeed>,
+    /// Random bits for SSRC, first sequence number and timestamp.
+    pub random: u64,
+}
+
+/// The prompt the engine asked for, under both ids.
+#[derive(Clone, Copy)]
+struct Playing {
+    engine: PlaybackId,
+    stream: siaga_media::PlaybackId,
+    /// Samples sent so far (to continue after a codec change).
+    position: usize,
+}
+
+struct Leg {
+    call: CallRef,
+    leg: LegId,
+    socket: UdpSocket,
+    events: mpsc::Sender<MediaEventOut>,
+    calllog: CallLog,
+    media_timeout: Duration,
+    random: u64,
+
+    session: Option<MediaSession>,
+    /// Where SDP says to send.
+    sdp_remote: Option<SocketAddr>,
+    /// Where packets really come from (symmetric RTP).
+    latched: Option<SocketAddr>,
+
+    first_packet_seen: bool,
+    /// Last accepted RTP packet, or when we started waiting for one.
+    last_rx: Instant,
+    timeout_reported: bool,
+
+    outbound: Option<OutboundStream>,
+    /// The law `outbound` encodes with.
+    stream_codec: Codec,
+    pacing: Option<Interval>,
+    playing: Option<Playing>,
+    prompt: Option<Prompt>,
+    tx_buf: [u8; MAX_PACKET_LEN],
+    tx_pcm: [i16; RELAY_FRAME],
+
+    events_decoder: Option<TelephoneEventDecoder>,
+    inband: Option<InbandDetector>,
+    digit_filter: DigitFilter,
+    rx_pcm: Box<[i16; MAX_DATAGRAM]>,
+
+    relay_out: Option<mpsc::Sender<RelayFrame>>,
+    relay_in: Option<mpsc::Receiver<RelayFrame>>,
+    relay_buf: RelayBuffer,
+
+    recording: Option<RecordingFeed>,
+}
+
+/// The task: runs until `Release` or until the manager is gone.
+pub(super) async fn run(setup: LegSetup, mut commands: mpsc::UnboundedReceiver<LegCommand>) {
+    let mut leg = Leg::new(setup);
+    let mut rx_buf = vec![0u8; MAX_DATAGRAM];
+    let mut housekeeping = tokio::time::interval(HOUSEKEEPING);
+    housekeeping.set_missed_tick_behavior(MissedTickBehavior::Skip);
+    loop {
+        tokio::select! {
+            cmd = commands.recv() => match cmd {
+                Some(LegCommand::Release) | None => break,
+                Some(cmd) => leg.on_command(cmd, now()),
+            },
+            received = leg.socket.recv_from(&mut rx_buf) => match received {
+                Ok((len, from)) => {
+                    let at = now();
+                    if let Some(datagram) = rx_buf.get(..len) {
+                        leg.on_datagram(datagram, from, at);
+                    }
+                }
+                // ICMP errors for earlier sends (ECONNREFUSED) and the like: not fatal.
+                Err(e) => tracing::trace!(error = %e, "RTP receive error"),
+            },
+            () = tick(&mut leg.pacing) => leg.on_pacing(now()),
+            frame = relay_recv(&mut leg.relay_in) => match frame {
+                Some(frame) => leg.relay_buf.push(frame.samples()),
+                None => leg.unbridge(),
+            },
+            _ = housekeeping.tick() => leg.on_housekeeping(now()),
+        }
+    }
+    leg.finish(now());
+}
+
+/// The leg tasks' clock: tokio's, so intervals and timestamps agree.
+fn now() -> Instant {
+    tokio::time::Instant::now().into_std()
+}
+
+async fn tick(interval: &mut Option<Interval>) {
+    match interval {
+        Some(i) => {
+            i.tick().await;
+        }
+        None => std::future::pending().await,
+    }
+}
+
+async fn relay_recv(rx: &mut Option<mpsc::Receiver<RelayFrame>>) -> Option<RelayFrame> {
+    match rx {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The packet time the outbound stream will really use (it clamps to 10–60 ms).
+fn effective_ptime(ptime: Duration) -> Duration {
+    ptime.clamp(Duration::from_millis(10), Duration::from_millis(60))
+}
+
+/// Used when a prompt must play before any `Start` (it then plays out in time, so the IVR
+/// never stalls, and is sent as soon as the remote is known).
+fn fallback_session() -> MediaSession {
+    MediaSession {
+        remote: None,
+        codec: Codec::Pcma,
+        payload_type: Codec::Pcma.static_payload_type(),
+        dtmf_payload_type: None,
+        ptime: Duration::from_millis(20),
+        direction: Direction::SendRecv,
+    }
+}
+
+impl Leg {
+    fn new(setup: LegSetup) -> Leg {
+        let is_caller = setup.leg == LegId::Caller;
+        Leg {
+            call: setup.call,
+            leg: setup.leg,
+            socket: setup.socket,
+            events: setup.events,
+            calllog: setup.calllog,
+            media_timeout: setup.media_timeout,
+            random: setup.random,
+            session: None,
+            sdp_remote: None,
+            latched: None,
+            first_packet_seen: false,
+            last_rx: now(),
+            timeout_reported: false,
+            outbound: None,
+            stream_codec: Codec::Pcma,
+            pacing: None,
+            playing: None,
+            prompt: None,
+            tx_buf: [0; MAX_PACKET_LEN],
+            tx_pcm: [0; RELAY_FRAME],
+            events_decoder: None,
+            // In-band digits matter on the caller's leg only.
+            inband: is_caller.then(InbandDetector::default),
+            digit_filter: DigitFilter::default(),
+            rx_pcm: Box::new([0; MAX_DATAGRAM]),
+            relay_out: None,
+            relay_in: None,
+            relay_buf: RelayBuffer::default(),
+            recording: setup.recording,
+        }
+    }
+
+    fn emit(&self, event: MediaEvent) {
+        let out = MediaEventOut {
+            call: self.call,
+            leg: self.leg,
+            event,
+        };
+        if let Err(e) = self.events.try_send(out) {
+            tracing::warn!(call = %self.call, leg = %self.leg, error = %e, "media event not delivered");
+        }
+    }
+
+    fn log_event(&self, kind: &str, detail: String) {
+        self.calllog.send(Write::Event {
+            call: Some(self.call.0),
+            at_ms: calllog::now_ms(),
+            kind: kind.into(),
+            detail,
+        });
+    }
+
+    fn on_command(&mut self, cmd: LegCommand, now: Instant) {
+        match cmd {
+            LegCommand::Start(session) => self.start(session, now),
+            LegCommand::Play { playback, prompt } => self.play(playback, prompt, now),
+            LegCommand::StopPlayback { playback } => {
+                if self.playing.is_some_and(|p| p.engine == playback) {
+                    self.playing = None;
+                    self.prompt = None;
+                    if let Some(stream) = self.outbound.as_mut() {
+                        stream.stop();
+                    }
+                }
+            }
+            LegCommand::Bridge { to_peer, from_peer } => {
+                self.unbridge();
+                self.relay_out = Some(to_peer);
+                self.relay_in = Some(from_peer);
+            }
+            LegCommand::Unbridge => self.unbridge(),
+            LegCommand::Release => {}
+        }
+    }
+
+    fn unbridge(&mut self) {
+        self.relay_out = None;
+        self.relay_in = None;
+        self.relay_buf.clear();
+    }
+
+    /// A new or changed session (answer, re-INVITE).
+    fn start(&mut self, session: MediaSession, now: Instant) {
+        let previous = self.session.replace(session);
+        if previous.is_none_or(|p| p.remote != session.remote) {
+            // A changed address in SDP wins over what we latched: the peer moved.
+            self.sdp_remote = session.remote;
+            if previous.is_some() {
+                self.latched = None;
+            }
+        }
+        let was_receiving = previous.is_none_or(|p| p.direction.receives());
+        if session.direction.receives() && !was_receiving {
+            // Back from hold: the silence clock starts now.
+            self.last_rx = now;
+            self.timeout_reported = false;
+        }
+        if self.events_decoder.as_ref().map(|d| d.payload_type()) != session.dtmf_payload_type {
+            self.events_decoder = session.dtmf_payload_type.map(TelephoneEventDecoder::new);
+        }
+        match (&mut self.outbound, previous) {
+            (None, _) => self.start_stream(&session, None, now),
+            (Some(stream), Some(old))
+                if old.codec == session.codec
+                    && effective_ptime(old.ptime) == effective_ptime(session.ptime) =>
+            {
+                stream
+                    .sequencer_mut()
+                    .set_payload_type(session.payload_type);
+            }
+            (Some(_), _) => {
+                // New law or packet time: a new stream, same SSRC and continuous numbering.
+                let continuity = self.outbound.as_mut().map(|s| {
+                    let seq = s.sequencer_mut();
+                    (seq.ssrc(), seq.next_sequence(), seq.next_timestamp())
+                });
+                self.start_stream(&session, continuity, now);
+            }
+        }
+    }
+
+    /// (Re)creates the outbound stream and its pacing; a prompt that was playing continues
+    /// where it was.
+    fn start_stream(
+        &mut self,
+        session: &MediaSession,
+        continuity: Option<(Ssrc, SequenceNumber, RtpTimestamp)>,
+        now: Instant,
+    ) {
+        let r = self.random;
+        let (ssrc, seq, ts) = continuity.unwrap_or((
+            Ssrc((r >> 32) as u32),
+            SequenceNumber((r >> 16) as u16 & 0x7FFF),
+            RtpTimestamp(r as u32),
+        ));
+        let config = OutboundConfig::for_negotiated(session, ssrc, seq, ts);
+        let mut stream = OutboundStream::new(config, now);
+        if let (Some(playing), Some(prompt)) = (self.playing.as_mut(), self.prompt.as_ref()) {
+            let rest = prompt
+                .samples()
+                .get(playing.position..)
+                .unwrap_or_default()
+                .to_vec();
+            let rest = Prompt::from_samples(rest);
+            playing.stream = stream.play(&rest);
+            playing.position = 0;
+            self.prompt = Some(rest);
+        }
+        let period = effective_ptime(session.ptime);
+        let mut pacing = tokio::time::interval_at(now.into(), period);
+        // Never burst after a stall: the stream itself skips time it could not send.
+        pacing.set_missed_tick_behavior(MissedTickBehavior::Skip);
+        self.outbound = Some(stream);
+        self.stream_codec = session.codec;
+        self.pacing = Some(pacing);
+    }
+
+    fn play(&mut self, playback: PlaybackId, prompt: Prompt, now: Instant) {
+        if self.outbound.is_none() {
+            let session = self.session.unwrap_or_else(fallback_session);
+            self.start_stream(&session, None, now);
+        }
+        let Some(stream) = self.outbound.as_mut() else {
+            return;
+        };
+        let id = stream.play(&prompt);
+        self.playing = Some(Playing {
+            engine: playback,
+            stream: id,
+            position: 0,
+        });
+        self.prompt = Some(prompt);
+    }
+
+    /// Where to send: the latched source, else what SDP said.
+    fn target(&self) -> Option<SocketAddr> {
+        self.latched.or(self.sdp_remote)
+    }
+
+    fn may_send(&self) -> bool {
+        self.session.is_none_or(|s| s.direction.sends())
+    }
+
+    /// Sends every packet due now.
+    fn on_pacing(&mut self, now: Instant) {
+        let target = self.target().filter(|_| self.may_send());
+        loop {
+            let Some(stream) = self.outbound.as_mut() else {
+                return;
+            };
+            let ssrc = stream.sequencer_mut().ssrc();
+            let (len, timestamp, finished, samples) = match stream.poll_frame(now, &mut self.tx_buf)
+            {
+                Ok(Some(frame)) => {
+                    let samples = frame.pcm.len().min(RELAY_FRAME);
+                    if let (Some(dst), Some(src)) =
+                        (self.tx_pcm.get_mut(..samples), frame.pcm.get(..samples))
+                    {
+                        dst.copy_from_slice(src);
+                    }
+                    (frame.len, frame.timestamp, frame.finished, samples)
+                }
+                Ok(None) => return,
+                Err(e) => {
+                    tracing::error!(error = %e, "outbound RTP frame");
+                    return;
+                }
+            };
+            let codec = self.stream_codec;
+            let pcm = self.tx_pcm.get_mut(..samples).unwrap_or_default();
+            if self.relay_in.is_some() && self.relay_buf.mix_into(pcm) {
+                // Relayed audio joins the stream: re-encode the payload in our peer's law.
+                if let Some(payload) = self.tx_buf.get_mut(FIXED_HEADER_LEN..len) {
+                    codec.encode(pcm, payload);
+                }
+            }
+            if let Some(playing) = self.playing.as_mut() {
+                playing.position += samples;
+            }
+            if let Some(to) = target {
+                if let Some(packet) = self.tx_buf.get(..len) {
+                    match self.socket.try_send_to(packet, to) {
+                        Ok(_) => {}
+                        Err(e) => tracing::trace!(error = %e, %to, "RTP send failed"),
+                    }
+                }
+                // What the caller heard: only what was really sent, as the phone decodes it.
+                if let Some(rec) = self.recording.as_mut() {
+                    let payload = self.tx_buf.get(FIXED_HEADER_LEN..len).unwrap_or_default();
+                    let heard = codec.decode(payload, &mut self.tx_pcm);
+                    let pcm = self.tx_pcm.get(..heard).unwrap_or_default();
+                    record(
+                        rec,
+                        &self.calllog,
+                        self.call,
+                        Channel::ToCaller,
+                        ssrc,
+                        timestamp,
+                        now,
+                        pcm,
+                    );
+                }
+            }
+            if let (Some(done), Some(playing)) = (finished, self.playing)
+                && done == playing.stream
+            {
+                self.playing = None;
+                self.prompt = None;
+                self.emit(MediaEvent::PromptFinished {
+                    playback: playing.engine,
+                });
+            }
+        }
+    }
+
+    /// Accepts a packet's source, latching onto it (symmetric RTP).
+    fn accept_source(&mut self, from: SocketAddr, now: Instant) -> bool {
+        match self.latched {
+            Some(latched) if latched == from => true,
+            Some(latched) if now.saturating_duration_since(self.last_rx) < RELATCH_AFTER => {
+                tracing::trace!(%latched, %from, "RTP from an unexpected source ignored");
+                false
+            }
+            previous => {
+                if previous.is_some() || self.sdp_remote != Some(from) {
+                    tracing::debug!(call = %self.call, leg = %self.leg, %from, "RTP latched onto the source");
+                }
+                self.latched = Some(from);
+                true
+            }
+        }
+    }
+
+    fn on_datagram(&mut self, datagram: &[u8], from: SocketAddr, now: Instant) {
+        let Ok(packet) = RtpView::parse(datagram) else {
+            // STUN, RTCP-mux, garbage: not RTP audio.
+            return;
+        };
+        if !self.accept_source(from, now) {
+            return;
+        }
+        self.last_rx = now;
+        self.timeout_reported = false;
+        if !self.first_packet_seen {
+            self.first_packet_seen = true;
+            self.emit(MediaEvent::FirstPacket);
+        }
+        if let Some(decoder) = self.events_decoder.as_mut()
+            && packet.payload_type == decoder.payload_type()
+        {
+            if let Some(event) = decoder.on_packet(&packet, now) {
+                self.digit(event);
+            }
+            return;
+        }
+        let Some(codec) = Codec::from_static_payload_type(packet.payload_type) else {
+            // Comfort noise (13) or a codec we did not negotiate: leave silence.
+            return;
+        };
+        let samples = codec.decode(packet.payload, &mut self.rx_pcm[..]);
+        let pcm = self.rx_pcm.get(..samples).unwrap_or_default();
+        if let Some(rec) = self.recording.as_mut() {
+            record(
+                rec,
+                &self.calllog,
+                self.call,
+                Channel::FromCaller,
+                packet.ssrc,
+                packet.timestamp,
+                now,
+                pcm,
+            );
+        }
+        let mut peer_gone = false;
+        if let Some(to_peer) = self.relay_out.as_ref() {
+            for part in pcm.chunks(RELAY_FRAME) {
+                match to_peer.try_send(RelayFrame::from_slice(part)) {
+                    Ok(()) => {}
+                    Err(mpsc::error::TrySendError::Full(_)) => {
+                        tracing::trace!("relay queue full: frame dropped");
+                    }
+                    Err(mpsc::error::TrySendError::Closed(_)) => {
+                        peer_gone = true;
+                        break;
+                    }
+                }
+            }
+        }
+        if peer_gone {
+            self.relay_out = None;
+        }
+        // Allocates only when a key is found.
+        let mut found: Vec<DtmfEvent> = Vec::new();
+        if let Some(detector) = self.inband.as_mut() {
+            detector.feed(pcm, now, |event| found.push(event));
+        }
+        for event in found {
+            self.digit(event);
+        }
+    }
+
+    fn digit(&mut self, event: DtmfEvent) {
+        if self.digit_filter.accept(&event) {
+            self.emit(MediaEvent::Digit {
+                digit: event.digit.as_char(),
+                source: source_name(event.source),
+            });
+        }
+    }
+
+    fn on_housekeeping(&mut self, now: Instant) {
+        if let Some(rec) = self.recording.as_mut() {
+            drain(rec, &self.calllog, self.call, now, false);
+        }
+        let expecting = self.session.is_none_or(|s| s.direction.receives());
+        let silent_for = now.saturating_duration_since(self.last_rx);
+        if expecting && !self.timeout_reported && silent_for >= self.media_timeout {
+            self.timeout_reported = true;
+            self.emit(MediaEvent::Timeout { silent_for });
+        }
+    }
+
+    /// Release: the last audio goes to the writer, which finalises the file.
+    fn finish(&mut self, now: Instant) {
+        if let Some(mut rec) = self.recording.take() {
+            drain(&mut rec, &self.calllog, self.call, now, true);
+            if rec.dropped_chunks > 0 {
+                self.log_event(
+                    "recording_gaps",
+                    format!(
+                        "{}: {} chunk(s) of about 100 ms were dropped (writer queue full) and are silence",
+                        rec.path.display(),
+                        rec.dropped_chunks
+                    ),
+                );
+            }
+            rec.writer.close(rec.id);
+        }
+    }
+}
+
+/// Places one packet's audio on the recording's timeline; the first packet either way
+/// starts the recording.
+#[allow(clippy::too_many_arguments)]
+fn record(
+    rec: &mut RecordingFeed,
+    calllog: &CallLog,
+    call: CallRef,
+    channel: Channel,
+    ssrc: Ssrc,
+    timestamp: RtpTimestamp,
+    at: Instant,
+    pcm: &[i16],
+) {
+    let mixer = match rec.mixer.as_mut() {
+        Some(mixer) => mixer,
+        None => {
+            calllog.send(Write::Event {
+                call: Some(call.0),
+                at_ms: calllog::now_ms(),
+                kind: "recording_started".into(),
+                detail: format!(
+                    "{}: 0:00 in the file is this moment (first RTP packet)",
+                    rec.path.display()
+                ),
+            });
+            rec.mixer
+                .insert(StereoMixer::new(at, MixerConfig::default()))
+        }
+    };
+    let placement = mixer.push(channel, ssrc, timestamp, at, pcm);
+    if placement.too_far_ahead > 0 {
+        tracing::debug!(%call, ?placement, "audio beyond the recording window");
+    }
+}
+
+/// Hands released audio to the writer (all of it at the end).
+fn drain(rec: &mut RecordingFeed, calllog: &CallLog, call: CallRef, now: Instant, last: bool) {
+    let Some(mixer) = rec.mixer.as_mut() else {
+        return;
+    };
+    let first_frame = mixer.released_frames();
+    if last {
+        mixer.finish(&mut rec.out);
+    } else {
+        mixer.drain_ready(now, &mut rec.out);
+    }
+    if rec.out.is_empty() {
+        return;
+    }
+    let samples = std::mem::take(&mut rec.out);
+    match rec.writer.chunk(rec.id, first_frame, samples) {
+        Ok(()) => {}
+        Err(why) => {
+            rec.dropped_chunks += 1;
+            if rec.dropped_chunks == 1 {
+                let why = match why {
+                    ChunkRejected::QueueFull => "the writer is behind (disk slow?)",
+                    ChunkRejected::WriterGone => "the writer has stopped",
+                };
+                tracing::error!(%call, why, "recording audio dropped; it becomes silence");
+                calllog.send(Write::Event {
+                    call: Some(call.0),
+                    at_ms: calllog::now_ms(),
+                    kind: "recording_dropped".into(),
+                    detail: format!(
+                        "{}: audio dropped because {why}; the gap is kept as silence",
+                        rec.path.display()
+                    ),
+                });
+            }
+        }
+    }
+}

@@ -1,0 +1,666 @@
+//! The evidential call recorder's file side: one thread writes every recording.
+//!
+//! Leg tasks place audio on a true timeline with [`siaga_media::StereoMixer`] and hand the
+//! finished PCM here in chunks (about 100 ms each) tagged with the frame they start at. This
+//! thread appends them to `<recordings>/<YYYY-MM-DD>/call-<ref>-<yyyymmddThhmmss>.wav`
+//! (16-bit PCM, 8 kHz stereo) and, at least twice a second, writes the buffered audio and
+//! patches the header's two size fields in place, so a `kill -9` leaves a playable file
+//! that lacks at most the last second. A chunk the media side had to drop (queue full)
+//! becomes silence of the same length: the timeline stays true.
+//!
+//! When the call ends the header is finalised, the file synced, and its SHA-256 computed on
+//! a short-lived thread (a four-hour call is half a gigabyte; hashing must not hold up the
+//! other recordings), then path, digest and duration go to the call log.
+//!
+//! Nothing here can stop a call: sends never block, every failure becomes a
+//! `recording_failed` event in the call's timeline.
+//!
+//! While a recording is written, a marker file `<file>.wav.recording` holding the call
+//! reference sits next to it. At start-up [`repair_recordings`] fixes the header of every WAV
+//! a crash left behind, and the recordings whose marker is still there get their path,
+//! SHA-256 and duration into the call log as if the call had ended normally.
+
+use std::collections::HashMap;
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Write as _};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use sha2::{Digest, Sha256};
+use siaga_media::wav::{DATA_SIZE_OFFSET, HEADER_LEN, PcmFormat, RIFF_SIZE_OFFSET};
+
+use crate::calllog::{self, CallLog, Write};
+
+/// Recordings are 8 kHz stereo 16-bit: 4 bytes per frame.
+const FORMAT: PcmFormat = PcmFormat::STEREO_8K;
+const BYTES_PER_FRAME: u64 = 4;
+/// Buffered audio is written and the header patched at least this often.
+pub(crate) const FLUSH_EVERY: Duration = Duration::from_millis(500);
+/// …or when this much is buffered.
+const FLUSH_BYTES: usize = 256 * 1024;
+/// PCM chunks queued for the writer, over all calls, beyond which the media side drops
+/// (and counts) chunks instead of queueing more: 2048 × ~100 ms ≈ 3.4 minutes of call-audio.
+pub(crate) const MAX_QUEUED_CHUNKS: usize = 2048;
+/// RIFF size field = data size + this.
+const RIFF_OVERHEAD: u64 = 36;
+
+/// Identifies one recording between the media side and the writer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) struct RecordingId(pub u64);
+
+pub(crate) enum RecorderMsg {
+    Open {
+        id: RecordingId,
+        call: u64,
+        path: PathBuf,
+    },
+    /// Interleaved stereo samples whose first frame is `first_frame` of the recording.
+    Chunk {
+        id: RecordingId,
+        first_frame: i64,
+        samples: Vec<i16>,
+    },
+    Close {
+        id: RecordingId,
+    },
+    /// Finalise every open recording and stop.
+    Shutdown,
+}
+
+/// The sending side, cheap to clone. One FIFO queue keeps opens, chunks and closes in
+/// order; chunks are bounded by a shared counter, control messages always go through.
+#[derive(Clone)]
+pub(crate) struct RecorderHandle {
+    tx: Sender<RecorderMsg>,
+    queued_chunks: Arc<AtomicUsize>,
+}
+
+/// Why a chunk did not reach the writer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ChunkRejected {
+    QueueFull,
+    WriterGone,
+}
+
+impl RecorderHandle {
+    pub(crate) fn open(&self, id: RecordingId, call: u64, path: PathBuf) {
+        if self.tx.send(RecorderMsg::Open { id, call, path }).is_err() {
+            tracing::error!(call, "recording writer has stopped: recording not started");
+        }
+    }
+
+    /// Queues a chunk without ever blocking.
+    pub(crate) fn chunk(
+        &self,
+        id: RecordingId,
+        first_frame: i64,
+        samples: Vec<i16>,
+    ) -> Result<(), ChunkRejected> {
+        let queued = self.queued_chunks.fetch_add(1, Ordering::AcqRel);
+        if queued >= MAX_QUEUED_CHUNKS {
+            self.queued_chunks.fetch_sub(1, Ordering::AcqRel);
+            return Err(ChunkRejected::QueueFull);
+        }
+        self.tx
+            .send(RecorderMsg::Chunk {
+                id,
+                first_frame,
+                samples,
+            })
+            .map_err(|_| {
+                self.queued_chunks.fetch_sub(1, Ordering::AcqRel);
+                ChunkRejected::WriterGone
+            })
+    }
+
+    pub(crate) fn close(&self, id: RecordingId) {
+        if self.tx.send(RecorderMsg::Close { id }).is_err() {
+            tracing::error!(
+                id = id.0,
+                "recording writer has stopped: recording not finalised"
+            );
+        }
+    }
+
+    /// Asks the writer to finalise every open recording and stop.
+    pub(crate) fn shutdown(&self) {
+        let _ = self.tx.send(RecorderMsg::Shutdown);
+    }
+}
+
+/// Owns the writer thread.
+pub(crate) struct RecorderThread {
+    thread: Option<JoinHandle<()>>,
+}
+
+impl RecorderThread {
+    /// Starts the writer thread. It ends (after finalising every open recording) on
+    /// [`RecorderHandle::shutdown`] or when every handle is dropped.
+    pub(crate) fn start(calllog: CallLog) -> (RecorderHandle, RecorderThread) {
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let queued_chunks = Arc::new(AtomicUsize::new(0));
+        let writer = Writer {
+            rx,
+            queued_chunks: queued_chunks.clone(),
+            calllog,
+            recordings: HashMap::new(),
+            hashers: Vec::new(),
+        };
+        let thread = std::thread::Builder::new()
+            .name("recorder".into())
+            .spawn(move || writer.run())
+            .map_err(|e| tracing::error!(error = %e, "cannot start the recording thread"))
+            .ok();
+        (
+            RecorderHandle { tx, queued_chunks },
+            RecorderThread { thread },
+        )
+    }
+
+    /// A handle with no thread (what is left after [`RecorderThread::join`]).
+    pub(crate) fn none() -> RecorderThread {
+        RecorderThread { thread: None }
+    }
+
+    /// Waits for the thread (after [`RecorderHandle::shutdown`]).
+    pub(crate) fn join(&mut self) {
+        if let Some(t) = self.thread.take()
+            && t.join().is_err()
+        {
+            tracing::error!("the recording thread panicked");
+        }
+    }
+}
+
+/// One recording being written.
+struct Recording {
+    call: u64,
+    path: PathBuf,
+    /// `None` once the file could not be created or written.
+    file: Option<File>,
+    /// Audio bytes on disk after the header.
+    data_bytes: u64,
+    /// Audio bytes buffered, not yet on disk.
+    pending: Vec<u8>,
+    /// Frames accounted for (on disk + buffered).
+    frames: i64,
+    last_flush: Instant,
+}
+
+struct Writer {
+    rx: Receiver<RecorderMsg>,
+    queued_chunks: Arc<AtomicUsize>,
+    calllog: CallLog,
+    recordings: HashMap<RecordingId, Recording>,
+    hashers: Vec<JoinHandle<()>>,
+}
+
+impl Writer {
+    fn run(mut self) {
+        loop {
+            match self.rx.recv_timeout(FLUSH_EVERY / 2) {
+                Ok(RecorderMsg::Shutdown) => break,
+                Ok(msg) => self.handle(msg),
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
+            self.flush_due();
+        }
+        // Shutdown, or every sender is gone: finalise what is still open.
+        let open: Vec<RecordingId> = self.recordings.keys().copied().collect();
+        for id in open {
+            self.close(id);
+        }
+        for h in self.hashers.drain(..) {
+            let _ = h.join();
+        }
+    }
+
+    fn handle(&mut self, msg: RecorderMsg) {
+        match msg {
+            RecorderMsg::Open { id, call, path } => self.open(id, call, path),
+            RecorderMsg::Chunk {
+                id,
+                first_frame,
+                samples,
+            } => {
+                self.queued_chunks.fetch_sub(1, Ordering::AcqRel);
+                self.chunk(id, first_frame, &samples);
+            }
+            RecorderMsg::Close { id } => self.close(id),
+            RecorderMsg::Shutdown => {}
+        }
+    }
+
+    fn open(&mut self, id: RecordingId, call: u64, path: PathBuf) {
+        let (path, file) = match create_recording_file(&path, call) {
+            Ok(created) => created,
+            Err(e) => {
+                failed(
+                    &self.calllog,
+                    call,
+                    &path,
+                    &format!("cannot create the file: {e}"),
+                );
+                (path, None)
+            }
+        };
+        if file.is_some() {
+            tracing::info!(call, path = %path.display(), "recording");
+        }
+        self.recordings.insert(
+            id,
+            Recording {
+                call,
+                path,
+                file,
+                data_bytes: 0,
+                pending: Vec::with_capacity(64 * 1024),
+                frames: 0,
+                last_flush: Instant::now(),
+            },
+        );
+    }
+
+    fn chunk(&mut self, id: RecordingId, first_frame: i64, samples: &[i16]) {
+        let Some(rec) = self.recordings.get_mut(&id) else {
+            return;
+        };
+        if rec.file.is_none() {
+            return;
+        }
+        let frames = i64::try_from(samples.len() / 2).unwrap_or(0);
+        // A dropped chunk leaves a gap: fill it with silence so later audio stays in place.
+        let mut gap = first_frame - rec.frames;
+        while gap > 0 {
+            let step = gap.min(8000);
+            let bytes = usize::try_from(step).unwrap_or(0) * BYTES_PER_FRAME as usize;
+            rec.pending.resize(rec.pending.len() + bytes, 0);
+            rec.frames += step;
+            gap -= step;
+            if rec.pending.len() >= FLUSH_BYTES {
+                flush(rec, &self.calllog);
+                if rec.file.is_none() {
+                    return;
+                }
+            }
+        }
+        // Overlap (never expected): skip what is already written.
+        let skip = usize::try_from(rec.frames - first_frame).unwrap_or(0) * 2;
+        let fresh = samples.get(skip..).unwrap_or_default();
+        rec.pending.reserve(fresh.len() * 2);
+        for s in fresh {
+            rec.pending.extend_from_slice(&s.to_le_bytes());
+        }
+        rec.frames = rec.frames.max(first_frame + frames);
+        if rec.pending.len() >= FLUSH_BYTES {
+            flush(rec, &self.calllog);
+        }
+    }
+
+    fn flush_due(&mut self) {
+        let now = Instant::now();
+        for rec in self.recordings.values_mut() {
+            if now.duration_since(rec.last_flush) >= FLUSH_EVERY {
+                flush(rec, &self.calllog);
+            }
+        }
+    }
+
+    fn close(&mut self, id: RecordingId) {
+        let Some(mut rec) = self.recordings.remove(&id) else {
+            return;
+        };
+        flush(&mut rec, &self.calllog);
+        let Some(file) = rec.file.take() else {
+            // Never created, or failed: the `recording_failed` event says why. Whatever
+            // audio did reach the disk is still hashed and logged.
+            if rec.data_bytes > 0 {
+                self.spawn_hasher(rec);
+            } else {
+                let _ = std::fs::remove_file(marker_path(&rec.path));
+            }
+            return;
+        };
+        if let Err(e) = file.sync_all() {
+            failed(
+                &self.calllog,
+                rec.call,
+                &rec.path,
+                &format!("sync failed: {e}"),
+            );
+        }
+        drop(file);
+        self.spawn_hasher(rec);
+    }
+
+    fn spawn_hasher(&mut self, rec: Recording) {
+        let calllog = self.calllog.clone();
+        let call = rec.call;
+        let path = rec.path;
+        let duration_ms = i64::try_from(rec.data_bytes / BYTES_PER_FRAME / 8).ok();
+        let job = move || {
+            let sha256 = match sha256_file(&path) {
+                Ok(digest) => Some(digest),
+                Err(e) => {
+                    failed(&calllog, call, &path, &format!("cannot hash: {e}"));
+                    None
+                }
+            };
+            tracing::info!(call, path = %path.display(), ?duration_ms, "recording finished");
+            calllog.send(Write::Recording {
+                call,
+                path: path.display().to_string(),
+                sha256,
+                duration_ms,
+            });
+            let _ = std::fs::remove_file(marker_path(&path));
+        };
+        match std::thread::Builder::new()
+            .name("recording-hash".into())
+            .spawn(job)
+        {
+            Ok(handle) => self.hashers.push(handle),
+            Err(e) => tracing::error!(error = %e, call, "cannot start the hashing thread"),
+        }
+        self.hashers.retain(|h| !h.is_finished());
+    }
+}
+
+/// Creates the file (and its day directory) with a provisional header. Never overwrites:
+/// a name already taken gets a `-1`, `-2`, … suffix.
+fn create_recording_file(path: &Path, call: u64) -> std::io::Result<(PathBuf, Option<File>)> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let mut candidate = path.to_path_buf();
+    for n in 1..100 {
+        match OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&candidate)
+        {
+            Ok(mut file) => {
+                file.write_all(&FORMAT.header(0))?;
+                if let Err(e) = std::fs::write(marker_path(&candidate), format!("{call}\n")) {
+                    // Only crash recovery needs it; the recording goes on.
+                    tracing::warn!(error = %e, "cannot write the in-progress marker");
+                }
+                return Ok((candidate, Some(file)));
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                let stem = path
+                    .file_stem()
+                    .map(|s| s.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                candidate = path.with_file_name(format!("{stem}-{n}.wav"));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Err(std::io::Error::other("no free file name"))
+}
+
+/// Writes buffered audio, then the header's size fields. On error the recording stops
+/// (the call goes on) and a `recording_failed` event is logged.
+fn flush(rec: &mut Recording, calllog: &CallLog) {
+    rec.last_flush = Instant::now();
+    let Some(file) = rec.file.as_ref() else {
+        rec.pending.clear();
+        return;
+    };
+    if rec.pending.is_empty() {
+        return;
+    }
+    let new_size = rec.data_bytes + rec.pending.len() as u64;
+    if new_size + RIFF_OVERHEAD > u64::from(u32::MAX) {
+        rec.file = None;
+        rec.pending.clear();
+        failed(
+            calllog,
+            rec.call,
+            &rec.path,
+            "the WAV size limit (4 GiB) is reached; recording stopped",
+        );
+        return;
+    }
+    let result = file
+        .write_all_at(&rec.pending, HEADER_LEN as u64 + rec.data_bytes)
+        .and_then(|()| write_sizes(file, new_size));
+    match result {
+        Ok(()) => {
+            rec.data_bytes = new_size;
+            rec.pending.clear();
+        }
+        Err(e) => {
+            rec.file = None;
+            rec.pending.clear();
+            failed(calllog, rec.call, &rec.path, &format!("write failed: {e}"));
+        }
+    }
+}
+
+/// Patches the RIFF and data sizes of a canonical header in place.
+fn write_sizes(file: &File, data_size: u64) -> std::io::Result<()> {
+    let data = u32::try_from(data_size).unwrap_or(u32::MAX);
+    let riff = u32::try_from(data_size + RIFF_OVERHEAD).unwrap_or(u32::MAX);
+    file.write_all_at(&riff.to_le_bytes(), RIFF_SIZE_OFFSET as u64)?;
+    file.write_all_at(&data.to_le_bytes(), DATA_SIZE_OFFSET as u64)
+}
+
+fn failed(calllog: &CallLog, call: u64, path: &Path, why: &str) {
+    tracing::error!(call, path = %path.display(), why, "recording failed; the call continues");
+    calllog.send(Write::Event {
+        call: Some(call),
+        at_ms: calllog::now_ms(),
+        kind: "recording_failed".into(),
+        detail: format!("{}: {why}", path.display()),
+    });
+}
+
+/// Lower-case hex SHA-256 of a file, read in 64 KiB blocks.
+pub(crate) fn sha256_file(path: &Path) -> std::io::Result<String> {
+    let mut file = File::open(path)?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = file.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(buf.get(..n).unwrap_or_default());
+    }
+    Ok(hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect())
+}
+
+/// `<root>/<YYYY-MM-DD>/call-<call>-<yyyymmddThhmmss>.wav`, in UTC.
+pub(crate) fn recording_path(root: &Path, call: u64, at: SystemTime) -> PathBuf {
+    let secs = at
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default();
+    let days = i64::try_from(secs / 86_400).unwrap_or(0);
+    let (y, m, d) = civil_from_days(days);
+    let rem = secs % 86_400;
+    let (hh, mm, ss) = (rem / 3600, rem % 3600 / 60, rem % 60);
+    root.join(format!("{y:04}-{m:02}-{d:02}")).join(format!(
+        "call-{call}-{y:04}{m:02}{d:02}T{hh:02}{mm:02}{ss:02}.wav"
+    ))
+}
+
+/// Days since 1970-01-01 → (year, month, day), proleptic Gregorian (H. Hinnant).
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = u32::try_from(doy - (153 * mp + 2) / 5 + 1).unwrap_or(1);
+    let m = u32::try_from(if mp < 10 { mp + 3 } else { mp - 9 }).unwrap_or(1);
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
+}
+
+/// The marker kept next to a recording while it is being written: `<file>.wav.recording`,
+/// holding the call reference. Removed once the call log has the finished recording; one
+/// found at start-up marks a recording a crash interrupted.
+pub(crate) fn marker_path(wav: &Path) -> PathBuf {
+    let mut name = wav.as_os_str().to_owned();
+    name.push(".recording");
+    PathBuf::from(name)
+}
+
+/// What the start-up scan found about one recording.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Recovered {
+    pub path: PathBuf,
+    /// `(claimed, actual)` audio bytes when the header was wrong and has been rewritten.
+    pub header_fixed: Option<(u32, u32)>,
+    /// The call whose recording was interrupted (its marker was still there).
+    pub interrupted_call: Option<u64>,
+    /// Audio bytes in the file (whole frames).
+    pub audio_bytes: u32,
+}
+
+/// Finds the recordings a crash or `kill -9` left behind, among files last written before
+/// `before` (later ones belong to this run): rewrites every header of ours (canonical 8 kHz
+/// stereo) whose sizes disagree with the file's length, and reports the recordings whose
+/// in-progress marker is still there.
+pub(crate) fn repair_recordings(root: &Path, before: SystemTime) -> Vec<Recovered> {
+    let mut found = Vec::new();
+    let mut dirs = vec![(root.to_path_buf(), 0u8)];
+    while let Some((dir, depth)) = dirs.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let Ok(meta) = entry.metadata() else { continue };
+            if meta.is_dir() {
+                if depth < 3 {
+                    dirs.push((path, depth + 1));
+                }
+                continue;
+            }
+            let is_wav = path
+                .extension()
+                .is_some_and(|e| e.eq_ignore_ascii_case("wav"));
+            let old = meta.modified().map(|m| m < before).unwrap_or(false);
+            if !(is_wav && meta.is_file() && old) {
+                continue;
+            }
+            match recover_one(&path, meta.len()) {
+                Ok(Some(r)) => found.push(r),
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!(path = %path.display(), error = %e, "cannot check recording")
+                }
+            }
+        }
+    }
+    found.sort_by(|a, b| a.path.cmp(&b.path));
+    found
+}
+
+fn recover_one(path: &Path, len: u64) -> std::io::Result<Option<Recovered>> {
+    let file = OpenOptions::new().read(true).write(true).open(path)?;
+    let mut header = [0u8; HEADER_LEN];
+    if file.read_exact_at(&mut header, 0).is_err() {
+        return Ok(None);
+    }
+    let canonical = FORMAT.header(0);
+    // Only our own recordings: same format chunk and `data` right after it.
+    let ours = header.get(0..4) == canonical.get(0..4)
+        && header.get(8..DATA_SIZE_OFFSET) == canonical.get(8..DATA_SIZE_OFFSET);
+    let Some(sizes) = FORMAT.repair_sizes(len).filter(|_| ours) else {
+        return Ok(None);
+    };
+    let interrupted_call = std::fs::read_to_string(marker_path(path))
+        .ok()
+        .and_then(|s| s.trim().parse().ok());
+    let field = |at: usize| {
+        header
+            .get(at..at + 4)
+            .and_then(|b| b.try_into().ok())
+            .map(u32::from_le_bytes)
+            .unwrap_or(0)
+    };
+    let claimed = field(DATA_SIZE_OFFSET);
+    let header_fixed = if claimed == sizes.data_size && field(RIFF_SIZE_OFFSET) == sizes.riff_size {
+        None
+    } else {
+        write_sizes(&file, u64::from(sizes.data_size))?;
+        file.sync_all()?;
+        Some((claimed, sizes.data_size))
+    };
+    if header_fixed.is_none() && interrupted_call.is_none() {
+        return Ok(None);
+    }
+    Ok(Some(Recovered {
+        path: path.to_path_buf(),
+        header_fixed,
+        interrupted_call,
+        audio_bytes: sizes.data_size,
+    }))
+}
+
+/// Runs [`repair_recordings`] on its own thread: one gateway event per repaired header, and
+/// for each interrupted recording its path, SHA-256 and duration in the call's row (as a
+/// normal end would have done) plus a `recording_recovered` event in its timeline.
+pub(crate) fn start_repair(
+    root: PathBuf,
+    before: SystemTime,
+    calllog: CallLog,
+) -> Option<JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name("recording-repair".into())
+        .spawn(move || {
+            for r in repair_recordings(&root, before) {
+                let secs = f64::from(r.audio_bytes) / (BYTES_PER_FRAME as f64 * 8000.0);
+                if let Some((claimed, actual)) = r.header_fixed {
+                    tracing::warn!(path = %r.path.display(), "repaired a recording left by a crash");
+                    calllog.send(Write::Event {
+                        call: None,
+                        at_ms: calllog::now_ms(),
+                        kind: "recording_repaired".into(),
+                        detail: format!(
+                            "{}: header claimed {claimed} audio bytes, the file holds {actual} ({secs:.1} s); header rewritten",
+                            r.path.display(),
+                        ),
+                    });
+                }
+                let Some(call) = r.interrupted_call else {
+                    continue;
+                };
+                let sha256 = sha256_file(&r.path).ok();
+                calllog.send(Write::Recording {
+                    call,
+                    path: r.path.display().to_string(),
+                    sha256,
+                    duration_ms: Some(i64::from(r.audio_bytes) / 32),
+                });
+                calllog.send(Write::Event {
+                    call: Some(call),
+                    at_ms: calllog::now_ms(),
+                    kind: "recording_recovered".into(),
+                    detail: format!(
+                        "{}: interrupted by a gateway stop (crash or kill); {secs:.1} s kept",
+                        r.path.display()
+                    ),
+                });
+                let _ = std::fs::remove_file(marker_path(&r.path));
+            }
+        })
+        .map_err(|e| tracing::error!(error = %e, "cannot start the recording repair thread"))
+        .ok()
+}

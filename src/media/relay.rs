@@ -1,0 +1,150 @@
+//! Audio relayed between the two legs of a bridged call.
+//!
+//! Each leg decodes what its peer sends and passes the linear samples to the other leg's
+//! task in fixed-size frames (no allocation per packet). The receiving leg re-encodes them
+//! into its own peer's codec and packet time, inside its own continuous outbound stream, so
+//! the two sides may use different laws and ptimes. A small play-out buffer absorbs the
+//! difference between the two packet clocks.
+
+use std::collections::VecDeque;
+
+/// Samples per relayed frame: the longest packet time we accept (60 ms at 8 kHz).
+pub(super) const RELAY_FRAME: usize = 480;
+/// Frames in flight between two leg tasks; beyond this (the receiving task is stalled)
+/// frames are dropped.
+pub(super) const RELAY_QUEUE: usize = 32;
+
+/// Up to [`RELAY_FRAME`] samples of decoded audio.
+#[derive(Clone)]
+pub(super) struct RelayFrame {
+    pub len: usize,
+    pub samples: [i16; RELAY_FRAME],
+}
+
+impl RelayFrame {
+    pub(super) fn from_slice(samples: &[i16]) -> RelayFrame {
+        let mut frame = RelayFrame {
+            len: samples.len().min(RELAY_FRAME),
+            samples: [0; RELAY_FRAME],
+        };
+        if let (Some(dst), Some(src)) =
+            (frame.samples.get_mut(..frame.len), samples.get(..frame.len))
+        {
+            dst.copy_from_slice(src);
+        }
+        frame
+    }
+
+    pub(super) fn samples(&self) -> &[i16] {
+        self.samples.get(..self.len).unwrap_or_default()
+    }
+}
+
+/// Extra audio (20 ms) held before play-out starts, so the two packet clocks' jitter does
+/// not empty the buffer at every packet.
+const PRIME: usize = 160;
+/// Most audio held (200 ms): beyond it the oldest is dropped, so delay cannot build up.
+const MAX_HELD: usize = 1600;
+
+/// The play-out buffer of one leg's relayed audio.
+#[derive(Debug)]
+pub(super) struct RelayBuffer {
+    samples: VecDeque<i16>,
+    primed: bool,
+}
+
+impl Default for RelayBuffer {
+    fn default() -> Self {
+        RelayBuffer {
+            samples: VecDeque::with_capacity(MAX_HELD + RELAY_FRAME),
+            primed: false,
+        }
+    }
+}
+
+impl RelayBuffer {
+    pub(super) fn push(&mut self, samples: &[i16]) {
+        self.samples.extend(samples.iter().copied());
+        if self.samples.len() > MAX_HELD {
+            let excess = self.samples.len() - MAX_HELD;
+            self.samples.drain(..excess);
+        }
+    }
+
+    /// Adds the next `out.len()` samples into `out` (saturating, so a prompt playing at the
+    /// same time is mixed, not replaced). Returns whether any relayed audio was added.
+    pub(super) fn mix_into(&mut self, out: &mut [i16]) -> bool {
+        if !self.primed {
+            if self.samples.len() < out.len() + PRIME {
+                return false;
+            }
+            self.primed = true;
+        }
+        if self.samples.len() < out.len() {
+            // Ran dry: play what is left, then wait to re-prime.
+            self.primed = false;
+        }
+        let mut any = false;
+        for slot in out.iter_mut() {
+            match self.samples.pop_front() {
+                Some(s) => {
+                    *slot = slot.saturating_add(s);
+                    any = true;
+                }
+                None => break,
+            }
+        }
+        any
+    }
+
+    pub(super) fn clear(&mut self) {
+        self.samples.clear();
+        self.primed = false;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn twenty_ms_in_thirty_ms_out_keeps_every_sample_in_order() {
+        let mut buf = RelayBuffer::default();
+        let mut next_in = 0i16;
+        let mut out_all = Vec::new();
+        // 600 ms: 30 packets of 20 ms in, 20 of 30 ms out, interleaved by time.
+        for ms in 0..600 {
+            if ms % 20 == 0 {
+                let packet: Vec<i16> = (0..160).map(|i| next_in + i).collect();
+                next_in += 160;
+                buf.push(&packet);
+            }
+            if ms % 30 == 29 {
+                let mut frame = [0i16; 240];
+                buf.mix_into(&mut frame);
+                out_all.extend_from_slice(&frame);
+            }
+        }
+        let audio: Vec<i16> = out_all.iter().copied().skip_while(|&s| s == 0).collect();
+        assert!(audio.len() > 4000, "{}", audio.len());
+        // Apart from priming silence, the stream is the input, contiguous.
+        for pair in audio.windows(2).take(4000) {
+            assert_eq!(pair[1], pair[0] + 1);
+        }
+    }
+
+    #[test]
+    fn delay_is_bounded_and_mixing_saturates() {
+        let mut buf = RelayBuffer::default();
+        for _ in 0..100 {
+            buf.push(&[i16::MAX; 160]);
+        }
+        assert!(buf.samples.len() <= MAX_HELD);
+        let mut out = [100i16; 160];
+        assert!(buf.mix_into(&mut out));
+        assert!(out.iter().all(|&s| s == i16::MAX));
+        buf.clear();
+        let mut out = [0i16; 160];
+        assert!(!buf.mix_into(&mut out));
+    }
+}

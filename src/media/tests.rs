@@ -1,0 +1,984 @@
+//! The media manager against real loopback sockets, without the engine: the tests issue
+//! `MediaCommand`s themselves, act as the caller's (or agency's) RTP peer, and read the
+//! call log and the recording afterwards. Real time, no sleeps: every wait is for a packet,
+//! an event or a thread, with a deadline.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use tokio::net::UdpSocket;
+use tokio::sync::mpsc;
+
+use siaga_engine::ids::{CallRef, LegId};
+use siaga_engine::io::{MediaCommand, MediaEvent, MediaSession, PlaybackId};
+use siaga_media::sdp::Direction;
+use siaga_media::wav::{DATA_SIZE_OFFSET, HEADER_LEN, PcmFormat, RIFF_SIZE_OFFSET};
+use siaga_media::{
+    Codec, PayloadType, Prompt, RtpHeader, RtpTimestamp, RtpView, SequenceNumber, Ssrc,
+};
+
+use super::recorder::{self, RecorderThread, RecordingId};
+use super::{MediaEventOut, MediaManager};
+use crate::calllog::{CallLog, LogWriter};
+use crate::config::{PortRange, Settings};
+
+const LOCALHOST: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+const CALL: CallRef = CallRef(1);
+const MS: Duration = Duration::from_millis(1);
+
+struct Harness {
+    dir: tempfile::TempDir,
+    manager: MediaManager,
+    events: mpsc::Receiver<MediaEventOut>,
+    calllog: CallLog,
+    _log_writer: LogWriter,
+}
+
+struct Finished {
+    dir: tempfile::TempDir,
+    db: rusqlite::Connection,
+}
+
+fn settings(dir: &Path, ports: (u16, u16), media_timeout: Duration) -> Settings {
+    Settings {
+        db: dir.join("siaga.db"),
+        recordings: dir.join("recordings"),
+        rtp_ports: PortRange {
+            first: ports.0,
+            last: ports.1,
+        },
+        media_timeout,
+        ..Settings::default()
+    }
+}
+
+impl Harness {
+    fn new(ports: (u16, u16)) -> Harness {
+        Self::with(
+            tempfile::tempdir().expect("temp dir"),
+            ports,
+            Duration::from_secs(30),
+        )
+    }
+
+    fn with(dir: tempfile::TempDir, ports: (u16, u16), media_timeout: Duration) -> Harness {
+        Self::with_settings(dir, |d| settings(d, ports, media_timeout))
+    }
+
+    fn with_settings(dir: tempfile::TempDir, make: impl FnOnce(&Path) -> Settings) -> Harness {
+        let settings = make(dir.path());
+        // A row for call 1, so the recording's path and digest have somewhere to go.
+        {
+            let conn = crate::calllog::open(&settings.db).expect("db");
+            conn.execute(
+                "INSERT OR IGNORE INTO calls (id, call_id, started_at, ended_at, kind, dialled, source, transport)
+                 VALUES (1, 'test-call', 0, 1, 'emergency', '112', '127.0.0.1:5060', 'udp')",
+                [],
+            )
+            .expect("insert call");
+        }
+        let (calllog, log_writer, _) = CallLog::start(&settings.db).expect("call log");
+        let (tx, events) = mpsc::channel(1024);
+        let manager = MediaManager::new(&settings, tx, calllog.clone());
+        Harness {
+            dir,
+            manager,
+            events,
+            calllog,
+            _log_writer: log_writer,
+        }
+    }
+
+    fn allocate(&mut self, leg: LegId) -> SocketAddr {
+        let reply = self
+            .manager
+            .handle(MediaCommand::Allocate {
+                call: CALL,
+                leg,
+                local_ip: LOCALHOST,
+            })
+            .expect("Allocate is answered at once");
+        match reply.event {
+            MediaEvent::Allocated { local } => local,
+            other => panic!("allocation failed: {other:?}"),
+        }
+    }
+
+    fn start(&mut self, leg: LegId, session: MediaSession) {
+        assert!(
+            self.manager
+                .handle(MediaCommand::Start {
+                    call: CALL,
+                    leg,
+                    session
+                })
+                .is_none()
+        );
+    }
+
+    fn play(&mut self, leg: LegId, playback: u64, prompt: &Path) -> Option<MediaEvent> {
+        self.manager
+            .handle(MediaCommand::Play {
+                call: CALL,
+                leg,
+                playback: PlaybackId(playback),
+                prompt: prompt.to_path_buf(),
+            })
+            .map(|r| r.event)
+    }
+
+    async fn event(&mut self, within: Duration) -> Option<MediaEvent> {
+        tokio::time::timeout(within, self.events.recv())
+            .await
+            .ok()
+            .flatten()
+            .map(|e| e.event)
+    }
+
+    /// Every event until `within` has passed.
+    async fn events_for(&mut self, within: Duration) -> Vec<MediaEvent> {
+        let deadline = tokio::time::Instant::now() + within;
+        let mut out = Vec::new();
+        while let Ok(Some(e)) = tokio::time::timeout_at(deadline, self.events.recv()).await {
+            out.push(e.event);
+        }
+        out
+    }
+
+    /// Shuts the manager down (finalising recordings) and opens the committed call log.
+    async fn finish(mut self) -> Finished {
+        self.manager.shutdown().await;
+        assert!(
+            self.calllog.barrier(Duration::from_secs(10)),
+            "call log committed"
+        );
+        let db = rusqlite::Connection::open(self.dir.path().join("siaga.db")).expect("db");
+        Finished { dir: self.dir, db }
+    }
+}
+
+impl Finished {
+    /// `(call, detail)` of call and gateway events of `kind`.
+    fn events(&self, kind: &str) -> Vec<(Option<i64>, String)> {
+        let mut stmt = self
+            .db
+            .prepare(
+                "SELECT call, detail FROM call_events WHERE kind = ?1
+                 UNION ALL SELECT NULL, detail FROM gateway_events WHERE kind = ?1",
+            )
+            .expect("query");
+        stmt.query_map([kind], |r| Ok((r.get(0)?, r.get(1)?)))
+            .expect("rows")
+            .collect::<Result<_, _>>()
+            .expect("rows")
+    }
+
+    fn recording(&self) -> (Option<String>, Option<String>, Option<i64>) {
+        self.db
+            .query_row(
+                "SELECT recording_path, recording_sha256, recording_ms FROM calls WHERE id = 1",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .expect("call row")
+    }
+}
+
+fn session(remote: Option<SocketAddr>, codec: Codec, ptime_ms: u64) -> MediaSession {
+    MediaSession {
+        remote,
+        codec,
+        payload_type: codec.static_payload_type(),
+        dtmf_payload_type: Some(PayloadType(101)),
+        ptime: Duration::from_millis(ptime_ms),
+        direction: Direction::SendRecv,
+    }
+}
+
+async fn peer() -> Arc<UdpSocket> {
+    Arc::new(
+        UdpSocket::bind((LOCALHOST, 0))
+            .await
+            .expect("bind peer socket"),
+    )
+}
+
+/// One received RTP packet with its arrival time.
+struct Received {
+    at: Instant,
+    marker: bool,
+    payload_type: u8,
+    seq: u16,
+    ts: u32,
+    ssrc: u32,
+    payload: Vec<u8>,
+}
+
+async fn recv_rtp(socket: &UdpSocket, within: Duration) -> Option<Received> {
+    let mut buf = [0u8; 2048];
+    let (len, _) = tokio::time::timeout(within, socket.recv_from(&mut buf))
+        .await
+        .ok()?
+        .ok()?;
+    let at = Instant::now();
+    let view = RtpView::parse(&buf[..len]).expect("the gateway sends RTP");
+    Some(Received {
+        at,
+        marker: view.marker,
+        payload_type: view.payload_type.0,
+        seq: view.sequence.0,
+        ts: view.timestamp.0,
+        ssrc: view.ssrc.0,
+        payload: view.payload.to_vec(),
+    })
+}
+
+fn rtp(pt: u8, seq: u16, ts: u32, ssrc: u32, marker: bool, payload: &[u8]) -> Vec<u8> {
+    let mut out = vec![0u8; 12 + payload.len()];
+    RtpHeader {
+        marker,
+        payload_type: PayloadType(pt),
+        sequence: SequenceNumber(seq),
+        timestamp: RtpTimestamp(ts),
+        ssrc: Ssrc(ssrc),
+    }
+    .write(payload, &mut out)
+    .expect("fits");
+    out
+}
+
+fn prompt_path(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("dialplans/prompts/en")
+        .join(name)
+}
+
+fn prompt_samples(path: &Path) -> Vec<i16> {
+    let bytes = std::fs::read(path).expect("prompt file");
+    Prompt::from_wav(&bytes)
+        .expect("valid prompt")
+        .samples()
+        .to_vec()
+}
+
+/// What G.711 makes of `samples`.
+fn through(codec: Codec, samples: &[i16]) -> Vec<i16> {
+    samples
+        .iter()
+        .map(|&s| codec.decode_sample(codec.encode_sample(s)))
+        .collect()
+}
+
+fn sine(freq: f32, amplitude: f32, from_sample: usize, len: usize) -> Vec<i16> {
+    (from_sample..from_sample + len)
+        .map(|i| {
+            let t = i as f32 / 8000.0;
+            (amplitude * (2.0 * std::f32::consts::PI * freq * t).sin()) as i16
+        })
+        .collect()
+}
+
+fn dtmf(key: char, from_sample: usize, len: usize) -> Vec<i16> {
+    let (low, high) = match key {
+        '3' => (697.0, 1477.0),
+        '5' => (770.0, 1336.0),
+        _ => unreachable!("only the keys the tests press"),
+    };
+    let a = sine(low, 7000.0, from_sample, len);
+    let b = sine(high, 7000.0, from_sample, len);
+    a.iter().zip(&b).map(|(x, y)| x + y).collect()
+}
+
+fn rms(samples: &[i16]) -> f64 {
+    let sum: f64 = samples.iter().map(|&s| f64::from(s) * f64::from(s)).sum();
+    (sum / samples.len().max(1) as f64).sqrt()
+}
+
+/// `(left, right)` of a stereo recording.
+fn read_stereo(path: &Path) -> (Vec<i16>, Vec<i16>) {
+    let reader = hound::WavReader::open(path).expect("hound reads the recording");
+    let spec = reader.spec();
+    assert_eq!(
+        (spec.channels, spec.sample_rate, spec.bits_per_sample),
+        (2, 8000, 16)
+    );
+    let all: Vec<i16> = reader
+        .into_samples::<i16>()
+        .collect::<Result<_, _>>()
+        .expect("samples");
+    let left = all.iter().step_by(2).copied().collect();
+    let right = all.iter().skip(1).step_by(2).copied().collect();
+    (left, right)
+}
+
+/// First and one-past-last index whose magnitude exceeds `threshold`.
+fn loud_span(samples: &[i16], threshold: i16) -> Option<(usize, usize)> {
+    let first = samples
+        .iter()
+        .position(|s| s.unsigned_abs() > threshold as u16)?;
+    let last = samples
+        .iter()
+        .rposition(|s| s.unsigned_abs() > threshold as u16)?;
+    Some((first, last + 1))
+}
+
+fn contains(haystack: &[i16], needle: &[i16]) -> bool {
+    !needle.is_empty() && haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+#[tokio::test]
+async fn a_prompt_is_paced_numbered_marked_and_reported_finished() {
+    let mut h = Harness::new((32000, 32099));
+    let caller = peer().await;
+    h.allocate(LegId::Caller);
+    h.start(
+        LegId::Caller,
+        session(caller.local_addr().ok(), Codec::Pcma, 20),
+    );
+    let path = prompt_path("number-1.wav");
+    let expected = prompt_samples(&path);
+    assert!(h.play(LegId::Caller, 7, &path).is_none());
+
+    let mut packets = Vec::new();
+    let mut finished_at = None;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    // Until the prompt is over and five more packets (silence) have come.
+    while finished_at.is_none() || packets.len() < expected.len() / 160 + 10 {
+        tokio::select! {
+            p = recv_rtp(&caller, Duration::from_secs(1)) => packets.push(p.expect("a packet every 20 ms")),
+            e = h.event(Duration::from_secs(5)) => match e {
+                Some(MediaEvent::PromptFinished { playback }) => {
+                    assert_eq!(playback, PlaybackId(7));
+                    assert!(finished_at.is_none(), "PromptFinished twice");
+                    finished_at = Some(Instant::now());
+                }
+                other => panic!("unexpected event {other:?}"),
+            },
+            () = tokio::time::sleep_until(deadline) => panic!("prompt did not finish"),
+        }
+    }
+
+    // One stream: same SSRC and payload type, sequence +1 and timestamp +160 per packet.
+    for pair in packets.windows(2) {
+        assert_eq!(pair[1].ssrc, pair[0].ssrc);
+        assert_eq!(pair[1].payload_type, 8);
+        assert_eq!(pair[1].seq, pair[0].seq.wrapping_add(1));
+        assert_eq!(pair[1].ts, pair[0].ts.wrapping_add(160));
+        assert_eq!(pair[1].payload.len(), 160);
+    }
+    // The marker bit on the prompt's first packet only, and the prompt's audio from there.
+    let markers: Vec<usize> = (0..packets.len()).filter(|&i| packets[i].marker).collect();
+    assert_eq!(markers.len(), 1, "marker on exactly one packet");
+    let start = markers[0];
+    let sent: Vec<u8> = packets[start..]
+        .iter()
+        .flat_map(|p| p.payload.clone())
+        .collect();
+    let mut encoded = vec![0u8; expected.len()];
+    Codec::Pcma.encode(&expected, &mut encoded);
+    assert_eq!(
+        &sent[..encoded.len()],
+        &encoded[..],
+        "the prompt, byte for byte"
+    );
+    let prompt_packets = expected.len().div_ceil(160);
+    assert!(
+        sent[prompt_packets * 160..].iter().all(|&b| b == 0xD5),
+        "A-law silence after the prompt"
+    );
+    // Paced, not burst: packets arrive at the prompt's pace, and the end is reported once the
+    // last prompt packet is out.
+    let span = packets[start + prompt_packets - 1].at - packets[start].at;
+    let nominal = Duration::from_millis(20 * (prompt_packets as u64 - 1));
+    assert!(span + 120 * MS >= nominal, "{span:?} for {nominal:?}");
+    let finished_at = finished_at.expect("finished");
+    assert!(finished_at + 30 * MS >= packets[start + prompt_packets - 1].at);
+
+    // Barge-in: a stopped prompt reports nothing, and the stream goes on.
+    assert!(h.play(LegId::Caller, 8, &path).is_none());
+    let p = recv_rtp(&caller, Duration::from_secs(1))
+        .await
+        .expect("packet");
+    h.manager.handle(MediaCommand::StopPlayback {
+        call: CALL,
+        leg: LegId::Caller,
+        playback: PlaybackId(8),
+    });
+    let events = h.events_for(Duration::from_millis(800)).await;
+    assert!(events.is_empty(), "{events:?}");
+    let later = recv_rtp(&caller, Duration::from_secs(1))
+        .await
+        .expect("packet");
+    assert!(later.seq.wrapping_sub(p.seq) < 100);
+    assert!(later.payload.iter().all(|&b| b == 0xD5));
+    h.finish().await;
+}
+
+#[tokio::test]
+async fn caller_audio_latches_gives_digits_and_is_recorded_on_a_true_timeline() {
+    let mut h = Harness::new((32100, 32199));
+    let sdp_peer = peer().await; // what SDP says; the phone really sends from elsewhere (NAT)
+    let phone = peer().await;
+    let local = h.allocate(LegId::Caller);
+    h.start(
+        LegId::Caller,
+        session(sdp_peer.local_addr().ok(), Codec::Pcma, 20),
+    );
+    let prompt = prompt_path("number-1.wav");
+    assert!(h.play(LegId::Caller, 1, &prompt).is_none());
+    // Before anything arrives we send where SDP said.
+    assert!(recv_rtp(&sdp_peer, Duration::from_secs(1)).await.is_some());
+
+    // 1.5 s of caller audio in 20 ms packets: a quiet 300 Hz hum, in-band '5' at 400 ms,
+    // '3' both in-band and as RFC 4733 events at 900 ms (as many phones do), RFC 4733 '7'
+    // at 1200 ms, and packets 30–34 lost (100 ms of silence, which must stay in the file).
+    let sender = {
+        let phone = phone.clone();
+        tokio::spawn(async move {
+            let ssrc = 0x1234_5678;
+            let mut seq = 1000u16;
+            let mut pace = tokio::time::interval(20 * MS);
+            for k in 0..75usize {
+                pace.tick().await;
+                let ts = 50_000 + 160 * k as u32;
+                let pcm = match k {
+                    20..26 => dtmf('5', 160 * (k - 20), 160),
+                    45..51 => dtmf('3', 160 * (k - 45), 160),
+                    _ => sine(300.0, 1000.0, 160 * k, 160),
+                };
+                let mut payload = vec![0u8; 160];
+                Codec::Pcma.encode(&pcm, &mut payload);
+                seq = seq.wrapping_add(1);
+                if !(30..35).contains(&k) {
+                    let _ = phone
+                        .send_to(&rtp(8, seq, ts, ssrc, k == 0, &payload), local)
+                        .await;
+                }
+                for (key, first) in [(3u8, 45usize), (7, 60)] {
+                    if (first..first + 6).contains(&k) {
+                        let end = k == first + 5;
+                        let duration = (160 * (k - first + 1)) as u16;
+                        let event = [
+                            key,
+                            if end { 0x8A } else { 0x0A },
+                            (duration >> 8) as u8,
+                            duration as u8,
+                        ];
+                        let repeats = if end { 3 } else { 1 };
+                        for _ in 0..repeats {
+                            seq = seq.wrapping_add(1);
+                            let ev_ts = 50_000 + 160 * first as u32;
+                            let _ = phone
+                                .send_to(&rtp(101, seq, ev_ts, ssrc, k == first, &event), local)
+                                .await;
+                        }
+                    }
+                }
+            }
+        })
+    };
+    // Symmetric RTP: once the phone's packets arrive, our stream follows them.
+    assert!(
+        recv_rtp(&phone, Duration::from_secs(1)).await.is_some(),
+        "latched onto the real source"
+    );
+    sender.await.expect("sender");
+    let events = h.events_for(Duration::from_millis(300)).await;
+    let digits: Vec<(char, &str)> = events
+        .iter()
+        .filter_map(|e| match e {
+            MediaEvent::Digit { digit, source } => Some((*digit, *source)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        events
+            .iter()
+            .filter(|e| **e == MediaEvent::FirstPacket)
+            .count(),
+        1
+    );
+    assert!(events.contains(&MediaEvent::PromptFinished {
+        playback: PlaybackId(1)
+    }));
+    assert_eq!(digits.len(), 3, "{digits:?}");
+    assert_eq!(digits[0], ('5', "inband"));
+    assert_eq!(
+        digits[1].0, '3',
+        "one digit for a press signalled both ways"
+    );
+    assert_eq!(digits[2], ('7', "rfc4733"));
+
+    // A re-INVITE moves the caller: we switch to the new address at once.
+    let moved = peer().await;
+    h.start(
+        LegId::Caller,
+        session(moved.local_addr().ok(), Codec::Pcma, 20),
+    );
+    assert!(
+        recv_rtp(&moved, Duration::from_secs(1)).await.is_some(),
+        "re-INVITE switched the remote"
+    );
+
+    h.manager.handle(MediaCommand::Release {
+        call: CALL,
+        leg: LegId::Caller,
+    });
+    let done = h.finish().await;
+    let (path, sha, ms) = done.recording();
+    let path = PathBuf::from(path.expect("recording path in the call log"));
+    assert!(path.starts_with(done.dir.path().join("recordings")));
+    let name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        name.starts_with("call-1-") && name.ends_with(".wav"),
+        "{name}"
+    );
+    let bytes = std::fs::read(&path).expect("recording");
+    assert_eq!(
+        sha.as_deref(),
+        Some(recorder::sha256_file(&path).expect("hash").as_str())
+    );
+    assert_eq!(sha.map(|s| s.len()), Some(64));
+    let (left, right) = read_stereo(&path);
+    assert_eq!(ms, Some(left.len() as i64 / 8));
+    assert_eq!(bytes.len(), HEADER_LEN + 4 * left.len());
+    // Left: the caller's 1.5 s, the lost 100 ms kept as silence, not squeezed out.
+    let (first, end) = loud_span(&left, 200).expect("caller audio in the left channel");
+    let span_ms = (end - first) as f64 / 8.0;
+    assert!(
+        (span_ms - 1500.0).abs() <= 60.0,
+        "left channel holds {span_ms} ms of 1500"
+    );
+    let gap = &left[first + 30 * 160 + 40..first + 35 * 160 - 40];
+    assert!(
+        gap.iter().all(|s| s.unsigned_abs() <= 8),
+        "lost packets are silence in place"
+    );
+    // Right: what the caller heard, the prompt exactly.
+    assert!(
+        contains(&right, &through(Codec::Pcma, &prompt_samples(&prompt))),
+        "prompt on the right channel"
+    );
+    assert!(done.events("recording_started").len() == 1);
+    assert!(done.events("recording_failed").is_empty());
+}
+
+#[tokio::test]
+async fn media_timeout_is_reported_once_per_silence() {
+    let dir = tempfile::tempdir().expect("dir");
+    let mut h = Harness::with(dir, (32200, 32299), Duration::from_millis(300));
+    let phone = peer().await;
+    let local = h.allocate(LegId::Caller);
+    h.start(
+        LegId::Caller,
+        session(phone.local_addr().ok(), Codec::Pcma, 20),
+    );
+    let events = h.events_for(Duration::from_millis(1000)).await;
+    assert!(
+        matches!(events.as_slice(), [MediaEvent::Timeout { silent_for }] if *silent_for >= Duration::from_millis(300)),
+        "{events:?}"
+    );
+    // Media comes back, then stops again: a new episode, a new report; FirstPacket only once.
+    let payload = [0xD5u8; 160];
+    phone
+        .send_to(&rtp(8, 1, 160, 9, true, &payload), local)
+        .await
+        .expect("send");
+    assert_eq!(
+        h.event(Duration::from_secs(1)).await,
+        Some(MediaEvent::FirstPacket)
+    );
+    phone
+        .send_to(&rtp(8, 2, 320, 9, false, &payload), local)
+        .await
+        .expect("send");
+    let events = h.events_for(Duration::from_millis(800)).await;
+    assert!(
+        matches!(events.as_slice(), [MediaEvent::Timeout { .. }]),
+        "{events:?}"
+    );
+    h.finish().await;
+}
+
+#[tokio::test]
+async fn bridged_legs_relay_audio_across_codecs_and_packet_times() {
+    let mut h = Harness::new((32300, 32399));
+    let caller = peer().await;
+    let agent = peer().await;
+    let caller_port = h.allocate(LegId::Caller);
+    let agent_port = h.allocate(LegId::Agency(1));
+    h.start(
+        LegId::Caller,
+        session(caller.local_addr().ok(), Codec::Pcma, 30),
+    );
+    h.start(
+        LegId::Agency(1),
+        session(agent.local_addr().ok(), Codec::Pcmu, 20),
+    );
+    h.manager.handle(MediaCommand::Bridge {
+        call: CALL,
+        agency: LegId::Agency(1),
+    });
+
+    // The agent speaks (µ-law, 20 ms) and so does the caller (A-law, 30 ms), for 1 s.
+    let talk = |socket: Arc<UdpSocket>, to: SocketAddr, codec: Codec, ptime: usize, freq: f32| {
+        tokio::spawn(async move {
+            let n = 8 * ptime;
+            let mut pace = tokio::time::interval(Duration::from_millis(ptime as u64));
+            for k in 0..1000 / ptime {
+                pace.tick().await;
+                let pcm = sine(freq, 8000.0, n * k, n);
+                let mut payload = vec![0u8; n];
+                codec.encode(&pcm, &mut payload);
+                let pt = codec.static_payload_type().0;
+                let _ = socket
+                    .send_to(&rtp(pt, k as u16, (n * k) as u32, 77, false, &payload), to)
+                    .await;
+            }
+        })
+    };
+    let agent_talks = talk(agent.clone(), agent_port, Codec::Pcmu, 20, 1000.0);
+    let caller_talks = talk(caller.clone(), caller_port, Codec::Pcma, 30, 500.0);
+
+    let mut to_caller = Vec::new();
+    let mut to_agent = Vec::new();
+    while to_caller.len() < 40 || to_agent.len() < 60 {
+        tokio::select! {
+            p = recv_rtp(&caller, Duration::from_secs(1)) => to_caller.push(p.expect("caller gets a packet every 30 ms")),
+            p = recv_rtp(&agent, Duration::from_secs(1)) => to_agent.push(p.expect("agent gets a packet every 20 ms")),
+        }
+    }
+    agent_talks.await.expect("agent");
+    caller_talks.await.expect("caller");
+    for (packets, pt, samples, codec) in [
+        (&to_caller, 8, 240, Codec::Pcma),
+        (&to_agent, 0, 160, Codec::Pcmu),
+    ] {
+        for pair in packets.windows(2) {
+            assert_eq!(pair[1].payload_type, pt);
+            assert_eq!(pair[1].ssrc, pair[0].ssrc);
+            assert_eq!(pair[1].seq, pair[0].seq.wrapping_add(1));
+            assert_eq!(pair[1].ts, pair[0].ts.wrapping_add(samples));
+            assert_eq!(pair[1].payload.len(), samples as usize);
+        }
+        let loud = packets
+            .iter()
+            .filter(|p| {
+                let mut pcm = vec![0i16; p.payload.len()];
+                codec.decode(&p.payload, &mut pcm);
+                rms(&pcm) > 3000.0
+            })
+            .count();
+        assert!(
+            loud * 10 >= packets.len() * 6,
+            "{loud} of {} packets carry the other side",
+            packets.len()
+        );
+    }
+    h.manager.handle(MediaCommand::Release {
+        call: CALL,
+        leg: LegId::Agency(1),
+    });
+    h.manager.handle(MediaCommand::Release {
+        call: CALL,
+        leg: LegId::Caller,
+    });
+    let done = h.finish().await;
+    let (path, _, _) = done.recording();
+    let (left, right) = read_stereo(Path::new(&path.expect("recording")));
+    // Both voices are in the file: the caller's on the left, the agent's (as the caller
+    // heard it) on the right, about a second each.
+    for (channel, name) in [(&left, "left"), (&right, "right")] {
+        let loud = channel.chunks(80).filter(|c| rms(c) > 3000.0).count();
+        assert!(
+            (80..=110).contains(&loud),
+            "{name}: {loud} loud 10 ms blocks"
+        );
+    }
+}
+
+#[tokio::test]
+async fn ports_are_even_busy_ones_are_skipped_and_exhaustion_is_reported() {
+    let mut h = Harness::new((39991, 39994));
+    // 39991 is odd and never used; 39992 and 39994 are the range's ports. Take 39992.
+    let busy = std::net::UdpSocket::bind((LOCALHOST, 39992)).expect("port 39992 free for the test");
+    let first = h.allocate(LegId::Caller);
+    assert_eq!(first.port(), 39994);
+    let reply = h
+        .manager
+        .handle(MediaCommand::Allocate {
+            call: CALL,
+            leg: LegId::Agency(1),
+            local_ip: LOCALHOST,
+        })
+        .expect("answered");
+    assert!(
+        matches!(reply.event, MediaEvent::AllocationFailed { .. }),
+        "{:?}",
+        reply.event
+    );
+    drop(busy);
+    assert_eq!(h.allocate(LegId::Agency(2)).port(), 39992);
+    h.finish().await;
+}
+
+#[tokio::test]
+async fn a_bad_prompt_is_logged_and_finishes_at_once() {
+    let mut h = Harness::new((32400, 32499));
+    h.allocate(LegId::Caller);
+    let not_wav = h.dir.path().join("not-a-prompt.wav");
+    std::fs::write(&not_wav, b"this is not audio").expect("write");
+    let stereo = h.dir.path().join("stereo.wav");
+    std::fs::write(&stereo, PcmFormat::STEREO_8K.header(0)).expect("write");
+    for (i, path) in [h.dir.path().join("missing.wav"), not_wav, stereo]
+        .iter()
+        .enumerate()
+    {
+        assert_eq!(
+            h.play(LegId::Caller, i as u64, path),
+            Some(MediaEvent::PromptFinished {
+                playback: PlaybackId(i as u64)
+            })
+        );
+    }
+    // A leg that does not exist cannot stall the IVR either.
+    let reply = h.manager.handle(MediaCommand::Play {
+        call: CallRef(99),
+        leg: LegId::Caller,
+        playback: PlaybackId(5),
+        prompt: prompt_path("number-1.wav"),
+    });
+    assert_eq!(
+        reply.map(|r| r.event),
+        Some(MediaEvent::PromptFinished {
+            playback: PlaybackId(5)
+        })
+    );
+    let done = h.finish().await;
+    assert_eq!(done.events("prompt_failed").len(), 3);
+}
+
+#[tokio::test]
+async fn a_recording_that_cannot_be_written_does_not_stop_the_call() {
+    let dir = tempfile::tempdir().expect("dir");
+    // The recordings "directory" is a file: nothing can be created under it.
+    let blocked = dir.path().join("blocked");
+    std::fs::write(&blocked, b"").expect("write");
+    let mut h = Harness::with_settings(dir, |d| Settings {
+        recordings: blocked.clone(),
+        ..settings(d, (32500, 32599), Duration::from_secs(30))
+    });
+    let phone = peer().await;
+    let local = h.allocate(LegId::Caller);
+    h.start(
+        LegId::Caller,
+        session(phone.local_addr().ok(), Codec::Pcma, 20),
+    );
+    for k in 0..10u16 {
+        phone
+            .send_to(
+                &rtp(8, k, 160 * u32::from(k), 5, false, &[0x55; 160]),
+                local,
+            )
+            .await
+            .expect("send");
+    }
+    assert_eq!(
+        h.event(Duration::from_secs(1)).await,
+        Some(MediaEvent::FirstPacket)
+    );
+    for _ in 0..5 {
+        assert!(
+            recv_rtp(&phone, Duration::from_secs(1)).await.is_some(),
+            "the caller still hears us"
+        );
+    }
+    h.manager.handle(MediaCommand::Release {
+        call: CALL,
+        leg: LegId::Caller,
+    });
+    let done = h.finish().await;
+    let failed = done.events("recording_failed");
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    assert_eq!(failed[0].0, Some(1));
+    assert_eq!(done.recording().0, None);
+}
+
+/// Writes a recording through the writer thread exactly as a call would.
+fn write_recording(calllog: &CallLog, path: &Path, frames: usize) {
+    let (handle, mut thread) = RecorderThread::start(calllog.clone());
+    handle.open(RecordingId(1), 1, path.to_path_buf());
+    let samples: Vec<i16> = (0..frames * 2).map(|i| (i % 1000) as i16).collect();
+    for (n, chunk) in samples.chunks(1600).enumerate() {
+        handle
+            .chunk(RecordingId(1), n as i64 * 800, chunk.to_vec())
+            .expect("queued");
+    }
+    handle.close(RecordingId(1));
+    handle.shutdown();
+    thread.join();
+}
+
+#[tokio::test]
+async fn recordings_left_by_a_crash_are_repaired_and_recovered_at_start() {
+    let dir = tempfile::tempdir().expect("dir");
+    let day = dir.path().join("recordings/2026-11-27");
+    std::fs::create_dir_all(&day).expect("dir");
+    let (calllog, _writer, _) = CallLog::start(&dir.path().join("siaga.db")).expect("log");
+    let killed = day.join("call-1-20261127T100000.wav");
+    let interrupted = day.join("call-2-20261127T100100.wav");
+    let cut = day.join("call-3-20261127T100200.wav");
+    let fine = day.join("call-4-20261127T100300.wav");
+    for path in [&killed, &interrupted, &cut, &fine] {
+        write_recording(&calllog, path, 24_000); // 3 s
+        assert!(
+            !recorder::marker_path(path).exists(),
+            "marker removed at a normal end"
+        );
+    }
+    drop(calllog);
+    // Call 1: the process died before its first header patch (sizes still 0), and call 2
+    // after one (header right): both left their in-progress marker.
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&killed)
+        .expect("open");
+    use std::os::unix::fs::FileExt;
+    file.write_all_at(&0u32.to_le_bytes(), DATA_SIZE_OFFSET as u64)
+        .expect("zero");
+    file.write_all_at(&36u32.to_le_bytes(), RIFF_SIZE_OFFSET as u64)
+        .expect("zero");
+    std::fs::write(recorder::marker_path(&killed), "1\n").expect("marker");
+    std::fs::write(recorder::marker_path(&interrupted), "2\n").expect("marker");
+    // Call 3: the disk lost the tail (header claims more than is there, and half a frame).
+    let cut_len = (HEADER_LEN + 4 * 16_000 + 2) as u64;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&cut)
+        .expect("open")
+        .set_len(cut_len)
+        .expect("cut");
+    // A prompt copied into the directory is not ours and must not be touched.
+    let foreign = day.join("prompt.wav");
+    std::fs::copy(prompt_path("number-1.wav"), &foreign).expect("copy");
+    let foreign_before = std::fs::read(&foreign).expect("read");
+    let hour_ago = SystemTime::now() - Duration::from_secs(3600);
+    for path in [&killed, &interrupted, &cut, &fine, &foreign] {
+        std::fs::File::options()
+            .write(true)
+            .open(path)
+            .expect("open")
+            .set_modified(hour_ago)
+            .expect("mtime");
+    }
+    assert_eq!(
+        hound::WavReader::open(&killed).expect("opens").duration(),
+        0,
+        "empty before repair"
+    );
+
+    let mut h = Harness::with(dir, (32600, 32699), Duration::from_secs(30));
+    h.manager.wait_for_repair();
+    let done = h.finish().await;
+    let repaired = done.events("recording_repaired");
+    assert_eq!(repaired.len(), 2, "{repaired:?}");
+    assert!(
+        repaired.iter().all(|(call, _)| call.is_none()),
+        "gateway events"
+    );
+    assert!(
+        repaired
+            .iter()
+            .any(|(_, d)| d.contains("call-1-") && d.contains("3.0 s"))
+    );
+    assert!(
+        repaired
+            .iter()
+            .any(|(_, d)| d.contains("call-3-") && d.contains("2.0 s"))
+    );
+    assert_eq!(
+        hound::WavReader::open(&killed).expect("opens").duration(),
+        24_000
+    );
+    assert_eq!(
+        hound::WavReader::open(&cut).expect("opens").duration(),
+        16_000
+    );
+    assert_eq!(
+        hound::WavReader::open(&fine).expect("opens").duration(),
+        24_000
+    );
+    assert_eq!(std::fs::read(&foreign).expect("read"), foreign_before);
+    // The interrupted calls get their recording as if they had ended normally.
+    let mut recovered: Vec<Option<i64>> = done
+        .events("recording_recovered")
+        .into_iter()
+        .map(|(c, _)| c)
+        .collect();
+    recovered.sort();
+    assert_eq!(recovered, vec![Some(1), Some(2)]);
+    let (path, sha, ms) = done.recording();
+    assert_eq!(path.as_deref(), killed.to_str());
+    assert_eq!(sha, recorder::sha256_file(&killed).ok());
+    assert_eq!(ms, Some(3000));
+    assert!(
+        !recorder::marker_path(&killed).exists() && !recorder::marker_path(&interrupted).exists()
+    );
+}
+
+#[tokio::test]
+async fn a_recording_in_progress_is_playable_from_disk_within_a_second() {
+    // What a kill -9 would find: without closing, the file on disk is a valid WAV holding
+    // all but the last flush interval of the audio handed to the writer.
+    let dir = tempfile::tempdir().expect("dir");
+    let (calllog, _writer, _) = CallLog::start(&dir.path().join("siaga.db")).expect("log");
+    let (handle, mut thread) = RecorderThread::start(calllog.clone());
+    let path = dir.path().join("recordings/live.wav");
+    handle.open(RecordingId(1), 1, path.clone());
+    let started = Instant::now();
+    let mut pace = tokio::time::interval(100 * MS);
+    for n in 0..20i64 {
+        pace.tick().await;
+        handle
+            .chunk(RecordingId(1), n * 800, vec![1000; 1600])
+            .expect("queued");
+    }
+    let handed_over = 2000.0;
+    let elapsed = started.elapsed();
+    let on_disk = hound::WavReader::open(&path)
+        .expect("valid while recording")
+        .duration();
+    let on_disk_ms = f64::from(on_disk) / 8.0;
+    assert!(
+        on_disk_ms >= handed_over - 1000.0,
+        "{on_disk_ms} ms on disk of {handed_over} ms handed over in {elapsed:?}"
+    );
+    handle.close(RecordingId(1));
+    handle.shutdown();
+    thread.join();
+    assert_eq!(
+        hound::WavReader::open(&path).expect("final").duration(),
+        16_000
+    );
+}
+
+#[test]
+fn recording_paths_are_per_day_in_utc() {
+    let root = Path::new("/rec");
+    let at = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+    assert_eq!(
+        recorder::recording_path(root, 42, at),
+        Path::new("/rec/2023-11-14/call-42-20231114T221320.wav")
+    );
+    let leap = SystemTime::UNIX_EPOCH + Duration::from_secs(1_709_251_199); // 2024-02-29 23:59:59
+    assert_eq!(
+        recorder::recording_path(root, 7, leap),
+        Path::new("/rec/2024-02-29/call-7-20240229T235959.wav")
+    );
+}
