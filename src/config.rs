@@ -94,6 +94,10 @@ pub struct Settings {
     pub cell_table: Option<PathBuf>,
     /// The trunk's default location for calls that carry none: (lat, lon, radius in m).
     pub default_location: Option<(f64, f64, f64)>,
+    /// The domain in NENA i3 call and incident identifiers sent to agencies.
+    pub element_domain: String,
+    /// The centre's offset from UTC, for time-of-day route variants (Samarinda: WITA, +08:00).
+    pub utc_offset_minutes: i32,
 }
 
 impl Default for Settings {
@@ -124,6 +128,8 @@ impl Default for Settings {
             drain_timeout: Duration::from_secs(60),
             cell_table: None,
             default_location: None,
+            element_domain: "siaga.invalid".to_owned(),
+            utc_offset_minutes: 8 * 60,
         }
     }
 }
@@ -167,6 +173,7 @@ pub struct DefaultLocationConfig {
 #[serde(deny_unknown_fields)]
 pub struct SipSection {
     pub listen: Option<Vec<String>>,
+    pub element_domain: Option<String>,
     pub t1_ms: Option<u64>,
     pub t2_ms: Option<u64>,
     pub t4_ms: Option<u64>,
@@ -199,6 +206,20 @@ pub struct LogSection {
 #[serde(deny_unknown_fields)]
 pub struct DialplanSection {
     pub files: Option<Vec<PathBuf>>,
+    /// "+08:00" (WITA), "+07:00" (WIB), "+09:00" (WIT).
+    pub utc_offset: Option<String>,
+}
+
+/// `+08:00` → 480.
+pub fn parse_utc_offset(s: &str) -> Option<i32> {
+    let (sign, rest) = match s.trim().split_at_checked(1)? {
+        ("+", r) => (1, r),
+        ("-", r) => (-1, r),
+        _ => return None,
+    };
+    let (h, m) = rest.split_once(':')?;
+    let (h, m): (i32, i32) = (h.parse().ok()?, m.parse().ok()?);
+    ((0..=14).contains(&h) && (0..60).contains(&m)).then_some(sign * (h * 60 + m))
 }
 
 /// 1-based line of a byte offset.
@@ -285,6 +306,17 @@ pub fn apply_file(settings: &mut Settings, path: &Path) -> anyhow::Result<()> {
             );
         }
         settings.default_location = Some((d.lat, d.lon, d.radius_m));
+    }
+    if let Some(d) = file.sip.element_domain {
+        settings.element_domain = d;
+    }
+    if let Some(o) = file.dialplan.utc_offset {
+        settings.utc_offset_minutes = parse_utc_offset(&o).ok_or_else(|| {
+            anyhow::anyhow!(
+                "{}: dialplan.utc_offset {o:?}: write it as +08:00",
+                at("utc_offset")
+            )
+        })?;
     }
     if let Some(files) = file.dialplan.files {
         settings.dialplans = files.into_iter().map(rel).collect();

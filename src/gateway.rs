@@ -11,10 +11,9 @@ use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::mpsc;
 
 use siaga_engine::dialplan::Dialplan;
-use siaga_engine::ids::ConnId;
 use siaga_engine::io::{Flow, Input, Output, Transport};
 use siaga_engine::transaction::TimerConfig;
-use siaga_engine::{Engine, EngineConfig};
+use siaga_engine::{Directory, Engine, EngineConfig, Hop};
 
 use crate::calllog::{self, CallLog};
 use crate::config::{Listen, Settings};
@@ -28,6 +27,22 @@ pub struct Bound {
 }
 
 impl Bound {
+    /// The bound listener addresses by transport.
+    pub fn listeners(&self) -> Vec<(Transport, SocketAddr)> {
+        let mut out = Vec::new();
+        for s in &self.udp {
+            if let Ok(a) = s.local_addr() {
+                out.push((Transport::Udp, a));
+            }
+        }
+        for l in &self.tcp {
+            if let Ok(a) = l.local_addr() {
+                out.push((Transport::Tcp, a));
+            }
+        }
+        out
+    }
+
     /// The bound addresses as `udp ADDR` / `tcp ADDR` lines (printed at start-up).
     pub fn describe(&self) -> Vec<String> {
         let mut out = Vec::new();
@@ -128,8 +143,14 @@ pub async fn run(
                 siaga_location::Meters(radius),
             )
         }),
+        element_domain: settings.element_domain.clone(),
     };
-    let mut engine = Engine::new(cfg, plan);
+    let listeners = bound.listeners();
+    let mut engine = Engine::new(cfg, plan.clone(), Instant::now());
+    engine.set_directory(directory_for(&plan, &listeners));
+    engine.set_local_time(local_time(settings.utc_offset_minutes));
+    let mut clock = tokio::time::interval(std::time::Duration::from_secs(20));
+    clock.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
 
     let (net_tx, mut net_rx) = mpsc::channel::<NetEvent>(65_536);
     let (media_tx, mut media_rx) = mpsc::channel::<MediaEventOut>(65_536);
@@ -142,12 +163,11 @@ pub async fn run(
     for (i, l) in bound.tcp.into_iter().enumerate() {
         tokio::spawn(transport::tcp_acceptor(l, net_tx.clone(), i as u64 + 1));
     }
-    drop(net_tx);
     let mut media = MediaManager::new(&settings, media_tx, calllog.clone());
-    let mut conns: HashMap<ConnId, mpsc::Sender<Vec<u8>>> = HashMap::new();
     let mut out = Outputs {
         udp: udp_by_local,
         calllog: calllog.clone(),
+        tcp: transport::TcpPool::new(net_tx),
     };
 
     tokio::pin!(shutdown);
@@ -170,7 +190,10 @@ pub async fn run(
                 engine.handle_input(Instant::now(), Input::Drain);
             }
             _ = hangup.recv() => {
-                reload(&mut engine, &settings.dialplans, &calllog);
+                reload(&mut engine, &settings.dialplans, &calllog, &listeners);
+            }
+            _ = clock.tick() => {
+                engine.set_local_time(local_time(settings.utc_offset_minutes));
             }
             ev = media_rx.recv() => {
                 let Some(ev) = ev else { break };
@@ -182,9 +205,9 @@ pub async fn run(
                     NetEvent::Sip { flow, data } => {
                         engine.handle_input(Instant::now(), Input::Sip { flow, data: &data });
                     }
-                    NetEvent::ConnOpened { conn, writer } => { conns.insert(conn, writer); }
+                                        NetEvent::ConnOpened { conn, remote, writer } => out.tcp.opened(conn, remote, writer),
                     NetEvent::ConnClosed { flow, reason } => {
-                        if let Some(c) = flow.conn { conns.remove(&c); }
+                        out.tcp.closed(&flow);
                         engine.handle_input(Instant::now(), Input::TransportError { flow, reason });
                     }
                 }
@@ -193,7 +216,7 @@ pub async fn run(
                 engine.handle_input(Instant::now(), Input::Timeout);
             }
         }
-        drain(&mut engine, &mut out, &mut media, &conns).await;
+        drain(&mut engine, &mut out, &mut media).await;
         if let Some(since) = draining_since
             && (engine.is_idle() || since.elapsed() >= settings.drain_timeout)
         {
@@ -213,6 +236,65 @@ pub async fn run(
     drop(media);
     writer.join();
     Ok(())
+}
+
+/// Resolves every agency target of the plan: DNS for host names, and our local address on the
+/// path to each (the engine puts it in Via, Contact and SDP). Unresolvable targets are left
+/// out; the engine then skips them to the next target and logs why.
+fn directory_for(plan: &Dialplan, listeners: &[(Transport, SocketAddr)]) -> Directory {
+    use std::net::ToSocketAddrs;
+    let mut locals = transport::LocalAddrCache::default();
+    let mut hops = HashMap::new();
+    let targets = plan.routes().flat_map(|def| {
+        std::iter::once(&def.base)
+            .chain(def.variants.iter().map(|v| &v.route))
+            .flat_map(|r| r.targets.iter())
+    });
+    for target in targets {
+        let Some(key) = Directory::key_of(target.uri.as_str()) else {
+            continue;
+        };
+        if hops.contains_key(&key) {
+            continue;
+        }
+        let port = target.uri.port().unwrap_or(5060);
+        let remote = (target.uri.host(), port)
+            .to_socket_addrs()
+            .ok()
+            .and_then(|mut addrs| addrs.next());
+        let Some(remote) = remote else {
+            tracing::warn!(target = %target.uri, "agency target does not resolve");
+            continue;
+        };
+        let local_for = |t: Transport, locals: &mut transport::LocalAddrCache| {
+            listeners
+                .iter()
+                .find(|(lt, a)| *lt == t && a.is_ipv4() == remote.is_ipv4())
+                .map(|(_, a)| locals.resolve(*a, remote))
+        };
+        let hop = Hop {
+            remote,
+            local_udp: local_for(Transport::Udp, &mut locals),
+            local_tcp: local_for(Transport::Tcp, &mut locals),
+        };
+        hops.insert(key, hop);
+    }
+    Directory {
+        hops,
+        listeners: listeners.to_vec(),
+    }
+}
+
+/// The centre's local civil time (weekday + HH:MM) from UTC and the configured offset.
+fn local_time(utc_offset_minutes: i32) -> siaga_engine::dialplan::LocalTime {
+    let secs = calllog::now_ms() / 1000 + i64::from(utc_offset_minutes) * 60;
+    let days = secs.div_euclid(86_400);
+    // 1970-01-01 was a Thursday.
+    let weekday = ["thu", "fri", "sat", "sun", "mon", "tue", "wed"][days.rem_euclid(7) as usize];
+    let sod = secs.rem_euclid(86_400);
+    format!("{weekday} {:02}:{:02}", sod / 3600, sod % 3600 / 60)
+        .parse()
+        .unwrap_or_else(|_| "mon 12:00".parse().expect("a literal local time parses"))
 }
 
 /// Reads the cell table; a bad line is an error naming file, line and what to change.
@@ -235,10 +317,16 @@ fn load_cell_table(
 
 /// SIGHUP: swap the dialplan all-or-nothing. A bad plan is rejected and logged; the old one
 /// stays, and calls in progress keep the plan they started with either way.
-fn reload(engine: &mut Engine, files: &[std::path::PathBuf], calllog: &CallLog) {
+fn reload(
+    engine: &mut Engine,
+    files: &[std::path::PathBuf],
+    calllog: &CallLog,
+    listeners: &[(Transport, SocketAddr)],
+) {
     let (kind, detail) = match crate::plan::load(files) {
         Ok(plan) => {
             let name = plan.centre().name.clone();
+            engine.set_directory(directory_for(&plan, listeners));
             engine.set_plan(plan);
             tracing::info!("dialplan reloaded");
             ("dialplan_reloaded", format!("now serving \"{name}\""))
@@ -259,19 +347,15 @@ fn reload(engine: &mut Engine, files: &[std::path::PathBuf], calllog: &CallLog) 
 struct Outputs {
     udp: HashMap<(bool, u16), Arc<UdpSocket>>,
     calllog: CallLog,
+    tcp: transport::TcpPool,
 }
 
-async fn drain(
-    engine: &mut Engine,
-    out: &mut Outputs,
-    media: &mut MediaManager,
-    conns: &HashMap<ConnId, mpsc::Sender<Vec<u8>>>,
-) {
+async fn drain(engine: &mut Engine, out: &mut Outputs, media: &mut MediaManager) {
     let at_ms = calllog::now_ms();
     while let Some(output) = engine.poll_output() {
         match output {
             Output::Transmit { flow, bytes } => {
-                if let Err(reason) = send(out, conns, flow, bytes).await {
+                if let Err(reason) = send(out, flow, bytes).await {
                     engine.handle_input(Instant::now(), Input::TransportError { flow, reason });
                 }
             }
@@ -292,12 +376,7 @@ async fn drain(
     }
 }
 
-async fn send(
-    out: &Outputs,
-    conns: &HashMap<ConnId, mpsc::Sender<Vec<u8>>>,
-    flow: Flow,
-    bytes: Vec<u8>,
-) -> Result<(), String> {
+async fn send(out: &mut Outputs, flow: Flow, bytes: Vec<u8>) -> Result<(), String> {
     match flow.transport {
         Transport::Udp => {
             let socket = out
@@ -316,15 +395,7 @@ async fn send(
                 .map(|_| ())
                 .map_err(|e| format!("udp send to {}: {e}", flow.remote))
         }
-        Transport::Tcp => {
-            let writer = flow
-                .conn
-                .and_then(|c| conns.get(&c))
-                .ok_or_else(|| format!("tcp connection to {} is gone", flow.remote))?;
-            writer
-                .try_send(bytes)
-                .map_err(|e| format!("tcp send to {}: {e}", flow.remote))
-        }
+        Transport::Tcp => out.tcp.send(flow, bytes),
     }
 }
 

@@ -22,6 +22,7 @@ pub enum NetEvent {
     },
     ConnOpened {
         conn: ConnId,
+        remote: SocketAddr,
         writer: mpsc::Sender<Vec<u8>>,
     },
     ConnClosed {
@@ -129,6 +130,7 @@ async fn tcp_connection(stream: TcpStream, flow: Flow, tx: mpsc::Sender<NetEvent
     if tx
         .send(NetEvent::ConnOpened {
             conn,
+            remote: flow.remote,
             writer: write_tx.clone(),
         })
         .await
@@ -180,4 +182,101 @@ async fn tcp_connection(stream: TcpStream, flow: Flow, tx: mpsc::Sender<NetEvent
     };
     tracing::debug!(%reason, remote = %flow.remote, "tcp connection ended");
     let _ = tx.send(NetEvent::ConnClosed { flow, reason }).await;
+}
+
+/// Opens a TCP connection to an agency; the connection then runs like an accepted one. A
+/// failure is reported as a closed connection so the engine fails over at once.
+pub async fn tcp_connect(remote: SocketAddr, tx: mpsc::Sender<NetEvent>, conn: ConnId) {
+    let connected = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        TcpStream::connect(remote),
+    )
+    .await;
+    match connected {
+        Ok(Ok(stream)) => {
+            let _ = stream.set_nodelay(true);
+            let local = stream.local_addr().unwrap_or(remote);
+            let flow = Flow {
+                transport: Transport::Tcp,
+                remote,
+                local,
+                conn: Some(conn),
+            };
+            tcp_connection(stream, flow, tx).await;
+        }
+        Ok(Err(e)) => failed_connect(remote, &tx, format!("tcp connect to {remote}: {e}")).await,
+        Err(_) => failed_connect(remote, &tx, format!("tcp connect to {remote}: timed out")).await,
+    }
+}
+
+async fn failed_connect(remote: SocketAddr, tx: &mpsc::Sender<NetEvent>, reason: String) {
+    let flow = Flow {
+        transport: Transport::Tcp,
+        remote,
+        local: remote,
+        conn: None,
+    };
+    let _ = tx.send(NetEvent::ConnClosed { flow, reason }).await;
+}
+
+/// The gateway's TCP connections: accepted ones and those it opened to agencies, which are
+/// reused for every request to the same address.
+pub struct TcpPool {
+    writers: HashMap<ConnId, mpsc::Sender<Vec<u8>>>,
+    by_remote: HashMap<SocketAddr, ConnId>,
+    /// Messages waiting for a connection being opened.
+    pending: HashMap<SocketAddr, Vec<Vec<u8>>>,
+    next_outbound: u64,
+    events: mpsc::Sender<NetEvent>,
+}
+
+impl TcpPool {
+    pub fn new(events: mpsc::Sender<NetEvent>) -> Self {
+        Self {
+            writers: HashMap::new(),
+            by_remote: HashMap::new(),
+            pending: HashMap::new(),
+            // Outbound ids live far above the acceptors' ids.
+            next_outbound: 1 << 40,
+            events,
+        }
+    }
+
+    pub fn opened(&mut self, conn: ConnId, remote: SocketAddr, writer: mpsc::Sender<Vec<u8>>) {
+        for bytes in self.pending.remove(&remote).unwrap_or_default() {
+            let _ = writer.try_send(bytes);
+        }
+        self.by_remote.entry(remote).or_insert(conn);
+        self.writers.insert(conn, writer);
+    }
+
+    pub fn closed(&mut self, flow: &Flow) {
+        if let Some(conn) = flow.conn {
+            self.writers.remove(&conn);
+            self.by_remote.retain(|_, c| *c != conn);
+        }
+        self.pending.remove(&flow.remote);
+    }
+
+    /// Sends on the flow's connection, on any open connection to the same peer, or opens one.
+    pub fn send(&mut self, flow: Flow, bytes: Vec<u8>) -> Result<(), String> {
+        let conn = flow
+            .conn
+            .filter(|c| self.writers.contains_key(c))
+            .or_else(|| self.by_remote.get(&flow.remote).copied());
+        if let Some(writer) = conn.and_then(|c| self.writers.get(&c)) {
+            return writer
+                .try_send(bytes)
+                .map_err(|e| format!("tcp send to {}: {e}", flow.remote));
+        }
+        if let Some(queue) = self.pending.get_mut(&flow.remote) {
+            queue.push(bytes);
+            return Ok(());
+        }
+        self.pending.insert(flow.remote, vec![bytes]);
+        let conn = ConnId(self.next_outbound);
+        self.next_outbound += 1;
+        tokio::spawn(tcp_connect(flow.remote, self.events.clone(), conn));
+        Ok(())
+    }
 }

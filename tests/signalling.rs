@@ -74,8 +74,8 @@ fn a_call_to_112_and_one_to_urn_service_sos_are_answered_and_logged_with_every_m
 #[test]
 fn a_call_over_tcp_is_answered() {
     let mut gw = Gateway::start(&[]);
-    let out = gw.sipp("uac_call.xml", true, &["-s", "110", "-m", "3", "-d", "200"]);
-    assert_sipp_ok(&out, "110 over TCP");
+    let out = gw.sipp("uac_call.xml", true, &["-s", "112", "-m", "3", "-d", "200"]);
+    assert_sipp_ok(&out, "112 over TCP");
     gw.stop();
     assert_eq!(
         end_reasons(&gw.db()),

@@ -216,6 +216,7 @@ fn apply(tx: &rusqlite::Transaction, at_ms: i64, record: LogRecord) -> rusqlite:
             .map(|_| ()),
         LogRecord::Sip {
             call,
+            leg,
             direction,
             flow,
             bytes,
@@ -227,8 +228,8 @@ fn apply(tx: &rusqlite::Transaction, at_ms: i64, record: LogRecord) -> rusqlite:
                 .map(|l| String::from_utf8_lossy(l).trim_end().to_owned())
                 .unwrap_or_default();
             tx.prepare_cached(
-                "INSERT INTO sip_messages (call, at, direction, transport, local, remote, first_line, raw, note)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                "INSERT INTO sip_messages (call, at, direction, transport, local, remote, first_line, raw, note, leg)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
             )?
             .execute(params![
                 call.map(|c| c.0 as i64),
@@ -239,7 +240,8 @@ fn apply(tx: &rusqlite::Transaction, at_ms: i64, record: LogRecord) -> rusqlite:
                 flow.remote.to_string(),
                 first_line,
                 bytes,
-                note
+                note,
+                leg.to_string()
             ])
             .map(|_| ())
         }
@@ -271,8 +273,9 @@ fn insert_call(tx: &rusqlite::Transaction, at_ms: i64, s: &CallStarted) -> rusql
     let pai = serde_json::to_string(&s.caller.p_asserted_identity).unwrap_or_default();
     tx.prepare_cached(
         "INSERT OR REPLACE INTO calls (id, call_id, started_at, kind, dialled, entry, caller_from,
-            caller_pai, caller_privacy, caller_contact, caller_user_agent, caller_rpid, source, transport)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+            caller_pai, caller_privacy, caller_contact, caller_user_agent, caller_rpid, source, transport,
+            emergency_call_id, incident_id)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
     )?
     .execute(params![
         s.call.0 as i64,
@@ -289,6 +292,8 @@ fn insert_call(tx: &rusqlite::Transaction, at_ms: i64, s: &CallStarted) -> rusql
         s.caller.remote_party_id,
         s.flow.remote.to_string(),
         s.flow.transport.as_str(),
+        s.emergency_call_id,
+        s.incident_id,
     ])
     .map(|_| ())
 }

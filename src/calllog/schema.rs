@@ -75,6 +75,11 @@ CREATE TABLE call_locations (
 );
 CREATE INDEX call_locations_call ON call_locations(call);
 "#,
+    r#"
+ALTER TABLE calls ADD COLUMN emergency_call_id TEXT;   -- NENA i3 emergency-CallId (sent to agencies)
+ALTER TABLE calls ADD COLUMN incident_id TEXT;         -- NENA i3 emergency-IncidentId
+ALTER TABLE sip_messages ADD COLUMN leg TEXT NOT NULL DEFAULT 'A';  -- A = caller, B1, B2 … = agency legs
+"#,
 ];
 
 /// Opens the database with the settings the gateway relies on, migrating it if needed.

@@ -7,10 +7,15 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rsipstack::sip::{Header, Method, Request, Response};
-use siaga_dialplan::{Classified, Dialplan, IvrAction, IvrInput, IvrSession, TimelineKind};
+use siaga_dialplan::{
+    Classified, Dialplan, IvrAction, IvrInput, IvrSession, LocalTime, RouteId, TimelineKind,
+};
 use siaga_location::{CellTable, DefaultLocation, LocationInput, LocationReport};
 
-use crate::call::{Call, CallState, Dialog, EndReason, LocalSession, RouteDecision, contact_for};
+use crate::bridge::Directory;
+use crate::call::{
+    Call, CallState, Dialog, EmergencyIds, EndReason, LocalSession, RouteDecision, contact_for,
+};
 use crate::ids::{Branch, CallId, CallRef, LegId, Tag};
 use crate::io::{
     CallKind, CallStarted, CallerIdentity, Direction, Flow, Input, LogRecord, MediaCommand,
@@ -19,7 +24,7 @@ use crate::io::{
 use crate::sip::build::{self, ALLOW, Body, DialogRequest, ResponseExtras};
 use crate::sip::parse::{self, Framing, Inbound, Message};
 use crate::timers::TimerQueue;
-use crate::transaction::client::{ClientNonInviteTx, ResponseVerdict};
+use crate::transaction::client::{ClientInviteTx, ClientNonInviteTx, ResponseVerdict};
 use crate::transaction::server::{ServerInviteTx, ServerNonInviteTx};
 use crate::transaction::{Reliability, ServerTxKey, TimerConfig, TxEffect, TxEnd};
 
@@ -38,6 +43,8 @@ pub struct EngineConfig {
     pub cells: Option<Arc<CellTable>>,
     /// The trunk's default location (RFC 6881 SP-22/23), for calls with no location at all.
     pub default_location: Option<DefaultLocation>,
+    /// The domain in our NENA i3 call and incident identifiers.
+    pub element_domain: String,
 }
 
 impl Default for EngineConfig {
@@ -50,12 +57,13 @@ impl Default for EngineConfig {
             max_call_duration: Some(Duration::from_secs(4 * 3600)),
             cells: None,
             default_location: None,
+            element_domain: "siaga.invalid".to_owned(),
         }
     }
 }
 
 #[derive(Debug)]
-enum ServerTx {
+pub(crate) enum ServerTx {
     Invite(ServerInviteTx),
     NonInvite(ServerNonInviteTx),
 }
@@ -76,34 +84,86 @@ impl ServerTx {
 }
 
 #[derive(Debug)]
-struct ServerTxEntry {
-    tx: ServerTx,
-    flow: Flow,
-    call: Option<CallRef>,
+pub(crate) struct ServerTxEntry {
+    pub(crate) tx: ServerTx,
+    pub(crate) flow: Flow,
+    pub(crate) call: Option<CallRef>,
+    pub(crate) leg: LegId,
     /// Set on the caller's initial INVITE transaction: its NoAck ends the call.
-    initial_invite: bool,
+    pub(crate) initial_invite: bool,
 }
 
 #[derive(Debug)]
-struct ClientTxEntry {
-    tx: ClientNonInviteTx,
-    flow: Flow,
-    call: CallRef,
+pub(crate) enum ClientTx {
+    Invite(ClientInviteTx),
+    NonInvite(ClientNonInviteTx),
+}
+
+impl ClientTx {
+    fn next_deadline(&self) -> Option<Instant> {
+        match self {
+            ClientTx::Invite(t) => t.next_deadline(),
+            ClientTx::NonInvite(t) => t.next_deadline(),
+        }
+    }
+    fn is_terminated(&self) -> bool {
+        match self {
+            ClientTx::Invite(t) => t.is_terminated(),
+            ClientTx::NonInvite(t) => t.is_terminated(),
+        }
+    }
+}
+
+/// What a client transaction of ours is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ClientPurpose {
+    Invite,
+    Bye,
+    Cancel,
+    Notify,
+}
+
+impl ClientPurpose {
+    fn method(self) -> &'static str {
+        match self {
+            ClientPurpose::Invite => "INVITE",
+            ClientPurpose::Bye => "BYE",
+            ClientPurpose::Cancel => "CANCEL",
+            ClientPurpose::Notify => "NOTIFY",
+        }
+    }
+}
+
+#[derive(Debug)]
+pub(crate) struct ClientTxEntry {
+    pub(crate) tx: ClientTx,
+    pub(crate) flow: Flow,
+    pub(crate) call: CallRef,
+    pub(crate) leg: LegId,
+    pub(crate) purpose: ClientPurpose,
+}
+
+/// Client transactions are matched by branch and CSeq method (a CANCEL shares its INVITE's
+/// branch, RFC 3261 §17.1.3).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub(crate) struct ClientTxKey {
+    pub(crate) branch: Branch,
+    pub(crate) method: &'static str,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-enum TimerKey {
+pub(crate) enum TimerKey {
     Server(ServerTxKey),
-    Client(Branch),
+    Client(ClientTxKey),
     Call(CallRef),
 }
 
 /// Small deterministic PRNG (xorshift64*): tags and branches need uniqueness, not secrecy.
 #[derive(Debug)]
-struct Rng(u64);
+pub(crate) struct Rng(u64);
 
 impl Rng {
-    fn next(&mut self) -> u64 {
+    pub(crate) fn next(&mut self) -> u64 {
         let mut x = self.0;
         x ^= x >> 12;
         x ^= x << 25;
@@ -111,31 +171,44 @@ impl Rng {
         self.0 = x;
         x.wrapping_mul(0x2545_F491_4F6C_DD1D)
     }
-    fn token(&mut self) -> String {
+    pub(crate) fn token(&mut self) -> String {
         format!("{:016x}", self.next())
     }
 }
 
 pub struct Engine {
-    cfg: EngineConfig,
-    plan: Arc<Dialplan>,
-    rng: Rng,
-    next_call_ref: u64,
+    pub(crate) cfg: EngineConfig,
+    pub(crate) plan: Arc<Dialplan>,
+    pub(crate) rng: Rng,
+    pub(crate) next_call_ref: u64,
     accepting: bool,
-    server_txs: HashMap<ServerTxKey, ServerTxEntry>,
-    client_txs: HashMap<Branch, ClientTxEntry>,
-    calls: HashMap<CallRef, Call>,
-    /// (Call-ID, our tag) → call, for in-dialog requests.
-    dialogs: HashMap<(CallId, Tag), CallRef>,
+    pub(crate) server_txs: HashMap<ServerTxKey, ServerTxEntry>,
+    pub(crate) client_txs: HashMap<ClientTxKey, ClientTxEntry>,
+    pub(crate) calls: HashMap<CallRef, Call>,
+    /// (Call-ID, our tag) → call and leg, for in-dialog requests from the caller or an agency.
+    pub(crate) dialogs: HashMap<(CallId, Tag), (CallRef, LegId)>,
     /// (Call-ID, From tag, CSeq) of live initial INVITEs: a copy on another branch is a
     /// merged request (RFC 3261 §8.2.2.2), not a second emergency call.
     origins: HashMap<(CallId, Option<Tag>, u32), CallRef>,
-    timers: TimerQueue<TimerKey>,
+    pub(crate) timers: TimerQueue<TimerKey>,
     outputs: VecDeque<Output>,
+    /// Where agency targets are (resolved by the shell).
+    pub(crate) directory: Directory,
+    /// Local civil time, for time-of-day route variants (the shell updates it).
+    pub(crate) local_time: LocalTime,
+    /// Callers waiting for a busy route, in arrival order.
+    pub(crate) queues: HashMap<RouteId, VecDeque<CallRef>>,
+    /// Our calls currently connected to each target URI.
+    pub(crate) target_load: HashMap<String, u32>,
+    pub(crate) next_leg: u32,
+    pub(crate) next_playback: u64,
+    /// The time of the input being handled.
+    pub(crate) now: Instant,
 }
 
 impl Engine {
-    pub fn new(cfg: EngineConfig, plan: Arc<Dialplan>) -> Self {
+    /// `start` is the time of construction (the engine never reads a clock).
+    pub fn new(cfg: EngineConfig, plan: Arc<Dialplan>, start: Instant) -> Self {
         Self {
             rng: Rng(cfg.seed | 1),
             next_call_ref: cfg.first_call_ref,
@@ -149,7 +222,24 @@ impl Engine {
             origins: HashMap::new(),
             timers: TimerQueue::default(),
             outputs: VecDeque::new(),
+            directory: Directory::default(),
+            local_time: "mon 12:00".parse().unwrap_or_else(|_| unreachable_time()),
+            queues: HashMap::new(),
+            target_load: HashMap::new(),
+            next_leg: 1,
+            next_playback: 0,
+            now: start,
         }
+    }
+
+    /// Where agency targets are; the shell resolves host names and local addresses.
+    pub fn set_directory(&mut self, directory: Directory) {
+        self.directory = directory;
+    }
+
+    /// The centre's local time (weekday + HH:MM) for time-of-day route variants.
+    pub fn set_local_time(&mut self, local_time: LocalTime) {
+        self.local_time = local_time;
     }
 
     /// Swaps the dialplan, all or nothing. Calls in progress keep the plan they started with.
@@ -162,7 +252,10 @@ impl Engine {
     }
 
     pub fn active_calls(&self) -> usize {
-        self.calls.len()
+        self.calls
+            .values()
+            .filter(|c| !matches!(c.state, CallState::Ended))
+            .count()
     }
 
     pub fn poll_output(&mut self) -> Option<Output> {
@@ -174,6 +267,7 @@ impl Engine {
     }
 
     pub fn handle_input(&mut self, now: Instant, input: Input<'_>) {
+        self.now = now;
         match input {
             Input::Sip { flow, data } => self.on_sip(now, flow, data),
             Input::Timeout => self.on_timeout(now),
@@ -186,8 +280,18 @@ impl Engine {
 
     // ---- output helpers ----
 
-    fn transmit(&mut self, call: Option<CallRef>, flow: Flow, bytes: Vec<u8>) {
-        self.log_sip(call, Direction::Out, flow, bytes.clone(), None);
+    pub(crate) fn transmit(&mut self, call: Option<CallRef>, flow: Flow, bytes: Vec<u8>) {
+        self.transmit_leg(call, LegId::Caller, flow, bytes);
+    }
+
+    pub(crate) fn transmit_leg(
+        &mut self,
+        call: Option<CallRef>,
+        leg: LegId,
+        flow: Flow,
+        bytes: Vec<u8>,
+    ) {
+        self.log_sip_leg(call, leg, Direction::Out, flow, bytes.clone(), None);
         self.outputs.push_back(Output::Transmit { flow, bytes });
     }
 
@@ -199,8 +303,21 @@ impl Engine {
         bytes: Vec<u8>,
         note: Option<String>,
     ) {
+        self.log_sip_leg(call, LegId::Caller, direction, flow, bytes, note);
+    }
+
+    pub(crate) fn log_sip_leg(
+        &mut self,
+        call: Option<CallRef>,
+        leg: LegId,
+        direction: Direction,
+        flow: Flow,
+        bytes: Vec<u8>,
+        note: Option<String>,
+    ) {
         self.outputs.push_back(Output::Log(LogRecord::Sip {
             call,
+            leg,
             direction,
             flow,
             bytes,
@@ -212,7 +329,12 @@ impl Engine {
         self.outputs.push_back(Output::Log(record));
     }
 
-    fn timeline(&mut self, call: CallRef, kind: &'static str, detail: impl Into<String>) {
+    pub(crate) fn timeline(
+        &mut self,
+        call: CallRef,
+        kind: &'static str,
+        detail: impl Into<String>,
+    ) {
         self.log(LogRecord::Timeline {
             call,
             kind,
@@ -220,7 +342,7 @@ impl Engine {
         });
     }
 
-    fn media(&mut self, cmd: MediaCommand) {
+    pub(crate) fn media(&mut self, cmd: MediaCommand) {
         self.outputs.push_back(Output::Media(cmd));
     }
 
@@ -291,7 +413,13 @@ impl Engine {
         if let Some(to_tag) = &msg.to_tag {
             let dialog = (msg.call_id.clone(), to_tag.clone());
             return match self.dialogs.get(&dialog).copied() {
-                Some(call) => self.on_in_dialog(now, flow, msg, req, key, call, raw),
+                Some((call, LegId::Caller)) => {
+                    self.on_in_dialog(now, flow, msg, req, key, call, raw)
+                }
+                Some((call, LegId::Agency(n))) => {
+                    self.log_direction_in(call, n, flow, raw);
+                    self.on_agency_request(now, flow, msg, req, key, call, n);
+                }
                 None => {
                     self.log_sip(None, Direction::In, flow, raw.to_vec(), None);
                     self.reply_stateless_tx(now, flow, &req, key, 481, None);
@@ -357,6 +485,7 @@ impl Engine {
                 flow,
                 call: None,
                 initial_invite: false,
+                leg: LegId::Caller,
             },
         );
         self.respond(now, &key, status, bytes);
@@ -398,13 +527,14 @@ impl Engine {
                 flow,
                 call,
                 initial_invite: false,
+                leg: LegId::Caller,
             },
         );
         self.respond(now, &key, status, bytes);
     }
 
     /// Sends a response through its server transaction.
-    fn respond(&mut self, now: Instant, key: &ServerTxKey, status: u16, bytes: Vec<u8>) {
+    pub(crate) fn respond(&mut self, now: Instant, key: &ServerTxKey, status: u16, bytes: Vec<u8>) {
         let Some(entry) = self.server_txs.get_mut(key) else {
             return;
         };
@@ -412,9 +542,9 @@ impl Engine {
             ServerTx::Invite(t) => t.respond(now, status, bytes),
             ServerTx::NonInvite(t) => t.respond(now, status, bytes),
         };
-        let (call, flow) = (entry.call, entry.flow);
+        let (call, flow, leg) = (entry.call, entry.flow, entry.leg);
         if let Some(bytes) = out {
-            self.transmit(call, flow, bytes);
+            self.transmit_leg(call, leg, flow, bytes);
         }
         self.reschedule_server(key);
     }
@@ -431,7 +561,7 @@ impl Engine {
             .set(TimerKey::Server(key.clone()), deadline.filter(|_| !done));
     }
 
-    fn reschedule_call(&mut self, call: CallRef) {
+    pub(crate) fn reschedule_call(&mut self, call: CallRef) {
         let deadline = self.calls.get(&call).and_then(Call::next_deadline);
         self.timers.set(TimerKey::Call(call), deadline);
     }
@@ -471,13 +601,30 @@ impl Engine {
         let span = tracing::info_span!("call", call = call_ref.0, call_id = %msg.call_id);
         let _entered = span.enter();
         tracing::info!(kind = kind.as_str(), "new call");
+        let identity = identity_of(&req);
+        let emergency_ids = EmergencyIds {
+            call_id: format!(
+                "urn:emergency:uid:callid:{}{:08x}:{}",
+                self.rng.token(),
+                call_ref.0,
+                self.cfg.element_domain
+            ),
+            incident_id: format!(
+                "urn:emergency:uid:incidentid:{}{:08x}:{}",
+                self.rng.token(),
+                call_ref.0,
+                self.cfg.element_domain
+            ),
+        };
         self.log(LogRecord::CallStarted(Box::new(CallStarted {
             call: call_ref,
             call_id: msg.call_id.clone(),
+            emergency_call_id: emergency_ids.call_id.clone(),
+            incident_id: emergency_ids.incident_id.clone(),
             flow,
             dialled: dialled.clone(),
             kind: kind.clone(),
-            caller: identity_of(&req),
+            caller: identity.clone(),
         })));
         self.log_sip(Some(call_ref), Direction::In, flow, raw.to_vec(), None);
         // Location never fails a call: whatever the body holds, the report lists it, and
@@ -492,6 +639,7 @@ impl Engine {
                 flow,
                 call: Some(call_ref),
                 initial_invite: true,
+                leg: LegId::Caller,
             },
         );
         let trying = build::response(&req, flow.remote, 100, &ResponseExtras::default());
@@ -579,7 +727,7 @@ impl Engine {
             remote_cseq: msg.cseq,
         };
         self.dialogs
-            .insert((msg.call_id.clone(), local_tag), call_ref);
+            .insert((msg.call_id.clone(), local_tag), (call_ref, LegId::Caller));
         self.origins.insert(origin, call_ref);
         drop(_entered);
         let entry = match classified {
@@ -594,6 +742,10 @@ impl Engine {
             ivr: None,
             routed: None,
             location,
+            identity,
+            emergency_ids,
+            bridging: None,
+            ended_at: None,
             flow,
             dialog,
             invite: req,
@@ -716,6 +868,7 @@ impl Engine {
                 flow,
                 call,
                 initial_invite: false,
+                leg: LegId::Caller,
             },
         );
         self.respond(now, &key, status, bytes);
@@ -831,13 +984,15 @@ impl Engine {
                     route,
                     reason,
                     urgent,
-                    ..
+                    languages,
                 } => {
                     call.routed = Some(RouteDecision {
-                        route,
+                        route: route.clone(),
                         reason,
                         urgent,
                     });
+                    let now = self.now;
+                    self.start_route(now, call_ref, route, reason.to_string(), urgent, languages);
                 }
                 IvrAction::Timeline(event) => {
                     let kind = timeline_kind(&event.kind);
@@ -878,11 +1033,16 @@ impl Engine {
             return;
         }
         // ACK for a 2xx: matched by dialog.
-        let call_ref = msg
+        let found = msg
             .to_tag
             .as_ref()
             .and_then(|t| self.dialogs.get(&(msg.call_id.clone(), t.clone())))
             .copied();
+        if let Some((call, LegId::Agency(n))) = found {
+            // An ACK from an agency for a re-INVITE we answered: nothing more to do.
+            return self.log_direction_in(call, n, flow, raw);
+        }
+        let call_ref = found.map(|(c, _)| c);
         self.log_sip(
             call_ref,
             Direction::In,
@@ -1080,6 +1240,7 @@ impl Engine {
             flow,
             call: Some(call_ref),
             initial_invite: false,
+            leg: LegId::Caller,
         });
         self.respond(now, &key, status, bytes);
     }
@@ -1154,7 +1315,17 @@ impl Engine {
                 Some("no branch".into()),
             );
         };
-        let Some(entry) = self.client_txs.get_mut(&branch) else {
+        let key = ClientTxKey {
+            branch,
+            method: match msg.cseq_method.as_str() {
+                "INVITE" => "INVITE",
+                "CANCEL" => "CANCEL",
+                "BYE" => "BYE",
+                "NOTIFY" => "NOTIFY",
+                _ => "",
+            },
+        };
+        let Some(entry) = self.client_txs.get_mut(&key) else {
             return self.log_sip(
                 None,
                 Direction::In,
@@ -1163,36 +1334,55 @@ impl Engine {
                 Some("matches no transaction".into()),
             );
         };
-        let call = entry.call;
-        let verdict = entry.tx.on_response(now, status);
-        self.log_sip(Some(call), Direction::In, flow, raw.to_vec(), None);
-        if verdict == ResponseVerdict::PassToTu && status >= 200 {
-            self.finish_hang_up(call);
+        let (call, leg, purpose, tx_flow) = (entry.call, entry.leg, entry.purpose, entry.flow);
+        let mut effects = Vec::new();
+        let verdict = match &mut entry.tx {
+            ClientTx::NonInvite(tx) => tx.on_response(now, status),
+            ClientTx::Invite(tx) => {
+                let ack = || ack_for_failure(resp);
+                tx.on_response(now, status, reliability(tx_flow), ack, &mut effects)
+            }
+        };
+        self.log_sip_leg(Some(call), leg, Direction::In, flow, raw.to_vec(), None);
+        for effect in effects {
+            if let TxEffect::Transmit(bytes) = effect {
+                self.transmit_leg(Some(call), leg, tx_flow, bytes);
+            }
         }
-        self.reschedule_client(&branch);
+        match leg {
+            LegId::Caller => {
+                if verdict == ResponseVerdict::PassToTu && status >= 200 {
+                    self.finish_hang_up(call);
+                }
+            }
+            LegId::Agency(n) => {
+                self.on_agency_response(now, call, n, purpose, msg, resp, verdict);
+            }
+        }
+        self.reschedule_client(&key);
     }
 
-    fn reschedule_client(&mut self, branch: &Branch) {
-        let (deadline, done) = match self.client_txs.get(branch) {
+    pub(crate) fn reschedule_client(&mut self, key: &ClientTxKey) {
+        let (deadline, done) = match self.client_txs.get(key) {
             Some(e) => (e.tx.next_deadline(), e.tx.is_terminated()),
             None => (None, true),
         };
         if done {
-            self.client_txs.remove(branch);
+            self.client_txs.remove(key);
         }
         self.timers
-            .set(TimerKey::Client(branch.clone()), deadline.filter(|_| !done));
+            .set(TimerKey::Client(key.clone()), deadline.filter(|_| !done));
     }
 
     // ---- ending calls ----
 
     /// The gateway ends a call: BYE if answered, a final response if still ringing.
-    fn hang_up(&mut self, now: Instant, call_ref: CallRef, reason: EndReason) {
+    pub(crate) fn hang_up(&mut self, now: Instant, call_ref: CallRef, reason: EndReason) {
         let Some(call) = self.calls.get_mut(&call_ref) else {
             return;
         };
         match &call.state {
-            CallState::HangingUp { .. } => {}
+            CallState::HangingUp { .. } | CallState::Ended => {}
             CallState::Ringing { .. } => {
                 let key = call.invite_tx.clone();
                 let call = self.calls.get(&call_ref).expect("present");
@@ -1226,12 +1416,18 @@ impl Engine {
                 let flow = call.flow;
                 let tx =
                     ClientNonInviteTx::new(now, self.cfg.timers, reliability(flow), bytes.clone());
+                let key = ClientTxKey {
+                    branch,
+                    method: "BYE",
+                };
                 self.client_txs.insert(
-                    branch.clone(),
+                    key.clone(),
                     ClientTxEntry {
-                        tx,
+                        tx: ClientTx::NonInvite(tx),
                         flow,
                         call: call_ref,
+                        leg: LegId::Caller,
+                        purpose: ClientPurpose::Bye,
                     },
                 );
                 self.transmit(Some(call_ref), flow, bytes);
@@ -1239,7 +1435,8 @@ impl Engine {
                     call: call_ref,
                     leg: LegId::Caller,
                 });
-                self.reschedule_client(&branch);
+                self.release_agency_legs(now, call_ref);
+                self.reschedule_client(&key);
                 self.reschedule_call(call_ref);
             }
         }
@@ -1256,17 +1453,37 @@ impl Engine {
     }
 
     fn end_call(&mut self, call_ref: CallRef, reason: EndReason, detail: Option<String>) {
-        let Some(call) = self.calls.remove(&call_ref) else {
+        let Some(call) = self.calls.get(&call_ref) else {
             return;
+        };
+        if matches!(call.state, CallState::Ended) {
+            return;
+        }
+        // A caller who gives up while an agency is still being rung, or while queued, is an
+        // abandoned call: the centre calls such callers back.
+        let reason = match (reason, call.bridging.as_ref()) {
+            (EndReason::CallerHungUp, Some(b)) if b.connected.is_none() => {
+                EndReason::AbandonedWaitingForAgency
+            }
+            (r, _) => r,
         };
         {
             let _e = call.span.enter();
             tracing::info!(reason = reason.as_str(), "call ended");
         }
-        self.dialogs
-            .remove(&(call.dialog.call_id.clone(), call.dialog.local_tag.clone()));
+        let dialog_key = (call.dialog.call_id.clone(), call.dialog.local_tag.clone());
+        let awaiting_ack = call.awaiting_ack.clone();
+        let now = self.now;
+        self.release_agency_legs(now, call_ref);
+        let Some(call) = self.calls.get_mut(&call_ref) else {
+            return;
+        };
+        let previous = std::mem::replace(&mut call.state, CallState::Ended);
+        call.ended_at = Some(now);
+        call.ivr = None;
+        self.dialogs.remove(&dialog_key);
         // A caller who sends BYE has our 200 even if its ACK was lost: stop repeating it.
-        if let Some((_, tx_key)) = &call.awaiting_ack {
+        if let Some((_, tx_key)) = &awaiting_ack {
             if let Some(entry) = self.server_txs.get_mut(tx_key)
                 && let ServerTx::Invite(tx) = &mut entry.tx
             {
@@ -1275,8 +1492,7 @@ impl Engine {
             self.reschedule_server(tx_key);
         }
         self.origins.retain(|_, c| *c != call_ref);
-        self.timers.set(TimerKey::Call(call_ref), None);
-        if !matches!(call.state, CallState::HangingUp { .. }) {
+        if !matches!(previous, CallState::HangingUp { .. }) {
             self.media(MediaCommand::Release {
                 call: call_ref,
                 leg: LegId::Caller,
@@ -1287,6 +1503,10 @@ impl Engine {
             reason,
             detail,
         });
+        // Agency legs may still need the call to finish their CANCEL/BYE; it lingers until
+        // they are done (or LINGER passes).
+        self.maybe_forget(call_ref);
+        self.reschedule_call(call_ref);
     }
 
     // ---- time, transport and media ----
@@ -1317,23 +1537,33 @@ impl Engine {
                     }
                     self.reschedule_server(&k);
                 }
-                TimerKey::Client(b) => {
-                    let Some(entry) = self.client_txs.get_mut(&b) else {
+                TimerKey::Client(k) => {
+                    let Some(entry) = self.client_txs.get_mut(&k) else {
                         continue;
                     };
-                    entry.tx.on_timeout(now, &mut effects);
-                    let (call, flow) = (entry.call, entry.flow);
+                    match &mut entry.tx {
+                        ClientTx::Invite(t) => t.on_timeout(now, &mut effects),
+                        ClientTx::NonInvite(t) => t.on_timeout(now, &mut effects),
+                    }
+                    let (call, flow, leg, purpose) =
+                        (entry.call, entry.flow, entry.leg, entry.purpose);
                     for effect in effects.drain(..) {
-                        match effect {
-                            TxEffect::Transmit(bytes) => self.transmit(Some(call), flow, bytes),
-                            TxEffect::Terminated(TxEnd::Timeout) => {
+                        match (effect, leg) {
+                            (TxEffect::Transmit(bytes), _) => {
+                                self.transmit_leg(Some(call), leg, flow, bytes)
+                            }
+                            (TxEffect::Terminated(TxEnd::Timeout), LegId::Caller) => {
                                 self.timeline(call, "bye_timeout", "no response to our BYE");
                                 self.finish_hang_up(call);
                             }
-                            TxEffect::Terminated(_) => {}
+                            (TxEffect::Terminated(TxEnd::Timeout), LegId::Agency(n)) => {
+                                let why = format!("no response to {} (timeout)", purpose.method());
+                                self.agency_tx_failed(now, call, n, purpose, &why);
+                            }
+                            (TxEffect::Terminated(_), _) => {}
                         }
                     }
-                    self.reschedule_client(&b);
+                    self.reschedule_client(&k);
                 }
                 TimerKey::Call(c) => self.on_call_timer(now, c),
             }
@@ -1363,8 +1593,22 @@ impl Engine {
                     self.hang_up(now, call_ref, EndReason::GatewayHungUp);
                     return;
                 }
+                if call.bridging.is_some() {
+                    self.bridge_timers(now, call_ref);
+                }
             }
             CallState::HangingUp { .. } => {}
+            CallState::Ended => {
+                if call
+                    .ended_at
+                    .is_some_and(|at| now >= at + crate::bridge::LINGER)
+                {
+                    // Legs that never finished: give up on them.
+                    self.calls.remove(&call_ref);
+                    self.timers.set(TimerKey::Call(call_ref), None);
+                    return;
+                }
+            }
         }
         self.reschedule_call(call_ref);
     }
@@ -1415,40 +1659,59 @@ impl Engine {
             }
         }
         let mut effects = Vec::new();
-        let failed: Vec<Branch> = self
+        // Outbound flows have no connection id yet: match them by peer and transport.
+        let failed: Vec<ClientTxKey> = self
             .client_txs
             .iter()
-            .filter(|(_, e)| e.flow == flow)
-            .map(|(b, _)| b.clone())
+            .filter(|(_, e)| e.flow.remote == flow.remote && e.flow.transport == flow.transport)
+            .map(|(k, _)| k.clone())
             .collect();
-        for branch in failed {
-            if let Some(entry) = self.client_txs.get_mut(&branch) {
-                entry.tx.on_transport_error(&mut effects);
-                let call = entry.call;
+        for key in failed {
+            if let Some(entry) = self.client_txs.get_mut(&key) {
+                match &mut entry.tx {
+                    ClientTx::Invite(t) => t.on_transport_error(&mut effects),
+                    ClientTx::NonInvite(t) => t.on_transport_error(&mut effects),
+                }
+                let (call, leg, purpose) = (entry.call, entry.leg, entry.purpose);
                 if effects
                     .drain(..)
                     .any(|e| matches!(e, TxEffect::Terminated(_)))
                 {
-                    self.finish_hang_up(call);
+                    match leg {
+                        LegId::Caller => self.finish_hang_up(call),
+                        LegId::Agency(n) => {
+                            let why = format!("transport error: {reason}");
+                            self.agency_tx_failed(now, call, n, purpose, &why);
+                        }
+                    }
                 }
             }
-            self.reschedule_client(&branch);
+            self.reschedule_client(&key);
         }
-        let _ = now;
     }
 
     fn on_media(&mut self, now: Instant, call_ref: CallRef, leg: LegId, event: MediaEvent) {
         let Some(call) = self.calls.get_mut(&call_ref) else {
             return;
         };
-        match event {
-            MediaEvent::Allocated { local } => {
+        match (event, leg) {
+            (MediaEvent::Allocated { local }, LegId::Agency(n)) => {
+                self.send_agency_invite(now, call_ref, n, local);
+            }
+            (MediaEvent::AllocationFailed { reason }, LegId::Agency(n)) => {
+                // Ring the agency anyway: a human on the line beats no call; audio is logged
+                // as failed.
+                let fallback = SocketAddr::new(call.flow.local.ip(), 9);
+                self.timeline(call_ref, "media_failed", format!("leg B{n}: {reason}"));
+                self.send_agency_invite(now, call_ref, n, fallback);
+            }
+            (MediaEvent::Allocated { local }, LegId::Caller) => {
                 if let CallState::Ringing { media_local, .. } = &mut call.state {
                     *media_local = Some(local);
                     self.try_answer(now, call_ref);
                 }
             }
-            MediaEvent::AllocationFailed { reason } => {
+            (MediaEvent::AllocationFailed { reason }, LegId::Caller) => {
                 // Answer anyway: a caller who can be heard later beats a refused call. The
                 // SDP points at our signalling address with port 9 (discard).
                 let fallback = SocketAddr::new(call.flow.local.ip(), 9);
@@ -1458,19 +1721,34 @@ impl Engine {
                 self.timeline(call_ref, "media_failed", reason);
                 self.try_answer(now, call_ref);
             }
-            MediaEvent::FirstPacket => {
-                call.media_seen = true;
+            (MediaEvent::FirstPacket, _) => {
+                if leg == LegId::Caller {
+                    call.media_seen = true;
+                }
                 self.timeline(call_ref, "media_started", format!("first RTP on leg {leg}"));
             }
-            MediaEvent::Digit { digit, source } => {
-                self.timeline(call_ref, "dtmf", format!("{digit} via {source}"));
-                self.ivr_input(now, call_ref, IvrInput::Digit(digit));
+            (MediaEvent::Digit { digit, source }, _) => {
+                if leg == LegId::Caller {
+                    self.timeline(call_ref, "dtmf", format!("{digit} via {source}"));
+                    self.ivr_input(now, call_ref, IvrInput::Digit(digit));
+                } else {
+                    self.timeline(
+                        call_ref,
+                        "agency_dtmf",
+                        format!("{digit} via {source} on leg {leg}"),
+                    );
+                }
             }
-            MediaEvent::PromptFinished { playback } => {
+            (MediaEvent::PromptFinished { playback }, _)
+                if crate::bridge::is_bridge_playback(playback) =>
+            {
+                self.announcement_finished(now, call_ref, playback);
+            }
+            (MediaEvent::PromptFinished { playback }, _) => {
                 let id = siaga_dialplan::PlaybackId(playback.0);
                 self.ivr_input(now, call_ref, IvrInput::PromptFinished(id));
             }
-            MediaEvent::Timeout { silent_for } => {
+            (MediaEvent::Timeout { silent_for }, _) => {
                 self.timeline(
                     call_ref,
                     "media_timeout",
@@ -1492,7 +1770,7 @@ impl Engine {
 
     /// Calls still in their IVR or talking, for the drain on shutdown.
     pub fn is_idle(&self) -> bool {
-        self.calls.is_empty()
+        self.active_calls() == 0
     }
 
     #[doc(hidden)]
@@ -1573,6 +1851,34 @@ fn unsupported(req: &Request) -> Option<(u16, Vec<(&'static str, String)>)> {
     None
 }
 
+/// The ACK a client INVITE transaction sends for a 3xx–6xx (RFC 3261 §17.1.1.3): the
+/// INVITE's Via (same branch), Call-ID, From and CSeq number, the response's To.
+fn ack_for_failure(resp: &Response) -> Vec<u8> {
+    let get = |pick: fn(&Header) -> bool| {
+        resp.headers
+            .iter()
+            .find(|h| pick(h))
+            .map(|h| h.value().to_owned())
+            .unwrap_or_default()
+    };
+    let via = get(|h| matches!(h, Header::Via(_)));
+    let via = parse::split_header_list(&via)
+        .first()
+        .map(|v| (*v).to_owned())
+        .unwrap_or_default();
+    let from = get(|h| matches!(h, Header::From(_)));
+    let to = get(|h| matches!(h, Header::To(_)));
+    let call_id = get(|h| matches!(h, Header::CallId(_)));
+    let cseq = get(|h| matches!(h, Header::CSeq(_)));
+    let num = cseq.split_whitespace().next().unwrap_or("1");
+    let request_uri = crate::bridge::uri_of(&to);
+    format!(
+        "ACK {request_uri} SIP/2.0\r\nVia: {via}\r\nMax-Forwards: 70\r\nFrom: {from}\r\nTo: {to}\r\n\
+         Call-ID: {call_id}\r\nCSeq: {num} ACK\r\nContent-Length: 0\r\n\r\n"
+    )
+    .into_bytes()
+}
+
 /// A short, stable name for a timeline event kind (the log's `kind` column).
 fn timeline_kind(kind: &TimelineKind) -> &'static str {
     match kind {
@@ -1590,14 +1896,22 @@ fn timeline_kind(kind: &TimelineKind) -> &'static str {
     }
 }
 
-fn reliability(flow: Flow) -> Reliability {
+/// A fixed time for an engine that has not been told the local time yet.
+fn unreachable_time() -> LocalTime {
+    LocalTime {
+        weekday: siaga_dialplan::Weekday::Mon,
+        time: siaga_dialplan::ClockTime::new(12, 0).unwrap_or_else(|| unreachable!()),
+    }
+}
+
+pub(crate) fn reliability(flow: Flow) -> Reliability {
     match flow.transport {
         Transport::Udp => Reliability::Unreliable,
         Transport::Tcp => Reliability::Reliable,
     }
 }
 
-fn header_value(req: &Request, pick: impl Fn(&Header) -> bool) -> Option<String> {
+pub(crate) fn header_value(req: &Request, pick: impl Fn(&Header) -> bool) -> Option<String> {
     req.headers
         .iter()
         .find(|h| pick(h))
@@ -1618,7 +1932,7 @@ fn contact_uri(req: &Request) -> Option<String> {
 }
 
 /// The SDP of a request, whether the body is plain SDP or multipart with an SDP part.
-fn sdp_of(req: &Request) -> Option<&[u8]> {
+pub(crate) fn sdp_of(req: &Request) -> Option<&[u8]> {
     if req.body.is_empty() {
         return None;
     }
@@ -1646,4 +1960,17 @@ fn identity_of(req: &Request) -> CallerIdentity {
         }
     }
     id
+}
+
+/// The SDP of a response (plain or inside multipart).
+pub(crate) fn sdp_of_response(resp: &Response) -> Option<&[u8]> {
+    if resp.body.is_empty() {
+        return None;
+    }
+    let content_type = resp
+        .headers
+        .iter()
+        .find(|h| matches!(h, Header::ContentType(_)))
+        .map(|h| h.value().to_owned());
+    siaga_location::find_sdp(content_type.as_deref(), &resp.body)
 }

@@ -124,6 +124,9 @@ impl CallKind {
 pub struct CallStarted {
     pub call: CallRef,
     pub call_id: CallId,
+    /// NENA i3 `emergency-CallId` and `emergency-IncidentId`, also sent to agencies.
+    pub emergency_call_id: String,
+    pub incident_id: String,
     pub flow: Flow,
     pub dialled: String,
     pub kind: CallKind,
@@ -147,6 +150,8 @@ pub enum LogRecord {
     /// call (OPTIONS, garbage).
     Sip {
         call: Option<CallRef>,
+        /// The caller's leg or an agency leg of the call.
+        leg: LegId,
         direction: Direction,
         flow: Flow,
         bytes: Vec<u8>,

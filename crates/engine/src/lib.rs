@@ -2,6 +2,7 @@
 //! go in through [`Engine::handle_input`]; datagrams, log records and media commands come
 //! out through [`Engine::poll_output`]; [`Engine::poll_timeout`] says when to call again.
 
+mod bridge;
 pub mod call;
 mod engine;
 pub mod ids;
@@ -11,5 +12,6 @@ pub mod sip;
 pub mod timers;
 pub mod transaction;
 
+pub use bridge::{Directory, Hop};
 pub use engine::{Engine, EngineConfig};
 pub use siaga_dialplan as dialplan;

@@ -32,7 +32,7 @@ fn engine() -> Engine {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../dialplans/default.toml");
     let text = std::fs::read_to_string(path).expect("plan");
     let plan = validate(&[Source::new(path, text)], &|_| true).expect("valid plan");
-    Engine::new(EngineConfig::default(), Arc::new(plan))
+    Engine::new(EngineConfig::default(), Arc::new(plan), Instant::now())
 }
 
 fn flow() -> Flow {

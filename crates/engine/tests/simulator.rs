@@ -50,7 +50,7 @@ impl Sim {
         let remote: SocketAddr = "192.0.2.10:5070".parse().expect("addr");
         let local: SocketAddr = "198.51.100.1:5060".parse().expect("addr");
         Self {
-            engine: Engine::new(cfg, default_plan()),
+            engine: Engine::new(cfg, default_plan(), t0),
             t0,
             now: t0,
             flow: Flow {

@@ -33,6 +33,10 @@ pub enum EndReason {
     RefusedDraining,
     /// An RFC 6881 test call that completed.
     TestCallEnded,
+    /// The agency that had the caller hung up (the gateway then ended the caller's leg).
+    AgencyHungUp,
+    /// The caller hung up while agencies were ringing or while queued: call them back.
+    AbandonedWaitingForAgency,
 }
 
 impl EndReason {
@@ -46,6 +50,8 @@ impl EndReason {
             EndReason::NotEmergency => "not_emergency",
             EndReason::RefusedDraining => "refused_draining",
             EndReason::TestCallEnded => "test_call_ended",
+            EndReason::AgencyHungUp => "agency_hung_up",
+            EndReason::AbandonedWaitingForAgency => "abandoned_waiting_for_agency",
         }
     }
 }
@@ -88,6 +94,16 @@ pub enum CallState {
     Confirmed,
     /// We sent BYE; waiting for its response (or Timer F).
     HangingUp { bye_branch: Branch },
+    /// Over and logged; kept only while agency legs finish their CANCEL/BYE.
+    Ended,
+}
+
+/// NENA i3 identifiers the agency and the call log share (`Call-Info` purposes
+/// `emergency-CallId` / `emergency-IncidentId`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EmergencyIds {
+    pub call_id: String,
+    pub incident_id: String,
 }
 
 /// The SDP we answered with, kept to answer re-INVITEs with the same session.
@@ -118,6 +134,12 @@ pub struct Call {
     pub routed: Option<RouteDecision>,
     /// The caller's latest location report with a location in it (forwarded to the agency).
     pub location: Option<siaga_location::LocationReport>,
+    /// Who is calling, as received (forwarded to agencies inside the trust domain).
+    pub identity: crate::io::CallerIdentity,
+    pub emergency_ids: EmergencyIds,
+    /// Getting the caller to an agency (after the IVR routed the call).
+    pub bridging: Option<crate::bridge::Bridging>,
+    pub ended_at: Option<Instant>,
     pub flow: Flow,
     pub dialog: Dialog,
     pub invite: Request,
@@ -149,7 +171,33 @@ impl Call {
             _ => None,
         };
         let ivr = self.ivr.as_ref().and_then(IvrSession::next_timeout);
-        [ring, hang_up, ivr].into_iter().flatten().min()
+        let bridge = match &self.state {
+            CallState::Answered | CallState::Confirmed => self
+                .bridging
+                .as_ref()
+                .and_then(crate::bridge::bridge_deadline),
+            _ => None,
+        };
+        let linger = match &self.state {
+            CallState::Ended => self.ended_at.map(|t| t + crate::bridge::LINGER),
+            _ => None,
+        };
+        [ring, hang_up, ivr, bridge, linger]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
+    /// The caller asked for privacy (RFC 3323/3325 `Privacy: id`, `user` or `header`).
+    pub fn privacy_requested(&self) -> bool {
+        self.identity.privacy.as_deref().is_some_and(|p| {
+            p.split([';', ',']).any(|v| {
+                matches!(
+                    v.trim().to_ascii_lowercase().as_str(),
+                    "id" | "user" | "header"
+                )
+            })
+        })
     }
 
     /// Our Contact, as put in responses and requests on this dialog.

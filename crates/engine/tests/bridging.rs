@@ -1,0 +1,600 @@
+//! The B2BUA in virtual time: caller → IVR → digit → agency, with failover, fallback,
+//! queueing, hang-ups, transfer and location passed on. Agencies are scripted here.
+#![allow(clippy::disallowed_methods)] // Instant::now() once, as the origin of virtual time
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use siaga_dialplan::{Dialplan, Source};
+use siaga_engine::call::EndReason;
+use siaga_engine::ids::{CallRef, LegId};
+use siaga_engine::io::{Flow, Input, LogRecord, MediaCommand, MediaEvent, Output, Transport};
+use siaga_engine::{Engine, EngineConfig};
+
+fn default_plan() -> Arc<Dialplan> {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../dialplans/default.toml");
+    let text = std::fs::read_to_string(path).expect("default plan");
+    Arc::new(siaga_dialplan::validate(&[Source::new(path, text)], &|_| true).expect("valid"))
+}
+
+const CALLER: &str = "192.0.2.10:5070";
+const GW: &str = "198.51.100.1:5060";
+const POLICE_1: &str = "127.0.0.1:5081";
+const POLICE_2: &str = "127.0.0.1:5082";
+const TAKER_1: &str = "127.0.0.1:5080";
+const TAKER_2: &str = "127.0.0.1:5089";
+
+fn addr(s: &str) -> SocketAddr {
+    s.parse().expect("addr")
+}
+
+struct Sim {
+    engine: Engine,
+    now: Instant,
+    /// (destination, message) of everything the gateway sent.
+    sent: Vec<(SocketAddr, String)>,
+    logs: Vec<LogRecord>,
+    media: Vec<MediaCommand>,
+    call: Option<CallRef>,
+    caller_tag: String,
+}
+
+fn flow_from(remote: &str) -> Flow {
+    Flow {
+        transport: Transport::Udp,
+        remote: addr(remote),
+        local: addr(GW),
+        conn: None,
+    }
+}
+
+impl Sim {
+    fn new() -> Self {
+        let now = Instant::now();
+        Self {
+            engine: Engine::new(EngineConfig::default(), default_plan(), now),
+            now,
+            sent: Vec::new(),
+            logs: Vec::new(),
+            media: Vec::new(),
+            call: None,
+            caller_tag: String::new(),
+        }
+    }
+
+    fn drain(&mut self) {
+        while let Some(out) = self.engine.poll_output() {
+            match out {
+                Output::Transmit { flow, bytes } => {
+                    self.sent
+                        .push((flow.remote, String::from_utf8(bytes).expect("utf8")));
+                }
+                Output::Log(r) => self.logs.push(r),
+                Output::Media(cmd) => {
+                    match &cmd {
+                        MediaCommand::Allocate { call, leg, .. } => {
+                            let port = match leg {
+                                LegId::Caller => 40000,
+                                LegId::Agency(n) => 40000 + 2 * *n as u16,
+                            };
+                            let (call, leg) = (*call, *leg);
+                            self.engine.handle_input(
+                                self.now,
+                                Input::Media {
+                                    call,
+                                    leg,
+                                    event: MediaEvent::Allocated {
+                                        local: SocketAddr::new(addr(GW).ip(), port),
+                                    },
+                                },
+                            );
+                        }
+                        MediaCommand::Play { call, playback, .. } => {
+                            // Prompts end at once: the tests are about signalling.
+                            let (call, playback) = (*call, *playback);
+                            self.media.push(cmd);
+                            self.engine.handle_input(
+                                self.now,
+                                Input::Media {
+                                    call,
+                                    leg: LegId::Caller,
+                                    event: MediaEvent::PromptFinished { playback },
+                                },
+                            );
+                            continue;
+                        }
+                        _ => {}
+                    }
+                    self.media.push(cmd);
+                }
+            }
+        }
+    }
+
+    fn send_from(&mut self, remote: &str, text: &str) {
+        self.engine.handle_input(
+            self.now,
+            Input::Sip {
+                flow: flow_from(remote),
+                data: text.as_bytes(),
+            },
+        );
+        self.drain();
+    }
+
+    fn advance(&mut self, d: Duration) {
+        let end = self.now + d;
+        while let Some(at) = self.engine.poll_timeout() {
+            if at > end {
+                break;
+            }
+            self.now = at.max(self.now);
+            self.engine.handle_input(self.now, Input::Timeout);
+            self.drain();
+        }
+        self.now = end;
+    }
+
+    /// Messages sent to `to` whose first line starts with `prefix`, removed from the record.
+    fn take_to(&mut self, to: &str, prefix: &str) -> Vec<String> {
+        let to = addr(to);
+        let (hit, keep): (Vec<_>, Vec<_>) = self
+            .sent
+            .drain(..)
+            .partition(|(d, m)| *d == to && m.starts_with(prefix));
+        self.sent = keep;
+        hit.into_iter().map(|(_, m)| m).collect()
+    }
+
+    fn timeline(&self, kind: &str) -> Vec<String> {
+        self.logs
+            .iter()
+            .filter_map(|r| match r {
+                LogRecord::Timeline {
+                    kind: k, detail, ..
+                } if *k == kind => Some(detail.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn end_reasons(&self) -> Vec<EndReason> {
+        self.logs
+            .iter()
+            .filter_map(|r| match r {
+                LogRecord::CallEnded { reason, .. } => Some(*reason),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// A caller dials, the gateway answers, the caller ACKs.
+    fn call_in(&mut self, uri: &str, extra_headers: &str, body: Option<(&str, &str)>) {
+        let (ct, body) = body.unwrap_or(("application/sdp", SDP));
+        let invite = format!(
+            "INVITE {uri} SIP/2.0\r\nVia: SIP/2.0/UDP {CALLER};branch=z9hG4bKcaller1\r\nMax-Forwards: 70\r\n\
+             From: \"Ani\" <sip:+6281234567890@192.0.2.10>;tag=caller1\r\nTo: <{uri}>\r\nCall-ID: call-a\r\n\
+             CSeq: 1 INVITE\r\nContact: <sip:ani@{CALLER}>\r\n{extra_headers}Content-Type: {ct}\r\n\
+             Content-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        self.send_from(CALLER, &invite);
+        let ok = self.take_to(CALLER, "SIP/2.0 200").pop().expect("answered");
+        self.caller_tag = tag_of(&ok, "To");
+        self.call = self.logs.iter().find_map(|r| match r {
+            LogRecord::CallStarted(s) => Some(s.call),
+            _ => None,
+        });
+        let ack = self.caller_request("ACK", 1, "z9hG4bKack");
+        self.send_from(CALLER, &ack);
+    }
+
+    fn caller_request(&self, method: &str, cseq: u32, branch: &str) -> String {
+        format!(
+            "{method} sip:siaga@{GW} SIP/2.0\r\nVia: SIP/2.0/UDP {CALLER};branch={branch}\r\nMax-Forwards: 70\r\n\
+             From: \"Ani\" <sip:+6281234567890@192.0.2.10>;tag=caller1\r\nTo: <sip:112@{GW}>;tag={}\r\n\
+             Call-ID: call-a\r\nCSeq: {cseq} {method}\r\nContent-Length: 0\r\n\r\n",
+            self.caller_tag
+        )
+    }
+
+    fn digit(&mut self, d: char) {
+        let call = self.call.expect("call");
+        self.engine.handle_input(
+            self.now,
+            Input::Media {
+                call,
+                leg: LegId::Caller,
+                event: MediaEvent::Digit {
+                    digit: d,
+                    source: "rfc4733",
+                },
+            },
+        );
+        self.drain();
+    }
+
+    /// The agency at `from` answers the INVITE `invite` with `status` (SDP on 2xx/183).
+    fn agency_reply(&mut self, from: &str, invite: &str, status: u16, tag: &str) {
+        let via = header(invite, "Via");
+                let sdp = String::from(
+            "v=0\r\no=a 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 7000 RTP/AVP 8 101\r\n\
+             a=rtpmap:8 PCMA/8000\r\na=rtpmap:101 telephone-event/8000\r\n"
+        );
+        let body = if status == 200 || status == 183 {
+            sdp
+        } else {
+            String::new()
+        };
+        let ct = if body.is_empty() {
+            ""
+        } else {
+            "Content-Type: application/sdp\r\n"
+        };
+        let reply = format!(
+            "SIP/2.0 {status} X\r\nVia: {via}\r\nFrom: {}\r\nTo: {};tag={tag}\r\nCall-ID: {}\r\nCSeq: {}\r\n\
+             Contact: <sip:agency@{from}>\r\n{ct}Content-Length: {}\r\n\r\n{body}",
+            header(invite, "From"),
+            header(invite, "To"),
+            header(invite, "Call-ID"),
+            header(invite, "CSeq"),
+            body.len()
+        );
+        self.send_from(from, &reply);
+    }
+
+    /// A request from the agency inside its dialog.
+    fn agency_request(
+        &mut self,
+        from: &str,
+        invite: &str,
+        tag: &str,
+        method: &str,
+        cseq: u32,
+        extra: &str,
+    ) {
+        let request = format!(
+            "{method} sip:siaga@{GW} SIP/2.0\r\nVia: SIP/2.0/UDP {from};branch=z9hG4bKag{method}{cseq}\r\n\
+             Max-Forwards: 70\r\nFrom: {};tag={tag}\r\nTo: {}\r\nCall-ID: {}\r\nCSeq: {cseq} {method}\r\n\
+             {extra}Content-Length: 0\r\n\r\n",
+            header(invite, "To"),
+            header(invite, "From"),
+            header(invite, "Call-ID"),
+        );
+        self.send_from(from, &request);
+    }
+}
+
+const SDP: &str = "v=0\r\no=- 1 1 IN IP4 192.0.2.10\r\ns=-\r\nc=IN IP4 192.0.2.10\r\nt=0 0\r\n\
+    m=audio 6000 RTP/AVP 8 0 101\r\na=rtpmap:101 telephone-event/8000\r\n";
+
+fn header(msg: &str, name: &str) -> String {
+    msg.lines()
+        .find(|l| l.starts_with(&format!("{name}:")))
+        .map(|l| l[name.len() + 1..].trim().to_owned())
+        .unwrap_or_default()
+}
+
+fn tag_of(msg: &str, name: &str) -> String {
+    header(msg, name)
+        .split(";tag=")
+        .nth(1)
+        .unwrap_or_default()
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+#[test]
+fn police_digit_reaches_the_police_with_identity_category_and_emergency_ids() {
+    let mut sim = Sim::new();
+    sim.call_in(
+        "sip:112@198.51.100.1",
+        "P-Asserted-Identity: <tel:+6281234567890>\r\n",
+        None,
+    );
+    sim.digit('1');
+    let invite = sim
+        .take_to(POLICE_1, "INVITE")
+        .pop()
+        .expect("INVITE to the police");
+    assert!(
+        invite.starts_with("INVITE sip:polisi@127.0.0.1:5081 SIP/2.0"),
+        "{invite}"
+    );
+    assert_eq!(
+        header(&invite, "P-Asserted-Identity"),
+        "<tel:+6281234567890>"
+    );
+    assert_eq!(header(&invite, "X-Siaga-Category"), "police");
+    assert_eq!(header(&invite, "Priority"), "emergency");
+    let call_info = header(&invite, "Call-Info");
+    assert!(
+        call_info.contains("purpose=emergency-CallId")
+            && call_info.contains("purpose=emergency-IncidentId")
+    );
+    assert_ne!(
+        header(&invite, "Call-ID"),
+        "call-a",
+        "a new Call-ID on the agency leg"
+    );
+    assert!(
+        invite.contains("m=audio 40002 RTP/AVP"),
+        "our offer: {invite}"
+    );
+    sim.agency_reply(POLICE_1, &invite, 180, "pol1");
+    sim.agency_reply(POLICE_1, &invite, 200, "pol1");
+    let ack = sim.take_to(POLICE_1, "ACK").pop().expect("ACK to the 200");
+    assert!(
+        ack.starts_with("ACK sip:agency@127.0.0.1:5081 SIP/2.0"),
+        "{ack}"
+    );
+    assert!(sim.media.iter().any(|m| matches!(
+        m,
+        MediaCommand::Bridge {
+            agency: LegId::Agency(_),
+            ..
+        }
+    )));
+    assert_eq!(sim.timeline("agency_answered").len(), 1);
+    // The ids the agency got are the ones in the call log.
+    let logged = sim.logs.iter().find_map(|r| match r {
+        LogRecord::CallStarted(s) => Some(s.emergency_call_id.clone()),
+        _ => None,
+    });
+    assert!(call_info.contains(&logged.expect("logged id")));
+}
+
+#[test]
+fn a_503_moves_to_the_second_police_target_at_once() {
+    let mut sim = Sim::new();
+    sim.call_in("sip:112@198.51.100.1", "", None);
+    sim.digit('1');
+    let first = sim.take_to(POLICE_1, "INVITE").pop().expect("first target");
+    sim.agency_reply(POLICE_1, &first, 503, "p1");
+    assert_eq!(sim.take_to(POLICE_1, "ACK").len(), 1, "the 503 is ACKed");
+    // No time passes: the second target is rung at once.
+    let second = sim
+        .take_to(POLICE_2, "INVITE")
+        .pop()
+        .expect("second target at once");
+    sim.agency_reply(POLICE_2, &second, 200, "p2");
+    assert_eq!(sim.timeline("agency_failed").len(), 1);
+    assert!(sim.timeline("agency_answered")[0].contains("5082"));
+}
+
+#[test]
+fn ring_timeout_cancels_and_tries_the_next_target() {
+    let mut sim = Sim::new();
+    sim.call_in("sip:110@198.51.100.1", "", None);
+    let first = sim.take_to(POLICE_1, "INVITE").pop().expect("first");
+    sim.agency_reply(POLICE_1, &first, 180, "p1");
+    sim.advance(Duration::from_secs(21));
+    let cancel = sim
+        .take_to(POLICE_1, "CANCEL")
+        .pop()
+        .expect("CANCEL at ring timeout");
+    assert_eq!(header(&cancel, "Call-ID"), header(&first, "Call-ID"));
+    assert!(
+        sim.take_to(POLICE_2, "INVITE").pop().is_some(),
+        "next target rung"
+    );
+    assert_eq!(sim.timeline("agency_timeout").len(), 1);
+}
+
+#[test]
+fn every_police_target_failing_falls_back_to_the_call_takers_in_parallel() {
+    let mut sim = Sim::new();
+    sim.call_in("sip:110@198.51.100.1", "", None);
+    let a = sim.take_to(POLICE_1, "INVITE").pop().expect("p1");
+    sim.agency_reply(POLICE_1, &a, 486, "p1");
+    let b = sim.take_to(POLICE_2, "INVITE").pop().expect("p2");
+    sim.agency_reply(POLICE_2, &b, 503, "p2");
+    let t1 = sim
+        .take_to(TAKER_1, "INVITE")
+        .pop()
+        .expect("call-taker desk 1");
+    let t2 = sim
+        .take_to(TAKER_2, "INVITE")
+        .pop()
+        .expect("call-taker desk 2 at the same time");
+    assert_eq!(sim.timeline("fallback").len(), 1);
+    sim.agency_reply(TAKER_2, &t2, 200, "t2");
+    let cancel = sim
+        .take_to(TAKER_1, "CANCEL")
+        .pop()
+        .expect("the other desk is cancelled");
+    assert_eq!(header(&cancel, "Call-ID"), header(&t1, "Call-ID"));
+}
+
+#[test]
+fn with_every_call_taker_busy_the_caller_queues_hears_the_position_and_is_connected_later() {
+    let mut sim = Sim::new();
+    sim.call_in("sip:112@198.51.100.1", "", None);
+    sim.digit('0'); // straight to the call-takers
+    let t1 = sim.take_to(TAKER_1, "INVITE").pop().expect("desk 1");
+    let t2 = sim.take_to(TAKER_2, "INVITE").pop().expect("desk 2");
+    sim.agency_reply(TAKER_1, &t1, 486, "a");
+    sim.agency_reply(TAKER_2, &t2, 486, "b");
+    assert_eq!(sim.timeline("queue_enter").len(), 1);
+    let announced: Vec<String> = sim
+        .media
+        .iter()
+        .filter_map(|m| match m {
+            MediaCommand::Play { prompt, .. } => Some(prompt.to_string_lossy().into_owned()),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        announced.iter().any(|p| p.ends_with("all-busy.wav")),
+        "{announced:?}"
+    );
+    assert!(
+        announced.iter().any(|p| p.ends_with("number-1.wav")),
+        "{announced:?}"
+    );
+    // The gateway never hangs up on a waiting caller; at the next announcement it retries.
+    sim.advance(Duration::from_secs(21));
+    assert!(sim.end_reasons().is_empty());
+    let retry = sim.take_to(TAKER_1, "INVITE").pop().expect("retried");
+    sim.agency_reply(TAKER_1, &retry, 200, "c");
+    assert_eq!(sim.timeline("queue_leave").len(), 1);
+    assert_eq!(sim.timeline("agency_answered").len(), 1);
+}
+
+#[test]
+fn the_agency_hanging_up_ends_the_callers_leg() {
+    let mut sim = Sim::new();
+    sim.call_in("sip:113@198.51.100.1", "", None);
+    let inv = sim.take_to("127.0.0.1:5083", "INVITE").pop().expect("fire");
+    sim.agency_reply("127.0.0.1:5083", &inv, 200, "f1");
+    sim.agency_request("127.0.0.1:5083", &inv, "f1", "BYE", 2, "");
+    assert_eq!(sim.take_to("127.0.0.1:5083", "SIP/2.0 200").len(), 1);
+    let bye = sim.take_to(CALLER, "BYE").pop().expect("BYE to the caller");
+    let reply = format!(
+        "SIP/2.0 200 OK\r\nVia: {}\r\nFrom: {}\r\nTo: {}\r\nCall-ID: call-a\r\nCSeq: {}\r\nContent-Length: 0\r\n\r\n",
+        header(&bye, "Via"),
+        header(&bye, "From"),
+        header(&bye, "To"),
+        header(&bye, "CSeq")
+    );
+    sim.send_from(CALLER, &reply);
+    assert_eq!(sim.end_reasons(), vec![EndReason::AgencyHungUp]);
+}
+
+#[test]
+fn a_caller_hanging_up_while_agencies_ring_is_abandoned_and_they_are_cancelled() {
+    let mut sim = Sim::new();
+    sim.call_in("sip:112@198.51.100.1", "", None);
+    sim.digit('0');
+    let t1 = sim.take_to(TAKER_1, "INVITE").pop().expect("desk 1");
+    sim.agency_reply(TAKER_1, &t1, 180, "a");
+    let bye = sim.caller_request("BYE", 2, "z9hG4bKbye");
+    sim.send_from(CALLER, &bye);
+    assert_eq!(sim.take_to(TAKER_1, "CANCEL").len(), 1);
+    assert_eq!(sim.take_to(TAKER_2, "CANCEL").len(), 1);
+    assert_eq!(
+        sim.end_reasons(),
+        vec![EndReason::AbandonedWaitingForAgency]
+    );
+    // The agencies' 487s are ACKed even though the caller is gone.
+    sim.agency_reply(TAKER_1, &t1, 487, "a");
+    assert_eq!(sim.take_to(TAKER_1, "ACK").len(), 1);
+}
+
+#[test]
+fn a_refer_from_the_police_moves_the_caller_to_the_ambulance_with_one_recording() {
+    let mut sim = Sim::new();
+    sim.call_in("sip:110@198.51.100.1", "", None);
+    let police = sim.take_to(POLICE_1, "INVITE").pop().expect("police");
+    sim.agency_reply(POLICE_1, &police, 200, "p1");
+    sim.agency_request(
+        POLICE_1,
+        &police,
+        "p1",
+        "REFER",
+        2,
+        "Refer-To: <sip:psc119@127.0.0.1:5084>\r\nReferred-By: <sip:polisi@127.0.0.1:5081>\r\n",
+    );
+    assert_eq!(sim.take_to(POLICE_1, "SIP/2.0 202").len(), 1);
+    let notify = sim
+        .take_to(POLICE_1, "NOTIFY")
+        .pop()
+        .expect("NOTIFY 100 Trying");
+    assert!(notify.contains("SIP/2.0 100 Trying"));
+    let ambulance = sim
+        .take_to("127.0.0.1:5084", "INVITE")
+        .pop()
+        .expect("INVITE to the transfer target");
+    assert_eq!(header(&ambulance, "X-Siaga-Category"), "police");
+    sim.agency_reply("127.0.0.1:5084", &ambulance, 200, "amb");
+    let done = sim.take_to(POLICE_1, "NOTIFY").pop().expect("NOTIFY 200");
+    assert!(done.contains("SIP/2.0 200 OK"));
+    assert_eq!(
+        sim.take_to(POLICE_1, "BYE").len(),
+        1,
+        "the transferor is released"
+    );
+    let bridges = sim
+        .media
+        .iter()
+        .filter(|m| matches!(m, MediaCommand::Bridge { .. }))
+        .count();
+    assert_eq!(
+        bridges, 2,
+        "caller bridged to police, then to the ambulance"
+    );
+    // The caller's leg (and so its recording) was never released.
+    assert!(!sim.media.iter().any(|m| matches!(
+        m,
+        MediaCommand::Release {
+            leg: LegId::Caller,
+            ..
+        }
+    )));
+    assert_eq!(sim.timeline("transfer_done").len(), 1);
+    assert!(sim.end_reasons().is_empty());
+}
+
+#[test]
+fn the_callers_pidf_lo_reaches_the_agency_byte_for_byte() {
+    let pidf = "<?xml version=\"1.0\"?>\r\n<presence xmlns=\"urn:ietf:params:xml:ns:pidf\" \
+        xmlns:gp=\"urn:ietf:params:xml:ns:pidf:geopriv10\" xmlns:gml=\"http://www.opengis.net/gml\" \
+        xmlns:gs=\"http://www.opengis.net/pidflo/1.0\" entity=\"pres:ani@example.com\">\
+        <tuple id=\"t\"><status><gp:geopriv><gp:location-info><gs:Circle srsName=\"urn:ogc:def:crs:EPSG::4326\">\
+        <gml:pos>-0.5022 117.1536</gml:pos><gs:radius uom=\"urn:ogc:def:uom:EPSG::9001\">850</gs:radius>\
+        </gs:Circle></gp:location-info><gp:usage-rules/><gp:method>GPS</gp:method></gp:geopriv></status></tuple></presence>";
+    let body = format!(
+        "--b1\r\nContent-Type: application/sdp\r\n\r\n{SDP}\r\n--b1\r\nContent-Type: application/pidf+xml\r\n\
+         Content-ID: <loc1@ani>\r\n\r\n{pidf}\r\n--b1--\r\n"
+    );
+    let mut sim = Sim::new();
+    sim.call_in(
+        "urn:service:sos.fire",
+        "Geolocation: <cid:loc1@ani>\r\nGeolocation-Routing: yes\r\n",
+        Some(("multipart/mixed;boundary=b1", &body)),
+    );
+    let invite = sim.take_to("127.0.0.1:5083", "INVITE").pop().expect("fire");
+    assert!(invite.contains(pidf), "the PIDF-LO unchanged");
+    assert!(header(&invite, "Geolocation").starts_with("<cid:loc1@ani>"));
+    assert!(header(&invite, "Content-Type").starts_with("multipart/mixed"));
+}
+
+#[test]
+fn an_agency_outside_the_trust_domain_does_not_learn_a_private_number() {
+    let mut sim = Sim::new();
+    // Ambulance at night rings both PSC 119 and the hospital (outside the trust domain) —
+    // by day the hospital is the second target: fail the first to reach it.
+    sim.call_in(
+        "sip:118@198.51.100.1",
+        "P-Asserted-Identity: <tel:+6281234567890>\r\nPrivacy: id\r\n",
+        None,
+    );
+    let psc = sim
+        .take_to("127.0.0.1:5084", "INVITE")
+        .pop()
+        .expect("PSC 119");
+    assert_eq!(
+        header(&psc, "P-Asserted-Identity"),
+        "<tel:+6281234567890>",
+        "trusted: identity kept"
+    );
+    assert_eq!(header(&psc, "Privacy"), "id");
+    sim.agency_reply("127.0.0.1:5084", &psc, 486, "x");
+    let igd = sim
+        .take_to("127.0.0.1:5085", "INVITE")
+        .pop()
+        .expect("hospital");
+    assert_eq!(
+        header(&igd, "P-Asserted-Identity"),
+        "",
+        "no asserted identity outside"
+    );
+    assert!(header(&igd, "From").contains("anonymous"), "{igd}");
+    assert!(
+        !igd.contains("6281234567890"),
+        "the number does not leave the trust domain"
+    );
+}
