@@ -5,13 +5,16 @@
 # Uses the shared SIPp load runner (../shared/bench/bench.py, external-SUT mode) inside its
 # network namespace. Run as root after ../shared/bench/setup.sh. Usage:
 #   benches/cps.sh [RATE ...]          default ladder: 500 1000 1500 2000 2500 3000 4000
-# Environment: DURATION (s of call starts per step, default 20), BENCH (runner dir).
+# Environment: DURATION (s of call starts per step, default 20), BENCH (runner dir),
+#              PLAN (dialplan; default benches/bench-plan.toml: 112 → the runner's agency UAS,
+#              so each call is answered, bridged as a B2BUA, recorded and logged).
 # Results: one JSON line per step in $BENCH_OUT/results.jsonl (default /tmp/siaga-bench).
 set -euo pipefail
 HERE="$(cd "$(dirname "$0")/.." && pwd)"
 BENCH="${BENCH:-$HERE/../shared/bench}"
 DURATION="${DURATION:-20}"
 NETNS="${NETNS:-bench112}"
+PLAN="${PLAN:-$HERE/benches/bench-plan.toml}"
 export BENCH_OUT="${BENCH_OUT:-/tmp/siaga-bench}"
 RATES=("$@")
 [ ${#RATES[@]} -gt 0 ] || RATES=(500 1000 1500 2000 2500 3000 4000)
@@ -26,6 +29,7 @@ for rate in "${RATES[@]}"; do
   ip netns exec "$NETNS" nice -n -10 "$HERE/target/release/siaga" serve \
     --listen udp:127.0.0.1:5060 --listen tcp:127.0.0.1:5060 \
     --db "$work/siaga.db" --recordings "$work/rec" --rtp-ports 30000-39999 \
+    --dialplan "$PLAN" \
     > "$work/stdout" 2> "$work/stderr" &
   echo $! > "$work/gw.pid"
   # Wait (bounded) for the listener line instead of sleeping blindly.
@@ -41,7 +45,8 @@ for rate in "${RATES[@]}"; do
   calls=$(sqlite3 "$work/siaga.db" "select count(*) from calls" 2>/dev/null || echo '?')
   msgs=$(sqlite3 "$work/siaga.db" "select count(*) from sip_messages" 2>/dev/null || echo '?')
   ended=$(sqlite3 "$work/siaga.db" "select count(*) from calls where end_reason='caller_hung_up'" 2>/dev/null || echo '?')
-  echo "== rate $rate: runner exit $status; call log: $calls calls ($ended hung up by caller), $msgs SIP messages"
+  recs=$(sqlite3 "$work/siaga.db" "select count(*) from calls where recording_sha256 is not null" 2>/dev/null || echo '?')
+  echo "== rate $rate: runner exit $status; call log: $calls calls ($ended hung up by caller, $recs recordings with SHA-256), $msgs SIP messages"
   rm -rf "$work"
   [ "$status" = 0 ] || break
 done

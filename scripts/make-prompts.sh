@@ -78,4 +78,12 @@ for n in 1 2 3 4 5 6 7 8 9; do
   say en "number-$n" "${en_numbers[$((n - 1))]}"
 done
 
+# --- ringback -----------------------------------------------------------------------------
+# Heard while an agency is rung: the Indonesian ringing tone, 425 Hz for 1 s then 4 s quiet
+# (ITU-T E.180). Not speech, so the same file in each language directory.
+for lang in id en; do
+  sox -n -r 8000 -c 1 -b 16 -e signed-integer "$out/$lang/ringback.wav" \
+    synth 1 sine 425 vol 0.3 pad 0 4
+done
+
 du -ch "$out"/id/*.wav "$out"/en/*.wav | tail -1 | sed 's/total/total size of the prompts/'

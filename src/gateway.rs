@@ -119,7 +119,7 @@ pub async fn run(
     bound: Bound,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<()> {
-    let (calllog, writer, first_call_ref) = CallLog::start(&settings.db)?;
+    let (calllog, writer, recovery) = CallLog::start(&settings.db)?;
     calllog.send(calllog::Write::Event {
         call: None,
         at_ms: calllog::now_ms(),
@@ -132,7 +132,7 @@ pub async fn run(
             t2: settings.t2,
             t4: settings.t4,
         },
-        first_call_ref,
+        first_call_ref: recovery.next_call_ref,
         seed: seed(),
         ring_delay: settings.ring_delay,
         max_call_duration: settings.max_call_duration,
@@ -163,7 +163,7 @@ pub async fn run(
     for (i, l) in bound.tcp.into_iter().enumerate() {
         tokio::spawn(transport::tcp_acceptor(l, net_tx.clone(), i as u64 + 1));
     }
-    let mut media = MediaManager::new(&settings, media_tx, calllog.clone());
+    let mut media = MediaManager::new(&settings, media_tx, calllog.clone(), recovery.unfinished);
     let mut out = Outputs {
         udp: udp_by_local,
         calllog: calllog.clone(),

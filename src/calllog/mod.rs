@@ -15,7 +15,7 @@ use crossbeam_channel::{Receiver, Sender, TrySendError};
 use rusqlite::{Connection, params};
 use siaga_engine::io::{CallStarted, LogRecord};
 
-pub use schema::open;
+pub use schema::{Recovery, open};
 
 /// Milliseconds since the Unix epoch, UTC.
 pub fn now_ms() -> i64 {
@@ -31,6 +31,9 @@ pub enum Write {
         at_ms: i64,
         record: LogRecord,
     },
+    /// A call's recording: sent with only the path when its file is created (digest and
+    /// duration NULL: unfinished, see [`Recovery::unfinished`]), then again with all three
+    /// once it is finished.
     Recording {
         call: u64,
         path: String,
@@ -61,10 +64,11 @@ const BATCH: usize = 5_000;
 
 impl CallLog {
     /// Opens (or creates) the database, repairs calls left open by a crash, and starts the
-    /// writer thread. Returns the first call reference that is free.
-    pub fn start(path: &Path) -> anyhow::Result<(CallLog, LogWriter, u64)> {
+    /// writer thread. Returns what the previous run left: the first call reference that is
+    /// free and the recordings a crash kept from being finished.
+    pub fn start(path: &Path) -> anyhow::Result<(CallLog, LogWriter, Recovery)> {
         let mut conn = open(path)?;
-        let next_ref = schema::recover_after_crash(&mut conn, now_ms())?;
+        let recovery = schema::recover_after_crash(&mut conn, now_ms())?;
         let (tx, rx) = crossbeam_channel::bounded(QUEUE);
         let thread = std::thread::Builder::new()
             .name("calllog".into())
@@ -75,7 +79,7 @@ impl CallLog {
             LogWriter {
                 thread: Some(thread),
             },
-            next_ref,
+            recovery,
         ))
     }
 

@@ -1,6 +1,6 @@
 //! Schema, migrations and crash recovery for the call log.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use rusqlite::{Connection, params};
@@ -80,6 +80,12 @@ ALTER TABLE calls ADD COLUMN emergency_call_id TEXT;   -- NENA i3 emergency-Call
 ALTER TABLE calls ADD COLUMN incident_id TEXT;         -- NENA i3 emergency-IncidentId
 ALTER TABLE sip_messages ADD COLUMN leg TEXT NOT NULL DEFAULT 'A';  -- A = caller, B1, B2 … = agency legs
 "#,
+    r#"
+-- Start-up recovery looks for these; partial indexes keep that cheap on a large log.
+CREATE INDEX calls_open ON calls(id) WHERE ended_at IS NULL;
+CREATE INDEX calls_unfinished_recording ON calls(id)
+    WHERE recording_path IS NOT NULL AND recording_sha256 IS NULL;
+"#,
 ];
 
 /// Opens the database with the settings the gateway relies on, migrating it if needed.
@@ -111,10 +117,21 @@ pub fn open(path: &Path) -> anyhow::Result<Connection> {
     Ok(conn)
 }
 
+/// What start-up found in the call log about the previous run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Recovery {
+    /// The first free call reference.
+    pub next_call_ref: u64,
+    /// `(call, recording path)` of every recording that was started but never got its
+    /// SHA-256: a crash or `kill -9` interrupted it (during the call, or between the call's
+    /// end and the recording's finishing).
+    pub unfinished: Vec<(u64, PathBuf)>,
+}
+
 /// Calls left open by a crash or `kill -9` are closed as `gateway_restarted` at their last
 /// recorded activity, so no call is left looking as if it were still going. Returns the first
-/// free call reference.
-pub fn recover_after_crash(conn: &mut Connection, now_ms: i64) -> anyhow::Result<u64> {
+/// free call reference and the recordings that were never finished.
+pub fn recover_after_crash(conn: &mut Connection, now_ms: i64) -> anyhow::Result<Recovery> {
     let tx = conn.transaction()?;
     let open_calls: Vec<i64> = {
         let mut stmt = tx.prepare("SELECT id FROM calls WHERE ended_at IS NULL")?;
@@ -151,7 +168,67 @@ pub fn recover_after_crash(conn: &mut Connection, now_ms: i64) -> anyhow::Result
             ],
         )?;
     }
+    // A recording's path is logged when its file is created, its digest when it is finished.
+    let unfinished = {
+        let mut stmt = tx.prepare(
+            "SELECT id, recording_path FROM calls
+             WHERE recording_path IS NOT NULL AND recording_sha256 IS NULL ORDER BY id",
+        )?;
+        stmt.query_map([], |r| {
+            Ok((
+                r.get::<_, i64>(0)? as u64,
+                PathBuf::from(r.get::<_, String>(1)?),
+            ))
+        })?
+        .collect::<Result<_, _>>()?
+    };
     let max_id: Option<i64> = tx.query_row("SELECT max(id) FROM calls", [], |r| r.get(0))?;
     tx.commit()?;
-    Ok(max_id.map_or(1, |m| m as u64 + 1))
+    Ok(Recovery {
+        next_call_ref: max_id.map_or(1, |m| m as u64 + 1),
+        unfinished,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recovery_lists_the_recordings_that_never_got_a_digest() {
+        let dir = tempfile::tempdir().expect("dir");
+        let mut conn = open(&dir.path().join("siaga.db")).expect("db");
+        // (id, ended, path, sha): still open while recording; ended before its finisher ran;
+        // finished; never recorded.
+        let rows = [
+            (1, None, Some("/rec/call-1.wav"), None),
+            (2, Some(5), Some("/rec/call-2.wav"), None),
+            (3, Some(5), Some("/rec/call-3.wav"), Some("ab")),
+            (4, Some(5), None, None),
+        ];
+        for (id, ended, path, sha) in rows {
+            conn.execute(
+                "INSERT INTO calls (id, call_id, started_at, ended_at, kind, dialled, source,
+                    transport, recording_path, recording_sha256)
+                 VALUES (?1, 'c', 1, ?2, 'emergency', '112', '127.0.0.1:5060', 'udp', ?3, ?4)",
+                params![id, ended, path, sha],
+            )
+            .expect("insert");
+        }
+        let recovery = recover_after_crash(&mut conn, 10).expect("recover");
+        assert_eq!(recovery.next_call_ref, 5);
+        assert_eq!(
+            recovery.unfinished,
+            vec![
+                (1, PathBuf::from("/rec/call-1.wav")),
+                (2, PathBuf::from("/rec/call-2.wav"))
+            ]
+        );
+        let reason: String = conn
+            .query_row("SELECT end_reason FROM calls WHERE id = 1", [], |r| {
+                r.get(0)
+            })
+            .expect("row");
+        assert_eq!(reason, "gateway_restarted");
+    }
 }

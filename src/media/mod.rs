@@ -85,10 +85,21 @@ pub struct MediaManager {
 
 impl MediaManager {
     /// Starts the recording writer and, in the background, the repair of recordings a
-    /// crash left behind.
-    pub fn new(settings: &Settings, events: mpsc::Sender<MediaEventOut>, calllog: CallLog) -> Self {
+    /// crash left behind: every header under the recordings directory, and the `unfinished`
+    /// recordings of the call log ([`calllog::Recovery::unfinished`]).
+    pub fn new(
+        settings: &Settings,
+        events: mpsc::Sender<MediaEventOut>,
+        calllog: CallLog,
+        unfinished: Vec<(u64, PathBuf)>,
+    ) -> Self {
         let started = SystemTime::now();
-        let repair = recorder::start_repair(settings.recordings.clone(), started, calllog.clone());
+        let repair = recorder::start_repair(
+            settings.recordings.clone(),
+            started,
+            unfinished,
+            calllog.clone(),
+        );
         let (recorder, recorder_thread) = RecorderThread::start(calllog.clone());
         Self {
             ports: settings.rtp_ports,

@@ -15,10 +15,11 @@
 //! Nothing here can stop a call: sends never block, every failure becomes a
 //! `recording_failed` event in the call's timeline.
 //!
-//! While a recording is written, a marker file `<file>.wav.recording` holding the call
-//! reference sits next to it. At start-up [`repair_recordings`] fixes the header of every WAV
-//! a crash left behind, and the recordings whose marker is still there get their path,
-//! SHA-256 and duration into the call log as if the call had ended normally.
+//! The call log is the in-progress marker: the recording's path goes into the call's row as
+//! soon as the file is created, its digest only once it is finished. At start-up
+//! [`start_repair`] fixes the header of every WAV a crash left behind, and the recordings the
+//! call log lists as unfinished (a path, no digest) get their SHA-256 and duration into the
+//! call log as if the call had ended normally.
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
@@ -144,12 +145,20 @@ impl RecorderThread {
     pub(crate) fn start(calllog: CallLog) -> (RecorderHandle, RecorderThread) {
         let (tx, rx) = crossbeam_channel::unbounded();
         let queued_chunks = Arc::new(AtomicUsize::new(0));
+        let (finish_tx, finish_rx) = crossbeam_channel::unbounded();
+        let finisher_log = calllog.clone();
+        let finisher_thread = std::thread::Builder::new()
+            .name("recording-finish".into())
+            .spawn(move || finisher_loop(finish_rx, finisher_log))
+            .map_err(|e| tracing::error!(error = %e, "cannot start the recording finisher"))
+            .ok();
         let writer = Writer {
             rx,
             queued_chunks: queued_chunks.clone(),
             calllog,
             recordings: HashMap::new(),
-            hashers: Vec::new(),
+            finisher: Some(finish_tx),
+            finisher_thread,
         };
         let thread = std::thread::Builder::new()
             .name("recorder".into())
@@ -181,6 +190,8 @@ impl RecorderThread {
 struct Recording {
     call: u64,
     path: PathBuf,
+    /// The file was created (and its path sent to the call log).
+    created: bool,
     /// `None` once the file could not be created or written.
     file: Option<File>,
     /// Audio bytes on disk after the header.
@@ -197,7 +208,53 @@ struct Writer {
     queued_chunks: Arc<AtomicUsize>,
     calllog: CallLog,
     recordings: HashMap<RecordingId, Recording>,
-    hashers: Vec<JoinHandle<()>>,
+    /// Finished recordings go to one finisher thread (fsync, SHA-256, call log) so the writer
+    /// never waits on the disk's sync or on hashing while other calls' audio queues up.
+    finisher: Option<crossbeam_channel::Sender<Finished>>,
+    finisher_thread: Option<JoinHandle<()>>,
+}
+
+/// A closed recording for the finisher.
+struct Finished {
+    call: u64,
+    path: PathBuf,
+    file: Option<File>,
+    duration_ms: Option<i64>,
+}
+
+fn finisher_loop(rx: Receiver<Finished>, calllog: CallLog) {
+    while let Ok(done) = rx.recv() {
+        if let Some(file) = done.file {
+            // Evidence: on disk before its digest is declared.
+            if let Err(e) = file.sync_all() {
+                failed(
+                    &calllog,
+                    done.call,
+                    &done.path,
+                    &format!("sync failed: {e}"),
+                );
+            }
+        }
+        let sha256 = match sha256_file(&done.path) {
+            Ok(digest) => Some(digest),
+            Err(e) => {
+                failed(
+                    &calllog,
+                    done.call,
+                    &done.path,
+                    &format!("cannot hash: {e}"),
+                );
+                None
+            }
+        };
+        tracing::debug!(call = done.call, path = %done.path.display(), duration_ms = ?done.duration_ms, "recording finished");
+        calllog.send(Write::Recording {
+            call: done.call,
+            path: done.path.display().to_string(),
+            sha256,
+            duration_ms: done.duration_ms,
+        });
+    }
 }
 
 impl Writer {
@@ -216,8 +273,10 @@ impl Writer {
         for id in open {
             self.close(id);
         }
-        for h in self.hashers.drain(..) {
-            let _ = h.join();
+        // Let the finisher complete every recording before the process ends.
+        self.finisher = None;
+        if let Some(t) = self.finisher_thread.take() {
+            let _ = t.join();
         }
     }
 
@@ -238,8 +297,8 @@ impl Writer {
     }
 
     fn open(&mut self, id: RecordingId, call: u64, path: PathBuf) {
-        let (path, file) = match create_recording_file(&path, call) {
-            Ok(created) => created,
+        let (path, file) = match create_recording_file(&path) {
+            Ok((path, file)) => (path, Some(file)),
             Err(e) => {
                 failed(
                     &self.calllog,
@@ -250,14 +309,24 @@ impl Writer {
                 (path, None)
             }
         };
-        if file.is_some() {
-            tracing::info!(call, path = %path.display(), "recording");
+        let created = file.is_some();
+        if created {
+            tracing::debug!(call, path = %path.display(), "recording");
+            // The in-progress marker: a path without a digest is a recording not yet
+            // finished, which start-up recovery finishes if a crash comes first.
+            self.calllog.send(Write::Recording {
+                call,
+                path: path.display().to_string(),
+                sha256: None,
+                duration_ms: None,
+            });
         }
         self.recordings.insert(
             id,
             Recording {
                 call,
                 path,
+                created,
                 file,
                 data_bytes: 0,
                 pending: Vec::with_capacity(64 * 1024),
@@ -317,64 +386,28 @@ impl Writer {
             return;
         };
         flush(&mut rec, &self.calllog);
-        let Some(file) = rec.file.take() else {
-            // Never created, or failed: the `recording_failed` event says why. Whatever
-            // audio did reach the disk is still hashed and logged.
-            if rec.data_bytes > 0 {
-                self.spawn_hasher(rec);
-            } else {
-                let _ = std::fs::remove_file(marker_path(&rec.path));
-            }
+        if !rec.created {
+            // Never created: `recording_failed` says why, and the call log has no path.
             return;
-        };
-        if let Err(e) = file.sync_all() {
-            failed(
-                &self.calllog,
-                rec.call,
-                &rec.path,
-                &format!("sync failed: {e}"),
-            );
         }
-        drop(file);
-        self.spawn_hasher(rec);
-    }
-
-    fn spawn_hasher(&mut self, rec: Recording) {
-        let calllog = self.calllog.clone();
-        let call = rec.call;
-        let path = rec.path;
-        let duration_ms = i64::try_from(rec.data_bytes / BYTES_PER_FRAME / 8).ok();
-        let job = move || {
-            let sha256 = match sha256_file(&path) {
-                Ok(digest) => Some(digest),
-                Err(e) => {
-                    failed(&calllog, call, &path, &format!("cannot hash: {e}"));
-                    None
-                }
-            };
-            tracing::info!(call, path = %path.display(), ?duration_ms, "recording finished");
-            calllog.send(Write::Recording {
-                call,
-                path: path.display().to_string(),
-                sha256,
-                duration_ms,
-            });
-            let _ = std::fs::remove_file(marker_path(&path));
+        let file = rec.file.take();
+        // A file once created is in the call log: whatever reached the disk is synced, hashed
+        // and logged, even after a failure, so that it is not taken for an unfinished one.
+        let done = Finished {
+            call: rec.call,
+            path: rec.path,
+            file,
+            duration_ms: i64::try_from(rec.data_bytes / BYTES_PER_FRAME / 8).ok(),
         };
-        match std::thread::Builder::new()
-            .name("recording-hash".into())
-            .spawn(job)
-        {
-            Ok(handle) => self.hashers.push(handle),
-            Err(e) => tracing::error!(error = %e, call, "cannot start the hashing thread"),
+        if let Some(finisher) = &self.finisher {
+            let _ = finisher.send(done);
         }
-        self.hashers.retain(|h| !h.is_finished());
     }
 }
 
 /// Creates the file (and its day directory) with a provisional header. Never overwrites:
 /// a name already taken gets a `-1`, `-2`, … suffix.
-fn create_recording_file(path: &Path, call: u64) -> std::io::Result<(PathBuf, Option<File>)> {
+fn create_recording_file(path: &Path) -> std::io::Result<(PathBuf, File)> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
     }
@@ -387,11 +420,7 @@ fn create_recording_file(path: &Path, call: u64) -> std::io::Result<(PathBuf, Op
         {
             Ok(mut file) => {
                 file.write_all(&FORMAT.header(0))?;
-                if let Err(e) = std::fs::write(marker_path(&candidate), format!("{call}\n")) {
-                    // Only crash recovery needs it; the recording goes on.
-                    tracing::warn!(error = %e, "cannot write the in-progress marker");
-                }
-                return Ok((candidate, Some(file)));
+                return Ok((candidate, file));
             }
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
                 let stem = path
@@ -511,32 +540,20 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
     (y, m, d)
 }
 
-/// The marker kept next to a recording while it is being written: `<file>.wav.recording`,
-/// holding the call reference. Removed once the call log has the finished recording; one
-/// found at start-up marks a recording a crash interrupted.
-pub(crate) fn marker_path(wav: &Path) -> PathBuf {
-    let mut name = wav.as_os_str().to_owned();
-    name.push(".recording");
-    PathBuf::from(name)
-}
-
-/// What the start-up scan found about one recording.
+/// A header of ours checked against its file's length.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Recovered {
+pub(crate) struct Checked {
     pub path: PathBuf,
     /// `(claimed, actual)` audio bytes when the header was wrong and has been rewritten.
     pub header_fixed: Option<(u32, u32)>,
-    /// The call whose recording was interrupted (its marker was still there).
-    pub interrupted_call: Option<u64>,
     /// Audio bytes in the file (whole frames).
     pub audio_bytes: u32,
 }
 
-/// Finds the recordings a crash or `kill -9` left behind, among files last written before
-/// `before` (later ones belong to this run): rewrites every header of ours (canonical 8 kHz
-/// stereo) whose sizes disagree with the file's length, and reports the recordings whose
-/// in-progress marker is still there.
-pub(crate) fn repair_recordings(root: &Path, before: SystemTime) -> Vec<Recovered> {
+/// Finds the recordings a crash or `kill -9` left with a wrong header, among files last
+/// written before `before` (later ones belong to this run), and rewrites every header of ours
+/// (canonical 8 kHz stereo) whose sizes disagree with the file's length.
+pub(crate) fn repair_recordings(root: &Path, before: SystemTime) -> Vec<Checked> {
     let mut found = Vec::new();
     let mut dirs = vec![(root.to_path_buf(), 0u8)];
     while let Some((dir, depth)) = dirs.pop() {
@@ -559,9 +576,9 @@ pub(crate) fn repair_recordings(root: &Path, before: SystemTime) -> Vec<Recovere
             if !(is_wav && meta.is_file() && old) {
                 continue;
             }
-            match recover_one(&path, meta.len()) {
-                Ok(Some(r)) => found.push(r),
-                Ok(None) => {}
+            match check_header(&path, meta.len()) {
+                Ok(Some(r)) if r.header_fixed.is_some() => found.push(r),
+                Ok(_) => {}
                 Err(e) => {
                     tracing::warn!(path = %path.display(), error = %e, "cannot check recording")
                 }
@@ -572,7 +589,9 @@ pub(crate) fn repair_recordings(root: &Path, before: SystemTime) -> Vec<Recovere
     found
 }
 
-fn recover_one(path: &Path, len: u64) -> std::io::Result<Option<Recovered>> {
+/// Checks (and if needed rewrites) the header of one recording of ours. `None`: not ours, or
+/// too short to hold a header.
+fn check_header(path: &Path, len: u64) -> std::io::Result<Option<Checked>> {
     let file = OpenOptions::new().read(true).write(true).open(path)?;
     let mut header = [0u8; HEADER_LEN];
     if file.read_exact_at(&mut header, 0).is_err() {
@@ -585,9 +604,6 @@ fn recover_one(path: &Path, len: u64) -> std::io::Result<Option<Recovered>> {
     let Some(sizes) = FORMAT.repair_sizes(len).filter(|_| ours) else {
         return Ok(None);
     };
-    let interrupted_call = std::fs::read_to_string(marker_path(path))
-        .ok()
-        .and_then(|s| s.trim().parse().ok());
     let field = |at: usize| {
         header
             .get(at..at + 4)
@@ -603,62 +619,116 @@ fn recover_one(path: &Path, len: u64) -> std::io::Result<Option<Recovered>> {
         file.sync_all()?;
         Some((claimed, sizes.data_size))
     };
-    if header_fixed.is_none() && interrupted_call.is_none() {
-        return Ok(None);
-    }
-    Ok(Some(Recovered {
+    Ok(Some(Checked {
         path: path.to_path_buf(),
         header_fixed,
-        interrupted_call,
         audio_bytes: sizes.data_size,
     }))
 }
 
-/// Runs [`repair_recordings`] on its own thread: one gateway event per repaired header, and
-/// for each interrupted recording its path, SHA-256 and duration in the call's row (as a
-/// normal end would have done) plus a `recording_recovered` event in its timeline.
+fn seconds(audio_bytes: u32) -> f64 {
+    f64::from(audio_bytes) / (BYTES_PER_FRAME as f64 * 8000.0)
+}
+
+/// The gateway event for a rewritten header.
+fn log_repaired(calllog: &CallLog, r: &Checked) {
+    let Some((claimed, actual)) = r.header_fixed else {
+        return;
+    };
+    tracing::warn!(path = %r.path.display(), "repaired a recording left by a crash");
+    calllog.send(Write::Event {
+        call: None,
+        at_ms: calllog::now_ms(),
+        kind: "recording_repaired".into(),
+        detail: format!(
+            "{}: header claimed {claimed} audio bytes, the file holds {actual} ({:.1} s); header rewritten",
+            r.path.display(),
+            seconds(actual),
+        ),
+    });
+}
+
+/// Finishes one recording a crash interrupted: its header right, then its path, SHA-256 and
+/// duration in the call's row and a `recording_recovered` event in its timeline.
+fn finish_unfinished(calllog: &CallLog, call: u64, path: &Path) {
+    let len = match std::fs::metadata(path) {
+        Ok(meta) => meta.len(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            failed(
+                calllog,
+                call,
+                path,
+                "interrupted by a gateway stop (crash or kill) and the file no longer exists",
+            );
+            return;
+        }
+        Err(e) => {
+            failed(
+                calllog,
+                call,
+                path,
+                &format!("interrupted by a gateway stop (crash or kill); cannot read: {e}"),
+            );
+            return;
+        }
+    };
+    let checked = match check_header(path, len) {
+        Ok(checked) => checked,
+        Err(e) => {
+            tracing::warn!(path = %path.display(), error = %e, "cannot check recording");
+            None
+        }
+    };
+    if let Some(r) = &checked {
+        log_repaired(calllog, r);
+    }
+    let sha256 = match sha256_file(path) {
+        Ok(digest) => Some(digest),
+        Err(e) => {
+            failed(calllog, call, path, &format!("cannot hash: {e}"));
+            None
+        }
+    };
+    let audio_bytes = checked.map(|r| r.audio_bytes);
+    calllog.send(Write::Recording {
+        call,
+        path: path.display().to_string(),
+        sha256,
+        duration_ms: audio_bytes.map(|b| i64::from(b) / 32),
+    });
+    let kept = match audio_bytes {
+        Some(b) => format!("{:.1} s kept", seconds(b)),
+        None => "not a readable recording; kept as found".to_owned(),
+    };
+    calllog.send(Write::Event {
+        call: Some(call),
+        at_ms: calllog::now_ms(),
+        kind: "recording_recovered".into(),
+        detail: format!(
+            "{}: interrupted by a gateway stop (crash or kill); {kept}",
+            path.display()
+        ),
+    });
+}
+
+/// Start-up repair on its own thread: [`repair_recordings`] under `root` (one gateway event
+/// per rewritten header), then each recording the call log lists as `unfinished` (a path and
+/// no digest) gets its path, SHA-256 and duration in the call's row (as a normal end would
+/// have done) plus a `recording_recovered` event in its timeline.
 pub(crate) fn start_repair(
     root: PathBuf,
     before: SystemTime,
+    unfinished: Vec<(u64, PathBuf)>,
     calllog: CallLog,
 ) -> Option<JoinHandle<()>> {
     std::thread::Builder::new()
         .name("recording-repair".into())
         .spawn(move || {
             for r in repair_recordings(&root, before) {
-                let secs = f64::from(r.audio_bytes) / (BYTES_PER_FRAME as f64 * 8000.0);
-                if let Some((claimed, actual)) = r.header_fixed {
-                    tracing::warn!(path = %r.path.display(), "repaired a recording left by a crash");
-                    calllog.send(Write::Event {
-                        call: None,
-                        at_ms: calllog::now_ms(),
-                        kind: "recording_repaired".into(),
-                        detail: format!(
-                            "{}: header claimed {claimed} audio bytes, the file holds {actual} ({secs:.1} s); header rewritten",
-                            r.path.display(),
-                        ),
-                    });
-                }
-                let Some(call) = r.interrupted_call else {
-                    continue;
-                };
-                let sha256 = sha256_file(&r.path).ok();
-                calllog.send(Write::Recording {
-                    call,
-                    path: r.path.display().to_string(),
-                    sha256,
-                    duration_ms: Some(i64::from(r.audio_bytes) / 32),
-                });
-                calllog.send(Write::Event {
-                    call: Some(call),
-                    at_ms: calllog::now_ms(),
-                    kind: "recording_recovered".into(),
-                    detail: format!(
-                        "{}: interrupted by a gateway stop (crash or kill); {secs:.1} s kept",
-                        r.path.display()
-                    ),
-                });
-                let _ = std::fs::remove_file(marker_path(&r.path));
+                log_repaired(&calllog, &r);
+            }
+            for (call, path) in unfinished {
+                finish_unfinished(&calllog, call, &path);
             }
         })
         .map_err(|e| tracing::error!(error = %e, "cannot start the recording repair thread"))

@@ -34,6 +34,8 @@ struct Harness {
     events: mpsc::Receiver<MediaEventOut>,
     calllog: CallLog,
     _log_writer: LogWriter,
+    /// What the call log listed as unfinished at start (handed to the manager).
+    unfinished: Vec<(u64, PathBuf)>,
 }
 
 struct Finished {
@@ -79,15 +81,17 @@ impl Harness {
             )
             .expect("insert call");
         }
-        let (calllog, log_writer, _) = CallLog::start(&settings.db).expect("call log");
+        let (calllog, log_writer, recovery) = CallLog::start(&settings.db).expect("call log");
         let (tx, events) = mpsc::channel(1024);
-        let manager = MediaManager::new(&settings, tx, calllog.clone());
+        let unfinished = recovery.unfinished;
+        let manager = MediaManager::new(&settings, tx, calllog.clone(), unfinished.clone());
         Harness {
             dir,
             manager,
             events,
             calllog,
             _log_writer: log_writer,
+            unfinished,
         }
     }
 
@@ -810,10 +814,10 @@ async fn a_recording_that_cannot_be_written_does_not_stop_the_call() {
     assert_eq!(done.recording().0, None);
 }
 
-/// Writes a recording through the writer thread exactly as a call would.
-fn write_recording(calllog: &CallLog, path: &Path, frames: usize) {
+/// Writes a recording of `call` through the writer thread exactly as a call would.
+fn write_recording(calllog: &CallLog, call: u64, path: &Path, frames: usize) {
     let (handle, mut thread) = RecorderThread::start(calllog.clone());
-    handle.open(RecordingId(1), 1, path.to_path_buf());
+    handle.open(RecordingId(1), call, path.to_path_buf());
     let samples: Vec<i16> = (0..frames * 2).map(|i| (i % 1000) as i16).collect();
     for (n, chunk) in samples.chunks(1600).enumerate() {
         handle
@@ -825,26 +829,99 @@ fn write_recording(calllog: &CallLog, path: &Path, frames: usize) {
     thread.join();
 }
 
+/// `(path, sha256, ms)` of one call's recording.
+fn recording_of(
+    db: &rusqlite::Connection,
+    call: i64,
+) -> (Option<String>, Option<String>, Option<i64>) {
+    db.query_row(
+        "SELECT recording_path, recording_sha256, recording_ms FROM calls WHERE id = ?1",
+        [call],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+    )
+    .expect("call row")
+}
+
+#[test]
+fn the_call_log_knows_a_recording_from_its_creation() {
+    let dir = tempfile::tempdir().expect("dir");
+    let db = dir.path().join("siaga.db");
+    insert_calls(&db, &[1]);
+    let (calllog, _writer, _) = CallLog::start(&db).expect("log");
+    let (handle, mut thread) = RecorderThread::start(calllog.clone());
+    let path = dir.path().join("recordings/live.wav");
+    handle.open(RecordingId(1), 1, path.clone());
+    handle
+        .chunk(RecordingId(1), 0, vec![7; 1600])
+        .expect("queued");
+    // Waits (with a deadline) for the writer to have created the file and logged it.
+    let conn = rusqlite::Connection::open(&db).expect("db");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let logged = loop {
+        assert!(calllog.barrier(Duration::from_secs(10)));
+        let logged = recording_of(&conn, 1);
+        if logged.0.is_some() || Instant::now() > deadline {
+            break logged;
+        }
+        std::thread::yield_now();
+    };
+    assert_eq!(
+        logged,
+        (Some(path.display().to_string()), None, None),
+        "path at once, digest and duration not yet"
+    );
+    assert!(
+        !Path::new(&format!("{}.recording", path.display())).exists(),
+        "no marker file"
+    );
+    handle.close(RecordingId(1));
+    handle.shutdown();
+    thread.join();
+    assert!(calllog.barrier(Duration::from_secs(10)));
+    let (logged, sha, ms) = recording_of(&conn, 1);
+    assert_eq!(logged, Some(path.display().to_string()));
+    assert_eq!(sha, recorder::sha256_file(&path).ok());
+    assert_eq!(ms, Some(100));
+    let files: Vec<_> = std::fs::read_dir(path.parent().expect("dir"))
+        .expect("list")
+        .collect();
+    assert_eq!(files.len(), 1, "only the recording itself: {files:?}");
+}
+
+/// Rows for `calls`, ended, without a recording.
+fn insert_calls(db: &Path, calls: &[i64]) {
+    let conn = crate::calllog::open(db).expect("db");
+    for id in calls {
+        conn.execute(
+            "INSERT OR IGNORE INTO calls (id, call_id, started_at, ended_at, kind, dialled, source, transport)
+             VALUES (?1, 'test-call', 0, 1, 'emergency', '112', '127.0.0.1:5060', 'udp')",
+            [id],
+        )
+        .expect("insert call");
+    }
+}
+
 #[tokio::test]
 async fn recordings_left_by_a_crash_are_repaired_and_recovered_at_start() {
     let dir = tempfile::tempdir().expect("dir");
     let day = dir.path().join("recordings/2026-11-27");
     std::fs::create_dir_all(&day).expect("dir");
-    let (calllog, _writer, _) = CallLog::start(&dir.path().join("siaga.db")).expect("log");
+    let db = dir.path().join("siaga.db");
+    insert_calls(&db, &[1, 2, 3, 4, 5]);
+    let (calllog, writer, _) = CallLog::start(&db).expect("log");
     let killed = day.join("call-1-20261127T100000.wav");
     let interrupted = day.join("call-2-20261127T100100.wav");
     let cut = day.join("call-3-20261127T100200.wav");
     let fine = day.join("call-4-20261127T100300.wav");
-    for path in [&killed, &interrupted, &cut, &fine] {
-        write_recording(&calllog, path, 24_000); // 3 s
-        assert!(
-            !recorder::marker_path(path).exists(),
-            "marker removed at a normal end"
-        );
+    let gone = day.join("call-5-20261127T100400.wav");
+    for (call, path) in [(1, &killed), (2, &interrupted), (3, &cut), (4, &fine)] {
+        write_recording(&calllog, call, path, 24_000); // 3 s
     }
+    assert!(calllog.barrier(Duration::from_secs(10)));
     drop(calllog);
+    writer.join();
     // Call 1: the process died before its first header patch (sizes still 0), and call 2
-    // after one (header right): both left their in-progress marker.
+    // after one (header right): neither got its digest. Call 5's file was lost with it.
     let file = std::fs::OpenOptions::new()
         .write(true)
         .open(&killed)
@@ -854,8 +931,27 @@ async fn recordings_left_by_a_crash_are_repaired_and_recovered_at_start() {
         .expect("zero");
     file.write_all_at(&36u32.to_le_bytes(), RIFF_SIZE_OFFSET as u64)
         .expect("zero");
-    std::fs::write(recorder::marker_path(&killed), "1\n").expect("marker");
-    std::fs::write(recorder::marker_path(&interrupted), "2\n").expect("marker");
+    {
+        let conn = rusqlite::Connection::open(&db).expect("db");
+        let finished: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM calls WHERE recording_sha256 IS NOT NULL",
+                [],
+                |r| r.get(0),
+            )
+            .expect("count");
+        assert_eq!(finished, 4, "every normal end logged its digest");
+        conn.execute(
+            "UPDATE calls SET recording_sha256 = NULL, recording_ms = NULL WHERE id IN (1, 2)",
+            [],
+        )
+        .expect("unfinish");
+        conn.execute(
+            "UPDATE calls SET recording_path = ?1 WHERE id = 5",
+            [gone.display().to_string()],
+        )
+        .expect("gone");
+    }
     // Call 3: the disk lost the tail (header claims more than is there, and half a frame).
     let cut_len = (HEADER_LEN + 4 * 16_000 + 2) as u64;
     std::fs::OpenOptions::new()
@@ -877,6 +973,8 @@ async fn recordings_left_by_a_crash_are_repaired_and_recovered_at_start() {
             .set_modified(hour_ago)
             .expect("mtime");
     }
+    let fine_before = std::fs::read(&fine).expect("read");
+    let fine_logged = recording_of(&rusqlite::Connection::open(&db).expect("db"), 4);
     assert_eq!(
         hound::WavReader::open(&killed).expect("opens").duration(),
         0,
@@ -884,6 +982,15 @@ async fn recordings_left_by_a_crash_are_repaired_and_recovered_at_start() {
     );
 
     let mut h = Harness::with(dir, (32600, 32699), Duration::from_secs(30));
+    assert_eq!(
+        h.unfinished,
+        vec![
+            (1, killed.clone()),
+            (2, interrupted.clone()),
+            (5, gone.clone())
+        ],
+        "the call log lists the recordings that never got a digest"
+    );
     h.manager.wait_for_repair();
     let done = h.finish().await;
     let repaired = done.events("recording_repaired");
@@ -911,24 +1018,36 @@ async fn recordings_left_by_a_crash_are_repaired_and_recovered_at_start() {
         16_000
     );
     assert_eq!(
-        hound::WavReader::open(&fine).expect("opens").duration(),
-        24_000
+        std::fs::read(&fine).expect("read"),
+        fine_before,
+        "untouched"
     );
+    assert_eq!(recording_of(&done.db, 4), fine_logged, "its row too");
     assert_eq!(std::fs::read(&foreign).expect("read"), foreign_before);
     // The interrupted calls get their recording as if they had ended normally.
-    let mut recovered: Vec<Option<i64>> = done
-        .events("recording_recovered")
-        .into_iter()
-        .map(|(c, _)| c)
-        .collect();
+    let mut recovered = done.events("recording_recovered");
     recovered.sort();
-    assert_eq!(recovered, vec![Some(1), Some(2)]);
-    let (path, sha, ms) = done.recording();
-    assert_eq!(path.as_deref(), killed.to_str());
-    assert_eq!(sha, recorder::sha256_file(&killed).ok());
-    assert_eq!(ms, Some(3000));
+    assert_eq!(recovered.len(), 2, "{recovered:?}");
+    assert_eq!(recovered[0].0, Some(1));
+    assert_eq!(recovered[1].0, Some(2));
+    assert!(recovered[0].1.contains("call-1-") && recovered[0].1.contains("3.0 s kept"));
+    for (call, path) in [(1, &killed), (2, &interrupted)] {
+        let (logged, sha, ms) = recording_of(&done.db, call);
+        assert_eq!(logged.as_deref(), path.to_str());
+        assert_eq!(sha, recorder::sha256_file(path).ok());
+        assert_eq!(ms, Some(3000));
+    }
+    // A recording whose file is gone is said to be lost, not recovered.
+    let failed = done.events("recording_failed");
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    assert_eq!(failed[0].0, Some(5));
     assert!(
-        !recorder::marker_path(&killed).exists() && !recorder::marker_path(&interrupted).exists()
+        failed[0].1.contains("call-5-") && failed[0].1.contains("no longer exists"),
+        "{failed:?}"
+    );
+    assert_eq!(
+        recording_of(&done.db, 5),
+        (Some(gone.display().to_string()), None, None)
     );
 }
 

@@ -263,3 +263,126 @@ fn tail(s: &str, n: usize) -> String {
     let lines: Vec<&str> = s.lines().collect();
     lines[lines.len().saturating_sub(n)..].join("\n")
 }
+
+/// A UDP port that was free a moment ago (for SIPp agencies the plan points at).
+pub fn free_udp_port() -> u16 {
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+    socket.local_addr().expect("addr").port()
+}
+
+/// The agencies of the default plan, moved to free ports so tests can run side by side.
+pub struct AgencyPorts {
+    pub calltaker: u16,
+    pub calltaker2: u16,
+    pub police: u16,
+    pub police2: u16,
+    pub fire: u16,
+    pub psc119: u16,
+    pub hospital: u16,
+}
+
+impl AgencyPorts {
+    pub fn new() -> Self {
+        Self {
+            calltaker: free_udp_port(),
+            calltaker2: free_udp_port(),
+            police: free_udp_port(),
+            police2: free_udp_port(),
+            fire: free_udp_port(),
+            psc119: free_udp_port(),
+            hospital: free_udp_port(),
+        }
+    }
+}
+
+/// Writes the default plan with its agencies on `ports`, prompts from the repository, and
+/// text replacements (e.g. shorter ring timeouts or queue announcements) for one test.
+pub fn test_plan(dir: &Path, ports: &AgencyPorts, edits: &[(&str, &str)]) -> PathBuf {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut text = std::fs::read_to_string(root.join("dialplans/default.toml")).expect("plan");
+    for (from, to) in [
+        ("127.0.0.1:5080", ports.calltaker),
+        ("127.0.0.1:5089", ports.calltaker2),
+        ("127.0.0.1:5081", ports.police),
+        ("127.0.0.1:5082", ports.police2),
+        ("127.0.0.1:5083", ports.fire),
+        ("127.0.0.1:5084", ports.psc119),
+        ("127.0.0.1:5085", ports.hospital),
+    ] {
+        text = text.replace(from, &format!("127.0.0.1:{to}"));
+    }
+    text = text.replace(
+        "prompt_dir = \"prompts\"",
+        &format!(
+            "prompt_dir = {:?}",
+            root.join("dialplans/prompts").display().to_string()
+        ),
+    );
+    for (from, to) in edits {
+        assert!(text.contains(from), "plan edit {from:?} does not apply");
+        text = text.replacen(from, to, 1);
+    }
+    let path = dir.join("plan.toml");
+    std::fs::write(&path, text).expect("write plan");
+    path
+}
+
+/// A SIPp agency (UAS) on `port`, run from tests/data/media so its scenarios find their
+/// voice file. Returns the child; `finish` waits for it.
+pub fn sipp_agency(scenario: &str, port: u16, args: &[&str]) -> Child {
+    let media = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/media");
+    let media_port = free_udp_port_pair();
+    let control_port = free_udp_port_pair();
+    Command::new("sipp")
+        .current_dir(&media)
+        .arg("-sf")
+        .arg(scenario_path(scenario))
+        .args(["-i", "127.0.0.1", "-p", &port.to_string()])
+        .args([
+            "-mp",
+            &media_port.to_string(),
+            "-cp",
+            &control_port.to_string(),
+        ])
+        .args(["-timeout", "90s", "-timeout_error", "-nostdin"])
+        .args(["-trace_err", "-error_file"])
+        .arg(std::env::temp_dir().join(format!("sipp-agency-{port}-errors.log")))
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("sipp is installed (apt-get install sip-tester)")
+}
+
+/// Waits for a SIPp agency and asserts every call it took succeeded.
+pub fn finish_agency(child: Child, what: &str) {
+    let out = child.wait_with_output().expect("wait for sipp");
+    assert_sipp_ok(&out, what);
+}
+
+/// A caller SIPp run from tests/data/media (for scenarios that stream a voice).
+pub fn sipp_caller_with_voice(target: SocketAddr, scenario: &str, args: &[&str]) -> Output {
+    let media = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/media");
+    let media_port = free_udp_port_pair();
+    let control_port = free_udp_port_pair();
+    Command::new("sipp")
+        .current_dir(&media)
+        .arg(target.to_string())
+        .arg("-sf")
+        .arg(scenario_path(scenario))
+        .args(["-i", "127.0.0.1"])
+        .args([
+            "-mp",
+            &media_port.to_string(),
+            "-cp",
+            &control_port.to_string(),
+        ])
+        .args(["-timeout", "90s", "-timeout_error", "-nostdin"])
+        .args(["-trace_err", "-error_file"])
+        .arg(std::env::temp_dir().join(format!("sipp-caller-{control_port}-errors.log")))
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("sipp is installed (apt-get install sip-tester)")
+}

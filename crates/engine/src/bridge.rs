@@ -522,7 +522,7 @@ impl Engine {
         b: &Bridging,
         leg: &AgencyLeg,
         sdp: &str,
-        ) -> (Vec<(&'static str, String)>, OwnedBody) {
+    ) -> (Vec<(&'static str, String)>, OwnedBody) {
         let mut headers: Vec<(&'static str, String)> = Vec::new();
         let trusted = leg.target.trust == TrustDomain::Inside;
         // Identity: inside the trust domain the agency always learns who is calling, even
@@ -1166,7 +1166,7 @@ impl Engine {
             *count = count.saturating_sub(1);
         }
         let waiting: Vec<CallRef> = self
-                        .queues
+            .queues
             .values()
             .filter_map(|q| q.front().copied())
             .filter(|c| *c != call_ref)

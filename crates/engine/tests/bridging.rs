@@ -218,9 +218,9 @@ impl Sim {
     /// The agency at `from` answers the INVITE `invite` with `status` (SDP on 2xx/183).
     fn agency_reply(&mut self, from: &str, invite: &str, status: u16, tag: &str) {
         let via = header(invite, "Via");
-                let sdp = String::from(
+        let sdp = String::from(
             "v=0\r\no=a 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 7000 RTP/AVP 8 101\r\n\
-             a=rtpmap:8 PCMA/8000\r\na=rtpmap:101 telephone-event/8000\r\n"
+             a=rtpmap:8 PCMA/8000\r\na=rtpmap:101 telephone-event/8000\r\n",
         );
         let body = if status == 200 || status == 183 {
             sdp
