@@ -329,10 +329,12 @@ fn reload(
             engine.set_directory(directory_for(&plan, listeners));
             engine.set_plan(plan);
             tracing::info!("dialplan reloaded");
+            println!("dialplan reloaded: now serving \"{name}\"");
             ("dialplan_reloaded", format!("now serving \"{name}\""))
         }
         Err(errors) => {
             tracing::error!("dialplan rejected, keeping the old one:\n{errors}");
+            println!("dialplan rejected, keeping the old one");
             ("dialplan_rejected", errors)
         }
     };

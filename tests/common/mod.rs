@@ -9,6 +9,8 @@ use std::process::{Child, Command, Output, Stdio};
 /// A running gateway with its own database and recordings directory.
 pub struct Gateway {
     child: Option<Child>,
+    /// Lines the gateway prints on stdout after start-up (reload results), in order.
+    stdout_lines: std::sync::mpsc::Receiver<String>,
     pub udp: SocketAddr,
     pub tcp: SocketAddr,
     pub dir: tempfile::TempDir,
@@ -51,9 +53,16 @@ impl Gateway {
         let stdout = child.stdout.take().expect("stdout");
         let mut udp = None;
         let mut tcp = None;
+        let (line_tx, stdout_lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if line_tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
         // The gateway prints its bound addresses before serving: no sleeping, just reading.
-        for line in BufReader::new(stdout).lines() {
-            let line = line.expect("stdout line");
+        while let Ok(line) = stdout_lines.recv_timeout(std::time::Duration::from_secs(30)) {
             if let Some(a) = line.strip_prefix("listening udp ") {
                 udp = a.parse().ok();
             } else if let Some(a) = line.strip_prefix("listening tcp ") {
@@ -69,6 +78,7 @@ impl Gateway {
         };
         Gateway {
             child: Some(child),
+            stdout_lines,
             udp,
             tcp,
             dir,
@@ -86,6 +96,21 @@ impl Gateway {
 
     pub fn pid(&self) -> u32 {
         self.child.as_ref().map(Child::id).unwrap_or_default()
+    }
+
+    /// SIGHUP (reload the dialplan); returns the gateway's verdict line ("dialplan reloaded…"
+    /// or "dialplan rejected…") once it has acted.
+    pub fn hup(&mut self) -> String {
+        signal(self.pid(), "HUP");
+        loop {
+            let line = self
+                .stdout_lines
+                .recv_timeout(std::time::Duration::from_secs(30))
+                .expect("the gateway answers a SIGHUP");
+            if line.starts_with("dialplan ") {
+                return line;
+            }
+        }
     }
 
     /// Graceful stop (SIGTERM): the gateway drains and commits its call log before exiting.
@@ -385,4 +410,17 @@ pub fn sipp_caller_with_voice(target: SocketAddr, scenario: &str, args: &[&str])
         .stdin(Stdio::null())
         .output()
         .expect("sipp is installed (apt-get install sip-tester)")
+}
+
+/// Waits (bounded) until `condition` holds, checking every 50 ms: for states only the call log
+/// shows (calls answered), not a fixed sleep.
+pub fn wait_until(what: &str, timeout: std::time::Duration, mut condition: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + timeout;
+    while !condition() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
 }
