@@ -24,7 +24,7 @@ use siaga_media::{
 use super::MediaEventOut;
 use super::digits::{DigitFilter, source_name};
 use super::recorder::{ChunkRejected, RecorderHandle, RecordingId};
-use super::relay::{RELAY_FRAME, RelayBuffer, RelayFrame};
+use super::relay::{RELAY_FRAME, SharedRelay, lock};
 use crate::calllog::{self, CallLog, Write};
 
 /// Work for a leg task.
@@ -37,9 +37,11 @@ pub(super) enum LegCommand {
     StopPlayback {
         playback: PlaybackId,
     },
+    /// Relay through shared play-out buffers: each leg writes what its peer sent into the
+    /// other leg's buffer and reads its own at each pacing tick — no wake-up per packet.
     Bridge {
-        to_peer: mpsc::Sender<RelayFrame>,
-        from_peer: mpsc::Receiver<RelayFrame>,
+        to_peer: SharedRelay,
+        from_peer: SharedRelay,
     },
     Unbridge,
     /// End the task (finalising the recording).
@@ -133,9 +135,8 @@ struct Leg {
     digit_filter: DigitFilter,
     rx_pcm: Box<[i16; MAX_DATAGRAM]>,
 
-    relay_out: Option<mpsc::Sender<RelayFrame>>,
-    relay_in: Option<mpsc::Receiver<RelayFrame>>,
-    relay_buf: RelayBuffer,
+    relay_out: Option<SharedRelay>,
+    relay_in: Option<SharedRelay>,
 
     recording: Option<RecordingFeed>,
 }
@@ -162,11 +163,7 @@ pub(super) async fn run(setup: LegSetup, mut commands: mpsc::UnboundedReceiver<L
                 // ICMP errors for earlier sends (ECONNREFUSED) and the like: not fatal.
                 Err(e) => tracing::trace!(error = %e, "RTP receive error"),
             },
-            () = tick(&mut leg.pacing) => leg.on_pacing(now()),
-            frame = relay_recv(&mut leg.relay_in) => match frame {
-                Some(frame) => leg.relay_buf.push(frame.samples()),
-                None => leg.unbridge(),
-            },
+                        () = tick(&mut leg.pacing) => leg.on_pacing(now()),
             _ = housekeeping.tick() => leg.on_housekeeping(now()),
         }
     }
@@ -183,13 +180,6 @@ async fn tick(interval: &mut Option<Interval>) {
         Some(i) => {
             i.tick().await;
         }
-        None => std::future::pending().await,
-    }
-}
-
-async fn relay_recv(rx: &mut Option<mpsc::Receiver<RelayFrame>>) -> Option<RelayFrame> {
-    match rx {
-        Some(rx) => rx.recv().await,
         None => std::future::pending().await,
     }
 }
@@ -243,7 +233,6 @@ impl Leg {
             rx_pcm: Box::new([0; MAX_DATAGRAM]),
             relay_out: None,
             relay_in: None,
-            relay_buf: RelayBuffer::default(),
             recording: setup.recording,
         }
     }
@@ -293,8 +282,9 @@ impl Leg {
 
     fn unbridge(&mut self) {
         self.relay_out = None;
-        self.relay_in = None;
-        self.relay_buf.clear();
+        if let Some(buf) = self.relay_in.take() {
+            lock(&buf).clear();
+        }
     }
 
     /// A new or changed session (answer, re-INVITE).
@@ -426,7 +416,11 @@ impl Leg {
             };
             let codec = self.stream_codec;
             let pcm = self.tx_pcm.get_mut(..samples).unwrap_or_default();
-            if self.relay_in.is_some() && self.relay_buf.mix_into(pcm) {
+            let relayed = self
+                .relay_in
+                .as_ref()
+                .is_some_and(|buf| lock(buf).mix_into(pcm));
+            if relayed {
                 // Relayed audio joins the stream: re-encode the payload in our peer's law.
                 if let Some(payload) = self.tx_buf.get_mut(FIXED_HEADER_LEN..len) {
                     codec.encode(pcm, payload);
@@ -529,27 +523,13 @@ impl Leg {
                 pcm,
             );
         }
-        let mut peer_gone = false;
         if let Some(to_peer) = self.relay_out.as_ref() {
-            for part in pcm.chunks(RELAY_FRAME) {
-                match to_peer.try_send(RelayFrame::from_slice(part)) {
-                    Ok(()) => {}
-                    Err(mpsc::error::TrySendError::Full(_)) => {
-                        tracing::trace!("relay queue full: frame dropped");
-                    }
-                    Err(mpsc::error::TrySendError::Closed(_)) => {
-                        peer_gone = true;
-                        break;
-                    }
-                }
-            }
+            lock(to_peer).push(pcm);
         }
-        if peer_gone {
-            self.relay_out = None;
-        }
-        // Allocates only when a key is found.
+        // In-band keys matter to the IVR; once an agency is on the line the tones reach it as
+        // audio, so the detector (a few µs per packet) rests.
         let mut found: Vec<DtmfEvent> = Vec::new();
-        if let Some(detector) = self.inband.as_mut() {
+        if let Some(detector) = self.inband.as_mut().filter(|_| self.relay_out.is_none()) {
             detector.feed(pcm, now, |event| found.push(event));
         }
         for event in found {

@@ -33,7 +33,6 @@ use crate::calllog::{self, CallLog, Write};
 use crate::config::{PortRange, Settings};
 use leg::{LegCommand, LegSetup, RecordingFeed};
 use recorder::{RecorderHandle, RecorderThread, RecordingId};
-use relay::RELAY_QUEUE;
 
 /// An event from a leg's media task for the engine.
 pub struct MediaEventOut {
@@ -328,15 +327,15 @@ impl MediaManager {
             });
             return;
         };
-        let (to_agency, from_caller) = mpsc::channel(RELAY_QUEUE);
-        let (to_caller, from_agency) = mpsc::channel(RELAY_QUEUE);
+        let caller_hears = relay::SharedRelay::default();
+        let agency_hears = relay::SharedRelay::default();
         caller.send(LegCommand::Bridge {
-            to_peer: to_agency,
-            from_peer: from_agency,
+            to_peer: agency_hears.clone(),
+            from_peer: caller_hears.clone(),
         });
         agent.send(LegCommand::Bridge {
-            to_peer: to_caller,
-            from_peer: from_caller,
+            to_peer: caller_hears,
+            from_peer: agency_hears,
         });
         tracing::debug!(%call, %agency, caller = %caller.local, agent = %agent.local, "bridged");
         self.bridges.insert(call, agency);

@@ -1,45 +1,26 @@
 //! Audio relayed between the two legs of a bridged call.
 //!
-//! Each leg decodes what its peer sends and passes the linear samples to the other leg's
-//! task in fixed-size frames (no allocation per packet). The receiving leg re-encodes them
+//! Each leg decodes what its peer sends and writes the linear samples into the other leg's
+//! play-out buffer (no allocation, no wake-up per packet). The receiving leg re-encodes them
 //! into its own peer's codec and packet time, inside its own continuous outbound stream, so
 //! the two sides may use different laws and ptimes. A small play-out buffer absorbs the
 //! difference between the two packet clocks.
 
 use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, MutexGuard};
 
-/// Samples per relayed frame: the longest packet time we accept (60 ms at 8 kHz).
+/// One leg's play-out buffer, written by the peer leg's task and read by its own. The lock
+/// is held for a copy of one packet's samples; the two tasks rarely meet.
+pub(super) type SharedRelay = Arc<Mutex<RelayBuffer>>;
+
+/// Locks a relay buffer; a poisoned lock (a panicked leg task) still yields the buffer.
+pub(super) fn lock(buf: &SharedRelay) -> MutexGuard<'_, RelayBuffer> {
+    buf.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Samples in the largest frame a leg sends: the longest packet time we accept (60 ms).
 pub(super) const RELAY_FRAME: usize = 480;
-/// Frames in flight between two leg tasks; beyond this (the receiving task is stalled)
-/// frames are dropped.
-pub(super) const RELAY_QUEUE: usize = 32;
-
-/// Up to [`RELAY_FRAME`] samples of decoded audio.
-#[derive(Clone)]
-pub(super) struct RelayFrame {
-    pub len: usize,
-    pub samples: [i16; RELAY_FRAME],
-}
-
-impl RelayFrame {
-    pub(super) fn from_slice(samples: &[i16]) -> RelayFrame {
-        let mut frame = RelayFrame {
-            len: samples.len().min(RELAY_FRAME),
-            samples: [0; RELAY_FRAME],
-        };
-        if let (Some(dst), Some(src)) =
-            (frame.samples.get_mut(..frame.len), samples.get(..frame.len))
-        {
-            dst.copy_from_slice(src);
-        }
-        frame
-    }
-
-    pub(super) fn samples(&self) -> &[i16] {
-        self.samples.get(..self.len).unwrap_or_default()
-    }
-}
-
 /// Extra audio (20 ms) held before play-out starts, so the two packet clocks' jitter does
 /// not empty the buffer at every packet.
 const PRIME: usize = 160;
