@@ -1610,13 +1610,13 @@ fn service_of_urn(urn: &str) -> Result<String, &'static str> {
     Ok(service.to_owned())
 }
 
-/// 1-based line of a byte offset; offsets past the end count as the last line.
+/// 1-based line of a byte offset; offsets at or past the end (an error "at end of input"
+/// after the final newline) count as the last line, so a diagnostic always names a real line.
 fn line_of(text: &str, offset: usize) -> u32 {
     let before = text.as_bytes().get(..offset).unwrap_or(text.as_bytes());
     let newlines = before.iter().filter(|b| **b == b'\n').count();
-    u32::try_from(newlines)
-        .unwrap_or(u32::MAX)
-        .saturating_add(1)
+    let last_line = text.lines().count().max(1);
+    u32::try_from((newlines + 1).min(last_line)).unwrap_or(u32::MAX)
 }
 
 /// "did you mean …? known routes are …".
