@@ -334,11 +334,7 @@ impl Engine {
 
     /// Places the next leg(s) of the current route.
     fn ring_next(&mut self, now: Instant, call_ref: CallRef) {
-        let Some(b) = self
-            .calls
-            .get_mut(&call_ref)
-            .and_then(|c| c.bridging.as_mut())
-        else {
+        let Some(b) = self.bridging_mut(call_ref) else {
             return;
         };
         let indices: Vec<usize> = match b.route.strategy {
@@ -351,9 +347,7 @@ impl Engine {
         b.next_target += indices.len();
         for i in indices {
             let Some(target) = self
-                .calls
-                .get(&call_ref)
-                .and_then(|c| c.bridging.as_ref())
+                .bridging(call_ref)
                 .and_then(|b| b.route.targets.get(i).cloned())
             else {
                 continue;
@@ -421,11 +415,7 @@ impl Engine {
         let local_ip = leg.flow.local.ip();
         self.dialogs
             .insert((call_id, local_tag), (call_ref, LegId::Agency(n)));
-        if let Some(b) = self
-            .calls
-            .get_mut(&call_ref)
-            .and_then(|c| c.bridging.as_mut())
-        {
+        if let Some(b) = self.bridging_mut(call_ref) {
             b.legs.insert(n, leg);
         }
         self.media(MediaCommand::Allocate {
@@ -499,12 +489,7 @@ impl Engine {
                 purpose: ClientPurpose::Invite,
             },
         );
-        if let Some(leg) = self
-            .calls
-            .get_mut(&call_ref)
-            .and_then(|c| c.bridging.as_mut())
-            .and_then(|b| b.legs.get_mut(&n))
-        {
+        if let Some(leg) = self.bridging_mut(call_ref).and_then(|b| b.legs.get_mut(&n)) {
             leg.state = AgencyState::Calling;
             leg.ring_deadline = Some(now + ring);
             leg.session = Some(session);
@@ -667,11 +652,8 @@ impl Engine {
     /// Plays what is queued for the caller while no agency is on the line.
     pub(crate) fn announce(&mut self, now: Instant, call_ref: CallRef) {
         let mut play = None;
-        if let Some(b) = self
-            .calls
-            .get_mut(&call_ref)
-            .and_then(|c| c.bridging.as_mut())
-        {
+        let id = PlaybackId(BRIDGE_PLAYBACK | (self.next_playback + 1));
+        if let Some(b) = self.bridging_mut(call_ref) {
             if b.connected.is_some() || b.announcer.playing.is_some() {
                 return;
             }
@@ -680,11 +662,12 @@ impl Engine {
                 None => (b.announcer.ringback.clone(), true),
             };
             if let Some(path) = next {
-                self.next_playback += 1;
-                let id = PlaybackId(BRIDGE_PLAYBACK | self.next_playback);
                 b.announcer.playing = Some((id, now, is_ringback));
                 play = Some((id, path));
             }
+        }
+        if play.is_some() {
+            self.next_playback += 1;
         }
         if let Some((playback, prompt)) = play {
             self.media(MediaCommand::Play {
@@ -703,11 +686,7 @@ impl Engine {
         call_ref: CallRef,
         id: PlaybackId,
     ) {
-        let Some(b) = self
-            .calls
-            .get_mut(&call_ref)
-            .and_then(|c| c.bridging.as_mut())
-        else {
+        let Some(b) = self.bridging_mut(call_ref) else {
             return;
         };
         match b.announcer.playing {
@@ -724,11 +703,7 @@ impl Engine {
     }
 
     fn stop_announcements(&mut self, call_ref: CallRef) {
-        let Some(b) = self
-            .calls
-            .get_mut(&call_ref)
-            .and_then(|c| c.bridging.as_mut())
-        else {
+        let Some(b) = self.bridging_mut(call_ref) else {
             return;
         };
         b.announcer.pending.clear();
@@ -831,20 +806,7 @@ impl Engine {
     ) {
         let contact = header_value_resp(resp, |h| matches!(h, Header::Contact(_)))
             .and_then(|c| parse::split_header_list(&c).first().map(|v| uri_of(v)));
-        let mut route_set: Vec<String> = resp
-            .headers
-            .iter()
-            .filter_map(|h| match h {
-                Header::RecordRoute(rr) => Some(rr.value().to_owned()),
-                _ => None,
-            })
-            .flat_map(|v| {
-                parse::split_header_list(&v)
-                    .into_iter()
-                    .map(str::to_owned)
-                    .collect::<Vec<_>>()
-            })
-            .collect();
+        let mut route_set = parse::record_routes(&resp.headers);
         route_set.reverse();
         let to = header_value_resp(resp, |h| matches!(h, Header::To(_)));
         let Some(leg) = self.leg_mut(call_ref, n) else {
@@ -886,9 +848,7 @@ impl Engine {
         }
         let answer_sdp = crate::engine::sdp_of_response(resp).and_then(crate::session::remote_of);
         let waited = self
-            .calls
-            .get(&call_ref)
-            .and_then(|c| c.bridging.as_ref())
+            .bridging(call_ref)
             .map(|b| now.duration_since(b.started));
         let uri = match self.leg_mut(call_ref, n) {
             Some(leg) => {
@@ -917,15 +877,11 @@ impl Engine {
             agency: LegId::Agency(n),
         });
         *self.target_load.entry(uri.clone()).or_default() += 1;
-        let previous = self
-            .calls
-            .get_mut(&call_ref)
-            .and_then(|c| c.bridging.as_mut())
-            .and_then(|b| {
-                let previous = b.connected.replace(n);
-                b.queued = None;
-                previous
-            });
+        let previous = self.bridging_mut(call_ref).and_then(|b| {
+            let previous = b.connected.replace(n);
+            b.queued = None;
+            previous
+        });
         self.leave_queue(now, call_ref);
         self.timeline(
             call_ref,
@@ -937,9 +893,7 @@ impl Engine {
         );
         // Any other attempt still ringing is cancelled.
         let others: Vec<u32> = self
-            .calls
-            .get(&call_ref)
-            .and_then(|c| c.bridging.as_ref())
+            .bridging(call_ref)
             .map(|b| {
                 b.legs
                     .values()
@@ -1144,11 +1098,7 @@ impl Engine {
         if was_answered {
             self.release_target(call_ref, n, now);
         }
-        if let Some(b) = self
-            .calls
-            .get_mut(&call_ref)
-            .and_then(|c| c.bridging.as_mut())
-        {
+        if let Some(b) = self.bridging_mut(call_ref) {
             b.legs.remove(&n);
         }
         self.after_leg_change(now, call_ref);
@@ -1196,11 +1146,7 @@ impl Engine {
             call: call_ref,
             leg: LegId::Agency(n),
         });
-        if let Some(b) = self
-            .calls
-            .get_mut(&call_ref)
-            .and_then(|c| c.bridging.as_mut())
-        {
+        if let Some(b) = self.bridging_mut(call_ref) {
             b.legs.remove(&n);
         }
         if let Some(from) = transfer_of {
@@ -1293,11 +1239,7 @@ impl Engine {
         let is_same = from == next;
         if is_same {
             // Retrying the last resort: wait a little so a dead network is not hammered.
-            if let Some(b) = self
-                .calls
-                .get_mut(&call_ref)
-                .and_then(|c| c.bridging.as_mut())
-            {
+            if let Some(b) = self.bridging_mut(call_ref) {
                 b.queued = Some(Queued {
                     since: now,
                     next_announce: now + Duration::from_secs(5),
@@ -1311,11 +1253,7 @@ impl Engine {
     }
 
     fn enter_queue(&mut self, now: Instant, call_ref: CallRef) {
-        let Some(b) = self
-            .calls
-            .get_mut(&call_ref)
-            .and_then(|c| c.bridging.as_mut())
-        else {
+        let Some(b) = self.bridging_mut(call_ref) else {
             return;
         };
         let Some(queue) = b.route.queue.clone() else {
@@ -1352,9 +1290,7 @@ impl Engine {
         }
         if let Some(route) = left {
             let waited = self
-                .calls
-                .get(&call_ref)
-                .and_then(|c| c.bridging.as_ref())
+                .bridging(call_ref)
                 .and_then(|b| b.queued.as_ref())
                 .map(|q| now.duration_since(q.since));
             let len = self.queues.get(&route).map_or(0, VecDeque::len);
@@ -1404,11 +1340,7 @@ impl Engine {
             .as_ref()
             .map_or(Duration::from_secs(20), |q| q.announce_every);
         let head = position == 1;
-        if let Some(b) = self
-            .calls
-            .get_mut(&call_ref)
-            .and_then(|c| c.bridging.as_mut())
-        {
+        if let Some(b) = self.bridging_mut(call_ref) {
             if let Some(q) = b.queued.as_mut() {
                 q.next_announce = now + every;
             }
@@ -1417,22 +1349,14 @@ impl Engine {
                 .pending
                 .extend(prompts.into_iter().map(|p| p.path));
         }
-        if let Some((playback, _, true)) = self
-            .calls
-            .get(&call_ref)
-            .and_then(|c| c.bridging.as_ref())
-            .and_then(|b| b.announcer.playing)
+        if let Some((playback, _, true)) = self.bridging(call_ref).and_then(|b| b.announcer.playing)
         {
             self.media(MediaCommand::StopPlayback {
                 call: call_ref,
                 leg: LegId::Caller,
                 playback,
             });
-            if let Some(b) = self
-                .calls
-                .get_mut(&call_ref)
-                .and_then(|c| c.bridging.as_mut())
-            {
+            if let Some(b) = self.bridging_mut(call_ref) {
                 b.announcer.playing = None;
             }
         }
@@ -1446,11 +1370,7 @@ impl Engine {
 
     /// The head of a queue rings the route's targets again.
     fn retry_from_queue(&mut self, now: Instant, call_ref: CallRef) {
-        let Some(b) = self
-            .calls
-            .get_mut(&call_ref)
-            .and_then(|c| c.bridging.as_mut())
-        else {
+        let Some(b) = self.bridging_mut(call_ref) else {
             return;
         };
         if b.connected.is_some() || b.legs.values().any(|l| l.state.pending()) {
@@ -1464,9 +1384,7 @@ impl Engine {
     /// Ring timeouts of pending legs, at the call's deadline.
     pub(crate) fn bridge_timers(&mut self, now: Instant, call_ref: CallRef) {
         let expired: Vec<u32> = self
-            .calls
-            .get(&call_ref)
-            .and_then(|c| c.bridging.as_ref())
+            .bridging(call_ref)
             .map(|b| {
                 b.legs
                     .values()
@@ -1708,9 +1626,7 @@ impl Engine {
     pub(crate) fn release_agency_legs(&mut self, now: Instant, call_ref: CallRef) {
         self.leave_queue(now, call_ref);
         let legs: Vec<(u32, AgencyState)> = self
-            .calls
-            .get(&call_ref)
-            .and_then(|c| c.bridging.as_ref())
+            .bridging(call_ref)
             .map(|b| b.legs.values().map(|l| (l.n, l.state)).collect())
             .unwrap_or_default();
         for (n, state) in legs {
@@ -1725,10 +1641,16 @@ impl Engine {
 
     /// Whether any agency leg still needs the call object.
     pub(crate) fn has_live_legs(&self, call_ref: CallRef) -> bool {
-        self.calls
-            .get(&call_ref)
-            .and_then(|c| c.bridging.as_ref())
+        self.bridging(call_ref)
             .is_some_and(|b| b.legs.values().any(|l| l.state != AgencyState::Done))
+    }
+
+    pub(crate) fn bridging(&self, call_ref: CallRef) -> Option<&Bridging> {
+        self.calls.get(&call_ref)?.bridging.as_ref()
+    }
+
+    pub(crate) fn bridging_mut(&mut self, call_ref: CallRef) -> Option<&mut Bridging> {
+        self.calls.get_mut(&call_ref)?.bridging.as_mut()
     }
 
     pub(crate) fn leg(&self, call_ref: CallRef, n: u32) -> Option<&AgencyLeg> {

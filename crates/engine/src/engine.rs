@@ -390,24 +390,7 @@ impl Engine {
             Method::Cancel => return self.on_cancel(now, flow, msg, &req, raw),
             _ => {}
         }
-        if let Some(entry) = self.server_txs.get(&key) {
-            // A retransmission: the transaction repeats its latest response.
-            let call = entry.call;
-            let resend = match &entry.tx {
-                ServerTx::Invite(t) => t.on_invite_retransmission(),
-                ServerTx::NonInvite(t) => t.on_retransmission(),
-            };
-            let entry_flow = entry.flow;
-            self.log_sip(
-                call,
-                Direction::In,
-                flow,
-                raw.to_vec(),
-                Some("retransmission".into()),
-            );
-            if let Some(bytes) = resend {
-                self.transmit(call, entry_flow, bytes);
-            }
+        if self.absorb_retransmission(&key, flow, raw) {
             return;
         }
         if let Some(to_tag) = &msg.to_tag {
@@ -449,6 +432,25 @@ impl Engine {
                 self.reply_stateless_tx(now, flow, &req, key, 405, None);
             }
         }
+    }
+
+    /// A request that matches a server transaction is a retransmission: log it and let the
+    /// transaction repeat its latest response. Returns false when no transaction matches.
+    fn absorb_retransmission(&mut self, key: &ServerTxKey, flow: Flow, raw: &[u8]) -> bool {
+        let Some(entry) = self.server_txs.get(key) else {
+            return false;
+        };
+        let (call, leg, entry_flow) = (entry.call, entry.leg, entry.flow);
+        let resend = match &entry.tx {
+            ServerTx::Invite(t) => t.on_invite_retransmission(),
+            ServerTx::NonInvite(t) => t.on_retransmission(),
+        };
+        let note = Some("retransmission".to_owned());
+        self.log_sip_leg(call, leg, Direction::In, flow, raw.to_vec(), note);
+        if let Some(bytes) = resend {
+            self.transmit_leg(call, leg, entry_flow, bytes);
+        }
+        true
     }
 
     /// A 4xx naming what we cannot do (420 Unsupported, 415 Accept, …) for a request outside
@@ -709,20 +711,7 @@ impl Engine {
             ),
             remote_party: header_value(&req, |h| matches!(h, Header::From(_))).unwrap_or_default(),
             remote_target: contact_uri(&req).unwrap_or_else(|| dialled.clone()),
-            route_set: req
-                .headers
-                .iter()
-                .filter_map(|h| match h {
-                    Header::RecordRoute(rr) => Some(rr.value().to_owned()),
-                    _ => None,
-                })
-                .flat_map(|v| {
-                    parse::split_header_list(&v)
-                        .into_iter()
-                        .map(str::to_owned)
-                        .collect::<Vec<_>>()
-                })
-                .collect(),
+            route_set: parse::record_routes(&req.headers),
             local_cseq: (self.rng.next() % 10_000) as u32 + 1,
             remote_cseq: msg.cseq,
         };
@@ -1098,24 +1087,7 @@ impl Engine {
     fn on_cancel(&mut self, now: Instant, flow: Flow, msg: &Inbound, req: &Request, raw: &[u8]) {
         let cancel_key = ServerTxKey::of(msg);
         let invite_key = ServerTxKey::cancelled_invite(msg);
-        if let Some(entry) = self.server_txs.get(&cancel_key) {
-            // CANCEL retransmission.
-            let call = entry.call;
-            let resend = match &entry.tx {
-                ServerTx::NonInvite(t) => t.on_retransmission(),
-                ServerTx::Invite(_) => None,
-            };
-            let entry_flow = entry.flow;
-            self.log_sip(
-                call,
-                Direction::In,
-                flow,
-                raw.to_vec(),
-                Some("retransmission".into()),
-            );
-            if let Some(bytes) = resend {
-                self.transmit(call, entry_flow, bytes);
-            }
+        if self.absorb_retransmission(&cancel_key, flow, raw) {
             return;
         }
         let target = self.server_txs.get(&invite_key).map(|e| {

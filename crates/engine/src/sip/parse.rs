@@ -252,6 +252,19 @@ pub fn split_header_list(value: &str) -> Vec<&str> {
     out
 }
 
+/// Every Record-Route value of a message, in order (each header may hold several).
+pub fn record_routes(headers: &rsipstack::sip::Headers) -> Vec<String> {
+    headers
+        .iter()
+        .filter_map(|h| match h {
+            rsipstack::sip::Header::RecordRoute(rr) => Some(rr.value()),
+            _ => None,
+        })
+        .flat_map(split_header_list)
+        .map(str::to_owned)
+        .collect()
+}
+
 /// Context for forming a stateless error reply from headers that may themselves be broken.
 struct ReplyContext<'a> {
     headers: &'a RawHeaders,
