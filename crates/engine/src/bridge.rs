@@ -216,6 +216,11 @@ type OwnedBody = (String, Vec<u8>);
 const BRIDGE_PLAYBACK: u64 = 1 << 63;
 /// A ringback that "finishes" faster than this is not a real file: don't loop on it.
 const MIN_RINGBACK: Duration = Duration::from_millis(300);
+/// How often a failed last resort without a queue is rung again.
+const LAST_RESORT_RETRY: Duration = Duration::from_secs(5);
+/// How long we wait for the final response after a CANCEL before forgetting the leg.
+const CANCEL_GIVE_UP: Duration = Duration::from_secs(32);
+
 /// How long a call whose caller has gone may linger while agency legs are torn down.
 pub(crate) const LINGER: Duration = Duration::from_secs(40);
 
@@ -1190,8 +1195,24 @@ impl Engine {
         if pending {
             return;
         }
-        if b.connected.is_some() {
-            // The agency we were talking to is gone (its hang-up is handled elsewhere).
+        if let Some(gone) = b.connected {
+            // The agency that had the caller left during a transfer that did not complete:
+            // the caller must not be left with nobody. Ring the route again (its fallback
+            // chain ends at the call-takers).
+            if let Some(b) = self.bridging_mut(call_ref) {
+                b.connected = None;
+                b.next_target = 0;
+            }
+            self.media(MediaCommand::Unbridge { call: call_ref });
+            self.timeline(
+                call_ref,
+                "agency_lost",
+                format!(
+                    "leg B{gone} left and no transfer target answered; ringing the route again"
+                ),
+            );
+            self.announce(now, call_ref);
+            self.ring_next(now, call_ref);
             return;
         }
         let more_targets = b.next_target < b.route.targets.len();
@@ -1238,12 +1259,13 @@ impl Engine {
         );
         let is_same = from == next;
         if is_same {
-            // Retrying the last resort: wait a little so a dead network is not hammered.
+            // The last resort failed and has no queue of its own: ring it again every 5 s, for
+            // as long as the caller stays (a dead network is not hammered; nobody is dropped).
             if let Some(b) = self.bridging_mut(call_ref) {
                 b.queued = Some(Queued {
                     since: now,
-                    next_announce: now + Duration::from_secs(5),
-                    give_up_at: Some(now + Duration::from_secs(5)),
+                    next_announce: now + LAST_RESORT_RETRY,
+                    give_up_at: None,
                 });
             }
             self.reschedule_call(call_ref);
@@ -1316,12 +1338,22 @@ impl Engine {
             return;
         };
         let Some(q) = b.queued.clone() else { return };
-        if q.give_up_at.is_some_and(|t| now >= t) && !b.legs.values().any(|l| l.state.pending()) {
+        if q.give_up_at.is_some_and(|t| now >= t) {
+            // The longest wait is over: stop ringing this route and move on at once.
+            let pending: Vec<u32> = b
+                .legs
+                .values()
+                .filter(|l| l.state.pending())
+                .map(|l| l.n)
+                .collect();
             self.timeline(
                 call_ref,
                 "queue_timeout",
                 format!("waited {} s", now.duration_since(q.since).as_secs()),
             );
+            for n in pending {
+                self.cancel_leg(now, call_ref, n);
+            }
             self.next_route(now, call_ref);
             return;
         }
@@ -1449,11 +1481,12 @@ impl Engine {
                     leg.state = AgencyState::Done;
                 }
                 self.timeline(call_ref, "agency_hung_up", format!("leg B{n}"));
-                self.leg_done(now, call_ref, n);
                 if connected && !transferring {
-                    // The agency ended the call: the caller is told with a BYE.
+                    // The agency ended the call: the caller is told with a BYE (first, so
+                    // the route is not rung again for a caller who is being released).
                     self.hang_up(now, call_ref, EndReason::AgencyHungUp);
                 }
+                self.leg_done(now, call_ref, n);
             }
             Method::Refer => self.on_refer(now, flow, msg, req, key, call_ref, n),
             Method::Invite | Method::Update => {
@@ -1547,6 +1580,22 @@ impl Engine {
             ..template
         };
         self.place_leg(now, call_ref, target, Some(n));
+        let placed = self
+            .bridging(call_ref)
+            .is_some_and(|b| b.legs.values().any(|l| l.transfer_of == Some(n)));
+        if !placed {
+            // The transfer target cannot be reached: the transferor keeps the caller.
+            self.notify_transfer(call_ref, n, "SIP/2.0 503 Service Unavailable", true);
+            if let Some(leg) = self.leg_mut(call_ref, n) {
+                leg.transferring = false;
+            }
+            self.timeline(
+                call_ref,
+                "transfer_failed",
+                format!("{refer_to} cannot be reached; the caller stays with leg B{n}"),
+            );
+            self.after_leg_change(now, call_ref);
+        }
         self.reschedule_call(call_ref);
     }
 

@@ -564,7 +564,14 @@ impl Engine {
     }
 
     pub(crate) fn reschedule_call(&mut self, call: CallRef) {
-        let deadline = self.calls.get(&call).and_then(Call::next_deadline);
+        // A deadline that is already due and was not acted on would make the timer loop spin
+        // and freeze every call: whatever the bug, wake again a millisecond later instead.
+        let floor = self.now + Duration::from_millis(1);
+        let deadline = self
+            .calls
+            .get(&call)
+            .and_then(Call::next_deadline)
+            .map(|d| d.max(floor));
         self.timers.set(TimerKey::Call(call), deadline);
     }
 

@@ -13,7 +13,13 @@ use siaga_engine::io::{Flow, Input, LogRecord, MediaCommand, MediaEvent, Output,
 use siaga_engine::{Engine, EngineConfig};
 
 fn default_plan() -> Arc<Dialplan> {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../dialplans/default.toml");
+    plan_at(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../dialplans/default.toml"
+    ))
+}
+
+fn plan_at(path: &str) -> Arc<Dialplan> {
     let text = std::fs::read_to_string(path).expect("default plan");
     Arc::new(siaga_dialplan::validate(&[Source::new(path, text)], &|_| true).expect("valid"))
 }
@@ -51,9 +57,13 @@ fn flow_from(remote: &str) -> Flow {
 
 impl Sim {
     fn new() -> Self {
+        Self::with_plan(default_plan())
+    }
+
+    fn with_plan(plan: Arc<Dialplan>) -> Self {
         let now = Instant::now();
         Self {
-            engine: Engine::new(EngineConfig::default(), default_plan(), now),
+            engine: Engine::new(EngineConfig::default(), plan, now),
             now,
             sent: Vec::new(),
             logs: Vec::new(),
@@ -597,4 +607,115 @@ fn an_agency_outside_the_trust_domain_does_not_learn_a_private_number() {
         !igd.contains("6281234567890"),
         "the number does not leave the trust domain"
     );
+}
+
+#[test]
+fn a_queue_whose_wait_ends_while_a_desk_rings_moves_on_without_freezing() {
+    // Ambulance: PSC 119 then the hospital, queue up to 30 s, then the call-takers.
+    let mut sim = Sim::new();
+    sim.call_in("sip:118@198.51.100.1", "", None);
+    let psc = sim
+        .take_to("127.0.0.1:5084", "INVITE")
+        .pop()
+        .expect("PSC 119");
+    sim.agency_reply("127.0.0.1:5084", &psc, 486, "a");
+    let igd = sim
+        .take_to("127.0.0.1:5085", "INVITE")
+        .pop()
+        .expect("hospital");
+    sim.agency_reply("127.0.0.1:5085", &igd, 486, "b");
+    assert_eq!(sim.timeline("queue_enter").len(), 1);
+    // The retry rings PSC 119, which never answers; the 30 s wait ends during its ringing.
+    sim.advance(Duration::from_secs(40));
+    assert_eq!(sim.timeline("queue_timeout").len(), 1);
+    assert!(
+        !sim.take_to(TAKER_1, "INVITE").is_empty(),
+        "the call-takers are rung"
+    );
+    assert!(
+        !sim.take_to("127.0.0.1:5084", "CANCEL").is_empty(),
+        "the ringing desk is cancelled"
+    );
+    // The engine is still alive: time keeps moving and timers keep firing.
+    sim.advance(Duration::from_secs(5));
+    assert!(sim.engine.poll_timeout().is_some());
+}
+
+#[test]
+fn a_blind_transfer_that_fails_after_the_transferor_left_rings_the_route_again() {
+    let mut sim = Sim::new();
+    sim.call_in("sip:110@198.51.100.1", "", None);
+    let police = sim.take_to(POLICE_1, "INVITE").pop().expect("police");
+    sim.agency_reply(POLICE_1, &police, 200, "p1");
+    sim.agency_request(
+        POLICE_1,
+        &police,
+        "p1",
+        "REFER",
+        2,
+        "Refer-To: <sip:psc119@127.0.0.1:5084>\r\n",
+    );
+    sim.agency_request(POLICE_1, &police, "p1", "BYE", 3, "");
+    assert!(
+        sim.end_reasons().is_empty(),
+        "the transferor leaving does not end the call"
+    );
+    let target = sim
+        .take_to("127.0.0.1:5084", "INVITE")
+        .pop()
+        .expect("transfer target");
+    sim.agency_reply("127.0.0.1:5084", &target, 486, "x");
+    assert_eq!(sim.timeline("agency_lost").len(), 1);
+    assert!(
+        !sim.take_to(POLICE_1, "INVITE").is_empty(),
+        "the police are rung again"
+    );
+    assert!(sim.end_reasons().is_empty());
+}
+
+#[test]
+fn the_call_takers_queue_retries_without_ever_disconnecting() {
+    let mut sim = Sim::new();
+    sim.call_in("sip:112@198.51.100.1", "", None);
+    sim.digit('5'); // search and rescue: no queue, fallback to the call-takers (queued)
+    sim.advance(Duration::from_secs(2)); // the 5-or-55 wait
+    let sar = sim.take_to("127.0.0.1:5087", "INVITE").pop().expect("SAR");
+    sim.agency_reply("127.0.0.1:5087", &sar, 503, "s");
+    // The call-takers have a queue in the default plan; their retries go on every 20 s.
+    for round in 0..3 {
+        let t1 = sim
+            .take_to(TAKER_1, "INVITE")
+            .pop()
+            .unwrap_or_else(|| panic!("round {round}"));
+        let t2 = sim
+            .take_to(TAKER_2, "INVITE")
+            .pop()
+            .unwrap_or_else(|| panic!("round {round}"));
+        sim.agency_reply(TAKER_1, &t1, 486, "a");
+        sim.agency_reply(TAKER_2, &t2, 486, "b");
+        sim.advance(Duration::from_secs(21));
+    }
+    assert!(
+        sim.end_reasons().is_empty(),
+        "never disconnected while waiting"
+    );
+}
+
+#[test]
+fn a_last_resort_without_a_queue_is_rung_again_and_again() {
+    // The benchmark plan: 112 straight to one agency, which is the last resort, no queue.
+    let mut sim = Sim::with_plan(plan_at(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../benches/bench-plan.toml"
+    )));
+    sim.call_in("sip:112@198.51.100.1", "", None);
+    for round in 0..4 {
+        let invite = sim
+            .take_to("127.0.0.1:5090", "INVITE")
+            .pop()
+            .unwrap_or_else(|| panic!("rung again in round {round}"));
+        sim.agency_reply("127.0.0.1:5090", &invite, 503, "x");
+        sim.advance(Duration::from_secs(6));
+    }
+    assert!(sim.end_reasons().is_empty());
 }
