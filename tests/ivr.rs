@@ -245,7 +245,7 @@ fn a_reload_under_load_fails_no_call_and_new_calls_use_the_new_plan() {
     assert!(
         reasons
             .iter()
-            .all(|(r, _)| r == "caller_hung_up" || r == "abandoned_waiting_for_agency"),
+            .all(|(r, _)| r == "abandoned_in_ivr" || r == "abandoned_waiting_for_agency"),
         "{reasons:?}"
     );
     assert_eq!(reasons.iter().map(|(_, n)| n).sum::<i64>(), 101);

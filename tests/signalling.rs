@@ -53,7 +53,7 @@ fn a_call_to_112_and_one_to_urn_service_sos_are_answered_and_logged_with_every_m
     for (id, _, kind, answered, end) in &rows {
         assert_eq!(kind, "emergency");
         assert!(answered.is_some());
-        assert_eq!(end, "caller_hung_up");
+        assert_eq!(end, "abandoned_in_ivr");
         let lines = first_lines(&db, *id);
         assert_eq!(lines.len(), 7, "{lines:?}");
         assert!(lines[0].starts_with("in INVITE "));
@@ -79,7 +79,7 @@ fn a_call_over_tcp_is_answered() {
     gw.stop();
     assert_eq!(
         end_reasons(&gw.db()),
-        vec![("caller_hung_up".to_owned(), 3)]
+        vec![("abandoned_in_ivr".to_owned(), 3)]
     );
 }
 
@@ -106,7 +106,7 @@ fn invite_retransmissions_make_one_call() {
     assert_sipp_ok(&out, "INVITE retransmissions");
     gw.stop();
     let db = gw.db();
-    assert_eq!(end_reasons(&db), vec![("caller_hung_up".to_owned(), 1)]);
+    assert_eq!(end_reasons(&db), vec![("abandoned_in_ivr".to_owned(), 1)]);
     let retrans: i64 = db
         .query_row(
             "SELECT count(*) FROM sip_messages WHERE note = 'retransmission' AND first_line LIKE 'INVITE%'",
@@ -161,7 +161,7 @@ fn a_reinvite_is_answered_with_the_current_session() {
     gw.stop();
     assert_eq!(
         end_reasons(&gw.db()),
-        vec![("caller_hung_up".to_owned(), 1)]
+        vec![("abandoned_in_ivr".to_owned(), 1)]
     );
 }
 
@@ -196,7 +196,7 @@ fn a_burst_of_calls_all_complete() {
     assert_sipp_ok(&out, "burst of 300 calls");
     gw.stop();
     let db = gw.db();
-    assert_eq!(end_reasons(&db), vec![("caller_hung_up".to_owned(), 300)]);
+    assert_eq!(end_reasons(&db), vec![("abandoned_in_ivr".to_owned(), 300)]);
     let messages: i64 = db
         .query_row(
             "SELECT count(*) FROM sip_messages WHERE call IS NOT NULL",
@@ -287,6 +287,6 @@ fn a_thousand_calls_at_100_per_second_then_again_with_10_percent_loss() {
     gw.stop();
     assert_eq!(
         end_reasons(&gw.db()),
-        vec![("caller_hung_up".to_owned(), 2000)]
+        vec![("abandoned_in_ivr".to_owned(), 2000)]
     );
 }

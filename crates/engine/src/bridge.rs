@@ -145,6 +145,8 @@ pub struct AgencyLeg {
     pub transferring: bool,
     /// This leg is the new target of a transfer started by that leg.
     pub transfer_of: Option<u32>,
+    /// The CANCEL for this leg's INVITE has been sent.
+    pub cancel_sent: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -416,6 +418,7 @@ impl Engine {
             started: now,
             transferring: false,
             transfer_of,
+            cancel_sent: false,
         };
         let local_ip = leg.flow.local.ip();
         self.dialogs
@@ -766,6 +769,11 @@ impl Engine {
                 if state == AgencyState::Calling {
                     self.timeline(call_ref, "agency_ringing", format!("leg B{n}: {status}"));
                 }
+                if state == AgencyState::Cancelling {
+                    // Given up on before any provisional: the CANCEL may go now.
+                    self.send_cancel(call_ref, n);
+                    return;
+                }
                 // Early media (183 with SDP): the caller hears the agency's announcement.
                 if let Some(sdp) = early_sdp
                     && let Some(remote) = crate::session::remote_of(sdp)
@@ -1006,7 +1014,7 @@ impl Engine {
 
     /// Gives up on a pending leg: CANCEL (RFC 3261 §9.1), or just forget it if the INVITE
     /// has not left yet.
-    pub(crate) fn cancel_leg(&mut self, _now: Instant, call_ref: CallRef, n: u32) {
+    pub(crate) fn cancel_leg(&mut self, now: Instant, call_ref: CallRef, n: u32) {
         let Some(leg) = self.leg_mut(call_ref, n) else {
             return;
         };
@@ -1019,55 +1027,87 @@ impl Engine {
                 });
             }
             AgencyState::Calling | AgencyState::Early => {
+                let provisional_seen = leg.state == AgencyState::Early;
                 leg.state = AgencyState::Cancelling;
-                leg.ring_deadline = None;
-                // CANCEL: same Request-URI, Call-ID, From, To (without the agency's tag),
-                // CSeq number and branch as the INVITE.
-                let bytes = build::dialog_request(&DialogRequest {
-                    method: "CANCEL",
-                    request_uri: leg.target.uri.as_str(),
-                    via_transport: leg.flow.transport.as_via(),
-                    local: leg.flow.local,
-                    branch: &leg.invite_branch,
-                    from: &leg.from,
-                    to: &format!("<{}>", leg.target.uri.as_str()),
-                    call_id: leg.call_id.as_str(),
-                    cseq: leg.invite_cseq,
-                    route_set: &[],
-                    contact: None,
-                    headers: vec![(
-                        "Reason",
-                        "SIP;cause=200;text=\"Call completed elsewhere\"".to_owned(),
-                    )],
-                    body: None,
-                });
-                let flow = leg.flow;
-                // A CANCEL shares its INVITE's branch; the CSeq method tells them apart.
-                let cancel_key = ClientTxKey {
-                    branch: leg.invite_branch.clone(),
-                    method: "CANCEL",
-                };
-                let tx = ClientNonInviteTx::new(
-                    self.now,
-                    self.cfg.timers,
-                    reliability(flow),
-                    bytes.clone(),
-                );
-                self.client_txs.insert(
-                    cancel_key.clone(),
-                    ClientTxEntry {
-                        tx: ClientTx::NonInvite(tx),
-                        flow,
-                        call: call_ref,
-                        leg: LegId::Agency(n),
-                        purpose: ClientPurpose::Cancel,
-                    },
-                );
-                self.transmit_leg(Some(call_ref), LegId::Agency(n), flow, bytes);
-                self.reschedule_client(&cancel_key);
+                // Whatever the agency does, the leg is forgotten after this (a lost 487 must
+                // not keep it, or its transactions, forever).
+                leg.ring_deadline = Some(now + CANCEL_GIVE_UP);
+                // RFC 3261 §9.1: no CANCEL before a provisional response; it goes out when
+                // the first one arrives.
+                if provisional_seen {
+                    self.send_cancel(call_ref, n);
+                }
             }
             _ => {}
         }
+    }
+
+    /// CANCEL: same Request-URI, Call-ID, From, To (without the agency's tag), CSeq number
+    /// and branch as the INVITE.
+    fn send_cancel(&mut self, call_ref: CallRef, n: u32) {
+        let Some(leg) = self.leg_mut(call_ref, n) else {
+            return;
+        };
+        if leg.cancel_sent {
+            return;
+        }
+        leg.cancel_sent = true;
+        let bytes = build::dialog_request(&DialogRequest {
+            method: "CANCEL",
+            request_uri: leg.target.uri.as_str(),
+            via_transport: leg.flow.transport.as_via(),
+            local: leg.flow.local,
+            branch: &leg.invite_branch,
+            from: &leg.from,
+            to: &format!("<{}>", leg.target.uri.as_str()),
+            call_id: leg.call_id.as_str(),
+            cseq: leg.invite_cseq,
+            route_set: &[],
+            contact: None,
+            headers: vec![(
+                "Reason",
+                "SIP;cause=200;text=\"Call completed elsewhere\"".to_owned(),
+            )],
+            body: None,
+        });
+        let flow = leg.flow;
+        // A CANCEL shares its INVITE's branch; the CSeq method tells them apart.
+        let cancel_key = ClientTxKey {
+            branch: leg.invite_branch.clone(),
+            method: "CANCEL",
+        };
+        let tx =
+            ClientNonInviteTx::new(self.now, self.cfg.timers, reliability(flow), bytes.clone());
+        self.client_txs.insert(
+            cancel_key.clone(),
+            ClientTxEntry {
+                tx: ClientTx::NonInvite(tx),
+                flow,
+                call: call_ref,
+                leg: LegId::Agency(n),
+                purpose: ClientPurpose::Cancel,
+            },
+        );
+        self.transmit_leg(Some(call_ref), LegId::Agency(n), flow, bytes);
+        self.reschedule_client(&cancel_key);
+    }
+
+    /// A cancelled leg whose INVITE never ended: drop its transaction and forget it.
+    fn abandon_cancelled(&mut self, now: Instant, call_ref: CallRef, n: u32) {
+        if let Some(branch) = self.leg(call_ref, n).map(|l| l.invite_branch.clone()) {
+            let key = ClientTxKey {
+                branch,
+                method: "INVITE",
+            };
+            self.client_txs.remove(&key);
+            self.timers.set(TimerKey::Client(key), None);
+        }
+        self.timeline(
+            call_ref,
+            "agency_cancel_timeout",
+            format!("leg B{n}: no final response after CANCEL; forgotten"),
+        );
+        self.leg_done(now, call_ref, n);
     }
 
     /// Hangs up an answered leg.
@@ -1415,6 +1455,20 @@ impl Engine {
 
     /// Ring timeouts of pending legs, at the call's deadline.
     pub(crate) fn bridge_timers(&mut self, now: Instant, call_ref: CallRef) {
+        let stale: Vec<u32> = self
+            .bridging(call_ref)
+            .map(|b| {
+                b.legs
+                    .values()
+                    .filter(|l| l.state == AgencyState::Cancelling)
+                    .filter(|l| l.ring_deadline.is_some_and(|d| now >= d))
+                    .map(|l| l.n)
+                    .collect()
+            })
+            .unwrap_or_default();
+        for n in stale {
+            self.abandon_cancelled(now, call_ref, n);
+        }
         let expired: Vec<u32> = self
             .bridging(call_ref)
             .map(|b| {
@@ -1775,7 +1829,7 @@ pub(crate) fn bridge_deadline(b: &Bridging) -> Option<Instant> {
     let rings = b
         .legs
         .values()
-        .filter(|l| l.state.pending())
+        .filter(|l| l.state.pending() || l.state == AgencyState::Cancelling)
         .filter_map(|l| l.ring_deadline);
     let queue = b
         .queued

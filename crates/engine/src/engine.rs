@@ -1020,7 +1020,7 @@ impl Engine {
         // ACK for a failure response: same branch as the INVITE.
         if let Some(entry) = self.server_txs.get_mut(key)
             && let ServerTx::Invite(tx) = &mut entry.tx
-            && !tx.is_proceeding()
+            && tx.awaits_failure_ack()
         {
             let call = entry.call;
             tx.on_ack(now);
@@ -1136,6 +1136,21 @@ impl Engine {
         };
         // A TCP caller may come back on a new connection: answer where it is now.
         call.flow = flow;
+        // Any request in the dialog proves the caller has our 200, even if its ACK was lost.
+        if let Some((_, tx_key)) = call.awaiting_ack.take() {
+            if matches!(call.state, CallState::Answered) {
+                call.state = CallState::Confirmed;
+            }
+            if let Some(entry) = self.server_txs.get_mut(&tx_key)
+                && let ServerTx::Invite(tx) = &mut entry.tx
+            {
+                tx.on_2xx_acked();
+            }
+            self.reschedule_server(&tx_key);
+        }
+        let Some(call) = self.calls.get_mut(&call_ref) else {
+            return;
+        };
         if msg.cseq > call.dialog.remote_cseq {
             call.dialog.remote_cseq = msg.cseq;
         }
@@ -1143,6 +1158,9 @@ impl Engine {
             Method::Bye => {
                 let reason = if call.kind == CallKind::Test {
                     EndReason::TestCallEnded
+                } else if call.bridging.is_none() {
+                    // Gone before the IVR chose an agency: a call the centre calls back.
+                    EndReason::AbandonedInIvr
                 } else {
                     EndReason::CallerHungUp
                 };
@@ -1156,8 +1174,10 @@ impl Engine {
                 {
                     c.location = Some(report);
                 }
-                // Session refresh or new offer: answer with the current session.
+                // A new offer gets the current session as answer; a session refresh without
+                // an offer gets a 200 without a body (RFC 3311).
                 let body = self.refresh_session(call_ref, &req);
+                let body = body.filter(|_| sdp_of(&req).is_some());
                 self.reply_in_dialog(now, flow, &req, key, call_ref, 200, body);
             }
             Method::Info => {
@@ -1438,6 +1458,8 @@ impl Engine {
         if matches!(call.state, CallState::Ended) {
             return;
         }
+        // Our own hang-up crossed with the caller's: the reason we had is the true one.
+        let reason = call.pending_end.unwrap_or(reason);
         // A caller who gives up while an agency is still being rung, or while queued, is an
         // abandoned call: the centre calls such callers back.
         let reason = match (reason, call.bridging.as_ref()) {
@@ -1452,6 +1474,12 @@ impl Engine {
         }
         let dialog_key = (call.dialog.call_id.clone(), call.dialog.local_tag.clone());
         let awaiting_ack = call.awaiting_ack.clone();
+        // Still ringing (a transport error, an early BYE): the INVITE gets its final answer.
+        let unanswered = matches!(call.state, CallState::Ringing { .. })
+            .then(|| (call.invite_tx.clone(), self.response_for(call, 487, None)));
+        if let Some((key, bytes)) = unanswered {
+            self.respond(self.now, &key, 487, bytes);
+        }
         let now = self.now;
         self.release_agency_legs(now, call_ref);
         let Some(call) = self.calls.get_mut(&call_ref) else {

@@ -411,6 +411,7 @@ fn every_police_target_failing_falls_back_to_the_call_takers_in_parallel() {
         .pop()
         .expect("call-taker desk 2 at the same time");
     assert_eq!(sim.timeline("fallback").len(), 1);
+    sim.agency_reply(TAKER_1, &t1, 180, "t1");
     sim.agency_reply(TAKER_2, &t2, 200, "t2");
     let cancel = sim
         .take_to(TAKER_1, "CANCEL")
@@ -481,9 +482,13 @@ fn a_caller_hanging_up_while_agencies_ring_is_abandoned_and_they_are_cancelled()
     sim.digit('0');
     let t1 = sim.take_to(TAKER_1, "INVITE").pop().expect("desk 1");
     sim.agency_reply(TAKER_1, &t1, 180, "a");
+    let t2 = sim.take_to(TAKER_2, "INVITE").pop().expect("desk 2");
     let bye = sim.caller_request("BYE", 2, "z9hG4bKbye");
     sim.send_from(CALLER, &bye);
     assert_eq!(sim.take_to(TAKER_1, "CANCEL").len(), 1);
+    // Desk 2 sent nothing yet: RFC 3261 §9.1 holds its CANCEL until a provisional arrives.
+    assert_eq!(sim.take_to(TAKER_2, "CANCEL").len(), 0);
+    sim.agency_reply(TAKER_2, &t2, 180, "b");
     assert_eq!(sim.take_to(TAKER_2, "CANCEL").len(), 1);
     assert_eq!(
         sim.end_reasons(),
@@ -625,8 +630,14 @@ fn a_queue_whose_wait_ends_while_a_desk_rings_moves_on_without_freezing() {
         .expect("hospital");
     sim.agency_reply("127.0.0.1:5085", &igd, 486, "b");
     assert_eq!(sim.timeline("queue_enter").len(), 1);
-    // The retry rings PSC 119, which never answers; the 30 s wait ends during its ringing.
-    sim.advance(Duration::from_secs(40));
+    // The retry rings PSC 119, which rings and never answers; the 30 s wait ends meanwhile.
+    sim.advance(Duration::from_secs(16));
+    let retry = sim
+        .take_to("127.0.0.1:5084", "INVITE")
+        .pop()
+        .expect("retry at the announcement");
+    sim.agency_reply("127.0.0.1:5084", &retry, 180, "r");
+    sim.advance(Duration::from_secs(24));
     assert_eq!(sim.timeline("queue_timeout").len(), 1);
     assert!(
         !sim.take_to(TAKER_1, "INVITE").is_empty(),

@@ -284,7 +284,7 @@ fn caller_hangs_up_and_every_message_is_logged_to_the_call() {
     let tag = establish(&mut sim, "c2");
     sim.send(&in_dialog("BYE", 2, "c2", &tag, "z9hG4bKbye"));
     assert_eq!(sim.statuses(), vec!["SIP/2.0 200 OK"]);
-    assert_eq!(sim.end_reasons(), vec![EndReason::CallerHungUp]);
+    assert_eq!(sim.end_reasons(), vec![EndReason::AbandonedInIvr]);
     let call = sim.started_calls()[0];
     let linked = sim
         .logs
@@ -426,7 +426,7 @@ fn a_lost_bye_and_a_lost_bye_response_end_the_call_once() {
     sim.send(&in_dialog("BYE", 2, "c9", &tag, "z9hG4bKb9"));
     sim.send(&in_dialog("BYE", 2, "c9", &tag, "z9hG4bKb9"));
     assert_eq!(sim.statuses(), vec!["SIP/2.0 200 OK"]);
-    assert_eq!(sim.end_reasons(), vec![EndReason::CallerHungUp]);
+    assert_eq!(sim.end_reasons(), vec![EndReason::AbandonedInIvr]);
 }
 
 #[test]
@@ -540,7 +540,7 @@ fn draining_refuses_new_calls_with_503_but_keeps_live_ones() {
     sim.send(&in_dialog("BYE", 2, "c13", &tag, "z9hG4bKb13"));
     assert_eq!(
         sim.end_reasons(),
-        vec![EndReason::RefusedDraining, EndReason::CallerHungUp]
+        vec![EndReason::RefusedDraining, EndReason::AbandonedInIvr]
     );
 }
 
@@ -600,7 +600,7 @@ fn a_thousand_calls_with_random_loss_all_complete() {
     }
     let ends = sim.end_reasons();
     assert_eq!(ends.len(), 1000);
-    assert!(ends.iter().all(|r| *r == EndReason::CallerHungUp));
+    assert!(ends.iter().all(|r| *r == EndReason::AbandonedInIvr));
     sim.advance(Duration::from_secs(120));
     assert_eq!(sim.engine.active_calls(), 0);
 }
@@ -795,7 +795,7 @@ fn a_bye_after_a_lost_ack_stops_the_200_retransmissions() {
         sim.take_sent().is_empty(),
         "no 200 retransmissions after the BYE"
     );
-    assert_eq!(sim.end_reasons(), vec![EndReason::CallerHungUp]);
+    assert_eq!(sim.end_reasons(), vec![EndReason::AbandonedInIvr]);
 }
 
 #[test]

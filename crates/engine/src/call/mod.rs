@@ -37,6 +37,8 @@ pub enum EndReason {
     AgencyHungUp,
     /// The caller hung up while agencies were ringing or while queued: call them back.
     AbandonedWaitingForAgency,
+    /// The caller hung up in the IVR, before any agency was chosen: call them back.
+    AbandonedInIvr,
 }
 
 impl EndReason {
@@ -52,6 +54,7 @@ impl EndReason {
             EndReason::TestCallEnded => "test_call_ended",
             EndReason::AgencyHungUp => "agency_hung_up",
             EndReason::AbandonedWaitingForAgency => "abandoned_waiting_for_agency",
+            EndReason::AbandonedInIvr => "abandoned_in_ivr",
         }
     }
 }

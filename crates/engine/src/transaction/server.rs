@@ -77,6 +77,12 @@ impl ServerInviteTx {
         matches!(self.state, IstState::Proceeding { .. })
     }
 
+    /// A 3xx–6xx was sent: an ACK with this transaction's key belongs to it. (An ACK for a
+    /// 2xx is the dialog's, RFC 6026, even when a peer reuses the INVITE's branch.)
+    pub fn awaits_failure_ack(&self) -> bool {
+        matches!(self.state, IstState::Completed { .. })
+    }
+
     /// The TU sends a response. Returns what to transmit (nothing if a final was already sent:
     /// a second final response is a TU bug we refuse rather than put on the wire).
     pub fn respond(&mut self, now: Instant, status: u16, bytes: Vec<u8>) -> Option<Vec<u8>> {
