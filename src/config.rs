@@ -210,6 +210,46 @@ pub struct DialplanSection {
     pub utc_offset: Option<String>,
 }
 
+impl Settings {
+    /// Rejects values that make no sense for a gateway (and would overflow timers).
+    pub fn validate(&self) -> anyhow::Result<()> {
+        let ms = |d: Duration| d.as_millis();
+        if !(10..=10_000).contains(&ms(self.t1)) {
+            bail!(
+                "T1 of {} ms: use 10–10000 ms (RFC 3261 default 500)",
+                ms(self.t1)
+            );
+        }
+        if self.t2 < self.t1 || ms(self.t2) > 60_000 {
+            bail!("T2 of {} ms: use T1..60000 ms (default 4000)", ms(self.t2));
+        }
+        if ms(self.t4) > 60_000 {
+            bail!(
+                "T4 of {} ms: use at most 60000 ms (default 5000)",
+                ms(self.t4)
+            );
+        }
+        if self.ring_delay > Duration::from_secs(60) {
+            bail!(
+                "ring delay of {} ms: an emergency call is answered within a minute; use 0–60000",
+                ms(self.ring_delay)
+            );
+        }
+        if self
+            .max_call_duration
+            .is_some_and(|d| d > Duration::from_secs(7 * 24 * 3600))
+        {
+            bail!("maximum call duration over 7 days: use 0 (no limit) or at most 604800 s");
+        }
+        if self.media_timeout > Duration::from_secs(3600)
+            || self.drain_timeout > Duration::from_secs(24 * 3600)
+        {
+            bail!("media timeout (≤ 3600 s) or drain timeout (≤ 86400 s) out of range");
+        }
+        Ok(())
+    }
+}
+
 /// `+08:00` → 480.
 pub fn parse_utc_offset(s: &str) -> Option<i32> {
     let (sign, rest) = match s.trim().split_at_checked(1)? {

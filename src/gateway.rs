@@ -174,6 +174,8 @@ pub async fn run(
     let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
         .context("installing the SIGHUP handler")?;
     let mut draining_since: Option<Instant> = None;
+    // Reloads read files and resolve agency host names (blocking DNS): off the engine task.
+    let (reloaded_tx, mut reloaded_rx) = mpsc::channel::<Reloaded>(4);
     loop {
         let deadline = engine.poll_timeout();
         let sleep = async {
@@ -189,8 +191,20 @@ pub async fn run(
                 draining_since = Some(Instant::now());
                 engine.handle_input(Instant::now(), Input::Drain);
             }
-            _ = hangup.recv() => {
-                reload(&mut engine, &settings.dialplans, &calllog, &listeners);
+                        _ = hangup.recv() => {
+                let files = settings.dialplans.clone();
+                let listeners = listeners.clone();
+                let done = reloaded_tx.clone();
+                tokio::task::spawn_blocking(move || {
+                    let result = crate::plan::load(&files)
+                        .map(|plan| { let directory = directory_for(&plan, &listeners); (plan, directory) });
+                    let _ = done.blocking_send(result);
+                });
+            }
+            reloaded = reloaded_rx.recv() => {
+                if let Some(result) = reloaded {
+                    apply_reload(&mut engine, result, &calllog);
+                }
             }
             _ = clock.tick() => {
                 engine.set_local_time(local_time(settings.utc_offset_minutes));
@@ -216,11 +230,27 @@ pub async fn run(
                 engine.handle_input(Instant::now(), Input::Timeout);
             }
         }
+        // A flood of SIP must not starve the timers (retransmissions, ring timeouts, the
+        // IVR): whatever came in, due timers run before the next input.
+        if engine.poll_timeout().is_some_and(|at| at <= Instant::now()) {
+            engine.handle_input(Instant::now(), Input::Timeout);
+        }
         drain(&mut engine, &mut out, &mut media).await;
-        if let Some(since) = draining_since
-            && (engine.is_idle() || since.elapsed() >= settings.drain_timeout)
-        {
-            break;
+        if let Some(since) = draining_since {
+            if engine.is_idle() {
+                break;
+            }
+            if since.elapsed() >= settings.drain_timeout {
+                // Calls still up after the drain time: hang them up properly (BYE both
+                // ways, a CallEnded each) rather than vanish.
+                tracing::warn!(
+                    live = engine.active_calls(),
+                    "drain time over: hanging up the remaining calls"
+                );
+                engine.hang_up_all(Instant::now());
+                drain(&mut engine, &mut out, &mut media).await;
+                break;
+            }
         }
     }
     tracing::info!(live = engine.active_calls(), "gateway stopped");
@@ -315,18 +345,16 @@ fn load_cell_table(
         })
 }
 
+/// A plan read and resolved off the engine task, or why it was refused.
+type Reloaded = Result<(Arc<Dialplan>, Directory), String>;
+
 /// SIGHUP: swap the dialplan all-or-nothing. A bad plan is rejected and logged; the old one
 /// stays, and calls in progress keep the plan they started with either way.
-fn reload(
-    engine: &mut Engine,
-    files: &[std::path::PathBuf],
-    calllog: &CallLog,
-    listeners: &[(Transport, SocketAddr)],
-) {
-    let (kind, detail) = match crate::plan::load(files) {
-        Ok(plan) => {
+fn apply_reload(engine: &mut Engine, result: Reloaded, calllog: &CallLog) {
+    let (kind, detail) = match result {
+        Ok((plan, directory)) => {
             let name = plan.centre().name.clone();
-            engine.set_directory(directory_for(&plan, listeners));
+            engine.set_directory(directory);
             engine.set_plan(plan);
             tracing::info!("dialplan reloaded");
             println!("dialplan reloaded: now serving \"{name}\"");
@@ -358,7 +386,13 @@ async fn drain(engine: &mut Engine, out: &mut Outputs, media: &mut MediaManager)
         match output {
             Output::Transmit { flow, bytes } => {
                 if let Err(reason) = send(out, flow, bytes).await {
-                    engine.handle_input(Instant::now(), Input::TransportError { flow, reason });
+                    // A lost UDP datagram is what retransmission is for; only a stream that
+                    // cannot carry the message is a transport failure for the engine.
+                    match flow.transport {
+                        Transport::Udp => tracing::debug!(%reason, "udp send failed"),
+                        Transport::Tcp => engine
+                            .handle_input(Instant::now(), Input::TransportError { flow, reason }),
+                    }
                 }
             }
             Output::Log(record) => out.calllog.engine(at_ms, record),

@@ -162,6 +162,7 @@ fn settings_from(args: ServeArgs) -> anyhow::Result<Settings> {
     if let Some(ms) = args.t1_ms {
         s.t1 = std::time::Duration::from_millis(ms.max(1));
     }
+    s.validate()?;
     Ok(s)
 }
 

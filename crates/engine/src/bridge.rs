@@ -147,6 +147,8 @@ pub struct AgencyLeg {
     pub transfer_of: Option<u32>,
     /// The CANCEL for this leg's INVITE has been sent.
     pub cancel_sent: bool,
+    /// The agency's re-INVITE we answered 200 and whose ACK we await: (CSeq, transaction).
+    pub awaiting_ack: Option<(u32, ServerTxKey)>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -173,6 +175,13 @@ impl AgencyState {
             AgencyState::Allocating | AgencyState::Calling | AgencyState::Early
         )
     }
+}
+
+/// A second dialog from a forked INVITE, to be released.
+struct StrayDialog {
+    to: String,
+    target: String,
+    route_set: Vec<String>,
 }
 
 /// A caller waiting for a busy route.
@@ -419,6 +428,7 @@ impl Engine {
             transferring: false,
             transfer_of,
             cancel_sent: false,
+            awaiting_ack: None,
         };
         let local_ip = leg.flow.local.ip();
         self.dialogs
@@ -739,7 +749,10 @@ impl Engine {
         let status = resp.status_code.code();
         match purpose {
             ClientPurpose::Invite => {}
-            ClientPurpose::Bye | ClientPurpose::Cancel | ClientPurpose::Notify => {
+            ClientPurpose::Bye
+            | ClientPurpose::Cancel
+            | ClientPurpose::Notify
+            | ClientPurpose::Stray => {
                 if status >= 200 && purpose == ClientPurpose::Bye {
                     self.leg_done(now, call_ref, n);
                 }
@@ -829,6 +842,26 @@ impl Engine {
             leg.state,
             AgencyState::Calling | AgencyState::Early | AgencyState::Cancelling
         );
+        let tag = |v: &str| {
+            v.split(";tag=")
+                .nth(1)
+                .map(|t| t.split(';').next().unwrap_or(t).trim().to_owned())
+        };
+        let forked = !first_answer
+            && to
+                .as_deref()
+                .and_then(tag)
+                .is_some_and(|t| Some(t) != tag(&leg.to));
+        if forked {
+            // A second desk behind a forking proxy answered too (RFC 3261 §13.2.2.4): that
+            // dialog is ACKed and hung up at once, on its own tag, target and route.
+            let stray = StrayDialog {
+                to: to.unwrap_or_default(),
+                target: contact.unwrap_or_else(|| leg.target.uri.as_str().to_owned()),
+                route_set,
+            };
+            return self.release_stray(call_ref, n, stray);
+        }
         if first_answer {
             if let Some(to) = to {
                 leg.to = to;
@@ -934,6 +967,69 @@ impl Engine {
             );
         }
         self.reschedule_call(call_ref);
+    }
+
+    /// ACK and BYE for an extra dialog created by a forked INVITE.
+    fn release_stray(&mut self, call_ref: CallRef, n: u32, stray: StrayDialog) {
+        let Some(leg) = self.leg(call_ref, n) else {
+            return;
+        };
+        let (flow, from, call_id, cseq) = (
+            leg.flow,
+            leg.from.clone(),
+            leg.call_id.clone(),
+            leg.invite_cseq,
+        );
+        let contact = crate::call::contact_for(flow);
+        for (method, number) in [("ACK", cseq), ("BYE", cseq + 1)] {
+            let branch = Branch(format!("z9hG4bK{}", self.rng.token()));
+            let bytes = build::dialog_request(&DialogRequest {
+                method,
+                request_uri: &stray.target,
+                via_transport: flow.transport.as_via(),
+                local: flow.local,
+                branch: &branch,
+                from: &from,
+                to: &stray.to,
+                call_id: call_id.as_str(),
+                cseq: number,
+                route_set: &stray.route_set,
+                contact: Some(&contact),
+                headers: Vec::new(),
+                body: None,
+            });
+            if method == "BYE" {
+                let key = ClientTxKey {
+                    branch,
+                    method: "BYE",
+                };
+                let tx = ClientNonInviteTx::new(
+                    self.now,
+                    self.cfg.timers,
+                    reliability(flow),
+                    bytes.clone(),
+                );
+                self.client_txs.insert(
+                    key.clone(),
+                    ClientTxEntry {
+                        tx: ClientTx::NonInvite(tx),
+                        flow,
+                        call: call_ref,
+                        leg: LegId::Agency(n),
+                        purpose: ClientPurpose::Stray,
+                    },
+                );
+                self.transmit_leg(Some(call_ref), LegId::Agency(n), flow, bytes);
+                self.reschedule_client(&key);
+            } else {
+                self.transmit_leg(Some(call_ref), LegId::Agency(n), flow, bytes);
+            }
+        }
+        self.timeline(
+            call_ref,
+            "agency_fork_released",
+            format!("leg B{n}: a second answer ({}) was hung up", stray.to),
+        );
     }
 
     /// Sends an in-dialog request on an agency leg (ACK, BYE, NOTIFY, …). ACK goes without a
@@ -1722,6 +1818,12 @@ impl Engine {
             leg: LegId::Agency(n),
             initial_invite: false,
         });
+        if req.method == Method::Invite
+            && (200..300).contains(&status)
+            && let Some(leg) = self.leg_mut(call_ref, n)
+        {
+            leg.awaiting_ack = Some((cseq_of(req), key.clone()));
+        }
         self.respond(now, &key, status, bytes);
     }
 
@@ -1796,7 +1898,7 @@ impl Engine {
                 }
             }
             ClientPurpose::Bye => self.leg_done(now, call_ref, n),
-            ClientPurpose::Cancel | ClientPurpose::Notify => {}
+            ClientPurpose::Cancel | ClientPurpose::Notify | ClientPurpose::Stray => {}
         }
     }
 
@@ -1812,6 +1914,26 @@ impl Engine {
         }
     }
 
+    /// The agency ACKed our 200 to its re-INVITE: stop repeating it.
+    pub(crate) fn agency_ack(&mut self, call_ref: CallRef, n: u32, cseq: u32) {
+        let Some(leg) = self.leg_mut(call_ref, n) else {
+            return;
+        };
+        let Some((awaited, key)) = leg.awaiting_ack.clone() else {
+            return;
+        };
+        if awaited != cseq {
+            return;
+        }
+        leg.awaiting_ack = None;
+        if let Some(entry) = self.server_txs.get_mut(&key)
+            && let ServerTx::Invite(tx) = &mut entry.tx
+        {
+            tx.on_2xx_acked();
+        }
+        self.reschedule_server(&key);
+    }
+
     pub(crate) fn log_direction_in(&mut self, call: CallRef, n: u32, flow: Flow, raw: &[u8]) {
         self.log_sip_leg(
             Some(call),
@@ -1822,6 +1944,15 @@ impl Engine {
             None,
         );
     }
+}
+
+/// The CSeq number of a request (0 if unreadable; our own parser validated it already).
+fn cseq_of(req: &Request) -> u32 {
+    req.headers
+        .iter()
+        .find(|h| matches!(h, Header::CSeq(_)))
+        .and_then(|h| h.value().split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
 }
 
 /// The earliest bridging deadline of a call: ring timeouts, queue announcements and waits.

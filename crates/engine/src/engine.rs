@@ -121,13 +121,15 @@ pub(crate) enum ClientPurpose {
     Bye,
     Cancel,
     Notify,
+    /// BYE for an extra dialog of a forked INVITE: its outcome changes nothing.
+    Stray,
 }
 
 impl ClientPurpose {
     fn method(self) -> &'static str {
         match self {
             ClientPurpose::Invite => "INVITE",
-            ClientPurpose::Bye => "BYE",
+            ClientPurpose::Bye | ClientPurpose::Stray => "BYE",
             ClientPurpose::Cancel => "CANCEL",
             ClientPurpose::Notify => "NOTIFY",
         }
@@ -551,7 +553,7 @@ impl Engine {
         self.reschedule_server(key);
     }
 
-    fn reschedule_server(&mut self, key: &ServerTxKey) {
+    pub(crate) fn reschedule_server(&mut self, key: &ServerTxKey) {
         let (deadline, done) = match self.server_txs.get(key) {
             Some(e) => (e.tx.next_deadline(), e.tx.is_terminated()),
             None => (None, true),
@@ -762,9 +764,12 @@ impl Engine {
             );
             let bytes = self.response_for(&call, 200, Some(("text/plain", text.as_bytes())));
             call.awaiting_ack = Some((call.dialog.remote_cseq, key.clone()));
+            // A test call whose BYE is lost must not live on: a minute is plenty.
+            call.hang_up_at = Some(now + Duration::from_secs(60));
             self.calls.insert(call_ref, call);
             self.respond(now, &key, 200, bytes);
             self.log(LogRecord::CallAnswered { call: call_ref });
+            self.reschedule_call(call_ref);
             return;
         }
         let ringing = self.response_for(&call, 180, None);
@@ -1035,8 +1040,10 @@ impl Engine {
             .and_then(|t| self.dialogs.get(&(msg.call_id.clone(), t.clone())))
             .copied();
         if let Some((call, LegId::Agency(n))) = found {
-            // An ACK from an agency for a re-INVITE we answered: nothing more to do.
-            return self.log_direction_in(call, n, flow, raw);
+            // An ACK from an agency for a re-INVITE we answered.
+            self.log_direction_in(call, n, flow, raw);
+            self.agency_ack(call, n, msg.cseq);
+            return;
         }
         let call_ref = found.map(|(c, _)| c);
         self.log_sip(
@@ -1762,6 +1769,31 @@ impl Engine {
                     format!("no RTP for {} s on leg {leg}", silent_for.as_secs()),
                 );
             }
+        }
+    }
+
+    /// Ends every live call now (shutdown after the drain time): BYE to callers and agencies,
+    /// and a `CallEnded` for each.
+    pub fn hang_up_all(&mut self, now: Instant) {
+        self.now = now;
+        let live: Vec<CallRef> = self
+            .calls
+            .iter()
+            .filter(|(_, c)| !matches!(c.state, CallState::Ended))
+            .map(|(r, _)| *r)
+            .collect();
+        for call in live {
+            self.timeline(
+                call,
+                "shutdown",
+                "the gateway stopped with the call still up",
+            );
+            self.hang_up(now, call, EndReason::GatewayHungUp);
+            self.end_call(
+                call,
+                EndReason::GatewayHungUp,
+                Some("gateway shutdown".to_owned()),
+            );
         }
     }
 

@@ -730,3 +730,40 @@ fn a_last_resort_without_a_queue_is_rung_again_and_again() {
     }
     assert!(sim.end_reasons().is_empty());
 }
+
+#[test]
+fn a_second_answer_from_a_forking_proxy_is_acked_and_hung_up() {
+    let mut sim = Sim::new();
+    sim.call_in("sip:113@198.51.100.1", "", None);
+    let invite = sim.take_to("127.0.0.1:5083", "INVITE").pop().expect("fire");
+    sim.agency_reply("127.0.0.1:5083", &invite, 200, "desk1");
+    assert_eq!(sim.take_to("127.0.0.1:5083", "ACK").len(), 1);
+    // The same INVITE answered by another desk (another To tag).
+    sim.agency_reply("127.0.0.1:5083", &invite, 200, "desk2");
+    let acks = sim.take_to("127.0.0.1:5083", "ACK");
+    let byes = sim.take_to("127.0.0.1:5083", "BYE");
+    assert_eq!(acks.len(), 1);
+    assert!(header(&acks[0], "To").contains("tag=desk2"));
+    assert_eq!(byes.len(), 1);
+    assert!(
+        header(&byes[0], "To").contains("tag=desk2"),
+        "only the stray dialog is hung up"
+    );
+    assert!(sim.end_reasons().is_empty(), "the caller stays with desk 1");
+}
+
+#[test]
+fn an_agency_re_invite_is_answered_once_acked() {
+    let mut sim = Sim::new();
+    sim.call_in("sip:113@198.51.100.1", "", None);
+    let invite = sim.take_to("127.0.0.1:5083", "INVITE").pop().expect("fire");
+    sim.agency_reply("127.0.0.1:5083", &invite, 200, "f");
+    sim.agency_request("127.0.0.1:5083", &invite, "f", "INVITE", 2, "");
+    assert_eq!(sim.take_to("127.0.0.1:5083", "SIP/2.0 200").len(), 1);
+    sim.agency_request("127.0.0.1:5083", &invite, "f", "ACK", 2, "");
+    sim.advance(Duration::from_secs(40));
+    assert!(
+        sim.take_to("127.0.0.1:5083", "SIP/2.0 200").is_empty(),
+        "no retransmission after its ACK"
+    );
+}

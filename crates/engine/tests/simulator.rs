@@ -833,3 +833,15 @@ fn a_malformed_pidf_lo_is_logged_with_its_reason_and_the_call_is_answered() {
             .any(|m| matches!(m, MediaCommand::Start { session, .. } if session.remote.is_some()))
     );
 }
+
+#[test]
+fn hang_up_all_sends_bye_and_logs_every_live_call_at_shutdown() {
+    let mut sim = Sim::new(Transport::Udp);
+    establish(&mut sim, "s1");
+    sim.take_sent();
+    sim.engine.hang_up_all(sim.now);
+    sim.drain();
+    assert!(sim.take_sent().iter().any(|t| t.starts_with("BYE ")));
+    assert_eq!(sim.end_reasons(), vec![EndReason::GatewayHungUp]);
+    assert_eq!(sim.engine.active_calls(), 0);
+}

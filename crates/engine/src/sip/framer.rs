@@ -77,11 +77,13 @@ impl StreamFramer {
                 return Err(e);
             }
         };
-        if head_end + content_length > MAX_MESSAGE_BYTES {
-            self.poisoned = true;
-            return Err(FrameError::BodyTooLarge(content_length));
-        }
-        let total = head_end + content_length;
+        let total = match head_end.checked_add(content_length) {
+            Some(total) if total <= MAX_MESSAGE_BYTES => total,
+            _ => {
+                self.poisoned = true;
+                return Err(FrameError::BodyTooLarge(content_length));
+            }
+        };
         if self.buf.len() < total {
             return Ok(None);
         }
@@ -161,6 +163,16 @@ mod tests {
         assert_eq!(framer.next_frame(), Err(FrameError::BodyTooLarge(999_999)));
         framer.push(MSG);
         assert_eq!(framer.next_frame(), Ok(None));
+    }
+
+    #[test]
+    fn a_content_length_at_usize_max_is_refused_not_overflowed() {
+        let mut framer = StreamFramer::new();
+        framer.push(b"INVITE sip:a@b SIP/2.0\r\nContent-Length: 18446744073709551615\r\n\r\n");
+        assert_eq!(
+            framer.next_frame(),
+            Err(FrameError::BodyTooLarge(usize::MAX))
+        );
     }
 
     #[test]
