@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
@@ -101,8 +102,9 @@ pub async fn udp_reader(socket: Arc<UdpSocket>, tx: mpsc::Sender<NetEvent>) {
 }
 
 /// Accepts TCP connections and runs one task per connection.
-pub async fn tcp_acceptor(listener: TcpListener, tx: mpsc::Sender<NetEvent>, first_conn: u64) {
-    let mut next = first_conn;
+pub async fn tcp_acceptor(listener: TcpListener, tx: mpsc::Sender<NetEvent>, listener_index: u64) {
+    // Acceptors of different listeners use disjoint id spaces (up to 64 listeners).
+    let mut next = listener_index % 64;
     loop {
         let (stream, remote) = match listener.accept().await {
             Ok(s) => s,
@@ -111,8 +113,14 @@ pub async fn tcp_acceptor(listener: TcpListener, tx: mpsc::Sender<NetEvent>, fir
                 continue;
             }
         };
+        if OPEN_CONNECTIONS.load(Ordering::Relaxed) >= MAX_CONNECTIONS {
+            // A flood of idle connections must not exhaust memory; existing ones go on.
+            tracing::warn!(%remote, "too many TCP connections: refused");
+            drop(stream);
+            continue;
+        }
         let conn = ConnId(next);
-        next += 2; // acceptors on different listeners use disjoint (odd/even) id spaces
+        next += 64;
         let local = stream.local_addr().unwrap_or(remote);
         let flow = Flow {
             transport: Transport::Tcp,
@@ -124,8 +132,24 @@ pub async fn tcp_acceptor(listener: TcpListener, tx: mpsc::Sender<NetEvent>, fir
     }
 }
 
+/// Open TCP connections (accepted and outbound), against [`MAX_CONNECTIONS`].
+static OPEN_CONNECTIONS: AtomicUsize = AtomicUsize::new(0);
+/// More than any SBC cluster in front of a 112 centre would open.
+const MAX_CONNECTIONS: usize = 4096;
+/// A connection that carries nothing (not even a keep-alive) for this long is closed.
+const IDLE: std::time::Duration = std::time::Duration::from_secs(3600);
+
 async fn tcp_connection(stream: TcpStream, flow: Flow, tx: mpsc::Sender<NetEvent>) {
     let Some(conn) = flow.conn else { return };
+    OPEN_CONNECTIONS.fetch_add(1, Ordering::Relaxed);
+    struct Open;
+    impl Drop for Open {
+        fn drop(&mut self) {
+            OPEN_CONNECTIONS.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+    let _open = Open;
+    let mut last_activity = tokio::time::Instant::now();
     let (write_tx, mut write_rx) = mpsc::channel::<Vec<u8>>(256);
     if tx
         .send(NetEvent::ConnOpened {
@@ -143,12 +167,16 @@ async fn tcp_connection(stream: TcpStream, flow: Flow, tx: mpsc::Sender<NetEvent
     let mut buf = vec![0u8; 16 * 1024];
     let reason = loop {
         tokio::select! {
+                        () = tokio::time::sleep_until(last_activity + IDLE) => {
+                break format!("idle for {} s", IDLE.as_secs());
+            }
             read = reader.read(&mut buf) => {
                 let n = match read {
                     Ok(0) => break "connection closed by peer".to_owned(),
                     Ok(n) => n,
                     Err(e) => break format!("read error: {e}"),
                 };
+                last_activity = tokio::time::Instant::now();
                 framer.push(buf.get(..n).unwrap_or_default());
                 let mut failed = None;
                 loop {
