@@ -52,9 +52,10 @@ impl StreamFramer {
             .iter()
             .take_while(|&&b| b == b'\r' || b == b'\n')
             .count();
-        if leading > 0 {
-            if self.buf.starts_with(b"\r\n\r\n") {
-                self.buf.drain(..4);
+                if leading > 0 {
+            // A double CRLF among the leading line ends is a ping, stray LFs around it or not.
+            if let Some(at) = self.buf[..leading].windows(4).position(|w| w == b"\r\n\r\n") {
+                self.buf.drain(..at + 4);
                 return Ok(Some(Frame::KeepAlivePing));
             }
             if leading == self.buf.len() && b"\r\n\r\n".starts_with(&self.buf) {
@@ -93,12 +94,23 @@ impl StreamFramer {
     }
 }
 
-/// Index just past the empty line that ends the headers.
+/// Index just past the first empty line (CRLF or bare LF), the one that ends the headers —
+/// the same rule as the parser, so a stream splits the same however TCP segments it.
 fn find_head_end(buf: &[u8]) -> Option<usize> {
-    buf.windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .map(|p| p + 4)
-        .or_else(|| buf.windows(2).position(|w| w == b"\n\n").map(|p| p + 2))
+    let mut i = 0;
+    while i < buf.len() {
+        if buf[i] == b'\n' {
+            let rest = &buf[i + 1..];
+            if rest.starts_with(b"\r\n") {
+                return Some(i + 3);
+            }
+            if rest.starts_with(b"\n") {
+                return Some(i + 2);
+            }
+        }
+        i += 1;
+    }
+    None
 }
 
 /// Content-Length from a header section; absent means 0 (the parser then rejects a body-less
@@ -173,6 +185,21 @@ mod tests {
             framer.next_frame(),
             Err(FrameError::BodyTooLarge(usize::MAX))
         );
+    }
+
+        #[test]
+    fn the_first_empty_line_ends_the_headers_whatever_the_line_ends() {
+        let stream = b"OPTIONS sip:a SIP/2.0\nl: 0\n\nOPTIONS sip:b SIP/2.0\r\nl: 0\r\n\r\n";
+        let mut whole = StreamFramer::new();
+        whole.push(stream);
+        let mut frames = Vec::new();
+        while let Ok(Some(f)) = whole.next_frame() {
+            frames.push(f);
+        }
+        assert_eq!(frames.len(), 2, "{frames:?}");
+        let mut ping = StreamFramer::new();
+        ping.push(b"\n\r\n\r\n");
+        assert_eq!(ping.next_frame(), Ok(Some(Frame::KeepAlivePing)));
     }
 
     #[test]
