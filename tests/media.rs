@@ -154,6 +154,26 @@ fn a_call_with_audio_is_recorded_on_a_true_timeline_and_its_digest_logged() {
         "the moment of 0:00 is in the timeline"
     );
     assert!(!std::path::Path::new(&format!("{}.recording", path.display())).exists());
+    // Nine seconds of speech: not a single false digit from the in-band detector.
+    assert!(
+        call_events(&db, "dtmf").is_empty(),
+        "speech produced no digit"
+    );
+}
+
+#[test]
+fn in_band_tones_become_one_digit_each() {
+    let mut gw = Gateway::start(&[]);
+    let out = common::sipp_caller_with_voice(gw.udp, "media_inband.xml", &["-s", "112", "-m", "1"]);
+    assert_sipp_ok(&out, "call with in-band DTMF tones");
+    gw.stop();
+    let db = gw.db();
+    assert_eq!(
+        call_events(&db, "dtmf"),
+        ["1 via inband", "5 via inband", "9 via inband"],
+        "{}",
+        gw.log()
+    );
 }
 
 #[test]
