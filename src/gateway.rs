@@ -177,7 +177,13 @@ pub async fn run(
     // Reloads read files and resolve agency host names (blocking DNS): off the engine task.
     let (reloaded_tx, mut reloaded_rx) = mpsc::channel::<Reloaded>(4);
     loop {
-        let deadline = engine.poll_timeout();
+                // While draining, wake at the drain deadline too: a gateway with nothing left to do
+        // must still notice that the time is up.
+        let drain_deadline = draining_since.map(|since| since + settings.drain_timeout);
+        let deadline = match (engine.poll_timeout(), drain_deadline) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         let sleep = async {
             match deadline {
                 Some(at) => tokio::time::sleep_until(at.into()).await,

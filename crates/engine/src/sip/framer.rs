@@ -52,9 +52,12 @@ impl StreamFramer {
             .iter()
             .take_while(|&&b| b == b'\r' || b == b'\n')
             .count();
-                if leading > 0 {
+        if leading > 0 {
             // A double CRLF among the leading line ends is a ping, stray LFs around it or not.
-            if let Some(at) = self.buf[..leading].windows(4).position(|w| w == b"\r\n\r\n") {
+            if let Some(at) = self.buf[..leading]
+                .windows(4)
+                .position(|w| w == b"\r\n\r\n")
+            {
                 self.buf.drain(..at + 4);
                 return Ok(Some(Frame::KeepAlivePing));
             }
@@ -187,7 +190,7 @@ mod tests {
         );
     }
 
-        #[test]
+    #[test]
     fn the_first_empty_line_ends_the_headers_whatever_the_line_ends() {
         let stream = b"OPTIONS sip:a SIP/2.0\nl: 0\n\nOPTIONS sip:b SIP/2.0\r\nl: 0\r\n\r\n";
         let mut whole = StreamFramer::new();
