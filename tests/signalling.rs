@@ -290,3 +290,36 @@ fn a_thousand_calls_at_100_per_second_then_again_with_10_percent_loss() {
         vec![("abandoned_in_ivr".to_owned(), 2000)]
     );
 }
+
+#[test]
+fn a_shutdown_hangs_up_calls_still_up_after_the_drain_time_and_logs_them() {
+    let dir = tempfile::tempdir().expect("dir");
+    let config = dir.path().join("siaga.toml");
+    std::fs::write(&config, "[calls]\ndrain_timeout_s = 1\n").expect("config");
+    let mut gw = Gateway::start(&["--config", config.to_str().expect("path")]);
+    let caller = std::thread::spawn({
+        let udp = gw.udp;
+        move || common::sipp(udp, "uac_gateway_bye.xml", false, &["-s", "112", "-m", "1"])
+    });
+    let db = gw.db();
+    common::wait_until("the call is answered", Duration::from_secs(20), || {
+        db.query_row(
+            "SELECT count(*) FROM calls WHERE answered_at IS NOT NULL",
+            [],
+            |r| r.get::<_, i64>(0),
+        )
+        .is_ok_and(|n| n == 1)
+    });
+    gw.stop(); // SIGTERM: drain for 1 s, then hang up what is left
+    let out = caller.join().expect("caller");
+    assert_sipp_ok(&out, "the caller gets the gateway's BYE");
+    let (reason, detail): (String, String) = db
+        .query_row(
+            "SELECT end_reason, end_detail FROM calls WHERE id = 1",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .expect("row");
+    assert_eq!(reason, "gateway_hung_up");
+    assert_eq!(detail, "gateway shutdown");
+}
