@@ -1,13 +1,14 @@
-//! One call leg's RTP endpoint, on its own task: receive (symmetric latching, DTMF, media
-//! timeout), send (a continuous paced stream: prompt, silence or relayed audio) and feed the
-//! call's recording when it is the caller's leg.
+//! One call leg's RTP endpoint: receive (symmetric latching, DTMF, media timeout), send (a
+//! continuous paced stream: prompt, silence or relayed audio) and feed the call's recording
+//! when it is the caller's leg. A leg owns no task or timer: its media reactor
+//! ([`super::reactor`]) calls it at each tick.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use tokio::net::UdpSocket;
+use std::net::UdpSocket;
+
 use tokio::sync::mpsc;
-use tokio::time::{Interval, MissedTickBehavior};
 
 use siaga_engine::ids::{CallRef, LegId};
 use siaga_engine::io::{MediaEvent, MediaSession, PlaybackId};
@@ -27,7 +28,7 @@ use super::recorder::{ChunkRejected, RecorderHandle, RecordingId};
 use super::relay::{RELAY_FRAME, SharedRelay, lock};
 use crate::calllog::{self, CallLog, Write};
 
-/// Work for a leg task.
+/// Work for a leg.
 pub(super) enum LegCommand {
     Start(MediaSession),
     Play {
@@ -44,17 +45,15 @@ pub(super) enum LegCommand {
         from_peer: SharedRelay,
     },
     Unbridge,
-    /// End the task (finalising the recording).
+    /// End the leg (finalising the recording).
     Release,
 }
 
-/// How often the recording is drained to the writer and the media timeout checked.
-const HOUSEKEEPING: Duration = Duration::from_millis(100);
 /// A latched source that has sent nothing for this long may be replaced by a new one (the
 /// caller's NAT binding changed); before that, packets from elsewhere are ignored.
 const RELATCH_AFTER: Duration = Duration::from_millis(500);
 /// Decode buffer: the largest datagram we read.
-const MAX_DATAGRAM: usize = 2048;
+pub(super) const MAX_DATAGRAM: usize = 2048;
 
 /// The call's recording, fed by the caller's leg.
 pub(super) struct RecordingFeed {
@@ -79,10 +78,11 @@ impl RecordingFeed {
     }
 }
 
-/// Everything a leg task starts with.
+/// Everything a leg starts with.
 pub(super) struct LegSetup {
     pub call: CallRef,
     pub leg: LegId,
+    /// Bound and non-blocking; the reactor reads it at each tick.
     pub socket: UdpSocket,
     pub events: mpsc::Sender<MediaEventOut>,
     pub calllog: CallLog,
@@ -101,7 +101,7 @@ struct Playing {
     position: usize,
 }
 
-struct Leg {
+pub(super) struct Leg {
     call: CallRef,
     leg: LegId,
     socket: UdpSocket,
@@ -124,7 +124,6 @@ struct Leg {
     outbound: Option<OutboundStream>,
     /// The law `outbound` encodes with.
     stream_codec: Codec,
-    pacing: Option<Interval>,
     playing: Option<Playing>,
     prompt: Option<Prompt>,
     tx_buf: [u8; MAX_PACKET_LEN],
@@ -141,47 +140,9 @@ struct Leg {
     recording: Option<RecordingFeed>,
 }
 
-/// The task: runs until `Release` or until the manager is gone.
-pub(super) async fn run(setup: LegSetup, mut commands: mpsc::UnboundedReceiver<LegCommand>) {
-    let mut leg = Leg::new(setup);
-    let mut rx_buf = vec![0u8; MAX_DATAGRAM];
-    let mut housekeeping = tokio::time::interval(HOUSEKEEPING);
-    housekeeping.set_missed_tick_behavior(MissedTickBehavior::Skip);
-    loop {
-        tokio::select! {
-            cmd = commands.recv() => match cmd {
-                Some(LegCommand::Release) | None => break,
-                Some(cmd) => leg.on_command(cmd, now()),
-            },
-            received = leg.socket.recv_from(&mut rx_buf) => match received {
-                Ok((len, from)) => {
-                    let at = now();
-                    if let Some(datagram) = rx_buf.get(..len) {
-                        leg.on_datagram(datagram, from, at);
-                    }
-                }
-                // ICMP errors for earlier sends (ECONNREFUSED) and the like: not fatal.
-                Err(e) => tracing::trace!(error = %e, "RTP receive error"),
-            },
-                        () = tick(&mut leg.pacing) => leg.on_pacing(now()),
-            _ = housekeeping.tick() => leg.on_housekeeping(now()),
-        }
-    }
-    leg.finish(now());
-}
-
-/// The leg tasks' clock: tokio's, so intervals and timestamps agree.
-fn now() -> Instant {
+/// The media clock: tokio's, so the reactors' ticks and timestamps agree.
+pub(super) fn now() -> Instant {
     tokio::time::Instant::now().into_std()
-}
-
-async fn tick(interval: &mut Option<Interval>) {
-    match interval {
-        Some(i) => {
-            i.tick().await;
-        }
-        None => std::future::pending().await,
-    }
 }
 
 /// The packet time the outbound stream will really use (it clamps to 10–60 ms).
@@ -203,7 +164,7 @@ fn fallback_session() -> MediaSession {
 }
 
 impl Leg {
-    fn new(setup: LegSetup) -> Leg {
+    pub(super) fn new(setup: LegSetup) -> Leg {
         let is_caller = setup.leg == LegId::Caller;
         Leg {
             call: setup.call,
@@ -221,7 +182,6 @@ impl Leg {
             timeout_reported: false,
             outbound: None,
             stream_codec: Codec::Pcma,
-            pacing: None,
             playing: None,
             prompt: None,
             tx_buf: [0; MAX_PACKET_LEN],
@@ -257,7 +217,12 @@ impl Leg {
         });
     }
 
-    fn on_command(&mut self, cmd: LegCommand, now: Instant) {
+    /// The leg's RTP socket (non-blocking), for the reactor to drain.
+    pub(super) fn socket(&self) -> &UdpSocket {
+        &self.socket
+    }
+
+    pub(super) fn on_command(&mut self, cmd: LegCommand, now: Instant) {
         match cmd {
             LegCommand::Start(session) => self.start(session, now),
             LegCommand::Play { playback, prompt } => self.play(playback, prompt, now),
@@ -327,8 +292,8 @@ impl Leg {
         }
     }
 
-    /// (Re)creates the outbound stream and its pacing; a prompt that was playing continues
-    /// where it was.
+    /// (Re)creates the outbound stream, which the reactor's ticks pace; a prompt that was
+    /// playing continues where it was.
     fn start_stream(
         &mut self,
         session: &MediaSession,
@@ -354,13 +319,10 @@ impl Leg {
             playing.position = 0;
             self.prompt = Some(rest);
         }
-        let period = effective_ptime(session.ptime);
-        let mut pacing = tokio::time::interval_at(now.into(), period);
-        // Never burst after a stall: the stream itself skips time it could not send.
-        pacing.set_missed_tick_behavior(MissedTickBehavior::Skip);
+        // The stream itself knows which frames are due at each tick, and skips time it
+        // could not send instead of bursting after a stall.
         self.outbound = Some(stream);
         self.stream_codec = session.codec;
-        self.pacing = Some(pacing);
     }
 
     fn play(&mut self, playback: PlaybackId, prompt: Prompt, now: Instant) {
@@ -390,7 +352,7 @@ impl Leg {
     }
 
     /// Sends every packet due now.
-    fn on_pacing(&mut self, now: Instant) {
+    pub(super) fn on_pacing(&mut self, now: Instant) {
         let target = self.target().filter(|_| self.may_send());
         loop {
             let Some(stream) = self.outbound.as_mut() else {
@@ -431,7 +393,7 @@ impl Leg {
             }
             if let Some(to) = target {
                 if let Some(packet) = self.tx_buf.get(..len) {
-                    match self.socket.try_send_to(packet, to) {
+                    match self.socket.send_to(packet, to) {
                         Ok(_) => {}
                         Err(e) => tracing::trace!(error = %e, %to, "RTP send failed"),
                     }
@@ -483,7 +445,7 @@ impl Leg {
         }
     }
 
-    fn on_datagram(&mut self, datagram: &[u8], from: SocketAddr, now: Instant) {
+    pub(super) fn on_datagram(&mut self, datagram: &[u8], from: SocketAddr, now: Instant) {
         let Ok(packet) = RtpView::parse(datagram) else {
             // STUN, RTCP-mux, garbage: not RTP audio.
             return;
@@ -546,7 +508,7 @@ impl Leg {
         }
     }
 
-    fn on_housekeeping(&mut self, now: Instant) {
+    pub(super) fn on_housekeeping(&mut self, now: Instant) {
         if let Some(rec) = self.recording.as_mut() {
             drain(rec, &self.calllog, self.call, now, false);
         }
@@ -559,7 +521,7 @@ impl Leg {
     }
 
     /// Release: the last audio goes to the writer, which finalises the file.
-    fn finish(&mut self, now: Instant) {
+    pub(super) fn finish(&mut self, now: Instant) {
         if let Some(mut rec) = self.recording.take() {
             drain(&mut rec, &self.calllog, self.call, now, true);
             if rec.dropped_chunks > 0 {

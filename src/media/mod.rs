@@ -1,17 +1,41 @@
-//! The media side of the shell: one RTP endpoint per call leg, each on its own tokio task so
-//! a burst of signalling cannot starve audio.
+//! The media side of the shell: one RTP endpoint per call leg, driven by a few media
+//! reactors on their own tokio tasks, so a burst of signalling cannot starve audio.
 //!
-//! - [`leg`]: the per-leg task — symmetric RTP, the continuous paced outbound stream
-//!   (prompts, silence, relayed audio), DTMF (RFC 4733 and in-band, one event per press),
-//!   media timeout, and the caller leg's feed of the call recording.
+//! Design — a tick-driven reactor, not a task per leg. There is one reactor per core
+//! (`available_parallelism`, at least 1); a call's legs always go to the same one
+//! (`call % reactors`), which owns them. A reactor wakes on one 10 ms timer (and on the
+//! manager's commands). At each tick it asks its private epoll set, without waiting, which
+//! legs' sockets have datagrams, reads those (one datagram per socket per round, at most 64
+//! rounds, so a flooding peer cannot starve the others) and hands each to its leg with the
+//! tick's time; then every leg sends what its outbound stream has due (20/30/40 ms ptimes
+//! fall on the 10 ms grid), and every 10th tick (staggered) does its housekeeping.
+//! Why: with a task per leg, 200 bridged, recorded calls cost 0.15 CPU-s per call-minute,
+//! most of it task machinery — a context switch and an epoll wake-up per packet, a tokio
+//! timer per leg firing 50 times a second, the select! re-polling the command channel at
+//! every wake-up. A reactor pays one wake-up per 10 ms for all its legs and has no per-leg
+//! timers. Its sockets are plain non-blocking std sockets: not registered with tokio (whose
+//! driver would wake a worker per datagram), but in an epoll set nobody blocks on, so an
+//! arrival wakes nobody and an idle socket costs no system call (reading every socket at
+//! every tick instead costs two failed `recvfrom`s per datagram; measured ~10 % more CPU).
+//! The price: up to 10 ms more latency and jitter in the relay and in pacing, which the
+//! relay's play-out buffer and the recording's play-out delay absorb. A reactor never
+//! blocks: file IO is on the recorder thread, prompts are decoded here in the manager; a
+//! leg whose code panics is dropped alone.
+//!
+//! - [`reactor`]: the reactor task and its tick; [`poller`]: its epoll set.
+//! - [`leg`]: one leg — symmetric RTP, the continuous paced outbound stream (prompts,
+//!   silence, relayed audio), DTMF (RFC 4733 and in-band, one event per press), media
+//!   timeout, and the caller leg's feed of the call recording.
 //! - [`relay`]: audio passed between the two legs of a bridged call.
 //! - [`recorder`]: the one thread that writes every recording, and start-up crash repair.
 //!
 //! The manager itself only binds ports, loads prompts (cached) and routes the engine's
-//! commands to the leg tasks; it never waits on a task, a socket or the disk.
+//! commands to the reactors; it never waits on a task, a socket or the disk.
 
 mod digits;
 mod leg;
+mod poller;
+mod reactor;
 mod recorder;
 mod relay;
 #[cfg(test)]
@@ -32,26 +56,38 @@ use siaga_media::Prompt;
 use crate::calllog::{self, CallLog, Write};
 use crate::config::{PortRange, Settings};
 use leg::{LegCommand, LegSetup, RecordingFeed};
+use reactor::ReactorCommand;
 use recorder::{RecorderHandle, RecorderThread, RecordingId};
 
-/// An event from a leg's media task for the engine.
+/// An event from a leg for the engine.
 pub struct MediaEventOut {
     pub call: CallRef,
     pub leg: LegId,
     pub event: MediaEvent,
 }
 
+/// A leg as the manager knows it: which reactor runs it, and its port.
 struct LegHandle {
-    commands: mpsc::UnboundedSender<LegCommand>,
-    task: JoinHandle<()>,
+    reactor: usize,
     local: SocketAddr,
 }
 
-impl LegHandle {
-    fn send(&self, cmd: LegCommand) {
-        // A task that has ended has nothing left to do with the command.
+/// A running reactor task and its command queue.
+struct Reactor {
+    commands: mpsc::UnboundedSender<ReactorCommand>,
+    task: JoinHandle<()>,
+}
+
+impl Reactor {
+    fn send(&self, cmd: ReactorCommand) {
+        // A reactor that has ended has nothing left to do with the command.
         let _ = self.commands.send(cmd);
     }
+}
+
+/// How many reactors: one per core.
+fn reactor_count() -> usize {
+    std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
 }
 
 /// A decoded prompt and the file state it was decoded from.
@@ -61,7 +97,7 @@ struct CachedPrompt {
     prompt: Prompt,
 }
 
-/// How long shutdown waits for the leg tasks to hand over their last audio.
+/// How long shutdown waits for each reactor to hand over its legs' last audio.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 
 pub struct MediaManager {
@@ -69,6 +105,9 @@ pub struct MediaManager {
     /// Index (among the even ports of the range) to try first for the next leg.
     next_port: u32,
     legs: HashMap<(CallRef, LegId), LegHandle>,
+    /// The media reactors, started with the first leg (index: `call % reactor_count`).
+    reactors: Vec<Reactor>,
+    reactor_count: usize,
     /// The agency leg each bridged call's caller is connected to.
     bridges: HashMap<CallRef, LegId>,
     events: mpsc::Sender<MediaEventOut>,
@@ -104,6 +143,8 @@ impl MediaManager {
             ports: settings.rtp_ports,
             next_port: 0,
             legs: HashMap::new(),
+            reactors: Vec::new(),
+            reactor_count: reactor_count().max(1),
             bridges: HashMap::new(),
             events,
             media_timeout: settings.media_timeout,
@@ -132,9 +173,7 @@ impl MediaManager {
                 event: self.allocate(call, leg, local_ip),
             }),
             MediaCommand::Start { call, leg, session } => {
-                if let Some(l) = self.legs.get(&(call, leg)) {
-                    l.send(LegCommand::Start(session));
-                }
+                self.send(call, leg, LegCommand::Start(session));
                 None
             }
             MediaCommand::Play {
@@ -148,9 +187,7 @@ impl MediaManager {
                 leg,
                 playback,
             } => {
-                if let Some(l) = self.legs.get(&(call, leg)) {
-                    l.send(LegCommand::StopPlayback { playback });
-                }
+                self.send(call, leg, LegCommand::StopPlayback { playback });
                 None
             }
             MediaCommand::Bridge { call, agency } => {
@@ -165,19 +202,47 @@ impl MediaManager {
                 if leg == LegId::Caller || self.bridges.get(&call) == Some(&leg) {
                     self.unbridge(call);
                 }
-                if let Some(l) = self.legs.remove(&(call, leg)) {
-                    // The task finalises the recording and ends; nobody waits for it.
-                    l.send(LegCommand::Release);
-                }
+                // The reactor finalises the recording and drops the leg; nobody waits for it.
+                self.send(call, leg, LegCommand::Release);
+                self.legs.remove(&(call, leg));
                 None
             }
         }
     }
 
+    /// Sends a command to a leg's reactor, if the leg exists.
+    fn send(&self, call: CallRef, leg: LegId, cmd: LegCommand) {
+        if let Some(r) = self
+            .legs
+            .get(&(call, leg))
+            .and_then(|l| self.reactors.get(l.reactor))
+        {
+            r.send(ReactorCommand::Leg { call, leg, cmd });
+        }
+    }
+
+    /// The reactor for a call's legs, starting the reactors with the first leg.
+    fn reactor_for(&mut self, call: CallRef) -> usize {
+        if self.reactors.is_empty() {
+            self.reactors = (0..self.reactor_count)
+                .map(|_| {
+                    let (commands, rx) = mpsc::unbounded_channel();
+                    Reactor {
+                        commands,
+                        task: tokio::spawn(reactor::run(rx)),
+                    }
+                })
+                .collect();
+        }
+        let count = self.reactors.len().max(1) as u64;
+        usize::try_from(call.0 % count).unwrap_or(0)
+    }
+
     fn allocate(&mut self, call: CallRef, leg: LegId, local_ip: IpAddr) -> MediaEvent {
-        if let Some(old) = self.legs.remove(&(call, leg)) {
+        if self.legs.contains_key(&(call, leg)) {
             tracing::warn!(%call, %leg, "leg allocated twice; the earlier port is released");
-            old.send(LegCommand::Release);
+            self.send(call, leg, LegCommand::Release);
+            self.legs.remove(&(call, leg));
         }
         let socket = match self.bind(local_ip) {
             Ok(socket) => socket,
@@ -205,7 +270,6 @@ impl MediaManager {
             self.recorder.open(id, call.0, path.clone());
             RecordingFeed::new(id, path, self.recorder.clone())
         });
-        let (commands, rx) = mpsc::unbounded_channel();
         let setup = LegSetup {
             call,
             leg,
@@ -216,21 +280,18 @@ impl MediaManager {
             recording,
             random: random_u64(call.0, leg),
         };
-        let task = tokio::spawn(leg::run(setup, rx));
-        self.legs.insert(
-            (call, leg),
-            LegHandle {
-                commands,
-                task,
-                local,
-            },
-        );
+        let reactor = self.reactor_for(call);
+        if let Some(r) = self.reactors.get(reactor) {
+            r.send(ReactorCommand::Create(Box::new(setup)));
+        }
+        self.legs.insert((call, leg), LegHandle { reactor, local });
         tracing::debug!(%call, %leg, %local, "RTP port bound");
         MediaEvent::Allocated { local }
     }
 
-    /// Binds the next free even port of the range (RTCP would take the odd one above).
-    fn bind(&mut self, ip: IpAddr) -> std::io::Result<tokio::net::UdpSocket> {
+    /// Binds the next free even port of the range (RTCP would take the odd one above). The
+    /// socket is non-blocking and registered with nothing: its reactor polls it at each tick.
+    fn bind(&mut self, ip: IpAddr) -> std::io::Result<std::net::UdpSocket> {
         let first_even = self.ports.first + self.ports.first % 2;
         if first_even > self.ports.last {
             return Err(std::io::Error::other("the range holds no even port"));
@@ -246,7 +307,7 @@ impl MediaManager {
                 Ok(s) => {
                     self.next_port = (index + 1) % count;
                     s.set_nonblocking(true)?;
-                    return tokio::net::UdpSocket::from_std(s);
+                    return Ok(s);
                 }
                 Err(e) => last_err = e,
             }
@@ -283,9 +344,7 @@ impl MediaManager {
                 return finished_now;
             }
         };
-        if let Some(l) = self.legs.get(&(call, leg)) {
-            l.send(LegCommand::Play { playback, prompt });
-        }
+        self.send(call, leg, LegCommand::Play { playback, prompt });
         None
     }
 
@@ -327,26 +386,32 @@ impl MediaManager {
             });
             return;
         };
+        tracing::debug!(%call, %agency, caller = %caller.local, agent = %agent.local, "bridged");
         let caller_hears = relay::SharedRelay::default();
         let agency_hears = relay::SharedRelay::default();
-        caller.send(LegCommand::Bridge {
-            to_peer: agency_hears.clone(),
-            from_peer: caller_hears.clone(),
-        });
-        agent.send(LegCommand::Bridge {
-            to_peer: caller_hears,
-            from_peer: agency_hears,
-        });
-        tracing::debug!(%call, %agency, caller = %caller.local, agent = %agent.local, "bridged");
+        self.send(
+            call,
+            LegId::Caller,
+            LegCommand::Bridge {
+                to_peer: agency_hears.clone(),
+                from_peer: caller_hears.clone(),
+            },
+        );
+        self.send(
+            call,
+            agency,
+            LegCommand::Bridge {
+                to_peer: caller_hears,
+                from_peer: agency_hears,
+            },
+        );
         self.bridges.insert(call, agency);
     }
 
     fn unbridge(&mut self, call: CallRef) {
         if let Some(agency) = self.bridges.remove(&call) {
             for leg in [LegId::Caller, agency] {
-                if let Some(l) = self.legs.get(&(call, leg)) {
-                    l.send(LegCommand::Unbridge);
-                }
+                self.send(call, leg, LegCommand::Unbridge);
             }
         }
     }
@@ -354,17 +419,16 @@ impl MediaManager {
     /// Ends every leg (finalising their recordings), then the recording writer.
     pub async fn shutdown(&mut self) {
         self.bridges.clear();
-        let tasks: Vec<JoinHandle<()>> = self
-            .legs
-            .drain()
-            .map(|(_, l)| {
-                l.send(LegCommand::Release);
-                l.task
-            })
+        self.legs.clear();
+        // Closing its queue ends a reactor once it has applied what was queued; it then
+        // finishes every leg it still has.
+        let tasks: Vec<JoinHandle<()>> = std::mem::take(&mut self.reactors)
+            .into_iter()
+            .map(|r| r.task)
             .collect();
         for task in tasks {
             if tokio::time::timeout(SHUTDOWN_GRACE, task).await.is_err() {
-                tracing::warn!("a media task did not end in time");
+                tracing::warn!("a media reactor did not end in time");
             }
         }
         self.recorder.shutdown();

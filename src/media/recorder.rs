@@ -1,6 +1,6 @@
 //! The evidential call recorder's file side: one thread writes every recording.
 //!
-//! Leg tasks place audio on a true timeline with [`siaga_media::StereoMixer`] and hand the
+//! Legs place audio on a true timeline with [`siaga_media::StereoMixer`] and hand the
 //! finished PCM here in chunks (about 100 ms each) tagged with the frame they start at. This
 //! thread appends them to `<recordings>/<YYYY-MM-DD>/call-<ref>-<yyyymmddThhmmss>.wav`
 //! (16-bit PCM, 8 kHz stereo) and, at least twice a second, writes the buffered audio and
@@ -44,6 +44,9 @@ const BYTES_PER_FRAME: u64 = 4;
 pub(crate) const FLUSH_EVERY: Duration = Duration::from_millis(500);
 /// …or when this much is buffered.
 const FLUSH_BYTES: usize = 256 * 1024;
+/// How long the writer lets messages gather after handling a batch (wakes ≤ 50 times a
+/// second, however many calls there are).
+const GATHER: Duration = Duration::from_millis(20);
 /// PCM chunks queued for the writer, over all calls, beyond which the media side drops
 /// (and counts) chunks instead of queueing more: 2048 × ~100 ms ≈ 3.4 minutes of call-audio.
 pub(crate) const MAX_QUEUED_CHUNKS: usize = 2048;
@@ -259,14 +262,25 @@ fn finisher_loop(rx: Receiver<Finished>, calllog: CallLog) {
 
 impl Writer {
     fn run(mut self) {
-        loop {
+        'run: loop {
             match self.rx.recv_timeout(FLUSH_EVERY / 2) {
                 Ok(RecorderMsg::Shutdown) => break,
                 Ok(msg) => self.handle(msg),
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => break,
             }
+            // Every call hands over a chunk ten times a second: take all that is queued,
+            // then let the next ones gather for a moment instead of waking for each.
+            loop {
+                match self.rx.try_recv() {
+                    Ok(RecorderMsg::Shutdown) => break 'run,
+                    Ok(msg) => self.handle(msg),
+                    Err(crossbeam_channel::TryRecvError::Empty) => break,
+                    Err(crossbeam_channel::TryRecvError::Disconnected) => break 'run,
+                }
+            }
             self.flush_due();
+            std::thread::sleep(GATHER);
         }
         // Shutdown, or every sender is gone: finalise what is still open.
         let open: Vec<RecordingId> = self.recordings.keys().copied().collect();
@@ -362,9 +376,11 @@ impl Writer {
         // Overlap (never expected): skip what is already written.
         let skip = usize::try_from(rec.frames - first_frame).unwrap_or(0) * 2;
         let fresh = samples.get(skip..).unwrap_or_default();
-        rec.pending.reserve(fresh.len() * 2);
-        for s in fresh {
-            rec.pending.extend_from_slice(&s.to_le_bytes());
+        let start = rec.pending.len();
+        rec.pending.resize(start + fresh.len() * 2, 0);
+        let bytes = rec.pending.get_mut(start..).unwrap_or_default();
+        for (dst, s) in bytes.chunks_exact_mut(2).zip(fresh) {
+            dst.copy_from_slice(&s.to_le_bytes());
         }
         rec.frames = rec.frames.max(first_frame + frames);
         if rec.pending.len() >= FLUSH_BYTES {

@@ -9,11 +9,11 @@
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-/// One leg's play-out buffer, written by the peer leg's task and read by its own. The lock
-/// is held for a copy of one packet's samples; the two tasks rarely meet.
+/// One leg's play-out buffer, written when the peer leg receives and read when this leg
+/// sends. Both legs of a call run on the same reactor, so the lock is never contended.
 pub(super) type SharedRelay = Arc<Mutex<RelayBuffer>>;
 
-/// Locks a relay buffer; a poisoned lock (a panicked leg task) still yields the buffer.
+/// Locks a relay buffer; a poisoned lock (a leg that panicked) still yields the buffer.
 pub(super) fn lock(buf: &SharedRelay) -> MutexGuard<'_, RelayBuffer> {
     buf.lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -43,6 +43,13 @@ impl Default for RelayBuffer {
     }
 }
 
+/// `out[i] += src[i]`, saturating, over the shorter of the two.
+fn add_saturating(out: &mut [i16], src: &[i16]) {
+    for (slot, &s) in out.iter_mut().zip(src) {
+        *slot = slot.saturating_add(s);
+    }
+}
+
 impl RelayBuffer {
     pub(super) fn push(&mut self, samples: &[i16]) {
         self.samples.extend(samples.iter().copied());
@@ -65,17 +72,15 @@ impl RelayBuffer {
             // Ran dry: play what is left, then wait to re-prime.
             self.primed = false;
         }
-        let mut any = false;
-        for slot in out.iter_mut() {
-            match self.samples.pop_front() {
-                Some(s) => {
-                    *slot = slot.saturating_add(s);
-                    any = true;
-                }
-                None => break,
-            }
-        }
-        any
+        let n = out.len().min(self.samples.len());
+        // The held samples are at most two contiguous runs: add them run by run (a loop the
+        // compiler vectorises), then drop them from the front.
+        let (first, second) = self.samples.as_slices();
+        let (out_first, out_second) = out.split_at_mut(first.len().min(n));
+        add_saturating(out_first, first);
+        add_saturating(out_second, second);
+        self.samples.drain(..n);
+        n > 0
     }
 
     pub(super) fn clear(&mut self) {
