@@ -177,7 +177,7 @@ pub async fn run(
     // Reloads read files and resolve agency host names (blocking DNS): off the engine task.
     let (reloaded_tx, mut reloaded_rx) = mpsc::channel::<Reloaded>(4);
     loop {
-                // While draining, wake at the drain deadline too: a gateway with nothing left to do
+        // While draining, wake at the drain deadline too: a gateway with nothing left to do
         // must still notice that the time is up.
         let drain_deadline = draining_since.map(|since| since + settings.drain_timeout);
         let deadline = match (engine.poll_timeout(), drain_deadline) {
