@@ -325,7 +325,7 @@ impl AgencyPorts {
 pub fn test_plan(dir: &Path, ports: &AgencyPorts, edits: &[(&str, &str)]) -> PathBuf {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let mut text = std::fs::read_to_string(root.join("dialplans/default.toml")).expect("plan");
-    for (from, to) in [
+        let moves = [
         ("127.0.0.1:5080", ports.calltaker),
         ("127.0.0.1:5089", ports.calltaker2),
         ("127.0.0.1:5081", ports.police),
@@ -333,8 +333,14 @@ pub fn test_plan(dir: &Path, ports: &AgencyPorts, edits: &[(&str, &str)]) -> Pat
         ("127.0.0.1:5083", ports.fire),
         ("127.0.0.1:5084", ports.psc119),
         ("127.0.0.1:5085", ports.hospital),
-    ] {
-        text = text.replace(from, &format!("127.0.0.1:{to}"));
+    ];
+    // Two passes through placeholders: a new port must never be rewritten by a later move
+    // (a free port can be 5081).
+    for (i, (from, _)) in moves.iter().enumerate() {
+        text = text.replace(from, &format!("@@agency{i}@@"));
+    }
+    for (i, (_, to)) in moves.iter().enumerate() {
+        text = text.replace(&format!("@@agency{i}@@"), &format!("127.0.0.1:{to}"));
     }
     text = text.replace(
         "prompt_dir = \"prompts\"",
