@@ -325,7 +325,7 @@ impl AgencyPorts {
 pub fn test_plan(dir: &Path, ports: &AgencyPorts, edits: &[(&str, &str)]) -> PathBuf {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let mut text = std::fs::read_to_string(root.join("dialplans/default.toml")).expect("plan");
-        let moves = [
+    let moves = [
         ("127.0.0.1:5080", ports.calltaker),
         ("127.0.0.1:5089", ports.calltaker2),
         ("127.0.0.1:5081", ports.police),
