@@ -5,7 +5,8 @@
 # Uses the shared SIPp load runner (../shared/bench/bench.py, external-SUT mode) inside its
 # network namespace. Run as root after ../shared/bench/setup.sh. Usage:
 #   benches/cps.sh [RATE ...]          default ladder: 500 1000 1500 2000 2500 3000 4000
-# Environment: DURATION (s of call starts per step, default 20), BENCH (runner dir),
+# Environment: DURATION (s of call starts per step, default 20), HOLD_MS (call length after
+#              the ACK, default 1000), BENCH (runner dir),
 #              PLAN (dialplan; default benches/bench-plan.toml: 112 → the runner's agency UAS,
 #              so each call is answered, bridged as a B2BUA, recorded and logged).
 # Results: one JSON line per step in $BENCH_OUT/results.jsonl (default /tmp/siaga-bench).
@@ -13,6 +14,7 @@ set -euo pipefail
 HERE="$(cd "$(dirname "$0")/.." && pwd)"
 BENCH="${BENCH:-$HERE/../shared/bench}"
 DURATION="${DURATION:-20}"
+HOLD_MS="${HOLD_MS:-1000}"
 NETNS="${NETNS:-bench112}"
 PLAN="${PLAN:-$HERE/benches/bench-plan.toml}"
 export BENCH_OUT="${BENCH_OUT:-/tmp/siaga-bench}"
@@ -37,7 +39,7 @@ for rate in "${RATES[@]}"; do
   set +e
   python3 "$BENCH/bench.py" cps --sut external --sut-pid "gw=@$work/gw.pid" \
     --target 127.0.0.1:5060 --number 112 --rate "$rate" --duration "$DURATION" \
-    --hold-ms 1000 --netns "$NETNS" --label "siaga-cps-$rate"
+    --hold-ms "$HOLD_MS" --netns "$NETNS" --label "siaga-cps-$rate"
   status=$?
   set -e
   kill -TERM "$(cat "$work/gw.pid")" 2>/dev/null || true
@@ -48,6 +50,7 @@ for rate in "${RATES[@]}"; do
   recs=$(sqlite3 "$work/siaga.db" "select count(*) from calls where recording_sha256 is not null" 2>/dev/null || echo '?')
   echo "== rate $rate: runner exit $status; call log: $calls calls ($ended hung up by caller, $recs recordings with SHA-256), $msgs SIP messages"
   rm -rf "$work"
-  [ "$status" = 0 ] || break
+  fails=$(python3 "$BENCH/bench.py" table 2>/dev/null | awk -v l="siaga-cps-$rate" '$1==l {f=$6} END {print f+0}')
+  [ "$status" = 0 ] && [ "$fails" = 0 ] || break
 done
 python3 "$BENCH/bench.py" table | tail -n "$(( ${#RATES[@]} + 3 ))"
