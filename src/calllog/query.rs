@@ -184,12 +184,18 @@ pub fn iso_utc(ms: i64) -> String {
     )
 }
 
-fn caller(row: &CallRow) -> &str {
-    row.caller_pai
+/// Who called, for a one-line listing: the asserted identity, else the From URI.
+fn caller(row: &CallRow) -> String {
+    let value = row
+        .caller_pai
         .first()
         .map(String::as_str)
         .or(row.caller_from.as_deref())
-        .unwrap_or("-")
+        .unwrap_or("-");
+    match (value.find('<'), value.find('>')) {
+        (Some(a), Some(b)) if a < b => value[a + 1..b].to_owned(),
+        _ => value.split(';').next().unwrap_or(value).trim().to_owned(),
+    }
 }
 
 fn duration(row: &CallRow) -> String {
