@@ -342,3 +342,41 @@ fn an_agency_putting_the_call_on_hold_does_not_silence_the_caller() {
         .expect("end");
     assert_eq!(end, "caller_hung_up");
 }
+
+#[test]
+fn parallel_desks_ring_together_the_late_answer_wins_and_the_other_is_cancelled() {
+    let (mut gw, ports) = start_with_plan(&[]);
+    // Both call-taker desks ring at once; desk 1 answers after 1.5 s, desk 2 never does.
+    let desk1 = sipp_agency(
+        "agency_late_answer.xml",
+        ports.calltaker,
+        &["-key", "answer_ms", "1500", "-m", "1"],
+    );
+    let desk2 = sipp_agency("agency_no_answer.xml", ports.calltaker2, &["-m", "1"]);
+    let out = sipp_caller_with_voice(
+        gw.udp,
+        "uac_talk.xml",
+        &["-s", "112", "-key", "digit", "0", "-m", "1"],
+    );
+    assert_sipp_ok(&out, "caller to the call-takers");
+    finish_agency(desk1, "desk 1 answers late");
+    finish_agency(desk2, "desk 2 is cancelled");
+    gw.stop();
+    let db = gw.db();
+    let msgs = messages(&db);
+    let invites: Vec<i64> = msgs
+        .iter()
+        .filter(|(d, l, f, _)| d == "out" && l != "A" && f.starts_with("INVITE"))
+        .map(|(_, _, _, at)| *at)
+        .collect();
+    assert_eq!(invites.len(), 2, "{msgs:#?}");
+    assert!(
+        (invites[1] - invites[0]).abs() < 50,
+        "rung together: {invites:?}"
+    );
+    assert!(
+        msgs.iter()
+            .any(|(d, _, f, _)| d == "out" && f.starts_with("CANCEL"))
+    );
+    assert_eq!(events(&db, "agency_answered").len(), 1);
+}

@@ -845,3 +845,61 @@ fn hang_up_all_sends_bye_and_logs_every_live_call_at_shutdown() {
     assert_eq!(sim.end_reasons(), vec![EndReason::GatewayHungUp]);
     assert_eq!(sim.engine.active_calls(), 0);
 }
+
+#[test]
+fn a_location_sent_mid_call_joins_the_calls_location_history() {
+    let mut sim = Sim::new(Transport::Udp);
+    let tag = establish(&mut sim, "loc2");
+    let pidf = "<presence xmlns=\"urn:ietf:params:xml:ns:pidf\" xmlns:gp=\"urn:ietf:params:xml:ns:pidf:geopriv10\" \
+        xmlns:gml=\"http://www.opengis.net/gml\" entity=\"pres:a@b\"><tuple id=\"t\"><status><gp:geopriv>\
+        <gp:location-info><gml:Point srsName=\"urn:ogc:def:crs:EPSG::4326\"><gml:pos>-0.50 117.15</gml:pos></gml:Point>\
+        </gp:location-info><gp:usage-rules/></gp:geopriv></status></tuple></presence>";
+    let body = format!(
+        "--b2\r\nContent-Type: application/sdp\r\n\r\n{SDP}\r\n--b2\r\nContent-Type: application/pidf+xml\r\n\
+         Content-ID: <moved@caller>\r\n\r\n{pidf}\r\n--b2--\r\n"
+    );
+    let reinvite = in_dialog("INVITE", 2, "loc2", &tag, "z9hG4bKmoved").replace(
+        "Content-Length: 0\r\n\r\n",
+        &format!(
+            "Geolocation: <cid:moved@caller>\r\nContent-Type: multipart/mixed;boundary=b2\r\n\
+             Content-Length: {}\r\n\r\n{body}",
+            body.len()
+        ),
+    );
+    sim.send(&reinvite);
+    let sources: Vec<&str> = sim
+        .logs
+        .iter()
+        .filter_map(|r| match r {
+            LogRecord::Location { source, .. } => Some(*source),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(sources, vec!["invite", "reinvite"]);
+    assert!(sim.logs.iter().any(|r| matches!(r,
+        LogRecord::Location { source: "reinvite", report, .. } if report.locations.len() == 1)));
+}
+
+#[test]
+fn a_call_without_location_gets_the_trunk_default_marked_as_such() {
+    let cfg = EngineConfig {
+        default_location: Some(siaga_location::DefaultLocation::circle(
+            siaga_location::Coordinate::new(-0.5022, 117.1536),
+            siaga_location::Meters(15_000.0),
+        )),
+        ..EngineConfig::default()
+    };
+    let mut sim = Sim::with_config(Transport::Udp, cfg);
+    establish(&mut sim, "loc3");
+    let report = sim
+        .logs
+        .iter()
+        .find_map(|r| match r {
+            LogRecord::Location { report, .. } => Some(report.clone()),
+            _ => None,
+        })
+        .expect("location report");
+    let chosen = report.chosen_location().expect("the default is chosen");
+    let text = chosen.to_string();
+    assert!(text.contains("Default"), "{text}");
+}
