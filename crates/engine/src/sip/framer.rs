@@ -61,8 +61,14 @@ impl StreamFramer {
                 self.buf.drain(..at + 4);
                 return Ok(Some(Frame::KeepAlivePing));
             }
-            if leading == self.buf.len() && b"\r\n\r\n".starts_with(&self.buf) {
-                // Maybe the start of a ping: wait for the rest.
+            if leading == self.buf.len() {
+                // The run may continue in the next segment: keep its tail if it could still
+                // begin a ping, so the frames do not depend on how TCP cut the stream.
+                let keep = (1..=3)
+                    .rev()
+                    .find(|&n| n <= leading && self.buf[leading - n..] == b"\r\n\r\n"[..n])
+                    .unwrap_or(0);
+                self.buf.drain(..leading - keep);
                 return Ok(None);
             }
             self.buf.drain(..leading);
@@ -168,6 +174,27 @@ mod tests {
                 ],
                 "chunk size {chunk}"
             );
+        }
+    }
+
+    #[test]
+    fn a_ping_after_a_stray_cr_is_seen_whatever_the_segmentation() {
+        let stream = b"\r\n\r\r\n\r\nOPTIONS sip:112@gw SIP/2.0\r\nContent-Length: 0\r\n\r\n";
+        for chunk in 1..stream.len() {
+            let mut framer = StreamFramer::new();
+            let mut frames = Vec::new();
+            for piece in stream.chunks(chunk) {
+                framer.push(piece);
+                while let Some(f) = framer.next_frame().expect("frame") {
+                    frames.push(f);
+                }
+            }
+            assert_eq!(
+                frames.first(),
+                Some(&Frame::KeepAlivePing),
+                "chunk size {chunk}"
+            );
+            assert_eq!(frames.len(), 2, "chunk size {chunk}");
         }
     }
 
