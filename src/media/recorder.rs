@@ -676,6 +676,7 @@ fn finish_unfinished(calllog: &CallLog, call: u64, path: &Path) {
                 path,
                 "interrupted by a gateway stop (crash or kill) and the file no longer exists",
             );
+            calllog.send(Write::RecordingLost { call });
             return;
         }
         Err(e) => {

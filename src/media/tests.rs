@@ -1047,8 +1047,12 @@ async fn recordings_left_by_a_crash_are_repaired_and_recovered_at_start() {
     );
     assert_eq!(
         recording_of(&done.db, 5),
-        (Some(gone.display().to_string()), None, None)
+        (None, None, None),
+        "no file: the row keeps no path, the event does"
     );
+    // The next start has nothing left to finish: the lost recording is not reported again.
+    let again = Harness::with(done.dir, (32600, 32699), Duration::from_secs(30));
+    assert_eq!(again.unfinished, vec![]);
 }
 
 #[tokio::test]
