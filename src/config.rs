@@ -273,8 +273,13 @@ pub fn line_of(text: &str, offset: usize) -> usize {
 pub fn apply_file(settings: &mut Settings, path: &Path) -> anyhow::Result<()> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("reading config file {}", path.display()))?;
-    let file: FileConfig = toml::from_str(&text).map_err(|e| {
-        let line = e.span().map_or(1, |s| line_of(&text, s.start));
+    apply_text(settings, path, &text)
+}
+
+/// Applies config `text` read from `path` (named in errors, base of relative paths).
+fn apply_text(settings: &mut Settings, path: &Path, text: &str) -> anyhow::Result<()> {
+    let file: FileConfig = toml::from_str(text).map_err(|e| {
+        let line = e.span().map_or(1, |s| line_of(text, s.start));
         anyhow::anyhow!(
             "{}:{line}: {}\n  hint: see the [sip], [calls], [media], [log] and [dialplan] keys in README.md",
             path.display(),
@@ -297,14 +302,14 @@ pub fn apply_file(settings: &mut Settings, path: &Path) -> anyhow::Result<()> {
             .collect::<Result<_, _>>()
             .map_err(|e| anyhow::anyhow!("{}: sip.listen: {e}", at("listen")))?;
     }
-    for (value, slot) in [
-        (file.sip.t1_ms, &mut settings.t1),
-        (file.sip.t2_ms, &mut settings.t2),
-        (file.sip.t4_ms, &mut settings.t4),
+    for (key, value, slot) in [
+        ("t1_ms", file.sip.t1_ms, &mut settings.t1),
+        ("t2_ms", file.sip.t2_ms, &mut settings.t2),
+        ("t4_ms", file.sip.t4_ms, &mut settings.t4),
     ] {
         if let Some(ms) = value {
             if ms == 0 {
-                bail!("{}: SIP timers must be above 0 ms", at("t"));
+                bail!("{}: sip.{key} must be above 0 ms", at(key));
             }
             *slot = Duration::from_millis(ms);
         }
@@ -374,6 +379,50 @@ mod tests {
         assert_eq!(l.addr, "[::1]:5060".parse().expect("addr"));
         assert!("sctp:1.2.3.4:5060".parse::<Listen>().is_err());
         assert!("udp:localhost".parse::<Listen>().is_err());
+    }
+
+    #[test]
+    fn a_zero_timer_names_its_own_line() {
+        let text = "[media]\ntimeout_s = 5\n\n[sip]\nt2_ms = 4000\nt1_ms = 0\n";
+        let err = apply_text(&mut Settings::default(), Path::new("siaga.toml"), text)
+            .expect_err("zero timer rejected")
+            .to_string();
+        assert!(err.starts_with("siaga.toml:6: sip.t1_ms"), "{err}");
+    }
+
+    use proptest::strategy::Strategy;
+
+    proptest::proptest! {
+        /// Any text, TOML-like or not, gives settings or an error naming a line of the file.
+        #[test]
+        fn any_config_text_gives_settings_or_a_line_of_the_file(
+            lines in proptest::collection::vec(
+                proptest::prop_oneof![
+                    proptest::sample::select(vec![
+                        "[sip]", "[calls]", "[media]", "[log]", "[dialplan]", "[location]",
+                        "[location.default]", "t1_ms = 0", "t2_ms = 4000", "listen = [\"udp:[::1]:5060\"]",
+                        "listen = [\"sctp:x\"]", "rtp_ports = \"40000-30000\"", "rtp_ports = \"1-2\"",
+                        "utc_offset = \"+8\"", "utc_offset = \"+08:00\"", "lat = 95.0", "lon = 1.0",
+                        "radius_m = -1.0", "max_duration_s = 0", "timeout_s = 18446744073709551615",
+                        "files = [\"a.toml\"]", "db = \"/x.db\"", "ring_delay_ms = 1", "",
+                    ]).prop_map(str::to_owned),
+                    "[ -~]{0,30}",
+                ],
+                0..12,
+            )
+        ) {
+            let text = lines.join("\n");
+            let line_count = text.lines().count().max(1);
+            if let Err(e) = apply_text(&mut Settings::default(), Path::new("c.toml"), &text) {
+                let message = e.to_string();
+                let line: usize = message
+                    .strip_prefix("c.toml:")
+                    .and_then(|rest| rest.split(':').next())
+                    .and_then(|n| n.parse().ok())
+                    .unwrap_or_else(|| panic!("no file:line in {message:?}"));
+                proptest::prop_assert!((1..=line_count).contains(&line), "{message:?} in {text:?}");
+            }
+        }
     }
 
     #[test]
