@@ -90,7 +90,7 @@ fn rfc5491_polygon_from_pos_and_pos_list_agree() {
 }
 
 #[test]
-fn rfc5491_circle_ellipse_arcband() {
+fn rfc5491_circle_and_ellipse() {
     let center = pos2(42.5463, -73.2512);
     assert_eq!(
         only_geodetic(include_str!("data/rfc5491-circle.xml")).shape,
@@ -108,15 +108,38 @@ fn rfc5491_circle_ellipse_arcband() {
             orientation: Degrees(43.2)
         }
     );
+}
+
+/// RFC 5491 section 5.2.5 (Figure 12): an arc band carried in a `<tuple>`, not a device.
+#[test]
+fn rfc5491_arcband_in_a_tuple() {
+    let document = parse_pidf(include_bytes!("data/rfc5491-arcband.xml"), by_value());
+    assert!(document.problems.is_empty(), "{:?}", document.problems);
     assert_eq!(
-        only_geodetic(include_str!("data/rfc5491-arcband.xml")).shape,
-        Shape::ArcBand {
-            center,
-            inner_radius: Meters(1661.55),
-            outer_radius: Meters(2215.4),
-            start_angle: Degrees(266.0),
-            opening_angle: Degrees(120.0)
-        }
+        document.entity.as_deref(),
+        Some("pres:paul@somecell.example.com")
+    );
+    let [location] = document.locations.as_slice() else {
+        panic!("expected one location: {:?}", document.locations);
+    };
+    assert_eq!(
+        location.value,
+        LocationValue::Geodetic(Geodetic {
+            crs: Crs::Wgs84TwoD,
+            shape: Shape::ArcBand {
+                center: pos2(-43.5723, 153.2176),
+                inner_radius: Meters(3594.0),
+                outer_radius: Meters(4148.0),
+                start_angle: Degrees(20.0),
+                opening_angle: Degrees(20.0)
+            }
+        })
+    );
+    assert_eq!(location.method, Some(Method("TA-NMR".to_owned())));
+    assert_eq!(location.timestamp.as_deref(), Some("2007-06-22T20:57:29Z"));
+    assert_eq!(
+        location.origin.as_ref().map(|origin| origin.element),
+        Some(ElementKind::Tuple)
     );
 }
 
@@ -148,9 +171,11 @@ fn rfc5491_three_dimensional_shapes() {
         Shape::Prism {
             base: vec![
                 pos3(42.556844, -73.248157, 36.6),
-                pos3(42.656844, -73.248157, 36.6),
-                pos3(42.656844, -73.348157, 36.6),
-                pos3(42.556844, -73.348157, 36.6),
+                pos3(42.549631, -73.237283, 36.6),
+                pos3(42.539087, -73.240328, 36.6),
+                pos3(42.535756, -73.254242, 36.6),
+                pos3(42.542969, -73.265115, 36.6),
+                pos3(42.553513, -73.262075, 36.6),
                 pos3(42.556844, -73.248157, 36.6),
             ],
             height: Meters(2.4)
@@ -269,6 +294,30 @@ fn rfc6442_invite_location_by_value() {
         location.usage_rules.retention_expiry.as_deref(),
         Some("2010-11-14T20:00:00Z")
     );
+    // The same document also gives the person's civic address; the device wins (RFC 5491 rule 8).
+    let person = report
+        .locations
+        .iter()
+        .find(|location| {
+            location.origin.as_ref().map(|origin| origin.element) == Some(ElementKind::Person)
+        })
+        .expect("the PIDF-LO has a <dm:person>");
+    let expected = CivicAddress {
+        country: Some("US".to_owned()),
+        a1: Some("Texas".to_owned()),
+        a3: Some("Colleyville".to_owned()),
+        rd: Some("Treemont".to_owned()),
+        sts: Some("Circle".to_owned()),
+        hno: Some("3913".to_owned()),
+        flr: Some("1".to_owned()),
+        nam: Some("Haley's Place".to_owned()),
+        pc: Some("76034".to_owned()),
+        ..CivicAddress::default()
+    };
+    assert_eq!(person.value, LocationValue::Civic(Box::new(expected)));
+    assert_eq!(person.method, Some(Method("triangulation".to_owned())));
+    assert_eq!(person.timestamp.as_deref(), Some("2010-11-04T12:28:04Z"));
+    assert_eq!(person.usage_rules.retransmission_allowed, Some(false));
     // The document is kept byte for byte, exactly where it sits in the body.
     let [document] = report.pidf_documents.as_slice() else {
         panic!("{:?}", report.pidf_documents);
