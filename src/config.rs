@@ -281,7 +281,7 @@ fn apply_text(settings: &mut Settings, path: &Path, text: &str) -> anyhow::Resul
     let file: FileConfig = toml::from_str(text).map_err(|e| {
         let line = e.span().map_or(1, |s| line_of(text, s.start));
         anyhow::anyhow!(
-            "{}:{line}: {}\n  hint: see the [sip], [calls], [media], [log] and [dialplan] keys in README.md",
+            "{}:{line}: {}\n  hint: see the [sip], [calls], [media], [log], [dialplan] and [location] keys in README.md",
             path.display(),
             e.message()
         )

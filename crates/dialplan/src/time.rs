@@ -174,7 +174,7 @@ impl fmt::Display for LocalTime {
 impl FromStr for LocalTime {
     type Err = TimeParseError;
 
-    /// Accepts `"<day> HH:MM"`, e.g. `"sat 23:15"` (what `siaga dialplan simulate --at` takes).
+    /// Accepts `"<day> HH:MM"`, e.g. `"sat 23:15"` (what `siaga dialplan simulate --time` takes).
     fn from_str(text: &str) -> Result<Self, Self::Err> {
         let mut words = text.split_whitespace();
         match (words.next(), words.next(), words.next()) {
