@@ -47,8 +47,8 @@ impl Codec {
     /// Encodes one linear sample.
     pub fn encode_sample(self, sample: i16) -> u8 {
         match self {
-            Codec::Pcma => linear_to_alaw(sample),
-            Codec::Pcmu => linear_to_ulaw(sample),
+            Codec::Pcma => alaw_encoded(sample),
+            Codec::Pcmu => ulaw_encoded(sample),
         }
     }
 
@@ -69,10 +69,12 @@ impl Codec {
     /// Encodes as many samples as fit in `out`; returns how many were written
     /// (`min(samples.len(), out.len())`).
     pub fn encode(self, samples: &[i16], out: &mut [u8]) -> usize {
-        let mut written = 0;
-        for (code, &sample) in out.iter_mut().zip(samples) {
-            *code = self.encode_sample(sample);
-            written += 1;
+        // One law per packet, chosen once: each loop is then a plain table lookup.
+        let pairs = out.iter_mut().zip(samples);
+        let written = pairs.len();
+        match self {
+            Codec::Pcma => pairs.for_each(|(code, &sample)| *code = alaw_encoded(sample)),
+            Codec::Pcmu => pairs.for_each(|(code, &sample)| *code = ulaw_encoded(sample)),
         }
         written
     }
@@ -80,9 +82,13 @@ impl Codec {
     /// Decodes as many code words as fit in `out`; returns how many were written
     /// (`min(payload.len(), out.len())`).
     pub fn decode(self, payload: &[u8], out: &mut [i16]) -> usize {
+        let table = match self {
+            Codec::Pcma => &ALAW_TO_LINEAR,
+            Codec::Pcmu => &ULAW_TO_LINEAR,
+        };
         let mut written = 0;
         for (sample, &code) in out.iter_mut().zip(payload) {
-            *sample = self.decode_sample(code);
+            *sample = table[usize::from(code)];
             written += 1;
         }
         written
@@ -100,20 +106,55 @@ const ULAW_CLIP: i32 = 8159;
 
 /// The segment (exponent) of `magnitude`: the first segment whose end is not below it, or 8
 /// when it is beyond the last one.
-fn segment(magnitude: i32, ends: &[i32; 8]) -> i32 {
+const fn segment(magnitude: i32, ends: &[i32; 8]) -> i32 {
     let mut seg = 0;
-    for &end in ends {
-        if magnitude <= end {
-            return seg;
+    while seg < 8 {
+        if magnitude <= ends[seg] {
+            return seg as i32;
         }
         seg += 1;
     }
-    seg
+    8
+}
+
+/// A-law code of every 13-bit input (`sample >> 3`, offset by 4096): encoding is then one
+/// lookup, as it runs for every sample sent on every call.
+static ALAW_ENCODE: [u8; 8192] = {
+    let mut table = [0; 8192];
+    let mut i = 0;
+    while i < table.len() {
+        table[i] = linear_to_alaw(((i as i32 - 4096) << 3) as i16);
+        i += 1;
+    }
+    table
+};
+
+/// µ-law code of every 14-bit input (`sample >> 2`, offset by 8192).
+static ULAW_ENCODE: [u8; 16384] = {
+    let mut table = [0; 16384];
+    let mut i = 0;
+    while i < table.len() {
+        table[i] = linear_to_ulaw(((i as i32 - 8192) << 2) as i16);
+        i += 1;
+    }
+    table
+};
+
+#[inline]
+fn alaw_encoded(sample: i16) -> u8 {
+    // (sample >> 3) + 4096 is in 0..8192 for every i16.
+    ALAW_ENCODE[((i32::from(sample) >> 3) + 4096) as usize]
+}
+
+#[inline]
+fn ulaw_encoded(sample: i16) -> u8 {
+    // (sample >> 2) + 8192 is in 0..16384 for every i16.
+    ULAW_ENCODE[((i32::from(sample) >> 2) + 8192) as usize]
 }
 
 /// Linear 16-bit → A-law (G.711 §A, even bits inverted).
-pub fn linear_to_alaw(sample: i16) -> u8 {
-    let mut magnitude = i32::from(sample) >> 3;
+pub const fn linear_to_alaw(sample: i16) -> u8 {
+    let mut magnitude = (sample as i32) >> 3;
     let sign_mask: i32 = if magnitude >= 0 {
         0xD5
     } else {
@@ -132,15 +173,18 @@ pub fn linear_to_alaw(sample: i16) -> u8 {
 }
 
 /// Linear 16-bit → µ-law (G.711 §B, all bits inverted).
-pub fn linear_to_ulaw(sample: i16) -> u8 {
-    let mut magnitude = i32::from(sample) >> 2;
+pub const fn linear_to_ulaw(sample: i16) -> u8 {
+    let mut magnitude = (sample as i32) >> 2;
     let sign_mask: i32 = if magnitude < 0 {
         magnitude = -magnitude;
         0x7F
     } else {
         0xFF
     };
-    magnitude = magnitude.min(ULAW_CLIP) + (ULAW_BIAS >> 2);
+    if magnitude > ULAW_CLIP {
+        magnitude = ULAW_CLIP;
+    }
+    magnitude += ULAW_BIAS >> 2;
     let seg = segment(magnitude, &ULAW_SEGMENT_END);
     let code = if seg >= 8 {
         0x7F
@@ -200,6 +244,22 @@ static ULAW_TO_LINEAR: [i16; 256] = decode_table!(ulaw_to_linear);
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn the_encode_tables_agree_with_the_g711_formulas_for_every_sample() {
+        for sample in i16::MIN..=i16::MAX {
+            assert_eq!(
+                Codec::Pcma.encode_sample(sample),
+                linear_to_alaw(sample),
+                "{sample}"
+            );
+            assert_eq!(
+                Codec::Pcmu.encode_sample(sample),
+                linear_to_ulaw(sample),
+                "{sample}"
+            );
+        }
+    }
 
     #[test]
     fn every_alaw_code_round_trips_decode_then_encode() {
