@@ -117,28 +117,29 @@ const fn segment(magnitude: i32, ends: &[i32; 8]) -> i32 {
     8
 }
 
-/// A-law code of every 13-bit input (`sample >> 3`, offset by 4096): encoding is then one
-/// lookup, as it runs for every sample sent on every call.
-static ALAW_ENCODE: [u8; 8192] = {
-    let mut table = [0; 8192];
+/// The code of every input a law distinguishes (A-law: `sample >> 3`, µ-law: `sample >> 2`),
+/// offset to start at 0: encoding is then one lookup, as it runs for every sample sent on
+/// every call.
+const fn encode_table<const N: usize>(law: Codec) -> [u8; N] {
+    let shift = match law {
+        Codec::Pcma => 3,
+        Codec::Pcmu => 2,
+    };
+    let mut table = [0; N];
     let mut i = 0;
-    while i < table.len() {
-        table[i] = linear_to_alaw(((i as i32 - 4096) << 3) as i16);
+    while i < N {
+        let sample = ((i as i32 - (N / 2) as i32) << shift) as i16;
+        table[i] = match law {
+            Codec::Pcma => linear_to_alaw(sample),
+            Codec::Pcmu => linear_to_ulaw(sample),
+        };
         i += 1;
     }
     table
-};
+}
 
-/// µ-law code of every 14-bit input (`sample >> 2`, offset by 8192).
-static ULAW_ENCODE: [u8; 16384] = {
-    let mut table = [0; 16384];
-    let mut i = 0;
-    while i < table.len() {
-        table[i] = linear_to_ulaw(((i as i32 - 8192) << 2) as i16);
-        i += 1;
-    }
-    table
-};
+static ALAW_ENCODE: [u8; 8192] = encode_table(Codec::Pcma);
+static ULAW_ENCODE: [u8; 16384] = encode_table(Codec::Pcmu);
 
 #[inline]
 fn alaw_encoded(sample: i16) -> u8 {
