@@ -112,6 +112,13 @@ enum CallsCommand {
         db: PathBuf,
         #[arg(long, short = 'n', default_value_t = 50)]
         limit: usize,
+        /// Only calls that ended this way (repeat for several), e.g. abandoned_in_ivr.
+        #[arg(long = "end", value_name = "REASON")]
+        end_reasons: Vec<String>,
+        /// The call-back list: emergency calls no agency answered that were abandoned, lost
+        /// (no ACK, transport error) or cut by a gateway restart.
+        #[arg(long)]
+        call_backs: bool,
         /// JSON instead of a table.
         #[arg(long)]
         json: bool,
@@ -308,9 +315,26 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => serve(args),
         Command::Dialplan(cmd) => dialplan_command(cmd),
-        Command::Calls(CallsCommand::List { db, limit, json }) => {
+        Command::Calls(CallsCommand::List {
+            db,
+            limit,
+            end_reasons,
+            call_backs,
+            json,
+        }) => {
+            let known = calllog::query::known_end_reasons();
+            if let Some(unknown) = end_reasons.iter().find(|r| !known.contains(&r.as_str())) {
+                anyhow::bail!(
+                    "unknown end reason {unknown:?}; the call log uses: {}",
+                    known.join(", ")
+                );
+            }
             let conn = calllog::open(&db)?;
-            let rows = calllog::query::list(&conn, limit)?;
+            let filter = calllog::query::ListFilter {
+                end_reasons,
+                call_backs,
+            };
+            let rows = calllog::query::list(&conn, limit, &filter)?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&rows)?);
             } else {

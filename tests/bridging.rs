@@ -380,3 +380,69 @@ fn parallel_desks_ring_together_the_late_answer_wins_and_the_other_is_cancelled(
     );
     assert_eq!(events(&db, "agency_answered").len(), 1);
 }
+
+#[test]
+fn the_call_back_list_holds_the_callers_no_agency_answered() {
+    let (mut gw, ports) = start_with_plan(&[]);
+    // 1: 113 straight to the fire brigade, which answers; the caller talks and hangs up.
+    let fire = sipp_agency("agency_answer.xml", ports.fire, &["-m", "1"]);
+    let out = sipp_caller_with_voice(
+        gw.udp,
+        "uac_talk.xml",
+        &["-s", "113", "-key", "digit", "1", "-m", "1"],
+    );
+    assert_sipp_ok(&out, "answered call");
+    finish_agency(fire, "fire answers");
+    // 2: hangs up in the menu.
+    let out = gw.sipp(
+        "uac_call.xml",
+        false,
+        &["-s", "112", "-m", "1", "-d", "2000"],
+    );
+    assert_sipp_ok(&out, "abandoned in the IVR");
+    // 3: 113 again, with nobody at the fire brigade or the call-takers: hangs up waiting.
+    let out = gw.sipp(
+        "uac_call.xml",
+        false,
+        &["-s", "113", "-m", "1", "-d", "2000"],
+    );
+    assert_sipp_ok(&out, "abandoned waiting");
+    gw.stop();
+
+    let ids = |args: &[&str]| -> Vec<(i64, String)> {
+        let json: serde_json::Value =
+            serde_json::from_str(&gw.calls_cli(args)).expect("calls list --json");
+        json.as_array()
+            .expect("array")
+            .iter()
+            .map(|c| {
+                (
+                    c["id"].as_i64().expect("id"),
+                    c["end_reason"].as_str().expect("ended").to_owned(),
+                )
+            })
+            .collect()
+    };
+    assert_eq!(
+        ids(&["list", "--call-backs", "--json"]),
+        vec![
+            (3, "abandoned_waiting_for_agency".to_owned()),
+            (2, "abandoned_in_ivr".to_owned())
+        ]
+    );
+    assert_eq!(
+        ids(&["list", "--end", "caller_hung_up", "--json"]),
+        vec![(1, "caller_hung_up".to_owned())]
+    );
+    let typo = std::process::Command::new(env!("CARGO_BIN_EXE_siaga"))
+        .args(["calls", "list", "--end", "abandonned", "--db"])
+        .arg(gw.db_path())
+        .output()
+        .expect("run");
+    assert!(!typo.status.success());
+    let said = String::from_utf8_lossy(&typo.stderr);
+    assert!(
+        said.contains("unknown end reason \"abandonned\"") && said.contains("abandoned_in_ivr"),
+        "{said}"
+    );
+}

@@ -4,6 +4,7 @@ use std::fmt::Write as _;
 
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
+use siaga_engine::call::EndReason;
 
 #[derive(Debug, Serialize)]
 pub struct CallRow {
@@ -96,11 +97,82 @@ fn call_row(r: &rusqlite::Row) -> rusqlite::Result<CallRow> {
     })
 }
 
-pub fn list(conn: &Connection, limit: usize) -> rusqlite::Result<Vec<CallRow>> {
+/// Which calls `calls list` shows.
+#[derive(Debug, Default, Clone)]
+pub struct ListFilter {
+    /// Only calls that ended for one of these reasons (all when empty).
+    pub end_reasons: Vec<String>,
+    /// Only emergency calls that may have left the caller without help and that no agency
+    /// answered: the centre's call-back list.
+    pub call_backs: bool,
+}
+
+/// The end reason recovery writes for calls a crash left open (not an engine reason).
+pub const GATEWAY_RESTARTED: &str = "gateway_restarted";
+
+/// The end reason names a supervisor may filter on.
+pub fn known_end_reasons() -> Vec<&'static str> {
+    EndReason::ALL
+        .iter()
+        .map(|r| r.as_str())
+        .chain([GATEWAY_RESTARTED])
+        .collect()
+}
+
+pub fn list(
+    conn: &Connection,
+    limit: usize,
+    filter: &ListFilter,
+) -> rusqlite::Result<Vec<CallRow>> {
+    // ?1 is the limit; the reasons follow as ?2, ?3, …
+    let mut reasons: Vec<String> = Vec::new();
+    let mut in_list = |names: Vec<String>| {
+        let list = placeholders(reasons.len() + 2, names.len());
+        reasons.extend(names);
+        list
+    };
+    let mut conditions = Vec::new();
+    if !filter.end_reasons.is_empty() {
+        conditions.push(format!(
+            "end_reason IN ({})",
+            in_list(filter.end_reasons.clone())
+        ));
+    }
+    if filter.call_backs {
+        // A crash also leaves callers waiting: they are called back too.
+        let call_back = EndReason::ALL
+            .iter()
+            .filter(|r| r.calls_for_call_back())
+            .map(|r| r.as_str().to_owned())
+            .chain([GATEWAY_RESTARTED.to_owned()])
+            .collect();
+        conditions.push(format!(
+            "kind = 'emergency' AND end_reason IN ({}) AND NOT EXISTS \
+             (SELECT 1 FROM call_events e WHERE e.call = calls.id AND e.kind = 'agency_answered')",
+            in_list(call_back)
+        ));
+    }
+    let filter_sql = if conditions.is_empty() {
+        String::new()
+    } else {
+        format!("WHERE {}", conditions.join(" AND "))
+    };
     let mut stmt = conn.prepare(&format!(
-        "SELECT {CALL_COLUMNS} FROM calls ORDER BY id DESC LIMIT ?1"
+        "SELECT {CALL_COLUMNS} FROM calls {filter_sql} ORDER BY id DESC LIMIT ?1"
     ))?;
-    stmt.query_map(params![limit as i64], call_row)?.collect()
+    let limit = limit as i64;
+    let params: Vec<&dyn rusqlite::ToSql> = std::iter::once(&limit as &dyn rusqlite::ToSql)
+        .chain(reasons.iter().map(|r| r as &dyn rusqlite::ToSql))
+        .collect();
+    stmt.query_map(params.as_slice(), call_row)?.collect()
+}
+
+/// `?first, ?first+1, …` for `count` numbered SQL parameters.
+fn placeholders(first: usize, count: usize) -> String {
+    (first..first + count)
+        .map(|i| format!("?{i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 pub fn show(conn: &Connection, id: i64) -> rusqlite::Result<Option<CallDetail>> {

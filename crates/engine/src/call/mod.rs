@@ -42,6 +42,34 @@ pub enum EndReason {
 }
 
 impl EndReason {
+    /// Every reason, for tools that check a name a supervisor typed.
+    pub const ALL: [EndReason; 11] = [
+        EndReason::AbandonedBeforeAnswer,
+        EndReason::CallerHungUp,
+        EndReason::GatewayHungUp,
+        EndReason::NoAck,
+        EndReason::TransportError,
+        EndReason::NotEmergency,
+        EndReason::RefusedDraining,
+        EndReason::TestCallEnded,
+        EndReason::AgencyHungUp,
+        EndReason::AbandonedWaitingForAgency,
+        EndReason::AbandonedInIvr,
+    ];
+
+    /// Whether an emergency call that ended this way may have left a caller without help, so
+    /// the centre calls back (unless an agency had answered it).
+    pub fn calls_for_call_back(self) -> bool {
+        matches!(
+            self,
+            EndReason::AbandonedBeforeAnswer
+                | EndReason::AbandonedInIvr
+                | EndReason::AbandonedWaitingForAgency
+                | EndReason::NoAck
+                | EndReason::TransportError
+        )
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             EndReason::AbandonedBeforeAnswer => "abandoned_before_answer",
