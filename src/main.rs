@@ -123,6 +123,20 @@ enum CallsCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Figures for an audit period: calls that reached an agency and how fast, callers to
+    /// call back, end reasons, first routes (silent and no-input callers too), transfers.
+    Stats {
+        #[arg(long, default_value = "siaga.db")]
+        db: PathBuf,
+        /// From this UTC day or minute on: YYYY-MM-DD or YYYY-MM-DDTHH:MM.
+        #[arg(long)]
+        since: Option<String>,
+        /// Before this UTC day or minute (not included).
+        #[arg(long)]
+        until: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
     /// One call: caller, timeline, SIP messages, recording.
     Show {
         /// The call's id (first column of `calls list`).
@@ -339,6 +353,35 @@ fn main() -> anyhow::Result<()> {
                 println!("{}", serde_json::to_string_pretty(&rows)?);
             } else {
                 print!("{}", calllog::query::render_list(&rows));
+            }
+            Ok(())
+        }
+        Command::Calls(CallsCommand::Stats {
+            db,
+            since,
+            until,
+            json,
+        }) => {
+            let bound = |flag: &str, text: Option<String>| -> anyhow::Result<Option<i64>> {
+                text.map(|t| {
+                    calllog::stats::parse_utc(&t).ok_or_else(|| {
+                        anyhow::anyhow!(
+                            "--{flag} {t:?}: write a UTC day or minute, e.g. 2026-11-28 or 2026-11-28T08:00"
+                        )
+                    })
+                })
+                .transpose()
+            };
+            let window = calllog::stats::Window {
+                from_ms: bound("since", since)?,
+                to_ms: bound("until", until)?,
+            };
+            let conn = calllog::open(&db)?;
+            let stats = calllog::stats::stats(&conn, window)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&stats)?);
+            } else {
+                print!("{}", calllog::stats::render(&stats));
             }
             Ok(())
         }

@@ -434,6 +434,23 @@ fn the_call_back_list_holds_the_callers_no_agency_answered() {
         ids(&["list", "--end", "caller_hung_up", "--json"]),
         vec![(1, "caller_hung_up".to_owned())]
     );
+    // The period's figures agree with the three calls.
+    let stats: serde_json::Value =
+        serde_json::from_str(&gw.calls_cli(&["stats", "--json"])).expect("stats --json");
+    assert_eq!(stats["emergency"], 3);
+    assert_eq!(stats["reached_agency"], 1);
+    assert_eq!(stats["call_backs"], 2);
+    // One answered call: its time to answer is both the median and the p90.
+    assert!(stats["answer_ms_median"].as_i64().is_some());
+    assert_eq!(stats["answer_ms_median"], stats["answer_ms_p90"]);
+    assert_eq!(
+        stats["first_routes"],
+        serde_json::json!([["fire", "number goes straight to the route", 2]])
+    );
+    let later: serde_json::Value =
+        serde_json::from_str(&gw.calls_cli(&["stats", "--since", "2999-01-01", "--json"]))
+            .expect("stats --json");
+    assert_eq!(later["calls"], 0);
     let typo = std::process::Command::new(env!("CARGO_BIN_EXE_siaga"))
         .args(["calls", "list", "--end", "abandonned", "--db"])
         .arg(gw.db_path())

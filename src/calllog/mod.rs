@@ -5,6 +5,7 @@
 
 pub mod query;
 mod schema;
+pub mod stats;
 
 use std::path::Path;
 use std::thread::JoinHandle;

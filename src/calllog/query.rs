@@ -124,33 +124,16 @@ pub fn list(
     limit: usize,
     filter: &ListFilter,
 ) -> rusqlite::Result<Vec<CallRow>> {
-    // ?1 is the limit; the reasons follow as ?2, ?3, …
-    let mut reasons: Vec<String> = Vec::new();
-    let mut in_list = |names: Vec<String>| {
-        let list = placeholders(reasons.len() + 2, names.len());
-        reasons.extend(names);
-        list
-    };
+    // ?1 is the limit; the end reasons follow as ?2, ?3, …
     let mut conditions = Vec::new();
     if !filter.end_reasons.is_empty() {
         conditions.push(format!(
             "end_reason IN ({})",
-            in_list(filter.end_reasons.clone())
+            placeholders(2, filter.end_reasons.len())
         ));
     }
     if filter.call_backs {
-        // A crash also leaves callers waiting: they are called back too.
-        let call_back = EndReason::ALL
-            .iter()
-            .filter(|r| r.calls_for_call_back())
-            .map(|r| r.as_str().to_owned())
-            .chain([GATEWAY_RESTARTED.to_owned()])
-            .collect();
-        conditions.push(format!(
-            "kind = 'emergency' AND end_reason IN ({}) AND NOT EXISTS \
-             (SELECT 1 FROM call_events e WHERE e.call = calls.id AND e.kind = 'agency_answered')",
-            in_list(call_back)
-        ));
+        conditions.push(call_back_condition());
     }
     let filter_sql = if conditions.is_empty() {
         String::new()
@@ -162,9 +145,28 @@ pub fn list(
     ))?;
     let limit = limit as i64;
     let params: Vec<&dyn rusqlite::ToSql> = std::iter::once(&limit as &dyn rusqlite::ToSql)
-        .chain(reasons.iter().map(|r| r as &dyn rusqlite::ToSql))
+        .chain(filter.end_reasons.iter().map(|r| r as &dyn rusqlite::ToSql))
         .collect();
     stmt.query_map(params.as_slice(), call_row)?.collect()
+}
+
+/// The SQL condition (on `calls`) of the call-back list: emergency calls that may have left
+/// the caller without help and that no agency answered.
+pub fn call_back_condition() -> String {
+    // A crash also leaves callers waiting: they are called back too. The names are our own
+    // constants, so they can be inlined as SQL literals.
+    let reasons: Vec<String> = EndReason::ALL
+        .iter()
+        .filter(|r| r.calls_for_call_back())
+        .map(|r| r.as_str())
+        .chain([GATEWAY_RESTARTED])
+        .map(|name| format!("'{name}'"))
+        .collect();
+    format!(
+        "calls.kind = 'emergency' AND calls.end_reason IN ({}) AND NOT EXISTS \
+         (SELECT 1 FROM call_events e WHERE e.call = calls.id AND e.kind = 'agency_answered')",
+        reasons.join(", ")
+    )
 }
 
 /// `?first, ?first+1, …` for `count` numbered SQL parameters.
