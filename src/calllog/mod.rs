@@ -16,7 +16,7 @@ use crossbeam_channel::{Receiver, Sender, TrySendError};
 use rusqlite::{Connection, params};
 use siaga_engine::io::{CallStarted, LogRecord};
 
-pub use schema::{Recovery, open};
+pub use schema::{Recovery, UnfinishedRecording, open};
 
 /// Milliseconds since the Unix epoch, UTC.
 pub fn now_ms() -> i64 {
@@ -40,11 +40,6 @@ pub enum Write {
         path: String,
         sha256: Option<String>,
         duration_ms: Option<i64>,
-    },
-    /// A recording whose file no longer exists: its path leaves the row (the
-    /// `recording_failed` event keeps it), so start-up stops listing it as unfinished.
-    RecordingLost {
-        call: u64,
     },
     Event {
         call: Option<u64>,
@@ -166,10 +161,6 @@ fn write_batch(
                     "UPDATE calls SET recording_path = ?2, recording_sha256 = ?3, recording_ms = ?4 WHERE id = ?1",
                 )
                 .and_then(|mut s| s.execute(params![call as i64, path, sha256, duration_ms]))
-                .map(|_| ()),
-            Write::RecordingLost { call } => tx
-                .prepare_cached("UPDATE calls SET recording_path = NULL WHERE id = ?1")
-                .and_then(|mut s| s.execute(params![call as i64]))
                 .map(|_| ()),
             Write::Event {
                 call,

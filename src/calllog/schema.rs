@@ -122,10 +122,21 @@ pub fn open(path: &Path) -> anyhow::Result<Connection> {
 pub struct Recovery {
     /// The first free call reference.
     pub next_call_ref: u64,
-    /// `(call, recording path)` of every recording that was started but never got its
-    /// SHA-256: a crash or `kill -9` interrupted it (during the call, or between the call's
-    /// end and the recording's finishing).
-    pub unfinished: Vec<(u64, PathBuf)>,
+    /// Every recording that was started but never got its SHA-256: a crash or `kill -9`
+    /// interrupted it (during the call, or between the call's end and the recording's
+    /// finishing).
+    pub unfinished: Vec<UnfinishedRecording>,
+}
+
+/// A recording the call log knows by its path but that never got its digest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnfinishedRecording {
+    pub call: u64,
+    pub path: PathBuf,
+    /// An earlier start already logged why it could not be finished (its file missing, say).
+    /// It is tried again at each start, as the file may come back (a volume mounted late),
+    /// but the reason is not logged again.
+    pub failure_logged: bool,
 }
 
 /// Calls left open by a crash or `kill -9` are closed as `gateway_restarted` at their last
@@ -171,14 +182,18 @@ pub fn recover_after_crash(conn: &mut Connection, now_ms: i64) -> anyhow::Result
     // A recording's path is logged when its file is created, its digest when it is finished.
     let unfinished = {
         let mut stmt = tx.prepare(
-            "SELECT id, recording_path FROM calls
+            "SELECT id, recording_path,
+                    EXISTS (SELECT 1 FROM call_events e
+                            WHERE e.call = calls.id AND e.kind = 'recording_failed')
+             FROM calls
              WHERE recording_path IS NOT NULL AND recording_sha256 IS NULL ORDER BY id",
         )?;
         stmt.query_map([], |r| {
-            Ok((
-                r.get::<_, i64>(0)? as u64,
-                PathBuf::from(r.get::<_, String>(1)?),
-            ))
+            Ok(UnfinishedRecording {
+                call: r.get::<_, i64>(0)? as u64,
+                path: PathBuf::from(r.get::<_, String>(1)?),
+                failure_logged: r.get(2)?,
+            })
         })?
         .collect::<Result<_, _>>()?
     };
@@ -215,13 +230,24 @@ mod tests {
             )
             .expect("insert");
         }
+        // An earlier start already said why call 2's recording could not be finished.
+        conn.execute(
+            "INSERT INTO call_events (call, at, kind, detail) VALUES (2, 6, 'recording_failed', 'gone')",
+            [],
+        )
+        .expect("event");
         let recovery = recover_after_crash(&mut conn, 10).expect("recover");
         assert_eq!(recovery.next_call_ref, 5);
+        let unfinished = |call, path: &str, failure_logged| UnfinishedRecording {
+            call,
+            path: PathBuf::from(path),
+            failure_logged,
+        };
         assert_eq!(
             recovery.unfinished,
             vec![
-                (1, PathBuf::from("/rec/call-1.wav")),
-                (2, PathBuf::from("/rec/call-2.wav"))
+                unfinished(1, "/rec/call-1.wav", false),
+                unfinished(2, "/rec/call-2.wav", true)
             ]
         );
         let reason: String = conn

@@ -129,7 +129,7 @@ impl MediaManager {
         settings: &Settings,
         events: mpsc::Sender<MediaEventOut>,
         calllog: CallLog,
-        unfinished: Vec<(u64, PathBuf)>,
+        unfinished: Vec<crate::calllog::UnfinishedRecording>,
     ) -> Self {
         let started = SystemTime::now();
         let repair = recorder::start_repair(

@@ -35,7 +35,7 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use sha2::{Digest, Sha256};
 use siaga_media::wav::{DATA_SIZE_OFFSET, HEADER_LEN, PcmFormat, RIFF_SIZE_OFFSET};
 
-use crate::calllog::{self, CallLog, Write};
+use crate::calllog::{self, CallLog, UnfinishedRecording, Write};
 
 /// Recordings are 8 kHz stereo 16-bit: 4 bytes per frame.
 const FORMAT: PcmFormat = PcmFormat::STEREO_8K;
@@ -665,27 +665,29 @@ fn log_repaired(calllog: &CallLog, r: &Checked) {
 }
 
 /// Finishes one recording a crash interrupted: its header right, then its path, SHA-256 and
-/// duration in the call's row and a `recording_recovered` event in its timeline.
-fn finish_unfinished(calllog: &CallLog, call: u64, path: &Path) {
+/// duration in the call's row and a `recording_recovered` event in its timeline. One that
+/// cannot be finished is logged once (`recording_failed`) and tried again at the next start.
+fn finish_unfinished(calllog: &CallLog, unfinished: &UnfinishedRecording) {
+    let UnfinishedRecording {
+        call,
+        ref path,
+        failure_logged,
+    } = *unfinished;
+    let fail = |why: &str| {
+        if !failure_logged {
+            failed(calllog, call, path, why);
+        }
+    };
     let len = match std::fs::metadata(path) {
         Ok(meta) => meta.len(),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            failed(
-                calllog,
-                call,
-                path,
-                "interrupted by a gateway stop (crash or kill) and the file no longer exists",
-            );
-            calllog.send(Write::RecordingLost { call });
+            fail("interrupted by a gateway stop (crash or kill) and the file no longer exists");
             return;
         }
         Err(e) => {
-            failed(
-                calllog,
-                call,
-                path,
-                &format!("interrupted by a gateway stop (crash or kill); cannot read: {e}"),
-            );
+            fail(&format!(
+                "interrupted by a gateway stop (crash or kill); cannot read: {e}"
+            ));
             return;
         }
     };
@@ -702,7 +704,7 @@ fn finish_unfinished(calllog: &CallLog, call: u64, path: &Path) {
     let sha256 = match sha256_file(path) {
         Ok(digest) => Some(digest),
         Err(e) => {
-            failed(calllog, call, path, &format!("cannot hash: {e}"));
+            fail(&format!("cannot hash: {e}"));
             None
         }
     };
@@ -735,7 +737,7 @@ fn finish_unfinished(calllog: &CallLog, call: u64, path: &Path) {
 pub(crate) fn start_repair(
     root: PathBuf,
     before: SystemTime,
-    unfinished: Vec<(u64, PathBuf)>,
+    unfinished: Vec<UnfinishedRecording>,
     calllog: CallLog,
 ) -> Option<JoinHandle<()>> {
     std::thread::Builder::new()
@@ -744,8 +746,8 @@ pub(crate) fn start_repair(
             for r in repair_recordings(&root, before) {
                 log_repaired(&calllog, &r);
             }
-            for (call, path) in unfinished {
-                finish_unfinished(&calllog, call, &path);
+            for recording in &unfinished {
+                finish_unfinished(&calllog, recording);
             }
         })
         .map_err(|e| tracing::error!(error = %e, "cannot start the recording repair thread"))

@@ -35,7 +35,7 @@ struct Harness {
     calllog: CallLog,
     _log_writer: LogWriter,
     /// What the call log listed as unfinished at start (handed to the manager).
-    unfinished: Vec<(u64, PathBuf)>,
+    unfinished: Vec<crate::calllog::UnfinishedRecording>,
 }
 
 struct Finished {
@@ -983,11 +983,14 @@ async fn recordings_left_by_a_crash_are_repaired_and_recovered_at_start() {
 
     let mut h = Harness::with(dir, (32600, 32699), Duration::from_secs(30));
     assert_eq!(
-        h.unfinished,
+        h.unfinished
+            .iter()
+            .map(|u| (u.call, u.path.clone(), u.failure_logged))
+            .collect::<Vec<_>>(),
         vec![
-            (1, killed.clone()),
-            (2, interrupted.clone()),
-            (5, gone.clone())
+            (1, killed.clone(), false),
+            (2, interrupted.clone(), false),
+            (5, gone.clone(), false)
         ],
         "the call log lists the recordings that never got a digest"
     );
@@ -1047,12 +1050,22 @@ async fn recordings_left_by_a_crash_are_repaired_and_recovered_at_start() {
     );
     assert_eq!(
         recording_of(&done.db, 5),
-        (None, None, None),
-        "no file: the row keeps no path, the event does"
+        (Some(gone.display().to_string()), None, None),
+        "the evidence's path stays in the row"
     );
-    // The next start has nothing left to finish: the lost recording is not reported again.
-    let again = Harness::with(done.dir, (32600, 32699), Duration::from_secs(30));
-    assert_eq!(again.unfinished, vec![]);
+    // The next start tries again (the file may come back) without logging the loss again.
+    let mut again = Harness::with(done.dir, (32600, 32699), Duration::from_secs(30));
+    assert_eq!(
+        again
+            .unfinished
+            .iter()
+            .map(|u| (u.call, u.failure_logged))
+            .collect::<Vec<_>>(),
+        vec![(5, true)]
+    );
+    again.manager.wait_for_repair();
+    let done = again.finish().await;
+    assert_eq!(done.events("recording_failed").len(), 1, "logged once");
 }
 
 #[tokio::test]
