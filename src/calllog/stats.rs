@@ -99,7 +99,7 @@ pub fn stats(conn: &Connection, window: Window) -> rusqlite::Result<Stats> {
     let transfers = conn.query_row(
         &format!(
             "SELECT count(*) FROM call_events e JOIN calls ON calls.id = e.call
-             WHERE {IN_WINDOW} AND e.kind = 'transfer_done'"
+             WHERE {IN_WINDOW} AND calls.kind = 'emergency' AND e.kind = 'transfer_done'"
         ),
         bounds,
         |r| r.get(0),
@@ -119,15 +119,15 @@ pub fn stats(conn: &Connection, window: Window) -> rusqlite::Result<Stats> {
     })
 }
 
-/// The route name and the reason of a `route` timeline event's text.
+/// The route name and the reason of a `route` timeline event's text,
+/// `route "NAME" (WHY)` with maybe `, URGENT`; read from the right, as a route name may hold
+/// quotes or brackets and the reasons never do.
 fn route_and_reason(detail: &str) -> (String, String) {
-    let mut quoted = detail.split('"');
-    let route = quoted.nth(1).unwrap_or("?").to_owned();
-    let rest = quoted.collect::<Vec<_>>().join("\"");
-    let why = rest
-        .split_once('(')
-        .and_then(|(_, r)| r.split_once(')'))
-        .map_or("?", |(why, _)| why);
+    let body = detail.strip_prefix("route \"").unwrap_or(detail);
+    let (route, rest) = body.rsplit_once("\" (").unwrap_or((body, ""));
+    let (why, rest) = rest.rsplit_once(')').unwrap_or(("?", ""));
+    let why = if why.is_empty() { "?" } else { why };
+    let route = route.to_owned();
     let urgent = if rest.contains("URGENT") && !why.contains("urgent") {
         ", urgent"
     } else {
@@ -208,7 +208,12 @@ pub fn parse_utc(text: &str) -> Option<i64> {
         None => (text, None),
     };
     let mut parts = date.split('-');
-    let year: i64 = parts.next()?.parse().ok()?;
+    // Four-digit years only: no arithmetic below can overflow, and no audit needs more.
+    let year: i64 = parts
+        .next()
+        .filter(|y| y.len() == 4 && y.bytes().all(|b| b.is_ascii_digit()))?
+        .parse()
+        .ok()?;
     let month: i64 = parts.next()?.parse().ok()?;
     let day: i64 = parts.next()?.parse().ok()?;
     if parts.next().is_some() || !(1..=12).contains(&month) || !(1..=31).contains(&day) {
@@ -254,6 +259,8 @@ mod tests {
             "28-11-2026",
             "2026-11-28T24:00",
             "yesterday",
+            "300000000-01-01",
+            "-001-01-01",
         ] {
             assert_eq!(parse_utc(bad), None, "{bad}");
         }
@@ -268,6 +275,109 @@ mod tests {
         assert_eq!(
             route_and_reason("route \"silent\" (silent caller, urgent), URGENT"),
             ("silent".to_owned(), "silent caller, urgent".to_owned())
+        );
+        assert_eq!(
+            route_and_reason("route \"desk \"A\" (night)\" (no input), URGENT"),
+            (
+                "desk \"A\" (night)".to_owned(),
+                "no input, urgent".to_owned()
+            )
+        );
+    }
+
+    #[test]
+    fn a_periods_figures_count_only_its_calls() {
+        let dir = tempfile::tempdir().expect("dir");
+        let conn = crate::calllog::open(&dir.path().join("siaga.db")).expect("db");
+        // (id, kind, started, end reason)
+        let calls = [
+            (1, "emergency", 1_000, Some("caller_hung_up")),
+            (2, "emergency", 2_000, Some("agency_hung_up")),
+            (3, "emergency", 3_000, Some("abandoned_waiting_for_agency")),
+            (4, "emergency", 4_000, None),
+            (5, "test", 5_000, Some("test_call_ended")),
+            (6, "emergency", 10_000, Some("abandoned_in_ivr")),
+            (7, "emergency", 999, Some("abandoned_before_answer")),
+        ];
+        for (id, kind, started, end) in calls {
+            conn.execute(
+                "INSERT INTO calls (id, call_id, started_at, ended_at, kind, dialled, source,
+                    transport, end_reason)
+                 VALUES (?1, 'c', ?2, ?3, ?4, '112', '127.0.0.1:5060', 'udp', ?5)",
+                params![id, started, end.map(|_| started + 60_000), kind, end],
+            )
+            .expect("call");
+        }
+        let events = [
+            (1, 1_500, "route", "route \"police\" (chosen by key)"),
+            (1, 3_000, "agency_answered", "leg B1"),
+            (
+                1,
+                4_000,
+                "transfer_done",
+                "caller moved from leg B1 to leg B2",
+            ),
+            (1, 9_000, "agency_answered", "leg B2"),
+            (
+                2,
+                2_500,
+                "route",
+                "route \"silent\" (silent caller, urgent), URGENT",
+            ),
+            (2, 12_000, "agency_answered", "leg B1"),
+            (3, 3_500, "route", "route \"calltakers\" (no input)"),
+            (5, 5_500, "transfer_done", "a test call"),
+            (6, 10_500, "route", "route \"fire\" (chosen by key)"),
+        ];
+        for (call, at, kind, detail) in events {
+            conn.execute(
+                "INSERT INTO call_events (call, at, kind, detail) VALUES (?1, ?2, ?3, ?4)",
+                params![call, at, kind, detail],
+            )
+            .expect("event");
+        }
+        let s = stats(
+            &conn,
+            Window {
+                from_ms: Some(1_000),
+                to_ms: Some(10_000),
+            },
+        )
+        .expect("stats");
+        let pairs = |v: &[(&str, i64)]| -> Vec<(String, i64)> {
+            v.iter().map(|&(k, n)| (k.to_owned(), n)).collect()
+        };
+        assert_eq!(s.calls, 5);
+        assert_eq!(s.by_kind, pairs(&[("emergency", 4), ("test", 1)]));
+        assert_eq!(s.emergency, 4);
+        assert_eq!(s.reached_agency, 2);
+        // From each call's start to its first agency answer: 2.0 s and 10.0 s.
+        assert_eq!(
+            (s.answer_ms_median, s.answer_ms_p90),
+            (Some(2_000), Some(10_000))
+        );
+        assert_eq!(s.call_backs, 1);
+        assert_eq!(
+            s.end_reasons,
+            pairs(&[
+                ("abandoned_waiting_for_agency", 1),
+                ("agency_hung_up", 1),
+                ("caller_hung_up", 1),
+                ("in progress", 1),
+            ])
+        );
+        let route = |r: &str, why: &str| (r.to_owned(), why.to_owned(), 1);
+        assert_eq!(
+            s.first_routes,
+            vec![
+                route("calltakers", "no input"),
+                route("police", "chosen by key"),
+                route("silent", "silent caller, urgent"),
+            ]
+        );
+        assert_eq!(
+            s.transfers, 1,
+            "the test call's transfer is not an emergency's"
         );
     }
 

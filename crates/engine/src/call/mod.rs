@@ -60,14 +60,20 @@ impl EndReason {
     /// Whether an emergency call that ended this way may have left a caller without help, so
     /// the centre calls back (unless an agency had answered it).
     pub fn calls_for_call_back(self) -> bool {
-        matches!(
-            self,
+        // Exhaustive on purpose: a new reason must be placed on one side.
+        match self {
             EndReason::AbandonedBeforeAnswer
-                | EndReason::AbandonedInIvr
-                | EndReason::AbandonedWaitingForAgency
-                | EndReason::NoAck
-                | EndReason::TransportError
-        )
+            | EndReason::AbandonedInIvr
+            | EndReason::AbandonedWaitingForAgency
+            | EndReason::NoAck
+            | EndReason::TransportError => true,
+            EndReason::CallerHungUp
+            | EndReason::GatewayHungUp
+            | EndReason::NotEmergency
+            | EndReason::RefusedDraining
+            | EndReason::TestCallEnded
+            | EndReason::AgencyHungUp => false,
+        }
     }
 
     pub fn as_str(self) -> &'static str {
@@ -247,4 +253,31 @@ pub fn contact_for(flow: Flow) -> String {
         "<sip:siaga@{}{transport}>",
         crate::sip::build::host_port(flow.local)
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::EndReason;
+
+    /// `ALL` holds every reason once. The match stops compiling when a reason is added; giving
+    /// the new one its number then fails this test until `ALL` lists it too.
+    #[test]
+    fn all_lists_every_reason_once() {
+        let number = |reason: EndReason| match reason {
+            EndReason::AbandonedBeforeAnswer => 0,
+            EndReason::CallerHungUp => 1,
+            EndReason::GatewayHungUp => 2,
+            EndReason::NoAck => 3,
+            EndReason::TransportError => 4,
+            EndReason::NotEmergency => 5,
+            EndReason::RefusedDraining => 6,
+            EndReason::TestCallEnded => 7,
+            EndReason::AgencyHungUp => 8,
+            EndReason::AbandonedWaitingForAgency => 9,
+            EndReason::AbandonedInIvr => 10,
+        };
+        let mut listed: Vec<usize> = EndReason::ALL.iter().map(|&r| number(r)).collect();
+        listed.sort_unstable();
+        assert_eq!(listed, (0..=10).collect::<Vec<_>>());
+    }
 }
