@@ -163,6 +163,7 @@ pub async fn run(
     for (i, l) in bound.tcp.into_iter().enumerate() {
         tokio::spawn(transport::tcp_acceptor(l, net_tx.clone(), i as u64 + 1));
     }
+    crate::memory::spawn_trimmer();
     let mut media = MediaManager::new(&settings, media_tx, calllog.clone(), recovery.unfinished);
     let mut out = Outputs {
         udp: udp_by_local,

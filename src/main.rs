@@ -4,6 +4,7 @@ mod calllog;
 mod config;
 mod gateway;
 mod media;
+mod memory;
 mod plan;
 mod transport;
 
