@@ -29,7 +29,7 @@ use crate::io::{Direction, Flow, MediaCommand, PlaybackId, Transport};
 use crate::sip::build::{self, ALLOW, Body, DialogRequest, ResponseExtras};
 use crate::sip::parse::{self, Inbound};
 use crate::transaction::ServerTxKey;
-use crate::transaction::client::{ClientInviteTx, ClientNonInviteTx, ResponseVerdict};
+use crate::transaction::client::{ClientInviteTx, ResponseVerdict};
 use crate::transaction::server::ServerNonInviteTx;
 
 /// Where agency targets are on the network, resolved by the shell (DNS and the local address
@@ -1003,24 +1003,8 @@ impl Engine {
                     branch,
                     method: "BYE",
                 };
-                let tx = ClientNonInviteTx::new(
-                    self.now,
-                    self.cfg.timers,
-                    reliability(flow),
-                    bytes.clone(),
-                );
-                self.client_txs.insert(
-                    key.clone(),
-                    ClientTxEntry {
-                        tx: ClientTx::NonInvite(tx),
-                        flow,
-                        call: call_ref,
-                        leg: LegId::Agency(n),
-                        purpose: ClientPurpose::Stray,
-                    },
-                );
-                self.transmit_leg(Some(call_ref), LegId::Agency(n), flow, bytes);
-                self.reschedule_client(&key);
+                let leg = LegId::Agency(n);
+                self.send_non_invite(key, call_ref, leg, ClientPurpose::Stray, flow, bytes);
             } else {
                 self.transmit_leg(Some(call_ref), LegId::Agency(n), flow, bytes);
             }
@@ -1082,28 +1066,13 @@ impl Engine {
                 "CANCEL" => ClientPurpose::Cancel,
                 _ => ClientPurpose::Notify,
             };
-            let tx =
-                ClientNonInviteTx::new(self.now, self.cfg.timers, reliability(flow), bytes.clone());
-            self.client_txs.insert(
-                ClientTxKey {
-                    branch: branch.clone(),
-                    method,
-                },
-                ClientTxEntry {
-                    tx: ClientTx::NonInvite(tx),
-                    flow,
-                    call: call_ref,
-                    leg: LegId::Agency(n),
-                    purpose,
-                },
-            );
-        }
-        self.transmit_leg(Some(call_ref), LegId::Agency(n), flow, bytes);
-        if with_tx {
-            self.reschedule_client(&ClientTxKey {
+            let key = ClientTxKey {
                 branch: branch.clone(),
                 method,
-            });
+            };
+            self.send_non_invite(key, call_ref, LegId::Agency(n), purpose, flow, bytes);
+        } else {
+            self.transmit_leg(Some(call_ref), LegId::Agency(n), flow, bytes);
         }
         Some(branch)
     }
@@ -1172,20 +1141,15 @@ impl Engine {
             branch: leg.invite_branch.clone(),
             method: "CANCEL",
         };
-        let tx =
-            ClientNonInviteTx::new(self.now, self.cfg.timers, reliability(flow), bytes.clone());
-        self.client_txs.insert(
-            cancel_key.clone(),
-            ClientTxEntry {
-                tx: ClientTx::NonInvite(tx),
-                flow,
-                call: call_ref,
-                leg: LegId::Agency(n),
-                purpose: ClientPurpose::Cancel,
-            },
+        let leg = LegId::Agency(n);
+        self.send_non_invite(
+            cancel_key,
+            call_ref,
+            leg,
+            ClientPurpose::Cancel,
+            flow,
+            bytes,
         );
-        self.transmit_leg(Some(call_ref), LegId::Agency(n), flow, bytes);
-        self.reschedule_client(&cancel_key);
     }
 
     /// A cancelled leg whose INVITE never ended: drop its transaction and forget it.

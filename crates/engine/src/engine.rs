@@ -1368,6 +1368,33 @@ impl Engine {
         self.reschedule_client(&key);
     }
 
+    /// Sends a request under a new client non-INVITE transaction (RFC 3261 §17.1.2), which
+    /// retransmits it until answered or timed out.
+    pub(crate) fn send_non_invite(
+        &mut self,
+        key: ClientTxKey,
+        call: CallRef,
+        leg: LegId,
+        purpose: ClientPurpose,
+        flow: Flow,
+        bytes: Vec<u8>,
+    ) {
+        let tx =
+            ClientNonInviteTx::new(self.now, self.cfg.timers, reliability(flow), bytes.clone());
+        self.client_txs.insert(
+            key.clone(),
+            ClientTxEntry {
+                tx: ClientTx::NonInvite(tx),
+                flow,
+                call,
+                leg,
+                purpose,
+            },
+        );
+        self.transmit_leg(Some(call), leg, flow, bytes);
+        self.reschedule_client(&key);
+    }
+
     pub(crate) fn reschedule_client(&mut self, key: &ClientTxKey) {
         let (deadline, done) = match self.client_txs.get(key) {
             Some(e) => (e.tx.next_deadline(), e.tx.is_terminated()),
@@ -1420,29 +1447,23 @@ impl Engine {
                 };
                 call.pending_end = Some(reason);
                 let flow = call.flow;
-                let tx =
-                    ClientNonInviteTx::new(now, self.cfg.timers, reliability(flow), bytes.clone());
                 let key = ClientTxKey {
                     branch,
                     method: "BYE",
                 };
-                self.client_txs.insert(
-                    key.clone(),
-                    ClientTxEntry {
-                        tx: ClientTx::NonInvite(tx),
-                        flow,
-                        call: call_ref,
-                        leg: LegId::Caller,
-                        purpose: ClientPurpose::Bye,
-                    },
+                self.send_non_invite(
+                    key,
+                    call_ref,
+                    LegId::Caller,
+                    ClientPurpose::Bye,
+                    flow,
+                    bytes,
                 );
-                self.transmit(Some(call_ref), flow, bytes);
                 self.media(MediaCommand::Release {
                     call: call_ref,
                     leg: LegId::Caller,
                 });
                 self.release_agency_legs(now, call_ref);
-                self.reschedule_client(&key);
                 self.reschedule_call(call_ref);
             }
         }
