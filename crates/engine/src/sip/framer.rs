@@ -150,6 +150,19 @@ mod tests {
 
     const MSG: &[u8] = b"OPTIONS sip:112@gw SIP/2.0\r\nContent-Length: 5\r\n\r\nhello";
 
+    /// Every frame of `stream` delivered `chunk` bytes at a time.
+    fn frames_in_chunks(stream: &[u8], chunk: usize) -> Vec<Frame> {
+        let mut framer = StreamFramer::new();
+        let mut frames = Vec::new();
+        for piece in stream.chunks(chunk) {
+            framer.push(piece);
+            while let Some(f) = framer.next_frame().expect("frame") {
+                frames.push(f);
+            }
+        }
+        frames
+    }
+
     #[test]
     fn messages_split_at_any_chunk_boundary() {
         let mut stream = Vec::new();
@@ -157,14 +170,7 @@ mod tests {
         stream.extend_from_slice(b"\r\n\r\n");
         stream.extend_from_slice(MSG);
         for chunk in 1..stream.len() {
-            let mut framer = StreamFramer::new();
-            let mut frames = Vec::new();
-            for piece in stream.chunks(chunk) {
-                framer.push(piece);
-                while let Some(f) = framer.next_frame().expect("frame") {
-                    frames.push(f);
-                }
-            }
+            let frames = frames_in_chunks(&stream[..], chunk);
             assert_eq!(
                 frames,
                 vec![
@@ -181,14 +187,7 @@ mod tests {
     fn a_ping_after_a_stray_cr_is_seen_whatever_the_segmentation() {
         let stream = b"\r\n\r\r\n\r\nOPTIONS sip:112@gw SIP/2.0\r\nContent-Length: 0\r\n\r\n";
         for chunk in 1..stream.len() {
-            let mut framer = StreamFramer::new();
-            let mut frames = Vec::new();
-            for piece in stream.chunks(chunk) {
-                framer.push(piece);
-                while let Some(f) = framer.next_frame().expect("frame") {
-                    frames.push(f);
-                }
-            }
+            let frames = frames_in_chunks(&stream[..], chunk);
             assert_eq!(
                 frames.first(),
                 Some(&Frame::KeepAlivePing),
