@@ -6,6 +6,8 @@ use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 use siaga_engine::call::EndReason;
 
+use super::schema::GATEWAY_RESTARTED;
+
 #[derive(Debug, Serialize)]
 pub struct CallRow {
     pub id: i64,
@@ -106,9 +108,6 @@ pub struct ListFilter {
     /// answered: the centre's call-back list.
     pub call_backs: bool,
 }
-
-/// The end reason recovery writes for calls a crash left open (not an engine reason).
-pub const GATEWAY_RESTARTED: &str = "gateway_restarted";
 
 /// The end reason names a supervisor may filter on.
 pub fn known_end_reasons() -> Vec<&'static str> {

@@ -139,6 +139,9 @@ pub struct UnfinishedRecording {
     pub failure_logged: bool,
 }
 
+/// The end reason of calls a crash left open (recovery writes it, not the engine).
+pub const GATEWAY_RESTARTED: &str = "gateway_restarted";
+
 /// Calls left open by a crash or `kill -9` are closed as `gateway_restarted` at their last
 /// recorded activity, so no call is left looking as if it were still going. Returns the first
 /// free call reference and the recordings that were never finished.
@@ -160,10 +163,10 @@ pub fn recover_after_crash(conn: &mut Connection, now_ms: i64) -> anyhow::Result
             |r| r.get(0),
         )?;
         tx.execute(
-            "UPDATE calls SET ended_at = ?2, end_reason = 'gateway_restarted',
+            "UPDATE calls SET ended_at = ?2, end_reason = ?3,
                 end_detail = 'the gateway stopped during the call (crash or kill); ended at its last recorded activity'
              WHERE id = ?1",
-            params![id, last],
+            params![id, last, GATEWAY_RESTARTED],
         )?;
     }
     if !open_calls.is_empty() {
