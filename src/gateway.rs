@@ -198,13 +198,15 @@ pub async fn run(
                 draining_since = Some(Instant::now());
                 engine.handle_input(Instant::now(), Input::Drain);
             }
-                        _ = hangup.recv() => {
+            _ = hangup.recv() => {
                 let files = settings.dialplans.clone();
                 let listeners = listeners.clone();
                 let done = reloaded_tx.clone();
                 tokio::task::spawn_blocking(move || {
-                    let result = crate::plan::load(&files)
-                        .map(|plan| { let directory = directory_for(&plan, &listeners); (plan, directory) });
+                    let result = crate::plan::load(&files).map(|plan| {
+                        let directory = directory_for(&plan, &listeners);
+                        (plan, directory)
+                    });
                     let _ = done.blocking_send(result);
                 });
             }
