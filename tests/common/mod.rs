@@ -275,12 +275,19 @@ pub fn end_reasons(db: &rusqlite::Connection) -> Vec<(String, i64)> {
 }
 
 pub fn assert_sipp_ok(out: &Output, what: &str) {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    // The usual reason on a developer's machine; say it first instead of under the screen dump.
+    let hint = if stderr.contains("Can't create raw") {
+        "\nSIPp could not open a raw socket for play_pcap_audio: run the tests as root, or \
+         `sudo setcap cap_net_raw+ep \"$(command -v sipp)\"`"
+    } else {
+        ""
+    };
     assert!(
         out.status.success(),
-        "{what}: sipp exit {:?}\nstdout tail:\n{}\nstderr:\n{}",
+        "{what}: sipp exit {:?}{hint}\nstdout tail:\n{}\nstderr:\n{stderr}",
         out.status.code(),
         tail(&String::from_utf8_lossy(&out.stdout), 30),
-        String::from_utf8_lossy(&out.stderr)
     );
 }
 
