@@ -378,13 +378,18 @@ impl Leg {
             };
             let codec = self.stream_codec;
             let pcm = self.tx_pcm.get_mut(..samples).unwrap_or_default();
-            let relayed = self
-                .relay_in
-                .as_ref()
-                .is_some_and(|buf| lock(buf).mix_into(pcm));
-            if relayed {
-                // Relayed audio joins the stream: re-encode the payload in our peer's law.
-                if let Some(payload) = self.tx_buf.get_mut(FIXED_HEADER_LEN..len) {
+            let payload = self
+                .tx_buf
+                .get_mut(FIXED_HEADER_LEN..len)
+                .unwrap_or_default();
+            if let Some(buf) = self.relay_in.as_ref() {
+                let mut buf = lock(buf);
+                if self.playing.is_none() && buf.law() == Some(codec) {
+                    // Same law and only our silence in the frame: the peer's codes go out as
+                    // they came, with no decoding or re-encoding.
+                    buf.copy_into(payload);
+                } else if buf.mix_into(pcm) {
+                    // Relayed audio joins a prompt, or changes law: re-encode the payload.
                     codec.encode(pcm, payload);
                 }
             }
@@ -471,6 +476,16 @@ impl Leg {
             // Comfort noise (13) or a codec we did not negotiate: leave silence.
             return;
         };
+        if let Some(to_peer) = self.relay_out.as_ref() {
+            lock(to_peer).push(codec, packet.payload);
+        }
+        // In-band keys matter to the IVR; once an agency is on the line the tones reach it as
+        // audio, so the detector (a few µs per packet) rests.
+        let detecting = self.inband.is_some() && self.relay_out.is_none();
+        if self.recording.is_none() && !detecting {
+            // An agency's leg: its audio was relayed as codes; nothing here needs it decoded.
+            return;
+        }
         let samples = codec.decode(packet.payload, &mut self.rx_pcm[..]);
         let pcm = self.rx_pcm.get(..samples).unwrap_or_default();
         if let Some(rec) = self.recording.as_mut() {
@@ -485,13 +500,8 @@ impl Leg {
                 pcm,
             );
         }
-        if let Some(to_peer) = self.relay_out.as_ref() {
-            lock(to_peer).push(pcm);
-        }
-        // In-band keys matter to the IVR; once an agency is on the line the tones reach it as
-        // audio, so the detector (a few µs per packet) rests.
         let mut found: Vec<DtmfEvent> = Vec::new();
-        if let Some(detector) = self.inband.as_mut().filter(|_| self.relay_out.is_none()) {
+        if let Some(detector) = self.inband.as_mut().filter(|_| detecting) {
             detector.feed(pcm, now, |event| found.push(event));
         }
         for event in found {

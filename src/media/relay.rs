@@ -1,13 +1,17 @@
 //! Audio relayed between the two legs of a bridged call.
 //!
-//! Each leg decodes what its peer sends and writes the linear samples into the other leg's
-//! play-out buffer (no allocation, no wake-up per packet). The receiving leg re-encodes them
-//! into its own peer's codec and packet time, inside its own continuous outbound stream, so
-//! the two sides may use different laws and ptimes. A small play-out buffer absorbs the
+//! Each leg writes the G.711 codes its peer sends, as they arrive, into the other leg's
+//! play-out buffer (no allocation, no wake-up per packet). The receiving leg takes them at
+//! its own pacing ticks, inside its own continuous outbound stream, so the two sides may use
+//! different packet times. When its peer uses the same law and no prompt of ours is playing,
+//! the codes go out unchanged; otherwise they are decoded and mixed (another law, or a prompt
+//! over the relayed audio) and the frame is re-encoded. A small play-out buffer absorbs the
 //! difference between the two packet clocks.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
+
+use siaga_media::Codec;
 
 /// One leg's play-out buffer, written when the peer leg receives and read when this leg
 /// sends. Both legs of a call run on the same reactor, so the lock is never contended.
@@ -27,64 +31,97 @@ const PRIME: usize = 160;
 /// Most audio held (200 ms): beyond it the oldest is dropped, so delay cannot build up.
 const MAX_HELD: usize = 1600;
 
-/// The play-out buffer of one leg's relayed audio.
+/// The play-out buffer of one leg's relayed audio: G.711 codes (one per sample) in the law
+/// the peer sent.
 #[derive(Debug)]
 pub(super) struct RelayBuffer {
-    samples: VecDeque<i16>,
+    codes: VecDeque<u8>,
+    law: Option<Codec>,
     primed: bool,
 }
 
 impl Default for RelayBuffer {
     fn default() -> Self {
         RelayBuffer {
-            samples: VecDeque::with_capacity(MAX_HELD + RELAY_FRAME),
+            codes: VecDeque::with_capacity(MAX_HELD + RELAY_FRAME),
+            law: None,
             primed: false,
         }
     }
 }
 
-/// `out[i] += src[i]`, saturating, over the shorter of the two.
-fn add_saturating(out: &mut [i16], src: &[i16]) {
-    for (slot, &s) in out.iter_mut().zip(src) {
-        *slot = slot.saturating_add(s);
-    }
-}
-
 impl RelayBuffer {
-    pub(super) fn push(&mut self, samples: &[i16]) {
-        self.samples.extend(samples.iter().copied());
-        if self.samples.len() > MAX_HELD {
-            let excess = self.samples.len() - MAX_HELD;
-            self.samples.drain(..excess);
+    /// Queues one packet's codes.
+    pub(super) fn push(&mut self, law: Codec, codes: &[u8]) {
+        if self.law != Some(law) {
+            // The peer changed law (a re-INVITE): what is held is in the old one.
+            self.clear();
+            self.law = Some(law);
+        }
+        self.codes.extend(codes);
+        if self.codes.len() > MAX_HELD {
+            let excess = self.codes.len() - MAX_HELD;
+            self.codes.drain(..excess);
         }
     }
 
-    /// Adds the next `out.len()` samples into `out` (saturating, so a prompt playing at the
-    /// same time is mixed, not replaced). Returns whether any relayed audio was added.
-    pub(super) fn mix_into(&mut self, out: &mut [i16]) -> bool {
+    /// The law of the held codes.
+    pub(super) fn law(&self) -> Option<Codec> {
+        self.law
+    }
+
+    /// How many held codes the next frame of `frame_len` samples plays, after priming.
+    fn take(&mut self, frame_len: usize) -> usize {
         if !self.primed {
-            if self.samples.len() < out.len() + PRIME {
-                return false;
+            if self.codes.len() < frame_len + PRIME {
+                return 0;
             }
             self.primed = true;
         }
-        if self.samples.len() < out.len() {
+        if self.codes.len() < frame_len {
             // Ran dry: play what is left, then wait to re-prime.
             self.primed = false;
         }
-        let n = out.len().min(self.samples.len());
-        // The held samples are at most two contiguous runs: add them run by run (a loop the
-        // compiler vectorises), then drop them from the front.
-        let (first, second) = self.samples.as_slices();
-        let (out_first, out_second) = out.split_at_mut(first.len().min(n));
-        add_saturating(out_first, first);
-        add_saturating(out_second, second);
-        self.samples.drain(..n);
+        frame_len.min(self.codes.len())
+    }
+
+    /// Copies the next codes unchanged over the start of `payload` (a frame of our silence
+    /// in the same law, so a short buffer leaves silence after them). Returns whether any
+    /// relayed audio was copied.
+    pub(super) fn copy_into(&mut self, payload: &mut [u8]) -> bool {
+        let n = self.take(payload.len());
+        // The held codes are at most two contiguous runs.
+        let (first, second) = self.codes.as_slices();
+        let from_first = first.len().min(n);
+        let (out_first, out_second) = payload.split_at_mut(from_first);
+        out_first.copy_from_slice(&first[..from_first]);
+        let from_second = n - from_first;
+        if let (Some(out), Some(src)) =
+            (out_second.get_mut(..from_second), second.get(..from_second))
+        {
+            out.copy_from_slice(src);
+        }
+        self.codes.drain(..n);
+        n > 0
+    }
+
+    /// Decodes the next `pcm.len()` samples and adds them into `pcm` (saturating, so a
+    /// prompt playing at the same time is mixed, not replaced). Returns whether any relayed
+    /// audio was added.
+    pub(super) fn mix_into(&mut self, pcm: &mut [i16]) -> bool {
+        let Some(law) = self.law else {
+            return false;
+        };
+        let n = self.take(pcm.len());
+        for (slot, &code) in pcm.iter_mut().zip(self.codes.iter().take(n)) {
+            *slot = slot.saturating_add(law.decode_sample(code));
+        }
+        self.codes.drain(..n);
         n > 0
     }
 
     pub(super) fn clear(&mut self) {
-        self.samples.clear();
+        self.codes.clear();
         self.primed = false;
     }
 }
@@ -93,44 +130,102 @@ impl RelayBuffer {
 mod tests {
     use super::*;
 
-    #[test]
-    fn twenty_ms_in_thirty_ms_out_keeps_every_sample_in_order() {
+    /// 600 ms of 20 ms packets in and 30 ms frames out, interleaved by time, through `take`.
+    fn relay_20_in_30_out(mut take: impl FnMut(&mut RelayBuffer) -> Vec<u8>) -> Vec<u8> {
         let mut buf = RelayBuffer::default();
-        let mut next_in = 0i16;
+        let mut next_in = 0u8;
         let mut out_all = Vec::new();
-        // 600 ms: 30 packets of 20 ms in, 20 of 30 ms out, interleaved by time.
         for ms in 0..600 {
             if ms % 20 == 0 {
-                let packet: Vec<i16> = (0..160).map(|i| next_in + i).collect();
-                next_in += 160;
-                buf.push(&packet);
+                let packet: Vec<u8> = (0..160)
+                    .map(|_| {
+                        next_in = next_in.wrapping_add(1);
+                        next_in
+                    })
+                    .collect();
+                buf.push(Codec::Pcma, &packet);
             }
             if ms % 30 == 29 {
-                let mut frame = [0i16; 240];
-                buf.mix_into(&mut frame);
-                out_all.extend_from_slice(&frame);
+                out_all.extend(take(&mut buf));
             }
         }
-        let audio: Vec<i16> = out_all.iter().copied().skip_while(|&s| s == 0).collect();
+        out_all
+    }
+
+    /// Apart from priming silence, the stream is the input, contiguous.
+    fn assert_in_order(out: &[u8], silence: u8) {
+        let audio: Vec<u8> = out.iter().copied().skip_while(|&c| c == silence).collect();
         assert!(audio.len() > 4000, "{}", audio.len());
-        // Apart from priming silence, the stream is the input, contiguous.
         for pair in audio.windows(2).take(4000) {
-            assert_eq!(pair[1], pair[0] + 1);
+            assert_eq!(pair[1], pair[0].wrapping_add(1));
         }
+    }
+
+    #[test]
+    fn same_law_codes_go_out_unchanged_and_in_order() {
+        let silence = Codec::Pcma.silence();
+        let out = relay_20_in_30_out(|buf| {
+            let mut frame = [silence; 240];
+            buf.copy_into(&mut frame);
+            frame.to_vec()
+        });
+        assert_in_order(&out, silence);
+    }
+
+    #[test]
+    fn mixed_audio_is_the_decoded_codes_in_order() {
+        let out = relay_20_in_30_out(|buf| {
+            let mut frame = [0i16; 240];
+            buf.mix_into(&mut frame);
+            // Back to codes to compare: decode then encode is exact for A-law.
+            frame
+                .iter()
+                .map(|&s| Codec::Pcma.encode_sample(s))
+                .collect()
+        });
+        assert_in_order(&out, Codec::Pcma.encode_sample(0));
+    }
+
+    #[test]
+    fn a_short_buffer_leaves_our_silence_after_the_codes() {
+        let mut buf = RelayBuffer::default();
+        buf.push(Codec::Pcmu, &[1; 320]);
+        let silence = Codec::Pcmu.silence();
+        let mut frame = [silence; 160];
+        assert!(buf.copy_into(&mut frame));
+        assert!(frame.iter().all(|&c| c == 1));
+        // 160 left, a 240-sample frame: they play, then silence, and the buffer re-primes.
+        let mut frame = [silence; 240];
+        assert!(buf.copy_into(&mut frame));
+        assert!(frame[..160].iter().all(|&c| c == 1));
+        assert!(frame[160..].iter().all(|&c| c == silence));
+        let mut frame = [silence; 160];
+        assert!(!buf.copy_into(&mut frame));
     }
 
     #[test]
     fn delay_is_bounded_and_mixing_saturates() {
         let mut buf = RelayBuffer::default();
+        let loudest = Codec::Pcma.encode_sample(i16::MAX);
         for _ in 0..100 {
-            buf.push(&[i16::MAX; 160]);
+            buf.push(Codec::Pcma, &[loudest; 160]);
         }
-        assert!(buf.samples.len() <= MAX_HELD);
-        let mut out = [100i16; 160];
+        assert!(buf.codes.len() <= MAX_HELD);
+        let mut out = [i16::MAX - 100; 160];
         assert!(buf.mix_into(&mut out));
         assert!(out.iter().all(|&s| s == i16::MAX));
         buf.clear();
         let mut out = [0i16; 160];
         assert!(!buf.mix_into(&mut out));
+    }
+
+    #[test]
+    fn a_change_of_law_drops_what_was_held_in_the_old_one() {
+        let mut buf = RelayBuffer::default();
+        buf.push(Codec::Pcma, &[7; 400]);
+        buf.push(Codec::Pcmu, &[9; 160]);
+        assert_eq!(buf.law(), Some(Codec::Pcmu));
+        assert!(buf.codes.iter().all(|&c| c == 9));
+        assert_eq!(buf.codes.len(), 160);
     }
 }

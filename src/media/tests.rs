@@ -122,6 +122,14 @@ impl Harness {
         );
     }
 
+    /// Releases the legs (as the engine does when a call ends), in this order.
+    fn release(&mut self, legs: &[LegId]) {
+        for &leg in legs {
+            self.manager
+                .handle(MediaCommand::Release { call: CALL, leg });
+        }
+    }
+
     fn play(&mut self, leg: LegId, playback: u64, prompt: &Path) -> Option<MediaEvent> {
         self.manager
             .handle(MediaCommand::Play {
@@ -526,10 +534,7 @@ async fn caller_audio_latches_gives_digits_and_is_recorded_on_a_true_timeline() 
         "re-INVITE switched the remote"
     );
 
-    h.manager.handle(MediaCommand::Release {
-        call: CALL,
-        leg: LegId::Caller,
-    });
+    h.release(&[LegId::Caller]);
     let done = h.finish().await;
     let (path, sha, ms) = done.recording();
     let path = PathBuf::from(path.expect("recording path in the call log"));
@@ -685,14 +690,7 @@ async fn bridged_legs_relay_audio_across_codecs_and_packet_times() {
             packets.len()
         );
     }
-    h.manager.handle(MediaCommand::Release {
-        call: CALL,
-        leg: LegId::Agency(1),
-    });
-    h.manager.handle(MediaCommand::Release {
-        call: CALL,
-        leg: LegId::Caller,
-    });
+    h.release(&[LegId::Agency(1), LegId::Caller]);
     let done = h.finish().await;
     let (path, _, _) = done.recording();
     let (left, right) = read_stereo(Path::new(&path.expect("recording")));
@@ -705,6 +703,64 @@ async fn bridged_legs_relay_audio_across_codecs_and_packet_times() {
             "{name}: {loud} loud 10 ms blocks"
         );
     }
+}
+
+#[tokio::test]
+async fn a_same_law_bridge_passes_the_codes_through_unchanged() {
+    let mut h = Harness::new((32400, 32499));
+    let caller = peer().await;
+    let agent = peer().await;
+    let _caller_port = h.allocate(LegId::Caller);
+    let agent_port = h.allocate(LegId::Agency(1));
+    for (leg, socket) in [(LegId::Caller, &caller), (LegId::Agency(1), &agent)] {
+        h.start(leg, session(socket.local_addr().ok(), Codec::Pcma, 20));
+    }
+    h.manager.handle(MediaCommand::Bridge {
+        call: CALL,
+        agency: LegId::Agency(1),
+    });
+
+    // The agent sends 0.6 s of a counting pattern of codes that starts away from A-law
+    // silence, so the first relayed code is easy to find.
+    let silence = Codec::Pcma.silence();
+    let sent: Vec<u8> = (0..30 * 160).map(|i| (i % 199) as u8).collect();
+    assert_ne!(sent[0], silence);
+    let agent_talks = {
+        let (agent, sent) = (agent.clone(), sent.clone());
+        tokio::spawn(async move {
+            let mut pace = tokio::time::interval(Duration::from_millis(20));
+            for (k, payload) in sent.chunks(160).enumerate() {
+                pace.tick().await;
+                let packet = rtp(8, k as u16, (160 * k) as u32, 78, false, payload);
+                let _ = agent.send_to(&packet, agent_port).await;
+            }
+        })
+    };
+    let mut heard = Vec::new();
+    while heard.len() < sent.len() + 40 * 160 {
+        let packet = recv_rtp(&caller, Duration::from_secs(1))
+            .await
+            .expect("the caller gets a packet every 20 ms");
+        heard.extend_from_slice(&packet.payload);
+    }
+    agent_talks.await.expect("agent");
+    let start = heard
+        .iter()
+        .position(|&c| c != silence)
+        .expect("the agent's audio reaches the caller");
+    let relayed = heard.get(start..start + sent.len()).expect("all of it");
+    assert!(relayed == sent.as_slice(), "the codes changed on the way");
+    h.release(&[LegId::Agency(1), LegId::Caller]);
+    let done = h.finish().await;
+    let (path, _, _) = done.recording();
+    let (_, right) = read_stereo(Path::new(&path.expect("recording")));
+    // What the caller heard is recorded as it decodes.
+    let mut decoded = vec![0i16; sent.len()];
+    Codec::Pcma.decode(&sent, &mut decoded);
+    assert!(
+        contains(&right, &decoded[..1600]),
+        "the relayed audio is in the recording"
+    );
 }
 
 #[tokio::test]
@@ -803,10 +859,7 @@ async fn a_recording_that_cannot_be_written_does_not_stop_the_call() {
             "the caller still hears us"
         );
     }
-    h.manager.handle(MediaCommand::Release {
-        call: CALL,
-        leg: LegId::Caller,
-    });
+    h.release(&[LegId::Caller]);
     let done = h.finish().await;
     let failed = done.events("recording_failed");
     assert_eq!(failed.len(), 1, "{failed:?}");
