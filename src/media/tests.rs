@@ -720,11 +720,9 @@ async fn a_same_law_bridge_passes_the_codes_through_unchanged() {
         agency: LegId::Agency(1),
     });
 
-    // The agent sends 0.6 s of a counting pattern of codes that starts away from A-law
-    // silence, so the first relayed code is easy to find.
+    // The agent sends 0.6 s of a counting pattern of codes.
     let silence = Codec::Pcma.silence();
     let sent: Vec<u8> = (0..30 * 160).map(|i| (i % 199) as u8).collect();
-    assert_ne!(sent[0], silence);
     let agent_talks = {
         let (agent, sent) = (agent.clone(), sent.clone());
         tokio::spawn(async move {
@@ -737,19 +735,18 @@ async fn a_same_law_bridge_passes_the_codes_through_unchanged() {
         })
     };
     let mut heard = Vec::new();
-    while heard.len() < sent.len() + 40 * 160 {
+    while heard.len() < sent.len() + 20 * 160 {
         let packet = recv_rtp(&caller, Duration::from_secs(1))
             .await
             .expect("the caller gets a packet every 20 ms");
         heard.extend_from_slice(&packet.payload);
     }
     agent_talks.await.expect("agent");
-    let start = heard
-        .iter()
-        .position(|&c| c != silence)
-        .expect("the agent's audio reaches the caller");
-    let relayed = heard.get(start..start + sent.len()).expect("all of it");
-    assert!(relayed == sent.as_slice(), "the codes changed on the way");
+    // The pattern never holds the silence code, so the relayed codes are the rest: should the
+    // agent's pacing stall, the play-out buffer pauses with silence but loses nothing.
+    let relayed: Vec<u8> = heard.into_iter().filter(|&c| c != silence).collect();
+    assert!(!sent.contains(&silence));
+    assert!(relayed == sent, "the codes changed on the way");
     h.release(&[LegId::Agency(1), LegId::Caller]);
     let done = h.finish().await;
     let (path, _, _) = done.recording();
