@@ -410,9 +410,8 @@ fn the_call_back_list_holds_the_callers_no_agency_answered() {
     gw.stop();
 
     let ids = |args: &[&str]| -> Vec<(i64, String)> {
-        let json: serde_json::Value =
-            serde_json::from_str(&gw.calls_cli(args)).expect("calls list --json");
-        json.as_array()
+        gw.calls_json(args)
+            .as_array()
             .expect("array")
             .iter()
             .map(|c| {
@@ -424,19 +423,18 @@ fn the_call_back_list_holds_the_callers_no_agency_answered() {
             .collect()
     };
     assert_eq!(
-        ids(&["list", "--call-backs", "--json"]),
+        ids(&["list", "--call-backs"]),
         vec![
             (3, "abandoned_waiting_for_agency".to_owned()),
             (2, "abandoned_in_ivr".to_owned())
         ]
     );
     assert_eq!(
-        ids(&["list", "--end", "caller_hung_up", "--json"]),
+        ids(&["list", "--end", "caller_hung_up"]),
         vec![(1, "caller_hung_up".to_owned())]
     );
     // The period's figures agree with the three calls.
-    let stats: serde_json::Value =
-        serde_json::from_str(&gw.calls_cli(&["stats", "--json"])).expect("stats --json");
+    let stats = gw.calls_json(&["stats"]);
     assert_eq!(stats["emergency"], 3);
     assert_eq!(stats["reached_agency"], 1);
     assert_eq!(stats["call_backs"], 2);
@@ -445,9 +443,7 @@ fn the_call_back_list_holds_the_callers_no_agency_answered() {
         stats["first_routes"],
         serde_json::json!([["fire", "number goes straight to the route", 2]])
     );
-    let later: serde_json::Value =
-        serde_json::from_str(&gw.calls_cli(&["stats", "--since", "2999-01-01", "--json"]))
-            .expect("stats --json");
+    let later = gw.calls_json(&["stats", "--since", "2999-01-01"]);
     assert_eq!(later["calls"], 0);
     let typo = std::process::Command::new(env!("CARGO_BIN_EXE_siaga"))
         .args(["calls", "list", "--end", "abandonned", "--db"])

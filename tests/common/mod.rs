@@ -166,6 +166,13 @@ impl Gateway {
         );
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
+
+    /// `siaga calls … --json` against this gateway's database, parsed.
+    pub fn calls_json(&self, args: &[&str]) -> serde_json::Value {
+        let mut args = args.to_vec();
+        args.push("--json");
+        serde_json::from_str(&self.calls_cli(&args)).expect("calls … --json prints JSON")
+    }
 }
 
 impl Drop for Gateway {
