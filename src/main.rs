@@ -1,6 +1,7 @@
 //! `siaga`: the SIP edge of an integrated 112 emergency-call centre.
 
 mod calllog;
+mod civil;
 mod config;
 mod gateway;
 mod media;

@@ -214,8 +214,8 @@ pub fn parse_utc(text: &str) -> Option<i64> {
         .filter(|y| y.len() == 4 && y.bytes().all(|b| b.is_ascii_digit()))?
         .parse()
         .ok()?;
-    let month: i64 = parts.next()?.parse().ok()?;
-    let day: i64 = parts.next()?.parse().ok()?;
+    let month: u32 = parts.next()?.parse().ok()?;
+    let day: u32 = parts.next()?.parse().ok()?;
     if parts.next().is_some() || !(1..=12).contains(&month) || !(1..=31).contains(&day) {
         return None;
     }
@@ -230,14 +230,7 @@ pub fn parse_utc(text: &str) -> Option<i64> {
             h * 60 + m
         }
     };
-    // Days-from-civil (Howard Hinnant's algorithm), the inverse of `iso_utc`'s.
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y.div_euclid(400);
-    let yoe = y.rem_euclid(400);
-    let mp = (month + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
+    let days = crate::civil::days_from_civil(year, month, day);
     let ms = (days * 1440 + minutes) * 60_000;
     // A day that does not exist (2026-02-30) does not read back the same.
     iso_utc(ms).starts_with(date).then_some(ms)
