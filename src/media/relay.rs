@@ -73,39 +73,28 @@ impl RelayBuffer {
         self.law
     }
 
-    /// How many held codes the next frame of `frame_len` samples plays, after priming.
-    fn take(&mut self, frame_len: usize) -> usize {
-        if !self.primed {
-            if self.codes.len() < frame_len + PRIME {
-                return 0;
-            }
-            self.primed = true;
-        }
-        if self.codes.len() < frame_len {
+    /// The held codes the next frame of `frame_len` samples plays, after priming.
+    fn take(&mut self, frame_len: usize) -> std::collections::vec_deque::Drain<'_, u8> {
+        let n = if !self.primed && self.codes.len() < frame_len + PRIME {
+            0
+        } else {
             // Ran dry: play what is left, then wait to re-prime.
-            self.primed = false;
-        }
-        frame_len.min(self.codes.len())
+            self.primed = self.codes.len() >= frame_len;
+            frame_len.min(self.codes.len())
+        };
+        self.codes.drain(..n)
     }
 
     /// Copies the next codes unchanged over the start of `payload` (a frame of our silence
     /// in the same law, so a short buffer leaves silence after them). Returns whether any
     /// relayed audio was copied.
     pub(super) fn copy_into(&mut self, payload: &mut [u8]) -> bool {
-        let n = self.take(payload.len());
-        // The held codes are at most two contiguous runs.
-        let (first, second) = self.codes.as_slices();
-        let from_first = first.len().min(n);
-        let (out_first, out_second) = payload.split_at_mut(from_first);
-        out_first.copy_from_slice(&first[..from_first]);
-        let from_second = n - from_first;
-        if let (Some(out), Some(src)) =
-            (out_second.get_mut(..from_second), second.get(..from_second))
-        {
-            out.copy_from_slice(src);
+        let codes = self.take(payload.len());
+        let any = codes.len() > 0;
+        for (slot, code) in payload.iter_mut().zip(codes) {
+            *slot = code;
         }
-        self.codes.drain(..n);
-        n > 0
+        any
     }
 
     /// Decodes the next `pcm.len()` samples and adds them into `pcm` (saturating, so a
@@ -115,12 +104,12 @@ impl RelayBuffer {
         let Some(law) = self.law else {
             return false;
         };
-        let n = self.take(pcm.len());
-        for (slot, &code) in pcm.iter_mut().zip(self.codes.iter().take(n)) {
+        let codes = self.take(pcm.len());
+        let any = codes.len() > 0;
+        for (slot, code) in pcm.iter_mut().zip(codes) {
             *slot = slot.saturating_add(law.decode_sample(code));
         }
-        self.codes.drain(..n);
-        n > 0
+        any
     }
 
     pub(super) fn clear(&mut self) {
