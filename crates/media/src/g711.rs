@@ -52,13 +52,17 @@ impl Codec {
         }
     }
 
-    /// Decodes one code word.
-    pub fn decode_sample(self, code: u8) -> i16 {
-        let table = match self {
+    /// The law's code word → linear sample table.
+    fn decode_table(self) -> &'static [i16; 256] {
+        match self {
             Codec::Pcma => &ALAW_TO_LINEAR,
             Codec::Pcmu => &ULAW_TO_LINEAR,
-        };
-        table[usize::from(code)]
+        }
+    }
+
+    /// Decodes one code word.
+    pub fn decode_sample(self, code: u8) -> i16 {
+        self.decode_table()[usize::from(code)]
     }
 
     /// The code word for digital silence (what an idle stream carries).
@@ -82,15 +86,10 @@ impl Codec {
     /// Decodes as many code words as fit in `out`; returns how many were written
     /// (`min(payload.len(), out.len())`).
     pub fn decode(self, payload: &[u8], out: &mut [i16]) -> usize {
-        let table = match self {
-            Codec::Pcma => &ALAW_TO_LINEAR,
-            Codec::Pcmu => &ULAW_TO_LINEAR,
-        };
-        let mut written = 0;
-        for (sample, &code) in out.iter_mut().zip(payload) {
-            *sample = table[usize::from(code)];
-            written += 1;
-        }
+        let table = self.decode_table();
+        let pairs = out.iter_mut().zip(payload);
+        let written = pairs.len();
+        pairs.for_each(|(sample, &code)| *sample = table[usize::from(code)]);
         written
     }
 }
