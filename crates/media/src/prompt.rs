@@ -294,6 +294,7 @@ impl OutboundStream {
         pcm.fill(0);
         let mut marker = false;
         let mut finished = None;
+        let mut prompt_samples = 0;
         if let Some(playing) = self.playing.as_mut() {
             marker = !playing.started;
             playing.started = true;
@@ -307,6 +308,7 @@ impl OutboundStream {
                 dst.copy_from_slice(src);
             }
             playing.position += take;
+            prompt_samples = take;
             if playing.position >= playing.prompt.samples().len() {
                 finished = Some(playing.id);
                 self.playing = self.queue.pop_front();
@@ -316,7 +318,12 @@ impl OutboundStream {
         let header = self.sequencer.next_header(samples_per_frame, marker);
         let len = header.write_header(out)?;
         let payload = out.get_mut(len..len + frame_len).unwrap_or_default();
-        self.codec.encode(pcm, payload);
+        if prompt_samples == 0 {
+            // A silent frame (most of them, once an agency talks): no need to encode zeros.
+            payload.fill(self.codec.silence());
+        } else {
+            self.codec.encode(pcm, payload);
+        }
         Ok(Some(OutboundFrame {
             len: len + frame_len,
             timestamp: header.timestamp,
