@@ -109,13 +109,18 @@ pub struct ListFilter {
     pub call_backs: bool,
 }
 
-/// The end reason names a supervisor may filter on.
-pub fn known_end_reasons() -> Vec<&'static str> {
+/// Every end reason the log can hold, with whether it puts an emergency call on the call-back
+/// list: the engine's, and the one crash recovery writes (a crash also leaves callers waiting).
+fn logged_end_reasons() -> impl Iterator<Item = (&'static str, bool)> {
     EndReason::ALL
         .iter()
-        .map(|r| r.as_str())
-        .chain([GATEWAY_RESTARTED])
-        .collect()
+        .map(|r| (r.as_str(), r.calls_for_call_back()))
+        .chain([(GATEWAY_RESTARTED, true)])
+}
+
+/// The end reason names a supervisor may filter on.
+pub fn known_end_reasons() -> Vec<&'static str> {
+    logged_end_reasons().map(|(name, _)| name).collect()
 }
 
 pub fn list(
@@ -152,14 +157,10 @@ pub fn list(
 /// The SQL condition (on `calls`) of the call-back list: emergency calls that may have left
 /// the caller without help and that no agency answered.
 pub fn call_back_condition() -> String {
-    // A crash also leaves callers waiting: they are called back too. The names are our own
-    // constants, so they can be inlined as SQL literals.
-    let reasons: Vec<String> = EndReason::ALL
-        .iter()
-        .filter(|r| r.calls_for_call_back())
-        .map(|r| r.as_str())
-        .chain([GATEWAY_RESTARTED])
-        .map(|name| format!("'{name}'"))
+    // The names are our own constants, so they can be inlined as SQL literals.
+    let reasons: Vec<String> = logged_end_reasons()
+        .filter(|&(_, call_back)| call_back)
+        .map(|(name, _)| format!("'{name}'"))
         .collect();
     format!(
         "calls.kind = 'emergency' AND calls.end_reason IN ({}) AND NOT EXISTS \

@@ -106,9 +106,12 @@ pub fn stats(conn: &Connection, window: Window) -> rusqlite::Result<Stats> {
     )?;
     Ok(Stats {
         window,
-        calls: count("1")?,
+        calls: by_kind.iter().map(|(_, n)| n).sum(),
+        emergency: by_kind
+            .iter()
+            .find(|(kind, _)| kind == "emergency")
+            .map_or(0, |&(_, n)| n),
         by_kind,
-        emergency: count("kind = 'emergency'")?,
         reached_agency: answer_ms.len() as i64,
         answer_ms_median: percentile(&answer_ms, 50),
         answer_ms_p90: percentile(&answer_ms, 90),
