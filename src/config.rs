@@ -334,6 +334,7 @@ fn apply_text(settings: &mut Settings, path: &Path, text: &str) -> anyhow::Resul
         .drain_timeout_s
         .map(|v| take("drain_timeout_s", v));
     let media_timeout = file.media.timeout_s.map(|v| take("timeout_s", v));
+    let line = |key: &str| lines.iter().find(|(k, _)| *k == key).map(|&(_, l)| l);
     let at =
         |span: std::ops::Range<usize>| format!("{}:{}", path.display(), line_of(text, span.start));
     if let Some(listen) = file.sip.listen {
@@ -352,7 +353,7 @@ fn apply_text(settings: &mut Settings, path: &Path, text: &str) -> anyhow::Resul
     ] {
         if let Some(ms) = value {
             if ms == 0 {
-                let line = lines.iter().find(|(k, _)| *k == key).map_or(1, |l| l.1);
+                let line = line(key).unwrap_or(1);
                 bail!("{}:{line}: sip.{key} must be above 0 ms", path.display());
             }
             *slot = Duration::from_millis(ms);
@@ -414,12 +415,10 @@ fn apply_text(settings: &mut Settings, path: &Path, text: &str) -> anyhow::Resul
     }
     // Ranges are checked here too, so that a bad value in the file names its line (flags,
     // applied later, are checked again as a whole).
-    settings
-        .validate()
-        .map_err(|e| match lines.iter().find(|(key, _)| *key == e.key) {
-            Some((_, line)) => anyhow::anyhow!("{}:{line}: {e}", path.display()),
-            None => anyhow::anyhow!("{}: {e} (with the file's other values)", path.display()),
-        })?;
+    settings.validate().map_err(|e| match line(e.key) {
+        Some(line) => anyhow::anyhow!("{}:{line}: {e}", path.display()),
+        None => anyhow::anyhow!("{}: {e} (with the file's other values)", path.display()),
+    })?;
     Ok(())
 }
 
