@@ -497,24 +497,20 @@ impl Engine {
             branch,
             method: "INVITE",
         };
-        self.client_txs.insert(
-            key.clone(),
-            ClientTxEntry {
-                tx: ClientTx::Invite(tx),
-                flow,
-                call: call_ref,
-                leg: LegId::Agency(n),
-                purpose: ClientPurpose::Invite,
-            },
-        );
         if let Some(leg) = self.bridging_mut(call_ref).and_then(|b| b.legs.get_mut(&n)) {
             leg.state = AgencyState::Calling;
             leg.ring_deadline = Some(now + ring);
             leg.session = Some(session);
         }
         self.timeline(call_ref, "agency_invite", detail);
-        self.transmit_leg(Some(call_ref), LegId::Agency(n), flow, bytes);
-        self.reschedule_client(&key);
+        let entry = ClientTxEntry {
+            tx: ClientTx::Invite(tx),
+            flow,
+            call: call_ref,
+            leg: LegId::Agency(n),
+            purpose: ClientPurpose::Invite,
+        };
+        self.start_client_tx(key, entry, bytes);
         self.reschedule_call(call_ref);
     }
 

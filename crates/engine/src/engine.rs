@@ -1381,16 +1381,26 @@ impl Engine {
     ) {
         let tx =
             ClientNonInviteTx::new(self.now, self.cfg.timers, reliability(flow), bytes.clone());
-        self.client_txs.insert(
-            key.clone(),
-            ClientTxEntry {
-                tx: ClientTx::NonInvite(tx),
-                flow,
-                call,
-                leg,
-                purpose,
-            },
-        );
+        let entry = ClientTxEntry {
+            tx: ClientTx::NonInvite(tx),
+            flow,
+            call,
+            leg,
+            purpose,
+        };
+        self.start_client_tx(key, entry, bytes);
+    }
+
+    /// Sends a request under the client transaction in `entry` (INVITE or not) and arms its
+    /// first timer.
+    pub(crate) fn start_client_tx(
+        &mut self,
+        key: ClientTxKey,
+        entry: ClientTxEntry,
+        bytes: Vec<u8>,
+    ) {
+        let (call, leg, flow) = (entry.call, entry.leg, entry.flow);
+        self.client_txs.insert(key.clone(), entry);
         self.transmit_leg(Some(call), leg, flow, bytes);
         self.reschedule_client(&key);
     }
