@@ -176,8 +176,7 @@ impl StereoMixer {
             too_far_ahead: 0,
             anchored,
         };
-        // The packet's frames that fall inside the ring, placed run by run: one modulo per
-        // packet rather than per sample (this is the hottest loop of a recorded call).
+        // The packet's frames that fall inside the ring, placed run by run.
         let ring_len = self.ring.len() as i64;
         let n = i64::try_from(samples.len()).unwrap_or(i64::MAX);
         let too_late = (self.released - first_frame).clamp(0, n);
@@ -186,20 +185,32 @@ impl StereoMixer {
         placement.too_far_ahead = too_far as usize;
         let placed = &samples[too_late as usize..(n - too_far) as usize];
         if !placed.is_empty() {
-            let mut at = (first_frame + too_late).rem_euclid(ring_len) as usize;
             let mut rest = placed;
-            while !rest.is_empty() {
-                let run = rest.len().min(self.ring.len() - at);
-                for (pair, &sample) in self.ring[at..at + run].iter_mut().zip(rest) {
+            self.for_each_run(first_frame + too_late, placed.len(), |run| {
+                for (pair, &sample) in run.iter_mut().zip(rest) {
                     pair[slot] = sample;
                 }
-                rest = &rest[run..];
-                at = 0;
-            }
+                rest = rest.get(run.len()..).unwrap_or_default();
+            });
             placement.written = placed.len();
             self.written_end = self.written_end.max(first_frame + n - too_far);
         }
         placement
+    }
+
+    /// Calls `f` on the ring's slots for `count` frames from frame index `from`, in
+    /// contiguous runs: one modulo per call rather than per frame (the hottest loop of a
+    /// recorded call). `count` may exceed the ring (a release after a long gap).
+    fn for_each_run(&mut self, from: i64, count: usize, mut f: impl FnMut(&mut [[i16; 2]])) {
+        let len = self.ring.len();
+        let mut at = from.rem_euclid(len as i64) as usize;
+        let mut left = count;
+        while left > 0 {
+            let run = left.min(len - at);
+            f(&mut self.ring[at..at + run]);
+            left -= run;
+            at = (at + run) % len;
+        }
     }
 
     fn set_clock(&mut self, slot: usize, ssrc: Ssrc, timestamp: RtpTimestamp, frame: i64) {
@@ -236,18 +247,15 @@ impl StereoMixer {
         }
         let count = until - self.released;
         out.reserve(usize::try_from(count).unwrap_or(0).saturating_mul(2));
-        // Run by run, as in `push`: each released pair is copied out and reset to silence.
-        let len = self.ring.len();
-        let mut at = self.released.rem_euclid(len as i64) as usize;
-        let mut left = usize::try_from(count).unwrap_or(usize::MAX);
-        while left > 0 {
-            let run = left.min(len - at);
-            let pairs = &mut self.ring[at..at + run];
-            out.extend_from_slice(pairs.as_flattened());
-            pairs.fill([0, 0]);
-            left -= run;
-            at = (at + run) % len;
-        }
+        // Each released pair is copied out and reset to silence.
+        self.for_each_run(
+            self.released,
+            usize::try_from(count).unwrap_or(usize::MAX),
+            |pairs| {
+                out.extend_from_slice(pairs.as_flattened());
+                pairs.fill([0, 0]);
+            },
+        );
         self.released = until;
         usize::try_from(count).unwrap_or(usize::MAX)
     }
