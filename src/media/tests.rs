@@ -102,6 +102,7 @@ impl Harness {
                 call: CALL,
                 leg,
                 local_ip: LOCALHOST,
+                peer_ip: LOCALHOST,
             })
             .expect("Allocate is answered at once");
         match reply.event {
@@ -773,6 +774,7 @@ async fn ports_are_even_busy_ones_are_skipped_and_exhaustion_is_reported() {
             call: CALL,
             leg: LegId::Agency(1),
             local_ip: LOCALHOST,
+            peer_ip: LOCALHOST,
         })
         .expect("answered");
     assert!(
@@ -782,6 +784,29 @@ async fn ports_are_even_busy_ones_are_skipped_and_exhaustion_is_reported() {
     );
     drop(busy);
     assert_eq!(h.allocate(LegId::Agency(2)).port(), 39992);
+    h.finish().await;
+}
+
+#[tokio::test]
+async fn ports_are_drawn_at_random_so_the_next_one_cannot_be_guessed() {
+    let mut h = Harness::new((33000, 33999));
+    let ports: Vec<u16> = (1..=20)
+        .map(|n| h.allocate(LegId::Agency(n)).port())
+        .collect();
+    assert!(
+        ports
+            .iter()
+            .all(|p| p % 2 == 0 && (33000..=33999).contains(p)),
+        "{ports:?}"
+    );
+    let mut distinct = ports.clone();
+    distinct.sort_unstable();
+    distinct.dedup();
+    assert_eq!(distinct.len(), ports.len(), "{ports:?}");
+    // In order, each port would be the previous one + 2. Drawn from 500, that happens by
+    // chance about once in 250 pairs.
+    let in_order = ports.windows(2).filter(|w| w[1] == w[0] + 2).count();
+    assert!(in_order <= 3, "ports follow each other: {ports:?}");
     h.finish().await;
 }
 

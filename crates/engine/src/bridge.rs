@@ -430,7 +430,7 @@ impl Engine {
             cancel_sent: false,
             awaiting_ack: None,
         };
-        let local_ip = leg.flow.local.ip();
+        let (local_ip, peer_ip) = (leg.flow.local.ip(), leg.flow.remote.ip());
         self.dialogs
             .insert((call_id, local_tag), (call_ref, LegId::Agency(n)));
         if let Some(b) = self.bridging_mut(call_ref) {
@@ -440,6 +440,7 @@ impl Engine {
             call: call_ref,
             leg: LegId::Agency(n),
             local_ip,
+            peer_ip,
         });
     }
 

@@ -783,6 +783,7 @@ impl Engine {
             call: call_ref,
             leg: LegId::Caller,
             local_ip: flow.local.ip(),
+            peer_ip: flow.remote.ip(),
         });
         self.reschedule_call(call_ref);
     }
