@@ -281,6 +281,16 @@ pub fn end_reasons(db: &rusqlite::Connection) -> Vec<(String, i64)> {
         .expect("rows")
 }
 
+/// `(at, detail)` of call 1's timeline events of `kind`, in order.
+pub fn events(db: &rusqlite::Connection, kind: &str) -> Vec<(i64, String)> {
+    db.prepare("SELECT at, detail FROM call_events WHERE call = 1 AND kind = ?1 ORDER BY id")
+        .expect("query")
+        .query_map([kind], |r| Ok((r.get(0)?, r.get(1)?)))
+        .expect("rows")
+        .collect::<Result<_, _>>()
+        .expect("rows")
+}
+
 pub fn assert_sipp_ok(out: &Output, what: &str) {
     let stderr = String::from_utf8_lossy(&out.stderr);
     // The usual reason on a developer's machine; say it first instead of under the screen dump.
