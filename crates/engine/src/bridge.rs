@@ -749,7 +749,8 @@ impl Engine {
             ClientPurpose::Bye
             | ClientPurpose::Cancel
             | ClientPurpose::Notify
-            | ClientPurpose::Stray => {
+            | ClientPurpose::Stray
+            | ClientPurpose::Restart => {
                 if status >= 200 && purpose == ClientPurpose::Bye {
                     self.leg_done(now, call_ref, n);
                 }
@@ -1859,7 +1860,10 @@ impl Engine {
                 }
             }
             ClientPurpose::Bye => self.leg_done(now, call_ref, n),
-            ClientPurpose::Cancel | ClientPurpose::Notify | ClientPurpose::Stray => {}
+            ClientPurpose::Cancel
+            | ClientPurpose::Notify
+            | ClientPurpose::Stray
+            | ClientPurpose::Restart => {}
         }
     }
 

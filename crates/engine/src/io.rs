@@ -73,6 +73,8 @@ pub enum Input<'a> {
     HangUp { call: CallRef },
     /// Stop taking new calls; calls in progress continue.
     Drain,
+    /// At start: end a dialog the previous run left up (a crash), with a BYE of its own.
+    ByeAfterRestart(Box<crate::restart::OpenDialog>),
 }
 
 /// Which way a SIP message went.
