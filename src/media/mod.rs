@@ -57,6 +57,7 @@ use crate::calllog::{self, CallLog, Write};
 use crate::config::{PortRange, Settings};
 use leg::{LegCommand, LegSetup, RecordingFeed};
 use reactor::ReactorCommand;
+pub(crate) use recorder::recorded_ms;
 use recorder::{RecorderHandle, RecorderThread, RecordingId};
 
 /// An event from a leg for the engine.

@@ -26,6 +26,11 @@ impl Gateway {
 
     /// Starts again on an existing directory (after a crash), keeping db and recordings.
     pub fn start_in(dir: tempfile::TempDir, extra: &[&str]) -> Gateway {
+        Self::start_on(dir, "127.0.0.1:0", "127.0.0.1:0", extra)
+    }
+
+    /// As [`Gateway::start_in`], listening on given addresses (a restart on the same ports).
+    pub fn start_on(dir: tempfile::TempDir, udp: &str, tcp: &str, extra: &[&str]) -> Gateway {
         let db = dir.path().join("siaga.db");
         let recordings = dir.path().join("recordings");
         let stderr_log = dir
@@ -39,7 +44,10 @@ impl Gateway {
         let mut child = Command::new(env!("CARGO_BIN_EXE_siaga"))
             .current_dir(env!("CARGO_MANIFEST_DIR"))
             .arg("serve")
-            .args(["--listen", "udp:127.0.0.1:0", "--listen", "tcp:127.0.0.1:0"])
+            .arg("--listen")
+            .arg(format!("udp:{udp}"))
+            .arg("--listen")
+            .arg(format!("tcp:{tcp}"))
             .arg("--db")
             .arg(&db)
             .arg("--recordings")
