@@ -316,8 +316,10 @@ impl MediaManager {
         // A few random picks find a free port unless the range is nearly full; then one pass
         // over every port from a random start, so a free port is never missed.
         let random_picks = (0..RANDOM_PICKS).map(|_| random_index(count));
-        let start = random_index(count);
-        let sweep = (0..count).map(|i| (start + i) % count);
+        let sweep = std::iter::once(()).flat_map(|()| {
+            let start = random_index(count);
+            (0..count).map(move |i| (start + i) % count)
+        });
         for port in random_picks.chain(sweep).filter_map(port_at) {
             match std::net::UdpSocket::bind(SocketAddr::new(ip, port)) {
                 Ok(s) => {
