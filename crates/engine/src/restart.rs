@@ -13,11 +13,11 @@
 use rsipstack::sip::{Header, Headers, Method};
 
 use crate::Engine;
-use crate::bridge::uri_of;
+use crate::bridge::{Directory, uri_of};
 use crate::call::contact_for;
 use crate::engine::{ClientPurpose, ClientTxKey};
 use crate::ids::{Branch, CallId, CallRef, LegId, Tag};
-use crate::io::{Direction, Flow};
+use crate::io::{Direction, Flow, Transport};
 use crate::sip::build::{self, DialogRequest};
 use crate::sip::parse::{self, Framing, Inbound, Message};
 
@@ -204,16 +204,29 @@ fn caller_dialog(call: CallRef, msgs: &[Parsed]) -> Option<Result<OpenDialog, St
         return Some(Err("the caller's INVITE has no From".into()));
     };
     let request_uri = target.unwrap_or_else(|| uri_of(&to));
+    let route_set = parse::record_routes(invite.headers());
+    let mut flow = invite.flow;
+    if flow.transport == Transport::Tcp {
+        // The caller's connection died with the process, and its source port was ephemeral: a
+        // new connection goes to the next hop the dialog names (first route, else the
+        // target), when that is an address.
+        let next_hop = route_set
+            .first()
+            .map_or(request_uri.as_str(), String::as_str);
+        if let Some(addr) = Directory::key_of(&uri_of(next_hop)).and_then(|k| k.parse().ok()) {
+            flow.remote = addr;
+        }
+    }
     Some(Ok(OpenDialog {
         call,
         leg: LegId::Caller,
-        flow: invite.flow,
+        flow,
         request_uri,
         from,
         to,
         call_id: invite.msg.call_id.clone(),
         cseq: next_cseq(msgs, 1),
-        route_set: parse::record_routes(invite.headers()),
+        route_set,
     }))
 }
 
@@ -336,8 +349,6 @@ impl Engine {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::io::Transport;
-    use crate::sip::parse::Framing;
 
     const CALLER_INVITE: &str = "INVITE sip:112@192.0.2.1:5060 SIP/2.0\r\n\
         Via: SIP/2.0/UDP 198.51.100.7:5062;branch=z9hG4bKc1\r\n\
@@ -447,6 +458,54 @@ mod tests {
         assert!(text.contains("To: <sip:police@203.0.113.5:5081>;tag=pol9\r\n"));
         let msg = parse_bye(&bye);
         assert_eq!((msg.cseq, msg.call_id.as_str()), (2, "b-leg@gw"));
+    }
+
+    #[test]
+    fn a_tcp_callers_bye_goes_to_the_next_hop_the_dialog_names_not_to_its_old_port() {
+        let tcp = |raw: &str| raw.replace("SIP/2.0/UDP", "SIP/2.0/TCP");
+        let over_tcp = |direction, raw| LoggedMessage {
+            flow: Flow {
+                transport: Transport::Tcp,
+                ..flow("192.0.2.1:5060", "198.51.100.7:5062")
+            },
+            ..logged(LegId::Caller, direction, raw)
+        };
+        let ok = tcp(OUR_200);
+        // Record-Route names host names: nothing to connect to but the old address.
+        let invite = tcp(CALLER_INVITE);
+        let open = dialogs(&[
+            over_tcp(Direction::In, &invite),
+            over_tcp(Direction::Out, &ok),
+        ]);
+        assert_eq!(
+            open[0].flow.remote,
+            "198.51.100.7:5062".parse().expect("addr")
+        );
+        // No routes, and the Contact is an address: there.
+        let invite = invite
+            .replace(
+                "Record-Route: <sip:p1.example;lr>, <sip:p2.example;lr>\r\n",
+                "",
+            )
+            .replace(
+                "<sip:+6281@198.51.100.7:5062>",
+                "<sip:+6281@198.51.100.9;transport=tcp>",
+            );
+        let open = dialogs(&[
+            over_tcp(Direction::In, &invite),
+            over_tcp(Direction::Out, &ok),
+        ]);
+        assert_eq!(
+            open[0].flow.remote,
+            "198.51.100.9:5060".parse().expect("addr")
+        );
+        let bye = String::from_utf8(open[0].bye(&Branch("z9hG4bKt".into()))).expect("text");
+        assert!(
+            bye.starts_with(
+                "BYE sip:+6281@198.51.100.9;transport=tcp SIP/2.0\r\nVia: SIP/2.0/TCP "
+            ),
+            "{bye}"
+        );
     }
 
     #[test]
