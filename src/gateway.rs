@@ -121,8 +121,14 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     // Before the call log's recovery closes them: the calls a crash left open (their legs
     // get a BYE below, their recordings' ends decide their end times).
-    let left_open = crate::restart::prepare(&settings.db, &bound.listeners());
+    let mut left_open = crate::restart::prepare(&settings.db, &bound.listeners());
     let (calllog, writer, recovery) = CallLog::start(&settings.db)?;
+    // Held until the gateway stops: a later start on this log then knows its calls are live.
+    let _call_log_lock = left_open.lock.take().or_else(|| {
+        crate::restart::CallLogLock::take(&settings.db)
+            .ok()
+            .flatten()
+    });
     calllog.send(calllog::Write::Event {
         call: None,
         at_ms: calllog::now_ms(),

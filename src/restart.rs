@@ -10,7 +10,9 @@
 //!
 //! This runs before the call log's recovery closes the calls (that is how they are found),
 //! on a connection of its own, and never stops the start: an error costs the BYEs and is
-//! logged, calls are answered anyway.
+//! logged, calls are answered anyway. Open calls are only taken for a crash's when no other
+//! gateway process holds the call log ([`CallLogLock`]): a second instance started by mistake
+//! on the same log must not hang up the first one's live calls.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -32,6 +34,26 @@ pub struct LeftOpen {
     pub calls: usize,
     /// One BYE to send per leg that was up.
     pub dialogs: Vec<OpenDialog>,
+    /// Held for as long as the gateway runs.
+    pub lock: Option<CallLogLock>,
+}
+
+/// An exclusive `flock` on the call log file, held by the running gateway. SQLite's own locks
+/// are `fcntl` locks, which `flock` does not touch. It is released when the process ends, a
+/// `kill -9` included, so it tells a crashed run from a live one.
+#[derive(Debug)]
+pub struct CallLogLock(#[allow(dead_code)] std::fs::File);
+
+impl CallLogLock {
+    /// Takes the lock on an existing call log; `Ok(None)` when another process holds it.
+    pub fn take(db: &Path) -> std::io::Result<Option<CallLogLock>> {
+        let file = std::fs::OpenOptions::new().read(true).open(db)?;
+        match file.try_lock() {
+            Ok(()) => Ok(Some(CallLogLock(file))),
+            Err(std::fs::TryLockError::WouldBlock) => Ok(None),
+            Err(std::fs::TryLockError::Error(e)) => Err(e),
+        }
+    }
 }
 
 /// Finds the calls left open in the call log at `db`, notes their recordings' ends on their
@@ -63,6 +85,21 @@ fn read(db: &Path, listeners: &[(Transport, SocketAddr)]) -> anyhow::Result<Left
     if !db.exists() {
         return Ok(LeftOpen::default());
     }
+    let lock = match CallLogLock::take(db) {
+        Ok(Some(lock)) => Some(lock),
+        Ok(None) => {
+            tracing::error!(
+                db = %db.display(),
+                "another Siaga process is running on this call log: its open calls are live, \
+                 not left by a crash, and get no BYE"
+            );
+            return Ok(LeftOpen::default());
+        }
+        Err(e) => {
+            tracing::warn!(db = %db.display(), error = %e, "cannot lock the call log");
+            None
+        }
+    };
     // Never creates a file; the call log opens (and migrates) it right after.
     let mut conn = Connection::open_with_flags(
         db,
@@ -76,7 +113,10 @@ fn read(db: &Path, listeners: &[(Transport, SocketAddr)]) -> anyhow::Result<Left
         |r| r.get(0),
     )?;
     if !has_calls {
-        return Ok(LeftOpen::default());
+        return Ok(LeftOpen {
+            lock,
+            ..LeftOpen::default()
+        });
     }
     let open: Vec<(i64, Option<String>, Option<i64>)> = conn
         .prepare(
@@ -90,6 +130,7 @@ fn read(db: &Path, listeners: &[(Transport, SocketAddr)]) -> anyhow::Result<Left
     let mut left = LeftOpen {
         calls: open.len(),
         dialogs: Vec::new(),
+        lock,
     };
     let mut notes = Vec::new();
     for (call, path, started) in open {
@@ -296,6 +337,57 @@ mod tests {
             local_after("192.0.2.1:5060", &[(udp, "[::]:5060")]),
             Err("the gateway has no udp listener for IPv4 now".into())
         );
+    }
+
+    /// A call log with call 1 open: the caller's INVITE and our 200 logged.
+    fn log_with_an_open_call(dir: &Path) -> std::path::PathBuf {
+        let db = dir.join("siaga.db");
+        let conn = crate::calllog::open(&db).expect("db");
+        conn.execute(
+            "INSERT INTO calls (id, call_id, started_at, kind, dialled, source, transport)
+             VALUES (1, 'a-leg@x', 1, 'emergency', '112', '127.0.0.1:5062', 'udp')",
+            [],
+        )
+        .expect("call");
+        let invite = "INVITE sip:112@127.0.0.1:5060 SIP/2.0\r\n\
+            Via: SIP/2.0/UDP 127.0.0.1:5062;branch=z9hG4bKc1\r\n\
+            From: <sip:+6281@127.0.0.1>;tag=caller1\r\nTo: <sip:112@127.0.0.1>\r\n\
+            Call-ID: a-leg@x\r\nCSeq: 1 INVITE\r\nContact: <sip:+6281@127.0.0.1:5062>\r\n\
+            Max-Forwards: 70\r\nContent-Length: 0\r\n\r\n";
+        let ok = "SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 127.0.0.1:5062;branch=z9hG4bKc1\r\n\
+            From: <sip:+6281@127.0.0.1>;tag=caller1\r\nTo: <sip:112@127.0.0.1>;tag=gw1\r\n\
+            Call-ID: a-leg@x\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n";
+        for (direction, raw) in [("in", invite), ("out", ok)] {
+            conn.execute(
+                "INSERT INTO sip_messages (call, at, direction, transport, local, remote,
+                    first_line, raw, leg)
+                 VALUES (1, 2, ?1, 'udp', '127.0.0.1:5060', '127.0.0.1:5062', '', ?2, 'A')",
+                params![direction, raw.as_bytes()],
+            )
+            .expect("message");
+        }
+        db
+    }
+
+    #[test]
+    fn open_calls_are_taken_for_a_crashs_only_when_no_other_gateway_holds_the_log() {
+        let dir = tempfile::tempdir().expect("dir");
+        let db = log_with_an_open_call(dir.path());
+        let listeners = [(Transport::Udp, "127.0.0.1:5060".parse().expect("addr"))];
+        let live = CallLogLock::take(&db).expect("lock").expect("free");
+        let left = prepare(&db, &listeners);
+        assert_eq!(
+            (left.calls, left.dialogs.len()),
+            (0, 0),
+            "a live gateway's call"
+        );
+        assert!(left.lock.is_none());
+        drop(live);
+        let left = prepare(&db, &listeners);
+        assert_eq!((left.calls, left.dialogs.len()), (1, 1));
+        assert_eq!(left.dialogs[0].leg, LegId::Caller);
+        assert!(left.lock.is_some(), "held while this gateway runs");
+        assert!(CallLogLock::take(&db).expect("lock").is_none());
     }
 
     #[test]
