@@ -137,7 +137,12 @@ fn read(db: &Path, listeners: &[(Transport, SocketAddr)]) -> anyhow::Result<Left
         if let (Some(path), Some(started)) = (path, started) {
             notes.extend(recording_end(call, &path, started));
         }
-        for dialog in dialogs_of(&conn, call)? {
+        let dialogs = dialogs_of(&conn, call).unwrap_or_else(|e| {
+            // One unreadable call must not cost the others their BYEs.
+            tracing::error!(call, error = %e, "cannot read the messages of a call left open");
+            Vec::new()
+        });
+        for dialog in dialogs {
             match dialog.and_then(|d| on_listener(d, listeners)) {
                 Ok(dialog) => left.dialogs.push(dialog),
                 Err((leg, why)) => notes.push(Note {
