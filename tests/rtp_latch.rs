@@ -225,6 +225,12 @@ fn rtp_from_a_third_party_before_the_caller_is_refused_and_the_caller_is_latched
         .next()
         .and_then(|n| n.parse().ok())
         .expect("a count");
+    eprintln!(
+        "third party: {} packets sent, {} answered, {counted} refused and counted; caller latched {} ms after the first refusal",
+        intrusion.sent,
+        intrusion.received,
+        latched[0].0 - refused[0].0
+    );
     assert!(
         (100..=intrusion.sent).contains(&counted),
         "{counted} of {} refused: {total:?}",
