@@ -143,6 +143,15 @@ fn after_kill_9_every_leg_in_progress_gets_a_bye_and_logged_lengths_match_the_re
         .expect("rows")
         .collect::<Result<_, _>>()
         .expect("rows");
+    let worst = rows
+        .iter()
+        .map(|(_, l, r)| (l - r).abs())
+        .max()
+        .unwrap_or_default();
+    let shortest = rows.iter().map(|(_, _, r)| *r).min().unwrap_or_default();
+    eprintln!(
+        "lengths: logged vs recorded differ by at most {worst} ms; shortest recording {shortest} ms"
+    );
     for (call, logged, recorded) in rows {
         assert!(
             recorded >= RECORDED_BEFORE_KILL.as_millis() as i64 - 1000,
