@@ -119,7 +119,16 @@ pub async fn run(
     bound: Bound,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<()> {
+    // Before the call log's recovery closes them: the calls a crash left open (their legs
+    // get a BYE below, their recordings' ends decide their end times).
+    let mut left_open = crate::restart::prepare(&settings.db, &bound.listeners());
     let (calllog, writer, recovery) = CallLog::start(&settings.db)?;
+    // Held until the gateway stops: a later start on this log then knows its calls are live.
+    let _call_log_lock = left_open.lock.take().or_else(|| {
+        crate::restart::CallLogLock::take(&settings.db)
+            .ok()
+            .flatten()
+    });
     calllog.send(calllog::Write::Event {
         call: None,
         at_ms: calllog::now_ms(),
@@ -170,6 +179,8 @@ pub async fn run(
         calllog: calllog.clone(),
         tcp: transport::TcpPool::new(net_tx),
     };
+    restart_byes(&mut engine, left_open, &calllog);
+    drain(&mut engine, &mut out, &mut media).await;
 
     tokio::pin!(shutdown);
     let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
@@ -275,6 +286,31 @@ pub async fn run(
     drop(media);
     writer.join();
     Ok(())
+}
+
+/// Hands the engine a BYE for every leg a crash left up; they leave with the first drain.
+fn restart_byes(engine: &mut Engine, left: crate::restart::LeftOpen, calllog: &CallLog) {
+    if left.calls == 0 {
+        return;
+    }
+    let legs = left.dialogs.len();
+    tracing::warn!(
+        calls = left.calls,
+        legs,
+        "calls left open by a stop (crash or kill): BYE to every leg that was up"
+    );
+    calllog.send(calllog::Write::Event {
+        call: None,
+        at_ms: calllog::now_ms(),
+        kind: "restart_byes".into(),
+        detail: format!(
+            "{legs} leg(s) of the {} call(s) left open by the last stop were up: each gets a BYE",
+            left.calls
+        ),
+    });
+    for dialog in left.dialogs {
+        engine.handle_input(Instant::now(), Input::ByeAfterRestart(Box::new(dialog)));
+    }
 }
 
 /// Resolves every agency target of the plan: DNS for host names, and our local address on the

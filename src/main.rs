@@ -7,6 +7,7 @@ mod gateway;
 mod media;
 mod memory;
 mod plan;
+mod restart;
 mod transport;
 
 use std::io::Write as _;

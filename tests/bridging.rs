@@ -6,8 +6,8 @@ mod common;
 use std::path::Path;
 
 use common::{
-    AgencyPorts, Gateway, assert_sipp_ok, finish_agency, sipp_agency, sipp_caller_with_voice,
-    test_plan,
+    AgencyPorts, Gateway, assert_sipp_ok, events, finish_agency, sipp_agency,
+    sipp_caller_with_voice, test_plan,
 };
 
 fn start_with_plan(edits: &[(&str, &str)]) -> (Gateway, AgencyPorts) {
@@ -25,15 +25,6 @@ fn messages(db: &rusqlite::Connection) -> Vec<(String, String, String, i64)> {
     db.prepare("SELECT direction, leg, first_line, at FROM sip_messages WHERE call = 1 ORDER BY id")
         .expect("query")
         .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
-        .expect("rows")
-        .collect::<Result<_, _>>()
-        .expect("rows")
-}
-
-fn events(db: &rusqlite::Connection, kind: &str) -> Vec<(i64, String)> {
-    db.prepare("SELECT at, detail FROM call_events WHERE call = 1 AND kind = ?1 ORDER BY id")
-        .expect("query")
-        .query_map([kind], |r| Ok((r.get(0)?, r.get(1)?)))
         .expect("rows")
         .collect::<Result<_, _>>()
         .expect("rows")

@@ -1,9 +1,9 @@
-//! One call leg's RTP endpoint: receive (symmetric latching, DTMF, media timeout), send (a
+//! One call leg's RTP endpoint: receive (latching without hijack, DTMF, media timeout), send (a
 //! continuous paced stream: prompt, silence or relayed audio) and feed the call's recording
 //! when it is the caller's leg. A leg owns no task or timer: its media reactor
 //! ([`super::reactor`]) calls it at each tick.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use std::net::UdpSocket;
@@ -18,8 +18,8 @@ use siaga_media::recording::{MixerConfig, StereoMixer};
 use siaga_media::rtp::FIXED_HEADER_LEN;
 use siaga_media::sdp::Direction;
 use siaga_media::{
-    Channel, Codec, DtmfEvent, OutboundConfig, OutboundStream, Prompt, RtpTimestamp, RtpView,
-    SequenceNumber, Ssrc,
+    Channel, Codec, DtmfEvent, Latch, LatchConfig, OutboundConfig, OutboundStream, Prompt,
+    RtpTimestamp, RtpView, SequenceNumber, Ssrc, Verdict,
 };
 
 use super::MediaEventOut;
@@ -49,9 +49,6 @@ pub(super) enum LegCommand {
     Release,
 }
 
-/// A latched source that has sent nothing for this long may be replaced by a new one (the
-/// caller's NAT binding changed); before that, packets from elsewhere are ignored.
-const RELATCH_AFTER: Duration = Duration::from_millis(500);
 /// Decode buffer: the largest datagram we read.
 pub(super) const MAX_DATAGRAM: usize = 2048;
 
@@ -90,6 +87,9 @@ pub(super) struct LegSetup {
     pub recording: Option<RecordingFeed>,
     /// Random bits for SSRC, first sequence number and timestamp.
     pub random: u64,
+    /// The IP the peer's SIP comes from: the only other IP whose RTP may be learnt (NAT).
+    pub peer_ip: IpAddr,
+    pub latch: LatchConfig,
 }
 
 /// The prompt the engine asked for, under both ids.
@@ -111,10 +111,8 @@ pub(super) struct Leg {
     random: u64,
 
     session: Option<MediaSession>,
-    /// Where SDP says to send.
-    sdp_remote: Option<SocketAddr>,
-    /// Where packets really come from (symmetric RTP).
-    latched: Option<SocketAddr>,
+    /// Which sources are taken and where to send (the SDP address, or a learnt NAT source).
+    latch: Latch,
 
     first_packet_seen: bool,
     /// Last accepted RTP packet, or when we started waiting for one.
@@ -166,6 +164,7 @@ fn fallback_session() -> MediaSession {
 impl Leg {
     pub(super) fn new(setup: LegSetup) -> Leg {
         let is_caller = setup.leg == LegId::Caller;
+        let now = now();
         Leg {
             call: setup.call,
             leg: setup.leg,
@@ -175,10 +174,9 @@ impl Leg {
             media_timeout: setup.media_timeout,
             random: setup.random,
             session: None,
-            sdp_remote: None,
-            latched: None,
+            latch: Latch::new(setup.latch, Some(setup.peer_ip), now),
             first_packet_seen: false,
-            last_rx: now(),
+            last_rx: now,
             timeout_reported: false,
             outbound: None,
             stream_codec: Codec::Pcma,
@@ -255,13 +253,8 @@ impl Leg {
     /// A new or changed session (answer, re-INVITE).
     fn start(&mut self, session: MediaSession, now: Instant) {
         let previous = self.session.replace(session);
-        if previous.is_none_or(|p| p.remote != session.remote) {
-            // A changed address in SDP wins over what we latched: the peer moved.
-            self.sdp_remote = session.remote;
-            if previous.is_some() {
-                self.latched = None;
-            }
-        }
+        // A changed address in SDP wins over what was learnt: the peer moved.
+        self.latch.set_remote(session.remote, now);
         let was_receiving = previous.is_none_or(|p| p.direction.receives());
         if session.direction.receives() && !was_receiving {
             // Back from hold: the silence clock starts now.
@@ -342,9 +335,9 @@ impl Leg {
         self.prompt = Some(prompt);
     }
 
-    /// Where to send: the latched source, else what SDP said.
+    /// Where to send: the learnt source, else what SDP said.
     fn target(&self) -> Option<SocketAddr> {
-        self.latched.or(self.sdp_remote)
+        self.latch.target()
     }
 
     fn may_send(&self) -> bool {
@@ -432,22 +425,15 @@ impl Leg {
         }
     }
 
-    /// Accepts a packet's source, latching onto it (symmetric RTP).
+    /// Whether a packet's source is taken (see [`Latch`]); latches and first refusals go to
+    /// the call's timeline, later refusals are only counted.
     fn accept_source(&mut self, from: SocketAddr, now: Instant) -> bool {
-        match self.latched {
-            Some(latched) if latched == from => true,
-            Some(latched) if now.saturating_duration_since(self.last_rx) < RELATCH_AFTER => {
-                tracing::trace!(%latched, %from, "RTP from an unexpected source ignored");
-                false
-            }
-            previous => {
-                if previous.is_some() || self.sdp_remote != Some(from) {
-                    tracing::debug!(call = %self.call, leg = %self.leg, %from, "RTP latched onto the source");
-                }
-                self.latched = Some(from);
-                true
-            }
+        let (verdict, event) = self.latch.on_packet(from, now);
+        if let Some(event) = event {
+            tracing::debug!(call = %self.call, leg = %self.leg, %event, "RTP source");
+            self.log_event(event.kind(), format!("leg {}: {event}", self.leg));
         }
+        verdict == Verdict::Accept
     }
 
     pub(super) fn on_datagram(&mut self, datagram: &[u8], from: SocketAddr, now: Instant) {
@@ -532,6 +518,10 @@ impl Leg {
 
     /// Release: the last audio goes to the writer, which finalises the file.
     pub(super) fn finish(&mut self, now: Instant) {
+        let refused = self.latch.refusals();
+        if !refused.is_empty() {
+            self.log_event("rtp_refused_total", format!("leg {}: {refused}", self.leg));
+        }
         if let Some(mut rec) = self.recording.take() {
             drain(&mut rec, &self.calllog, self.call, now, true);
             if rec.dropped_chunks > 0 {

@@ -51,12 +51,13 @@ use tokio::task::JoinHandle;
 
 use siaga_engine::ids::{CallRef, LegId};
 use siaga_engine::io::{MediaCommand, MediaEvent, PlaybackId};
-use siaga_media::Prompt;
+use siaga_media::{LatchConfig, Prompt};
 
 use crate::calllog::{self, CallLog, Write};
 use crate::config::{PortRange, Settings};
 use leg::{LegCommand, LegSetup, RecordingFeed};
 use reactor::ReactorCommand;
+pub(crate) use recorder::recorded_ms;
 use recorder::{RecorderHandle, RecorderThread, RecordingId};
 
 /// An event from a leg for the engine.
@@ -102,8 +103,7 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 
 pub struct MediaManager {
     ports: PortRange,
-    /// Index (among the even ports of the range) to try first for the next leg.
-    next_port: u32,
+    latch: LatchConfig,
     legs: HashMap<(CallRef, LegId), LegHandle>,
     /// The media reactors, started with the first leg (index: `call % reactor_count`).
     reactors: Vec<Reactor>,
@@ -141,7 +141,10 @@ impl MediaManager {
         let (recorder, recorder_thread) = RecorderThread::start(calllog.clone());
         Self {
             ports: settings.rtp_ports,
-            next_port: 0,
+            latch: LatchConfig {
+                learning_window: settings.rtp_learning_window,
+                ..LatchConfig::default()
+            },
             legs: HashMap::new(),
             reactors: Vec::new(),
             reactor_count: reactor_count().max(1),
@@ -167,10 +170,11 @@ impl MediaManager {
                 call,
                 leg,
                 local_ip,
+                peer_ip,
             } => Some(MediaEventOut {
                 call,
                 leg,
-                event: self.allocate(call, leg, local_ip),
+                event: self.allocate(call, leg, local_ip, peer_ip),
             }),
             MediaCommand::Start { call, leg, session } => {
                 self.send(call, leg, LegCommand::Start(session));
@@ -238,7 +242,13 @@ impl MediaManager {
         usize::try_from(call.0 % count).unwrap_or(0)
     }
 
-    fn allocate(&mut self, call: CallRef, leg: LegId, local_ip: IpAddr) -> MediaEvent {
+    fn allocate(
+        &mut self,
+        call: CallRef,
+        leg: LegId,
+        local_ip: IpAddr,
+        peer_ip: IpAddr,
+    ) -> MediaEvent {
         if self.legs.contains_key(&(call, leg)) {
             tracing::warn!(%call, %leg, "leg allocated twice; the earlier port is released");
             self.send(call, leg, LegCommand::Release);
@@ -279,6 +289,8 @@ impl MediaManager {
             media_timeout: self.media_timeout,
             recording,
             random: random_u64(call.0, leg),
+            peer_ip,
+            latch: self.latch,
         };
         let reactor = self.reactor_for(call);
         if let Some(r) = self.reactors.get(reactor) {
@@ -289,23 +301,28 @@ impl MediaManager {
         MediaEvent::Allocated { local }
     }
 
-    /// Binds the next free even port of the range (RTCP would take the odd one above). The
-    /// socket is non-blocking and registered with nothing: its reactor polls it at each tick.
+    /// Binds a random free even port of the range (RTCP would take the odd one above). Random,
+    /// so nobody can guess the next call's port and send to it before the caller does; the
+    /// latch refuses such packets anyway, this only keeps them rare. The socket is
+    /// non-blocking and registered with nothing: its reactor polls it at each tick.
     fn bind(&mut self, ip: IpAddr) -> std::io::Result<std::net::UdpSocket> {
         let first_even = self.ports.first + self.ports.first % 2;
         if first_even > self.ports.last {
             return Err(std::io::Error::other("the range holds no even port"));
         }
         let count = u32::from(self.ports.last - first_even) / 2 + 1;
+        let port_at = |index: u32| u16::try_from(u32::from(first_even) + 2 * index).ok();
         let mut last_err = std::io::Error::other("every port in the range is in use");
-        for i in 0..count {
-            let index = (self.next_port + i) % count;
-            let Ok(port) = u16::try_from(u32::from(first_even) + 2 * index) else {
-                continue;
-            };
+        // A few random picks find a free port unless the range is nearly full; then one pass
+        // over every port from a random start, so a free port is never missed.
+        let random_picks = (0..RANDOM_PICKS).map(|_| random_index(count));
+        let sweep = std::iter::once(()).flat_map(|()| {
+            let start = random_index(count);
+            (0..count).map(move |i| (start + i) % count)
+        });
+        for port in random_picks.chain(sweep).filter_map(port_at) {
             match std::net::UdpSocket::bind(SocketAddr::new(ip, port)) {
                 Ok(s) => {
-                    self.next_port = (index + 1) % count;
                     s.set_nonblocking(true)?;
                     return Ok(s);
                 }
@@ -453,6 +470,17 @@ impl MediaManager {
             let _ = r.join();
         }
     }
+}
+
+/// Random port picks before the sweep over the whole range.
+const RANDOM_PICKS: u32 = 16;
+
+/// A random index below `count` (> 0), from the operating system's generator: RTP ports must
+/// not be predictable from the ones a caller has seen. The modulo bias is below 2^-16 for any
+/// port range.
+fn random_index(count: u32) -> u32 {
+    let r = getrandom::u64().unwrap_or_else(|_| random_u64(u64::from(count), LegId::Caller));
+    u32::try_from(r % u64::from(count.max(1))).unwrap_or(0)
 }
 
 /// Random bits for SSRC and first sequence number/timestamp (RFC 3550 §5.1). Not

@@ -628,6 +628,17 @@ fn check_header(path: &Path, len: u64) -> std::io::Result<Option<Checked>> {
     }))
 }
 
+/// Milliseconds of audio in `audio_bytes` of a recording.
+fn audio_ms(audio_bytes: u32) -> i64 {
+    i64::from(audio_bytes) * 1000 / (BYTES_PER_FRAME as i64 * 8000)
+}
+
+/// How much audio a recording file of `file_len` bytes holds, as start-up repair will find it
+/// (whatever its header says after a crash).
+pub(crate) fn recorded_ms(file_len: u64) -> Option<i64> {
+    FORMAT.repair_sizes(file_len).map(|s| audio_ms(s.data_size))
+}
+
 fn seconds(audio_bytes: u32) -> f64 {
     f64::from(audio_bytes) / (BYTES_PER_FRAME as f64 * 8000.0)
 }
@@ -699,7 +710,7 @@ fn finish_unfinished(calllog: &CallLog, unfinished: &UnfinishedRecording) {
         call,
         path: path.display().to_string(),
         sha256,
-        duration_ms: audio_bytes.map(|b| i64::from(b) / 32),
+        duration_ms: audio_bytes.map(audio_ms),
     });
     let kept = match audio_bytes {
         Some(b) => format!("{:.1} s kept", seconds(b)),

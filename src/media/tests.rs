@@ -102,6 +102,7 @@ impl Harness {
                 call: CALL,
                 leg,
                 local_ip: LOCALHOST,
+                peer_ip: LOCALHOST,
             })
             .expect("Allocate is answered at once");
         match reply.event {
@@ -120,6 +121,23 @@ impl Harness {
                 })
                 .is_none()
         );
+    }
+
+    /// A caller and an agency leg, both PCMA 20 ms, bridged: the caller's and the agent's
+    /// sockets, and the gateway's port for the agency.
+    async fn bridged_pcma(&mut self) -> (Arc<UdpSocket>, Arc<UdpSocket>, SocketAddr) {
+        let caller = peer().await;
+        let agent = peer().await;
+        self.allocate(LegId::Caller);
+        let agent_port = self.allocate(LegId::Agency(1));
+        for (leg, socket) in [(LegId::Caller, &caller), (LegId::Agency(1), &agent)] {
+            self.start(leg, session(socket.local_addr().ok(), Codec::Pcma, 20));
+        }
+        self.manager.handle(MediaCommand::Bridge {
+            call: CALL,
+            agency: LegId::Agency(1),
+        });
+        (caller, agent, agent_port)
     }
 
     /// Releases the legs (as the engine does when a call ends), in this order.
@@ -708,17 +726,7 @@ async fn bridged_legs_relay_audio_across_codecs_and_packet_times() {
 #[tokio::test]
 async fn a_same_law_bridge_passes_the_codes_through_unchanged() {
     let mut h = Harness::new((32400, 32499));
-    let caller = peer().await;
-    let agent = peer().await;
-    let _caller_port = h.allocate(LegId::Caller);
-    let agent_port = h.allocate(LegId::Agency(1));
-    for (leg, socket) in [(LegId::Caller, &caller), (LegId::Agency(1), &agent)] {
-        h.start(leg, session(socket.local_addr().ok(), Codec::Pcma, 20));
-    }
-    h.manager.handle(MediaCommand::Bridge {
-        call: CALL,
-        agency: LegId::Agency(1),
-    });
+    let (caller, agent, agent_port) = h.bridged_pcma().await;
 
     // The agent sends 0.6 s of a counting pattern of codes.
     let silence = Codec::Pcma.silence();
@@ -761,6 +769,78 @@ async fn a_same_law_bridge_passes_the_codes_through_unchanged() {
 }
 
 #[tokio::test]
+async fn a_third_party_sending_to_an_agency_leg_is_neither_relayed_nor_answered() {
+    let mut h = Harness::new((32500, 32599));
+    let (caller, agent, agent_port) = h.bridged_pcma().await;
+    let intruder = Arc::new(
+        UdpSocket::bind(("127.0.0.2", 0))
+            .await
+            .expect("127.0.0.2 is loopback on Linux"),
+    );
+    let silence = Codec::Pcma.silence();
+    let talk = |from: Arc<UdpSocket>, packets: usize, ssrc: u32| {
+        tokio::spawn(async move {
+            let mut pace = tokio::time::interval(Duration::from_millis(20));
+            let payload: Vec<u8> = (0..160).map(|i| 0x2A + (i % 7) as u8).collect();
+            for k in 0..packets {
+                pace.tick().await;
+                let packet = rtp(8, k as u16, (160 * k) as u32, ssrc, false, &payload);
+                let _ = from.send_to(&packet, agent_port).await;
+            }
+        })
+    };
+    // The third party talks first, for 0.6 s: the caller hears only our silence.
+    let intrusion = talk(intruder.clone(), 30, 0xBAD);
+    let mut heard = Vec::new();
+    for _ in 0..40 {
+        let packet = recv_rtp(&caller, Duration::from_secs(1))
+            .await
+            .expect("the caller gets a packet every 20 ms");
+        heard.extend(packet.payload.into_iter().filter(|&c| c != silence));
+    }
+    intrusion.await.expect("intruder");
+    assert!(
+        heard.is_empty(),
+        "the third party's audio reached the caller"
+    );
+    assert!(
+        recv_rtp(&intruder, Duration::from_millis(300))
+            .await
+            .is_none(),
+        "the gateway answered the third party"
+    );
+    // Then the agency speaks: it is latched and relayed.
+    let agency_talks = talk(agent.clone(), 20, 0xA6E);
+    while heard.len() < 10 * 160 {
+        let packet = recv_rtp(&caller, Duration::from_secs(1))
+            .await
+            .expect("the caller gets a packet every 20 ms");
+        heard.extend(packet.payload.into_iter().filter(|&c| c != silence));
+    }
+    agency_talks.await.expect("agency");
+    h.release(&[LegId::Agency(1), LegId::Caller]);
+    let done = h.finish().await;
+    let refused = done.events("rtp_refused");
+    assert_eq!(refused.len(), 1, "{refused:?}");
+    assert!(
+        refused[0].1.starts_with("leg B1: RTP from 127.0.0.2:"),
+        "{refused:?}"
+    );
+    let total = done.events("rtp_refused_total");
+    assert_eq!(total.len(), 1, "{total:?}");
+    assert!(
+        total[0].1.starts_with("leg B1: 30 RTP packet(s) refused"),
+        "{total:?}"
+    );
+    let latched = done.events("rtp_latched");
+    let agency = format!("leg B1: RTP from {}", agent.local_addr().expect("addr"));
+    assert!(
+        latched.iter().any(|(_, d)| d.starts_with(&agency)),
+        "{latched:?}"
+    );
+}
+
+#[tokio::test]
 async fn ports_are_even_busy_ones_are_skipped_and_exhaustion_is_reported() {
     let mut h = Harness::new((39991, 39994));
     // 39991 is odd and never used; 39992 and 39994 are the range's ports. Take 39992.
@@ -773,6 +853,7 @@ async fn ports_are_even_busy_ones_are_skipped_and_exhaustion_is_reported() {
             call: CALL,
             leg: LegId::Agency(1),
             local_ip: LOCALHOST,
+            peer_ip: LOCALHOST,
         })
         .expect("answered");
     assert!(
@@ -782,6 +863,29 @@ async fn ports_are_even_busy_ones_are_skipped_and_exhaustion_is_reported() {
     );
     drop(busy);
     assert_eq!(h.allocate(LegId::Agency(2)).port(), 39992);
+    h.finish().await;
+}
+
+#[tokio::test]
+async fn ports_are_drawn_at_random_so_the_next_one_cannot_be_guessed() {
+    let mut h = Harness::new((33000, 33999));
+    let ports: Vec<u16> = (1..=20)
+        .map(|n| h.allocate(LegId::Agency(n)).port())
+        .collect();
+    assert!(
+        ports
+            .iter()
+            .all(|p| p % 2 == 0 && (33000..=33999).contains(p)),
+        "{ports:?}"
+    );
+    let mut distinct = ports.clone();
+    distinct.sort_unstable();
+    distinct.dedup();
+    assert_eq!(distinct.len(), ports.len(), "{ports:?}");
+    // In order, each port would be the previous one + 2. Drawn from 500, that happens by
+    // chance about once in 250 pairs.
+    let in_order = ports.windows(2).filter(|w| w[1] == w[0] + 2).count();
+    assert!(in_order <= 3, "ports follow each other: {ports:?}");
     h.finish().await;
 }
 

@@ -26,6 +26,11 @@ impl Gateway {
 
     /// Starts again on an existing directory (after a crash), keeping db and recordings.
     pub fn start_in(dir: tempfile::TempDir, extra: &[&str]) -> Gateway {
+        Self::start_on(dir, "127.0.0.1:0", "127.0.0.1:0", extra)
+    }
+
+    /// As [`Gateway::start_in`], listening on given addresses (a restart on the same ports).
+    pub fn start_on(dir: tempfile::TempDir, udp: &str, tcp: &str, extra: &[&str]) -> Gateway {
         let db = dir.path().join("siaga.db");
         let recordings = dir.path().join("recordings");
         let stderr_log = dir
@@ -39,7 +44,10 @@ impl Gateway {
         let mut child = Command::new(env!("CARGO_BIN_EXE_siaga"))
             .current_dir(env!("CARGO_MANIFEST_DIR"))
             .arg("serve")
-            .args(["--listen", "udp:127.0.0.1:0", "--listen", "tcp:127.0.0.1:0"])
+            .arg("--listen")
+            .arg(format!("udp:{udp}"))
+            .arg("--listen")
+            .arg(format!("tcp:{tcp}"))
             .arg("--db")
             .arg(&db)
             .arg("--recordings")
@@ -276,6 +284,16 @@ pub fn end_reasons(db: &rusqlite::Connection) -> Vec<(String, i64)> {
         .prepare("SELECT coalesce(end_reason, 'live'), count(*) FROM calls GROUP BY 1 ORDER BY 1")
         .expect("query");
     stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .expect("rows")
+        .collect::<Result<_, _>>()
+        .expect("rows")
+}
+
+/// `(at, detail)` of call 1's timeline events of `kind`, in order.
+pub fn events(db: &rusqlite::Connection, kind: &str) -> Vec<(i64, String)> {
+    db.prepare("SELECT at, detail FROM call_events WHERE call = 1 AND kind = ?1 ORDER BY id")
+        .expect("query")
+        .query_map([kind], |r| Ok((r.get(0)?, r.get(1)?)))
         .expect("rows")
         .collect::<Result<_, _>>()
         .expect("rows")

@@ -430,7 +430,7 @@ impl Engine {
             cancel_sent: false,
             awaiting_ack: None,
         };
-        let local_ip = leg.flow.local.ip();
+        let (local_ip, peer_ip) = (leg.flow.local.ip(), leg.flow.remote.ip());
         self.dialogs
             .insert((call_id, local_tag), (call_ref, LegId::Agency(n)));
         if let Some(b) = self.bridging_mut(call_ref) {
@@ -440,6 +440,7 @@ impl Engine {
             call: call_ref,
             leg: LegId::Agency(n),
             local_ip,
+            peer_ip,
         });
     }
 
@@ -748,7 +749,8 @@ impl Engine {
             ClientPurpose::Bye
             | ClientPurpose::Cancel
             | ClientPurpose::Notify
-            | ClientPurpose::Stray => {
+            | ClientPurpose::Stray
+            | ClientPurpose::Restart => {
                 if status >= 200 && purpose == ClientPurpose::Bye {
                     self.leg_done(now, call_ref, n);
                 }
@@ -1858,7 +1860,10 @@ impl Engine {
                 }
             }
             ClientPurpose::Bye => self.leg_done(now, call_ref, n),
-            ClientPurpose::Cancel | ClientPurpose::Notify | ClientPurpose::Stray => {}
+            ClientPurpose::Cancel
+            | ClientPurpose::Notify
+            | ClientPurpose::Stray
+            | ClientPurpose::Restart => {}
         }
     }
 

@@ -123,13 +123,15 @@ pub(crate) enum ClientPurpose {
     Notify,
     /// BYE for an extra dialog of a forked INVITE: its outcome changes nothing.
     Stray,
+    /// BYE for a dialog a crash left up (no call of this run): only its outcome is logged.
+    Restart,
 }
 
 impl ClientPurpose {
     fn method(self) -> &'static str {
         match self {
             ClientPurpose::Invite => "INVITE",
-            ClientPurpose::Bye | ClientPurpose::Stray => "BYE",
+            ClientPurpose::Bye | ClientPurpose::Stray | ClientPurpose::Restart => "BYE",
             ClientPurpose::Cancel => "CANCEL",
             ClientPurpose::Notify => "NOTIFY",
         }
@@ -277,6 +279,7 @@ impl Engine {
             Input::Media { call, leg, event } => self.on_media(now, call, leg, event),
             Input::HangUp { call } => self.hang_up(now, call, EndReason::GatewayHungUp),
             Input::Drain => self.accepting = false,
+            Input::ByeAfterRestart(dialog) => self.bye_after_restart(*dialog),
         }
     }
 
@@ -783,6 +786,7 @@ impl Engine {
             call: call_ref,
             leg: LegId::Caller,
             local_ip: flow.local.ip(),
+            peer_ip: flow.remote.ip(),
         });
         self.reschedule_call(call_ref);
     }
@@ -1355,6 +1359,12 @@ impl Engine {
                 self.transmit_leg(Some(call), leg, tx_flow, bytes);
             }
         }
+        if purpose == ClientPurpose::Restart {
+            if verdict == ResponseVerdict::PassToTu && status >= 200 {
+                self.restart_bye_outcome(call, leg, &format!("answered {status}"));
+            }
+            return self.reschedule_client(&key);
+        }
         match leg {
             LegId::Caller => {
                 if verdict == ResponseVerdict::PassToTu && status >= 200 {
@@ -1597,6 +1607,11 @@ impl Engine {
                             (TxEffect::Transmit(bytes), _) => {
                                 self.transmit_leg(Some(call), leg, flow, bytes)
                             }
+                            (TxEffect::Terminated(TxEnd::Timeout), _)
+                                if purpose == ClientPurpose::Restart =>
+                            {
+                                self.restart_bye_outcome(call, leg, "no response (Timer F)")
+                            }
                             (TxEffect::Terminated(TxEnd::Timeout), LegId::Caller) => {
                                 self.timeline(call, "bye_timeout", "no response to our BYE");
                                 self.finish_hang_up(call);
@@ -1723,6 +1738,10 @@ impl Engine {
                     .any(|e| matches!(e, TxEffect::Terminated(_)))
                 {
                     match leg {
+                        _ if purpose == ClientPurpose::Restart => {
+                            let why = format!("transport error: {reason}");
+                            self.restart_bye_outcome(call, leg, &why);
+                        }
                         LegId::Caller => self.finish_hang_up(call),
                         LegId::Agency(n) => {
                             let why = format!("transport error: {reason}");

@@ -73,6 +73,8 @@ pub enum Input<'a> {
     HangUp { call: CallRef },
     /// Stop taking new calls; calls in progress continue.
     Drain,
+    /// At start: end a dialog the previous run left up (a crash), with a BYE of its own.
+    ByeAfterRestart(Box<crate::restart::OpenDialog>),
 }
 
 /// Which way a SIP message went.
@@ -188,6 +190,9 @@ pub enum MediaCommand {
         call: CallRef,
         leg: LegId,
         local_ip: std::net::IpAddr,
+        /// The IP the peer's SIP comes from (the caller's source, the agency's address): RTP
+        /// from it may be learnt when a NAT hides the address in the peer's SDP.
+        peer_ip: std::net::IpAddr,
     },
     /// The remote side and codec are known (or changed, after a re-INVITE): send and receive.
     Start {

@@ -7,6 +7,7 @@ pub mod call;
 mod engine;
 pub mod ids;
 pub mod io;
+pub mod restart;
 mod session;
 pub mod sip;
 pub mod timers;

@@ -12,9 +12,11 @@
 //! - [`recording`]: the true-timeline stereo mixer behind the call recorder; [`wav`] its file
 //!   header and crash repair.
 //! - [`prompt`]: prompt decoding and the paced outbound stream.
+//! - [`latch`]: which RTP sources a leg takes (symmetric RTP that an outsider cannot hijack).
 
 pub mod dtmf;
 pub mod g711;
+pub mod latch;
 pub mod prompt;
 pub mod recording;
 pub mod rtp;
@@ -23,6 +25,7 @@ pub mod wav;
 
 pub use dtmf::{Digit, DtmfEvent, DtmfSource};
 pub use g711::Codec;
+pub use latch::{Latch, LatchConfig, LatchEvent, Verdict};
 pub use prompt::{OutboundConfig, OutboundFrame, OutboundStream, PlaybackId, Prompt, PromptError};
 pub use recording::{Channel, MixerConfig, StereoMixer};
 pub use rtp::{PayloadType, RtpHeader, RtpSequencer, RtpTimestamp, RtpView, SequenceNumber, Ssrc};

@@ -1,0 +1,405 @@
+//! Start-up after a crash or `kill -9`: the calls the previous run left open.
+//!
+//! Their peers do not know the gateway died: an agency's desk stays on a dead call, and the
+//! caller's phone may too. So every leg that was up gets a BYE, built from the messages the
+//! call log kept verbatim ([`siaga_engine::restart`]) and sent by the engine as soon as it
+//! runs. And a call's logged end must not be its last logged event (often the agency's answer,
+//! long before the crash) when its recording went on: the recording's end goes on the call's
+//! timeline (`recording_end`), so the call log's own recovery, which closes an open call at
+//! its last recorded activity, ends it there.
+//!
+//! This runs before the call log's recovery closes the calls (that is how they are found),
+//! on a connection of its own, and never stops the start: an error costs the BYEs and is
+//! logged, calls are answered anyway. Open calls are only taken for a crash's when no other
+//! gateway process holds the call log ([`CallLogLock`]): a second instance started by mistake
+//! on the same log must not hang up the first one's live calls.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::Context;
+use rusqlite::{Connection, OpenFlags, params};
+
+use siaga_engine::ids::{CallRef, LegId};
+use siaga_engine::io::{Direction, Flow, Transport};
+use siaga_engine::restart::{LoggedMessage, OpenDialog, left_open};
+
+use crate::media::recorded_ms;
+
+/// What the previous run left open.
+#[derive(Debug, Default)]
+pub struct LeftOpen {
+    /// Calls that were open when the gateway stopped.
+    pub calls: usize,
+    /// One BYE to send per leg that was up.
+    pub dialogs: Vec<OpenDialog>,
+    /// Held for as long as the gateway runs.
+    pub lock: Option<CallLogLock>,
+}
+
+/// An exclusive `flock` on the call log file, held by the running gateway. SQLite's own locks
+/// are `fcntl` locks, which `flock` does not touch. It is released when the process ends, a
+/// `kill -9` included, so it tells a crashed run from a live one.
+#[derive(Debug)]
+pub struct CallLogLock(#[allow(dead_code)] std::fs::File);
+
+impl CallLogLock {
+    /// Takes the lock on an existing call log; `Ok(None)` when another process holds it.
+    pub fn take(db: &Path) -> std::io::Result<Option<CallLogLock>> {
+        let file = std::fs::OpenOptions::new().read(true).open(db)?;
+        match file.try_lock() {
+            Ok(()) => Ok(Some(CallLogLock(file))),
+            Err(std::fs::TryLockError::WouldBlock) => Ok(None),
+            Err(std::fs::TryLockError::Error(e)) => Err(e),
+        }
+    }
+}
+
+/// Finds the calls left open in the call log at `db`, notes their recordings' ends on their
+/// timelines and builds a BYE for each leg that was up, sent from one of `listeners` (the
+/// gateway's sockets now: its port may have changed).
+pub fn prepare(db: &Path, listeners: &[(Transport, SocketAddr)]) -> LeftOpen {
+    match read(db, listeners) {
+        Ok(left) => left,
+        Err(e) => {
+            tracing::error!(
+                db = %db.display(),
+                error = format!("{e:#}"),
+                "cannot read the calls a crash left open: their legs get no BYE"
+            );
+            LeftOpen::default()
+        }
+    }
+}
+
+/// A timeline event to add for a call left open.
+struct Note {
+    call: i64,
+    at: i64,
+    kind: &'static str,
+    detail: String,
+}
+
+fn read(db: &Path, listeners: &[(Transport, SocketAddr)]) -> anyhow::Result<LeftOpen> {
+    if !db.exists() {
+        return Ok(LeftOpen::default());
+    }
+    let lock = match CallLogLock::take(db) {
+        Ok(Some(lock)) => Some(lock),
+        Ok(None) => {
+            tracing::error!(
+                db = %db.display(),
+                "another Siaga process is running on this call log: its open calls are live, \
+                 not left by a crash, and get no BYE"
+            );
+            return Ok(LeftOpen::default());
+        }
+        Err(e) => {
+            tracing::warn!(db = %db.display(), error = %e, "cannot lock the call log");
+            None
+        }
+    };
+    // Never creates a file; the call log opens (and migrates) it right after.
+    let mut conn = Connection::open_with_flags(
+        db,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .context("opening the call log")?;
+    conn.busy_timeout(Duration::from_secs(2))?;
+    let has_calls: bool = conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'calls')",
+        [],
+        |r| r.get(0),
+    )?;
+    if !has_calls {
+        return Ok(LeftOpen {
+            lock,
+            ..LeftOpen::default()
+        });
+    }
+    let open: Vec<(i64, Option<String>, Option<i64>)> = conn
+        .prepare(
+            "SELECT c.id, c.recording_path,
+                    (SELECT min(e.at) FROM call_events e
+                      WHERE e.call = c.id AND e.kind = 'recording_started')
+             FROM calls c WHERE c.ended_at IS NULL ORDER BY c.id",
+        )?
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+        .collect::<Result<_, _>>()?;
+    let mut left = LeftOpen {
+        calls: open.len(),
+        dialogs: Vec::new(),
+        lock,
+    };
+    let mut notes = Vec::new();
+    for (call, path, started) in open {
+        if let (Some(path), Some(started)) = (path, started) {
+            notes.extend(recording_end(call, &path, started));
+        }
+        let dialogs = dialogs_of(&conn, call).unwrap_or_else(|e| {
+            // One unreadable call must not cost the others their BYEs.
+            tracing::error!(call, error = %e, "cannot read the messages of a call left open");
+            Vec::new()
+        });
+        for dialog in dialogs {
+            match dialog.and_then(|d| on_listener(d, listeners)) {
+                Ok(dialog) => left.dialogs.push(dialog),
+                Err((leg, why)) => notes.push(Note {
+                    call,
+                    at: crate::calllog::now_ms(),
+                    kind: "restart_bye_impossible",
+                    detail: format!("leg {leg}: was up when the gateway stopped, but {why}"),
+                }),
+            }
+        }
+    }
+    // The BYEs do not depend on these notes: a log that cannot be written (disk full) only
+    // costs the better end times.
+    if let Err(e) = write_notes(&mut conn, &notes) {
+        tracing::error!(error = %e, "cannot note the recordings' ends of calls a crash left open");
+    }
+    Ok(left)
+}
+
+/// The `recording_end` note: where the recording of a call left open stops, as start-up
+/// repair will find it (start + audio in the file).
+fn recording_end(call: i64, path: &str, started: i64) -> Option<Note> {
+    let len = std::fs::metadata(path).ok()?.len();
+    let ms = recorded_ms(len)?;
+    Some(Note {
+        call,
+        at: started + ms,
+        kind: "recording_end",
+        detail: format!(
+            "{path}: {:.1} s of audio from its start; the call lasted at least until here \
+             (the gateway stopped during it)",
+            ms as f64 / 1000.0
+        ),
+    })
+}
+
+fn write_notes(conn: &mut Connection, notes: &[Note]) -> rusqlite::Result<()> {
+    let tx = conn.transaction()?;
+    for n in notes {
+        tx.execute(
+            "INSERT INTO call_events (call, at, kind, detail) VALUES (?1, ?2, ?3, ?4)",
+            params![n.call, n.at, n.kind, n.detail],
+        )?;
+    }
+    tx.commit()
+}
+
+type Built = Result<OpenDialog, (LegId, String)>;
+
+/// The legs of `call` that were up, from its logged messages.
+fn dialogs_of(conn: &Connection, call: i64) -> anyhow::Result<Vec<Built>> {
+    let rows: Vec<(String, String, String, String, String, Vec<u8>)> = conn
+        .prepare_cached(
+            "SELECT leg, direction, transport, local, remote, raw FROM sip_messages
+             WHERE call = ?1 ORDER BY id",
+        )?
+        .query_map([call], |r| {
+            Ok((
+                r.get(0)?,
+                r.get(1)?,
+                r.get(2)?,
+                r.get(3)?,
+                r.get(4)?,
+                r.get(5)?,
+            ))
+        })?
+        .collect::<Result<_, _>>()?;
+    let logged: Vec<LoggedMessage> = rows
+        .iter()
+        .filter_map(|(leg, direction, transport, local, remote, raw)| {
+            Some(LoggedMessage {
+                leg: leg_of(leg)?,
+                direction: match direction.as_str() {
+                    "in" => Direction::In,
+                    "out" => Direction::Out,
+                    _ => return None,
+                },
+                flow: Flow {
+                    transport: match transport.as_str() {
+                        "udp" => Transport::Udp,
+                        "tcp" => Transport::Tcp,
+                        _ => return None,
+                    },
+                    local: local.parse().ok()?,
+                    remote: remote.parse().ok()?,
+                    conn: None,
+                },
+                raw,
+            })
+        })
+        .collect();
+    let call = CallRef(u64::try_from(call).unwrap_or_default());
+    Ok(left_open(call, &logged)
+        .into_iter()
+        .map(|d| d.map_err(|u| (u.leg, u.why)))
+        .collect())
+}
+
+/// `A` is the caller's leg, `B1`, `B2`, … the agency legs.
+fn leg_of(text: &str) -> Option<LegId> {
+    match text {
+        "A" => Some(LegId::Caller),
+        _ => text.strip_prefix('B')?.parse().ok().map(LegId::Agency),
+    }
+}
+
+/// Moves the dialog's local end to a listener the gateway has now: the same address if it is
+/// still served, else the one of the same transport and family (a restart on another port).
+/// Over TCP the BYE goes on a new connection from the transport's pool.
+fn on_listener(mut dialog: OpenDialog, listeners: &[(Transport, SocketAddr)]) -> Built {
+    let local = dialog.flow.local;
+    let mut same_kind = listeners
+        .iter()
+        .filter(|(t, a)| *t == dialog.flow.transport && a.is_ipv4() == local.is_ipv4())
+        .map(|&(_, a)| a);
+    let serves = |a: &SocketAddr| {
+        a.port() == local.port() && (a.ip().is_unspecified() || a.ip() == local.ip())
+    };
+    if same_kind.clone().any(|a| serves(&a)) {
+        return Ok(dialog);
+    }
+    let Some(listener) = same_kind.next() else {
+        return Err((
+            dialog.leg,
+            format!(
+                "the gateway has no {} listener for {} now",
+                dialog.flow.transport.as_str(),
+                if local.is_ipv4() { "IPv4" } else { "IPv6" }
+            ),
+        ));
+    };
+    let ip = if listener.ip().is_unspecified() {
+        local.ip()
+    } else {
+        listener.ip()
+    };
+    dialog.flow.local = SocketAddr::new(ip, listener.port());
+    Ok(dialog)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use siaga_engine::ids::CallId;
+
+    fn dialog(local: &str) -> OpenDialog {
+        OpenDialog {
+            call: CallRef(1),
+            leg: LegId::Agency(1),
+            flow: Flow {
+                transport: Transport::Udp,
+                remote: "192.0.2.20:5081".parse().expect("addr"),
+                local: local.parse().expect("addr"),
+                conn: None,
+            },
+            request_uri: "sip:desk@192.0.2.20:5081".into(),
+            from: "<sip:a@b>;tag=1".into(),
+            to: "<sip:c@d>;tag=2".into(),
+            call_id: CallId("x".into()),
+            cseq: 2,
+            route_set: Vec::new(),
+        }
+    }
+
+    fn local_after(local: &str, listeners: &[(Transport, &str)]) -> Result<String, String> {
+        let listeners: Vec<(Transport, SocketAddr)> = listeners
+            .iter()
+            .map(|(t, a)| (*t, a.parse().expect("addr")))
+            .collect();
+        on_listener(dialog(local), &listeners)
+            .map(|d| d.flow.local.to_string())
+            .map_err(|(_, why)| why)
+    }
+
+    #[test]
+    fn a_bye_leaves_from_the_dialogs_address_or_the_listener_that_replaced_it() {
+        let udp = Transport::Udp;
+        // Still served (a wildcard listener on the same port).
+        assert_eq!(
+            local_after("192.0.2.1:5060", &[(udp, "0.0.0.0:5060")]),
+            Ok("192.0.2.1:5060".into())
+        );
+        // Restarted on another port: the new one, same address.
+        assert_eq!(
+            local_after(
+                "192.0.2.1:5060",
+                &[(Transport::Tcp, "0.0.0.0:5060"), (udp, "0.0.0.0:5070")]
+            ),
+            Ok("192.0.2.1:5070".into())
+        );
+        assert_eq!(
+            local_after("127.0.0.1:40001", &[(udp, "127.0.0.1:40777")]),
+            Ok("127.0.0.1:40777".into())
+        );
+        // No UDP over IPv4 any more: said, not guessed.
+        assert_eq!(
+            local_after("192.0.2.1:5060", &[(udp, "[::]:5060")]),
+            Err("the gateway has no udp listener for IPv4 now".into())
+        );
+    }
+
+    /// A call log with call 1 open: the caller's INVITE and our 200 logged.
+    fn log_with_an_open_call(dir: &Path) -> std::path::PathBuf {
+        let db = dir.join("siaga.db");
+        let conn = crate::calllog::open(&db).expect("db");
+        conn.execute(
+            "INSERT INTO calls (id, call_id, started_at, kind, dialled, source, transport)
+             VALUES (1, 'a-leg@x', 1, 'emergency', '112', '127.0.0.1:5062', 'udp')",
+            [],
+        )
+        .expect("call");
+        let invite = "INVITE sip:112@127.0.0.1:5060 SIP/2.0\r\n\
+            Via: SIP/2.0/UDP 127.0.0.1:5062;branch=z9hG4bKc1\r\n\
+            From: <sip:+6281@127.0.0.1>;tag=caller1\r\nTo: <sip:112@127.0.0.1>\r\n\
+            Call-ID: a-leg@x\r\nCSeq: 1 INVITE\r\nContact: <sip:+6281@127.0.0.1:5062>\r\n\
+            Max-Forwards: 70\r\nContent-Length: 0\r\n\r\n";
+        let ok = "SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 127.0.0.1:5062;branch=z9hG4bKc1\r\n\
+            From: <sip:+6281@127.0.0.1>;tag=caller1\r\nTo: <sip:112@127.0.0.1>;tag=gw1\r\n\
+            Call-ID: a-leg@x\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n";
+        for (direction, raw) in [("in", invite), ("out", ok)] {
+            conn.execute(
+                "INSERT INTO sip_messages (call, at, direction, transport, local, remote,
+                    first_line, raw, leg)
+                 VALUES (1, 2, ?1, 'udp', '127.0.0.1:5060', '127.0.0.1:5062', '', ?2, 'A')",
+                params![direction, raw.as_bytes()],
+            )
+            .expect("message");
+        }
+        db
+    }
+
+    #[test]
+    fn open_calls_are_taken_for_a_crashs_only_when_no_other_gateway_holds_the_log() {
+        let dir = tempfile::tempdir().expect("dir");
+        let db = log_with_an_open_call(dir.path());
+        let listeners = [(Transport::Udp, "127.0.0.1:5060".parse().expect("addr"))];
+        let live = CallLogLock::take(&db).expect("lock").expect("free");
+        let left = prepare(&db, &listeners);
+        assert_eq!(
+            (left.calls, left.dialogs.len()),
+            (0, 0),
+            "a live gateway's call"
+        );
+        assert!(left.lock.is_none());
+        drop(live);
+        let left = prepare(&db, &listeners);
+        assert_eq!((left.calls, left.dialogs.len()), (1, 1));
+        assert_eq!(left.dialogs[0].leg, LegId::Caller);
+        assert!(left.lock.is_some(), "held while this gateway runs");
+        assert!(CallLogLock::take(&db).expect("lock").is_none());
+    }
+
+    #[test]
+    fn leg_names_are_read_back() {
+        assert_eq!(leg_of("A"), Some(LegId::Caller));
+        assert_eq!(leg_of("B12"), Some(LegId::Agency(12)));
+        assert_eq!(leg_of("C"), None);
+        assert_eq!(leg_of("B"), None);
+    }
+}
