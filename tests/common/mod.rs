@@ -444,3 +444,28 @@ pub fn wait_until(what: &str, timeout: std::time::Duration, mut condition: impl 
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
 }
+
+/// The counts of traffic outside every call the gateway logged (`noncall_counts` gateway
+/// events, one per source and window), summed per key: `options`, `garbage`,
+/// `non_emergency_invite`, `stray_ack`, …, `unanswered`, `sampled`.
+pub fn noncall_counts(db: &rusqlite::Connection) -> std::collections::BTreeMap<String, u64> {
+    let mut stmt = db
+        .prepare("SELECT detail FROM gateway_events WHERE kind = 'noncall_counts'")
+        .expect("query");
+    let details: Vec<String> = stmt
+        .query_map([], |r| r.get(0))
+        .expect("rows")
+        .collect::<Result<_, _>>()
+        .expect("rows");
+    let mut sums = std::collections::BTreeMap::new();
+    for detail in details {
+        for (key, value) in detail.split(' ').filter_map(|kv| kv.split_once('=')) {
+            if let Ok(n) = value.parse::<u64>()
+                && key != "window_s"
+            {
+                *sums.entry(key.to_owned()).or_default() += n;
+            }
+        }
+    }
+    sums
+}

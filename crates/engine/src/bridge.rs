@@ -381,11 +381,12 @@ impl Engine {
         target: Target,
         transfer_of: Option<u32>,
     ) {
-        let n = self.next_leg;
-        self.next_leg += 1;
-        let Some(call) = self.calls.get(&call_ref) else {
+        // Leg numbers count per call (B1, B2, … in each call's log).
+        let Some(call) = self.calls.get_mut(&call_ref) else {
             return;
         };
+        let n = call.next_leg;
+        call.next_leg += 1;
         let caller_local = call.flow.local;
         let transport = plan_transport(target.transport);
         let Some(flow) = self
@@ -748,6 +749,7 @@ impl Engine {
             ClientPurpose::Bye
             | ClientPurpose::Cancel
             | ClientPurpose::Notify
+            | ClientPurpose::Probe
             | ClientPurpose::Stray => {
                 if status >= 200 && purpose == ClientPurpose::Bye {
                     self.leg_done(now, call_ref, n);
@@ -1858,7 +1860,10 @@ impl Engine {
                 }
             }
             ClientPurpose::Bye => self.leg_done(now, call_ref, n),
-            ClientPurpose::Cancel | ClientPurpose::Notify | ClientPurpose::Stray => {}
+            ClientPurpose::Cancel
+            | ClientPurpose::Notify
+            | ClientPurpose::Probe
+            | ClientPurpose::Stray => {}
         }
     }
 

@@ -7,11 +7,12 @@ pub mod call;
 mod engine;
 pub mod ids;
 pub mod io;
+pub mod noncall;
 mod session;
 pub mod sip;
 pub mod timers;
 pub mod transaction;
 
 pub use bridge::{Directory, Hop};
-pub use engine::{Engine, EngineConfig};
+pub use engine::{DeadSessionConfig, Engine, EngineConfig};
 pub use siaga_dialplan as dialplan;

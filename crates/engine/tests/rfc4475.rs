@@ -125,3 +125,39 @@ fn every_torture_message_is_handled_as_rfc_4475_says() {
         CSeq: 1 INVITE\r\nContact: <sip:a@192.0.2.1>\r\nContent-Length: 0\r\n\r\n";
     assert_eq!(outcome(&mut engine, now, invite.as_bytes()), "200");
 }
+
+/// RFC 5118 §4.10: RFC 3261's ABNF let an IPv6 reference with three colons through
+/// (`[2001:db8:::192.0.2.1]`, fixed by RFC 5954); the RFC asks implementations to be liberal
+/// and accept it. Both forms get the normal answer, not 400.
+#[test]
+fn rfc5118_three_colon_ipv6_reference_is_tolerated() {
+    let mut engine = engine();
+    let now = Instant::now();
+    for (host, call_id) in [
+        ("[2001:db8:::192.0.2.1]", "G9EB9rweAH45Ebh@example.com"),
+        ("[2001:db8::192.0.2.1]", "zu9EB9rweAH45Ebh@example.com"),
+    ] {
+        let options = format!(
+            "OPTIONS sip:user@{host} SIP/2.0\r\nTo: sip:user@{host}\r\n\
+             From: sip:user@example.com;tag=810x2\r\n\
+             Via: SIP/2.0/UDP lab1.east.example.com;branch=z9hG4bKas3-111{call_id}\r\n\
+             Call-ID: {call_id}\r\nMax-Forwards: 70\r\nCSeq: 921 OPTIONS\r\nContent-Length: 0\r\n\r\n"
+        );
+        assert_eq!(
+            outcome(&mut engine, now, options.as_bytes()),
+            "200",
+            "{host}"
+        );
+        // And an emergency call whose Contact and To carry that form is answered.
+        let invite = format!(
+            "INVITE urn:service:sos SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bK6{call_id}\r\n\
+             Max-Forwards: 70\r\nFrom: <sip:a@{host}>;tag=1\r\nTo: <urn:service:sos>\r\nCall-ID: i{call_id}\r\n\
+             CSeq: 1 INVITE\r\nContact: <sip:a@{host}>\r\nContent-Length: 0\r\n\r\n"
+        );
+        assert_eq!(
+            outcome(&mut engine, now, invite.as_bytes()),
+            "200",
+            "{host}"
+        );
+    }
+}
