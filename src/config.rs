@@ -543,6 +543,41 @@ mod tests {
     }
 
     #[test]
+    fn limits_probe_and_personal_data_keys_are_read() {
+        let text = "[limits]\nnoncall_window_s = 30\nnoncall_max_sources = 10\n\
+            noncall_samples_per_window = 5\nnoncall_sample_max_bytes = 512\n\
+            noncall_replies_per_s = 7\nnoncall_reply_burst = 9\n\
+            [calls]\nprobe_every_s = 0\n[log]\npersonal_data = true\n";
+        let mut settings = Settings::default();
+        assert!(
+            !settings.log_personal_data,
+            "personal data is off by default"
+        );
+        assert_eq!(settings.probe_every, Some(Duration::from_secs(60)));
+        apply_text(&mut settings, Path::new("s.toml"), text).expect("valid");
+        let n = settings.noncall;
+        assert_eq!(n.window, Duration::from_secs(30));
+        assert_eq!(
+            (n.max_sources, n.samples_per_window, n.sample_max_bytes),
+            (10, 5, 512)
+        );
+        assert_eq!((n.replies_per_second, n.reply_burst), (7, 9));
+        assert_eq!(settings.probe_every, None);
+        assert!(settings.log_personal_data);
+        let err = apply_text(
+            &mut Settings::default(),
+            Path::new("s.toml"),
+            "[limits]\n\nnoncall_window_s = 0\n",
+        )
+        .expect_err("a zero window")
+        .to_string();
+        assert!(
+            err.starts_with("s.toml:3: limits.noncall_window_s"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn a_zero_timer_names_its_own_line() {
         let text = "[media]\ntimeout_s = 5\n\n[sip]\nt2_ms = 4000\nt1_ms = 0\n";
         let err = apply_text(&mut Settings::default(), Path::new("siaga.toml"), text)

@@ -340,3 +340,41 @@ fn a_shutdown_hangs_up_calls_still_up_after_the_drain_time_and_logs_them() {
     assert_eq!(reason, "gateway_hung_up");
     assert_eq!(detail, "gateway shutdown");
 }
+
+/// One 112 call through a gateway started with `args`: the console's new-call line and the
+/// whole log.
+fn new_call_line(args: &[&str]) -> (String, String) {
+    let mut gw = Gateway::start(args);
+    let out = gw.sipp(
+        "uac_call.xml",
+        false,
+        &["-s", "112", "-m", "1", "-d", "100"],
+    );
+    assert_sipp_ok(&out, "112");
+    gw.stop();
+    let log = gw.log();
+    let line = log
+        .lines()
+        .find(|l| l.contains("new call"))
+        .unwrap_or_else(|| panic!("no new-call line in:\n{log}"))
+        .to_owned();
+    (line, log)
+}
+
+#[test]
+fn the_console_line_of_a_new_call_names_number_and_entry_and_the_caller_only_if_configured() {
+    let caller = "6281234567890"; // the From/P-Asserted-Identity of uac_call.xml
+    let (line, log) = new_call_line(&[]);
+    assert!(line.contains("dialled=sip:112@"), "{line}");
+    assert!(line.contains("entry="), "{line}");
+    assert!(
+        !log.contains(caller),
+        "personal data in the INFO log:\n{log}"
+    );
+
+    let dir = tempfile::tempdir().expect("dir");
+    let config = dir.path().join("siaga.toml");
+    std::fs::write(&config, "[log]\npersonal_data = true\n").expect("config");
+    let (line, _) = new_call_line(&["--config", config.to_str().expect("path")]);
+    assert!(line.contains(caller), "{line}");
+}

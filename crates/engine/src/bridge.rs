@@ -296,6 +296,10 @@ impl Engine {
         };
         let plan = call.plan.clone();
         let route = plan.route(&route_id, self.local_time).clone();
+        {
+            let _entered = call.span.enter();
+            tracing::info!(route = %route.id, %reason, urgent, "call routed");
+        }
         let chain: VecDeque<RouteId> = plan.fallback_chain(&route.id).into_iter().skip(1).collect();
         let ringback = languages
             .first()

@@ -738,11 +738,8 @@ impl Engine {
         };
         // The caller's number is personal data (DESIGN habit 5): only when configured.
         let caller = self.cfg.log_personal_data.then(|| {
-            identity
-                .p_asserted_identity
-                .first()
-                .unwrap_or(&identity.from)
-                .clone()
+            let asserted = identity.p_asserted_identity.first();
+            crate::bridge::uri_of(asserted.unwrap_or(&identity.from))
         });
         tracing::info!(
             kind = kind.as_str(),
