@@ -110,6 +110,7 @@ pub struct CallerIdentity {
 pub enum CallKind {
     Emergency { entry: String },
     Test,
+    /// Only in old logs: INVITEs to numbers outside the dialplan are no longer calls.
     NotEmergency,
 }
 

@@ -27,7 +27,8 @@ pub enum EndReason {
     NoAck,
     /// The caller's transport failed (TCP reset, unreachable).
     TransportError,
-    /// The dialled number is not an emergency number: answered 404.
+    /// The dialled number is not an emergency number: answered 404. Only in logs written
+    /// before such INVITEs became stateless (they are now counted, not calls).
     NotEmergency,
     /// The gateway was draining for shutdown: answered 503 so the load balancer moves on.
     RefusedDraining,
