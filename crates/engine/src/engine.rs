@@ -444,7 +444,7 @@ impl Engine {
                 note.push_str("; ");
             }
             note.push_str(&format!(
-                "sample: the first {} from this source in this minute",
+                "sample: the first {} from this source in this counting window",
                 kind.as_str()
             ));
             if raw.len() > max {

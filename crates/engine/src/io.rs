@@ -108,7 +108,9 @@ pub struct CallerIdentity {
 /// How the dialled number was classified.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CallKind {
-    Emergency { entry: String },
+    Emergency {
+        entry: String,
+    },
     Test,
     /// Only in old logs: INVITEs to numbers outside the dialplan are no longer calls.
     NotEmergency,
