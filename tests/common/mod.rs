@@ -222,7 +222,10 @@ pub fn sipp(target: SocketAddr, scenario: &str, tcp: bool, args: &[&str]) -> Out
             "-timeout_error",
             "-nostdin",
             "-trace_err",
-        ]);
+        ])
+        // Like a phone, answer the gateway's in-dialog OPTIONS (it probes callers that send
+        // no RTP, as SIPp callers without a pcap do) with 200.
+        .arg("-aa");
     if !scenario.is_empty() {
         cmd.arg("-sf").arg(scenario_path(scenario));
     }
@@ -389,7 +392,7 @@ pub fn sipp_agency(scenario: &str, port: u16, args: &[&str]) -> Child {
             "-cp",
             &control_port.to_string(),
         ])
-        .args(["-timeout", "90s", "-timeout_error", "-nostdin"])
+        .args(["-timeout", "90s", "-timeout_error", "-nostdin", "-aa"])
         .args(["-trace_err", "-error_file"])
         .arg(std::env::temp_dir().join(format!("sipp-agency-{port}-errors.log")))
         .args(args)
