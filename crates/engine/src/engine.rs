@@ -437,8 +437,8 @@ impl Engine {
             .observe(now, flow.remote.ip(), kind, reply.is_some());
         self.timers
             .set(TimerKey::NonCall, self.noncall.next_deadline());
+        let max = self.noncall.limits().sample_max_bytes;
         if sample {
-            let max = self.noncall.limits().sample_max_bytes;
             let mut note = note.unwrap_or_default();
             if !note.is_empty() {
                 note.push_str("; ");
@@ -458,7 +458,9 @@ impl Engine {
         };
         let bytes = build(self);
         if sample {
-            self.log_sip(None, Direction::Out, flow, bytes.clone(), None);
+            // The reply echoes the request's headers: cut it the same way.
+            let kept = bytes.get(..max).unwrap_or(&bytes).to_vec();
+            self.log_sip(None, Direction::Out, flow, kept, None);
         }
         self.outputs.push_back(Output::Transmit { flow, bytes });
     }

@@ -26,6 +26,8 @@ struct Seen {
     transmitted: usize,
     /// `Sip` records of messages outside every call (samples and their replies).
     noncall_rows: usize,
+    /// The largest of those, in bytes.
+    largest_row: usize,
     tallies: Vec<NonCallTally>,
     calls_started: usize,
     /// First lines of the latest input's replies.
@@ -90,7 +92,12 @@ impl Net {
                     self.seen.last_replies.push(first);
                     self.seen.last_reply_bytes.push(bytes);
                 }
-                Output::Log(LogRecord::Sip { call: None, .. }) => self.seen.noncall_rows += 1,
+                Output::Log(LogRecord::Sip {
+                    call: None, bytes, ..
+                }) => {
+                    self.seen.noncall_rows += 1;
+                    self.seen.largest_row = self.seen.largest_row.max(bytes.len());
+                }
                 Output::Log(LogRecord::NonCallCounts(t)) => self.seen.tallies.push(*t),
                 Output::Log(LogRecord::CallStarted(_)) => self.seen.calls_started += 1,
                 Output::Log(_) => {}
@@ -333,4 +340,18 @@ fn the_counts_of_an_unfinished_window_are_flushed_at_shutdown() {
     assert_eq!(net.seen.tallies.len(), 1);
     assert_eq!(net.seen.tallies[0].window, Duration::from_secs(10));
     assert_eq!(net.engine.poll_timeout(), None);
+}
+
+#[test]
+fn a_sample_and_its_reply_are_cut_to_the_configured_size() {
+    let limits = NonCallLimits {
+        sample_max_bytes: 256,
+        ..NonCallLimits::default()
+    };
+    let mut net = Net::new(limits);
+    let padding = format!("\r\nX-Padding: {}", "x".repeat(8000));
+    net.send(1, &request("OPTIONS", "sip:198.51.100.1", "big1", &padding));
+    assert_eq!(net.seen.last_replies, ["SIP/2.0 200 OK"]);
+    assert_eq!(net.seen.noncall_rows, 2);
+    assert_eq!(net.seen.largest_row, 256);
 }
