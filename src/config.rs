@@ -102,6 +102,13 @@ pub struct Settings {
     pub element_domain: String,
     /// The centre's offset from UTC, for time-of-day route variants (Samarinda: WITA, +08:00).
     pub utc_offset_minutes: i32,
+    /// Counting, sampling and reply budget for traffic outside every call (`[limits]
+    /// noncall_*`).
+    pub noncall: siaga_engine::noncall::NonCallLimits,
+    /// How often a silent caller who answered our OPTIONS is asked again (`None`: no probing).
+    pub probe_every: Option<Duration>,
+    /// Whether INFO console lines may name the caller (personal data).
+    pub log_personal_data: bool,
 }
 
 impl Default for Settings {
@@ -135,6 +142,9 @@ impl Default for Settings {
             default_location: None,
             element_domain: "siaga.invalid".to_owned(),
             utc_offset_minutes: 8 * 60,
+            noncall: siaga_engine::noncall::NonCallLimits::default(),
+            probe_every: Some(Duration::from_secs(60)),
+            log_personal_data: false,
         }
     }
 }
@@ -156,6 +166,20 @@ pub struct FileConfig {
     pub dialplan: DialplanSection,
     #[serde(default)]
     pub location: LocationSection,
+    #[serde(default)]
+    pub limits: LimitsSection,
+}
+
+/// Per-source limits. The `noncall_*` keys bound traffic that belongs to no call.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsSection {
+    pub noncall_window_s: Option<Spanned<u64>>,
+    pub noncall_max_sources: Option<usize>,
+    pub noncall_samples_per_window: Option<u32>,
+    pub noncall_sample_max_bytes: Option<usize>,
+    pub noncall_replies_per_s: Option<u32>,
+    pub noncall_reply_burst: Option<u32>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -191,6 +215,8 @@ pub struct CallsSection {
     /// 0 disables the limit.
     pub max_duration_s: Option<Spanned<u64>>,
     pub drain_timeout_s: Option<Spanned<u64>>,
+    /// A silent caller that answered our OPTIONS is asked again after this; 0: no probing.
+    pub probe_every_s: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -206,6 +232,8 @@ pub struct MediaSection {
 #[serde(deny_unknown_fields)]
 pub struct LogSection {
     pub db: Option<PathBuf>,
+    /// Caller numbers in INFO console lines (personal data): off unless set.
+    pub personal_data: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -322,7 +350,7 @@ fn apply_text(settings: &mut Settings, path: &Path, text: &str) -> anyhow::Resul
     let file: FileConfig = toml::from_str(text).map_err(|e| {
         let line = e.span().map_or(1, |s| line_of(text, s.start));
         anyhow::anyhow!(
-            "{}:{line}: {}\n  hint: see the [sip], [calls], [media], [log], [dialplan] and [location] keys in README.md",
+            "{}:{line}: {}\n  hint: see the [sip], [calls], [media], [log], [dialplan], [location] and [limits] keys in README.md",
             path.display(),
             e.message()
         )
@@ -401,6 +429,37 @@ fn apply_text(settings: &mut Settings, path: &Path, text: &str) -> anyhow::Resul
     }
     if let Some(p) = file.log.db {
         settings.db = rel(p);
+    }
+    if let Some(on) = file.log.personal_data {
+        settings.log_personal_data = on;
+    }
+    if let Some(s) = file.calls.probe_every_s {
+        settings.probe_every = (s > 0).then(|| Duration::from_secs(s));
+    }
+    let limits = file.limits;
+    let noncall = &mut settings.noncall;
+    if let Some(w) = limits.noncall_window_s {
+        let where_ = at(w.span());
+        let w = w.into_inner();
+        if !(1..=3600).contains(&w) {
+            bail!("{where_}: limits.noncall_window_s of {w}: use 1–3600 s (default 60)");
+        }
+        noncall.window = Duration::from_secs(w);
+    }
+    if let Some(n) = limits.noncall_max_sources {
+        noncall.max_sources = n;
+    }
+    if let Some(n) = limits.noncall_samples_per_window {
+        noncall.samples_per_window = n;
+    }
+    if let Some(n) = limits.noncall_sample_max_bytes {
+        noncall.sample_max_bytes = n;
+    }
+    if let Some(n) = limits.noncall_replies_per_s {
+        noncall.replies_per_second = n;
+    }
+    if let Some(n) = limits.noncall_reply_burst {
+        noncall.reply_burst = n;
     }
     if let Some(p) = file.location.cell_table {
         settings.cell_table = Some(rel(p));
@@ -504,6 +563,41 @@ mod tests {
                 "{text:?} gave {err:?}"
             );
         }
+    }
+
+    #[test]
+    fn limits_probe_and_personal_data_keys_are_read() {
+        let text = "[limits]\nnoncall_window_s = 30\nnoncall_max_sources = 10\n\
+            noncall_samples_per_window = 5\nnoncall_sample_max_bytes = 512\n\
+            noncall_replies_per_s = 7\nnoncall_reply_burst = 9\n\
+            [calls]\nprobe_every_s = 0\n[log]\npersonal_data = true\n";
+        let mut settings = Settings::default();
+        assert!(
+            !settings.log_personal_data,
+            "personal data is off by default"
+        );
+        assert_eq!(settings.probe_every, Some(Duration::from_secs(60)));
+        apply_text(&mut settings, Path::new("s.toml"), text).expect("valid");
+        let n = settings.noncall;
+        assert_eq!(n.window, Duration::from_secs(30));
+        assert_eq!(
+            (n.max_sources, n.samples_per_window, n.sample_max_bytes),
+            (10, 5, 512)
+        );
+        assert_eq!((n.replies_per_second, n.reply_burst), (7, 9));
+        assert_eq!(settings.probe_every, None);
+        assert!(settings.log_personal_data);
+        let err = apply_text(
+            &mut Settings::default(),
+            Path::new("s.toml"),
+            "[limits]\n\nnoncall_window_s = 0\n",
+        )
+        .expect_err("a zero window")
+        .to_string();
+        assert!(
+            err.starts_with("s.toml:3: limits.noncall_window_s"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -153,6 +153,11 @@ pub async fn run(
             )
         }),
         element_domain: settings.element_domain.clone(),
+        noncall: settings.noncall,
+        dead_session: siaga_engine::DeadSessionConfig {
+            reprobe: settings.probe_every,
+        },
+        log_personal_data: settings.log_personal_data,
     };
     let listeners = bound.listeners();
     let mut engine = Engine::new(cfg, plan.clone(), Instant::now());
@@ -274,6 +279,8 @@ pub async fn run(
         }
     }
     tracing::info!(live = engine.active_calls(), "gateway stopped");
+    engine.flush_noncall_counts(Instant::now());
+    drain(&mut engine, &mut out, &mut media).await;
     media.shutdown().await;
     calllog.send(calllog::Write::Event {
         call: None,

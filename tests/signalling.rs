@@ -125,7 +125,7 @@ fn options_keepalive_is_200() {
 }
 
 #[test]
-fn a_normal_number_gets_404_and_is_still_a_logged_attempt() {
+fn a_normal_number_gets_404_and_is_counted_but_is_not_a_call() {
     let mut gw = Gateway::start(&[]);
     let out = gw.sipp(
         "uac_not_emergency.xml",
@@ -134,7 +134,20 @@ fn a_normal_number_gets_404_and_is_still_a_logged_attempt() {
     );
     assert_sipp_ok(&out, "404");
     gw.stop();
-    assert_eq!(end_reasons(&gw.db()), vec![("not_emergency".to_owned(), 1)]);
+    // Issue 16: answered statelessly, no call row; counted and sampled instead.
+    let db = gw.db();
+    assert_eq!(end_reasons(&db), vec![]);
+    let counts = common::noncall_counts(&db);
+    assert_eq!(counts.get("non_emergency_invite"), Some(&1), "{counts:?}");
+    assert_eq!(counts.get("stray_ack"), Some(&1), "{counts:?}");
+    let sampled: i64 = db
+        .query_row(
+            "SELECT count(*) FROM sip_messages WHERE call IS NULL AND first_line LIKE 'INVITE sip:5551234@%'",
+            [],
+            |r| r.get(0),
+        )
+        .expect("count");
+    assert_eq!(sampled, 1, "the INVITE is kept as the sample");
 }
 
 #[test]
@@ -251,18 +264,22 @@ fn the_rfc_4475_messages_over_udp_leave_the_gateway_answering() {
     );
     assert_sipp_ok(&out, "a call after the torture messages");
     gw.stop();
-    let stored: i64 = gw
-        .db()
+    let db = gw.db();
+    let stored: i64 = db
         .query_row(
             "SELECT count(*) FROM sip_messages WHERE note LIKE 'rejected%'",
             [],
             |r| r.get(0),
         )
         .expect("count");
-    assert!(
-        stored >= 15,
-        "rejected messages are kept verbatim: {stored}"
-    );
+    // Issue 16: from one source, the first rejected message of the minute is kept verbatim
+    // and every one is counted.
+    assert_eq!(stored, 1, "one sample of the rejected messages");
+    let garbage = common::noncall_counts(&db)
+        .get("garbage")
+        .copied()
+        .unwrap_or_default();
+    assert!(garbage >= 15, "rejected messages are counted: {garbage}");
 }
 
 #[test]
@@ -322,4 +339,42 @@ fn a_shutdown_hangs_up_calls_still_up_after_the_drain_time_and_logs_them() {
         .expect("row");
     assert_eq!(reason, "gateway_hung_up");
     assert_eq!(detail, "gateway shutdown");
+}
+
+/// One 112 call through a gateway started with `args`: the console's new-call line and the
+/// whole log.
+fn new_call_line(args: &[&str]) -> (String, String) {
+    let mut gw = Gateway::start(args);
+    let out = gw.sipp(
+        "uac_call.xml",
+        false,
+        &["-s", "112", "-m", "1", "-d", "100"],
+    );
+    assert_sipp_ok(&out, "112");
+    gw.stop();
+    let log = gw.log();
+    let line = log
+        .lines()
+        .find(|l| l.contains("new call"))
+        .unwrap_or_else(|| panic!("no new-call line in:\n{log}"))
+        .to_owned();
+    (line, log)
+}
+
+#[test]
+fn the_console_line_of_a_new_call_names_number_and_entry_and_the_caller_only_if_configured() {
+    let caller = "6281234567890"; // the From/P-Asserted-Identity of uac_call.xml
+    let (line, log) = new_call_line(&[]);
+    assert!(line.contains("dialled=sip:112@"), "{line}");
+    assert!(line.contains("entry="), "{line}");
+    assert!(
+        !log.contains(caller),
+        "personal data in the INFO log:\n{log}"
+    );
+
+    let dir = tempfile::tempdir().expect("dir");
+    let config = dir.path().join("siaga.toml");
+    std::fs::write(&config, "[log]\npersonal_data = true\n").expect("config");
+    let (line, _) = new_call_line(&["--config", config.to_str().expect("path")]);
+    assert!(line.contains(caller), "{line}");
 }

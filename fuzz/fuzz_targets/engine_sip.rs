@@ -10,8 +10,10 @@
 //! - bit 1: the caller's address, or the flow of the gateway's latest own request (an agency,
 //!   or the caller for a BYE) once there is one,
 //! - bits 2–4: virtual time to advance first (0, 10 ms, 100 ms, 500 ms, 2 s, 10 s, 40 s, 200 s),
-//! - bits 5–7: an extra input after the message: 0–3 none, 4 a DTMF digit on every call,
-//!   5 hang up the first call, 6 a transport error on the flow, 7 drain.
+//! - bits 5–7: an extra input after the message: 0–1 none, 2 the caller's RTP is back on
+//!   every call, 3 a media timeout (the caller goes silent, so the gateway probes it) on
+//!   every call, 4 a DTMF digit on every call, 5 hang up the first call, 6 a transport error
+//!   on the flow, 7 drain.
 //!
 //! Placeholders let seeds (and the fuzzer) follow a dialog the gateway made: `$TAG` becomes
 //! the To-tag of the gateway's latest response; `$FTAG` and `$CALLID` the From-tag and Call-ID
@@ -379,6 +381,21 @@ fuzz_target!(|data: &[u8]| {
         let msg = shell.expand(msg);
         shell.sip(flow, &msg);
         match control >> 5 {
+            2 | 3 => {
+                let silent_for = Duration::from_secs(30);
+                let event = if control >> 5 == 2 {
+                    MediaEvent::Resumed { silent_for }
+                } else {
+                    MediaEvent::Timeout { silent_for }
+                };
+                for call in shell.engine.call_refs() {
+                    shell.input(Input::Media {
+                        call,
+                        leg: LegId::Caller,
+                        event: event.clone(),
+                    });
+                }
+            }
             4 => {
                 let digit = char::from(b"0123456789*#"[msg.len() % 12]);
                 for call in shell.engine.call_refs() {

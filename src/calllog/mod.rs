@@ -253,6 +253,11 @@ fn apply(tx: &rusqlite::Transaction, at_ms: i64, record: LogRecord) -> rusqlite:
         LogRecord::Timeline { call, kind, detail } => {
             insert_event(tx, Some(call.0), at_ms, kind, &detail)
         }
+        // One row per source and minute however many messages it sent (only samples of
+        // them are in sip_messages).
+        LogRecord::NonCallCounts(tally) => {
+            insert_event(tx, None, at_ms, "noncall_counts", &tally.to_string())
+        }
         LogRecord::Location {
             call,
             source,

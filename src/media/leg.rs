@@ -444,6 +444,12 @@ impl Leg {
         if !self.accept_source(from, now) {
             return;
         }
+        if self.timeout_reported && self.first_packet_seen {
+            // The engine probes a silent caller; it must know the audio is back (the very
+            // first packet says so with `FirstPacket`).
+            let silent_for = now.saturating_duration_since(self.last_rx);
+            self.emit(MediaEvent::Resumed { silent_for });
+        }
         self.last_rx = now;
         self.timeout_reported = false;
         if !self.first_packet_seen {

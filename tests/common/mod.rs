@@ -230,7 +230,10 @@ pub fn sipp(target: SocketAddr, scenario: &str, tcp: bool, args: &[&str]) -> Out
             "-timeout_error",
             "-nostdin",
             "-trace_err",
-        ]);
+        ])
+        // Like a phone, answer the gateway's in-dialog OPTIONS (it probes callers that send
+        // no RTP, as SIPp callers without a pcap do) with 200.
+        .arg("-aa");
     if !scenario.is_empty() {
         cmd.arg("-sf").arg(scenario_path(scenario));
     }
@@ -407,7 +410,7 @@ pub fn sipp_agency(scenario: &str, port: u16, args: &[&str]) -> Child {
             "-cp",
             &control_port.to_string(),
         ])
-        .args(["-timeout", "90s", "-timeout_error", "-nostdin"])
+        .args(["-timeout", "90s", "-timeout_error", "-nostdin", "-aa"])
         .args(["-trace_err", "-error_file"])
         .arg(std::env::temp_dir().join(format!("sipp-agency-{port}-errors.log")))
         .args(args)
@@ -461,4 +464,29 @@ pub fn wait_until(what: &str, timeout: std::time::Duration, mut condition: impl 
         );
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
+}
+
+/// The counts of traffic outside every call the gateway logged (`noncall_counts` gateway
+/// events, one per source and window), summed per key: `options`, `garbage`,
+/// `non_emergency_invite`, `stray_ack`, …, `unanswered`, `sampled`.
+pub fn noncall_counts(db: &rusqlite::Connection) -> std::collections::BTreeMap<String, u64> {
+    let mut stmt = db
+        .prepare("SELECT detail FROM gateway_events WHERE kind = 'noncall_counts'")
+        .expect("query");
+    let details: Vec<String> = stmt
+        .query_map([], |r| r.get(0))
+        .expect("rows")
+        .collect::<Result<_, _>>()
+        .expect("rows");
+    let mut sums = std::collections::BTreeMap::new();
+    for detail in details {
+        for (key, value) in detail.split(' ').filter_map(|kv| kv.split_once('=')) {
+            if let Ok(n) = value.parse::<u64>()
+                && key != "window_s"
+            {
+                *sums.entry(key.to_owned()).or_default() += n;
+            }
+        }
+    }
+    sums
 }

@@ -296,6 +296,10 @@ impl Engine {
         };
         let plan = call.plan.clone();
         let route = plan.route(&route_id, self.local_time).clone();
+        {
+            let _entered = call.span.enter();
+            tracing::info!(route = %route.id, %reason, urgent, "call routed");
+        }
         let chain: VecDeque<RouteId> = plan.fallback_chain(&route.id).into_iter().skip(1).collect();
         let ringback = languages
             .first()
@@ -381,11 +385,12 @@ impl Engine {
         target: Target,
         transfer_of: Option<u32>,
     ) {
-        let n = self.next_leg;
-        self.next_leg += 1;
-        let Some(call) = self.calls.get(&call_ref) else {
+        // Leg numbers count per call (B1, B2, … in each call's log).
+        let Some(call) = self.calls.get_mut(&call_ref) else {
             return;
         };
+        let n = call.next_leg;
+        call.next_leg += 1;
         let caller_local = call.flow.local;
         let transport = plan_transport(target.transport);
         let Some(flow) = self
@@ -749,6 +754,7 @@ impl Engine {
             ClientPurpose::Bye
             | ClientPurpose::Cancel
             | ClientPurpose::Notify
+            | ClientPurpose::Probe
             | ClientPurpose::Stray
             | ClientPurpose::Restart => {
                 if status >= 200 && purpose == ClientPurpose::Bye {
@@ -1862,6 +1868,7 @@ impl Engine {
             ClientPurpose::Bye => self.leg_done(now, call_ref, n),
             ClientPurpose::Cancel
             | ClientPurpose::Notify
+            | ClientPurpose::Probe
             | ClientPurpose::Stray
             | ClientPurpose::Restart => {}
         }

@@ -14,14 +14,15 @@ use siaga_location::{CellTable, DefaultLocation, LocationInput, LocationReport};
 
 use crate::bridge::Directory;
 use crate::call::{
-    Call, CallState, Dialog, EmergencyIds, EndReason, LocalSession, RouteDecision, contact_for,
+    Call, CallState, Dialog, EmergencyIds, EndReason, LocalSession, Probe, RouteDecision,
 };
 use crate::ids::{Branch, CallId, CallRef, LegId, Tag};
 use crate::io::{
     CallKind, CallStarted, CallerIdentity, Direction, Flow, Input, LogRecord, MediaCommand,
     MediaEvent, Output, PlaybackId, Transport,
 };
-use crate::sip::build::{self, ALLOW, Body, DialogRequest, ResponseExtras};
+use crate::noncall::{NonCallGate, NonCallKind, NonCallLimits, Verdict};
+use crate::sip::build::{self, ALLOW, Body, ResponseExtras};
 use crate::sip::parse::{self, Framing, Inbound, Message};
 use crate::timers::TimerQueue;
 use crate::transaction::client::{ClientInviteTx, ClientNonInviteTx, ResponseVerdict};
@@ -45,6 +46,30 @@ pub struct EngineConfig {
     pub default_location: Option<DefaultLocation>,
     /// The domain in our NENA i3 call and incident identifiers.
     pub element_domain: String,
+    /// Counting, sampling and reply budget for traffic that belongs to no call.
+    pub noncall: NonCallLimits,
+    /// Probing of callers whose RTP stopped (a lost BYE must not keep a call up for hours).
+    pub dead_session: DeadSessionConfig,
+    /// Whether INFO-level console lines may name the caller (personal data; off by default).
+    pub log_personal_data: bool,
+}
+
+/// How a call whose caller sends no RTP is checked. The media layer's timeout starts it: the
+/// caller gets an in-dialog OPTIONS; a 481 or 408, or no answer at all, while still silent,
+/// ends the call as `caller_lost`. Any other answer keeps it, probed again every `reprobe`
+/// while the silence lasts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DeadSessionConfig {
+    /// `None` turns probing off (a silent call then lasts until BYE or the maximum duration).
+    pub reprobe: Option<Duration>,
+}
+
+impl Default for DeadSessionConfig {
+    fn default() -> Self {
+        Self {
+            reprobe: Some(Duration::from_secs(60)),
+        }
+    }
 }
 
 impl Default for EngineConfig {
@@ -58,6 +83,9 @@ impl Default for EngineConfig {
             cells: None,
             default_location: None,
             element_domain: "siaga.invalid".to_owned(),
+            noncall: NonCallLimits::default(),
+            dead_session: DeadSessionConfig::default(),
+            log_personal_data: false,
         }
     }
 }
@@ -121,6 +149,8 @@ pub(crate) enum ClientPurpose {
     Bye,
     Cancel,
     Notify,
+    /// In-dialog OPTIONS to a silent caller: is the caller's UA still there?
+    Probe,
     /// BYE for an extra dialog of a forked INVITE: its outcome changes nothing.
     Stray,
     /// BYE for a dialog a crash left up (no call of this run): only its outcome is logged.
@@ -134,6 +164,7 @@ impl ClientPurpose {
             ClientPurpose::Bye | ClientPurpose::Stray | ClientPurpose::Restart => "BYE",
             ClientPurpose::Cancel => "CANCEL",
             ClientPurpose::Notify => "NOTIFY",
+            ClientPurpose::Probe => "OPTIONS",
         }
     }
 }
@@ -160,7 +191,12 @@ pub(crate) enum TimerKey {
     Server(ServerTxKey),
     Client(ClientTxKey),
     Call(CallRef),
+    /// The end of the non-call counting window.
+    NonCall,
 }
+
+/// Builds the reply to a message outside every call, only once its budget allows one.
+type ReplyBuilder<'a> = &'a dyn Fn(&mut Engine) -> Vec<u8>;
 
 /// Small deterministic PRNG (xorshift64*): tags and branches need uniqueness, not secrecy.
 #[derive(Debug)]
@@ -204,8 +240,11 @@ pub struct Engine {
     pub(crate) queues: HashMap<RouteId, VecDeque<CallRef>>,
     /// Our calls currently connected to each target URI.
     pub(crate) target_load: HashMap<String, u32>,
-    pub(crate) next_leg: u32,
     pub(crate) next_playback: u64,
+    /// Counts and samples traffic outside every call, and rations our replies to it.
+    noncall: NonCallGate,
+    /// Per-process secret for the To-tags of stateless replies (the same for a retransmission).
+    tag_secret: u64,
     /// The time of the input being handled.
     pub(crate) now: Instant,
 }
@@ -213,6 +252,8 @@ pub struct Engine {
 impl Engine {
     /// `start` is the time of construction (the engine never reads a clock).
     pub fn new(cfg: EngineConfig, plan: Arc<Dialplan>, start: Instant) -> Self {
+        let noncall = NonCallGate::new(cfg.noncall, start);
+        let tag_secret = cfg.seed.rotate_left(17) ^ 0x9e37_79b9_7f4a_7c15;
         Self {
             rng: Rng(cfg.seed | 1),
             next_call_ref: cfg.first_call_ref,
@@ -230,8 +271,9 @@ impl Engine {
             local_time: "mon 12:00".parse().unwrap_or_else(|_| unreachable_time()),
             queues: HashMap::new(),
             target_load: HashMap::new(),
-            next_leg: 1,
             next_playback: 0,
+            noncall,
+            tag_secret,
             now: start,
         }
     }
@@ -351,6 +393,135 @@ impl Engine {
         self.outputs.push_back(Output::Media(cmd));
     }
 
+    /// Switches the storing of non-call samples on or off (e.g. when the log's disk runs
+    /// low); their counts are kept either way.
+    pub fn set_noncall_sampling(&mut self, on: bool) {
+        self.noncall.set_sampling(on);
+    }
+
+    /// Logs the counts of the current non-call window now (at shutdown: nothing counted is
+    /// lost).
+    pub fn flush_noncall_counts(&mut self, now: Instant) {
+        self.roll_noncall(now);
+        for tally in self.noncall.flush(now) {
+            self.log(LogRecord::NonCallCounts(Box::new(tally)));
+        }
+        self.timers.set(TimerKey::NonCall, None);
+    }
+
+    // ---- traffic outside every call ----
+
+    /// Closes the non-call counting window if its time is up and logs its counts.
+    fn roll_noncall(&mut self, now: Instant) {
+        for tally in self.noncall.roll(now) {
+            self.log(LogRecord::NonCallCounts(Box::new(tally)));
+        }
+        self.timers
+            .set(TimerKey::NonCall, self.noncall.next_deadline());
+    }
+
+    /// Counts a message that belongs to no call, stores it only if it is the sample of its
+    /// kind, and answers it with `reply` (built only when the source's budget allows).
+    fn noncall_message(
+        &mut self,
+        now: Instant,
+        flow: Flow,
+        kind: NonCallKind,
+        raw: &[u8],
+        note: Option<String>,
+        reply: Option<ReplyBuilder<'_>>,
+    ) {
+        self.roll_noncall(now);
+        let Verdict {
+            reply: answer,
+            sample,
+        } = self
+            .noncall
+            .observe(now, flow.remote.ip(), kind, reply.is_some());
+        self.timers
+            .set(TimerKey::NonCall, self.noncall.next_deadline());
+        let max = self.noncall.limits().sample_max_bytes;
+        if sample {
+            let mut note = note.unwrap_or_default();
+            if !note.is_empty() {
+                note.push_str("; ");
+            }
+            note.push_str(&format!(
+                "sample: the first {} from this source in this counting window",
+                kind.as_str()
+            ));
+            if raw.len() > max {
+                note.push_str(&format!(" (cut to {max} of {} bytes)", raw.len()));
+            }
+            let kept = raw.get(..max).unwrap_or(raw).to_vec();
+            self.log_sip(None, Direction::In, flow, kept, Some(note));
+        }
+        let Some(build) = reply.filter(|_| answer) else {
+            return;
+        };
+        let bytes = build(self);
+        if sample {
+            // The reply echoes the request's headers: cut it the same way.
+            let kept = bytes.get(..max).unwrap_or(&bytes).to_vec();
+            self.log_sip(None, Direction::Out, flow, kept, None);
+        }
+        self.outputs.push_back(Output::Transmit { flow, bytes });
+    }
+
+    /// A To-tag for a stateless reply: the same for every retransmission of the request
+    /// (Call-ID and From-tag), unguessable without the per-process secret.
+    fn stateless_tag(&self, msg: &Inbound) -> Tag {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::hash::DefaultHasher::new();
+        self.tag_secret.hash(&mut h);
+        msg.call_id.hash(&mut h);
+        msg.from_tag.hash(&mut h);
+        Tag(format!("s{:016x}", h.finish()))
+    }
+
+    /// A final response sent without a server transaction (RFC 3261 §8.2.7): a retransmitted
+    /// request simply gets it again.
+    fn stateless_response(
+        &self,
+        flow: Flow,
+        msg: &Inbound,
+        req: &Request,
+        status: u16,
+        mut headers: Vec<(&'static str, String)>,
+    ) -> Vec<u8> {
+        let tag = self.stateless_tag(msg);
+        headers.extend(plain_headers(req, status));
+        build::response(
+            req,
+            flow.remote,
+            status,
+            &ResponseExtras {
+                to_tag: Some(&tag),
+                headers,
+                ..Default::default()
+            },
+        )
+    }
+
+    /// A request outside every call answered statelessly with `status`, counted as `kind`.
+    #[allow(clippy::too_many_arguments)]
+    fn noncall_request(
+        &mut self,
+        now: Instant,
+        flow: Flow,
+        msg: &Inbound,
+        req: &Request,
+        raw: &[u8],
+        kind: NonCallKind,
+        status: u16,
+        headers: Vec<(&'static str, String)>,
+    ) {
+        let build = move |engine: &mut Self| {
+            engine.stateless_response(flow, msg, req, status, headers.clone())
+        };
+        self.noncall_message(now, flow, kind, raw, None, Some(&build));
+    }
+
     // ---- inbound SIP ----
 
     fn on_sip(&mut self, now: Instant, flow: Flow, data: &[u8]) {
@@ -361,19 +532,16 @@ impl Engine {
         match parse::parse(data, framing) {
             Err(rejection) => {
                 tracing::debug!(status = rejection.status, reason = %rejection.reason, "rejected message");
-                self.log_sip(
-                    None,
-                    Direction::In,
-                    flow,
-                    data.to_vec(),
-                    Some(format!(
-                        "rejected {}: {}",
-                        rejection.status, rejection.reason
-                    )),
-                );
-                if let Some(reply) = rejection.reply {
-                    self.transmit(None, flow, reply);
-                }
+                let note = Some(format!(
+                    "rejected {}: {}",
+                    rejection.status, rejection.reason
+                ));
+                let reply = rejection.reply;
+                let build = |_: &mut Self| reply.clone().unwrap_or_default();
+                let build = reply
+                    .is_some()
+                    .then_some(&build as &dyn Fn(&mut Self) -> Vec<u8>);
+                self.noncall_message(now, flow, NonCallKind::Garbage, data, note, build);
             }
             Ok(msg) => match &msg.message {
                 Message::Request(req) => {
@@ -409,34 +577,31 @@ impl Engine {
                     self.on_agency_request(now, flow, msg, req, key, call, n);
                 }
                 None => {
-                    self.log_sip(None, Direction::In, flow, raw.to_vec(), None);
-                    self.reply_stateless_tx(now, flow, &req, key, 481, None);
+                    let kind = NonCallKind::StrayRequest;
+                    self.noncall_request(now, flow, msg, &req, raw, kind, 481, Vec::new());
                 }
             };
         }
         if req.method != Method::Invite
             && let Some((status, headers)) = unsupported(&req)
         {
-            self.log_sip(None, Direction::In, flow, raw.to_vec(), None);
-            return self.reply_refusal(now, flow, &req, key, status, headers);
+            let kind = if req.method == Method::Options {
+                NonCallKind::Options
+            } else {
+                NonCallKind::StrayRequest
+            };
+            return self.noncall_request(now, flow, msg, &req, raw, kind, status, headers);
         }
-        match req.method {
-            Method::Invite => self.on_new_invite(now, flow, msg, req, key, raw),
-            Method::Options => {
-                self.log_sip(None, Direction::In, flow, raw.to_vec(), None);
-                let status = if self.accepting { 200 } else { 503 };
-                self.reply_stateless_tx(now, flow, &req, key, status, None);
-            }
+        let (kind, status) = match req.method {
+            Method::Invite => return self.on_new_invite(now, flow, msg, req, key, raw),
+            Method::Options => (NonCallKind::Options, if self.accepting { 200 } else { 503 }),
             Method::Bye | Method::Info | Method::Update | Method::PRack => {
-                self.log_sip(None, Direction::In, flow, raw.to_vec(), None);
-                self.reply_stateless_tx(now, flow, &req, key, 481, None);
+                (NonCallKind::StrayRequest, 481)
             }
-            _ => {
-                // REGISTER, SUBSCRIBE, MESSAGE, …: an emergency gateway does not take them.
-                self.log_sip(None, Direction::In, flow, raw.to_vec(), None);
-                self.reply_stateless_tx(now, flow, &req, key, 405, None);
-            }
-        }
+            // REGISTER, SUBSCRIBE, MESSAGE, …: an emergency gateway does not take them.
+            _ => (NonCallKind::StrayRequest, 405),
+        };
+        self.noncall_request(now, flow, msg, &req, raw, kind, status, Vec::new());
     }
 
     /// A request that matches a server transaction is a retransmission: log it and let the
@@ -458,46 +623,6 @@ impl Engine {
         true
     }
 
-    /// A 4xx naming what we cannot do (420 Unsupported, 415 Accept, …) for a request outside
-    /// any call.
-    fn reply_refusal(
-        &mut self,
-        now: Instant,
-        flow: Flow,
-        req: &Request,
-        key: ServerTxKey,
-        status: u16,
-        headers: Vec<(&'static str, String)>,
-    ) {
-        let tag = Tag(self.rng.token());
-        let bytes = build::response(
-            req,
-            flow.remote,
-            status,
-            &ResponseExtras {
-                to_tag: Some(&tag),
-                headers,
-                ..Default::default()
-            },
-        );
-        let tx = if req.method == Method::Invite {
-            ServerTx::Invite(ServerInviteTx::new(self.cfg.timers, reliability(flow)))
-        } else {
-            ServerTx::NonInvite(ServerNonInviteTx::new(self.cfg.timers, reliability(flow)))
-        };
-        self.server_txs.insert(
-            key.clone(),
-            ServerTxEntry {
-                tx,
-                flow,
-                call: None,
-                initial_invite: false,
-                leg: LegId::Caller,
-            },
-        );
-        self.respond(now, &key, status, bytes);
-    }
-
     /// Answers a non-INVITE request through a fresh server transaction (so retransmissions are
     /// absorbed) with a status and no dialog.
     fn reply_stateless_tx(
@@ -510,21 +635,11 @@ impl Engine {
         call: Option<CallRef>,
     ) {
         let tag = Tag(self.rng.token());
-        let mut extras = ResponseExtras {
+        let extras = ResponseExtras {
             to_tag: Some(&tag),
+            headers: plain_headers(req, status),
             ..Default::default()
         };
-        if matches!(status, 200 | 405) {
-            extras.headers.push(("Allow", ALLOW.to_owned()));
-        }
-        if status == 200 && req.method == Method::Options {
-            extras
-                .headers
-                .push(("Accept", "application/sdp".to_owned()));
-        }
-        if status == 503 {
-            extras.headers.push(("Retry-After", "5".to_owned()));
-        }
         let bytes = build::response(req, flow.remote, status, &extras);
         let tx = ServerTx::NonInvite(ServerNonInviteTx::new(self.cfg.timers, reliability(flow)));
         self.server_txs.insert(
@@ -601,8 +716,6 @@ impl Engine {
             );
             return self.reply_invite_statelessly(now, flow, &req, key, Some(existing), 482);
         }
-        let call_ref = CallRef(self.next_call_ref);
-        self.next_call_ref += 1;
         let dialled = req.uri.to_string();
         let classified = self.plan.classify(&dialled);
         let kind = match &classified {
@@ -610,12 +723,37 @@ impl Engine {
                 entry: entry.to_string(),
             },
             Classified::TestCall => CallKind::Test,
-            Classified::NotEmergency => CallKind::NotEmergency,
+            Classified::NotEmergency => {
+                // Not a call for us: answered without any state (RFC 3261 §8.2.7), counted
+                // and sampled like every other message outside a call. Retransmissions get
+                // the same answer, their ACK is absorbed as a stray ACK.
+                let (status, headers) = unsupported(&req).unwrap_or((404, Vec::new()));
+                let kind = NonCallKind::NonEmergencyInvite;
+                return self.noncall_request(now, flow, msg, &req, raw, kind, status, headers);
+            }
         };
+        let call_ref = CallRef(self.next_call_ref);
+        self.next_call_ref += 1;
+        let identity = identity_of(&req);
         let span = tracing::info_span!("call", call = call_ref.0, call_id = %msg.call_id);
         let _entered = span.enter();
-        tracing::info!(kind = kind.as_str(), "new call");
-        let identity = identity_of(&req);
+        let entry_name = match &kind {
+            CallKind::Emergency { entry } => entry.as_str(),
+            _ => "",
+        };
+        // The caller's number is personal data (DESIGN habit 5): only when configured.
+        let caller = self.cfg.log_personal_data.then(|| {
+            let asserted = identity.p_asserted_identity.first();
+            crate::bridge::uri_of(asserted.unwrap_or(&identity.from))
+        });
+        tracing::info!(
+            kind = kind.as_str(),
+            %dialled,
+            entry = entry_name,
+            caller = caller.as_deref().unwrap_or("(not logged)"),
+            transport = flow.transport.as_str(),
+            "new call"
+        );
         let emergency_ids = EmergencyIds {
             call_id: format!(
                 "urn:emergency:uid:callid:{}{:08x}:{}",
@@ -678,29 +816,7 @@ impl Engine {
                 detail: None,
             });
         }
-        let refusal = unsupported(&req);
-        if kind == CallKind::NotEmergency {
-            let (status, headers) = refusal.unwrap_or((404, Vec::new()));
-            let tag = Tag(self.rng.token());
-            let bytes = build::response(
-                &req,
-                flow.remote,
-                status,
-                &ResponseExtras {
-                    to_tag: Some(&tag),
-                    headers,
-                    ..Default::default()
-                },
-            );
-            self.respond(now, &key, status, bytes);
-            return self.log(LogRecord::CallEnded {
-                call: call_ref,
-                reason: EndReason::NotEmergency,
-                detail: Some(format!("{dialled} is not in the dialplan")),
-            });
-        }
-
-        if let Some((status, headers)) = refusal {
+        if let Some((status, headers)) = unsupported(&req) {
             // Emergency first: answer anyway, and say what we would have refused.
             let what: Vec<String> = headers.iter().map(|(n, v)| format!("{n}: {v}")).collect();
             self.timeline(
@@ -757,6 +873,9 @@ impl Engine {
             hang_up_at: None,
             media_seen: false,
             pending_end: None,
+            next_leg: 1,
+            caller_silent: false,
+            probe: Probe::Idle,
             span,
         };
         if kind == CallKind::Test {
@@ -1049,17 +1168,11 @@ impl Engine {
             self.agency_ack(call, n, msg.cseq);
             return;
         }
-        let call_ref = found.map(|(c, _)| c);
-        self.log_sip(
-            call_ref,
-            Direction::In,
-            flow,
-            raw.to_vec(),
-            call_ref
-                .is_none()
-                .then(|| "ACK matches no dialog".to_owned()),
-        );
-        let Some(call_ref) = call_ref else { return };
+        let Some((call_ref, _)) = found else {
+            let note = Some("ACK matches no dialog".to_owned());
+            return self.noncall_message(now, flow, NonCallKind::StrayAck, raw, note, None);
+        };
+        self.log_sip(Some(call_ref), Direction::In, flow, raw.to_vec(), None);
         let Some(call) = self.calls.get_mut(&call_ref) else {
             return;
         };
@@ -1113,8 +1226,8 @@ impl Engine {
             (e.call, proceeding)
         });
         let Some((call, proceeding)) = target else {
-            self.log_sip(None, Direction::In, flow, raw.to_vec(), None);
-            return self.reply_stateless_tx(now, flow, req, cancel_key, 481, None);
+            let kind = NonCallKind::StrayRequest;
+            return self.noncall_request(now, flow, msg, req, raw, kind, 481, Vec::new());
         };
         self.log_sip(call, Direction::In, flow, raw.to_vec(), None);
         self.reply_stateless_tx(now, flow, req, cancel_key, 200, call);
@@ -1316,14 +1429,10 @@ impl Engine {
         raw: &[u8],
     ) {
         let status = resp.status_code.code();
+        let stray = NonCallKind::StrayResponse;
         let Some(branch) = msg.top_via.branch.clone() else {
-            return self.log_sip(
-                None,
-                Direction::In,
-                flow,
-                raw.to_vec(),
-                Some("no branch".into()),
-            );
+            let note = Some("no branch".into());
+            return self.noncall_message(now, flow, stray, raw, note, None);
         };
         let key = ClientTxKey {
             branch,
@@ -1332,17 +1441,13 @@ impl Engine {
                 "CANCEL" => "CANCEL",
                 "BYE" => "BYE",
                 "NOTIFY" => "NOTIFY",
+                "OPTIONS" => "OPTIONS",
                 _ => "",
             },
         };
         let Some(entry) = self.client_txs.get_mut(&key) else {
-            return self.log_sip(
-                None,
-                Direction::In,
-                flow,
-                raw.to_vec(),
-                Some("matches no transaction".into()),
-            );
+            let note = Some("matches no transaction".into());
+            return self.noncall_message(now, flow, stray, raw, note, None);
         };
         let (call, leg, purpose, tx_flow) = (entry.call, entry.leg, entry.purpose, entry.flow);
         let mut effects = Vec::new();
@@ -1368,7 +1473,10 @@ impl Engine {
         match leg {
             LegId::Caller => {
                 if verdict == ResponseVerdict::PassToTu && status >= 200 {
-                    self.finish_hang_up(call);
+                    match purpose {
+                        ClientPurpose::Probe => self.probe_result(now, call, Ok(status)),
+                        _ => self.finish_hang_up(call),
+                    }
                 }
             }
             LegId::Agency(n) => {
@@ -1445,23 +1553,8 @@ impl Engine {
             }
             CallState::Answered | CallState::Confirmed => {
                 let branch = Branch(format!("z9hG4bK{}", self.rng.token()));
-                call.dialog.local_cseq += 1;
-                let contact = contact_for(call.flow);
-                let bytes = build::dialog_request(&DialogRequest {
-                    method: "BYE",
-                    request_uri: &call.dialog.remote_target,
-                    via_transport: call.flow.transport.as_via(),
-                    local: call.flow.local,
-                    branch: &branch,
-                    from: &call.dialog.local_party,
-                    to: &call.dialog.remote_party,
-                    call_id: call.dialog.call_id.as_str(),
-                    cseq: call.dialog.local_cseq,
-                    route_set: &call.dialog.route_set,
-                    contact: Some(&contact),
-                    headers: vec![("Reason", format!("SIP;cause=200;text=\"{reason}\""))],
-                    body: None,
-                });
+                let why = vec![("Reason", format!("SIP;cause=200;text=\"{reason}\""))];
+                let bytes = call.request_to_caller("BYE", &branch, why);
                 call.state = CallState::HangingUp {
                     bye_branch: branch.clone(),
                 };
@@ -1612,6 +1705,12 @@ impl Engine {
                             {
                                 self.restart_bye_outcome(call, leg, "no response (Timer F)")
                             }
+                            (TxEffect::Terminated(TxEnd::Timeout), LegId::Caller)
+                                if purpose == ClientPurpose::Probe =>
+                            {
+                                let why = "no response to OPTIONS (timeout)".to_owned();
+                                self.probe_result(now, call, Err(why));
+                            }
                             (TxEffect::Terminated(TxEnd::Timeout), LegId::Caller) => {
                                 self.timeline(call, "bye_timeout", "no response to our BYE");
                                 self.finish_hang_up(call);
@@ -1626,6 +1725,7 @@ impl Engine {
                     self.reschedule_client(&k);
                 }
                 TimerKey::Call(c) => self.on_call_timer(now, c),
+                TimerKey::NonCall => self.roll_noncall(now),
             }
         }
     }
@@ -1653,7 +1753,17 @@ impl Engine {
                     self.hang_up(now, call_ref, EndReason::GatewayHungUp);
                     return;
                 }
-                if call.bridging.is_some() {
+                if matches!(call.probe, Probe::Again(at) if now >= at) {
+                    if let Some(c) = self.calls.get_mut(&call_ref) {
+                        c.probe = Probe::Idle;
+                    }
+                    self.probe_caller(call_ref);
+                }
+                if self
+                    .calls
+                    .get(&call_ref)
+                    .is_some_and(|c| c.bridging.is_some())
+                {
                     self.bridge_timers(now, call_ref);
                 }
             }
@@ -1742,6 +1852,10 @@ impl Engine {
                             let why = format!("transport error: {reason}");
                             self.restart_bye_outcome(call, leg, &why);
                         }
+                        LegId::Caller if purpose == ClientPurpose::Probe => {
+                            let why = format!("transport error: {reason}");
+                            self.probe_result(now, call, Err(why));
+                        }
                         LegId::Caller => self.finish_hang_up(call),
                         LegId::Agency(n) => {
                             let why = format!("transport error: {reason}");
@@ -1788,6 +1902,7 @@ impl Engine {
             (MediaEvent::FirstPacket, _) => {
                 if leg == LegId::Caller {
                     call.media_seen = true;
+                    call.caller_silent = false;
                 }
                 self.timeline(call_ref, "media_started", format!("first RTP on leg {leg}"));
             }
@@ -1813,13 +1928,106 @@ impl Engine {
                 self.ivr_input(now, call_ref, IvrInput::PromptFinished(id));
             }
             (MediaEvent::Timeout { silent_for }, _) => {
+                if leg == LegId::Caller {
+                    call.caller_silent = true;
+                }
                 self.timeline(
                     call_ref,
                     "media_timeout",
                     format!("no RTP for {} s on leg {leg}", silent_for.as_secs()),
                 );
+                if leg == LegId::Caller {
+                    self.probe_caller(call_ref);
+                }
+            }
+            (MediaEvent::Resumed { silent_for }, _) => {
+                if leg == LegId::Caller {
+                    call.caller_silent = false;
+                    if matches!(call.probe, Probe::Again(_)) {
+                        call.probe = Probe::Idle;
+                    }
+                }
+                self.timeline(
+                    call_ref,
+                    "media_resumed",
+                    format!("RTP again on leg {leg} after {} s", silent_for.as_secs()),
+                );
+                self.reschedule_call(call_ref);
             }
         }
+    }
+
+    /// Asks a silent caller's UA whether the dialog still exists: an in-dialog OPTIONS
+    /// (RFC 3261 §11; a 481 or 408 means the dialog is gone, RFC 5057). OPTIONS rather than an
+    /// RFC 4028 session refresh: it needs nothing negotiated, every UA must answer it, and it
+    /// cannot change the media session of an emergency call.
+    fn probe_caller(&mut self, call_ref: CallRef) {
+        if self.cfg.dead_session.reprobe.is_none() {
+            return;
+        }
+        let Some(call) = self.calls.get_mut(&call_ref) else {
+            return;
+        };
+        let up = matches!(call.state, CallState::Answered | CallState::Confirmed);
+        if !up || !call.caller_silent || matches!(call.probe, Probe::Sent(_)) {
+            return;
+        }
+        let branch = Branch(format!("z9hG4bK{}", self.rng.token()));
+        let accept = vec![("Accept", "application/sdp".to_owned())];
+        let bytes = call.request_to_caller("OPTIONS", &branch, accept);
+        call.probe = Probe::Sent(branch.clone());
+        let flow = call.flow;
+        self.timeline(
+            call_ref,
+            "caller_probe",
+            "no RTP from the caller: OPTIONS sent in the dialog",
+        );
+        let key = ClientTxKey {
+            branch,
+            method: "OPTIONS",
+        };
+        let purpose = ClientPurpose::Probe;
+        self.send_non_invite(key, call_ref, LegId::Caller, purpose, flow, bytes);
+        self.reschedule_call(call_ref);
+    }
+
+    /// The probe's outcome: a final status, or why none came (timeout, transport error).
+    fn probe_result(&mut self, now: Instant, call_ref: CallRef, outcome: Result<u16, String>) {
+        let Some(call) = self.calls.get_mut(&call_ref) else {
+            return;
+        };
+        call.probe = Probe::Idle;
+        if !matches!(call.state, CallState::Answered | CallState::Confirmed) {
+            return;
+        }
+        let lost = match &outcome {
+            Ok(status) => matches!(status, 408 | 481),
+            Err(_) => true,
+        };
+        let what = match &outcome {
+            Ok(status) => format!("the caller answered {status}"),
+            Err(why) => why.clone(),
+        };
+        if !call.caller_silent {
+            return self.timeline(
+                call_ref,
+                "caller_probe",
+                format!("{what}; RTP is back: kept"),
+            );
+        }
+        if !lost {
+            call.probe = match self.cfg.dead_session.reprobe {
+                Some(every) => Probe::Again(now + every),
+                None => Probe::Idle,
+            };
+            self.timeline(call_ref, "caller_probe", format!("{what}: kept"));
+            return self.reschedule_call(call_ref);
+        }
+        // The caller's UA has no such dialog, or is gone: a BYE lost on the way, a phone
+        // that died. No BYE to it (it has nothing to end); the agency legs get theirs.
+        let detail = format!("{what} and no RTP from the caller");
+        self.timeline(call_ref, "caller_lost", detail.clone());
+        self.end_call(call_ref, EndReason::CallerLost, Some(detail));
     }
 
     /// Ends every live call now (shutdown after the drain time): BYE to callers and agencies,
@@ -1862,10 +2070,37 @@ impl Engine {
         self.active_calls() == 0
     }
 
+    /// How much per-message state the engine holds: (server transactions, client
+    /// transactions, calls, sources in the non-call table). For tests and metrics.
+    #[doc(hidden)]
+    pub fn state_sizes(&self) -> (usize, usize, usize, usize) {
+        (
+            self.server_txs.len(),
+            self.client_txs.len(),
+            self.calls.len(),
+            self.noncall.tracked_sources(),
+        )
+    }
+
     #[doc(hidden)]
     pub fn session_of(&self, call: CallRef) -> Option<&LocalSession> {
         self.calls.get(&call).and_then(|c| c.session.as_ref())
     }
+}
+
+/// The headers a plain final response outside a dialog carries for its status.
+fn plain_headers(req: &Request, status: u16) -> Vec<(&'static str, String)> {
+    let mut headers = Vec::new();
+    if matches!(status, 200 | 405) {
+        headers.push(("Allow", ALLOW.to_owned()));
+    }
+    if status == 200 && req.method == Method::Options {
+        headers.push(("Accept", "application/sdp".to_owned()));
+    }
+    if status == 503 {
+        headers.push(("Retry-After", "5".to_owned()));
+    }
+    headers
 }
 
 /// Extensions we support (RFC 3261 §8.2.2.3): anything else in Require is refused with 420,

@@ -53,8 +53,11 @@ pub enum MediaEvent {
     Digit { digit: char, source: &'static str },
     /// The prompt started by `MediaCommand::Play` reached its end.
     PromptFinished { playback: PlaybackId },
-    /// No RTP for the configured time: logged; an emergency call is not ended for it.
+    /// No RTP for the configured time: logged, and the caller is probed (in-dialog OPTIONS);
+    /// an emergency call is never ended for the silence alone.
     Timeout { silent_for: Duration },
+    /// RTP came back after a `Timeout`: the caller is there.
+    Resumed { silent_for: Duration },
 }
 
 pub enum Input<'a> {
@@ -107,8 +110,11 @@ pub struct CallerIdentity {
 /// How the dialled number was classified.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CallKind {
-    Emergency { entry: String },
+    Emergency {
+        entry: String,
+    },
     Test,
+    /// Only in old logs: INVITEs to numbers outside the dialplan are no longer calls.
     NotEmergency,
 }
 
@@ -149,7 +155,7 @@ pub enum LogRecord {
         detail: Option<String>,
     },
     /// A SIP message in or out, verbatim. `call` is `None` for messages that belong to no
-    /// call (OPTIONS, garbage).
+    /// call (OPTIONS, garbage): of those only a sample is logged, see `NonCallCounts`.
     Sip {
         call: Option<CallRef>,
         /// The caller's leg or an agency leg of the call.
@@ -167,6 +173,9 @@ pub enum LogRecord {
         source: &'static str,
         report: Box<siaga_location::LocationReport>,
     },
+    /// How many messages outside every call one source sent in one counting window (only
+    /// a sample of them is kept as `Sip` records).
+    NonCallCounts(Box<crate::noncall::NonCallTally>),
     /// One event on a call's timeline (prompt, digit, route decision, media timeout, …).
     Timeline {
         call: CallRef,

@@ -7,6 +7,7 @@ pub mod call;
 mod engine;
 pub mod ids;
 pub mod io;
+pub mod noncall;
 pub mod restart;
 mod session;
 pub mod sip;
@@ -14,5 +15,5 @@ pub mod timers;
 pub mod transaction;
 
 pub use bridge::{Directory, Hop};
-pub use engine::{Engine, EngineConfig};
+pub use engine::{DeadSessionConfig, Engine, EngineConfig};
 pub use siaga_dialplan as dialplan;

@@ -210,19 +210,10 @@ impl Sim {
     }
 
     fn digit(&mut self, d: char) {
-        let call = self.call.expect("call");
-        self.engine.handle_input(
-            self.now,
-            Input::Media {
-                call,
-                leg: LegId::Caller,
-                event: MediaEvent::Digit {
-                    digit: d,
-                    source: "rfc4733",
-                },
-            },
-        );
-        self.drain();
+        self.caller_media(MediaEvent::Digit {
+            digit: d,
+            source: "rfc4733",
+        });
     }
 
     /// The agency at `from` answers the INVITE `invite` with `status` (SDP on 2xx/183).
@@ -766,4 +757,180 @@ fn an_agency_re_invite_is_answered_once_acked() {
         sim.take_to("127.0.0.1:5083", "SIP/2.0 200").is_empty(),
         "no retransmission after its ACK"
     );
+}
+
+// ---- dead sessions: a caller whose RTP stopped is probed, and ended only if gone ----
+
+impl Sim {
+    /// A bridged call to the fire brigade (direct route, no menu), answered by the agency.
+    fn bridged_fire_call(&mut self) {
+        self.call_in("sip:113@198.51.100.1", "", None);
+        let inv = self
+            .take_to("127.0.0.1:5083", "INVITE")
+            .pop()
+            .expect("fire");
+        self.agency_reply("127.0.0.1:5083", &inv, 200, "f1");
+        assert_eq!(self.take_to("127.0.0.1:5083", "ACK").len(), 1);
+    }
+
+    fn caller_media(&mut self, event: MediaEvent) {
+        let call = self.call.expect("call");
+        self.engine.handle_input(
+            self.now,
+            Input::Media {
+                call,
+                leg: LegId::Caller,
+                event,
+            },
+        );
+        self.drain();
+    }
+
+    /// The media layer reports the caller silent; returns the OPTIONS the gateway sends.
+    fn caller_goes_silent(&mut self) -> String {
+        self.caller_media(MediaEvent::Timeout {
+            silent_for: Duration::from_secs(30),
+        });
+        self.take_to(CALLER, "OPTIONS")
+            .pop()
+            .expect("an OPTIONS to the silent caller")
+    }
+
+    /// A plain response from `from` to a request the gateway sent.
+    fn respond_from(&mut self, from: &str, request: &str, status: u16) {
+        let reply = format!(
+            "SIP/2.0 {status} X\r\nVia: {}\r\nFrom: {}\r\nTo: {}\r\nCall-ID: {}\r\nCSeq: {}\r\nContent-Length: 0\r\n\r\n",
+            header(request, "Via"),
+            header(request, "From"),
+            header(request, "To"),
+            header(request, "Call-ID"),
+            header(request, "CSeq")
+        );
+        self.send_from(from, &reply);
+    }
+}
+
+#[test]
+fn a_silent_caller_whose_phone_says_481_is_lost_and_the_agency_gets_its_bye() {
+    let mut sim = Sim::new();
+    sim.bridged_fire_call();
+    let options = sim.caller_goes_silent();
+    // In the caller's dialog: our tag in From, the caller's in To, the caller's Contact.
+    assert!(
+        options.starts_with("OPTIONS sip:ani@192.0.2.10:5070 SIP/2.0"),
+        "{options}"
+    );
+    assert_eq!(tag_of(&options, "From"), sim.caller_tag);
+    assert_eq!(tag_of(&options, "To"), "caller1");
+    assert_eq!(header(&options, "Call-ID"), "call-a");
+    sim.respond_from(CALLER, &options, 481);
+    assert_eq!(sim.end_reasons(), vec![EndReason::CallerLost]);
+    assert!(EndReason::CallerLost.calls_for_call_back());
+    assert_eq!(
+        sim.take_to("127.0.0.1:5083", "BYE").len(),
+        1,
+        "agency leg ended"
+    );
+    assert!(
+        sim.take_to(CALLER, "BYE").is_empty(),
+        "no BYE into a dialog that is gone"
+    );
+    assert_eq!(sim.timeline("caller_lost").len(), 1);
+}
+
+#[test]
+fn a_silent_caller_that_never_answers_is_lost_when_the_options_times_out() {
+    let mut sim = Sim::new();
+    sim.bridged_fire_call();
+    sim.caller_goes_silent();
+    // Timer F is 64·T1 = 32 s: until then the call stays up.
+    sim.advance(Duration::from_secs(31));
+    assert!(sim.end_reasons().is_empty());
+    sim.advance(Duration::from_secs(2));
+    assert_eq!(sim.end_reasons(), vec![EndReason::CallerLost]);
+    assert!(!sim.take_to("127.0.0.1:5083", "BYE").is_empty());
+}
+
+#[test]
+fn a_silent_caller_that_answers_200_stays_and_is_asked_again_while_silent() {
+    let mut sim = Sim::new();
+    sim.bridged_fire_call();
+    let options = sim.caller_goes_silent();
+    sim.respond_from(CALLER, &options, 200);
+    sim.advance(Duration::from_secs(59));
+    assert!(sim.take_to(CALLER, "OPTIONS").is_empty());
+    sim.advance(Duration::from_secs(2));
+    let again = sim.take_to(CALLER, "OPTIONS").pop().expect("asked again");
+    assert_ne!(header(&again, "CSeq"), header(&options, "CSeq"));
+    sim.respond_from(CALLER, &again, 200);
+    sim.advance(Duration::from_secs(10));
+    assert!(sim.end_reasons().is_empty());
+    assert!(sim.take_to("127.0.0.1:5083", "BYE").is_empty());
+}
+
+#[test]
+fn a_caller_whose_audio_comes_back_is_never_ended_even_if_the_probe_times_out() {
+    let mut sim = Sim::new();
+    sim.bridged_fire_call();
+    let options = sim.caller_goes_silent();
+    sim.caller_media(MediaEvent::Resumed {
+        silent_for: Duration::from_secs(31),
+    });
+    sim.advance(Duration::from_secs(300));
+    assert!(sim.end_reasons().is_empty());
+    assert!(sim.take_to("127.0.0.1:5083", "BYE").is_empty());
+    // Even a late 481 does not end a call with live audio.
+    sim.respond_from(CALLER, &options, 481);
+    assert!(sim.end_reasons().is_empty());
+    // Only the one probe's retransmissions: no new probe while audio flows.
+    let sent = sim.take_to(CALLER, "OPTIONS");
+    assert!(
+        sent.iter()
+            .all(|o| header(o, "CSeq") == header(&options, "CSeq")),
+        "{sent:?}"
+    );
+}
+
+#[test]
+fn agency_legs_are_numbered_per_call() {
+    let mut sim = Sim::new();
+    sim.bridged_fire_call();
+    sim.agency_request(
+        "127.0.0.1:5083",
+        &sim.logs
+            .iter()
+            .find_map(|r| match r {
+                LogRecord::Sip {
+                    leg: LegId::Agency(_),
+                    bytes,
+                    ..
+                } => Some(String::from_utf8_lossy(bytes).into_owned()),
+                _ => None,
+            })
+            .expect("agency INVITE"),
+        "f1",
+        "BYE",
+        2,
+        "",
+    );
+    let bye = sim.take_to(CALLER, "BYE").pop().expect("BYE to the caller");
+    sim.respond_from(CALLER, &bye, 200);
+    // Let every transaction of the first call finish, then a second call comes in.
+    sim.advance(Duration::from_secs(60));
+    sim.sent.clear();
+    sim.logs.clear();
+    sim.bridged_fire_call();
+    let legs: Vec<LegId> = sim
+        .logs
+        .iter()
+        .filter_map(|r| match r {
+            LogRecord::Sip {
+                leg: l @ LegId::Agency(_),
+                ..
+            } => Some(*l),
+            _ => None,
+        })
+        .collect();
+    assert!(!legs.is_empty());
+    assert!(legs.iter().all(|l| *l == LegId::Agency(1)), "{legs:?}");
 }

@@ -27,7 +27,8 @@ pub enum EndReason {
     NoAck,
     /// The caller's transport failed (TCP reset, unreachable).
     TransportError,
-    /// The dialled number is not an emergency number: answered 404.
+    /// The dialled number is not an emergency number: answered 404. Only in logs written
+    /// before such INVITEs became stateless (they are now counted, not calls).
     NotEmergency,
     /// The gateway was draining for shutdown: answered 503 so the load balancer moves on.
     RefusedDraining,
@@ -39,11 +40,14 @@ pub enum EndReason {
     AbandonedWaitingForAgency,
     /// The caller hung up in the IVR, before any agency was chosen: call them back.
     AbandonedInIvr,
+    /// The caller sent no RTP and its UA answered our in-dialog OPTIONS with 481/408 or not
+    /// at all (a BYE lost on the way, a phone that died): call them back.
+    CallerLost,
 }
 
 impl EndReason {
     /// Every reason, for tools that check a name a supervisor typed.
-    pub const ALL: [EndReason; 11] = [
+    pub const ALL: [EndReason; 12] = [
         EndReason::AbandonedBeforeAnswer,
         EndReason::CallerHungUp,
         EndReason::GatewayHungUp,
@@ -55,6 +59,7 @@ impl EndReason {
         EndReason::AgencyHungUp,
         EndReason::AbandonedWaitingForAgency,
         EndReason::AbandonedInIvr,
+        EndReason::CallerLost,
     ];
 
     /// Whether an emergency call that ended this way may have left a caller without help, so
@@ -66,6 +71,7 @@ impl EndReason {
             | EndReason::AbandonedInIvr
             | EndReason::AbandonedWaitingForAgency
             | EndReason::NoAck
+            | EndReason::CallerLost
             | EndReason::TransportError => true,
             EndReason::CallerHungUp
             | EndReason::GatewayHungUp
@@ -89,6 +95,7 @@ impl EndReason {
             EndReason::AgencyHungUp => "agency_hung_up",
             EndReason::AbandonedWaitingForAgency => "abandoned_waiting_for_agency",
             EndReason::AbandonedInIvr => "abandoned_in_ivr",
+            EndReason::CallerLost => "caller_lost",
         }
     }
 }
@@ -150,6 +157,17 @@ pub struct LocalSession {
     pub media: MediaSession,
 }
 
+/// Checking a caller whose RTP stopped.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Probe {
+    #[default]
+    Idle,
+    /// An OPTIONS is out; its client transaction has this branch.
+    Sent(Branch),
+    /// The caller answered; ask again at this time if still silent.
+    Again(Instant),
+}
+
 /// Where the IVR sent the call.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RouteDecision {
@@ -191,6 +209,12 @@ pub struct Call {
     pub media_seen: bool,
     /// Why the call is ending, decided when we sent BYE.
     pub pending_end: Option<EndReason>,
+    /// The number of this call's next agency leg (B1, B2, …).
+    pub next_leg: u32,
+    /// The caller's RTP has stopped (media timeout) and not come back.
+    pub caller_silent: bool,
+    /// An in-dialog OPTIONS to the silent caller is out (its branch), or when the next is due.
+    pub probe: Probe,
     pub span: tracing::Span,
 }
 
@@ -219,7 +243,11 @@ impl Call {
             CallState::Ended => self.ended_at.map(|t| t + crate::bridge::LINGER),
             _ => None,
         };
-        [ring, hang_up, ivr, bridge, linger]
+        let probe = match (&self.state, &self.probe) {
+            (CallState::Answered | CallState::Confirmed, Probe::Again(at)) => Some(*at),
+            _ => None,
+        };
+        [ring, hang_up, ivr, bridge, linger, probe]
             .into_iter()
             .flatten()
             .min()
@@ -240,6 +268,32 @@ impl Call {
     /// Our Contact, as put in responses and requests on this dialog.
     pub fn contact(&self) -> String {
         contact_for(self.flow)
+    }
+
+    /// The next request of ours in the caller's dialog (BYE, OPTIONS), with a new CSeq.
+    pub(crate) fn request_to_caller(
+        &mut self,
+        method: &str,
+        branch: &Branch,
+        headers: Vec<(&str, String)>,
+    ) -> Vec<u8> {
+        self.dialog.local_cseq += 1;
+        let contact = self.contact();
+        crate::sip::build::dialog_request(&crate::sip::build::DialogRequest {
+            method,
+            request_uri: &self.dialog.remote_target,
+            via_transport: self.flow.transport.as_via(),
+            local: self.flow.local,
+            branch,
+            from: &self.dialog.local_party,
+            to: &self.dialog.remote_party,
+            call_id: self.dialog.call_id.as_str(),
+            cseq: self.dialog.local_cseq,
+            route_set: &self.dialog.route_set,
+            contact: Some(&contact),
+            headers,
+            body: None,
+        })
     }
 }
 
@@ -275,9 +329,10 @@ mod tests {
             EndReason::AgencyHungUp => 8,
             EndReason::AbandonedWaitingForAgency => 9,
             EndReason::AbandonedInIvr => 10,
+            EndReason::CallerLost => 11,
         };
         let mut listed: Vec<usize> = EndReason::ALL.iter().map(|&r| number(r)).collect();
         listed.sort_unstable();
-        assert_eq!(listed, (0..=10).collect::<Vec<_>>());
+        assert_eq!(listed, (0..=11).collect::<Vec<_>>());
     }
 }

@@ -585,6 +585,7 @@ fn parse_via(entry: &str) -> Result<TopVia, String> {
     let sent_by = params.next().unwrap_or_default().trim();
     let host_ok = if let Some(v6) = sent_by.strip_prefix('[') {
         v6.split_once(']').is_some_and(|(ip, port)| {
+            let ip = ip.replacen(":::", "::", 1); // RFC 5118 §4.10
             ip.parse::<std::net::Ipv6Addr>().is_ok() && valid_port_suffix(port)
         })
     } else {
@@ -662,6 +663,8 @@ fn parse_cseq(raw: &str) -> Result<(u32, String), String> {
 /// Checks the From/To value parses and returns its tag. From requires a tag only in RFC 3261
 /// peers; a missing one is tolerated (RFC 2543 interop).
 fn parse_tag_of(raw: &str, is_from: bool) -> Result<Option<Tag>, String> {
+    let tolerated = three_colons_tolerated(raw);
+    let raw = tolerated.as_deref().unwrap_or(raw);
     let tag = if is_from {
         TypedFrom::parse(raw)
             .map_err(|e| format!("malformed From: {e}"))?
@@ -701,7 +704,31 @@ fn parse_request_uri(raw: &str) -> Result<Uri, (u16, String)> {
     if !matches!(lower.as_str(), "sip" | "sips" | "tel" | "urn") {
         return Err((416, format!("URI scheme {scheme:?} is not supported")));
     }
-    parse_uri(raw).map_err(|e| (400, format!("malformed Request-URI: {e}")))
+    parse_uri(raw)
+        .or_else(|e| {
+            // RFC 5118 §4.10: be liberal with RFC 3261's three-colon IPv6 reference.
+            match three_colons_tolerated(raw) {
+                Some(fixed) => parse_uri(&fixed),
+                None => Err(e),
+            }
+        })
+        .map_err(|e| (400, format!("malformed Request-URI: {e}")))
+}
+
+/// `raw` with a `:::` inside an IPv6 reference (`[2001:db8:::192.0.2.1]`, which RFC 3261's
+/// ABNF let through until RFC 5954) read as the `::` it stands for; `None` if there is none.
+fn three_colons_tolerated(raw: &str) -> Option<String> {
+    let open = raw.find('[')?;
+    let close = open + raw.get(open..)?.find(']')?;
+    let inside = raw.get(open..close)?;
+    inside.contains(":::").then(|| {
+        format!(
+            "{}{}{}",
+            &raw[..open],
+            inside.replacen(":::", "::", 1),
+            &raw[close..]
+        )
+    })
 }
 
 #[cfg(test)]
@@ -718,6 +745,20 @@ mod tests {
         Contact: <sip:ani@[2001:db8::9]>\r\n\
         Content-Type: application/sdp\r\n\
         Content-Length: 4\r\n\r\nv=0\n";
+
+    #[test]
+    fn rfc5118_three_colon_reference_parses() {
+        let msg = ok("OPTIONS sip:user@[2001:db8:::192.0.2.1] SIP/2.0\r\n\
+            To: sip:user@[2001:db8:::192.0.2.1]\r\nFrom: sip:user@example.com;tag=810x2\r\n\
+            Via: SIP/2.0/UDP [2001:db8:::192.0.2.2];branch=z9hG4bKas3-111\r\n\
+            Call-ID: G9EB9rweAH45Ebh@example.com\r\nMax-Forwards: 70\r\n\
+            CSeq: 921 OPTIONS\r\nContent-Length: 0\r\n\r\n");
+        let Message::Request(req) = msg.message else {
+            panic!("a request")
+        };
+        // The same address as `[2001:db8::192.0.2.1]`.
+        assert_eq!(req.uri.to_string(), "sip:user@[2001:db8::c000:201]");
+    }
 
     fn ok(text: &str) -> Inbound {
         match parse(text.as_bytes(), Framing::Datagram) {

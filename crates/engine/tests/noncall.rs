@@ -1,0 +1,357 @@
+//! Traffic that belongs to no emergency call, in virtual time: floods of garbage, OPTIONS and
+//! INVITEs to ordinary numbers, from one source and from thousands, cost a bounded number of
+//! log records and a bounded table, get stateless answers within a per-source budget, and
+//! never stand in the way of an emergency call from the same host.
+#![allow(clippy::disallowed_methods)] // Instant::now() once, as the origin of virtual time
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use siaga_dialplan::{Dialplan, Source};
+use siaga_engine::io::{Flow, Input, LogRecord, MediaCommand, MediaEvent, Output, Transport};
+use siaga_engine::noncall::{NonCallKind, NonCallLimits, NonCallTally};
+use siaga_engine::{Engine, EngineConfig};
+
+fn default_plan() -> Arc<Dialplan> {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../dialplans/default.toml");
+    let text = std::fs::read_to_string(path).expect("default plan");
+    let plan = siaga_dialplan::validate(&[Source::new(path, text)], &|_| true).expect("valid");
+    Arc::new(plan)
+}
+
+/// What came out of the engine, counted (a flood must not be kept message by message).
+#[derive(Default)]
+struct Seen {
+    transmitted: usize,
+    /// `Sip` records of messages outside every call (samples and their replies).
+    noncall_rows: usize,
+    /// The largest of those, in bytes.
+    largest_row: usize,
+    tallies: Vec<NonCallTally>,
+    calls_started: usize,
+    /// First lines of the latest input's replies.
+    last_replies: Vec<String>,
+    last_reply_bytes: Vec<Vec<u8>>,
+}
+
+struct Net {
+    engine: Engine,
+    now: Instant,
+    seen: Seen,
+}
+
+fn flow(source: u32) -> Flow {
+    let ip = IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + source));
+    Flow {
+        transport: Transport::Udp,
+        remote: SocketAddr::new(ip, 5060),
+        local: "198.51.100.1:5060".parse().expect("addr"),
+        conn: None,
+    }
+}
+
+impl Net {
+    fn new(limits: NonCallLimits) -> Self {
+        let now = Instant::now();
+        let cfg = EngineConfig {
+            noncall: limits,
+            ..EngineConfig::default()
+        };
+        Self {
+            engine: Engine::new(cfg, default_plan(), now),
+            now,
+            seen: Seen::default(),
+        }
+    }
+
+    fn send(&mut self, source: u32, text: &str) {
+        self.seen.last_replies.clear();
+        self.seen.last_reply_bytes.clear();
+        let data = text.as_bytes();
+        self.engine.handle_input(
+            self.now,
+            Input::Sip {
+                flow: flow(source),
+                data,
+            },
+        );
+        self.drain();
+    }
+
+    fn drain(&mut self) {
+        while let Some(out) = self.engine.poll_output() {
+            match out {
+                Output::Transmit { bytes, .. } => {
+                    self.seen.transmitted += 1;
+                    let first = String::from_utf8_lossy(&bytes)
+                        .lines()
+                        .next()
+                        .unwrap_or_default()
+                        .to_owned();
+                    self.seen.last_replies.push(first);
+                    self.seen.last_reply_bytes.push(bytes);
+                }
+                Output::Log(LogRecord::Sip {
+                    call: None, bytes, ..
+                }) => {
+                    self.seen.noncall_rows += 1;
+                    self.seen.largest_row = self.seen.largest_row.max(bytes.len());
+                }
+                Output::Log(LogRecord::NonCallCounts(t)) => self.seen.tallies.push(*t),
+                Output::Log(LogRecord::CallStarted(_)) => self.seen.calls_started += 1,
+                Output::Log(_) => {}
+                Output::Media(MediaCommand::Allocate { call, leg, .. }) => {
+                    self.engine.handle_input(
+                        self.now,
+                        Input::Media {
+                            call,
+                            leg,
+                            event: MediaEvent::Allocated {
+                                local: "198.51.100.1:40000".parse().expect("addr"),
+                            },
+                        },
+                    );
+                }
+                Output::Media(_) => {}
+            }
+        }
+    }
+
+    fn advance(&mut self, d: Duration) {
+        let end = self.now + d;
+        while let Some(at) = self.engine.poll_timeout() {
+            if at > end {
+                break;
+            }
+            self.now = at.max(self.now);
+            self.engine.handle_input(self.now, Input::Timeout);
+            self.drain();
+        }
+        self.now = end;
+    }
+
+    fn total_counted(&self) -> u64 {
+        self.seen.tallies.iter().map(NonCallTally::total).sum()
+    }
+
+    fn counted(&self, kind: NonCallKind) -> u64 {
+        self.seen
+            .tallies
+            .iter()
+            .flat_map(|t| t.seen.iter())
+            .filter(|(k, _)| *k == kind)
+            .map(|(_, n)| n)
+            .sum()
+    }
+}
+
+fn request(method: &str, uri: &str, call_id: &str, extra: &str) -> String {
+    format!(
+        "{method} {uri} SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bK{call_id}\r\n\
+         Max-Forwards: 70\r\nFrom: <sip:scanner@10.0.0.1>;tag=f{call_id}\r\nTo: <{uri}>{extra}\r\n\
+         Call-ID: {call_id}\r\nCSeq: 1 {method}\r\nContact: <sip:scanner@10.0.0.1>\r\n\
+         Content-Length: 0\r\n\r\n"
+    )
+}
+
+/// The i-th message of a flood: garbage, an OPTIONS, or an INVITE to an ordinary number.
+fn flood_message(i: u32) -> String {
+    match i % 3 {
+        0 => format!("\u{1}\u{2}garbage {i}\r\n\r\n"),
+        1 => request("OPTIONS", "sip:198.51.100.1", &format!("o{i}"), ""),
+        _ => request("INVITE", "sip:100@198.51.100.1", &format!("i{i}"), ""),
+    }
+}
+
+fn emergency_call_answered(net: &mut Net, source: u32, call_id: &str) {
+    net.send(
+        source,
+        &request("INVITE", "sip:112@198.51.100.1", call_id, ""),
+    );
+    assert_eq!(
+        net.seen.last_replies,
+        [
+            "SIP/2.0 100 Trying",
+            "SIP/2.0 180 Ringing",
+            "SIP/2.0 200 OK"
+        ],
+        "the emergency call from {source} is answered at once"
+    );
+}
+
+#[test]
+fn a_flood_from_one_source_is_counted_sampled_rationed_and_112_still_answered() {
+    let limits = NonCallLimits::default();
+    let mut net = Net::new(limits);
+    let messages = 100_000u32;
+    for i in 0..messages {
+        net.send(1, &flood_message(i));
+        // 10,000 messages a second for ten virtual seconds.
+        net.now += Duration::from_micros(100);
+    }
+    // Nothing is kept per message: no transaction, no call, one table entry.
+    assert_eq!(net.engine.state_sizes(), (0, 0, 0, 1));
+    assert_eq!(
+        net.seen.calls_started, 0,
+        "an ordinary number is not a call"
+    );
+    // The first of each kind is stored with its reply (garbage this broken gets none),
+    // nothing more.
+    assert_eq!(net.seen.noncall_rows, 3 + 2);
+    let replies = net.seen.transmitted as u64;
+    // Replies: the burst, then the rate, over ten seconds.
+    let budget = limits.reply_burst + limits.replies_per_second * 10;
+    assert!(
+        net.seen.transmitted as u32 <= budget + 1,
+        "{} replies",
+        net.seen.transmitted
+    );
+    assert!(net.seen.transmitted as u32 >= budget - 1);
+
+    // The flooding host's emergency call is never subject to the budget.
+    emergency_call_answered(&mut net, 1, "sos-from-flooder");
+    assert_eq!(net.seen.calls_started, 1);
+
+    // The window closes: one record for the source holds the real numbers.
+    net.advance(limits.window);
+    assert_eq!(net.seen.tallies.len(), 1, "{:?}", net.seen.tallies);
+    let tally = &net.seen.tallies[0];
+    assert_eq!(tally.source, Some(flow(1).remote.ip()));
+    assert_eq!(net.total_counted(), u64::from(messages));
+    assert_eq!(net.counted(NonCallKind::Garbage), 33_334);
+    assert_eq!(net.counted(NonCallKind::Options), 33_333);
+    assert_eq!(net.counted(NonCallKind::NonEmergencyInvite), 33_333);
+    assert_eq!(
+        tally.unanswered,
+        33_333 * 2 - replies,
+        "every OPTIONS and INVITE left without a reply is counted"
+    );
+    assert_eq!(tally.sampled, 3);
+    assert_eq!(net.engine.state_sizes().3, 0, "the table is empty again");
+}
+
+#[test]
+fn a_flood_from_5000_sources_stays_within_the_table_and_the_record_bound() {
+    let limits = NonCallLimits::default();
+    let mut net = Net::new(limits);
+    let messages = 100_000u32;
+    for i in 0..messages {
+        net.send(i % 5000, &flood_message(i / 5000 + i));
+        net.now += Duration::from_micros(100);
+        assert!(net.engine.state_sizes().3 <= limits.max_sources);
+    }
+    let (server, client, calls, sources) = net.engine.state_sizes();
+    assert_eq!((server, client, calls), (0, 0, 0));
+    assert_eq!(sources, limits.max_sources);
+    // Samples: bounded per window over all sources (each with its reply).
+    assert!(net.seen.noncall_rows <= 2 * limits.samples_per_window as usize);
+    assert!(net.seen.noncall_rows >= limits.samples_per_window as usize);
+    // A source in the table and one in the "other" row still get their emergency calls.
+    emergency_call_answered(&mut net, 7, "sos-7");
+    emergency_call_answered(&mut net, 4999, "sos-4999");
+    net.advance(limits.window);
+    assert_eq!(net.seen.tallies.len(), limits.max_sources + 1);
+    assert_eq!(
+        net.seen
+            .tallies
+            .iter()
+            .filter(|t| t.source.is_none())
+            .count(),
+        1
+    );
+    assert_eq!(net.total_counted(), u64::from(messages));
+    // Log records for the whole minute: counts plus samples, nowhere near one per message.
+    let records = net.seen.tallies.len() + net.seen.noncall_rows;
+    assert!(
+        records <= limits.max_sources + 1 + 2 * limits.samples_per_window as usize,
+        "{records}"
+    );
+}
+
+#[test]
+fn every_window_has_its_own_samples_and_counts() {
+    let limits = NonCallLimits::default();
+    let mut net = Net::new(limits);
+    for minute in 0..5u32 {
+        for i in 0..1000 {
+            net.send(
+                1,
+                &request("OPTIONS", "sip:198.51.100.1", &format!("k{minute}-{i}"), ""),
+            );
+        }
+        net.advance(limits.window);
+    }
+    // Per minute: one OPTIONS and its 200 stored, one count record.
+    assert_eq!(net.seen.noncall_rows, 5 * 2);
+    assert_eq!(net.seen.tallies.len(), 5);
+    assert!(net.seen.tallies.iter().all(|t| t.total() == 1000));
+    // Idle: no timer left behind.
+    assert_eq!(net.engine.poll_timeout(), None);
+}
+
+#[test]
+fn an_ordinary_number_gets_a_stateless_404_the_same_for_each_retransmission() {
+    let mut net = Net::new(NonCallLimits::default());
+    let invite = request("INVITE", "sip:0811223344@198.51.100.1", "plain1", "");
+    net.send(3, &invite);
+    assert_eq!(net.seen.last_replies, ["SIP/2.0 404 Not Found"]);
+    let first = net.seen.last_reply_bytes.clone();
+    net.send(3, &invite);
+    assert_eq!(net.seen.last_reply_bytes, first, "same reply, same To-tag");
+    assert_eq!(net.engine.state_sizes(), (0, 0, 0, 1));
+    assert_eq!(net.seen.calls_started, 0);
+    // The ACK for it (same branch, the 404's To-tag) is absorbed without a reply.
+    let reply = String::from_utf8_lossy(&first[0]).into_owned();
+    let tag = reply
+        .lines()
+        .find_map(|l| l.strip_prefix("To: "))
+        .and_then(|to| to.split(";tag=").nth(1))
+        .expect("a To-tag")
+        .to_owned();
+    let ack = request(
+        "ACK",
+        "sip:0811223344@198.51.100.1",
+        "plain1",
+        &format!(";tag={tag}"),
+    );
+    net.send(3, &ack);
+    assert!(net.seen.last_replies.is_empty());
+    // OPTIONS is answered statelessly too, and a retransmission gets the same 200.
+    let options = request("OPTIONS", "sip:198.51.100.1", "opt1", "");
+    net.send(3, &options);
+    let first = net.seen.last_reply_bytes.clone();
+    net.send(3, &options);
+    assert_eq!(net.seen.last_reply_bytes, first);
+    assert_eq!(net.engine.state_sizes(), (0, 0, 0, 1));
+    net.advance(Duration::from_secs(60));
+    assert_eq!(net.counted(NonCallKind::NonEmergencyInvite), 2);
+    assert_eq!(net.counted(NonCallKind::StrayAck), 1);
+    assert_eq!(net.counted(NonCallKind::Options), 2);
+}
+
+#[test]
+fn the_counts_of_an_unfinished_window_are_flushed_at_shutdown() {
+    let mut net = Net::new(NonCallLimits::default());
+    net.send(1, &flood_message(0));
+    net.now += Duration::from_secs(10);
+    net.engine.flush_noncall_counts(net.now);
+    net.drain();
+    assert_eq!(net.seen.tallies.len(), 1);
+    assert_eq!(net.seen.tallies[0].window, Duration::from_secs(10));
+    assert_eq!(net.engine.poll_timeout(), None);
+}
+
+#[test]
+fn a_sample_and_its_reply_are_cut_to_the_configured_size() {
+    let limits = NonCallLimits {
+        sample_max_bytes: 256,
+        ..NonCallLimits::default()
+    };
+    let mut net = Net::new(limits);
+    let padding = format!("\r\nX-Padding: {}", "x".repeat(8000));
+    net.send(1, &request("OPTIONS", "sip:198.51.100.1", "big1", &padding));
+    assert_eq!(net.seen.last_replies, ["SIP/2.0 200 OK"]);
+    assert_eq!(net.seen.noncall_rows, 2);
+    assert_eq!(net.seen.largest_row, 256);
+}

@@ -1,0 +1,103 @@
+//! Traffic that belongs to no emergency call against the real binary: SIPp sends a thousand
+//! INVITEs to an ordinary number and a thousand OPTIONS; the call log keeps a sample of each
+//! and the real counts, no call rows, and 112 is still answered. A raw flood beyond the
+//! per-source budget is dropped unanswered (and counted) while the same host's 112 call is
+//! answered.
+
+mod common;
+
+use std::net::UdpSocket;
+
+use common::{Gateway, assert_sipp_ok, end_reasons, noncall_counts};
+
+fn noncall_rows(db: &rusqlite::Connection) -> i64 {
+    db.query_row(
+        "SELECT count(*) FROM sip_messages WHERE call IS NULL",
+        [],
+        |r| r.get(0),
+    )
+    .expect("count")
+}
+
+#[test]
+fn a_thousand_invites_to_an_ordinary_number_and_options_leave_a_sample_and_the_counts() {
+    // A budget large enough that SIPp gets every answer; one window for the whole test.
+    let dir = tempfile::tempdir().expect("dir");
+    let config = dir.path().join("siaga.toml");
+    std::fs::write(
+        &config,
+        "[limits]\nnoncall_window_s = 3600\nnoncall_replies_per_s = 100000\nnoncall_reply_burst = 100000\n",
+    )
+    .expect("config");
+    let mut gw = Gateway::start(&["--config", config.to_str().expect("path")]);
+    let out = gw.sipp(
+        "uac_not_emergency.xml",
+        false,
+        &["-s", "5551234", "-m", "1000", "-r", "500", "-l", "1000"],
+    );
+    assert_sipp_ok(&out, "1000 INVITEs to 5551234, each 404 and ACK");
+    let out = gw.sipp(
+        "uac_options.xml",
+        false,
+        &["-m", "1000", "-r", "500", "-l", "1000"],
+    );
+    assert_sipp_ok(&out, "1000 OPTIONS, each 200");
+    let out = gw.sipp(
+        "uac_call.xml",
+        false,
+        &["-s", "112", "-m", "1", "-d", "100"],
+    );
+    assert_sipp_ok(&out, "112 after the flood");
+    gw.stop();
+    let db = gw.db();
+    // Only the emergency call is a call.
+    assert_eq!(end_reasons(&db), vec![("abandoned_in_ivr".to_owned(), 1)]);
+    // One INVITE with its 404, one ACK, one OPTIONS with its 200: the sample.
+    assert_eq!(noncall_rows(&db), 5);
+    let counts = noncall_counts(&db);
+    assert!(counts["non_emergency_invite"] >= 1000, "{counts:?}");
+    assert!(counts["stray_ack"] >= 1000, "{counts:?}");
+    assert!(counts["options"] >= 1000, "{counts:?}");
+    assert_eq!(counts["unanswered"], 0, "{counts:?}");
+    assert_eq!(counts["sampled"], 3, "{counts:?}");
+}
+
+#[test]
+fn a_flood_beyond_the_budget_is_dropped_and_counted_and_the_hosts_112_is_answered() {
+    let mut gw = Gateway::start(&[]);
+    let socket = UdpSocket::bind("127.0.0.1:0").expect("bind");
+    let flood = 1000;
+    for i in 0..flood {
+        let options = format!(
+            "OPTIONS sip:{0} SIP/2.0\r\nVia: SIP/2.0/UDP {1};branch=z9hG4bKflood{i}\r\n\
+             Max-Forwards: 70\r\nFrom: <sip:flood@{1}>;tag=f{i}\r\nTo: <sip:{0}>\r\n\
+             Call-ID: flood-{i}\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n",
+            gw.udp,
+            socket.local_addr().expect("addr")
+        );
+        socket.send_to(options.as_bytes(), gw.udp).expect("send");
+    }
+    // The gateway reads its socket in order: once this call is answered, the flood before it
+    // has been handled.
+    let out = gw.sipp(
+        "uac_call.xml",
+        false,
+        &["-s", "112", "-m", "1", "-d", "100"],
+    );
+    assert_sipp_ok(&out, "112 from the flooding host");
+    socket.set_nonblocking(true).expect("nonblocking");
+    let mut buf = [0u8; 4096];
+    let mut replies = 0u64;
+    while socket.recv_from(&mut buf).is_ok() {
+        replies += 1;
+    }
+    gw.stop();
+    let db = gw.db();
+    assert_eq!(end_reasons(&db), vec![("abandoned_in_ivr".to_owned(), 1)]);
+    let counts = noncall_counts(&db);
+    assert_eq!(counts["options"], flood, "{counts:?}");
+    // The default budget: a burst of 100 and 20 a second.
+    assert!((100..300).contains(&replies), "{replies} replies");
+    assert_eq!(counts["unanswered"], flood - replies, "{counts:?}");
+    assert_eq!(noncall_rows(&db), 2, "one OPTIONS and its 200");
+}
