@@ -119,7 +119,7 @@ pub async fn run(
     bound: Bound,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<()> {
-    let (calllog, writer, recovery) = CallLog::start(&settings.db)?;
+    let (calllog, writer, recovery) = CallLog::start_with(&settings.db, settings.log.clone())?;
     calllog.send(calllog::Write::Event {
         call: None,
         at_ms: calllog::now_ms(),
@@ -337,7 +337,7 @@ fn local_time(utc_offset_minutes: i32) -> siaga_engine::dialplan::LocalTime {
 }
 
 /// Reads the cell table; a bad line is an error naming file, line and what to change.
-fn load_cell_table(
+pub(crate) fn load_cell_table(
     path: Option<&std::path::Path>,
 ) -> anyhow::Result<Option<Arc<siaga_location::CellTable>>> {
     let Some(path) = path else { return Ok(None) };

@@ -11,6 +11,7 @@ mod transport;
 
 use std::io::Write as _;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
@@ -139,6 +140,16 @@ enum CallsCommand {
         #[arg(long)]
         json: bool,
     },
+    /// The gateway's own events, newest first: starts, stops, reloads, call-log gaps, disk
+    /// alarms.
+    Events {
+        #[arg(long, default_value = "siaga.db")]
+        db: PathBuf,
+        #[arg(long, short = 'n', default_value_t = 50)]
+        limit: usize,
+        #[arg(long)]
+        json: bool,
+    },
     /// One call: caller, timeline, SIP messages, recording.
     Show {
         /// The call's id (first column of `calls list`).
@@ -162,12 +173,15 @@ fn settings_from(args: ServeArgs) -> anyhow::Result<Settings> {
         s.listen = args.listen;
     }
     if !args.dialplans.is_empty() {
+        s.set_origin("dialplan.files", "--dialplan".into());
         s.dialplans = args.dialplans;
     }
     if let Some(db) = args.db {
+        s.set_origin("log.db", "--db".into());
         s.db = db;
     }
     if let Some(r) = args.recordings {
+        s.set_origin("media.recordings", "--recordings".into());
         s.recordings = r;
     }
     if let Some(p) = args.rtp_ports {
@@ -180,6 +194,7 @@ fn settings_from(args: ServeArgs) -> anyhow::Result<Settings> {
         s.max_call_duration = (secs > 0).then(|| std::time::Duration::from_secs(secs));
     }
     if let Some(p) = args.cell_table {
+        s.set_origin("location.cell_table", "--cell-table".into());
         s.cell_table = Some(p);
     }
     if let Some(ms) = args.t1_ms {
@@ -203,22 +218,48 @@ fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
     })
 }
 
+/// Every file the settings name, checked before the gateway says anything is running; an
+/// error names the setting (config file and line, or flag) and what to change.
+fn check_files(settings: &Settings) -> anyhow::Result<Arc<siaga_engine::dialplan::Dialplan>> {
+    if let Some(path) = &settings.cell_table {
+        gateway::load_cell_table(Some(path)).map_err(|e| {
+            anyhow::anyhow!(
+                "{}: {e:#}\n  hint: create the file (cell_id,lat,lon,radius_m,area; see \
+                 tests/data/cells-samarinda.csv), or point the setting at it, or remove it",
+                settings.origin("location.cell_table")
+            )
+        })?;
+    }
+    calllog::check_db_file(&settings.db, false)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", settings.origin("log.db")))?;
+    std::fs::create_dir_all(&settings.recordings).map_err(|e| {
+        anyhow::anyhow!(
+            "{}: cannot create the recordings directory {}: {e}\n  hint: create it, or \
+             point the setting at a writable directory",
+            settings.origin("media.recordings"),
+            settings.recordings.display()
+        )
+    })?;
+    plan::load(&settings.dialplans).map_err(|errors| {
+        anyhow::anyhow!(
+            "the dialplan has errors, not starting (files from {}):\n{errors}",
+            settings.origin("dialplan.files")
+        )
+    })
+}
+
 fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let settings = settings_from(args)?;
+    // Before anything is created: the log and the recordings hold callers' numbers,
+    // locations and voices.
+    // SAFETY: umask only sets the process's file-creation mask; it cannot fail.
+    unsafe { libc::umask(settings.umask as libc::mode_t) };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("starting the tokio runtime")?;
     runtime.block_on(async {
-        std::fs::create_dir_all(&settings.recordings).with_context(|| {
-            format!(
-                "creating recordings directory {}",
-                settings.recordings.display()
-            )
-        })?;
-        let dialplan = plan::load(&settings.dialplans).map_err(|errors| {
-            anyhow::anyhow!("the dialplan has errors, not starting:\n{errors}")
-        })?;
+        let dialplan = check_files(&settings)?;
         let shutdown = shutdown_signal()?;
         let bound = gateway::bind(&settings.listen)?;
         let mut stdout = std::io::stdout();
@@ -317,6 +358,15 @@ fn now_local_time() -> siaga_dialplan::LocalTime {
         .unwrap_or_else(|_| "mon 00:00".parse().expect("literal time parses"))
 }
 
+/// JSON for tools, with nothing in it a terminal would act on.
+fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
+    println!(
+        "{}",
+        calllog::text::json_safe(serde_json::to_string_pretty(value)?)
+    );
+    Ok(())
+}
+
 fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -345,14 +395,14 @@ fn main() -> anyhow::Result<()> {
                     known.join(", ")
                 );
             }
-            let conn = calllog::open(&db)?;
+            let conn = calllog::open_read_only(&db)?;
             let filter = calllog::query::ListFilter {
                 end_reasons,
                 call_backs,
             };
             let rows = calllog::query::list(&conn, limit, &filter)?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&rows)?);
+                print_json(&rows)?;
             } else {
                 print!("{}", calllog::query::render_list(&rows));
             }
@@ -378,12 +428,22 @@ fn main() -> anyhow::Result<()> {
                 from_ms: bound("since", since)?,
                 to_ms: bound("until", until)?,
             };
-            let conn = calllog::open(&db)?;
+            let conn = calllog::open_read_only(&db)?;
             let stats = calllog::stats::stats(&conn, window)?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&stats)?);
+                print_json(&stats)?;
             } else {
                 print!("{}", calllog::stats::render(&stats));
+            }
+            Ok(())
+        }
+        Command::Calls(CallsCommand::Events { db, limit, json }) => {
+            let conn = calllog::open_read_only(&db)?;
+            let events = calllog::query::gateway_events(&conn, limit)?;
+            if json {
+                print_json(&events)?;
+            } else {
+                print!("{}", calllog::query::render_events(&events));
             }
             Ok(())
         }
@@ -393,11 +453,11 @@ fn main() -> anyhow::Result<()> {
             messages,
             json,
         }) => {
-            let conn = calllog::open(&db)?;
+            let conn = calllog::open_read_only(&db)?;
             let detail = calllog::query::show(&conn, id)?
                 .with_context(|| format!("no call {id} in {}", db.display()))?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&detail)?);
+                print_json(&detail)?;
             } else {
                 print!("{}", calllog::query::render_detail(&detail, messages));
             }
