@@ -72,7 +72,10 @@ enum DialplanCommand {
     },
 }
 
+/// A flag given twice takes its last value (a wrapper script's default, then the operator's
+/// choice); repeatable flags (--listen, --dialplan) still add up.
 #[derive(Args)]
+#[command(args_override_self = true)]
 struct ServeArgs {
     /// A TOML config file; flags given here override it.
     #[arg(long, short)]

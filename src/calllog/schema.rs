@@ -166,13 +166,53 @@ pub fn check_db_file(path: &Path, must_exist: bool) -> Result<(), DbFileError> {
 
 /// Opens an existing database for reading only (the CLI): never creates or migrates it.
 pub fn open_read_only(path: &Path) -> anyhow::Result<Connection> {
+    open_read_only_with(path, false)
+}
+
+/// Reads a database whose WAL index (`-shm`) cannot be created, a full disk say. With no
+/// WAL content (a clean stop) the database file alone is the whole log and is read as
+/// immutable: no lock, no index. Otherwise the index is kept in memory, which needs the
+/// database to itself (start-up, before the writer).
+pub fn open_read_only_alone(path: &Path) -> anyhow::Result<Connection> {
+    let mut wal = path.as_os_str().to_owned();
+    wal.push("-wal");
+    if std::fs::metadata(&wal).map_or(true, |m| m.len() == 0) {
+        check_db_file(path, true)?;
+        let text = path.to_string_lossy();
+        let mut uri = String::from("file:");
+        for c in text.chars() {
+            match c {
+                '?' | '#' | '%' => uri.push_str(&format!("%{:02X}", c as u32)),
+                c => uri.push(c),
+            }
+        }
+        uri.push_str("?immutable=1");
+        return Connection::open_with_flags(
+            &uri,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY
+                | rusqlite::OpenFlags::SQLITE_OPEN_URI
+                | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .with_context(|| format!("opening call log {} (immutable)", path.display()));
+    }
+    open_read_only_with(path, true)
+}
+
+fn open_read_only_with(path: &Path, alone: bool) -> anyhow::Result<Connection> {
     check_db_file(path, true)?;
-    let conn = Connection::open_with_flags(
-        path,
-        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )
-    .with_context(|| format!("opening call log {}", path.display()))?;
+    let flags = if alone {
+        // Read-only cannot hold the exclusive lock an in-memory index needs.
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE
+    } else {
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY
+    };
+    let conn = Connection::open_with_flags(path, flags | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX)
+        .with_context(|| format!("opening call log {}", path.display()))?;
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    if alone {
+        // Before the first read: no shared-memory index is ever created.
+        conn.pragma_update(None, "locking_mode", "EXCLUSIVE")?;
+    }
     let version: i64 = conn
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .with_context(|| format!("reading call log {}", path.display()))?;

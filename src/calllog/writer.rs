@@ -150,12 +150,31 @@ impl Writer {
                     .conn
                     .as_ref()
                     .map(schema::read_recovery)
+                    .filter(Result::is_ok)
                     .unwrap_or_else(|| {
-                        schema::open_read_only(path)
-                            .map_err(|e| rusqlite::Error::InvalidPath(format!("{e:#}").into()))
-                            .and_then(|c| schema::read_recovery(&c))
+                        let read = |c: anyhow::Result<Connection>| {
+                            c.map_err(|e| rusqlite::Error::InvalidPath(format!("{e:#}").into()))
+                                .and_then(|c| schema::read_recovery(&c))
+                        };
+                        read(schema::open_read_only(path))
+                            .or_else(|_| read(schema::open_read_only_alone(path)))
                     });
-                let recovery = read.unwrap_or_else(|e| {
+                let recovery = read.or_else(|e| {
+                    // A database never written (missing, or an empty file and no WAL) has
+                    // given no references yet.
+                    let empty = |p: &Path| std::fs::metadata(p).map_or(true, |m| m.len() == 0);
+                    let mut wal = path.as_os_str().to_owned();
+                    wal.push("-wal");
+                    if empty(path) && empty(Path::new(&wal)) {
+                        Ok(Recovery {
+                            next_call_ref: 1,
+                            unfinished: Vec::new(),
+                        })
+                    } else {
+                        Err(e)
+                    }
+                });
+                let recovery = recovery.unwrap_or_else(|e| {
                     // Nothing readable: a reference from the clock is above any an earlier
                     // run gave, unless that run averaged more than a call per millisecond.
                     let next = u64::try_from(now).unwrap_or(1).max(1);
@@ -596,6 +615,9 @@ fn write_entries<'a>(
 /// Free bytes for an unprivileged writer on the file system holding `db`.
 fn free_bytes(db: &Path) -> Option<u64> {
     use std::os::unix::ffi::OsStrExt;
+    // Where the file really is (a database behind a symbolic link).
+    let real = std::fs::canonicalize(db).ok();
+    let db = real.as_deref().unwrap_or(db);
     let dir = match db.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
