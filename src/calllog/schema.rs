@@ -164,55 +164,75 @@ pub fn check_db_file(path: &Path, must_exist: bool) -> Result<(), DbFileError> {
     }
 }
 
-/// Opens an existing database for reading only (the CLI): never creates or migrates it.
+/// Opens an existing database for reading only (the CLI): never creates or migrates it, and
+/// leaves no file behind. With a gateway on it (its `-shm` WAL index exists) it reads
+/// through that index; otherwise the database file is the whole log and is read as
+/// immutable (SQLite would else create `-wal` and `-shm` files, owned by whoever ran the
+/// command).
 pub fn open_read_only(path: &Path) -> anyhow::Result<Connection> {
-    open_read_only_with(path, false)
-}
-
-/// Reads a database whose WAL index (`-shm`) cannot be created, a full disk say. With no
-/// WAL content (a clean stop) the database file alone is the whole log and is read as
-/// immutable: no lock, no index. Otherwise the index is kept in memory, which needs the
-/// database to itself (start-up, before the writer).
-pub fn open_read_only_alone(path: &Path) -> anyhow::Result<Connection> {
-    let mut wal = path.as_os_str().to_owned();
-    wal.push("-wal");
-    if std::fs::metadata(&wal).map_or(true, |m| m.len() == 0) {
-        check_db_file(path, true)?;
-        let text = path.to_string_lossy();
-        let mut uri = String::from("file:");
-        for c in text.chars() {
-            match c {
-                '?' | '#' | '%' => uri.push_str(&format!("%{:02X}", c as u32)),
-                c => uri.push(c),
-            }
-        }
-        uri.push_str("?immutable=1");
-        return Connection::open_with_flags(
-            &uri,
-            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY
-                | rusqlite::OpenFlags::SQLITE_OPEN_URI
-                | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )
-        .with_context(|| format!("opening call log {} (immutable)", path.display()));
-    }
-    open_read_only_with(path, true)
-}
-
-fn open_read_only_with(path: &Path, alone: bool) -> anyhow::Result<Connection> {
     check_db_file(path, true)?;
-    let flags = if alone {
-        // Read-only cannot hold the exclusive lock an in-memory index needs.
-        rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE
+    if sibling(path, "-shm").exists() {
+        open_existing(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY, false)
     } else {
+        open_immutable(path)
+    }
+}
+
+/// Reads the database at start-up when its `-shm` index cannot be created (a full disk).
+/// With WAL content left by a crash, the index is built in memory, which needs the database
+/// to itself (start-up, before the writer); without, the database file is the whole log.
+pub fn open_read_only_alone(path: &Path) -> anyhow::Result<Connection> {
+    check_db_file(path, true)?;
+    if std::fs::metadata(sibling(path, "-wal")).is_ok_and(|m| m.len() > 0) {
+        // Read-only cannot hold the exclusive lock an in-memory index needs.
+        open_existing(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE, true)
+    } else {
+        open_immutable(path)
+    }
+}
+
+/// `path` with `suffix` appended (`-wal`, `-shm`).
+pub(super) fn sibling(path: &Path, suffix: &str) -> PathBuf {
+    let mut s = path.as_os_str().to_owned();
+    s.push(suffix);
+    PathBuf::from(s)
+}
+
+fn open_immutable(path: &Path) -> anyhow::Result<Connection> {
+    let mut uri = String::from("file:");
+    for c in path.to_string_lossy().chars() {
+        match c {
+            '?' | '#' | '%' => uri.push_str(&format!("%{:02X}", c as u32)),
+            c => uri.push(c),
+        }
+    }
+    uri.push_str("?immutable=1");
+    let conn = Connection::open_with_flags(
+        &uri,
         rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY
-    };
+            | rusqlite::OpenFlags::SQLITE_OPEN_URI
+            | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .with_context(|| format!("opening call log {}", path.display()))?;
+    check_schema(path, conn)
+}
+
+fn open_existing(
+    path: &Path,
+    flags: rusqlite::OpenFlags,
+    exclusive: bool,
+) -> anyhow::Result<Connection> {
     let conn = Connection::open_with_flags(path, flags | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX)
         .with_context(|| format!("opening call log {}", path.display()))?;
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
-    if alone {
+    if exclusive {
         // Before the first read: no shared-memory index is ever created.
         conn.pragma_update(None, "locking_mode", "EXCLUSIVE")?;
     }
+    check_schema(path, conn)
+}
+
+fn check_schema(path: &Path, conn: Connection) -> anyhow::Result<Connection> {
     let version: i64 = conn
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .with_context(|| format!("reading call log {}", path.display()))?;

@@ -163,9 +163,7 @@ impl Writer {
                     // A database never written (missing, or an empty file and no WAL) has
                     // given no references yet.
                     let empty = |p: &Path| std::fs::metadata(p).map_or(true, |m| m.len() == 0);
-                    let mut wal = path.as_os_str().to_owned();
-                    wal.push("-wal");
-                    if empty(path) && empty(Path::new(&wal)) {
+                    if empty(path) && empty(&schema::sibling(path, "-wal")) {
                         Ok(Recovery {
                             next_call_ref: 1,
                             unfinished: Vec::new(),
@@ -387,16 +385,21 @@ impl Writer {
 
     fn gap_ended(&mut self, gap: Gap) {
         let ended = now_ms();
+        let spilled = match gap.spilled {
+            0 => "none spilled".to_owned(),
+            n => format!(
+                "{n} of them through the spill file {}",
+                self.spill.path().display()
+            ),
+        };
         let detail = format!(
             "the call log could not be written from {} to {} ({:.1} s): {} record(s) waited and \
-             were written in order, {} of them through the spill file {}; {} lost; {} sampled \
-             message(s) of no call not stored; first error: {}",
+             were written in order, {spilled}; {} lost; {} sampled message(s) of no call not \
+             stored; first error: {}",
             iso_utc(gap.began_ms),
             iso_utc(ended),
             (ended - gap.began_ms) as f64 / 1000.0,
             gap.waited,
-            gap.spilled,
-            self.spill.path().display(),
             gap.lost,
             gap.dropped,
             gap.first_error
