@@ -243,12 +243,36 @@ fn check_files(settings: &Settings) -> anyhow::Result<Arc<siaga_engine::dialplan
             settings.recordings.display()
         )
     })?;
+    // Found now, not on the day the log's disk fills and records need it.
+    if let Err(e) = check_writable_dir(&settings.log.spill_dir) {
+        let what = format!(
+            "{}: the call log's spill directory {} is not usable: {e}",
+            settings.origin("log.spill_dir"),
+            settings.log.spill_dir.display()
+        );
+        if settings.origins.iter().any(|(k, _)| *k == "log.spill_dir") {
+            anyhow::bail!(
+                "{what}\n  hint: create it writable, or point the setting at a directory on another disk than the call log"
+            );
+        }
+        // The default: a gateway without it still serves calls (it only matters on a day
+        // the database cannot be written), but says so.
+        tracing::error!("{what}; set log.spill_dir to a writable directory");
+    }
     plan::load(&settings.dialplans).map_err(|errors| {
         anyhow::anyhow!(
             "the dialplan has errors, not starting (files from {}):\n{errors}",
             settings.origin("dialplan.files")
         )
     })
+}
+
+/// Creates `dir` if needed and checks a file can be created in it.
+fn check_writable_dir(dir: &std::path::Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let probe = dir.join(format!(".siaga-probe-{}", std::process::id()));
+    std::fs::write(&probe, b"")?;
+    std::fs::remove_file(&probe)
 }
 
 fn serve(args: ServeArgs) -> anyhow::Result<()> {

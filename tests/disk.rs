@@ -398,6 +398,27 @@ fn a_missing_cell_table_names_the_config_key_file_and_line() {
     );
     assert!(out.stdout.is_empty(), "nothing listening");
     assert!(!dir.path().join("siaga.db").exists(), "no database created");
+    // A spill directory that cannot be used is found at start, not on the day it is needed.
+    std::fs::write(&cfg, "[log]\n\nspill_dir = \"/proc/no/such/dir\"\n").expect("config");
+    let out = siaga(
+        &[
+            "serve",
+            "--listen",
+            "udp:127.0.0.1:0",
+            "--config",
+            &cfg.display().to_string(),
+            "--db",
+            &dir.path().join("siaga.db").display().to_string(),
+        ],
+        Path::new(root),
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success()
+            && err.contains(&format!("{}:3: log.spill_dir", cfg.display()))
+            && err.contains("hint:"),
+        "{err}"
+    );
 }
 
 #[test]
