@@ -366,16 +366,11 @@ fn read_commands_never_create_a_database_and_name_the_file_they_cannot_use() {
     assert!(out.stdout.is_empty(), "nothing listening: {:?}", out.stdout);
 }
 
-#[test]
-fn a_missing_cell_table_names_the_config_key_file_and_line() {
-    let dir = tempfile::tempdir().expect("dir");
-    let cfg = dir.path().join("siaga.toml");
-    std::fs::write(
-        &cfg,
-        "[sip]\nt1_ms = 500\n\n[location]\n# the README's example\ncell_table = \"cells.csv\"\n",
-    )
-    .expect("config");
-    let root = env!("CARGO_MANIFEST_DIR");
+/// `siaga serve` with a config file of `text` (and a database beside it): its stderr, after
+/// checking it refused to start and printed nothing on stdout (nothing listening).
+fn serve_refused(dir: &Path, text: &str) -> String {
+    let cfg = dir.join("siaga.toml");
+    std::fs::write(&cfg, text).expect("config");
     let out = siaga(
         &[
             "serve",
@@ -384,39 +379,34 @@ fn a_missing_cell_table_names_the_config_key_file_and_line() {
             "--config",
             &cfg.display().to_string(),
             "--db",
-            &dir.path().join("siaga.db").display().to_string(),
+            &dir.join("siaga.db").display().to_string(),
         ],
-        Path::new(root),
+        Path::new(env!("CARGO_MANIFEST_DIR")),
     );
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success());
+    assert!(!out.status.success(), "{text:?} refused");
+    assert!(out.stdout.is_empty(), "nothing listening");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn a_missing_cell_table_names_the_config_key_file_and_line() {
+    let dir = tempfile::tempdir().expect("dir");
+    let cfg = dir.path().join("siaga.toml").display().to_string();
+    let err = serve_refused(
+        dir.path(),
+        "[sip]\nt1_ms = 500\n\n[location]\n# the README's example\ncell_table = \"cells.csv\"\n",
+    );
     assert!(
-        err.contains(&format!("{}:6: location.cell_table", cfg.display()))
+        err.contains(&format!("{cfg}:6: location.cell_table"))
             && err.contains("cells.csv")
             && err.contains("hint:"),
         "{err}"
     );
-    assert!(out.stdout.is_empty(), "nothing listening");
     assert!(!dir.path().join("siaga.db").exists(), "no database created");
     // A spill directory that cannot be used is found at start, not on the day it is needed.
-    std::fs::write(&cfg, "[log]\n\nspill_dir = \"/proc/no/such/dir\"\n").expect("config");
-    let out = siaga(
-        &[
-            "serve",
-            "--listen",
-            "udp:127.0.0.1:0",
-            "--config",
-            &cfg.display().to_string(),
-            "--db",
-            &dir.path().join("siaga.db").display().to_string(),
-        ],
-        Path::new(root),
-    );
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = serve_refused(dir.path(), "[log]\n\nspill_dir = \"/proc/no/such/dir\"\n");
     assert!(
-        !out.status.success()
-            && err.contains(&format!("{}:3: log.spill_dir", cfg.display()))
-            && err.contains("hint:"),
+        err.contains(&format!("{cfg}:3: log.spill_dir")) && err.contains("hint:"),
         "{err}"
     );
 }
