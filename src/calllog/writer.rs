@@ -25,6 +25,8 @@ const BATCH: usize = 5_000;
 /// Retry back-off while the database cannot be written.
 const FIRST_RETRY: Duration = Duration::from_millis(100);
 const LAST_RETRY: Duration = Duration::from_secs(5);
+/// How long start-up replays an earlier run's spill before leaving the rest to the thread.
+const START_REPLAY: Duration = Duration::from_secs(2);
 /// How often the free space is looked at.
 const SPACE_CHECK: Duration = Duration::from_secs(2);
 
@@ -135,59 +137,32 @@ impl Writer {
             space_checked: None,
             shared,
         };
-        let written = w
-            .connection()
-            .map(|_| ())
-            .and_then(|()| w.flush_all())
-            .and_then(|()| {
-                let conn = w.conn.as_mut().ok_or("no connection")?;
-                schema::recover_after_crash(conn, now).map_err(|e| format!("{e:#}"))
-            });
+        // A large spill is replayed in the background after a first slice: the gateway
+        // answers calls meanwhile.
+        let deadline = Instant::now() + START_REPLAY;
+        let written = w.connection().map(|_| ()).map_err(Some).and_then(|()| {
+            while w.backlog() {
+                if Instant::now() >= deadline {
+                    return Err(None);
+                }
+                w.write_next().map_err(Some)?;
+            }
+            let conn = w.conn.as_mut().ok_or(Some("no connection".to_owned()))?;
+            schema::recover_after_crash(conn, now).map_err(|e| Some(format!("{e:#}")))
+        });
         let recovery = match written {
             Ok(r) => r,
-            Err(error) => {
-                let read = w
-                    .conn
-                    .as_ref()
-                    .map(schema::read_recovery)
-                    .filter(Result::is_ok)
-                    .unwrap_or_else(|| {
-                        let read = |c: anyhow::Result<Connection>| {
-                            c.map_err(|e| rusqlite::Error::InvalidPath(format!("{e:#}").into()))
-                                .and_then(|c| schema::read_recovery(&c))
-                        };
-                        read(schema::open_read_only(path))
-                            .or_else(|_| read(schema::open_read_only_alone(path)))
-                    });
-                let recovery = read.or_else(|e| {
-                    // A database never written (missing, or an empty file and no WAL) has
-                    // given no references yet.
-                    let empty = |p: &Path| std::fs::metadata(p).map_or(true, |m| m.len() == 0);
-                    if empty(path) && empty(&schema::sibling(path, "-wal")) {
-                        Ok(Recovery {
-                            next_call_ref: 1,
-                            unfinished: Vec::new(),
-                        })
-                    } else {
-                        Err(e)
-                    }
-                });
-                let recovery = recovery.unwrap_or_else(|e| {
-                    // Nothing readable: a reference from the clock is above any an earlier
-                    // run gave, unless that run averaged more than a call per millisecond.
-                    let next = u64::try_from(now).unwrap_or(1).max(1);
-                    tracing::error!(error = %e, next_call_ref = next,
-                        "call log unreadable at start: call references continue from the clock");
-                    Recovery {
-                        next_call_ref: next,
-                        unfinished: Vec::new(),
-                    }
-                });
+            Err(failure) => {
+                let recovery = w.read_recovery(now);
+                // The repair runs in the stream, after what an earlier run left and before
+                // this run's first record.
                 w.push(Entry {
                     ops: vec![Op::Recover { now_ms: now }],
                     ..Entry::default()
                 });
-                w.failed(error);
+                if let Some(error) = failure {
+                    w.failed(error);
+                }
                 recovery
             }
         };
@@ -201,6 +176,44 @@ impl Writer {
                 ..recovery
             },
         )
+    }
+
+    /// What the previous run left, read without writing; the first free call reference at
+    /// the least.
+    fn read_recovery(&self, now: i64) -> Recovery {
+        let read = |c: anyhow::Result<Connection>| {
+            c.map_err(|e| format!("{e:#}"))
+                .and_then(|c| schema::read_recovery(&c).map_err(|e| e.to_string()))
+        };
+        let from_db = match &self.conn {
+            Some(c) => schema::read_recovery(c).map_err(|e| e.to_string()),
+            None => Err("not open".to_owned()),
+        }
+        .or_else(|_| read(schema::open_read_only(&self.path)))
+        .or_else(|_| read(schema::open_read_only_alone(&self.path)));
+        let empty = |p: &Path| std::fs::metadata(p).map_or(true, |m| m.len() == 0);
+        match from_db {
+            Ok(r) => r,
+            // A database never written (missing, or an empty file and no WAL) has given no
+            // references yet.
+            Err(_) if empty(&self.path) && empty(&schema::sibling(&self.path, "-wal")) => {
+                Recovery {
+                    next_call_ref: 1,
+                    unfinished: Vec::new(),
+                }
+            }
+            Err(error) => {
+                // Nothing readable: a reference from the clock is above any an earlier run
+                // gave, unless that run averaged more than a call per millisecond.
+                let next = u64::try_from(now).unwrap_or(1).max(1);
+                tracing::error!(%error, next_call_ref = next,
+                    "call log unreadable at start: call references continue from the clock");
+                Recovery {
+                    next_call_ref: next,
+                    unfinished: Vec::new(),
+                }
+            }
+        }
     }
 
     pub fn run(mut self, rx: Receiver<(usize, Write)>) {
@@ -637,4 +650,78 @@ fn free_bytes(db: &Path) -> Option<u64> {
     // Both are u64 on 64-bit Linux, narrower elsewhere.
     #[allow(clippy::unnecessary_cast)]
     Some((st.f_bavail as u64).saturating_mul(st.f_frsize as u64))
+}
+
+#[cfg(test)]
+mod tests {
+    use rusqlite::types::Value;
+
+    use super::super::{CallLog, LogOptions};
+    use super::*;
+
+    fn call_row(id: i64) -> Entry {
+        let mut e = Entry {
+            call: Some(id as u64),
+            ..Entry::default()
+        };
+        e.sql(
+            "INSERT INTO calls (id, call_id, started_at, kind, dialled, source, transport)
+             VALUES (?1, 'c', 1, 'emergency', '112', '127.0.0.1:5060', 'udp')",
+            vec![Value::Integer(id)],
+        );
+        e
+    }
+
+    #[test]
+    fn an_earlier_runs_spill_is_written_before_crash_recovery_closes_what_is_still_open() {
+        let dir = tempfile::tempdir().expect("dir");
+        let db = dir.path().join("siaga.db");
+        let options = LogOptions {
+            spill_dir: dir.path().join("spill"),
+            ..LogOptions::default()
+        };
+        // The earlier run: call 1 in the database; its end, and all of call 2, in the spill.
+        let conn = schema::open(&db).expect("db");
+        for op in call_row(1).ops {
+            if let Op::Sql { sql, params } = op {
+                conn.execute(&sql, rusqlite::params_from_iter(params))
+                    .expect("insert");
+            }
+        }
+        drop(conn);
+        let mut ended = Entry {
+            call: Some(1),
+            ..Entry::default()
+        };
+        ended.sql(
+            "UPDATE calls SET ended_at = 5, end_reason = 'caller_hung_up' WHERE id = ?1",
+            vec![Value::Integer(1)],
+        );
+        let (mut spill, _) = Spill::open(&options.spill_dir, &db).expect("spill");
+        spill.append(&[ended, call_row(2)]).expect("append");
+        let spill_path = spill.path().to_path_buf();
+        drop(spill);
+
+        let (log, writer, recovery) = CallLog::start_with(&db, options).expect("start");
+        assert_eq!(recovery.next_call_ref, 3);
+        assert!(log.barrier(Duration::from_secs(10)));
+        drop(log);
+        writer.join();
+        let conn = schema::open_read_only(&db).expect("db");
+        let ends: Vec<(i64, String)> = conn
+            .prepare("SELECT id, end_reason FROM calls ORDER BY id")
+            .expect("query")
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .expect("rows")
+            .collect::<Result<_, _>>()
+            .expect("rows");
+        assert_eq!(
+            ends,
+            vec![
+                (1, "caller_hung_up".to_owned()),
+                (2, schema::GATEWAY_RESTARTED.to_owned())
+            ]
+        );
+        assert!(!spill_path.exists(), "a replayed spill is removed");
+    }
 }
