@@ -545,6 +545,12 @@ mod tests {
                 "sip.listen",
             ),
             ("[dialplan]\n\nutc_offset = \"WITA\"\n", 3, "utc_offset"),
+            ("[files]\n\numask = \"999\"\n", 3, "files.umask"),
+            (
+                "[log]\nspill_dir = \"s\"\nqueue_memory_mb = 99999999\n",
+                3,
+                "log.queue_memory_mb",
+            ),
             (
                 "[location]\ncell_table = \"c.csv\"\n\n[location.default]\nlat = 95.0\nlon = 1.0\nradius_m = 5.0\n",
                 4,
@@ -560,6 +566,27 @@ mod tests {
                 "{text:?} gave {err:?}"
             );
         }
+    }
+
+    #[test]
+    fn the_log_and_file_settings_are_read_with_where_they_came_from() {
+        let text = "[log]\ndb = \"/var/lib/siaga/siaga.db\"\nspill_dir = \"spill\"\n\
+                    queue_memory_mb = 8\nlow_space_mb = 0\nalarm_space_mb = 100\n\
+                    [files]\numask = \"077\"\n";
+        let mut s = Settings::default();
+        apply_text(&mut s, Path::new("/etc/siaga/siaga.toml"), text).expect("valid");
+        assert_eq!(s.log.spill_dir, Path::new("/etc/siaga/spill"));
+        assert_eq!(s.log.queue_memory_bytes, 8 << 20);
+        assert_eq!(
+            (s.log.low_space_bytes, s.log.alarm_space_bytes),
+            (0, 100 << 20)
+        );
+        assert_eq!(s.umask, 0o077);
+        assert_eq!(s.origin("log.db"), "/etc/siaga/siaga.toml:2: log.db");
+        assert_eq!(
+            s.origin("location.cell_table"),
+            "location.cell_table (default)"
+        );
     }
 
     #[test]
