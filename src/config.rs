@@ -109,6 +109,14 @@ pub struct Settings {
     pub probe_every: Option<Duration>,
     /// Whether INFO console lines may name the caller (personal data).
     pub log_personal_data: bool,
+    /// Spill directory, memory bound and free-space thresholds of the call log.
+    pub log: crate::calllog::LogOptions,
+    /// The process's umask: files 0640, directories 0750 by default (the log and the
+    /// recordings hold callers' numbers, locations and voices).
+    pub umask: u32,
+    /// Where each file setting came from (`location.cell_table` → `siaga.toml:31`, or the
+    /// flag), so an error about the file can say what to change.
+    pub origins: Vec<(&'static str, String)>,
 }
 
 impl Default for Settings {
@@ -145,7 +153,26 @@ impl Default for Settings {
             noncall: siaga_engine::noncall::NonCallLimits::default(),
             probe_every: Some(Duration::from_secs(60)),
             log_personal_data: false,
+            log: crate::calllog::LogOptions::default(),
+            umask: 0o027,
+            origins: Vec::new(),
         }
+    }
+}
+
+impl Settings {
+    /// Where a file setting came from, for an error about its file: `siaga.toml:31:
+    /// location.cell_table`, `--cell-table`, or the default.
+    pub fn origin(&self, key: &'static str) -> String {
+        match self.origins.iter().rev().find(|(k, _)| *k == key) {
+            Some((_, from)) if from.starts_with("--") => from.clone(),
+            Some((_, from)) => format!("{from}: {key}"),
+            None => format!("{key} (default)"),
+        }
+    }
+
+    pub fn set_origin(&mut self, key: &'static str, from: String) {
+        self.origins.push((key, from));
     }
 }
 
@@ -167,6 +194,8 @@ pub struct FileConfig {
     #[serde(default)]
     pub location: LocationSection,
     #[serde(default)]
+    pub files: FilesSection,
+    #[serde(default)]
     pub limits: LimitsSection,
 }
 
@@ -184,8 +213,15 @@ pub struct LimitsSection {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
+pub struct FilesSection {
+    /// Octal, e.g. "027" (files 0640, directories 0750).
+    pub umask: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct LocationSection {
-    pub cell_table: Option<PathBuf>,
+    pub cell_table: Option<Spanned<PathBuf>>,
     pub default: Option<Spanned<DefaultLocationConfig>>,
 }
 
@@ -223,7 +259,7 @@ pub struct CallsSection {
 #[serde(deny_unknown_fields)]
 pub struct MediaSection {
     pub rtp_ports: Option<Spanned<String>>,
-    pub recordings: Option<PathBuf>,
+    pub recordings: Option<Spanned<PathBuf>>,
     pub timeout_s: Option<Spanned<u64>>,
     pub learning_window_ms: Option<Spanned<u64>>,
 }
@@ -231,15 +267,24 @@ pub struct MediaSection {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LogSection {
-    pub db: Option<PathBuf>,
     /// Caller numbers in INFO console lines (personal data): off unless set.
     pub personal_data: Option<bool>,
+    pub db: Option<Spanned<PathBuf>>,
+    /// Where records wait when the database cannot be written [default: /var/tmp/siaga-spill].
+    pub spill_dir: Option<Spanned<PathBuf>>,
+    /// Memory for waiting records before they are spilled, MiB [default: 64].
+    pub queue_memory_mb: Option<Spanned<u64>>,
+    /// Free space under which sampled messages of no call are not stored, MiB [default:
+    /// 1024; 0: never].
+    pub low_space_mb: Option<Spanned<u64>>,
+    /// Free space under which an alarm is raised, MiB [default: 256; 0: never].
+    pub alarm_space_mb: Option<Spanned<u64>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DialplanSection {
-    pub files: Option<Vec<PathBuf>>,
+    pub files: Option<Spanned<Vec<PathBuf>>>,
     /// "+08:00" (WITA), "+07:00" (WIB), "+09:00" (WIT).
     pub utc_offset: Option<Spanned<String>>,
 }
@@ -350,7 +395,7 @@ fn apply_text(settings: &mut Settings, path: &Path, text: &str) -> anyhow::Resul
     let file: FileConfig = toml::from_str(text).map_err(|e| {
         let line = e.span().map_or(1, |s| line_of(text, s.start));
         anyhow::anyhow!(
-            "{}:{line}: {}\n  hint: see the [sip], [calls], [media], [log], [dialplan], [location] and [limits] keys in README.md",
+            "{}:{line}: {}\n  hint: see the [sip], [calls], [media], [log], [dialplan], [location], [limits] and [files] keys in README.md",
             path.display(),
             e.message()
         )
@@ -419,7 +464,8 @@ fn apply_text(settings: &mut Settings, path: &Path, text: &str) -> anyhow::Resul
             .map_err(|e| anyhow::anyhow!("{where_}: media.rtp_ports: {e}"))?;
     }
     if let Some(p) = file.media.recordings {
-        settings.recordings = rel(p);
+        settings.set_origin("media.recordings", at(p.span()));
+        settings.recordings = rel(p.into_inner());
     }
     if let Some(s) = media_timeout {
         settings.media_timeout = Duration::from_secs(s.max(1));
@@ -428,7 +474,38 @@ fn apply_text(settings: &mut Settings, path: &Path, text: &str) -> anyhow::Resul
         settings.rtp_learning_window = Duration::from_millis(ms);
     }
     if let Some(p) = file.log.db {
-        settings.db = rel(p);
+        settings.set_origin("log.db", at(p.span()));
+        settings.db = rel(p.into_inner());
+    }
+    if let Some(p) = file.log.spill_dir {
+        settings.set_origin("log.spill_dir", at(p.span()));
+        settings.log.spill_dir = rel(p.into_inner());
+    }
+    let mib = |v: Spanned<u64>, key: &str| -> anyhow::Result<u64> {
+        let where_ = at(v.span());
+        let v = v.into_inner();
+        v.checked_mul(1 << 20)
+            .filter(|_| v <= 1 << 20)
+            .ok_or_else(|| anyhow::anyhow!("{where_}: log.{key} of {v} MiB: use at most 1048576"))
+    };
+    if let Some(v) = file.log.queue_memory_mb {
+        settings.log.queue_memory_bytes = mib(v, "queue_memory_mb")? as usize;
+    }
+    if let Some(v) = file.log.low_space_mb {
+        settings.log.low_space_bytes = mib(v, "low_space_mb")?;
+    }
+    if let Some(v) = file.log.alarm_space_mb {
+        settings.log.alarm_space_bytes = mib(v, "alarm_space_mb")?;
+    }
+    if let Some(u) = file.files.umask {
+        let where_ = at(u.span());
+        let u = u.into_inner();
+        settings.umask = u32::from_str_radix(u.trim_start_matches("0o"), 8)
+            .ok()
+            .filter(|m| *m <= 0o777)
+            .ok_or_else(|| {
+                anyhow::anyhow!("{where_}: files.umask {u:?}: write it in octal, e.g. \"027\"")
+            })?;
     }
     if let Some(on) = file.log.personal_data {
         settings.log_personal_data = on;
@@ -462,7 +539,8 @@ fn apply_text(settings: &mut Settings, path: &Path, text: &str) -> anyhow::Resul
         noncall.reply_burst = n;
     }
     if let Some(p) = file.location.cell_table {
-        settings.cell_table = Some(rel(p));
+        settings.set_origin("location.cell_table", at(p.span()));
+        settings.cell_table = Some(rel(p.into_inner()));
     }
     if let Some(d) = file.location.default {
         let where_ = at(d.span());
@@ -488,7 +566,8 @@ fn apply_text(settings: &mut Settings, path: &Path, text: &str) -> anyhow::Resul
         })?;
     }
     if let Some(files) = file.dialplan.files {
-        settings.dialplans = files.into_iter().map(rel).collect();
+        settings.set_origin("dialplan.files", at(files.span()));
+        settings.dialplans = files.into_inner().into_iter().map(rel).collect();
     }
     // Ranges are checked here too, so that a bad value in the file names its line (flags,
     // applied later, are checked again as a whole).
@@ -548,6 +627,12 @@ mod tests {
                 "sip.listen",
             ),
             ("[dialplan]\n\nutc_offset = \"WITA\"\n", 3, "utc_offset"),
+            ("[files]\n\numask = \"999\"\n", 3, "files.umask"),
+            (
+                "[log]\nspill_dir = \"s\"\nqueue_memory_mb = 99999999\n",
+                3,
+                "log.queue_memory_mb",
+            ),
             (
                 "[location]\ncell_table = \"c.csv\"\n\n[location.default]\nlat = 95.0\nlon = 1.0\nradius_m = 5.0\n",
                 4,
@@ -597,6 +682,27 @@ mod tests {
         assert!(
             err.starts_with("s.toml:3: limits.noncall_window_s"),
             "{err}"
+        );
+    }
+
+    #[test]
+    fn the_log_and_file_settings_are_read_with_where_they_came_from() {
+        let text = "[log]\ndb = \"/var/lib/siaga/siaga.db\"\nspill_dir = \"spill\"\n\
+                    queue_memory_mb = 8\nlow_space_mb = 0\nalarm_space_mb = 100\n\
+                    [files]\numask = \"077\"\n";
+        let mut s = Settings::default();
+        apply_text(&mut s, Path::new("/etc/siaga/siaga.toml"), text).expect("valid");
+        assert_eq!(s.log.spill_dir, Path::new("/etc/siaga/spill"));
+        assert_eq!(s.log.queue_memory_bytes, 8 << 20);
+        assert_eq!(
+            (s.log.low_space_bytes, s.log.alarm_space_bytes),
+            (0, 100 << 20)
+        );
+        assert_eq!(s.umask, 0o077);
+        assert_eq!(s.origin("log.db"), "/etc/siaga/siaga.toml:2: log.db");
+        assert_eq!(
+            s.origin("location.cell_table"),
+            "location.cell_table (default)"
         );
     }
 

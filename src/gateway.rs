@@ -122,7 +122,7 @@ pub async fn run(
     // Before the call log's recovery closes them: the calls a crash left open (their legs
     // get a BYE below, their recordings' ends decide their end times).
     let mut left_open = crate::restart::prepare(&settings.db, &bound.listeners());
-    let (calllog, writer, recovery) = CallLog::start(&settings.db)?;
+    let (calllog, writer, recovery) = CallLog::start_with(&settings.db, settings.log.clone())?;
     // Held until the gateway stops: a later start on this log then knows its calls are live.
     let _call_log_lock = left_open.lock.take().or_else(|| {
         crate::restart::CallLogLock::take(&settings.db)
@@ -380,7 +380,7 @@ fn local_time(utc_offset_minutes: i32) -> siaga_engine::dialplan::LocalTime {
 }
 
 /// Reads the cell table; a bad line is an error naming file, line and what to change.
-fn load_cell_table(
+pub(crate) fn load_cell_table(
     path: Option<&std::path::Path>,
 ) -> anyhow::Result<Option<Arc<siaga_location::CellTable>>> {
     let Some(path) = path else { return Ok(None) };

@@ -12,6 +12,7 @@ mod transport;
 
 use std::io::Write as _;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
@@ -72,7 +73,10 @@ enum DialplanCommand {
     },
 }
 
+/// A flag given twice takes its last value (a wrapper script's default, then the operator's
+/// choice); repeatable flags (--listen, --dialplan) still add up.
 #[derive(Args)]
+#[command(args_override_self = true)]
 struct ServeArgs {
     /// A TOML config file; flags given here override it.
     #[arg(long, short)]
@@ -140,6 +144,16 @@ enum CallsCommand {
         #[arg(long)]
         json: bool,
     },
+    /// The gateway's own events, newest first: starts, stops, reloads, call-log gaps, disk
+    /// alarms.
+    Events {
+        #[arg(long, default_value = "siaga.db")]
+        db: PathBuf,
+        #[arg(long, short = 'n', default_value_t = 50)]
+        limit: usize,
+        #[arg(long)]
+        json: bool,
+    },
     /// One call: caller, timeline, SIP messages, recording.
     Show {
         /// The call's id (first column of `calls list`).
@@ -163,12 +177,15 @@ fn settings_from(args: ServeArgs) -> anyhow::Result<Settings> {
         s.listen = args.listen;
     }
     if !args.dialplans.is_empty() {
+        s.set_origin("dialplan.files", "--dialplan".into());
         s.dialplans = args.dialplans;
     }
     if let Some(db) = args.db {
+        s.set_origin("log.db", "--db".into());
         s.db = db;
     }
     if let Some(r) = args.recordings {
+        s.set_origin("media.recordings", "--recordings".into());
         s.recordings = r;
     }
     if let Some(p) = args.rtp_ports {
@@ -181,6 +198,7 @@ fn settings_from(args: ServeArgs) -> anyhow::Result<Settings> {
         s.max_call_duration = (secs > 0).then(|| std::time::Duration::from_secs(secs));
     }
     if let Some(p) = args.cell_table {
+        s.set_origin("location.cell_table", "--cell-table".into());
         s.cell_table = Some(p);
     }
     if let Some(ms) = args.t1_ms {
@@ -204,22 +222,72 @@ fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
     })
 }
 
+/// Every file the settings name, checked before the gateway says anything is running; an
+/// error names the setting (config file and line, or flag) and what to change.
+fn check_files(settings: &Settings) -> anyhow::Result<Arc<siaga_engine::dialplan::Dialplan>> {
+    if let Some(path) = &settings.cell_table {
+        gateway::load_cell_table(Some(path)).map_err(|e| {
+            anyhow::anyhow!(
+                "{}: {e:#}\n  hint: create the file (cell_id,lat,lon,radius_m,area; see \
+                 tests/data/cells-samarinda.csv), or point the setting at it, or remove it",
+                settings.origin("location.cell_table")
+            )
+        })?;
+    }
+    calllog::check_db_file(&settings.db, false)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", settings.origin("log.db")))?;
+    std::fs::create_dir_all(&settings.recordings).map_err(|e| {
+        anyhow::anyhow!(
+            "{}: cannot create the recordings directory {}: {e}\n  hint: create it, or \
+             point the setting at a writable directory",
+            settings.origin("media.recordings"),
+            settings.recordings.display()
+        )
+    })?;
+    // Found now, not on the day the log's disk fills and records need it.
+    if let Err(e) = check_writable_dir(&settings.log.spill_dir) {
+        let what = format!(
+            "{}: the call log's spill directory {} is not usable: {e}",
+            settings.origin("log.spill_dir"),
+            settings.log.spill_dir.display()
+        );
+        if settings.origins.iter().any(|(k, _)| *k == "log.spill_dir") {
+            anyhow::bail!(
+                "{what}\n  hint: create it writable, or point the setting at a directory on another disk than the call log"
+            );
+        }
+        // The default: a gateway without it still serves calls (it only matters on a day
+        // the database cannot be written), but says so.
+        tracing::error!("{what}; set log.spill_dir to a writable directory");
+    }
+    plan::load(&settings.dialplans).map_err(|errors| {
+        anyhow::anyhow!(
+            "the dialplan has errors, not starting (files from {}):\n{errors}",
+            settings.origin("dialplan.files")
+        )
+    })
+}
+
+/// Creates `dir` if needed and checks a file can be created in it.
+fn check_writable_dir(dir: &std::path::Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let probe = dir.join(format!(".siaga-probe-{}", std::process::id()));
+    std::fs::write(&probe, b"")?;
+    std::fs::remove_file(&probe)
+}
+
 fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let settings = settings_from(args)?;
+    // Before anything is created: the log and the recordings hold callers' numbers,
+    // locations and voices.
+    // SAFETY: umask only sets the process's file-creation mask; it cannot fail.
+    unsafe { libc::umask(settings.umask as libc::mode_t) };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("starting the tokio runtime")?;
     runtime.block_on(async {
-        std::fs::create_dir_all(&settings.recordings).with_context(|| {
-            format!(
-                "creating recordings directory {}",
-                settings.recordings.display()
-            )
-        })?;
-        let dialplan = plan::load(&settings.dialplans).map_err(|errors| {
-            anyhow::anyhow!("the dialplan has errors, not starting:\n{errors}")
-        })?;
+        let dialplan = check_files(&settings)?;
         let shutdown = shutdown_signal()?;
         let bound = gateway::bind(&settings.listen)?;
         let mut stdout = std::io::stdout();
@@ -318,6 +386,15 @@ fn now_local_time() -> siaga_dialplan::LocalTime {
         .unwrap_or_else(|_| "mon 00:00".parse().expect("literal time parses"))
 }
 
+/// JSON for tools, with nothing in it a terminal would act on.
+fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
+    println!(
+        "{}",
+        calllog::text::json_safe(serde_json::to_string_pretty(value)?)
+    );
+    Ok(())
+}
+
 fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -346,14 +423,14 @@ fn main() -> anyhow::Result<()> {
                     known.join(", ")
                 );
             }
-            let conn = calllog::open(&db)?;
+            let conn = calllog::open_read_only(&db)?;
             let filter = calllog::query::ListFilter {
                 end_reasons,
                 call_backs,
             };
             let rows = calllog::query::list(&conn, limit, &filter)?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&rows)?);
+                print_json(&rows)?;
             } else {
                 print!("{}", calllog::query::render_list(&rows));
             }
@@ -379,12 +456,22 @@ fn main() -> anyhow::Result<()> {
                 from_ms: bound("since", since)?,
                 to_ms: bound("until", until)?,
             };
-            let conn = calllog::open(&db)?;
+            let conn = calllog::open_read_only(&db)?;
             let stats = calllog::stats::stats(&conn, window)?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&stats)?);
+                print_json(&stats)?;
             } else {
                 print!("{}", calllog::stats::render(&stats));
+            }
+            Ok(())
+        }
+        Command::Calls(CallsCommand::Events { db, limit, json }) => {
+            let conn = calllog::open_read_only(&db)?;
+            let events = calllog::query::gateway_events(&conn, limit)?;
+            if json {
+                print_json(&events)?;
+            } else {
+                print!("{}", calllog::query::render_events(&events));
             }
             Ok(())
         }
@@ -394,11 +481,11 @@ fn main() -> anyhow::Result<()> {
             messages,
             json,
         }) => {
-            let conn = calllog::open(&db)?;
+            let conn = calllog::open_read_only(&db)?;
             let detail = calllog::query::show(&conn, id)?
                 .with_context(|| format!("no call {id} in {}", db.display()))?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&detail)?);
+                print_json(&detail)?;
             } else {
                 print!("{}", calllog::query::render_detail(&detail, messages));
             }

@@ -3,20 +3,29 @@
 //! gets a row the moment its first INVITE is accepted; every SIP message in and out is kept
 //! verbatim and linked to its call.
 
+mod ops;
 pub mod query;
 mod schema;
+mod spill;
 pub mod stats;
+pub mod text;
+mod writer;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
-use crossbeam_channel::{Receiver, Sender, TrySendError};
-use rusqlite::{Connection, params};
+use crossbeam_channel::Sender;
+use rusqlite::types::Value;
 use siaga_engine::io::{CallStarted, LogRecord};
 
-pub use schema::{Recovery, UnfinishedRecording, open};
+use ops::Entry;
+#[cfg(test)]
+pub use schema::open;
+pub use schema::{Recovery, UnfinishedRecording, check_db_file, open_read_only};
 
 /// Milliseconds since the Unix epoch, UTC.
 pub fn now_ms() -> i64 {
@@ -51,32 +60,77 @@ pub enum Write {
     Barrier(std::sync::mpsc::Sender<()>),
 }
 
-/// The sending side, cheap to clone. Never blocks: if the queue is full (the disk has
-/// stalled for a long time) the record is counted as lost and an error is logged.
+/// The sending side, cheap to clone. Never blocks: records go to the writer thread, which
+/// keeps them (memory, then the spill file) for as long as the database cannot take them.
+/// Only if even the hand-over queue is full (the writer thread stuck) is a record lost, and
+/// then it is counted and reported as a gateway event.
 #[derive(Clone)]
 pub struct CallLog {
-    tx: Sender<Write>,
+    tx: Sender<(usize, Write)>,
+    shared: Arc<writer::Shared>,
 }
 
-/// Room for many seconds of peak load while the disk catches up.
-const QUEUE: usize = 200_000;
-/// Records per transaction at most.
-const BATCH: usize = 5_000;
+/// Where the call log keeps records the database cannot take yet, and how much disk it
+/// wants left.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogOptions {
+    /// The spill file's directory: on another disk than the database if possible.
+    pub spill_dir: PathBuf,
+    /// Records kept in memory while the database cannot be written, before they are
+    /// spilled.
+    pub queue_memory_bytes: usize,
+    /// Below this much free space on the database's file system, sampled messages of no
+    /// call are no longer stored (0: never).
+    pub low_space_bytes: u64,
+    /// Below this much free space, an alarm (a gateway event, an error line) (0: never).
+    pub alarm_space_bytes: u64,
+}
+
+impl Default for LogOptions {
+    fn default() -> Self {
+        LogOptions {
+            spill_dir: PathBuf::from(DEFAULT_SPILL_DIR),
+            queue_memory_bytes: 64 << 20,
+            low_space_bytes: 1 << 30,
+            alarm_space_bytes: 256 << 20,
+        }
+    }
+}
+
+/// `/var/tmp` survives a reboot and is usually not where a deployment puts its database.
+pub const DEFAULT_SPILL_DIR: &str = "/var/tmp/siaga-spill";
+
+/// Records waiting for the writer thread, in bytes, before new ones are lost (counted).
+const HANDOVER_BYTES: usize = 32 << 20;
 
 impl CallLog {
-    /// Opens (or creates) the database, repairs calls left open by a crash, and starts the
-    /// writer thread. Returns what the previous run left: the first call reference that is
-    /// free and the recordings a crash kept from being finished.
+    /// [`CallLog::start_with`] with the default options.
+    #[cfg(test)]
     pub fn start(path: &Path) -> anyhow::Result<(CallLog, LogWriter, Recovery)> {
-        let mut conn = open(path)?;
-        let recovery = schema::recover_after_crash(&mut conn, now_ms())?;
-        let (tx, rx) = crossbeam_channel::bounded(QUEUE);
+        Self::start_with(path, LogOptions::default())
+    }
+
+    /// Starts the writer thread on the database at `path`: replays what an earlier run
+    /// spilled, repairs calls left open by a crash and returns what the previous run left
+    /// (the first free call reference, unfinished recordings). Fails only for a file that is
+    /// not a usable call log (not SQLite, a newer schema, no such directory); a database that
+    /// cannot be written (disk full, I/O errors, locked) is retried in the background while
+    /// records wait.
+    pub fn start_with(
+        path: &Path,
+        options: LogOptions,
+    ) -> anyhow::Result<(CallLog, LogWriter, Recovery)> {
+        schema::check_db_file(path, false)?;
+        schema::check_version(path)?;
+        let shared = Arc::new(writer::Shared::default());
+        let (writer, recovery) = writer::Writer::start(path, options, shared.clone(), now_ms());
+        let (tx, rx) = crossbeam_channel::unbounded();
         let thread = std::thread::Builder::new()
             .name("calllog".into())
-            .spawn(move || writer_loop(conn, rx))
+            .spawn(move || writer.run(rx))
             .context("starting the call-log writer thread")?;
         Ok((
-            CallLog { tx },
+            CallLog { tx, shared },
             LogWriter {
                 thread: Some(thread),
             },
@@ -85,14 +139,25 @@ impl CallLog {
     }
 
     pub fn send(&self, write: Write) {
-        match self.tx.try_send(write) {
-            Ok(()) => {}
-            Err(TrySendError::Full(_)) => {
-                tracing::error!("call-log queue full: a record was lost (disk stalled?)")
-            }
-            Err(TrySendError::Disconnected(_)) => {
-                tracing::error!("call-log writer has stopped: a record was lost")
-            }
+        let bytes = write.approx_bytes();
+        if self
+            .shared
+            .handover_bytes
+            .fetch_add(bytes, Ordering::Relaxed)
+            > HANDOVER_BYTES
+        {
+            self.shared
+                .handover_bytes
+                .fetch_sub(bytes, Ordering::Relaxed);
+            self.shared.lost.fetch_add(1, Ordering::Relaxed);
+            tracing::error!("call-log writer stuck and its queue full: a record was lost");
+            return;
+        }
+        if self.tx.send((bytes, write)).is_err() {
+            self.shared
+                .handover_bytes
+                .fetch_sub(bytes, Ordering::Relaxed);
+            tracing::error!("call-log writer has stopped: a record was lost");
         }
     }
 
@@ -122,103 +187,126 @@ impl LogWriter {
     }
 }
 
-fn writer_loop(mut conn: Connection, rx: Receiver<Write>) {
-    let mut batch = Vec::with_capacity(BATCH);
-    while let Ok(first) = rx.recv() {
-        batch.push(first);
-        while batch.len() < BATCH {
-            match rx.try_recv() {
-                Ok(w) => batch.push(w),
-                Err(_) => break,
-            }
-        }
-        let mut barriers = Vec::new();
-        if let Err(e) = write_batch(&mut conn, &mut batch, &mut barriers) {
-            tracing::error!(error = %e, "call-log write failed");
-        }
-        for b in barriers {
-            let _ = b.send(());
+impl Write {
+    /// What the record holds in memory, roughly (the hand-over queue's bound counts it).
+    fn approx_bytes(&self) -> usize {
+        128 + match self {
+            Write::Engine {
+                record: LogRecord::Sip { bytes, .. },
+                ..
+            } => bytes.len() * 2,
+            Write::Engine { .. } => 1024,
+            Write::Recording { path, .. } => path.len(),
+            Write::Event { detail, .. } => detail.len(),
+            Write::Barrier(_) => 0,
         }
     }
-}
 
-fn write_batch(
-    conn: &mut Connection,
-    batch: &mut Vec<Write>,
-    barriers: &mut Vec<std::sync::mpsc::Sender<()>>,
-) -> rusqlite::Result<()> {
-    let tx = conn.transaction()?;
-    for write in batch.drain(..) {
-        let result = match write {
-            Write::Engine { at_ms, record } => apply(&tx, at_ms, record),
+    /// The statements the record needs. `None` for a barrier.
+    fn lower(self) -> Option<Entry> {
+        let mut entry = Entry::default();
+        match self {
+            Write::Engine { at_ms, record } => {
+                entry.droppable = droppable(&record);
+                entry.call = record_call(&record);
+                apply(&mut entry, at_ms, record);
+            }
             Write::Recording {
                 call,
                 path,
                 sha256,
                 duration_ms,
-            } => tx
-                .prepare_cached(
+            } => {
+                entry.call = Some(call);
+                entry.sql(
                     "UPDATE calls SET recording_path = ?2, recording_sha256 = ?3, recording_ms = ?4 WHERE id = ?1",
-                )
-                .and_then(|mut s| s.execute(params![call as i64, path, sha256, duration_ms]))
-                .map(|_| ()),
+                    vec![
+                        Value::from(call as i64),
+                        Value::from(path),
+                        Value::from(sha256),
+                        Value::from(duration_ms),
+                    ],
+                );
+            }
             Write::Event {
                 call,
                 at_ms,
                 kind,
                 detail,
-            } => insert_event(&tx, call, at_ms, &kind, &detail),
-            Write::Barrier(b) => {
-                barriers.push(b);
-                Ok(())
+            } => {
+                entry.call = call;
+                insert_event(&mut entry, call, at_ms, kind, detail);
             }
-        };
-        if let Err(e) = result {
-            // One bad record must not cost the rest of the batch.
-            tracing::error!(error = %e, "call-log record not written");
+            Write::Barrier(_) => return None,
         }
+        Some(entry)
     }
-    tx.commit()
+}
+
+/// Records that belong to no call: sampled, and the first thing not stored when the disk
+/// runs low or the database cannot be written. Emergency call records never are.
+fn droppable(record: &LogRecord) -> bool {
+    matches!(record, LogRecord::Sip { call: None, .. })
+}
+
+fn record_call(record: &LogRecord) -> Option<u64> {
+    match record {
+        LogRecord::CallStarted(s) => Some(s.call.0),
+        LogRecord::CallAnswered { call }
+        | LogRecord::CallEnded { call, .. }
+        | LogRecord::Timeline { call, .. }
+        | LogRecord::Location { call, .. } => Some(call.0),
+        LogRecord::Sip { call, .. } => call.map(|c| c.0),
+        LogRecord::NonCallCounts(_) => None,
+    }
 }
 
 fn insert_event(
-    tx: &rusqlite::Transaction,
+    entry: &mut Entry,
     call: Option<u64>,
     at_ms: i64,
-    kind: &str,
-    detail: &str,
-) -> rusqlite::Result<()> {
+    kind: impl Into<String>,
+    detail: String,
+) {
+    let kind = Value::from(kind.into());
     match call {
-        Some(call) => tx
-            .prepare_cached(
-                "INSERT INTO call_events (call, at, kind, detail) VALUES (?1, ?2, ?3, ?4)",
-            )?
-            .execute(params![call as i64, at_ms, kind, detail])
-            .map(|_| ()),
-        None => tx
-            .prepare_cached("INSERT INTO gateway_events (at, kind, detail) VALUES (?1, ?2, ?3)")?
-            .execute(params![at_ms, kind, detail])
-            .map(|_| ()),
+        Some(call) => entry.sql(
+            "INSERT INTO call_events (call, at, kind, detail) VALUES (?1, ?2, ?3, ?4)",
+            vec![
+                Value::from(call as i64),
+                Value::from(at_ms),
+                kind,
+                Value::from(detail),
+            ],
+        ),
+        None => entry.sql(
+            "INSERT INTO gateway_events (at, kind, detail) VALUES (?1, ?2, ?3)",
+            vec![Value::from(at_ms), kind, Value::from(detail)],
+        ),
     }
 }
 
-fn apply(tx: &rusqlite::Transaction, at_ms: i64, record: LogRecord) -> rusqlite::Result<()> {
+/// The statements one engine record needs, in `entry`.
+fn apply(entry: &mut Entry, at_ms: i64, record: LogRecord) {
     match record {
-        LogRecord::CallStarted(started) => insert_call(tx, at_ms, &started),
-        LogRecord::CallAnswered { call } => tx
-            .prepare_cached("UPDATE calls SET answered_at = ?2 WHERE id = ?1")?
-            .execute(params![call.0 as i64, at_ms])
-            .map(|_| ()),
+        LogRecord::CallStarted(started) => insert_call(entry, at_ms, &started),
+        LogRecord::CallAnswered { call } => entry.sql(
+            "UPDATE calls SET answered_at = ?2 WHERE id = ?1",
+            vec![Value::from(call.0 as i64), Value::from(at_ms)],
+        ),
         LogRecord::CallEnded {
             call,
             reason,
             detail,
-        } => tx
-            .prepare_cached(
-                "UPDATE calls SET ended_at = ?2, end_reason = ?3, end_detail = ?4 WHERE id = ?1",
-            )?
-            .execute(params![call.0 as i64, at_ms, reason.as_str(), detail])
-            .map(|_| ()),
+        } => entry.sql(
+            "UPDATE calls SET ended_at = ?2, end_reason = ?3, end_detail = ?4 WHERE id = ?1",
+            vec![
+                Value::from(call.0 as i64),
+                Value::from(at_ms),
+                Value::from(reason.as_str().to_owned()),
+                Value::from(detail),
+            ],
+        ),
         LogRecord::Sip {
             call,
             leg,
@@ -232,31 +320,30 @@ fn apply(tx: &rusqlite::Transaction, at_ms: i64, record: LogRecord) -> rusqlite:
                 .next()
                 .map(|l| String::from_utf8_lossy(l).trim_end().to_owned())
                 .unwrap_or_default();
-            tx.prepare_cached(
+            entry.sql(
                 "INSERT INTO sip_messages (call, at, direction, transport, local, remote, first_line, raw, note, leg)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-            )?
-            .execute(params![
-                call.map(|c| c.0 as i64),
-                at_ms,
-                direction.as_str(),
-                flow.transport.as_str(),
-                flow.local.to_string(),
-                flow.remote.to_string(),
-                first_line,
-                bytes,
-                note,
-                leg.to_string()
-            ])
-            .map(|_| ())
+                vec![
+                    Value::from(call.map(|c| c.0 as i64)),
+                    Value::from(at_ms),
+                    Value::from(direction.as_str().to_owned()),
+                    Value::from(flow.transport.as_str().to_owned()),
+                    Value::from(flow.local.to_string()),
+                    Value::from(flow.remote.to_string()),
+                    Value::from(first_line),
+                    Value::from(bytes),
+                    Value::from(note),
+                    Value::from(leg.to_string()),
+                ],
+            )
         }
         LogRecord::Timeline { call, kind, detail } => {
-            insert_event(tx, Some(call.0), at_ms, kind, &detail)
+            insert_event(entry, Some(call.0), at_ms, kind, detail)
         }
         // One row per source and minute however many messages it sent (only samples of
         // them are in sip_messages).
         LogRecord::NonCallCounts(tally) => {
-            insert_event(tx, None, at_ms, "noncall_counts", &tally.to_string())
+            insert_event(entry, None, at_ms, "noncall_counts", tally.to_string())
         }
         LogRecord::Location {
             call,
@@ -266,44 +353,49 @@ fn apply(tx: &rusqlite::Transaction, at_ms: i64, record: LogRecord) -> rusqlite:
             let json = serde_json::to_string(&report).unwrap_or_else(|e| {
                 format!("{{\"error\":\"location report not serialisable: {e}\"}}")
             });
-            tx.prepare_cached(
+            entry.sql(
                 "INSERT INTO call_locations (call, at, source, summary, report) VALUES (?1, ?2, ?3, ?4, ?5)",
-            )?
-            .execute(params![call.0 as i64, at_ms, source, report.to_string(), json])
-            .map(|_| ())
+                vec![
+                    Value::from(call.0 as i64),
+                    Value::from(at_ms),
+                    Value::from(source.to_owned()),
+                    Value::from(report.to_string()),
+                    Value::from(json),
+                ],
+            )
         }
     }
 }
 
-fn insert_call(tx: &rusqlite::Transaction, at_ms: i64, s: &CallStarted) -> rusqlite::Result<()> {
-    let entry = match &s.kind {
-        siaga_engine::io::CallKind::Emergency { entry } => Some(entry.as_str()),
+fn insert_call(entry: &mut Entry, at_ms: i64, s: &CallStarted) {
+    let entry_name = match &s.kind {
+        siaga_engine::io::CallKind::Emergency { entry } => Some(entry.clone()),
         _ => None,
     };
     let pai = serde_json::to_string(&s.caller.p_asserted_identity).unwrap_or_default();
-    tx.prepare_cached(
+    let text = |t: &Option<String>| Value::from(t.clone());
+    entry.sql(
         "INSERT OR REPLACE INTO calls (id, call_id, started_at, kind, dialled, entry, caller_from,
             caller_pai, caller_privacy, caller_contact, caller_user_agent, caller_rpid, source, transport,
             emergency_call_id, incident_id)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
-    )?
-    .execute(params![
-        s.call.0 as i64,
-        s.call_id.as_str(),
-        at_ms,
-        s.kind.as_str(),
-        s.dialled,
-        entry,
-        s.caller.from,
-        pai,
-        s.caller.privacy,
-        s.caller.contact,
-        s.caller.user_agent,
-        s.caller.remote_party_id,
-        s.flow.remote.to_string(),
-        s.flow.transport.as_str(),
-        s.emergency_call_id,
-        s.incident_id,
-    ])
-    .map(|_| ())
+        vec![
+            Value::from(s.call.0 as i64),
+            Value::from(s.call_id.as_str().to_owned()),
+            Value::from(at_ms),
+            Value::from(s.kind.as_str().to_owned()),
+            Value::from(s.dialled.clone()),
+            Value::from(entry_name),
+            Value::from(s.caller.from.clone()),
+            Value::from(pai),
+            text(&s.caller.privacy),
+            text(&s.caller.contact),
+            text(&s.caller.user_agent),
+            text(&s.caller.remote_party_id),
+            Value::from(s.flow.remote.to_string()),
+            Value::from(s.flow.transport.as_str().to_owned()),
+            Value::from(s.emergency_call_id.clone()),
+            Value::from(s.incident_id.clone()),
+        ],
+    )
 }

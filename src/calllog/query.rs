@@ -7,6 +7,7 @@ use serde::Serialize;
 use siaga_engine::call::EndReason;
 
 use super::schema::GATEWAY_RESTARTED;
+use super::text::{esc, fit, message_lines};
 
 #[derive(Debug, Serialize)]
 pub struct CallRow {
@@ -234,6 +235,34 @@ pub fn show(conn: &Connection, id: i64) -> rusqlite::Result<Option<CallDetail>> 
     }))
 }
 
+/// The gateway's own events (start, stop, reloads, call-log gaps, disk alarms), newest first.
+pub fn gateway_events(conn: &Connection, limit: usize) -> rusqlite::Result<Vec<EventRow>> {
+    conn.prepare("SELECT at, kind, detail FROM gateway_events ORDER BY at DESC, id DESC LIMIT ?1")?
+        .query_map(params![limit as i64], |r| {
+            Ok(EventRow {
+                at: r.get(0)?,
+                kind: r.get(1)?,
+                detail: r.get(2)?,
+            })
+        })?
+        .collect()
+}
+
+pub fn render_events(events: &[EventRow]) -> String {
+    let width = events
+        .iter()
+        .map(|ev| esc(&ev.kind).chars().count())
+        .max()
+        .unwrap_or(0);
+    let mut out = String::new();
+    for ev in events {
+        let kind = esc(&ev.kind);
+        let pad = " ".repeat(width.saturating_sub(kind.chars().count()));
+        let _ = writeln!(out, "{}  {kind}{pad}  {}", iso_utc(ev.at), esc(&ev.detail));
+    }
+    out
+}
+
 /// `2026-11-27T23:25:08.123Z` without pulling in a date crate.
 pub fn iso_utc(ms: i64) -> String {
     let secs = ms.div_euclid(1000);
@@ -270,40 +299,76 @@ fn duration(row: &CallRow) -> String {
     }
 }
 
+/// The widest a free-text column of `calls list` gets; longer values are cut with "…".
+const LIST_TEXT_MAX: usize = 40;
+
+/// One line per call, in columns sized to their content (every field escaped, long text cut),
+/// so a long end reason or a hostile caller name cannot shift the columns.
 pub fn render_list(rows: &[CallRow]) -> String {
+    const HEADER: [&str; 8] = [
+        "id",
+        "started (UTC)",
+        "kind",
+        "dialled",
+        "caller",
+        "length",
+        "end",
+        "recording",
+    ];
+    let cell = |s: &str| fit(&esc(s), LIST_TEXT_MAX).into_owned();
+    let table: Vec<[String; 8]> = rows
+        .iter()
+        .map(|r| {
+            [
+                r.id.to_string(),
+                iso_utc(r.started_at),
+                cell(&r.kind),
+                cell(&r.dialled),
+                cell(&caller(r)),
+                duration(r),
+                cell(r.end_reason.as_deref().unwrap_or("-")),
+                esc(r.recording_path.as_deref().unwrap_or("-")).into_owned(),
+            ]
+        })
+        .collect();
+    let mut widths = HEADER.map(|h| h.chars().count());
+    for row in &table {
+        for (w, c) in widths.iter_mut().zip(row) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
     let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "{:>6}  {:<24}  {:<13}  {:<22}  {:<30}  {:>8}  {:<24}  recording",
-        "id", "started (UTC)", "kind", "dialled", "caller", "length", "end"
-    );
-    for r in rows {
-        let _ = writeln!(
-            out,
-            "{:>6}  {:<24}  {:<13}  {:<22}  {:<30}  {:>8}  {:<24}  {}",
-            r.id,
-            iso_utc(r.started_at),
-            r.kind,
-            r.dialled,
-            caller(r),
-            duration(r),
-            r.end_reason.as_deref().unwrap_or("-"),
-            r.recording_path.as_deref().unwrap_or("-")
-        );
+    let mut line = |cells: [&str; 8]| {
+        for (i, (c, w)) in cells.iter().zip(widths).enumerate() {
+            let pad = " ".repeat(w.saturating_sub(c.chars().count()));
+            match i {
+                // Numbers right-aligned; the last column is not padded.
+                0 | 5 => out.push_str(&format!("{pad}{c}  ")),
+                7 => out.push_str(c),
+                _ => out.push_str(&format!("{c}{pad}  ")),
+            }
+        }
+        out.push('\n');
+    };
+    line(HEADER);
+    for row in &table {
+        line(row.each_ref().map(String::as_str));
     }
     out
 }
 
 pub fn render_detail(d: &CallDetail, with_messages: bool) -> String {
     let c = &d.call;
+    let e = |s: &str| esc(s).into_owned();
+    let opt = |s: &Option<String>| s.as_deref().map_or_else(|| "-".to_owned(), e);
     let mut out = String::new();
-    let _ = writeln!(out, "call {}  (Call-ID {})", c.id, c.call_id);
+    let _ = writeln!(out, "call {}  (Call-ID {})", c.id, e(&c.call_id));
     let _ = writeln!(
         out,
         "  kind        {}  dialled {}  entry {}",
-        c.kind,
-        c.dialled,
-        c.entry.as_deref().unwrap_or("-")
+        e(&c.kind),
+        e(&c.dialled),
+        opt(&c.entry)
     );
     let _ = writeln!(out, "  started     {}", iso_utc(c.started_at));
     let _ = writeln!(
@@ -315,8 +380,8 @@ pub fn render_detail(d: &CallDetail, with_messages: bool) -> String {
         out,
         "  ended       {}  {} {}",
         c.ended_at.map(iso_utc).unwrap_or_else(|| "-".into()),
-        c.end_reason.as_deref().unwrap_or("(live)"),
-        c.end_detail.as_deref().unwrap_or("")
+        c.end_reason.as_deref().map_or_else(|| "(live)".into(), e),
+        c.end_detail.as_deref().map(e).unwrap_or_default()
     );
     let _ = writeln!(out, "caller");
     let _ = writeln!(
@@ -325,42 +390,33 @@ pub fn render_detail(d: &CallDetail, with_messages: bool) -> String {
         if c.caller_pai.is_empty() {
             "-".to_owned()
         } else {
-            c.caller_pai.join(", ")
+            e(&c.caller_pai.join(", "))
         }
     );
-    let _ = writeln!(
-        out,
-        "  from        {}",
-        c.caller_from.as_deref().unwrap_or("-")
-    );
+    let _ = writeln!(out, "  from        {}", opt(&c.caller_from));
     if let Some(p) = &c.caller_privacy {
         let _ = writeln!(
             out,
-            "  privacy     {p}  (number kept for the centre; withheld outside the trust domain)"
+            "  privacy     {}  (number kept for the centre; withheld outside the trust domain)",
+            e(p)
         );
     }
-    let _ = writeln!(
-        out,
-        "  contact     {}",
-        c.caller_contact.as_deref().unwrap_or("-")
-    );
-    let _ = writeln!(
-        out,
-        "  user-agent  {}",
-        c.caller_user_agent.as_deref().unwrap_or("-")
-    );
-    let _ = writeln!(out, "  source      {} ({})", c.source, c.transport);
+    let _ = writeln!(out, "  contact     {}", opt(&c.caller_contact));
+    let _ = writeln!(out, "  user-agent  {}", opt(&c.caller_user_agent));
+    let _ = writeln!(out, "  source      {} ({})", e(&c.source), e(&c.transport));
     let _ = writeln!(out, "location");
     if d.locations.is_empty() {
         let _ = writeln!(out, "  -");
     }
     for l in &d.locations {
+        // The summary's own lines are ours; what is inside each line came from the caller.
+        let summary: Vec<String> = l.summary.trim_end().lines().map(e).collect();
         let _ = writeln!(
             out,
             "  {} from the {}: {}",
             iso_utc(l.at),
-            l.source,
-            l.summary.trim_end().replace('\n', "\n    ")
+            e(&l.source),
+            summary.join("\n    ")
         );
     }
     let _ = writeln!(out, "recording");
@@ -368,11 +424,12 @@ pub fn render_detail(d: &CallDetail, with_messages: bool) -> String {
         Some(p) => {
             let _ = writeln!(
                 out,
-                "  {p}  {}  sha256 {}",
+                "  {}  {}  sha256 {}",
+                e(p),
                 c.recording_ms
                     .map(|ms| format!("{:.2}s", ms as f64 / 1000.0))
                     .unwrap_or_else(|| "?".into()),
-                c.recording_sha256.as_deref().unwrap_or("-")
+                opt(&c.recording_sha256)
             );
         }
         None => {
@@ -384,19 +441,23 @@ pub fn render_detail(d: &CallDetail, with_messages: bool) -> String {
     let mut timeline: Vec<(i64, u8, String)> = d
         .events
         .iter()
-        .map(|e| (e.at, 1, format!("{:<16} {}", e.kind, e.detail)))
+        .map(|ev| (ev.at, 1, format!("{:<16} {}", e(&ev.kind), e(&ev.detail))))
         .collect();
     timeline.extend(d.messages.iter().map(|m| {
         let arrow = if m.direction == "in" { "<-" } else { "->" };
         let note = m
             .note
             .as_deref()
-            .map(|n| format!("  [{n}]"))
+            .map(|n| format!("  [{}]", e(n)))
             .unwrap_or_default();
         (
             m.at,
             0,
-            format!("sip {arrow} {:<12} {}{note}", m.remote, m.first_line),
+            format!(
+                "sip {arrow} {:<12} {}{note}",
+                e(&m.remote),
+                e(&m.first_line)
+            ),
         )
     }));
     timeline.sort_by_key(|(at, order, _)| (*at, *order));
@@ -406,10 +467,15 @@ pub fn render_detail(d: &CallDetail, with_messages: bool) -> String {
     if with_messages {
         let _ = writeln!(out, "messages");
         for m in &d.messages {
-            let _ = writeln!(out, "--- {} {} {}", iso_utc(m.at), m.direction, m.remote);
-            out.push_str(&m.raw);
-            if !m.raw.ends_with('\n') {
-                out.push('\n');
+            let _ = writeln!(
+                out,
+                "--- {} {} {}",
+                iso_utc(m.at),
+                e(&m.direction),
+                e(&m.remote)
+            );
+            for line in message_lines(&m.raw) {
+                let _ = writeln!(out, "{line}");
             }
         }
     }

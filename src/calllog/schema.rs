@@ -86,7 +86,177 @@ CREATE INDEX calls_open ON calls(id) WHERE ended_at IS NULL;
 CREATE INDEX calls_unfinished_recording ON calls(id)
     WHERE recording_path IS NOT NULL AND recording_sha256 IS NULL;
 "#,
+    r#"
+-- How far each spill file (records kept while this database could not be written) has been
+-- replayed: updated in the same transaction as the replayed rows.
+CREATE TABLE log_spill (
+    generation INTEGER PRIMARY KEY,
+    consumed   INTEGER NOT NULL   -- file offset of the first record not yet in this database
+);
+"#,
 ];
+
+/// What is wrong with a call-log path, found before anything is opened or created.
+#[derive(Debug, thiserror::Error)]
+pub enum DbFileError {
+    #[error(
+        "call log {0}: no such file (check --db / log.db; the gateway creates it, reading commands do not)"
+    )]
+    Missing(PathBuf),
+    #[error("call log {0}: not an SQLite database (wrong file? check --db / log.db)")]
+    NotSqlite(PathBuf),
+    #[error("call log {path}: directory {dir} does not exist (create it or change --db / log.db)")]
+    NoDirectory { path: PathBuf, dir: PathBuf },
+    #[error("call log {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// Checks the file at `path` is an SQLite database: an existing file must start with
+/// SQLite's header (an empty file is a new database). `must_exist` is for reading commands,
+/// which never create a database.
+pub fn check_db_file(path: &Path, must_exist: bool) -> Result<(), DbFileError> {
+    let mut file = match std::fs::File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            if must_exist {
+                return Err(DbFileError::Missing(path.to_path_buf()));
+            }
+            let dir = match path.parent() {
+                Some(d) if !d.as_os_str().is_empty() => d,
+                _ => Path::new("."),
+            };
+            if !dir.is_dir() {
+                return Err(DbFileError::NoDirectory {
+                    path: path.to_path_buf(),
+                    dir: dir.to_path_buf(),
+                });
+            }
+            return Ok(());
+        }
+        Err(source) => {
+            return Err(DbFileError::Io {
+                path: path.to_path_buf(),
+                source,
+            });
+        }
+    };
+    let mut header = [0u8; 16];
+    let mut read = 0;
+    while read < header.len() {
+        match std::io::Read::read(&mut file, &mut header[read..]) {
+            Ok(0) => break,
+            Ok(n) => read += n,
+            Err(source) => {
+                return Err(DbFileError::Io {
+                    path: path.to_path_buf(),
+                    source,
+                });
+            }
+        }
+    }
+    if read == 0 || header == *b"SQLite format 3\0" {
+        Ok(())
+    } else {
+        Err(DbFileError::NotSqlite(path.to_path_buf()))
+    }
+}
+
+/// Opens an existing database for reading only (the CLI): never creates or migrates it, and
+/// leaves no file behind. With a gateway on it (its `-shm` WAL index exists) it reads
+/// through that index; otherwise the database file is the whole log and is read as
+/// immutable (SQLite would else create `-wal` and `-shm` files, owned by whoever ran the
+/// command).
+pub fn open_read_only(path: &Path) -> anyhow::Result<Connection> {
+    check_db_file(path, true)?;
+    if sibling(path, "-shm").exists() {
+        open_existing(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY, false)
+    } else {
+        open_immutable(path)
+    }
+}
+
+/// Reads the database at start-up when its `-shm` index cannot be created (a full disk).
+/// With WAL content left by a crash, the index is built in memory, which needs the database
+/// to itself (start-up, before the writer); without, the database file is the whole log.
+pub fn open_read_only_alone(path: &Path) -> anyhow::Result<Connection> {
+    check_db_file(path, true)?;
+    if std::fs::metadata(sibling(path, "-wal")).is_ok_and(|m| m.len() > 0) {
+        // Read-only cannot hold the exclusive lock an in-memory index needs.
+        open_existing(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE, true)
+    } else {
+        open_immutable(path)
+    }
+}
+
+/// `path` with `suffix` appended (`-wal`, `-shm`).
+pub(super) fn sibling(path: &Path, suffix: &str) -> PathBuf {
+    let mut s = path.as_os_str().to_owned();
+    s.push(suffix);
+    PathBuf::from(s)
+}
+
+fn open_immutable(path: &Path) -> anyhow::Result<Connection> {
+    let mut uri = String::from("file:");
+    for c in path.to_string_lossy().chars() {
+        match c {
+            '?' | '#' | '%' => uri.push_str(&format!("%{:02X}", c as u32)),
+            c => uri.push(c),
+        }
+    }
+    uri.push_str("?immutable=1");
+    let conn = Connection::open_with_flags(
+        &uri,
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY
+            | rusqlite::OpenFlags::SQLITE_OPEN_URI
+            | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .with_context(|| format!("opening call log {}", path.display()))?;
+    check_schema(path, conn)
+}
+
+fn open_existing(
+    path: &Path,
+    flags: rusqlite::OpenFlags,
+    exclusive: bool,
+) -> anyhow::Result<Connection> {
+    let conn = Connection::open_with_flags(path, flags | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX)
+        .with_context(|| format!("opening call log {}", path.display()))?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    if exclusive {
+        // Before the first read: no shared-memory index is ever created.
+        conn.pragma_update(None, "locking_mode", "EXCLUSIVE")?;
+    }
+    check_schema(path, conn)
+}
+
+fn check_schema(path: &Path, conn: Connection) -> anyhow::Result<Connection> {
+    let version: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .with_context(|| format!("reading call log {}", path.display()))?;
+    if usize::try_from(version).unwrap_or(0) > MIGRATIONS.len() {
+        anyhow::bail!(
+            "call log {} has schema version {version}, newer than this Siaga ({}); use a newer binary",
+            path.display(),
+            MIGRATIONS.len()
+        );
+    }
+    Ok(conn)
+}
+
+/// Refuses a database written by a newer Siaga. A database that cannot be read now (disk
+/// errors) passes: the writer finds out when it can open it.
+pub fn check_version(path: &Path) -> anyhow::Result<()> {
+    if std::fs::metadata(path).map_or(true, |m| m.len() == 0) {
+        return Ok(());
+    }
+    match open_read_only(path) {
+        Err(e) if e.to_string().contains("newer than this Siaga") => Err(e),
+        _ => Ok(()),
+    }
+}
 
 /// Opens the database with the settings the gateway relies on, migrating it if needed.
 pub fn open(path: &Path) -> anyhow::Result<Connection> {
@@ -147,6 +317,14 @@ pub const GATEWAY_RESTARTED: &str = "gateway_restarted";
 /// free call reference and the recordings that were never finished.
 pub fn recover_after_crash(conn: &mut Connection, now_ms: i64) -> anyhow::Result<Recovery> {
     let tx = conn.transaction()?;
+    let recovery = recover_in(&tx, now_ms)?;
+    tx.commit()?;
+    Ok(recovery)
+}
+
+/// [`recover_after_crash`] inside a transaction of the caller's (also replayed from the
+/// writer's queue when the database could not be written at start).
+pub fn recover_in(tx: &rusqlite::Transaction, now_ms: i64) -> rusqlite::Result<Recovery> {
     let open_calls: Vec<i64> = {
         let mut stmt = tx.prepare("SELECT id FROM calls WHERE ended_at IS NULL")?;
         stmt.query_map([], |r| r.get(0))?
@@ -182,9 +360,15 @@ pub fn recover_after_crash(conn: &mut Connection, now_ms: i64) -> anyhow::Result
             ],
         )?;
     }
+    read_recovery(tx)
+}
+
+/// What [`recover_after_crash`] returns, read without writing (a database that cannot be
+/// written at start).
+pub fn read_recovery(conn: &Connection) -> rusqlite::Result<Recovery> {
     // A recording's path is logged when its file is created, its digest when it is finished.
     let unfinished = {
-        let mut stmt = tx.prepare(
+        let mut stmt = conn.prepare(
             "SELECT id, recording_path,
                     EXISTS (SELECT 1 FROM call_events e
                             WHERE e.call = calls.id AND e.kind = 'recording_failed')
@@ -200,8 +384,7 @@ pub fn recover_after_crash(conn: &mut Connection, now_ms: i64) -> anyhow::Result
         })?
         .collect::<Result<_, _>>()?
     };
-    let max_id: Option<i64> = tx.query_row("SELECT max(id) FROM calls", [], |r| r.get(0))?;
-    tx.commit()?;
+    let max_id: Option<i64> = conn.query_row("SELECT max(id) FROM calls", [], |r| r.get(0))?;
     Ok(Recovery {
         next_call_ref: max_id.map_or(1, |m| m as u64 + 1),
         unfinished,

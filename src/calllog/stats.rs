@@ -9,6 +9,7 @@ use rusqlite::{Connection, params};
 use serde::Serialize;
 
 use super::query::{call_back_condition, iso_utc};
+use super::text::esc;
 
 /// Calls that started in `[from_ms, to_ms)`; an open side is unbounded.
 #[derive(Debug, Default, Clone, Copy, Serialize)]
@@ -166,7 +167,11 @@ pub fn render(s: &Stats) -> String {
         bound(s.window.from_ms, "the first"),
         bound(s.window.to_ms, "now")
     );
-    let kinds: Vec<String> = s.by_kind.iter().map(|(k, n)| format!("{k} {n}")).collect();
+    let kinds: Vec<String> = s
+        .by_kind
+        .iter()
+        .map(|(k, n)| format!("{} {n}", esc(k)))
+        .collect();
     let _ = writeln!(out, "  {} calls: {}", s.calls, kinds.join(", "));
     let _ = writeln!(out, "emergency calls: {}", s.emergency);
     let _ = writeln!(
@@ -188,7 +193,8 @@ pub fn render(s: &Stats) -> String {
     for (reason, n) in &s.end_reasons {
         let _ = writeln!(
             out,
-            "    {reason:<30} {n:>6}  {:>7}",
+            "    {:<30} {n:>6}  {:>7}",
+            esc(reason),
             share(*n, s.emergency)
         );
     }
@@ -197,7 +203,7 @@ pub fn render(s: &Stats) -> String {
         let _ = writeln!(
             out,
             "    {:<30} {n:>6}  {:>7}",
-            format!("{route} ({why})"),
+            esc(&format!("{route} ({why})")),
             share(*n, s.emergency)
         );
     }

@@ -1,0 +1,727 @@
+//! The call-log writer thread. Calls never wait on it, and it never lets a call record go:
+//! a batch the database refuses (disk full, I/O error, locked) is rolled back and kept,
+//! retried with back-off, while new records queue in memory up to a bound in bytes and then
+//! in the spill file; once the database takes writes again they go in, in order (spill
+//! first, then memory), and the gap becomes a gateway event. It also watches the free space
+//! of the database's file system: sampled messages of no call stop being stored first, then
+//! an alarm is raised.
+
+use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, RecvTimeoutError};
+use rusqlite::{Connection, ErrorCode, params};
+
+use super::ops::{Entry, Op};
+use super::query::iso_utc;
+use super::spill::Spill;
+use super::{LogOptions, Recovery, Write, now_ms, schema};
+
+/// Records per transaction at most.
+const BATCH: usize = 5_000;
+/// Retry back-off while the database cannot be written.
+const FIRST_RETRY: Duration = Duration::from_millis(100);
+const LAST_RETRY: Duration = Duration::from_secs(5);
+/// How long start-up replays an earlier run's spill before leaving the rest to the thread.
+const START_REPLAY: Duration = Duration::from_secs(2);
+/// How often the free space is looked at.
+const SPACE_CHECK: Duration = Duration::from_secs(2);
+
+/// Counters the senders update.
+#[derive(Default)]
+pub struct Shared {
+    /// Bytes handed to the writer and not yet taken.
+    pub handover_bytes: AtomicUsize,
+    /// Records the senders could not hand over.
+    pub lost: AtomicU64,
+}
+
+/// A time the database could not be written.
+struct Gap {
+    began_ms: i64,
+    first_error: String,
+    waited: u64,
+    spilled: u64,
+    lost: u64,
+    dropped: u64,
+}
+
+#[derive(Default)]
+struct Space {
+    low: bool,
+    alarm: bool,
+    /// Sampled records of no call not stored while space was low.
+    dropped: u64,
+}
+
+pub struct Writer {
+    path: PathBuf,
+    options: LogOptions,
+    conn: Option<Connection>,
+    memory: VecDeque<(u64, Entry)>,
+    memory_bytes: usize,
+    /// Sequence number of the last entry queued.
+    seq: u64,
+    spill: Spill,
+    barriers: Vec<(u64, std::sync::mpsc::Sender<()>)>,
+    gap: Option<Gap>,
+    retry_at: Instant,
+    backoff: Duration,
+    space: Space,
+    space_checked: Option<Instant>,
+    shared: Arc<Shared>,
+}
+
+/// A failure that says nothing about the record: the database cannot be written now.
+fn is_storage(e: &rusqlite::Error) -> bool {
+    matches!(
+        e.sqlite_error_code(),
+        Some(
+            ErrorCode::DiskFull
+                | ErrorCode::SystemIoFailure
+                | ErrorCode::DatabaseBusy
+                | ErrorCode::DatabaseLocked
+                | ErrorCode::CannotOpen
+                | ErrorCode::ReadOnly
+                | ErrorCode::OutOfMemory
+                | ErrorCode::PermissionDenied
+                | ErrorCode::FileLockingProtocolFailed
+                | ErrorCode::DatabaseCorrupt
+                | ErrorCode::NotADatabase
+        )
+    )
+}
+
+impl Writer {
+    /// Opens the database, replays an earlier run's spill and repairs what a crash left, or,
+    /// when the database cannot be written now, works out the same from what can be read
+    /// and queues the repair to run before this run's first record.
+    pub fn start(
+        path: &Path,
+        options: LogOptions,
+        shared: Arc<Shared>,
+        now: i64,
+    ) -> (Writer, Recovery) {
+        let (spill, found) = match Spill::open(&options.spill_dir, path) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(error = %format!("{e:#}"), "spill file unreadable: moved aside");
+                let mut spill = Spill::new(&options.spill_dir, path);
+                spill.abandon();
+                (spill, Default::default())
+            }
+        };
+        if found.records > 0 {
+            tracing::warn!(
+                records = found.records,
+                spill = %spill.path().display(),
+                "records an earlier run could not write: replaying them"
+            );
+        }
+        let mut w = Writer {
+            path: path.to_path_buf(),
+            options,
+            conn: None,
+            memory: VecDeque::new(),
+            memory_bytes: 0,
+            seq: 0,
+            spill,
+            barriers: Vec::new(),
+            gap: None,
+            retry_at: Instant::now(),
+            backoff: FIRST_RETRY,
+            space: Space::default(),
+            space_checked: None,
+            shared,
+        };
+        // A large spill is replayed in the background after a first slice: the gateway
+        // answers calls meanwhile.
+        let deadline = Instant::now() + START_REPLAY;
+        let written = w.connection().map(|_| ()).map_err(Some).and_then(|()| {
+            while w.backlog() {
+                if Instant::now() >= deadline {
+                    return Err(None);
+                }
+                w.write_next().map_err(Some)?;
+            }
+            let conn = w.conn.as_mut().ok_or(Some("no connection".to_owned()))?;
+            schema::recover_after_crash(conn, now).map_err(|e| Some(format!("{e:#}")))
+        });
+        let recovery = match written {
+            Ok(r) => r,
+            Err(failure) => {
+                let recovery = w.read_recovery(now);
+                // The repair runs in the stream, after what an earlier run left and before
+                // this run's first record.
+                w.push(Entry {
+                    ops: vec![Op::Recover { now_ms: now }],
+                    ..Entry::default()
+                });
+                if let Some(error) = failure {
+                    w.failed(error);
+                }
+                recovery
+            }
+        };
+        let next = recovery
+            .next_call_ref
+            .max(found.max_call.map_or(1, |c| c + 1));
+        (
+            w,
+            Recovery {
+                next_call_ref: next,
+                ..recovery
+            },
+        )
+    }
+
+    /// What the previous run left, read without writing; the first free call reference at
+    /// the least.
+    fn read_recovery(&self, now: i64) -> Recovery {
+        let read = |c: anyhow::Result<Connection>| {
+            c.map_err(|e| format!("{e:#}"))
+                .and_then(|c| schema::read_recovery(&c).map_err(|e| e.to_string()))
+        };
+        let from_db = match &self.conn {
+            Some(c) => schema::read_recovery(c).map_err(|e| e.to_string()),
+            None => Err("not open".to_owned()),
+        }
+        .or_else(|_| read(schema::open_read_only(&self.path)))
+        .or_else(|_| read(schema::open_read_only_alone(&self.path)));
+        let empty = |p: &Path| std::fs::metadata(p).map_or(true, |m| m.len() == 0);
+        match from_db {
+            Ok(r) => r,
+            // A database never written (missing, or an empty file and no WAL) has given no
+            // references yet.
+            Err(_) if empty(&self.path) && empty(&schema::sibling(&self.path, "-wal")) => {
+                Recovery {
+                    next_call_ref: 1,
+                    unfinished: Vec::new(),
+                }
+            }
+            Err(error) => {
+                // Nothing readable: a reference from the clock is above any an earlier run
+                // gave, unless that run averaged more than a call per millisecond.
+                let next = u64::try_from(now).unwrap_or(1).max(1);
+                tracing::error!(%error, next_call_ref = next,
+                    "call log unreadable at start: call references continue from the clock");
+                Recovery {
+                    next_call_ref: next,
+                    unfinished: Vec::new(),
+                }
+            }
+        }
+    }
+
+    pub fn run(mut self, rx: Receiver<(usize, Write)>) {
+        loop {
+            let wait = if self.backlog() {
+                self.retry_at.saturating_duration_since(Instant::now())
+            } else {
+                SPACE_CHECK
+            };
+            match rx.recv_timeout(wait) {
+                Ok(first) => {
+                    self.take(first);
+                    // Whatever else is waiting goes in the same transaction.
+                    for _ in 1..BATCH {
+                        match rx.try_recv() {
+                            Ok(w) => self.take(w),
+                            Err(_) => break,
+                        }
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
+            self.check_space();
+            self.count_lost_at_door();
+            if self.gap.is_none() || Instant::now() >= self.retry_at {
+                self.flush();
+            }
+            self.bound_memory();
+        }
+        self.stop();
+    }
+
+    fn backlog(&self) -> bool {
+        !self.memory.is_empty() || self.spill.unread() > 0
+    }
+
+    fn take(&mut self, (bytes, write): (usize, Write)) {
+        self.shared
+            .handover_bytes
+            .fetch_sub(bytes, Ordering::Relaxed);
+        match write {
+            Write::Barrier(b) => self.barriers.push((self.seq, b)),
+            write => {
+                if let Some(entry) = write.lower() {
+                    if entry.droppable && (self.space.low || self.gap.is_some()) {
+                        self.space.dropped += 1;
+                        if let Some(g) = &mut self.gap {
+                            g.dropped += 1;
+                        }
+                        return;
+                    }
+                    self.push(entry);
+                }
+            }
+        }
+    }
+
+    fn push(&mut self, entry: Entry) {
+        self.seq += 1;
+        self.memory_bytes += entry.bytes();
+        if let Some(g) = &mut self.gap {
+            g.waited += 1;
+        }
+        self.memory.push_back((self.seq, entry));
+    }
+
+    fn event(&mut self, kind: &str, detail: String) {
+        let mut entry = Entry::default();
+        super::insert_event(&mut entry, None, now_ms(), kind, detail);
+        self.push(entry);
+    }
+
+    /// Writes everything queued, or notes the failure and when to try again.
+    fn flush(&mut self) {
+        match self.flush_all() {
+            Ok(()) => {
+                if let Some(gap) = self.gap.take() {
+                    self.gap_ended(gap);
+                    if let Err(e) = self.flush_all() {
+                        self.failed(e);
+                        return;
+                    }
+                }
+                self.backoff = FIRST_RETRY;
+            }
+            Err(e) => self.failed(e),
+        }
+        self.answer_barriers();
+    }
+
+    fn flush_all(&mut self) -> Result<(), String> {
+        while self.backlog() {
+            self.write_next()?;
+        }
+        Ok(())
+    }
+
+    fn connection(&mut self) -> Result<&mut Connection, String> {
+        if self.conn.is_none() {
+            let conn = schema::open(&self.path).map_err(|e| format!("{e:#}"))?;
+            // Where an earlier try (or run) got to in the spill file.
+            if let Some(generation) = self.spill.generation() {
+                let consumed: Option<i64> = conn
+                    .query_row(
+                        "SELECT consumed FROM log_spill WHERE generation = ?1",
+                        params![generation],
+                        |r| r.get(0),
+                    )
+                    .ok();
+                if let Some(c) = consumed {
+                    self.spill.skip_to(c as u64).map_err(|e| format!("{e:#}"))?;
+                }
+            }
+            self.conn = Some(conn);
+        }
+        self.conn.as_mut().ok_or_else(|| "no connection".into())
+    }
+
+    /// One transaction: the oldest spilled records, else the oldest in memory.
+    fn write_next(&mut self) -> Result<(), String> {
+        self.connection()?;
+        if self.spill.unread() > 0 {
+            let (entries, offset) = match self.spill.peek(BATCH) {
+                Ok(read) => read,
+                Err(e) => {
+                    let lost = self.spill.abandon();
+                    tracing::error!(error = %format!("{e:#}"), lost, "spill file unreadable: its records are lost");
+                    self.event(
+                        "log_records_lost",
+                        format!("{lost} record(s) in an unreadable spill file were lost: {e:#}"),
+                    );
+                    return Ok(());
+                }
+            };
+            let generation = self.spill.generation();
+            let conn = self.conn.as_mut().ok_or("no connection")?;
+            write_entries(conn, entries.iter(), |tx| {
+                tx.execute(
+                    "INSERT OR REPLACE INTO log_spill (generation, consumed) VALUES (?1, ?2)",
+                    params![generation, offset as i64],
+                )
+                .map(|_| ())
+            })
+            .map_err(|e| e.to_string())?;
+            self.spill.consumed(offset, entries.len());
+            return Ok(());
+        }
+        let n = self.memory.len().min(BATCH);
+        let conn = self.conn.as_mut().ok_or("no connection")?;
+        write_entries(conn, self.memory.iter().take(n).map(|(_, e)| e), |_| Ok(()))
+            .map_err(|e| e.to_string())?;
+        for (_, e) in self.memory.drain(..n) {
+            self.memory_bytes = self.memory_bytes.saturating_sub(e.bytes());
+        }
+        Ok(())
+    }
+
+    fn failed(&mut self, error: String) {
+        if self.gap.is_none() {
+            tracing::error!(
+                %error,
+                memory_mb = self.options.queue_memory_bytes >> 20,
+                spill = %self.spill.path().display(),
+                "the call log cannot be written: records wait in memory, then in the spill file, \
+                 and are written when it can be (calls are not affected)"
+            );
+            self.gap = Some(Gap {
+                began_ms: now_ms(),
+                first_error: error,
+                waited: self.memory.len() as u64 + self.spill.unread(),
+                spilled: 0,
+                lost: 0,
+                dropped: 0,
+            });
+        }
+        // A connection that could not be opened is opened afresh; one that failed to write
+        // is kept (SQLite rolled the batch back).
+        self.retry_at = Instant::now() + self.backoff;
+        self.backoff = (self.backoff * 2).min(LAST_RETRY);
+    }
+
+    fn gap_ended(&mut self, gap: Gap) {
+        let ended = now_ms();
+        let spilled = match gap.spilled {
+            0 => "none spilled".to_owned(),
+            n => format!(
+                "{n} of them through the spill file {}",
+                self.spill.path().display()
+            ),
+        };
+        let detail = format!(
+            "the call log could not be written from {} to {} ({:.1} s): {} record(s) waited and \
+             were written in order, {spilled}; {} lost; {} sampled message(s) of no call not \
+             stored; first error: {}",
+            iso_utc(gap.began_ms),
+            iso_utc(ended),
+            (ended - gap.began_ms) as f64 / 1000.0,
+            gap.waited,
+            gap.lost,
+            gap.dropped,
+            gap.first_error
+        );
+        tracing::warn!("{detail}");
+        let mut entry = Entry::default();
+        super::insert_event(&mut entry, None, gap.began_ms, "log_gap", detail);
+        self.push(entry);
+    }
+
+    /// Moves the oldest records in memory to the spill file while memory is over its bound.
+    fn bound_memory(&mut self) {
+        while self.memory_bytes > self.options.queue_memory_bytes && !self.memory.is_empty() {
+            let mut chunk = Vec::new();
+            let mut freed = 0;
+            while let Some((_, e)) = self.memory.front() {
+                if chunk.len() >= 1000
+                    || self.memory_bytes - freed <= self.options.queue_memory_bytes
+                {
+                    break;
+                }
+                freed += e.bytes();
+                if let Some((_, e)) = self.memory.pop_front() {
+                    chunk.push(e);
+                }
+            }
+            self.memory_bytes = self.memory_bytes.saturating_sub(freed);
+            let result = self.spill.append(&chunk);
+            let gap = self.gap.get_or_insert_with(|| Gap {
+                began_ms: now_ms(),
+                first_error: "the writer fell behind".into(),
+                waited: chunk.len() as u64,
+                spilled: 0,
+                lost: 0,
+                dropped: 0,
+            });
+            match result {
+                Ok(()) => gap.spilled += chunk.len() as u64,
+                Err(e) => {
+                    gap.lost += chunk.len() as u64;
+                    tracing::error!(
+                        error = %format!("{e:#}"),
+                        records = chunk.len(),
+                        "the call log and its spill file cannot be written: records lost"
+                    );
+                }
+            }
+        }
+    }
+
+    fn count_lost_at_door(&mut self) {
+        let lost = self.shared.lost.swap(0, Ordering::Relaxed);
+        if lost == 0 {
+            return;
+        }
+        match &mut self.gap {
+            Some(g) => g.lost += lost,
+            None => self.event(
+                "log_records_lost",
+                format!("{lost} record(s) lost: the call-log writer could not keep up"),
+            ),
+        }
+    }
+
+    fn answer_barriers(&mut self) {
+        let done = if self.spill.unread() > 0 {
+            0
+        } else {
+            self.memory.front().map_or(self.seq, |(s, _)| s - 1)
+        };
+        self.barriers.retain(|(seq, b)| {
+            if *seq <= done {
+                let _ = b.send(());
+                false
+            } else {
+                true
+            }
+        });
+    }
+
+    /// Free space on the database's file system against the two thresholds.
+    fn check_space(&mut self) {
+        if self
+            .space_checked
+            .is_some_and(|at| at.elapsed() < SPACE_CHECK)
+        {
+            return;
+        }
+        self.space_checked = Some(Instant::now());
+        let Some(free) = free_bytes(&self.path) else {
+            return;
+        };
+        let mb = |b: u64| b >> 20;
+        let (low, alarm) = (self.options.low_space_bytes, self.options.alarm_space_bytes);
+        // 5 % hysteresis: a level hovering at a threshold gives one event, not a stream.
+        let cleared = |limit: u64| free >= limit + limit / 20;
+        if !self.space.low && free < low {
+            self.space.low = true;
+            tracing::warn!(
+                free_mb = mb(free),
+                "call-log disk low: sampled messages of no call are no longer stored"
+            );
+            self.event(
+                "log_disk_low",
+                format!(
+                    "{} MiB free on the call log's file system, under log.low_space_mb ({} MiB): \
+                     sampled messages of no call are no longer stored",
+                    mb(free),
+                    mb(low)
+                ),
+            );
+        } else if self.space.low && cleared(low) {
+            self.space.low = false;
+            let dropped = std::mem::take(&mut self.space.dropped);
+            self.event(
+                "log_disk_low_cleared",
+                format!(
+                    "{} MiB free again: sampled messages of no call are stored again; {dropped} \
+                     were not stored",
+                    mb(free)
+                ),
+            );
+        }
+        if !self.space.alarm && free < alarm {
+            self.space.alarm = true;
+            tracing::error!(
+                free_mb = mb(free),
+                "ALARM: the call log's disk is nearly full"
+            );
+            self.event(
+                "log_disk_alarm",
+                format!(
+                    "ALARM: {} MiB free on the call log's file system, under \
+                     log.alarm_space_mb ({} MiB): free space now",
+                    mb(free),
+                    mb(alarm)
+                ),
+            );
+        } else if self.space.alarm && cleared(alarm) {
+            self.space.alarm = false;
+            self.event(
+                "log_disk_alarm_cleared",
+                format!("{} MiB free again on the call log's file system", mb(free)),
+            );
+        }
+    }
+
+    /// At stop: one last try, and whatever still cannot be written goes to the spill file
+    /// for the next start.
+    fn stop(mut self) {
+        self.count_lost_at_door();
+        self.flush();
+        if !self.backlog() {
+            return;
+        }
+        if let Some(gap) = &self.gap {
+            let detail = format!(
+                "the call log could not be written from {} until the gateway stopped: {} \
+                 record(s) waited, kept in the spill file {} and written at the next start; {} \
+                 lost; first error: {}",
+                iso_utc(gap.began_ms),
+                gap.waited,
+                self.spill.path().display(),
+                gap.lost,
+                gap.first_error
+            );
+            let mut entry = Entry::default();
+            super::insert_event(&mut entry, None, gap.began_ms, "log_gap", detail);
+            self.push(entry);
+        }
+        let rest: Vec<Entry> = self.memory.drain(..).map(|(_, e)| e).collect();
+        match self.spill.append(&rest) {
+            Ok(()) => tracing::warn!(
+                records = rest.len(),
+                spill = %self.spill.path().display(),
+                "call log still unwritable at stop: records kept in the spill file for the next start"
+            ),
+            Err(e) => tracing::error!(
+                error = %format!("{e:#}"),
+                records = rest.len(),
+                "call log and spill file unwritable at stop: records lost"
+            ),
+        }
+    }
+}
+
+/// Writes entries in one transaction (and `finish` in it too); a storage failure rolls it
+/// all back. One record that is wrong in itself is logged and skipped, so it cannot hold up
+/// the rest.
+fn write_entries<'a>(
+    conn: &mut Connection,
+    entries: impl Iterator<Item = &'a Entry>,
+    finish: impl FnOnce(&rusqlite::Transaction) -> rusqlite::Result<()>,
+) -> rusqlite::Result<()> {
+    let tx = conn.transaction()?;
+    for entry in entries {
+        for op in &entry.ops {
+            let result = match op {
+                Op::Sql { sql, params } => tx
+                    .prepare_cached(sql)
+                    .and_then(|mut s| s.execute(rusqlite::params_from_iter(params.iter())))
+                    .map(|_| ()),
+                Op::Recover { now_ms } => schema::recover_in(&tx, *now_ms).map(|_| ()),
+            };
+            match result {
+                Err(e) if is_storage(&e) => return Err(e),
+                Err(e) => tracing::error!(error = %e, "call-log record not written"),
+                Ok(()) => {}
+            }
+        }
+    }
+    finish(&tx)?;
+    tx.commit()
+}
+
+/// Free bytes for an unprivileged writer on the file system holding `db`.
+fn free_bytes(db: &Path) -> Option<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    // Where the file really is (a database behind a symbolic link).
+    let real = std::fs::canonicalize(db).ok();
+    let db = real.as_deref().unwrap_or(db);
+    let dir = match db.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let c = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
+    let mut st = std::mem::MaybeUninit::<libc::statvfs>::zeroed();
+    // SAFETY: `c` is a valid NUL-terminated path and `st` is writable memory for one statvfs.
+    let rc = unsafe { libc::statvfs(c.as_ptr(), st.as_mut_ptr()) };
+    if rc != 0 {
+        return None;
+    }
+    // SAFETY: statvfs succeeded, so it filled `st`.
+    let st = unsafe { st.assume_init() };
+    // Both are u64 on 64-bit Linux, narrower elsewhere.
+    #[allow(clippy::unnecessary_cast)]
+    Some((st.f_bavail as u64).saturating_mul(st.f_frsize as u64))
+}
+
+#[cfg(test)]
+mod tests {
+    use rusqlite::types::Value;
+
+    use super::super::{CallLog, LogOptions};
+    use super::*;
+
+    fn call_row(id: i64) -> Entry {
+        let mut e = Entry {
+            call: Some(id as u64),
+            ..Entry::default()
+        };
+        e.sql(
+            "INSERT INTO calls (id, call_id, started_at, kind, dialled, source, transport)
+             VALUES (?1, 'c', 1, 'emergency', '112', '127.0.0.1:5060', 'udp')",
+            vec![Value::Integer(id)],
+        );
+        e
+    }
+
+    #[test]
+    fn an_earlier_runs_spill_is_written_before_crash_recovery_closes_what_is_still_open() {
+        let dir = tempfile::tempdir().expect("dir");
+        let db = dir.path().join("siaga.db");
+        let options = LogOptions {
+            spill_dir: dir.path().join("spill"),
+            ..LogOptions::default()
+        };
+        // The earlier run: call 1 in the database; its end, and all of call 2, in the spill.
+        let conn = schema::open(&db).expect("db");
+        for op in call_row(1).ops {
+            if let Op::Sql { sql, params } = op {
+                conn.execute(&sql, rusqlite::params_from_iter(params))
+                    .expect("insert");
+            }
+        }
+        drop(conn);
+        let mut ended = Entry {
+            call: Some(1),
+            ..Entry::default()
+        };
+        ended.sql(
+            "UPDATE calls SET ended_at = 5, end_reason = 'caller_hung_up' WHERE id = ?1",
+            vec![Value::Integer(1)],
+        );
+        let (mut spill, _) = Spill::open(&options.spill_dir, &db).expect("spill");
+        spill.append(&[ended, call_row(2)]).expect("append");
+        let spill_path = spill.path().to_path_buf();
+        drop(spill);
+
+        let (log, writer, recovery) = CallLog::start_with(&db, options).expect("start");
+        assert_eq!(recovery.next_call_ref, 3);
+        assert!(log.barrier(Duration::from_secs(10)));
+        drop(log);
+        writer.join();
+        let conn = schema::open_read_only(&db).expect("db");
+        let ends: Vec<(i64, String)> = conn
+            .prepare("SELECT id, end_reason FROM calls ORDER BY id")
+            .expect("query")
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .expect("rows")
+            .collect::<Result<_, _>>()
+            .expect("rows");
+        assert_eq!(
+            ends,
+            vec![
+                (1, "caller_hung_up".to_owned()),
+                (2, schema::GATEWAY_RESTARTED.to_owned())
+            ]
+        );
+        assert!(!spill_path.exists(), "a replayed spill is removed");
+    }
+}
