@@ -9,6 +9,7 @@ pub mod ids;
 pub mod io;
 mod session;
 pub mod sip;
+pub mod source_limits;
 pub mod timers;
 pub mod transaction;
 
