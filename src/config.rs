@@ -11,6 +11,8 @@ use toml::Spanned;
 
 use siaga_engine::io::Transport;
 
+use crate::transport::TransportLimits;
+
 /// One SIP listener: transport and address.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Listen {
@@ -99,6 +101,9 @@ pub struct Settings {
     pub element_domain: String,
     /// The centre's offset from UTC, for time-of-day route variants (Samarinda: WITA, +08:00).
     pub utc_offset_minutes: i32,
+    /// Per-source and TCP limits of the transport (`[limits]` keys `source_*`,
+    /// `trusted_sources`, `tcp_*`, `fd_reserve`).
+    pub transport_limits: TransportLimits,
 }
 
 impl Default for Settings {
@@ -131,6 +136,7 @@ impl Default for Settings {
             default_location: None,
             element_domain: "siaga.invalid".to_owned(),
             utc_offset_minutes: 8 * 60,
+            transport_limits: TransportLimits::default(),
         }
     }
 }
@@ -152,6 +158,8 @@ pub struct FileConfig {
     pub dialplan: DialplanSection,
     #[serde(default)]
     pub location: LocationSection,
+    #[serde(default)]
+    pub limits: LimitsSection,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -209,6 +217,23 @@ pub struct DialplanSection {
     pub files: Option<Vec<PathBuf>>,
     /// "+08:00" (WITA), "+07:00" (WIB), "+09:00" (WIT).
     pub utc_offset: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsSection {
+    // Transport limits, per source address and on TCP (see transport::TransportLimits).
+    pub source_messages_per_s: Option<Spanned<u64>>,
+    pub source_burst: Option<Spanned<u64>>,
+    pub source_table_size: Option<Spanned<u64>>,
+    /// Networks exempt from the per-source limits, e.g. ["10.20.0.0/16"].
+    pub trusted_sources: Option<Spanned<Vec<String>>>,
+    pub tcp_per_source: Option<Spanned<u64>>,
+    pub tcp_max_connections: Option<Spanned<u64>>,
+    pub tcp_message_timeout_ms: Option<Spanned<u64>>,
+    pub tcp_idle_s: Option<Spanned<u64>>,
+    pub tcp_idle_with_call_s: Option<Spanned<u64>>,
+    pub fd_reserve: Option<Spanned<u64>>,
 }
 
 /// A setting out of range, with the config key it comes from.
@@ -277,7 +302,61 @@ impl Settings {
         if self.drain_timeout > Duration::from_secs(24 * 3600) {
             return wrong("drain_timeout_s", "drain timeout over 86400 s".into());
         }
-        Ok(())
+        self.validate_transport_limits()
+    }
+
+    fn validate_transport_limits(&self) -> Result<(), SettingError> {
+        let l = &self.transport_limits;
+        // (out of range, key, what to write instead), first match reported.
+        let checks: [(bool, &'static str, &str); 8] = [
+            (
+                l.source_messages_per_s == 0,
+                "source_messages_per_s",
+                "0 would drop every message but INVITEs; use at least 1 (default 1000)",
+            ),
+            (
+                l.source_burst == 0,
+                "source_burst",
+                "use at least 1 (default 2000)",
+            ),
+            (
+                l.max_sources == 0 || l.max_sources > 10_000_000,
+                "source_table_size",
+                "use 1–10000000 (default 16384)",
+            ),
+            (
+                l.tcp_per_source == 0,
+                "tcp_per_source",
+                "0 would refuse every TCP connection; use at least 1 (default 128)",
+            ),
+            (
+                l.tcp_max_connections == 0,
+                "tcp_max_connections",
+                "use at least 1 (default 4096)",
+            ),
+            (
+                !(100..=600_000).contains(&l.tcp.message.as_millis()),
+                "tcp_message_timeout_ms",
+                "use 100–600000 ms (default 10000)",
+            ),
+            (
+                l.tcp.idle.is_zero() || l.tcp.idle > l.tcp.idle_with_call,
+                "tcp_idle_s",
+                "use at least 1 s and at most tcp_idle_with_call_s (default 30)",
+            ),
+            (
+                l.tcp.idle_with_call > Duration::from_secs(24 * 3600),
+                "tcp_idle_with_call_s",
+                "use at most 86400 s (default 3600)",
+            ),
+        ];
+        match checks.into_iter().find(|(bad, _, _)| *bad) {
+            Some((_, key, message)) => Err(SettingError {
+                key,
+                message: format!("limits.{key}: {message}"),
+            }),
+            None => Ok(()),
+        }
     }
 }
 
@@ -311,7 +390,7 @@ fn apply_text(settings: &mut Settings, path: &Path, text: &str) -> anyhow::Resul
     let file: FileConfig = toml::from_str(text).map_err(|e| {
         let line = e.span().map_or(1, |s| line_of(text, s.start));
         anyhow::anyhow!(
-            "{}:{line}: {}\n  hint: see the [sip], [calls], [media], [log], [dialplan] and [location] keys in README.md",
+            "{}:{line}: {}\n  hint: see the [sip], [calls], [media], [log], [dialplan], [location] and [limits] keys in README.md",
             path.display(),
             e.message()
         )
@@ -334,6 +413,37 @@ fn apply_text(settings: &mut Settings, path: &Path, text: &str) -> anyhow::Resul
         .drain_timeout_s
         .map(|v| take("drain_timeout_s", v));
     let media_timeout = file.media.timeout_s.map(|v| take("timeout_s", v));
+    let limits = &mut settings.transport_limits;
+    let lim = file.limits;
+    let clamp32 = |v: u64| u32::try_from(v).unwrap_or(u32::MAX);
+    if let Some(v) = lim.source_messages_per_s {
+        limits.source_messages_per_s = clamp32(take("source_messages_per_s", v));
+    }
+    if let Some(v) = lim.source_burst {
+        limits.source_burst = clamp32(take("source_burst", v));
+    }
+    if let Some(v) = lim.source_table_size {
+        limits.max_sources = usize::try_from(take("source_table_size", v)).unwrap_or(usize::MAX);
+    }
+    if let Some(v) = lim.tcp_per_source {
+        limits.tcp_per_source = clamp32(take("tcp_per_source", v));
+    }
+    if let Some(v) = lim.tcp_max_connections {
+        limits.tcp_max_connections =
+            usize::try_from(take("tcp_max_connections", v)).unwrap_or(usize::MAX);
+    }
+    if let Some(v) = lim.tcp_message_timeout_ms {
+        limits.tcp.message = Duration::from_millis(take("tcp_message_timeout_ms", v));
+    }
+    if let Some(v) = lim.tcp_idle_s {
+        limits.tcp.idle = Duration::from_secs(take("tcp_idle_s", v));
+    }
+    if let Some(v) = lim.tcp_idle_with_call_s {
+        limits.tcp.idle_with_call = Duration::from_secs(take("tcp_idle_with_call_s", v));
+    }
+    if let Some(v) = lim.fd_reserve {
+        limits.fd_reserve = take("fd_reserve", v);
+    }
     let line = |key: &str| lines.iter().find(|(k, _)| *k == key).map(|&(_, l)| l);
     let at =
         |span: std::ops::Range<usize>| format!("{}:{}", path.display(), line_of(text, span.start));
@@ -410,6 +520,16 @@ fn apply_text(settings: &mut Settings, path: &Path, text: &str) -> anyhow::Resul
             anyhow::anyhow!("{where_}: dialplan.utc_offset {o:?}: write it as +08:00")
         })?;
     }
+    if let Some(nets) = lim.trusted_sources {
+        let where_ = at(nets.span());
+        settings.transport_limits.trusted = siaga_engine::source_limits::Trusted(
+            nets.into_inner()
+                .iter()
+                .map(|n| n.parse())
+                .collect::<Result<_, _>>()
+                .map_err(|e| anyhow::anyhow!("{where_}: limits.trusted_sources: {e}"))?,
+        );
+    }
     if let Some(files) = file.dialplan.files {
         settings.dialplans = files.into_iter().map(rel).collect();
     }
@@ -473,6 +593,50 @@ mod tests {
             ),
         ];
         for (text, line, what) in cases {
+            let err = apply_text(&mut Settings::default(), Path::new("s.toml"), text)
+                .expect_err(text)
+                .to_string();
+            assert!(
+                err.starts_with(&format!("s.toml:{line}: ")) && err.contains(what),
+                "{text:?} gave {err:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn transport_limits_are_read_and_a_bad_one_names_its_line() {
+        let mut s = Settings::default();
+        let text = "[limits]\nsource_messages_per_s = 50\nsource_burst = 100\n\
+                    trusted_sources = [\"10.0.0.0/8\", \"2001:db8::/32\"]\n\
+                    tcp_per_source = 4\ntcp_message_timeout_ms = 1500\ntcp_idle_s = 5\n\
+                    fd_reserve = 100\n";
+        apply_text(&mut s, Path::new("s.toml"), text).expect("valid limits");
+        let l = &s.transport_limits;
+        assert_eq!((l.source_messages_per_s, l.source_burst), (50, 100));
+        assert!(l.trusted.contains("10.9.8.7".parse().expect("ip")));
+        assert!(!l.trusted.contains("11.0.0.1".parse().expect("ip")));
+        assert_eq!(l.tcp_per_source, 4);
+        assert_eq!(l.tcp.message, Duration::from_millis(1500));
+        assert_eq!(l.tcp.idle, Duration::from_secs(5));
+        assert_eq!(l.fd_reserve, 100);
+        for (text, line, what) in [
+            (
+                "[limits]\n\ntcp_per_source = 0\n",
+                3,
+                "limits.tcp_per_source",
+            ),
+            (
+                "[limits]\ntrusted_sources = [\"10.0.0.0/33\"]\n",
+                2,
+                "limits.trusted_sources",
+            ),
+            ("[limits]\ntcp_idle_s = 7200\n", 2, "limits.tcp_idle_s"),
+            (
+                "[limits]\n\n\ntcp_message_timeout_ms = 5\n",
+                4,
+                "tcp_message_timeout_ms",
+            ),
+        ] {
             let err = apply_text(&mut Settings::default(), Path::new("s.toml"), text)
                 .expect_err(text)
                 .to_string();

@@ -205,6 +205,12 @@ fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
 
 fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let settings = settings_from(args)?;
+    // Before any socket or file is opened: TCP peers, RTP ports and recordings all need
+    // descriptors, and a soft limit of 1024 is a common service default.
+    match transport::raise_fd_limit() {
+        Ok(limit) => tracing::info!(open_files = limit, "open-file limit"),
+        Err(e) => tracing::warn!(error = %e, "could not raise the open-file limit"),
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
