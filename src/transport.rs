@@ -179,7 +179,7 @@ impl Shield {
 
     /// Whether a message of `lane` from `ip` is within the source's budget. INVITEs always are.
     fn allow(&self, lane: Lane, ip: IpAddr) -> bool {
-        lane == Lane::Invite || lock(&self.messages).allow(Instant::now(), ip)
+        lane == Lane::Invite || lock(&self.messages).allow(Instant::now(), ip, lane)
     }
 
     /// Counts an accepted connection from `ip`, or says why it must be refused.

@@ -26,6 +26,16 @@ impl Gateway {
 
     /// Starts again on an existing directory (after a crash), keeping db and recordings.
     pub fn start_in(dir: tempfile::TempDir, extra: &[&str]) -> Gateway {
+        Self::launch(dir, extra, None)
+    }
+
+    /// Starts under an open-file limit (soft and hard), as a service manager may set it.
+    pub fn start_with_file_limit(extra: &[&str], nofile: u64) -> Gateway {
+        let dir = tempfile::tempdir().expect("temp dir");
+        Self::launch(dir, extra, Some(nofile))
+    }
+
+    fn launch(dir: tempfile::TempDir, extra: &[&str], nofile: Option<u64>) -> Gateway {
         let db = dir.path().join("siaga.db");
         let recordings = dir.path().join("recordings");
         let stderr_log = dir
@@ -36,7 +46,18 @@ impl Gateway {
             .append(true)
             .open(&stderr_log)
             .expect("log file");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_siaga"))
+        let mut command = match nofile {
+            // util-linux prlimit execs the gateway: the child's pid is the gateway's.
+            Some(n) => {
+                let mut c = Command::new("prlimit");
+                c.arg(format!("--nofile={n}:{n}"))
+                    .arg("--")
+                    .arg(env!("CARGO_BIN_EXE_siaga"));
+                c
+            }
+            None => Command::new(env!("CARGO_BIN_EXE_siaga")),
+        };
+        let mut child = command
             .current_dir(env!("CARGO_MANIFEST_DIR"))
             .arg("serve")
             .args(["--listen", "udp:127.0.0.1:0", "--listen", "tcp:127.0.0.1:0"])

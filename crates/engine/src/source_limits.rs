@@ -182,14 +182,32 @@ impl Bucket {
     }
 }
 
+/// One source: a budget for call traffic and one for the rest, so a source's flood of
+/// OPTIONS cannot starve the ACKs and BYEs of its own calls.
 #[derive(Debug, Clone, Copy)]
 struct Entry {
-    bucket: Bucket,
+    call: Bucket,
+    bulk: Bucket,
     /// Dropped since the last report.
     dropped: u64,
 }
 
-/// Per-source message budgets in a table of bounded size. Sources that find the table full
+impl Entry {
+    fn new(budget: Budget, now: Instant) -> Self {
+        Entry {
+            call: Bucket::full(budget, now),
+            bulk: Bucket::full(budget, now),
+            dropped: 0,
+        }
+    }
+
+    fn at_rest(&self, budget: Budget, now: Instant) -> bool {
+        self.dropped == 0 && self.call.is_full(budget, now) && self.bulk.is_full(budget, now)
+    }
+}
+
+/// Per-source message budgets (one for call traffic, one for the rest; INVITEs are exempt) in
+/// a table of bounded size. Sources that find the table full
 /// (and nothing in it at rest) share one overflow budget, so spoofed sources cost memory
 /// only up to the bound.
 #[derive(Debug)]
@@ -255,18 +273,15 @@ impl MessageLimiter {
             trusted,
             max_sources: max_sources.max(1),
             table: HashMap::new(),
-            overflow: Entry {
-                bucket: Bucket::full(budget, now),
-                dropped: 0,
-            },
+            overflow: Entry::new(budget, now),
             last_sweep: None,
         }
     }
 
-    /// Whether a message from `ip` may go on (and takes one unit of its budget); a refusal is
-    /// counted for the next report.
-    pub fn allow(&mut self, now: Instant, ip: IpAddr) -> bool {
-        if self.trusted.contains(ip) {
+    /// Whether a message of `lane` from `ip` may go on (and takes one unit of its budget); a
+    /// refusal is counted for the next report. INVITEs always may.
+    pub fn allow(&mut self, now: Instant, ip: IpAddr, lane: Lane) -> bool {
+        if lane == Lane::Invite || self.trusted.contains(ip) {
             return true;
         }
         let key = SourceKey::of(ip);
@@ -275,14 +290,18 @@ impl MessageLimiter {
         }
         let budget = self.budget;
         let entry = if self.table.len() < self.max_sources || self.table.contains_key(&key) {
-            self.table.entry(key).or_insert(Entry {
-                bucket: Bucket::full(budget, now),
-                dropped: 0,
-            })
+            self.table
+                .entry(key)
+                .or_insert_with(|| Entry::new(budget, now))
         } else {
             &mut self.overflow
         };
-        let ok = entry.bucket.take(budget, now);
+        let bucket = if lane == Lane::Call {
+            &mut entry.call
+        } else {
+            &mut entry.bulk
+        };
+        let ok = bucket.take(budget, now);
         if !ok {
             entry.dropped += 1;
         }
@@ -300,8 +319,7 @@ impl MessageLimiter {
         }
         self.last_sweep = Some(now);
         let budget = self.budget;
-        self.table
-            .retain(|_, e| e.dropped > 0 || !e.bucket.is_full(budget, now));
+        self.table.retain(|_, e| !e.at_rest(budget, now));
     }
 
     pub fn sources(&self) -> usize {
@@ -543,12 +561,15 @@ mod tests {
         let mut passed = 0;
         for i in 0..10_000u64 {
             let now = t0 + Duration::from_micros(100 * i);
-            if l.allow(now, ip("192.0.2.1")) {
+            if l.allow(now, ip("192.0.2.1"), Lane::Bulk) {
                 passed += 1;
             }
             // Another source at 50/s, within its budget, is never refused.
             if i % 200 == 0 {
-                assert!(l.allow(now, ip("192.0.2.2")), "at {i}");
+                assert!(l.allow(now, ip("192.0.2.2"), Lane::Bulk), "at {i}");
+                // The flooding source's own call traffic has its own budget.
+                assert!(l.allow(now, ip("192.0.2.1"), Lane::Call), "at {i}");
+                assert!(l.allow(now, ip("192.0.2.1"), Lane::Invite), "at {i}");
             }
         }
         // The burst plus one second at the rate (one token of rounding either way).
@@ -569,8 +590,8 @@ mod tests {
         let t0 = Instant::now();
         let trusted = Trusted(vec!["10.0.0.0/8".parse().expect("net")]);
         let mut l = MessageLimiter::new(BUDGET, trusted, 100, t0);
-        assert!((0..1000).all(|_| l.allow(t0, ip("10.1.2.3"))));
-        assert!(!(0..1000).all(|_| l.allow(t0, ip("11.1.2.3"))));
+        assert!((0..1000).all(|_| l.allow(t0, ip("10.1.2.3"), Lane::Bulk)));
+        assert!(!(0..1000).all(|_| l.allow(t0, ip("11.1.2.3"), Lane::Bulk)));
     }
 
     #[test]
@@ -580,7 +601,7 @@ mod tests {
         // 10,000 distinct sources at once: the table never exceeds its size.
         for i in 0..10_000u32 {
             let a = IpAddr::V4(std::net::Ipv4Addr::from(0x0A00_0000 + i));
-            l.allow(t0, a);
+            l.allow(t0, a, Lane::Bulk);
             assert!(l.sources() <= 64);
         }
         // The 9,936 sources beyond the table shared one burst of 10.
@@ -588,7 +609,7 @@ mod tests {
         assert_eq!(report.overflow, 10_000 - 64 - 10);
         // Once the sources are at rest again, a sweep frees the table for new ones.
         let later = t0 + Duration::from_secs(2);
-        assert!(l.allow(later, ip("192.0.2.9")));
+        assert!(l.allow(later, ip("192.0.2.9"), Lane::Bulk));
         assert!(l.sources() <= 2, "{}", l.sources());
     }
 
