@@ -316,6 +316,8 @@ impl NetTx {
     }
 }
 
+const MAX_CACHED_LOCALS: usize = 4096;
+
 /// Resolves the local address a peer sees when we are bound to a wildcard address: the
 /// address the kernel would route from. Cached per remote IP.
 #[derive(Default)]
@@ -327,6 +329,11 @@ impl LocalAddrCache {
     pub fn resolve(&mut self, bound: SocketAddr, remote: SocketAddr) -> SocketAddr {
         if !bound.ip().is_unspecified() {
             return bound;
+        }
+        // Sources are chosen by outsiders (and may be spoofed): the cache is bounded, and
+        // starting afresh costs only a lookup per source.
+        if self.cache.len() >= MAX_CACHED_LOCALS && !self.cache.contains_key(&remote.ip()) {
+            self.cache.clear();
         }
         let ip = *self.cache.entry(remote.ip()).or_insert_with(|| {
             let any: SocketAddr = if remote.is_ipv4() {

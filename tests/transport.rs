@@ -242,6 +242,56 @@ fn tcp_never_takes_the_descriptors_kept_for_calls() {
     );
 }
 
+/// CPU time (user + system) the process has used, from /proc.
+fn cpu_time(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("/proc/PID/stat");
+    // Fields after the command name (which may hold spaces) start at field 3.
+    let after = stat.rsplit_once(") ").map(|(_, rest)| rest).unwrap_or("");
+    let fields: Vec<u64> = after
+        .split(' ')
+        .skip(11)
+        .take(2)
+        .map(|f| f.parse().expect("utime/stime"))
+        .collect();
+    // Clock ticks of 1/100 s (USER_HZ on Linux).
+    Duration::from_millis(10 * fields.iter().sum::<u64>())
+}
+
+/// Out of descriptors (no reserve configured, a limit of 256), with connections waiting in the
+/// backlog: the accept loop backs off instead of spinning, and logs a line per interval.
+#[test]
+fn the_accept_loop_backs_off_when_out_of_descriptors() {
+    raise_own_file_limit();
+    let dir = tempfile::tempdir().expect("dir");
+    let config = limits_config(dir.path(), "tcp_per_source = 100000\nfd_reserve = 0\n");
+    let mut gw = Gateway::start_with_file_limit(&["--config", &config], 256);
+    let idle: Vec<TcpStream> = (0..600)
+        .filter_map(|_| connect_from("127.0.0.2", gw.tcp))
+        .collect();
+    wait_until(
+        "the gateway to run out of descriptors",
+        Duration::from_secs(20),
+        || gw.log().contains("tcp accept failed"),
+    );
+    // A measuring window, not a wait for anything: a spinning loop would burn it all.
+    let before = cpu_time(gw.pid());
+    let window = Duration::from_secs(3);
+    std::thread::sleep(window);
+    let used = cpu_time(gw.pid()) - before;
+    assert!(
+        used < window / 5,
+        "the gateway used {used:?} of CPU in {window:?} with connections it cannot accept"
+    );
+    let lines = gw
+        .log()
+        .lines()
+        .filter(|l| l.contains("accept failed"))
+        .count();
+    assert!(lines <= 2, "{lines} log lines about accept failures");
+    drop(idle);
+    gw.stop();
+}
+
 #[test]
 fn a_tcp_112_call_gets_through_5000_idle_and_300_slowloris_connections_from_one_host() {
     tcp_flood_leaves_a_tcp_call_through(None);
