@@ -225,6 +225,7 @@ pub struct LimitsSection {
     // Transport limits, per source address and on TCP (see transport::TransportLimits).
     pub source_messages_per_s: Option<Spanned<u64>>,
     pub source_burst: Option<Spanned<u64>>,
+    pub source_call_messages_per_s: Option<Spanned<u64>>,
     pub source_table_size: Option<Spanned<u64>>,
     /// Networks exempt from the per-source limits, e.g. ["10.20.0.0/16"].
     pub trusted_sources: Option<Spanned<Vec<String>>>,
@@ -308,11 +309,16 @@ impl Settings {
     fn validate_transport_limits(&self) -> Result<(), SettingError> {
         let l = &self.transport_limits;
         // (out of range, key, what to write instead), first match reported.
-        let checks: [(bool, &'static str, &str); 8] = [
+        let checks: [(bool, &'static str, &str); 9] = [
             (
                 l.source_messages_per_s == 0,
                 "source_messages_per_s",
                 "0 would drop every message but INVITEs; use at least 1 (default 1000)",
+            ),
+            (
+                l.source_call_messages_per_s == 0,
+                "source_call_messages_per_s",
+                "0 would drop every ACK and BYE; use at least 1 (default 20000)",
             ),
             (
                 l.source_burst == 0,
@@ -421,6 +427,9 @@ fn apply_text(settings: &mut Settings, path: &Path, text: &str) -> anyhow::Resul
     }
     if let Some(v) = lim.source_burst {
         limits.source_burst = clamp32(take("source_burst", v));
+    }
+    if let Some(v) = lim.source_call_messages_per_s {
+        limits.source_call_messages_per_s = clamp32(take("source_call_messages_per_s", v));
     }
     if let Some(v) = lim.source_table_size {
         limits.max_sources = usize::try_from(take("source_table_size", v)).unwrap_or(usize::MAX);

@@ -24,7 +24,8 @@ use siaga_engine::io::{Flow, LogRecord, Transport};
 use siaga_engine::sip::framer::{Frame, StreamFramer};
 use siaga_engine::sip::parse::MAX_MESSAGE_BYTES;
 use siaga_engine::source_limits::{
-    Budget, ConnLimiter, Lane, MessageLimiter, Refusal, StreamClock, StreamTimeouts, Trusted,
+    Budget, Budgets, ConnLimiter, Lane, MessageLimiter, Refusal, StreamClock, StreamTimeouts,
+    Trusted,
 };
 
 /// What the network tasks tell the engine task.
@@ -52,10 +53,14 @@ pub enum NetEvent {
 /// `fd_reserve`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct TransportLimits {
-    /// Messages per second a source may send on average, INVITEs not counted.
+    /// Messages per second a source may send on average that are neither INVITEs nor call
+    /// traffic (OPTIONS, REGISTER, garbage, …).
     pub source_messages_per_s: u32,
-    /// Messages a source may send at once.
+    /// Of those, how many a source may send at once.
     pub source_burst: u32,
+    /// In-dialog requests (ACK, BYE, CANCEL, …) and responses a source may send per second on
+    /// average; twice that at once.
+    pub source_call_messages_per_s: u32,
     /// Sources with a budget of their own; beyond that, new sources share one.
     pub max_sources: usize,
     /// Networks exempt from every per-source limit (the centre's SBCs).
@@ -70,10 +75,14 @@ pub struct TransportLimits {
 impl Default for TransportLimits {
     fn default() -> Self {
         TransportLimits {
-            // An SBC carrying 100 new calls a second sends ~600 messages a second besides
-            // its INVITEs; more than that from one address is a flood. Larger SBCs: trust them.
+            // Non-call traffic: an SBC's keep-alives and probes are a few a second; more than
+            // this from one address is a flood.
             source_messages_per_s: 1000,
             source_burst: 2000,
+            // ~5 messages per call besides the INVITE: room for 4,000 calls a second from
+            // one SBC (the gateway's set-up rate is ~1,300/s), so calls are never cut here;
+            // it still caps what one source can push through the call lane.
+            source_call_messages_per_s: 20_000,
             max_sources: 16_384,
             trusted: Trusted::default(),
             // More than any SBC opens; far fewer than the total.
@@ -144,9 +153,15 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 impl Shield {
     /// `fd_limit` is the open-file limit in force (see [`raise_fd_limit`]).
     pub fn new(limits: &TransportLimits, fd_limit: u64) -> Self {
-        let budget = Budget {
-            rate_per_s: f64::from(limits.source_messages_per_s),
-            burst: f64::from(limits.source_burst.max(1)),
+        let budgets = Budgets {
+            call: Budget {
+                rate_per_s: f64::from(limits.source_call_messages_per_s),
+                burst: 2.0 * f64::from(limits.source_call_messages_per_s.max(1)),
+            },
+            bulk: Budget {
+                rate_per_s: f64::from(limits.source_messages_per_s),
+                burst: f64::from(limits.source_burst.max(1)),
+            },
         };
         let fd_reserve =
             siaga_engine::source_limits::effective_reserve(fd_limit, limits.fd_reserve);
@@ -159,7 +174,7 @@ impl Shield {
         }
         Shield {
             messages: Mutex::new(MessageLimiter::new(
-                budget,
+                budgets,
                 limits.trusted.clone(),
                 limits.max_sources,
                 Instant::now(),

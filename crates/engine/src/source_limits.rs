@@ -145,6 +145,15 @@ pub struct Budget {
     pub burst: f64,
 }
 
+/// The budgets of one source, one per lane that has one (INVITEs have none).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Budgets {
+    /// In-dialog requests and responses: generous, so the calls of a busy SBC pass.
+    pub call: Budget,
+    /// Everything else: OPTIONS, REGISTER, garbage.
+    pub bulk: Budget,
+}
+
 #[derive(Debug, Clone, Copy)]
 struct Bucket {
     tokens: f64,
@@ -193,16 +202,18 @@ struct Entry {
 }
 
 impl Entry {
-    fn new(budget: Budget, now: Instant) -> Self {
+    fn new(budgets: Budgets, now: Instant) -> Self {
         Entry {
-            call: Bucket::full(budget, now),
-            bulk: Bucket::full(budget, now),
+            call: Bucket::full(budgets.call, now),
+            bulk: Bucket::full(budgets.bulk, now),
             dropped: 0,
         }
     }
 
-    fn at_rest(&self, budget: Budget, now: Instant) -> bool {
-        self.dropped == 0 && self.call.is_full(budget, now) && self.bulk.is_full(budget, now)
+    fn at_rest(&self, budgets: Budgets, now: Instant) -> bool {
+        self.dropped == 0
+            && self.call.is_full(budgets.call, now)
+            && self.bulk.is_full(budgets.bulk, now)
     }
 }
 
@@ -212,7 +223,7 @@ impl Entry {
 /// only up to the bound.
 #[derive(Debug)]
 pub struct MessageLimiter {
-    budget: Budget,
+    budgets: Budgets,
     trusted: Trusted,
     max_sources: usize,
     table: HashMap<SourceKey, Entry>,
@@ -267,13 +278,13 @@ impl std::fmt::Display for DropReport {
 const SWEEP_EVERY: Duration = Duration::from_secs(1);
 
 impl MessageLimiter {
-    pub fn new(budget: Budget, trusted: Trusted, max_sources: usize, now: Instant) -> Self {
+    pub fn new(budgets: Budgets, trusted: Trusted, max_sources: usize, now: Instant) -> Self {
         MessageLimiter {
-            budget,
+            budgets,
             trusted,
             max_sources: max_sources.max(1),
             table: HashMap::new(),
-            overflow: Entry::new(budget, now),
+            overflow: Entry::new(budgets, now),
             last_sweep: None,
         }
     }
@@ -288,20 +299,19 @@ impl MessageLimiter {
         if !self.table.contains_key(&key) && self.table.len() >= self.max_sources {
             self.sweep(now);
         }
-        let budget = self.budget;
+        let budgets = self.budgets;
         let entry = if self.table.len() < self.max_sources || self.table.contains_key(&key) {
             self.table
                 .entry(key)
-                .or_insert_with(|| Entry::new(budget, now))
+                .or_insert_with(|| Entry::new(budgets, now))
         } else {
             &mut self.overflow
         };
-        let bucket = if lane == Lane::Call {
-            &mut entry.call
+        let ok = if lane == Lane::Call {
+            entry.call.take(budgets.call, now)
         } else {
-            &mut entry.bulk
+            entry.bulk.take(budgets.bulk, now)
         };
-        let ok = bucket.take(budget, now);
         if !ok {
             entry.dropped += 1;
         }
@@ -318,8 +328,8 @@ impl MessageLimiter {
             return;
         }
         self.last_sweep = Some(now);
-        let budget = self.budget;
-        self.table.retain(|_, e| !e.at_rest(budget, now));
+        let budgets = self.budgets;
+        self.table.retain(|_, e| !e.at_rest(budgets, now));
     }
 
     pub fn sources(&self) -> usize {
@@ -552,11 +562,19 @@ mod tests {
         rate_per_s: 100.0,
         burst: 10.0,
     };
+    /// Call traffic gets ten times the rest, as by default.
+    const BUDGETS: Budgets = Budgets {
+        call: Budget {
+            rate_per_s: 1000.0,
+            burst: 100.0,
+        },
+        bulk: BUDGET,
+    };
 
     #[test]
     fn a_flooding_source_gets_its_budget_and_no_more_while_others_get_theirs() {
         let t0 = Instant::now();
-        let mut l = MessageLimiter::new(BUDGET, Trusted::default(), 100, t0);
+        let mut l = MessageLimiter::new(BUDGETS, Trusted::default(), 100, t0);
         // 10,000 messages over one virtual second from one source, 1 every 100 µs.
         let mut passed = 0;
         for i in 0..10_000u64 {
@@ -586,10 +604,31 @@ mod tests {
     }
 
     #[test]
+    fn call_traffic_has_its_own_larger_budget() {
+        let t0 = Instant::now();
+        let mut l = MessageLimiter::new(BUDGETS, Trusted::default(), 100, t0);
+        // 5,000 responses in one virtual second: the call budget's burst plus its rate.
+        let passed = (0..5000u64)
+            .filter(|i| {
+                let now = t0 + Duration::from_micros(200 * i);
+                l.allow(now, ip("192.0.2.1"), Lane::Call)
+            })
+            .count();
+        assert!((1099..=1101).contains(&passed), "{passed}");
+        // The bulk budget of the same source is untouched.
+        assert_eq!(
+            (0..10)
+                .filter(|_| l.allow(t0 + Duration::from_secs(1), ip("192.0.2.1"), Lane::Bulk))
+                .count(),
+            10
+        );
+    }
+
+    #[test]
     fn trusted_networks_are_never_limited() {
         let t0 = Instant::now();
         let trusted = Trusted(vec!["10.0.0.0/8".parse().expect("net")]);
-        let mut l = MessageLimiter::new(BUDGET, trusted, 100, t0);
+        let mut l = MessageLimiter::new(BUDGETS, trusted, 100, t0);
         assert!((0..1000).all(|_| l.allow(t0, ip("10.1.2.3"), Lane::Bulk)));
         assert!(!(0..1000).all(|_| l.allow(t0, ip("11.1.2.3"), Lane::Bulk)));
     }
@@ -597,7 +636,7 @@ mod tests {
     #[test]
     fn the_table_stays_bounded_and_new_sources_share_an_overflow_budget() {
         let t0 = Instant::now();
-        let mut l = MessageLimiter::new(BUDGET, Trusted::default(), 64, t0);
+        let mut l = MessageLimiter::new(BUDGETS, Trusted::default(), 64, t0);
         // 10,000 distinct sources at once: the table never exceeds its size.
         for i in 0..10_000u32 {
             let a = IpAddr::V4(std::net::Ipv4Addr::from(0x0A00_0000 + i));
