@@ -598,6 +598,9 @@ async fn tcp_connect(remote: SocketAddr, tx: NetTx, shield: Arc<Shield>, conn: C
     let _ = tx.control(NetEvent::ConnClosed { flow, reason }).await;
 }
 
+/// Outbound connection ids live far above the acceptors' ids.
+const FIRST_OUTBOUND: u64 = 1 << 40;
+
 /// The gateway's TCP connections: accepted ones and those it opened to agencies, which are
 /// reused for every request to the same address.
 pub struct TcpPool {
@@ -623,8 +626,7 @@ impl TcpPool {
             pending: HashMap::new(),
             calls: HashMap::new(),
             call_conns: HashMap::new(),
-            // Outbound ids live far above the acceptors' ids.
-            next_outbound: 1 << 40,
+            next_outbound: FIRST_OUTBOUND,
             events,
             shield,
         }
@@ -688,6 +690,11 @@ impl TcpPool {
             return writer
                 .try_send(bytes)
                 .map_err(|e| format!("tcp send to {}: {e}", flow.remote));
+        }
+        if flow.conn.is_some_and(|c| c.0 < FIRST_OUTBOUND) {
+            // The peer's connection is gone and its address is an ephemeral port: connecting
+            // there would fail, and a source that keeps closing would have us keep trying.
+            return Err(format!("tcp send to {}: connection closed", flow.remote));
         }
         if let Some(queue) = self.pending.get_mut(&flow.remote) {
             queue.push(bytes);
