@@ -11,6 +11,8 @@ use toml::Spanned;
 
 use siaga_engine::io::Transport;
 
+use crate::transport::TransportLimits;
+
 /// One SIP listener: transport and address.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Listen {
@@ -117,6 +119,9 @@ pub struct Settings {
     /// Where each file setting came from (`location.cell_table` → `siaga.toml:31`, or the
     /// flag), so an error about the file can say what to change.
     pub origins: Vec<(&'static str, String)>,
+    /// Per-source and TCP limits of the transport (`[limits]` keys `source_*`,
+    /// `trusted_sources`, `tcp_*`, `fd_reserve`).
+    pub transport_limits: TransportLimits,
 }
 
 impl Default for Settings {
@@ -156,6 +161,7 @@ impl Default for Settings {
             log: crate::calllog::LogOptions::default(),
             umask: 0o027,
             origins: Vec::new(),
+            transport_limits: TransportLimits::default(),
         }
     }
 }
@@ -209,6 +215,19 @@ pub struct LimitsSection {
     pub noncall_sample_max_bytes: Option<usize>,
     pub noncall_replies_per_s: Option<u32>,
     pub noncall_reply_burst: Option<u32>,
+    // Transport limits, per source address and on TCP (see transport::TransportLimits).
+    pub source_messages_per_s: Option<Spanned<u64>>,
+    pub source_burst: Option<Spanned<u64>>,
+    pub source_call_messages_per_s: Option<Spanned<u64>>,
+    pub source_table_size: Option<Spanned<u64>>,
+    /// Networks exempt from the per-source limits, e.g. ["10.20.0.0/16"].
+    pub trusted_sources: Option<Spanned<Vec<String>>>,
+    pub tcp_per_source: Option<Spanned<u64>>,
+    pub tcp_max_connections: Option<Spanned<u64>>,
+    pub tcp_message_timeout_ms: Option<Spanned<u64>>,
+    pub tcp_idle_s: Option<Spanned<u64>>,
+    pub tcp_idle_with_call_s: Option<Spanned<u64>>,
+    pub fd_reserve: Option<Spanned<u64>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -361,7 +380,66 @@ impl Settings {
         if self.drain_timeout > Duration::from_secs(24 * 3600) {
             return wrong("drain_timeout_s", "drain timeout over 86400 s".into());
         }
-        Ok(())
+        self.validate_transport_limits()
+    }
+
+    fn validate_transport_limits(&self) -> Result<(), SettingError> {
+        let l = &self.transport_limits;
+        // (out of range, key, what to write instead), first match reported.
+        let checks: [(bool, &'static str, &str); 9] = [
+            (
+                l.source_messages_per_s == 0,
+                "source_messages_per_s",
+                "0 would drop every message but INVITEs; use at least 1 (default 1000)",
+            ),
+            (
+                l.source_call_messages_per_s == 0,
+                "source_call_messages_per_s",
+                "0 would drop every ACK and BYE; use at least 1 (default 20000)",
+            ),
+            (
+                l.source_burst == 0,
+                "source_burst",
+                "use at least 1 (default 2000)",
+            ),
+            (
+                l.max_sources == 0 || l.max_sources > 10_000_000,
+                "source_table_size",
+                "use 1–10000000 (default 16384)",
+            ),
+            (
+                l.tcp_per_source == 0,
+                "tcp_per_source",
+                "0 would refuse every TCP connection; use at least 1 (default 128)",
+            ),
+            (
+                l.tcp_max_connections == 0,
+                "tcp_max_connections",
+                "use at least 1 (default 4096)",
+            ),
+            (
+                !(100..=600_000).contains(&l.tcp.message.as_millis()),
+                "tcp_message_timeout_ms",
+                "use 100–600000 ms (default 10000)",
+            ),
+            (
+                l.tcp.idle.is_zero() || l.tcp.idle > l.tcp.idle_with_call,
+                "tcp_idle_s",
+                "use at least 1 s and at most tcp_idle_with_call_s (default 30)",
+            ),
+            (
+                l.tcp.idle_with_call > Duration::from_secs(24 * 3600),
+                "tcp_idle_with_call_s",
+                "use at most 86400 s (default 3600)",
+            ),
+        ];
+        match checks.into_iter().find(|(bad, _, _)| *bad) {
+            Some((_, key, message)) => Err(SettingError {
+                key,
+                message: format!("limits.{key}: {message}"),
+            }),
+            None => Ok(()),
+        }
     }
 }
 
@@ -422,6 +500,40 @@ fn apply_text(settings: &mut Settings, path: &Path, text: &str) -> anyhow::Resul
         .media
         .learning_window_ms
         .map(|v| take("learning_window_ms", v));
+    let limits = &mut settings.transport_limits;
+    let lim = file.limits;
+    let clamp32 = |v: u64| u32::try_from(v).unwrap_or(u32::MAX);
+    if let Some(v) = lim.source_messages_per_s {
+        limits.source_messages_per_s = clamp32(take("source_messages_per_s", v));
+    }
+    if let Some(v) = lim.source_burst {
+        limits.source_burst = clamp32(take("source_burst", v));
+    }
+    if let Some(v) = lim.source_call_messages_per_s {
+        limits.source_call_messages_per_s = clamp32(take("source_call_messages_per_s", v));
+    }
+    if let Some(v) = lim.source_table_size {
+        limits.max_sources = usize::try_from(take("source_table_size", v)).unwrap_or(usize::MAX);
+    }
+    if let Some(v) = lim.tcp_per_source {
+        limits.tcp_per_source = clamp32(take("tcp_per_source", v));
+    }
+    if let Some(v) = lim.tcp_max_connections {
+        limits.tcp_max_connections =
+            usize::try_from(take("tcp_max_connections", v)).unwrap_or(usize::MAX);
+    }
+    if let Some(v) = lim.tcp_message_timeout_ms {
+        limits.tcp.message = Duration::from_millis(take("tcp_message_timeout_ms", v));
+    }
+    if let Some(v) = lim.tcp_idle_s {
+        limits.tcp.idle = Duration::from_secs(take("tcp_idle_s", v));
+    }
+    if let Some(v) = lim.tcp_idle_with_call_s {
+        limits.tcp.idle_with_call = Duration::from_secs(take("tcp_idle_with_call_s", v));
+    }
+    if let Some(v) = lim.fd_reserve {
+        limits.fd_reserve = take("fd_reserve", v);
+    }
     let line = |key: &str| lines.iter().find(|(k, _)| *k == key).map(|&(_, l)| l);
     let at =
         |span: std::ops::Range<usize>| format!("{}:{}", path.display(), line_of(text, span.start));
@@ -513,9 +625,8 @@ fn apply_text(settings: &mut Settings, path: &Path, text: &str) -> anyhow::Resul
     if let Some(s) = file.calls.probe_every_s {
         settings.probe_every = (s > 0).then(|| Duration::from_secs(s));
     }
-    let limits = file.limits;
     let noncall = &mut settings.noncall;
-    if let Some(w) = limits.noncall_window_s {
+    if let Some(w) = lim.noncall_window_s {
         let where_ = at(w.span());
         let w = w.into_inner();
         if !(1..=3600).contains(&w) {
@@ -523,19 +634,19 @@ fn apply_text(settings: &mut Settings, path: &Path, text: &str) -> anyhow::Resul
         }
         noncall.window = Duration::from_secs(w);
     }
-    if let Some(n) = limits.noncall_max_sources {
+    if let Some(n) = lim.noncall_max_sources {
         noncall.max_sources = n;
     }
-    if let Some(n) = limits.noncall_samples_per_window {
+    if let Some(n) = lim.noncall_samples_per_window {
         noncall.samples_per_window = n;
     }
-    if let Some(n) = limits.noncall_sample_max_bytes {
+    if let Some(n) = lim.noncall_sample_max_bytes {
         noncall.sample_max_bytes = n;
     }
-    if let Some(n) = limits.noncall_replies_per_s {
+    if let Some(n) = lim.noncall_replies_per_s {
         noncall.replies_per_second = n;
     }
-    if let Some(n) = limits.noncall_reply_burst {
+    if let Some(n) = lim.noncall_reply_burst {
         noncall.reply_burst = n;
     }
     if let Some(p) = file.location.cell_table {
@@ -564,6 +675,16 @@ fn apply_text(settings: &mut Settings, path: &Path, text: &str) -> anyhow::Resul
         settings.utc_offset_minutes = parse_utc_offset(&o).ok_or_else(|| {
             anyhow::anyhow!("{where_}: dialplan.utc_offset {o:?}: write it as +08:00")
         })?;
+    }
+    if let Some(nets) = lim.trusted_sources {
+        let where_ = at(nets.span());
+        settings.transport_limits.trusted = siaga_engine::source_limits::Trusted(
+            nets.into_inner()
+                .iter()
+                .map(|n| n.parse())
+                .collect::<Result<_, _>>()
+                .map_err(|e| anyhow::anyhow!("{where_}: limits.trusted_sources: {e}"))?,
+        );
     }
     if let Some(files) = file.dialplan.files {
         settings.set_origin("dialplan.files", at(files.span()));
@@ -704,6 +825,50 @@ mod tests {
             s.origin("location.cell_table"),
             "location.cell_table (default)"
         );
+    }
+
+    #[test]
+    fn transport_limits_are_read_and_a_bad_one_names_its_line() {
+        let mut s = Settings::default();
+        let text = "[limits]\nsource_messages_per_s = 50\nsource_burst = 100\n\
+                    trusted_sources = [\"10.0.0.0/8\", \"2001:db8::/32\"]\n\
+                    tcp_per_source = 4\ntcp_message_timeout_ms = 1500\ntcp_idle_s = 5\n\
+                    fd_reserve = 100\n";
+        apply_text(&mut s, Path::new("s.toml"), text).expect("valid limits");
+        let l = &s.transport_limits;
+        assert_eq!((l.source_messages_per_s, l.source_burst), (50, 100));
+        assert!(l.trusted.contains("10.9.8.7".parse().expect("ip")));
+        assert!(!l.trusted.contains("11.0.0.1".parse().expect("ip")));
+        assert_eq!(l.tcp_per_source, 4);
+        assert_eq!(l.tcp.message, Duration::from_millis(1500));
+        assert_eq!(l.tcp.idle, Duration::from_secs(5));
+        assert_eq!(l.fd_reserve, 100);
+        for (text, line, what) in [
+            (
+                "[limits]\n\ntcp_per_source = 0\n",
+                3,
+                "limits.tcp_per_source",
+            ),
+            (
+                "[limits]\ntrusted_sources = [\"10.0.0.0/33\"]\n",
+                2,
+                "limits.trusted_sources",
+            ),
+            ("[limits]\ntcp_idle_s = 7200\n", 2, "limits.tcp_idle_s"),
+            (
+                "[limits]\n\n\ntcp_message_timeout_ms = 5\n",
+                4,
+                "tcp_message_timeout_ms",
+            ),
+        ] {
+            let err = apply_text(&mut Settings::default(), Path::new("s.toml"), text)
+                .expect_err(text)
+                .to_string();
+            assert!(
+                err.starts_with(&format!("s.toml:{line}: ")) && err.contains(what),
+                "{text:?} gave {err:?}"
+            );
+        }
     }
 
     #[test]

@@ -72,7 +72,12 @@ fn socket_for(addr: SocketAddr, kind: socket2::Type) -> std::io::Result<socket2:
         // [::] must not also claim IPv4, which has its own listener.
         socket.set_only_v6(true)?;
     }
-    socket.set_reuse_address(true)?;
+    if kind == socket2::Type::STREAM {
+        // On Linux this only lets a restart bind past connections in TIME_WAIT; a second
+        // listener on the same port is still refused. On UDP it would let a second gateway
+        // share the port and silently take the calls: never there.
+        socket.set_reuse_address(true)?;
+    }
     socket.set_nonblocking(true)?;
     if kind == socket2::Type::DGRAM {
         // Bursts of INVITEs must not overflow the kernel queue.
@@ -83,7 +88,7 @@ fn socket_for(addr: SocketAddr, kind: socket2::Type) -> std::io::Result<socket2:
 }
 
 /// Binds every listener. An IPv6 wildcard that the host cannot provide is skipped with a
-/// warning; anything else that fails to bind is an error.
+/// warning; anything else that fails to bind is an error naming the listener.
 pub fn bind(listen: &[Listen]) -> anyhow::Result<Bound> {
     let mut bound = Bound {
         udp: Vec::new(),
@@ -101,12 +106,16 @@ pub fn bind(listen: &[Listen]) -> anyhow::Result<Bound> {
                 TcpListener::from_std(std_listener).map(|l| bound.tcp.push(l))
             }),
         };
-        if let Err(e) = result {
-            if l.addr.is_ipv6() && l.addr.ip().is_unspecified() {
+        match result {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => anyhow::bail!(
+                "cannot listen on {l}: the address is already in use (is another gateway \
+                 running on it?)"
+            ),
+            Err(e) if l.addr.is_ipv6() && l.addr.ip().is_unspecified() => {
                 tracing::warn!(listen = %l, error = %e, "IPv6 listener skipped");
-                continue;
             }
-            return Err(e).with_context(|| format!("binding {l}"));
+            Err(e) => return Err(e).with_context(|| format!("cannot listen on {l}")),
         }
     }
     Ok(bound)
@@ -166,23 +175,35 @@ pub async fn run(
     let mut clock = tokio::time::interval(std::time::Duration::from_secs(20));
     clock.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
 
-    let (net_tx, mut net_rx) = mpsc::channel::<NetEvent>(65_536);
+    let (net_tx, mut net_rx) = transport::NetTx::new();
     let (media_tx, mut media_rx) = mpsc::channel::<MediaEventOut>(65_536);
+    let (fd_limit, _) = transport::fd_limit().context("reading the open-file limit")?;
+    let shield = Arc::new(transport::Shield::new(&settings.transport_limits, fd_limit));
     let mut udp_by_local: HashMap<(bool, u16), Arc<UdpSocket>> = HashMap::new();
     for s in &bound.udp {
         let local = s.local_addr()?;
         udp_by_local.insert((local.is_ipv4(), local.port()), s.clone());
-        tokio::spawn(transport::udp_reader(s.clone(), net_tx.clone()));
+        tokio::spawn(transport::udp_reader(
+            s.clone(),
+            net_tx.clone(),
+            shield.clone(),
+        ));
     }
     for (i, l) in bound.tcp.into_iter().enumerate() {
-        tokio::spawn(transport::tcp_acceptor(l, net_tx.clone(), i as u64 + 1));
+        tokio::spawn(transport::tcp_acceptor(
+            l,
+            net_tx.clone(),
+            shield.clone(),
+            i as u64 + 1,
+        ));
     }
+    let reporter = tokio::spawn(report_limits(shield.clone(), calllog.clone()));
     crate::memory::spawn_trimmer();
     let mut media = MediaManager::new(&settings, media_tx, calllog.clone(), recovery.unfinished);
     let mut out = Outputs {
         udp: udp_by_local,
         calllog: calllog.clone(),
-        tcp: transport::TcpPool::new(net_tx),
+        tcp: transport::TcpPool::new(net_tx, shield.clone()),
     };
     restart_byes(&mut engine, left_open, &calllog);
     drain(&mut engine, &mut out, &mut media).await;
@@ -238,21 +259,17 @@ pub async fn run(
                 let Some(ev) = ev else { break };
                 engine.handle_input(Instant::now(), Input::Media { call: ev.call, leg: ev.leg, event: ev.event });
             }
-            ev = net_rx.recv() => {
+            ev = net_rx.priority.recv() => {
                 let Some(ev) = ev else { break };
-                match ev {
-                    NetEvent::Sip { flow, data } => {
-                        engine.handle_input(Instant::now(), Input::Sip { flow, data: &data });
-                    }
-                                        NetEvent::ConnOpened { conn, remote, writer } => out.tcp.opened(conn, remote, writer),
-                    NetEvent::ConnClosed { flow, reason } => {
-                        out.tcp.closed(&flow);
-                        engine.handle_input(Instant::now(), Input::TransportError { flow, reason });
-                    }
-                }
+                handle_net(&mut engine, &mut out, ev);
             }
             () = sleep => {
                 engine.handle_input(Instant::now(), Input::Timeout);
+            }
+            // Last: traffic that is not a call waits behind calls and timers.
+            ev = net_rx.bulk.recv() => {
+                let Some(ev) = ev else { break };
+                handle_net(&mut engine, &mut out, ev);
             }
         }
         // A flood of SIP must not starve the timers (retransmissions, ring timeouts, the
@@ -281,6 +298,10 @@ pub async fn run(
     tracing::info!(live = engine.active_calls(), "gateway stopped");
     engine.flush_noncall_counts(Instant::now());
     drain(&mut engine, &mut out, &mut media).await;
+    // The reporter holds the call log open: stop it, then report what is left.
+    reporter.abort();
+    let _ = reporter.await;
+    report_once(&shield, &calllog);
     media.shutdown().await;
     calllog.send(calllog::Write::Event {
         call: None,
@@ -426,6 +447,49 @@ fn apply_reload(engine: &mut Engine, result: Reloaded, calllog: &CallLog) {
     });
 }
 
+fn handle_net(engine: &mut Engine, out: &mut Outputs, ev: NetEvent) {
+    match ev {
+        NetEvent::Sip { flow, data, queued } => {
+            engine.handle_input(Instant::now(), Input::Sip { flow, data: &data });
+            drop(queued);
+        }
+        NetEvent::ConnOpened {
+            conn,
+            remote,
+            writer,
+            calls,
+        } => out.tcp.opened(conn, remote, writer, calls),
+        NetEvent::ConnClosed { flow, reason } => {
+            out.tcp.closed(&flow);
+            engine.handle_input(Instant::now(), Input::TransportError { flow, reason });
+        }
+    }
+}
+
+/// Reports what the per-source limits dropped or refused, once per interval at most: a flood
+/// costs one log line and one gateway event per interval, never one per message.
+async fn report_limits(shield: Arc<transport::Shield>, calllog: CallLog) {
+    let mut tick = tokio::time::interval(transport::REPORT_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        tick.tick().await;
+        report_once(&shield, &calllog);
+    }
+}
+
+fn report_once(shield: &transport::Shield, calllog: &CallLog) {
+    let Some(detail) = shield.take_report() else {
+        return;
+    };
+    tracing::warn!("rate limited: {detail}");
+    calllog.send(calllog::Write::Event {
+        call: None,
+        at_ms: calllog::now_ms(),
+        kind: "rate_limited".into(),
+        detail,
+    });
+}
+
 struct Outputs {
     udp: HashMap<(bool, u16), Arc<UdpSocket>>,
     calllog: CallLog,
@@ -447,7 +511,10 @@ async fn drain(engine: &mut Engine, out: &mut Outputs, media: &mut MediaManager)
                     }
                 }
             }
-            Output::Log(record) => out.calllog.engine(at_ms, record),
+            Output::Log(record) => {
+                out.tcp.observe(&record);
+                out.calllog.engine(at_ms, record);
+            }
             Output::Media(cmd) => {
                 if let Some(reply) = media.handle(cmd) {
                     engine.handle_input(

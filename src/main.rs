@@ -278,6 +278,12 @@ fn check_writable_dir(dir: &std::path::Path) -> std::io::Result<()> {
 
 fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let settings = settings_from(args)?;
+    // Before any socket or file is opened: TCP peers, RTP ports and recordings all need
+    // descriptors, and a soft limit of 1024 is a common service default.
+    match transport::raise_fd_limit() {
+        Ok(limit) => tracing::info!(open_files = limit, "open-file limit"),
+        Err(e) => tracing::warn!(error = %e, "could not raise the open-file limit"),
+    }
     // Before anything is created: the log and the recordings hold callers' numbers,
     // locations and voices.
     // SAFETY: umask only sets the process's file-creation mask; it cannot fail.

@@ -1,36 +1,337 @@
-//! SIP transports: UDP sockets and TCP connections feeding the engine task through one
-//! channel. Sockets are bound by the caller (tests bind port 0).
+//! SIP transports: UDP sockets and TCP connections feeding the engine task. Sockets are bound
+//! by the caller (tests bind port 0).
+//!
+//! Everything an outsider can make us spend here is bounded per source and in total, before
+//! any parsing: a message budget per source address (INVITEs exempt: the engine decides what
+//! is an emergency call), TCP connections per source and in total, a deadline for each whole
+//! message on a stream, a short idle time for connections that carry no call, and a reserve of
+//! file descriptors that TCP never eats into, so an emergency call always gets its RTP port and
+//! recording. What is dropped is counted and reported at a bounded rate.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
-use tokio::sync::mpsc;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 
-use siaga_engine::ids::ConnId;
-use siaga_engine::io::{Flow, Transport};
+use siaga_engine::ids::{CallRef, ConnId};
+use siaga_engine::io::{Flow, LogRecord, Transport};
 use siaga_engine::sip::framer::{Frame, StreamFramer};
 use siaga_engine::sip::parse::MAX_MESSAGE_BYTES;
+use siaga_engine::source_limits::{
+    Budget, Budgets, ConnLimiter, Lane, MessageLimiter, Refusal, StreamClock, StreamTimeouts,
+    Trusted,
+};
 
 /// What the network tasks tell the engine task.
 pub enum NetEvent {
     Sip {
         flow: Flow,
         data: Vec<u8>,
+        /// The message's share of its queue's byte bound, given back when the engine is done.
+        queued: OwnedSemaphorePermit,
     },
     ConnOpened {
         conn: ConnId,
         remote: SocketAddr,
         writer: mpsc::Sender<Vec<u8>>,
+        /// Live calls whose caller came in on this connection (kept by [`TcpPool`]).
+        calls: Arc<AtomicU32>,
     },
     ConnClosed {
         flow: Flow,
         reason: String,
     },
 }
+
+/// The transport's limits (the `[limits]` keys `source_*`, `trusted_sources`, `tcp_*` and
+/// `fd_reserve`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TransportLimits {
+    /// Messages per second a source may send on average that are neither INVITEs nor call
+    /// traffic (OPTIONS, REGISTER, garbage, …).
+    pub source_messages_per_s: u32,
+    /// Of those, how many a source may send at once.
+    pub source_burst: u32,
+    /// In-dialog requests (ACK, BYE, CANCEL, …) and responses a source may send per second on
+    /// average; twice that at once.
+    pub source_call_messages_per_s: u32,
+    /// Sources with a budget of their own; beyond that, new sources share one.
+    pub max_sources: usize,
+    /// Networks exempt from every per-source limit (the centre's SBCs).
+    pub trusted: Trusted,
+    pub tcp_per_source: u32,
+    pub tcp_max_connections: usize,
+    pub tcp: StreamTimeouts,
+    /// File descriptors TCP never takes, for RTP ports, recordings and the database.
+    pub fd_reserve: u64,
+}
+
+impl Default for TransportLimits {
+    fn default() -> Self {
+        TransportLimits {
+            // Non-call traffic: an SBC's keep-alives and probes are a few a second; more than
+            // this from one address is a flood.
+            source_messages_per_s: 1000,
+            source_burst: 2000,
+            // ~5 messages per call besides the INVITE: room for 4,000 calls a second from
+            // one SBC (the gateway's set-up rate is ~1,300/s), so calls are never cut here;
+            // it still caps what one source can push through the call lane.
+            source_call_messages_per_s: 20_000,
+            max_sources: 16_384,
+            trusted: Trusted::default(),
+            // More than any SBC opens; far fewer than the total.
+            tcp_per_source: 128,
+            // More than any SBC cluster in front of a 112 centre would open.
+            tcp_max_connections: 4096,
+            tcp: StreamTimeouts {
+                message: Duration::from_secs(10),
+                idle: Duration::from_secs(30),
+                idle_with_call: Duration::from_secs(3600),
+            },
+            // ~3 per call (2 RTP ports, 1 recording): room for 150+ calls at the common
+            // limit of 1024, whatever TCP does.
+            fd_reserve: 512,
+        }
+    }
+}
+
+/// The open-file limit: (soft, hard).
+pub fn fd_limit() -> std::io::Result<(u64, u64)> {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit only writes the struct it is given.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok((lim.rlim_cur, lim.rlim_max))
+}
+
+/// Raises the soft limit on open files to the hard limit (a service's soft limit is often
+/// 1024, too few for TCP peers plus RTP ports and recordings) and returns the soft limit now
+/// in force.
+pub fn raise_fd_limit() -> std::io::Result<u64> {
+    let (soft, hard) = fd_limit()?;
+    if soft >= hard {
+        return Ok(soft);
+    }
+    let raised = libc::rlimit {
+        rlim_cur: hard,
+        rlim_max: hard,
+    };
+    // SAFETY: setrlimit only reads the struct it is given.
+    if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(hard)
+}
+
+/// The shared state of every network task: budgets, connection counts, drop counters.
+pub struct Shield {
+    messages: Mutex<MessageLimiter>,
+    conns: Mutex<ConnLimiter>,
+    timeouts: StreamTimeouts,
+    fd_limit: u64,
+    fd_reserve: u64,
+    /// Bulk messages dropped because their queue was full (counted, reported).
+    queue_full: AtomicU64,
+    accept_errors: AtomicU64,
+}
+
+/// A lock that survives a panicked holder: the counts stay usable.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl Shield {
+    /// `fd_limit` is the open-file limit in force (see [`raise_fd_limit`]).
+    pub fn new(limits: &TransportLimits, fd_limit: u64) -> Self {
+        let budgets = Budgets {
+            call: Budget {
+                rate_per_s: f64::from(limits.source_call_messages_per_s),
+                burst: 2.0 * f64::from(limits.source_call_messages_per_s.max(1)),
+            },
+            bulk: Budget {
+                rate_per_s: f64::from(limits.source_messages_per_s),
+                burst: f64::from(limits.source_burst.max(1)),
+            },
+        };
+        let fd_reserve =
+            siaga_engine::source_limits::effective_reserve(fd_limit, limits.fd_reserve);
+        if fd_reserve < limits.fd_reserve {
+            tracing::warn!(
+                fd_limit,
+                fd_reserve,
+                "the open-file limit is low: keeping only half of it for calls"
+            );
+        }
+        Shield {
+            messages: Mutex::new(MessageLimiter::new(
+                budgets,
+                limits.trusted.clone(),
+                limits.max_sources,
+                Instant::now(),
+            )),
+            conns: Mutex::new(ConnLimiter::new(
+                limits.tcp_per_source,
+                limits.tcp_max_connections,
+                limits.trusted.clone(),
+            )),
+            timeouts: limits.tcp,
+            fd_limit,
+            fd_reserve,
+            queue_full: AtomicU64::new(0),
+            accept_errors: AtomicU64::new(0),
+        }
+    }
+
+    /// Whether a message of `lane` from `ip` is within the source's budget. INVITEs always are.
+    fn allow(&self, lane: Lane, ip: IpAddr) -> bool {
+        lane == Lane::Invite || lock(&self.messages).allow(Instant::now(), ip, lane)
+    }
+
+    /// Counts an accepted connection from `ip`, or says why it must be refused.
+    fn admit(self: &Arc<Self>, stream: &TcpStream, ip: IpAddr) -> Result<Admitted, Refusal> {
+        let mut conns = lock(&self.conns);
+        let fd = u64::try_from(stream.as_raw_fd()).unwrap_or(u64::MAX);
+        if !siaga_engine::source_limits::leaves_reserve(fd, self.fd_limit, self.fd_reserve) {
+            return Err(conns.refuse(Refusal::Descriptors));
+        }
+        conns.open(ip)?;
+        Ok(Admitted {
+            shield: self.clone(),
+            ip,
+        })
+    }
+
+    /// What was dropped or refused since the last call, as one line; `None` when nothing was.
+    /// Called at a fixed interval, so floods cost a line per interval, not a line per message.
+    pub fn take_report(&self) -> Option<String> {
+        let drops = lock(&self.messages).take_report();
+        let (per_source, total, fds) = lock(&self.conns).take_refused();
+        let queue_full = self.queue_full.swap(0, Ordering::Relaxed);
+        let accept_errors = self.accept_errors.swap(0, Ordering::Relaxed);
+        let mut parts = Vec::new();
+        if !drops.is_empty() {
+            parts.push(drops.to_string());
+        }
+        if queue_full > 0 {
+            parts.push(format!(
+                "{queue_full} non-call message(s) dropped with the engine's queue full"
+            ));
+        }
+        for (n, why) in [
+            (per_source, "the source had its share open"),
+            (total, "the gateway had its total open"),
+            (fds, "the descriptors left were kept for calls"),
+        ] {
+            if n > 0 {
+                parts.push(format!("{n} TCP connection(s) refused: {why}"));
+            }
+        }
+        if accept_errors > 0 {
+            parts.push(format!("{accept_errors} TCP accept error(s)"));
+        }
+        (!parts.is_empty()).then(|| parts.join("; "))
+    }
+}
+
+/// An accepted connection counted against its source; uncounted when dropped.
+struct Admitted {
+    shield: Arc<Shield>,
+    ip: IpAddr,
+}
+
+impl Drop for Admitted {
+    fn drop(&mut self) {
+        lock(&self.shield.conns).close(self.ip);
+    }
+}
+
+/// Messages waiting for the engine, bounded in count and in bytes. Call traffic (INVITEs,
+/// in-dialog requests, responses) has its own queue, served first, so a flood of other
+/// messages never delays a call; when the bulk queue is full its messages are dropped, not
+/// waited for, so the readers keep taking INVITEs off the sockets.
+#[derive(Clone)]
+pub struct NetTx {
+    priority: mpsc::Sender<NetEvent>,
+    priority_bytes: Arc<Semaphore>,
+    bulk: mpsc::Sender<NetEvent>,
+    bulk_bytes: Arc<Semaphore>,
+}
+
+pub struct NetRx {
+    pub priority: mpsc::Receiver<NetEvent>,
+    pub bulk: mpsc::Receiver<NetEvent>,
+}
+
+/// The engine task is gone.
+struct Closed;
+
+impl NetTx {
+    pub fn new() -> (NetTx, NetRx) {
+        let (priority, priority_rx) = mpsc::channel(16_384);
+        let (bulk, bulk_rx) = mpsc::channel(4096);
+        let tx = NetTx {
+            priority,
+            priority_bytes: Arc::new(Semaphore::new(32 << 20)),
+            bulk,
+            bulk_bytes: Arc::new(Semaphore::new(4 << 20)),
+        };
+        (
+            tx,
+            NetRx {
+                priority: priority_rx,
+                bulk: bulk_rx,
+            },
+        )
+    }
+
+    /// Connection events go with call traffic and are never dropped.
+    async fn control(&self, ev: NetEvent) -> Result<(), Closed> {
+        self.priority.send(ev).await.map_err(|_| Closed)
+    }
+
+    async fn message(
+        &self,
+        flow: Flow,
+        data: Vec<u8>,
+        lane: Lane,
+        shield: &Shield,
+    ) -> Result<(), Closed> {
+        let bytes = u32::try_from(data.len()).unwrap_or(u32::MAX);
+        if lane == Lane::Bulk {
+            let Ok(queued) = self.bulk_bytes.clone().try_acquire_many_owned(bytes) else {
+                shield.queue_full.fetch_add(1, Ordering::Relaxed);
+                return Ok(());
+            };
+            return match self.bulk.try_send(NetEvent::Sip { flow, data, queued }) {
+                Ok(()) => Ok(()),
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    shield.queue_full.fetch_add(1, Ordering::Relaxed);
+                    Ok(())
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => Err(Closed),
+            };
+        }
+        let queued = self
+            .priority_bytes
+            .clone()
+            .acquire_many_owned(bytes)
+            .await
+            .map_err(|_| Closed)?;
+        self.control(NetEvent::Sip { flow, data, queued }).await
+    }
+}
+
+const MAX_CACHED_LOCALS: usize = 4096;
 
 /// Resolves the local address a peer sees when we are bound to a wildcard address: the
 /// address the kernel would route from. Cached per remote IP.
@@ -43,6 +344,11 @@ impl LocalAddrCache {
     pub fn resolve(&mut self, bound: SocketAddr, remote: SocketAddr) -> SocketAddr {
         if !bound.ip().is_unspecified() {
             return bound;
+        }
+        // Sources are chosen by outsiders (and may be spoofed): the cache is bounded, and
+        // starting afresh costs only a lookup per source.
+        if self.cache.len() >= MAX_CACHED_LOCALS && !self.cache.contains_key(&remote.ip()) {
+            self.cache.clear();
         }
         let ip = *self.cache.entry(remote.ip()).or_insert_with(|| {
             let any: SocketAddr = if remote.is_ipv4() {
@@ -59,8 +365,8 @@ impl LocalAddrCache {
     }
 }
 
-/// Reads datagrams from one UDP socket until the channel closes.
-pub async fn udp_reader(socket: Arc<UdpSocket>, tx: mpsc::Sender<NetEvent>) {
+/// Reads datagrams from one UDP socket until the engine task is gone.
+pub async fn udp_reader(socket: Arc<UdpSocket>, tx: NetTx, shield: Arc<Shield>) {
     let bound = match socket.local_addr() {
         Ok(a) => a,
         Err(_) => return,
@@ -82,6 +388,11 @@ pub async fn udp_reader(socket: Arc<UdpSocket>, tx: mpsc::Sender<NetEvent>) {
         if data.iter().all(|b| b.is_ascii_whitespace()) {
             continue;
         }
+        // Before any parsing or copying: the cheapest place to drop a flood.
+        let lane = Lane::of(data);
+        if !shield.allow(lane, remote.ip()) {
+            continue;
+        }
         let flow = Flow {
             transport: Transport::Udp,
             remote,
@@ -89,10 +400,7 @@ pub async fn udp_reader(socket: Arc<UdpSocket>, tx: mpsc::Sender<NetEvent>) {
             conn: None,
         };
         if tx
-            .send(NetEvent::Sip {
-                flow,
-                data: data.to_vec(),
-            })
+            .message(flow, data.to_vec(), lane, &shield)
             .await
             .is_err()
         {
@@ -101,24 +409,54 @@ pub async fn udp_reader(socket: Arc<UdpSocket>, tx: mpsc::Sender<NetEvent>) {
     }
 }
 
-/// Accepts TCP connections and runs one task per connection.
-pub async fn tcp_acceptor(listener: TcpListener, tx: mpsc::Sender<NetEvent>, listener_index: u64) {
+/// Accepts TCP connections and runs one task per connection. Refused connections are reset
+/// at once (no handshake state or TIME_WAIT kept for them); resource errors (out of
+/// descriptors or memory) back off instead of spinning, with one log line per interval.
+pub async fn tcp_acceptor(
+    listener: TcpListener,
+    tx: NetTx,
+    shield: Arc<Shield>,
+    listener_index: u64,
+) {
     // Acceptors of different listeners use disjoint id spaces (up to 64 listeners).
     let mut next = listener_index % 64;
+    let mut backoff = Duration::ZERO;
+    let mut last_line: Option<Instant> = None;
     loop {
         let (stream, remote) = match listener.accept().await {
-            Ok(s) => s,
+            Ok(s) => {
+                backoff = Duration::ZERO;
+                s
+            }
             Err(e) => {
-                tracing::warn!(error = %e, "tcp accept failed");
+                shield.accept_errors.fetch_add(1, Ordering::Relaxed);
+                let resource = matches!(
+                    e.raw_os_error(),
+                    Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
+                );
+                // A connection that died in the backlog is nothing to wait for.
+                backoff = if resource {
+                    (backoff * 2).clamp(Duration::from_millis(10), Duration::from_secs(1))
+                } else {
+                    Duration::from_millis(1)
+                };
+                if last_line.is_none_or(|at| at.elapsed() >= REPORT_EVERY) {
+                    last_line = Some(Instant::now());
+                    tracing::warn!(error = %e, backoff_ms = backoff.as_millis() as u64, "tcp accept failed (further failures are counted, not logged, for a while)");
+                }
+                tokio::time::sleep(backoff).await;
                 continue;
             }
         };
-        if OPEN_CONNECTIONS.load(Ordering::Relaxed) >= MAX_CONNECTIONS {
-            // A flood of idle connections must not exhaust memory; existing ones go on.
-            tracing::warn!(%remote, "too many TCP connections: refused");
-            drop(stream);
-            continue;
-        }
+        let admitted = match shield.admit(&stream, remote.ip()) {
+            Ok(a) => a,
+            Err(_) => {
+                // RST rather than FIN: nothing of the refused connection stays with us.
+                let _ = socket2::SockRef::from(&stream).set_linger(Some(Duration::ZERO));
+                drop(stream);
+                continue;
+            }
+        };
         let conn = ConnId(next);
         next += 64;
         let local = stream.local_addr().unwrap_or(remote);
@@ -128,47 +466,55 @@ pub async fn tcp_acceptor(listener: TcpListener, tx: mpsc::Sender<NetEvent>, lis
             local,
             conn: Some(conn),
         };
-        tokio::spawn(tcp_connection(stream, flow, tx.clone()));
+        tokio::spawn(tcp_connection(
+            stream,
+            flow,
+            tx.clone(),
+            shield.clone(),
+            Some(admitted),
+        ));
     }
 }
 
-/// Open TCP connections (accepted and outbound), against [`MAX_CONNECTIONS`].
-static OPEN_CONNECTIONS: AtomicUsize = AtomicUsize::new(0);
-/// More than any SBC cluster in front of a 112 centre would open.
-const MAX_CONNECTIONS: usize = 4096;
-/// A connection that carries nothing (not even a keep-alive) for this long is closed.
-const IDLE: std::time::Duration = std::time::Duration::from_secs(3600);
+/// How often dropped and refused traffic is reported (and accept failures logged).
+pub const REPORT_EVERY: Duration = Duration::from_secs(10);
 
-async fn tcp_connection(stream: TcpStream, flow: Flow, tx: mpsc::Sender<NetEvent>) {
+/// Runs one connection until the peer closes it, a deadline passes or the gateway drops it.
+/// `admitted` is `None` for connections we opened to agencies: they always count as carrying
+/// calls.
+async fn tcp_connection(
+    stream: TcpStream,
+    flow: Flow,
+    tx: NetTx,
+    shield: Arc<Shield>,
+    admitted: Option<Admitted>,
+) {
     let Some(conn) = flow.conn else { return };
-    OPEN_CONNECTIONS.fetch_add(1, Ordering::Relaxed);
-    struct Open;
-    impl Drop for Open {
-        fn drop(&mut self) {
-            OPEN_CONNECTIONS.fetch_sub(1, Ordering::Relaxed);
-        }
-    }
-    let _open = Open;
-    let mut last_activity = tokio::time::Instant::now();
+    let outbound = admitted.is_none();
+    let calls = Arc::new(AtomicU32::new(0));
     let (write_tx, mut write_rx) = mpsc::channel::<Vec<u8>>(256);
-    if tx
-        .send(NetEvent::ConnOpened {
-            conn,
-            remote: flow.remote,
-            writer: write_tx.clone(),
-        })
-        .await
-        .is_err()
-    {
+    let opened = NetEvent::ConnOpened {
+        conn,
+        remote: flow.remote,
+        writer: write_tx.clone(),
+        calls: calls.clone(),
+    };
+    if tx.control(opened).await.is_err() {
         return;
     }
+    let carries_call = || outbound || calls.load(Ordering::Relaxed) > 0;
+    let mut clock = StreamClock::new(shield.timeouts, Instant::now());
     let (mut reader, mut writer) = stream.into_split();
     let mut framer = StreamFramer::new();
     let mut buf = vec![0u8; 16 * 1024];
     let reason = loop {
+        let (wake, _) = clock.next(carries_call());
         tokio::select! {
-                        () = tokio::time::sleep_until(last_activity + IDLE) => {
-                break format!("idle for {} s", IDLE.as_secs());
+            () = tokio::time::sleep_until(wake.into()) => {
+                // A call may have started on the connection since the sleep began.
+                if let Some(expired) = clock.expired(Instant::now(), carries_call()) {
+                    break expired.to_string();
+                }
             }
             read = reader.read(&mut buf) => {
                 let n = match read {
@@ -176,13 +522,18 @@ async fn tcp_connection(stream: TcpStream, flow: Flow, tx: mpsc::Sender<NetEvent
                     Ok(n) => n,
                     Err(e) => break format!("read error: {e}"),
                 };
-                last_activity = tokio::time::Instant::now();
                 framer.push(buf.get(..n).unwrap_or_default());
+                let mut complete = 0;
                 let mut failed = None;
                 loop {
                     match framer.next_frame() {
                         Ok(Some(Frame::Message(data))) => {
-                            if tx.send(NetEvent::Sip { flow, data }).await.is_err() {
+                            complete += 1;
+                            let lane = Lane::of(&data);
+                            if !shield.allow(lane, flow.remote.ip()) {
+                                continue;
+                            }
+                            if tx.message(flow, data, lane, &shield).await.is_err() {
                                 return;
                             }
                         }
@@ -199,6 +550,7 @@ async fn tcp_connection(stream: TcpStream, flow: Flow, tx: mpsc::Sender<NetEvent
                 if let Some(reason) = failed {
                     break reason;
                 }
+                clock.on_read(Instant::now(), complete, framer.in_message());
             }
             out = write_rx.recv() => {
                 let Some(bytes) = out else { break "closed by gateway".to_owned() };
@@ -209,18 +561,19 @@ async fn tcp_connection(stream: TcpStream, flow: Flow, tx: mpsc::Sender<NetEvent
         }
     };
     tracing::debug!(%reason, remote = %flow.remote, "tcp connection ended");
-    let _ = tx.send(NetEvent::ConnClosed { flow, reason }).await;
+    drop(admitted);
+    let _ = tx.control(NetEvent::ConnClosed { flow, reason }).await;
 }
 
 /// Opens a TCP connection to an agency; the connection then runs like an accepted one. A
 /// failure is reported as a closed connection so the engine fails over at once.
-pub async fn tcp_connect(remote: SocketAddr, tx: mpsc::Sender<NetEvent>, conn: ConnId) {
+async fn tcp_connect(remote: SocketAddr, tx: NetTx, shield: Arc<Shield>, conn: ConnId) {
     let connected = tokio::time::timeout(
         std::time::Duration::from_secs(5),
         TcpStream::connect(remote),
     )
     .await;
-    match connected {
+    let reason = match connected {
         Ok(Ok(stream)) => {
             let _ = stream.set_nodelay(true);
             let local = stream.local_addr().unwrap_or(remote);
@@ -230,22 +583,23 @@ pub async fn tcp_connect(remote: SocketAddr, tx: mpsc::Sender<NetEvent>, conn: C
                 local,
                 conn: Some(conn),
             };
-            tcp_connection(stream, flow, tx).await;
+            tcp_connection(stream, flow, tx, shield, None).await;
+            return;
         }
-        Ok(Err(e)) => failed_connect(remote, &tx, format!("tcp connect to {remote}: {e}")).await,
-        Err(_) => failed_connect(remote, &tx, format!("tcp connect to {remote}: timed out")).await,
-    }
-}
-
-async fn failed_connect(remote: SocketAddr, tx: &mpsc::Sender<NetEvent>, reason: String) {
+        Ok(Err(e)) => format!("tcp connect to {remote}: {e}"),
+        Err(_) => format!("tcp connect to {remote}: timed out"),
+    };
     let flow = Flow {
         transport: Transport::Tcp,
         remote,
         local: remote,
         conn: None,
     };
-    let _ = tx.send(NetEvent::ConnClosed { flow, reason }).await;
+    let _ = tx.control(NetEvent::ConnClosed { flow, reason }).await;
 }
+
+/// Outbound connection ids live far above the acceptors' ids.
+const FIRST_OUTBOUND: u64 = 1 << 40;
 
 /// The gateway's TCP connections: accepted ones and those it opened to agencies, which are
 /// reused for every request to the same address.
@@ -254,36 +608,76 @@ pub struct TcpPool {
     by_remote: HashMap<SocketAddr, ConnId>,
     /// Messages waiting for a connection being opened.
     pending: HashMap<SocketAddr, Vec<Vec<u8>>>,
+    /// Live calls per connection, shared with the connection's task (its idle time depends on
+    /// it). Kept here, from the log records the engine emits anyway, rather than asked of the
+    /// engine: the shell already sees every call start and end, and the engine stays as it is.
+    calls: HashMap<ConnId, Arc<AtomicU32>>,
+    call_conns: HashMap<CallRef, ConnId>,
     next_outbound: u64,
-    events: mpsc::Sender<NetEvent>,
+    events: NetTx,
+    shield: Arc<Shield>,
 }
 
 impl TcpPool {
-    pub fn new(events: mpsc::Sender<NetEvent>) -> Self {
+    pub fn new(events: NetTx, shield: Arc<Shield>) -> Self {
         Self {
             writers: HashMap::new(),
             by_remote: HashMap::new(),
             pending: HashMap::new(),
-            // Outbound ids live far above the acceptors' ids.
-            next_outbound: 1 << 40,
+            calls: HashMap::new(),
+            call_conns: HashMap::new(),
+            next_outbound: FIRST_OUTBOUND,
             events,
+            shield,
         }
     }
 
-    pub fn opened(&mut self, conn: ConnId, remote: SocketAddr, writer: mpsc::Sender<Vec<u8>>) {
+    pub fn opened(
+        &mut self,
+        conn: ConnId,
+        remote: SocketAddr,
+        writer: mpsc::Sender<Vec<u8>>,
+        calls: Arc<AtomicU32>,
+    ) {
         for bytes in self.pending.remove(&remote).unwrap_or_default() {
             let _ = writer.try_send(bytes);
         }
         self.by_remote.entry(remote).or_insert(conn);
         self.writers.insert(conn, writer);
+        self.calls.insert(conn, calls);
     }
 
     pub fn closed(&mut self, flow: &Flow) {
         if let Some(conn) = flow.conn {
             self.writers.remove(&conn);
+            self.calls.remove(&conn);
             self.by_remote.retain(|_, c| *c != conn);
         }
         self.pending.remove(&flow.remote);
+    }
+
+    /// Follows calls starting and ending on TCP connections (from the engine's log records).
+    pub fn observe(&mut self, record: &LogRecord) {
+        match record {
+            LogRecord::CallStarted(started) => {
+                let Some(conn) = started.flow.conn else {
+                    return;
+                };
+                if let Some(count) = self.calls.get(&conn) {
+                    count.fetch_add(1, Ordering::Relaxed);
+                    self.call_conns.insert(started.call, conn);
+                }
+            }
+            LogRecord::CallEnded { call, .. } => {
+                let Some(conn) = self.call_conns.remove(call) else {
+                    return;
+                };
+                if let Some(count) = self.calls.get(&conn) {
+                    count.fetch_sub(1, Ordering::Relaxed);
+                }
+            }
+            _ => {}
+        }
     }
 
     /// Sends on the flow's connection, on any open connection to the same peer, or opens one.
@@ -297,6 +691,11 @@ impl TcpPool {
                 .try_send(bytes)
                 .map_err(|e| format!("tcp send to {}: {e}", flow.remote));
         }
+        if flow.conn.is_some_and(|c| c.0 < FIRST_OUTBOUND) {
+            // The peer's connection is gone and its address is an ephemeral port: connecting
+            // there would fail, and a source that keeps closing would have us keep trying.
+            return Err(format!("tcp send to {}: connection closed", flow.remote));
+        }
         if let Some(queue) = self.pending.get_mut(&flow.remote) {
             queue.push(bytes);
             return Ok(());
@@ -304,7 +703,12 @@ impl TcpPool {
         self.pending.insert(flow.remote, vec![bytes]);
         let conn = ConnId(self.next_outbound);
         self.next_outbound += 1;
-        tokio::spawn(tcp_connect(flow.remote, self.events.clone(), conn));
+        tokio::spawn(tcp_connect(
+            flow.remote,
+            self.events.clone(),
+            self.shield.clone(),
+            conn,
+        ));
         Ok(())
     }
 }

@@ -31,6 +31,22 @@ impl Gateway {
 
     /// As [`Gateway::start_in`], listening on given addresses (a restart on the same ports).
     pub fn start_on(dir: tempfile::TempDir, udp: &str, tcp: &str, extra: &[&str]) -> Gateway {
+        Self::launch(dir, udp, tcp, extra, None)
+    }
+
+    /// Starts under an open-file limit (soft and hard), as a service manager may set it.
+    pub fn start_with_file_limit(extra: &[&str], nofile: u64) -> Gateway {
+        let dir = tempfile::tempdir().expect("temp dir");
+        Self::launch(dir, "127.0.0.1:0", "127.0.0.1:0", extra, Some(nofile))
+    }
+
+    fn launch(
+        dir: tempfile::TempDir,
+        udp: &str,
+        tcp: &str,
+        extra: &[&str],
+        nofile: Option<u64>,
+    ) -> Gateway {
         let db = dir.path().join("siaga.db");
         let recordings = dir.path().join("recordings");
         let stderr_log = dir
@@ -41,7 +57,18 @@ impl Gateway {
             .append(true)
             .open(&stderr_log)
             .expect("log file");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_siaga"))
+        let mut command = match nofile {
+            // util-linux prlimit execs the gateway: the child's pid is the gateway's.
+            Some(n) => {
+                let mut c = Command::new("prlimit");
+                c.arg(format!("--nofile={n}:{n}"))
+                    .arg("--")
+                    .arg(env!("CARGO_BIN_EXE_siaga"));
+                c
+            }
+            None => Command::new(env!("CARGO_BIN_EXE_siaga")),
+        };
+        let mut child = command
             .current_dir(env!("CARGO_MANIFEST_DIR"))
             .arg("serve")
             .arg("--listen")

@@ -11,6 +11,7 @@ pub mod noncall;
 pub mod restart;
 mod session;
 pub mod sip;
+pub mod source_limits;
 pub mod timers;
 pub mod transaction;
 

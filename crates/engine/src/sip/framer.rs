@@ -41,6 +41,12 @@ impl StreamFramer {
         }
     }
 
+    /// Whether a message has begun and is not complete (after `next_frame` said `Ok(None)`):
+    /// leftover keep-alive line ends do not count. The shell times whole messages with it.
+    pub fn in_message(&self) -> bool {
+        !self.poisoned && self.buf.iter().any(|b| !matches!(b, b'\r' | b'\n'))
+    }
+
     /// The next complete frame, `Ok(None)` when more bytes are needed.
     pub fn next_frame(&mut self) -> Result<Option<Frame>, FrameError> {
         if self.poisoned {
@@ -161,6 +167,21 @@ mod tests {
             }
         }
         frames
+    }
+
+    #[test]
+    fn a_begun_message_is_in_progress_and_keep_alives_are_not() {
+        let mut framer = StreamFramer::new();
+        framer.push(b"\r\n");
+        assert_eq!(framer.next_frame(), Ok(None));
+        assert!(!framer.in_message());
+        framer.push(&MSG[..10]);
+        assert_eq!(framer.next_frame(), Ok(None));
+        assert!(framer.in_message());
+        framer.push(&MSG[10..]);
+        assert!(matches!(framer.next_frame(), Ok(Some(Frame::Message(_)))));
+        assert_eq!(framer.next_frame(), Ok(None));
+        assert!(!framer.in_message());
     }
 
     #[test]

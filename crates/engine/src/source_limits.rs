@@ -1,0 +1,789 @@
+//! Per-source limits for the transport shell: a message budget per source address (token
+//! bucket), TCP connection counts per source and in total, the deadlines of one stream
+//! connection, and the cheap look at a message's first line that decides which of these
+//! apply. Pure: time is an argument, tables are bounded.
+//!
+//! An outsider chooses how much we spend on it; these limits make that bounded per source
+//! and in total, while an INVITE is never refused here (the engine decides whether it is an
+//! emergency call).
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv6Addr};
+use std::time::{Duration, Instant};
+
+/// Who a limit is kept for: an IPv4 address, or an IPv6 /64 (one host's usual share; keying
+/// by full address would let one host take any number of entries).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SourceKey(IpAddr);
+
+impl SourceKey {
+    pub fn of(ip: IpAddr) -> Self {
+        match ip {
+            IpAddr::V4(_) => SourceKey(ip),
+            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+                Some(v4) => SourceKey(IpAddr::V4(v4)),
+                None => {
+                    let prefix = u128::from(v6) & !((1u128 << 64) - 1);
+                    SourceKey(IpAddr::V6(Ipv6Addr::from(prefix)))
+                }
+            },
+        }
+    }
+}
+
+impl std::fmt::Display for SourceKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            IpAddr::V4(a) => write!(f, "{a}"),
+            IpAddr::V6(a) => write!(f, "{a}/64"),
+        }
+    }
+}
+
+/// A network in CIDR notation (`10.0.0.0/8`, `2001:db8::/32`, or one address).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IpNet {
+    addr: IpAddr,
+    prefix: u8,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0:?} is not a network: write an address or ADDRESS/PREFIX, e.g. 10.0.0.0/8")]
+pub struct IpNetError(String);
+
+impl std::str::FromStr for IpNet {
+    type Err = IpNetError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = || IpNetError(s.to_owned());
+        let (addr, prefix) = match s.trim().split_once('/') {
+            Some((a, p)) => (a, Some(p)),
+            None => (s.trim(), None),
+        };
+        let addr: IpAddr = addr.parse().map_err(|_| bad())?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix = match prefix {
+            Some(p) => p.parse::<u8>().ok().filter(|&p| p <= max).ok_or_else(bad)?,
+            None => max,
+        };
+        Ok(IpNet { addr, prefix })
+    }
+}
+
+impl IpNet {
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let ip = match ip {
+            IpAddr::V6(v6) if self.addr.is_ipv4() => match v6.to_ipv4_mapped() {
+                Some(v4) => IpAddr::V4(v4),
+                None => return false,
+            },
+            other => other,
+        };
+        match (self.addr, ip) {
+            (IpAddr::V4(net), IpAddr::V4(ip)) => {
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u32::from(net) & mask == u32::from(ip) & mask
+            }
+            (IpAddr::V6(net), IpAddr::V6(ip)) => {
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u128::from(net) & mask == u128::from(ip) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
+/// Sources exempt from every per-source limit (the centre's own SBCs, say).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Trusted(pub Vec<IpNet>);
+
+impl Trusted {
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        self.0.iter().any(|n| n.contains(ip))
+    }
+}
+
+/// How a message is treated before it is parsed, from its first bytes only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lane {
+    /// A new or re-INVITE: never dropped by a budget, never queued behind bulk traffic.
+    Invite,
+    /// Requests that only make sense inside a call (ACK, BYE, CANCEL, …) and responses: within
+    /// the source's budget, ahead of bulk traffic.
+    Call,
+    /// Everything else (OPTIONS, REGISTER, garbage): within the budget, and dropped when the
+    /// bulk queue is full.
+    Bulk,
+}
+
+impl Lane {
+    /// Looks at the first token only (after keep-alive line ends): no parsing, no allocation.
+    pub fn of(message: &[u8]) -> Lane {
+        let start = message
+            .iter()
+            .position(|b| !matches!(b, b'\r' | b'\n'))
+            .unwrap_or(message.len());
+        let rest = message.get(start..).unwrap_or_default();
+        let token_end = rest.iter().position(|&b| b == b' ').unwrap_or(rest.len());
+        match rest.get(..token_end).unwrap_or_default() {
+            b"INVITE" => Lane::Invite,
+            b"ACK" | b"BYE" | b"CANCEL" | b"PRACK" | b"UPDATE" | b"INFO" | b"REFER" | b"NOTIFY"
+            | b"SIP/2.0" => Lane::Call,
+            _ => Lane::Bulk,
+        }
+    }
+}
+
+/// A message budget: `rate` per second on average, `burst` at once.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Budget {
+    pub rate_per_s: f64,
+    pub burst: f64,
+}
+
+/// The budgets of one source, one per lane that has one (INVITEs have none).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Budgets {
+    /// In-dialog requests and responses: generous, so the calls of a busy SBC pass.
+    pub call: Budget,
+    /// Everything else: OPTIONS, REGISTER, garbage.
+    pub bulk: Budget,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Bucket {
+    tokens: f64,
+    updated: Instant,
+}
+
+impl Bucket {
+    fn full(budget: Budget, now: Instant) -> Self {
+        Bucket {
+            tokens: budget.burst,
+            updated: now,
+        }
+    }
+
+    fn refill(&mut self, budget: Budget, now: Instant) {
+        let elapsed = now.saturating_duration_since(self.updated).as_secs_f64();
+        self.tokens = (self.tokens + elapsed * budget.rate_per_s).min(budget.burst);
+        self.updated = now.max(self.updated);
+    }
+
+    fn take(&mut self, budget: Budget, now: Instant) -> bool {
+        self.refill(budget, now);
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+
+    fn is_full(&self, budget: Budget, now: Instant) -> bool {
+        let mut b = *self;
+        b.refill(budget, now);
+        b.tokens >= budget.burst
+    }
+}
+
+/// One source: a budget for call traffic and one for the rest, so a source's flood of
+/// OPTIONS cannot starve the ACKs and BYEs of its own calls.
+#[derive(Debug, Clone, Copy)]
+struct Entry {
+    call: Bucket,
+    bulk: Bucket,
+    /// Dropped since the last report.
+    dropped: u64,
+}
+
+impl Entry {
+    fn new(budgets: Budgets, now: Instant) -> Self {
+        Entry {
+            call: Bucket::full(budgets.call, now),
+            bulk: Bucket::full(budgets.bulk, now),
+            dropped: 0,
+        }
+    }
+
+    fn at_rest(&self, budgets: Budgets, now: Instant) -> bool {
+        self.dropped == 0
+            && self.call.is_full(budgets.call, now)
+            && self.bulk.is_full(budgets.bulk, now)
+    }
+}
+
+/// Per-source message budgets (one for call traffic, one for the rest; INVITEs are exempt) in
+/// a table of bounded size. Sources that find the table full
+/// (and nothing in it at rest) share one overflow budget, so spoofed sources cost memory
+/// only up to the bound.
+#[derive(Debug)]
+pub struct MessageLimiter {
+    budgets: Budgets,
+    trusted: Trusted,
+    max_sources: usize,
+    table: HashMap<SourceKey, Entry>,
+    overflow: Entry,
+    last_sweep: Option<Instant>,
+}
+
+/// What a limiter has dropped since its last report.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct DropReport {
+    pub dropped: u64,
+    /// Sources that had messages dropped.
+    pub sources: usize,
+    /// The sources with most drops, most first (at most [`DropReport::TOP`]).
+    pub top: Vec<(SourceKey, u64)>,
+    /// Drops charged to the shared overflow budget (sources beyond the table's size).
+    pub overflow: u64,
+}
+
+impl DropReport {
+    pub const TOP: usize = 5;
+
+    pub fn is_empty(&self) -> bool {
+        self.dropped == 0
+    }
+}
+
+impl std::fmt::Display for DropReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} message(s) over the per-source budget dropped from {} source(s)",
+            self.dropped, self.sources
+        )?;
+        if !self.top.is_empty() {
+            let top: Vec<String> = self.top.iter().map(|(k, n)| format!("{k} {n}")).collect();
+            write!(f, "; most: {}", top.join(", "))?;
+        }
+        if self.overflow > 0 {
+            write!(
+                f,
+                "; {} from sources beyond the table (shared budget)",
+                self.overflow
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// A full table is swept for sources at rest at most this often: a stream of new sources must
+/// not make every message walk the table.
+const SWEEP_EVERY: Duration = Duration::from_secs(1);
+
+impl MessageLimiter {
+    pub fn new(budgets: Budgets, trusted: Trusted, max_sources: usize, now: Instant) -> Self {
+        MessageLimiter {
+            budgets,
+            trusted,
+            max_sources: max_sources.max(1),
+            table: HashMap::new(),
+            overflow: Entry::new(budgets, now),
+            last_sweep: None,
+        }
+    }
+
+    /// Whether a message of `lane` from `ip` may go on (and takes one unit of its budget); a
+    /// refusal is counted for the next report. INVITEs always may.
+    pub fn allow(&mut self, now: Instant, ip: IpAddr, lane: Lane) -> bool {
+        if lane == Lane::Invite || self.trusted.contains(ip) {
+            return true;
+        }
+        let key = SourceKey::of(ip);
+        if !self.table.contains_key(&key) && self.table.len() >= self.max_sources {
+            self.sweep(now);
+        }
+        let budgets = self.budgets;
+        let entry = if self.table.len() < self.max_sources || self.table.contains_key(&key) {
+            self.table
+                .entry(key)
+                .or_insert_with(|| Entry::new(budgets, now))
+        } else {
+            &mut self.overflow
+        };
+        let ok = if lane == Lane::Call {
+            entry.call.take(budgets.call, now)
+        } else {
+            entry.bulk.take(budgets.bulk, now)
+        };
+        if !ok {
+            entry.dropped += 1;
+        }
+        ok
+    }
+
+    /// Forgets sources whose budget is full again (they are as good as new) and that have no
+    /// unreported drops.
+    fn sweep(&mut self, now: Instant) {
+        if self
+            .last_sweep
+            .is_some_and(|at| now.saturating_duration_since(at) < SWEEP_EVERY)
+        {
+            return;
+        }
+        self.last_sweep = Some(now);
+        let budgets = self.budgets;
+        self.table.retain(|_, e| !e.at_rest(budgets, now));
+    }
+
+    pub fn sources(&self) -> usize {
+        self.table.len()
+    }
+
+    /// The drops since the last report; resets the counts.
+    pub fn take_report(&mut self) -> DropReport {
+        let mut report = DropReport {
+            overflow: std::mem::take(&mut self.overflow.dropped),
+            ..DropReport::default()
+        };
+        report.dropped = report.overflow;
+        report.sources = usize::from(report.overflow > 0);
+        for (key, entry) in &mut self.table {
+            let n = std::mem::take(&mut entry.dropped);
+            if n == 0 {
+                continue;
+            }
+            report.dropped += n;
+            report.sources += 1;
+            report.top.push((*key, n));
+            report.top.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+            report.top.truncate(DropReport::TOP);
+        }
+        report
+    }
+}
+
+/// Why a connection was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// The source has its share of connections open.
+    PerSource,
+    /// The gateway has its total open.
+    Total,
+    /// Accepting would eat into the descriptors kept for calls (RTP, recordings, database).
+    Descriptors,
+}
+
+/// Open inbound TCP connections per source and in total. Entries exist only while a source
+/// has connections open, so the table is bounded by the total.
+#[derive(Debug)]
+pub struct ConnLimiter {
+    per_source: u32,
+    max_total: usize,
+    trusted: Trusted,
+    open: HashMap<SourceKey, u32>,
+    total: usize,
+    refused: [u64; 3],
+}
+
+impl ConnLimiter {
+    pub fn new(per_source: u32, max_total: usize, trusted: Trusted) -> Self {
+        ConnLimiter {
+            per_source,
+            max_total,
+            trusted,
+            open: HashMap::new(),
+            total: 0,
+            refused: [0; 3],
+        }
+    }
+
+    /// Counts a new connection from `ip`, or says why it is refused (and counts that).
+    pub fn open(&mut self, ip: IpAddr) -> Result<(), Refusal> {
+        if self.total >= self.max_total {
+            return Err(self.refuse(Refusal::Total));
+        }
+        let key = SourceKey::of(ip);
+        let count = self.open.get(&key).copied().unwrap_or(0);
+        if count >= self.per_source && !self.trusted.contains(ip) {
+            return Err(self.refuse(Refusal::PerSource));
+        }
+        self.open.insert(key, count + 1);
+        self.total += 1;
+        Ok(())
+    }
+
+    /// Counts a refusal decided elsewhere (descriptors).
+    pub fn refuse(&mut self, why: Refusal) -> Refusal {
+        self.refused[why as usize] += 1;
+        why
+    }
+
+    /// A connection counted by [`ConnLimiter::open`] is gone.
+    pub fn close(&mut self, ip: IpAddr) {
+        let key = SourceKey::of(ip);
+        match self.open.get_mut(&key) {
+            Some(n) if *n > 1 => *n -= 1,
+            Some(_) => {
+                self.open.remove(&key);
+            }
+            None => return,
+        }
+        self.total = self.total.saturating_sub(1);
+    }
+
+    pub fn total(&self) -> usize {
+        self.total
+    }
+
+    /// Refusals since the last call, as (per source, total, descriptors); resets them.
+    pub fn take_refused(&mut self) -> (u64, u64, u64) {
+        let [a, b, c] = std::mem::take(&mut self.refused);
+        (a, b, c)
+    }
+}
+
+/// Whether a descriptor just accepted still leaves the reserve free. Descriptors are handed
+/// out lowest first, so descriptor number `fd` means at least `fd + 1` are in use: a cheap
+/// lower bound, no directory walk.
+pub fn leaves_reserve(fd: u64, limit: u64, reserve: u64) -> bool {
+    fd + 1 + reserve <= limit
+}
+
+/// The reserve actually kept under a file limit: at most half of it, so a small limit still
+/// lets some TCP in.
+pub fn effective_reserve(limit: u64, reserve: u64) -> u64 {
+    reserve.min(limit / 2)
+}
+
+/// The timings of one stream connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StreamTimeouts {
+    /// A whole message, headers and body, must arrive within this from its first byte.
+    pub message: Duration,
+    /// A connection carrying no call closes after this long without a message.
+    pub idle: Duration,
+    /// A connection carrying a call (or opened by us to an agency) closes after this long
+    /// without a message.
+    pub idle_with_call: Duration,
+}
+
+/// Why a stream connection is closed by its deadlines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StreamExpiry {
+    /// A message started and did not complete in time (slowloris, a short body).
+    IncompleteMessage(Duration),
+    Idle(Duration),
+}
+
+impl std::fmt::Display for StreamExpiry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StreamExpiry::IncompleteMessage(d) => write!(
+                f,
+                "message not complete within {} ms of its first byte",
+                d.as_millis()
+            ),
+            StreamExpiry::Idle(d) => write!(f, "no message for {} s", d.as_secs()),
+        }
+    }
+}
+
+/// Deadline arithmetic of one stream connection: only complete messages count as activity,
+/// so bytes trickled one at a time cannot keep a connection open.
+#[derive(Debug, Clone)]
+pub struct StreamClock {
+    timeouts: StreamTimeouts,
+    message_started: Option<Instant>,
+    last_message: Instant,
+}
+
+impl StreamClock {
+    pub fn new(timeouts: StreamTimeouts, now: Instant) -> Self {
+        StreamClock {
+            timeouts,
+            message_started: None,
+            last_message: now,
+        }
+    }
+
+    /// After the bytes of one read went through the framer: `complete` messages came out and
+    /// `partial` says whether a message has begun and is not complete yet.
+    pub fn on_read(&mut self, now: Instant, complete: usize, partial: bool) {
+        if complete > 0 {
+            self.last_message = now;
+            // A partial message after complete ones started in this read.
+            self.message_started = None;
+        }
+        if !partial {
+            self.message_started = None;
+        } else if self.message_started.is_none() {
+            self.message_started = Some(now);
+        }
+    }
+
+    /// When to look again, and what expires then.
+    pub fn next(&self, carries_call: bool) -> (Instant, StreamExpiry) {
+        let idle = if carries_call {
+            self.timeouts.idle_with_call
+        } else {
+            self.timeouts.idle
+        };
+        let idle_at = (self.last_message + idle, StreamExpiry::Idle(idle));
+        match self.message_started {
+            Some(start) => {
+                let message_at = (
+                    start + self.timeouts.message,
+                    StreamExpiry::IncompleteMessage(self.timeouts.message),
+                );
+                if message_at.0 <= idle_at.0 {
+                    message_at
+                } else {
+                    idle_at
+                }
+            }
+            None => idle_at,
+        }
+    }
+
+    /// What has expired at `now`, if anything.
+    pub fn expired(&self, now: Instant, carries_call: bool) -> Option<StreamExpiry> {
+        let (at, what) = self.next(carries_call);
+        (now >= at).then_some(what)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::disallowed_methods)] // one real Instant as the origin of virtual time
+    use super::*;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().expect("ip")
+    }
+
+    const BUDGET: Budget = Budget {
+        rate_per_s: 100.0,
+        burst: 10.0,
+    };
+    /// Call traffic gets ten times the rest, as by default.
+    const BUDGETS: Budgets = Budgets {
+        call: Budget {
+            rate_per_s: 1000.0,
+            burst: 100.0,
+        },
+        bulk: BUDGET,
+    };
+
+    #[test]
+    fn a_flooding_source_gets_its_budget_and_no_more_while_others_get_theirs() {
+        let t0 = Instant::now();
+        let mut l = MessageLimiter::new(BUDGETS, Trusted::default(), 100, t0);
+        // 10,000 messages over one virtual second from one source, 1 every 100 µs.
+        let mut passed = 0;
+        for i in 0..10_000u64 {
+            let now = t0 + Duration::from_micros(100 * i);
+            if l.allow(now, ip("192.0.2.1"), Lane::Bulk) {
+                passed += 1;
+            }
+            // Another source at 50/s, within its budget, is never refused.
+            if i % 200 == 0 {
+                assert!(l.allow(now, ip("192.0.2.2"), Lane::Bulk), "at {i}");
+                // The flooding source's own call traffic has its own budget.
+                assert!(l.allow(now, ip("192.0.2.1"), Lane::Call), "at {i}");
+                assert!(l.allow(now, ip("192.0.2.1"), Lane::Invite), "at {i}");
+            }
+        }
+        // The burst plus one second at the rate (one token of rounding either way).
+        assert!((109..=111).contains(&passed), "{passed}");
+        let report = l.take_report();
+        assert_eq!(report.dropped, 10_000 - passed);
+        assert_eq!(report.sources, 1);
+        assert_eq!(
+            report.top,
+            vec![(SourceKey::of(ip("192.0.2.1")), 10_000 - passed)]
+        );
+        assert!(report.to_string().contains("192.0.2.1"), "{report}");
+        assert!(l.take_report().is_empty(), "counts reset");
+    }
+
+    #[test]
+    fn call_traffic_has_its_own_larger_budget() {
+        let t0 = Instant::now();
+        let mut l = MessageLimiter::new(BUDGETS, Trusted::default(), 100, t0);
+        // 5,000 responses in one virtual second: the call budget's burst plus its rate.
+        let passed = (0..5000u64)
+            .filter(|i| {
+                let now = t0 + Duration::from_micros(200 * i);
+                l.allow(now, ip("192.0.2.1"), Lane::Call)
+            })
+            .count();
+        assert!((1099..=1101).contains(&passed), "{passed}");
+        // The bulk budget of the same source is untouched.
+        assert_eq!(
+            (0..10)
+                .filter(|_| l.allow(t0 + Duration::from_secs(1), ip("192.0.2.1"), Lane::Bulk))
+                .count(),
+            10
+        );
+    }
+
+    #[test]
+    fn trusted_networks_are_never_limited() {
+        let t0 = Instant::now();
+        let trusted = Trusted(vec!["10.0.0.0/8".parse().expect("net")]);
+        let mut l = MessageLimiter::new(BUDGETS, trusted, 100, t0);
+        assert!((0..1000).all(|_| l.allow(t0, ip("10.1.2.3"), Lane::Bulk)));
+        assert!(!(0..1000).all(|_| l.allow(t0, ip("11.1.2.3"), Lane::Bulk)));
+    }
+
+    #[test]
+    fn the_table_stays_bounded_and_new_sources_share_an_overflow_budget() {
+        let t0 = Instant::now();
+        let mut l = MessageLimiter::new(BUDGETS, Trusted::default(), 64, t0);
+        // 10,000 distinct sources at once: the table never exceeds its size.
+        for i in 0..10_000u32 {
+            let a = IpAddr::V4(std::net::Ipv4Addr::from(0x0A00_0000 + i));
+            l.allow(t0, a, Lane::Bulk);
+            assert!(l.sources() <= 64);
+        }
+        // The 9,936 sources beyond the table shared one burst of 10.
+        let report = l.take_report();
+        assert_eq!(report.overflow, 10_000 - 64 - 10);
+        // Once the sources are at rest again, a sweep frees the table for new ones.
+        let later = t0 + Duration::from_secs(2);
+        assert!(l.allow(later, ip("192.0.2.9"), Lane::Bulk));
+        assert!(l.sources() <= 2, "{}", l.sources());
+    }
+
+    #[test]
+    fn ipv6_sources_are_kept_per_64_and_mapped_v4_as_v4() {
+        assert_eq!(
+            SourceKey::of(ip("2001:db8:1:2:aaaa::1")),
+            SourceKey::of(ip("2001:db8:1:2:bbbb::2"))
+        );
+        assert_ne!(
+            SourceKey::of(ip("2001:db8:1:2::1")),
+            SourceKey::of(ip("2001:db8:1:3::1"))
+        );
+        assert_eq!(
+            SourceKey::of(ip("::ffff:192.0.2.1")),
+            SourceKey::of(ip("192.0.2.1"))
+        );
+    }
+
+    #[test]
+    fn networks_parse_and_match() {
+        let n: IpNet = "192.168.0.0/16".parse().expect("net");
+        assert!(n.contains(ip("192.168.200.1")));
+        assert!(n.contains(ip("::ffff:192.168.1.1")));
+        assert!(!n.contains(ip("192.169.0.1")));
+        let one: IpNet = "203.0.113.7".parse().expect("addr");
+        assert!(one.contains(ip("203.0.113.7")) && !one.contains(ip("203.0.113.8")));
+        let v6: IpNet = "2001:db8::/32".parse().expect("v6");
+        assert!(v6.contains(ip("2001:db8:ffff::1")) && !v6.contains(ip("2001:db9::1")));
+        let all: IpNet = "0.0.0.0/0".parse().expect("all");
+        assert!(all.contains(ip("8.8.8.8")));
+        for bad in ["10.0.0.0/33", "10.0.0/8", "fe80::/129", "x", ""] {
+            assert!(bad.parse::<IpNet>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn lanes_come_from_the_first_token() {
+        assert_eq!(Lane::of(b"INVITE sip:112@x SIP/2.0\r\n"), Lane::Invite);
+        assert_eq!(
+            Lane::of(b"\r\n\r\nINVITE sip:112@x SIP/2.0\r\n"),
+            Lane::Invite
+        );
+        assert_eq!(Lane::of(b"BYE sip:x SIP/2.0\r\n"), Lane::Call);
+        assert_eq!(Lane::of(b"SIP/2.0 200 OK\r\n"), Lane::Call);
+        assert_eq!(Lane::of(b"OPTIONS sip:x SIP/2.0\r\n"), Lane::Bulk);
+        assert_eq!(Lane::of(b"INVITEX sip:x SIP/2.0\r\n"), Lane::Bulk);
+        assert_eq!(Lane::of(b"invite sip:x SIP/2.0\r\n"), Lane::Bulk);
+        assert_eq!(Lane::of(b"INVITE"), Lane::Invite);
+        assert_eq!(Lane::of(b""), Lane::Bulk);
+        assert_eq!(Lane::of(&[0xff, 0, 1]), Lane::Bulk);
+    }
+
+    #[test]
+    fn connections_are_limited_per_source_and_in_total() {
+        let mut c = ConnLimiter::new(2, 5, Trusted(vec!["10.0.0.1".parse().expect("net")]));
+        assert_eq!(c.open(ip("192.0.2.1")), Ok(()));
+        assert_eq!(c.open(ip("192.0.2.1")), Ok(()));
+        assert_eq!(c.open(ip("192.0.2.1")), Err(Refusal::PerSource));
+        assert_eq!(c.open(ip("192.0.2.2")), Ok(()));
+        // Trusted: beyond the per-source count, but not beyond the total.
+        assert_eq!(c.open(ip("10.0.0.1")), Ok(()));
+        assert_eq!(c.open(ip("10.0.0.1")), Ok(()));
+        assert_eq!(c.open(ip("10.0.0.1")), Err(Refusal::Total));
+        c.close(ip("192.0.2.1"));
+        assert_eq!(c.total(), 4);
+        assert_eq!(c.open(ip("192.0.2.1")), Ok(()));
+        // Closing what was never opened changes nothing.
+        c.close(ip("198.51.100.1"));
+        assert_eq!(c.total(), 5);
+        assert_eq!(c.take_refused(), (1, 1, 0));
+        assert_eq!(c.take_refused(), (0, 0, 0));
+    }
+
+    #[test]
+    fn the_descriptor_reserve() {
+        assert!(leaves_reserve(500, 1024, 512));
+        assert!(!leaves_reserve(512, 1024, 512));
+        assert_eq!(effective_reserve(1024, 512), 512);
+        assert_eq!(effective_reserve(256, 512), 128);
+    }
+
+    const TIMEOUTS: StreamTimeouts = StreamTimeouts {
+        message: Duration::from_secs(10),
+        idle: Duration::from_secs(30),
+        idle_with_call: Duration::from_secs(3600),
+    };
+
+    #[test]
+    fn a_message_trickled_byte_by_byte_expires_from_its_first_byte() {
+        let t0 = Instant::now();
+        let mut c = StreamClock::new(TIMEOUTS, t0);
+        // One byte a second: a partial message from t0 + 1 s on, never complete.
+        for s in 1..=20u64 {
+            let now = t0 + Duration::from_secs(s);
+            if let Some(why) = c.expired(now, false) {
+                assert_eq!(why, StreamExpiry::IncompleteMessage(TIMEOUTS.message));
+                assert_eq!(s, 11);
+                return;
+            }
+            c.on_read(now, 0, true);
+        }
+        panic!("the trickle was never cut");
+    }
+
+    #[test]
+    fn complete_messages_keep_a_connection_and_a_call_keeps_it_longer() {
+        let t0 = Instant::now();
+        let mut c = StreamClock::new(TIMEOUTS, t0);
+        c.on_read(t0 + Duration::from_secs(20), 1, false);
+        assert_eq!(c.expired(t0 + Duration::from_secs(49), false), None);
+        assert_eq!(
+            c.next(false),
+            (
+                t0 + Duration::from_secs(50),
+                StreamExpiry::Idle(TIMEOUTS.idle)
+            )
+        );
+        assert_eq!(c.expired(t0 + Duration::from_secs(50), true), None);
+        assert_eq!(
+            c.expired(t0 + Duration::from_secs(3620), true),
+            Some(StreamExpiry::Idle(TIMEOUTS.idle_with_call))
+        );
+        // A message that completes in a later read clears its deadline.
+        c.on_read(t0 + Duration::from_secs(21), 0, true);
+        c.on_read(t0 + Duration::from_secs(25), 1, false);
+        assert_eq!(c.expired(t0 + Duration::from_secs(40), false), None);
+        // Complete messages followed by the start of another: its deadline starts now.
+        c.on_read(t0 + Duration::from_secs(26), 2, true);
+        assert_eq!(
+            c.next(true),
+            (
+                t0 + Duration::from_secs(36),
+                StreamExpiry::IncompleteMessage(TIMEOUTS.message)
+            )
+        );
+    }
+}
