@@ -65,16 +65,20 @@ def log_bytes(db):
 
 
 def stop(p, name, sig=signal.SIGTERM, grace=10.0):
-    """Stops one process we started (by its Popen), SIGKILL after the grace time."""
+    """Stops one process we started (by its Popen), SIGKILL after the grace time.
+    Returns (seconds it took, whether it had to be killed)."""
     if p is None or p.poll() is not None:
-        return
+        return 0.0, False
+    t = time.monotonic()
     p.send_signal(sig)
     try:
         p.wait(timeout=grace)
+        return round(time.monotonic() - t, 1), False
     except subprocess.TimeoutExpired:
         log(f"{name} did not stop in {grace:.0f} s, killing it")
         p.kill()
         p.wait(timeout=10)
+        return round(time.monotonic() - t, 1), True
 
 
 class Sampler(threading.Thread):
@@ -280,7 +284,9 @@ def run(a):
             for line in (out or "").splitlines():
                 if line.startswith("{"):
                     flood_stats.append(json.loads(line))
-        t_flood_end = time.monotonic() if flooders else t_uac_end
+        # The flood's own length (it starts right after t0); without one, up to the last call.
+        fl_elapsed = max([s["elapsed_s"] for s in flood_stats] or [0])
+        t_flood_end = t0 + fl_elapsed if flooders else t_uac_end
         snmp1 = udp_snmp()
         load_end = os.getloadavg()
 
@@ -299,12 +305,24 @@ def run(a):
         hwm_kb = proc_status(procs["gw"].pid, "VmHWM")
         sampler.done.set()
         sampler.join(timeout=5)
+        with open(os.path.join(work, "samples.csv"), "w") as f:
+            keys = list(sampler.rows[0])
+            f.write(",".join(keys) + "\n")
+            for r in sampler.rows:
+                f.write(",".join(str(round(r[k] - t0, 2) if k == "t" else r[k]) for k in keys) + "\n")
         final = sampler.sample()
 
-        stop(procs["gw"], "gateway", grace=60)
+        gw_stop = stop(procs["gw"], "gateway", grace=60)
         stop(procs["uas"], "sipp uas", sig=signal.SIGUSR1)
-        # A clean stop checkpoints the WAL into the database and removes it: what is left is
-        # what the run kept on disk (the WAL's own few MB, reused in place, are not growth).
+        # What the run kept: the database once the WAL is checkpointed into it and truncated
+        # (the WAL's few MB are reused in place, they are not growth).
+        wal_at_stop = os.path.getsize(db + "-wal") if os.path.exists(db + "-wal") else 0
+        try:
+            con = sqlite3.connect(db, timeout=60)
+            con.execute("pragma wal_checkpoint(TRUNCATE)")
+            con.close()
+        except sqlite3.Error as e:
+            log(f"checkpoint after the run failed: {e}")
         kept = log_bytes(db)
 
         # ---- results
@@ -319,7 +337,6 @@ def run(a):
         uas = sipp_stat_last(os.path.join(work, "uas_stat.csv"))
         rtts = read_rtts(work)
         sent = sum(s["sent"] for s in flood_stats)
-        fl_elapsed = max([s["elapsed_s"] for s in flood_stats] or [0])
         stderr_path = os.path.join(work, "gw.stderr")
         lost = 0
         with open(stderr_path, errors="replace") as f:
@@ -354,7 +371,8 @@ def run(a):
             "rss_peak_mb": round(hwm_kb / 1024, 1) if hwm_kb else None,
             "rss_end_mb": round((final["rss_kb"] or 0) / 1024, 1),
             "log_bytes_during": grow_during, "log_bytes_total": grow_total,
-            "wal_left": os.path.exists(db + "-wal"),
+            "wal_bytes_at_stop": wal_at_stop,
+            "gw_stop_s": gw_stop[0], "gw_killed_at_stop": gw_stop[1],
             "log_mb_per_min_during": round(grow_during / 1e6 / minutes, 2),
             "log_mb_per_min": round(grow_total / 1e6 / minutes, 2),
             "settle_s": round(t_settled - t_flood_end, 1),
