@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# TCP exhaustion bench: one host (127.0.0.11) opens IDLE connections that never send a byte
-# and SLOW "slowloris" connections (the start of an INVITE, then one header byte a second),
+# TCP exhaustion bench: one host (127.0.0.11) opens SLOW "slowloris" connections (the start of
+# an INVITE, then one header byte a second) and IDLE connections that never send a byte,
 # then a legitimate caller (127.0.0.1) makes one 112 call over TCP (SIPp -t t1) and one over
 # UDP, both bridged to a SIPp agency. Reports whether each call was answered, bridged and
 # recorded (a call-log row with the recording's SHA-256), whether the gateway's answer carried
@@ -10,7 +10,8 @@
 #
 #   benches/tcp_exhaust.sh                          5000 idle + 300 slowloris, no file limit
 #   NOFILE=1024 benches/tcp_exhaust.sh              the gateway under prlimit --nofile=1024
-#   NOFILE=1024:524288 benches/tcp_exhaust.sh       soft 1024, hard 524288 (systemd's default)
+#   NOFILE=1024:$(ulimit -Hn) benches/tcp_exhaust.sh   soft 1024, hard limit unchanged (as
+#                                                 systemd's default 1024:524288 for a service)
 #
 # Environment: IDLE (default 5000), SLOW (default 300), HOLD_S (how long the attack holds its
 #   connections, default 60; the calls start once every connection has been tried),
@@ -47,6 +48,10 @@ cleanup() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
   for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
   if [ "${KEEP:-0}" != 1 ]; then rm -rf "$work/siaga.db"* "$work/rec"; fi
+  # The gateway's stderr can reach GBs (a spinning accept loop logs each turn): keep its tail.
+  if [ "$(stat -c %s "$work/gw.stderr" 2>/dev/null || echo 0)" -gt 1048576 ]; then
+    tail -c 1048576 "$work/gw.stderr" > "$work/gw.stderr.tail" && mv "$work/gw.stderr.tail" "$work/gw.stderr"
+  fi
 }
 trap cleanup EXIT
 

@@ -421,19 +421,41 @@ def fmt(v, nd=1):
     return str(v)
 
 
+LEGEND = """flood/s: datagrams/s the flood offered (all sources); fl%, gw%: CPU of the flood generator and of
+the gateway, % of one core, over the flood; oth%: CPU of processes outside the run (200 = the box).
+bridged%: legitimate calls the agency answered and completed; drop%: UDP datagrams the kernel
+dropped on full receive buffers (the gateway's above all), % of all it delivered; pNNms: INVITE->200 as the caller saw
+it (SIPp, 1 ms resolution), '-' = that percentile falls on calls never answered. log MB/min: the
+call log's growth (database after a WAL checkpoint) per minute of flood, including what the gateway
+still wrote after it; noncall: the part of it from messages of no emergency call (by bytes
+logged); lost: call-log records the gateway dropped (queue full); rssMB: peak RSS (VmHWM);
+load1: 1-min load average at the start of the run."""
+
+
+def udp_drop_pct(r):
+    """Datagrams the kernel dropped because a receiving socket was full, % of all delivered."""
+    u = r.get("udp") or {}
+    seen = u.get("InDatagrams", 0) + u.get("RcvbufErrors", 0)
+    return round(100 * u.get("RcvbufErrors", 0) / seen, 1) if seen else None
+
+
 def print_table(results):
     cols = [("label", 16), ("src", 4), ("flood/s", 8), ("fl%", 5), ("calls", 6), ("bridged%", 8),
-            ("p50ms", 6), ("p90ms", 6), ("p99ms", 7), ("log MB/min", 10), ("noncall", 8),
+            ("drop%", 5), ("p50ms", 6), ("p90ms", 6), ("p99ms", 7), ("log MB/min", 10), ("noncall", 8),
             ("lost", 7), ("rssMB", 7), ("gw%", 5), ("oth%", 5), ("load1", 5)]
     print(" ".join(f"{n:>{w}}" for n, w in cols))
     for r in results:
         am = r.get("answer_ms", {})
         row = [r.get("label"), r.get("sources"), r.get("flood", {}).get("rate_per_s"),
                r.get("flood", {}).get("cpu_pct"), r.get("legit_calls"), r.get("bridged_pct"),
-               am.get("p50"), am.get("p90"), am.get("p99"), r.get("log_mb_per_min"),
+               udp_drop_pct(r), am.get("p50"), am.get("p90"), am.get("p99"), r.get("log_mb_per_min"),
                r.get("noncall_mb_per_min"), r.get("log_records_lost"), r.get("rss_peak_mb"),
                r.get("gw_cpu_pct"), r.get("other_cpu_pct"), (r.get("loadavg_start") or [None])[0]]
         print(" ".join(f"{fmt(v):>{w}}" for v, (_, w) in zip(row, cols)))
+
+
+def print_legend():
+    print(LEGEND)
 
 
 def main():
@@ -466,6 +488,7 @@ def main():
         path = os.path.join(a.out, "results.jsonl")
         rows = [json.loads(l) for l in open(path)] if os.path.exists(path) else []
         print_table(rows[-a.last:] if a.last else rows)
+        print_legend()
         return 0
     if not 0 <= a.sources <= 20:
         sys.exit("--sources must be 0..20 (127.0.0.11 .. 127.0.0.30)")

@@ -4,9 +4,9 @@
   tcp_attack.py --target 127.0.0.1:5060 --source 127.0.0.11 --idle 5000 --slow 300 \
                 --hold 60 --ready FILE --report FILE
 
-Opens --idle connections that never send a byte and --slow "slowloris" connections that send
+Opens --slow "slowloris" connections that send
 the start of an INVITE and then one more header byte per connection every second, never
-finishing the message. All from --source (loopback only). Writes FILE --ready once every
+finishing the message, then --idle connections that never send a byte. All from --source (loopback only). Writes FILE --ready once every
 connection has been tried (a JSON line: how many are established), keeps them for --hold
 seconds while counting those the peer closes, then writes --report (JSON) and exits.
 Bounded: connects in batches with a deadline, the whole run ends after --hold seconds.
@@ -93,8 +93,10 @@ def main():
     t0 = time.monotonic()
     deadline = t0 + a.connect_timeout
     idle, slow, failed = [], [], 0
-    # Batches of 500, so the listener's accept queue is not the only thing measured.
-    for kind, n in (("idle", a.idle), ("slow", a.slow)):
+    # Slowloris first, so they are not the ones a global connection cap turns away (what is
+    # measured is whether the gateway closes them by itself). Batches of 500, so the
+    # listener's accept queue is not the only thing measured.
+    for kind, n in (("slow", a.slow), ("idle", a.idle)):
         while n > 0 and time.monotonic() < deadline:
             got, bad = open_batch(target, a.source, min(500, n), deadline)
             (idle if kind == "idle" else slow).extend(got)
