@@ -180,7 +180,8 @@ def query_log(db):
 
 def run(a):
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-    label = a.label or (f"flood-{a.sources}src" if a.sources else "baseline")
+    label = a.label or (f"flood-{a.sources}src" + (f"-{a.flood_rate:g}pps" if a.flood_rate else "")
+                        if a.sources else "baseline")
     work = os.path.join(a.out, "runs", f"{stamp}-{label}")
     os.makedirs(work)
     db = os.path.join(work, "siaga.db")
@@ -424,12 +425,12 @@ def fmt(v, nd=1):
 LEGEND = """flood/s: datagrams/s the flood offered (all sources); fl%, gw%: CPU of the flood generator and of
 the gateway, % of one core, over the flood; oth%: CPU of processes outside the run (200 = the box).
 bridged%: legitimate calls the agency answered and completed; drop%: UDP datagrams the kernel
-dropped on full receive buffers (the gateway's above all), % of all it delivered; pNNms: INVITE->200 as the caller saw
-it (SIPp, 1 ms resolution), '-' = that percentile falls on calls never answered. log MB/min: the
-call log's growth (database after a WAL checkpoint) per minute of flood, including what the gateway
-still wrote after it; noncall: the part of it from messages of no emergency call (by bytes
-logged); lost: call-log records the gateway dropped (queue full); rssMB: peak RSS (VmHWM);
-load1: 1-min load average at the start of the run."""
+dropped on full receive buffers (the gateway's above all), % of all it delivered; pNNms:
+INVITE->200 as the caller saw it (SIPp, 1 ms resolution), '-' = that percentile falls on calls
+never answered. log MB/min: the call log's growth (database after a WAL checkpoint) per minute
+of flood, including what the gateway still wrote after it; noncall: the part of it from
+messages of no emergency call (by bytes logged); lost: call-log records the gateway dropped
+(queue full); rssMB: peak RSS (VmHWM); load1: 1-min load average at the start of the run."""
 
 
 def udp_drop_pct(r):
