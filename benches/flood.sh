@@ -4,9 +4,10 @@
 # number no dialplan has, as fast as the flood generator goes. First the same run without the
 # flood (the baseline), then one run per source count. Reports, per run: the share of the
 # legitimate calls the agency answered (bridged), their INVITE→200 time as the caller saw it
-# (p50/p90/p99), the call log's growth (database + WAL, MB per minute of flood, and the part of
-# it that is non-call traffic), records the gateway lost, its peak RSS and CPU, the flood rate
-# actually offered and its CPU, the whole machine's CPU and its load average at the start.
+# (p50/p90/p99), the call log's growth (MB per minute of flood: the database after the run,
+# its WAL checkpointed, against the start; and the part of it from non-call traffic), records
+# the gateway lost, its peak RSS and CPU, the flood rate actually offered and its CPU, the
+# UDP datagrams the kernel dropped, the whole machine's CPU and its load average.
 #
 #   benches/flood.sh                     baseline, then 1, 5 and 20 sources, 60 s each
 #
@@ -28,7 +29,8 @@
 #                runs/<stamp>-<label>/ (SIPp stats, commands, gateway output, result.json)
 #   PLAN         dialplan (default benches/bench-plan.toml: 112 → the agency on 127.0.0.1:5090)
 #   KEEP=1       keep each run's call log (can be GBs under a flood of today's main)
-# Needs root (namespace, nice -10), sipp, sqlite3, gcc, python3 ≥ 3.9. Loopback traffic only.
+# Needs root (namespace, nice -10), sipp, gcc, python3 ≥ 3.9. Loopback traffic only; every
+# process it starts is stopped by PID and every wait has a deadline.
 set -euo pipefail
 HERE="$(cd "$(dirname "$0")/.." && pwd)"
 DURATION="${DURATION:-60}"
