@@ -209,6 +209,15 @@ impl Latch {
     /// Decides on one packet from `from`, received at `now`. Returns at most one event: a
     /// (re)latch or the first refusal of a source.
     pub fn on_packet(&mut self, from: SocketAddr, now: Instant) -> (Verdict, Option<LatchEvent>) {
+        // Nearly every packet: the latched source again (an SDP address's first packet is an
+        // event even when it was latched before the SDP named it).
+        if let Some(latched) = self.latched.as_mut()
+            && latched.source == from
+            && (self.sdp_heard || Some(from) != self.sdp)
+        {
+            latched.last = now;
+            return (Verdict::Accept, None);
+        }
         let current = self.latched.map(|l| l.source);
         if Some(from) == self.sdp {
             let back = current.is_some_and(|c| c != from);
@@ -226,10 +235,6 @@ impl Latch {
                 last: now,
             });
             return (Verdict::Accept, event);
-        }
-        if let Some(latched) = self.latched.as_mut().filter(|l| l.source == from) {
-            latched.last = now;
-            return (Verdict::Accept, None);
         }
         match self.may_latch(from, now) {
             Ok(reason) => {
