@@ -92,9 +92,6 @@ pub struct Settings {
     pub ring_delay: Duration,
     pub max_call_duration: Option<Duration>,
     pub media_timeout: Duration,
-    /// From a leg's session start, how long RTP from the peer's IP on another port than its
-    /// SDP says (NAT) may be learnt.
-    pub rtp_learning_window: Duration,
     pub drain_timeout: Duration,
     /// CSV of cell ID → approximate location (`cell_id,lat,lon,radius_m,area`).
     pub cell_table: Option<PathBuf>,
@@ -149,7 +146,6 @@ impl Default for Settings {
             ring_delay: Duration::ZERO,
             max_call_duration: Some(Duration::from_secs(4 * 3600)),
             media_timeout: Duration::from_secs(30),
-            rtp_learning_window: Duration::from_secs(5),
             drain_timeout: Duration::from_secs(60),
             cell_table: None,
             default_location: None,
@@ -280,7 +276,6 @@ pub struct MediaSection {
     pub rtp_ports: Option<Spanned<String>>,
     pub recordings: Option<Spanned<PathBuf>>,
     pub timeout_s: Option<Spanned<u64>>,
-    pub learning_window_ms: Option<Spanned<u64>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -370,12 +365,6 @@ impl Settings {
         }
         if self.media_timeout > Duration::from_secs(3600) {
             return wrong("timeout_s", "media timeout over 3600 s".into());
-        }
-        if self.rtp_learning_window > Duration::from_secs(60) {
-            return wrong(
-                "learning_window_ms",
-                "RTP learning window over 60000 ms: anyone on the peer's IP could take the audio for that long".into(),
-            );
         }
         if self.drain_timeout > Duration::from_secs(24 * 3600) {
             return wrong("drain_timeout_s", "drain timeout over 86400 s".into());
@@ -496,10 +485,6 @@ fn apply_text(settings: &mut Settings, path: &Path, text: &str) -> anyhow::Resul
         .drain_timeout_s
         .map(|v| take("drain_timeout_s", v));
     let media_timeout = file.media.timeout_s.map(|v| take("timeout_s", v));
-    let learning_window = file
-        .media
-        .learning_window_ms
-        .map(|v| take("learning_window_ms", v));
     let limits = &mut settings.transport_limits;
     let lim = file.limits;
     let clamp32 = |v: u64| u32::try_from(v).unwrap_or(u32::MAX);
@@ -581,9 +566,6 @@ fn apply_text(settings: &mut Settings, path: &Path, text: &str) -> anyhow::Resul
     }
     if let Some(s) = media_timeout {
         settings.media_timeout = Duration::from_secs(s.max(1));
-    }
-    if let Some(ms) = learning_window {
-        settings.rtp_learning_window = Duration::from_millis(ms);
     }
     if let Some(p) = file.log.db {
         settings.set_origin("log.db", at(p.span()));
@@ -732,11 +714,6 @@ mod tests {
                 "media timeout",
             ),
             ("[calls]\ndrain_timeout_s = 100000\n", 2, "drain timeout"),
-            (
-                "[media]\ntimeout_s = 5\nlearning_window_ms = 600000\n",
-                3,
-                "RTP learning window",
-            ),
             (
                 "[media]\n\nrtp_ports = \"50000-40000\"\n",
                 3,

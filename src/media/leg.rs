@@ -31,6 +31,8 @@ use crate::calllog::{self, CallLog, Write};
 /// Work for a leg.
 pub(super) enum LegCommand {
     Start(MediaSession),
+    /// The peer's SIP comes from this IP now: its RTP may be latched.
+    PeerMoved(IpAddr),
     Play {
         playback: PlaybackId,
         prompt: Prompt,
@@ -174,7 +176,7 @@ impl Leg {
             media_timeout: setup.media_timeout,
             random: setup.random,
             session: None,
-            latch: Latch::new(setup.latch, Some(setup.peer_ip), now),
+            latch: Latch::new(setup.latch, Some(setup.peer_ip)),
             first_packet_seen: false,
             last_rx: now,
             timeout_reported: false,
@@ -223,6 +225,7 @@ impl Leg {
     pub(super) fn on_command(&mut self, cmd: LegCommand, now: Instant) {
         match cmd {
             LegCommand::Start(session) => self.start(session, now),
+            LegCommand::PeerMoved(ip) => self.latch.set_signalling_ip(ip),
             LegCommand::Play { playback, prompt } => self.play(playback, prompt, now),
             LegCommand::StopPlayback { playback } => {
                 if self.playing.is_some_and(|p| p.engine == playback) {
@@ -254,7 +257,7 @@ impl Leg {
     fn start(&mut self, session: MediaSession, now: Instant) {
         let previous = self.session.replace(session);
         // A changed address in SDP wins over what was learnt: the peer moved.
-        self.latch.set_remote(session.remote, now);
+        self.latch.set_remote(session.remote);
         let was_receiving = previous.is_none_or(|p| p.direction.receives());
         if session.direction.receives() && !was_receiving {
             // Back from hold: the silence clock starts now.

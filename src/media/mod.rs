@@ -141,10 +141,7 @@ impl MediaManager {
         let (recorder, recorder_thread) = RecorderThread::start(calllog.clone());
         Self {
             ports: settings.rtp_ports,
-            latch: LatchConfig {
-                learning_window: settings.rtp_learning_window,
-                ..LatchConfig::default()
-            },
+            latch: LatchConfig::default(),
             legs: HashMap::new(),
             reactors: Vec::new(),
             reactor_count: reactor_count().max(1),
@@ -178,6 +175,10 @@ impl MediaManager {
             }),
             MediaCommand::Start { call, leg, session } => {
                 self.send(call, leg, LegCommand::Start(session));
+                None
+            }
+            MediaCommand::PeerMoved { call, leg, peer_ip } => {
+                self.send(call, leg, LegCommand::PeerMoved(peer_ip));
                 None
             }
             MediaCommand::Play {

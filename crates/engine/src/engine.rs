@@ -1259,6 +1259,7 @@ impl Engine {
             return self.reply_stateless_tx(now, flow, &req, key, 481, Some(call_ref));
         };
         // A TCP caller may come back on a new connection: answer where it is now.
+        let moved = call.flow.remote.ip() != flow.remote.ip();
         call.flow = flow;
         // Any request in the dialog proves the caller has our 200, even if its ACK was lost.
         if let Some((_, tx_key)) = call.awaiting_ack.take() {
@@ -1271,6 +1272,14 @@ impl Engine {
                 tx.on_2xx_acked();
             }
             self.reschedule_server(&tx_key);
+        }
+        if moved {
+            // A handover: the caller's RTP will come from its new IP too.
+            self.media(MediaCommand::PeerMoved {
+                call: call_ref,
+                leg: LegId::Caller,
+                peer_ip: flow.remote.ip(),
+            });
         }
         let Some(call) = self.calls.get_mut(&call_ref) else {
             return;

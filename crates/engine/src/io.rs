@@ -209,6 +209,13 @@ pub enum MediaCommand {
         leg: LegId,
         session: MediaSession,
     },
+    /// The peer's SIP now comes from `peer_ip` (an in-dialog request from another address, as
+    /// after a Wi-Fi/LTE handover): RTP from that IP may be latched from now on.
+    PeerMoved {
+        call: CallRef,
+        leg: LegId,
+        peer_ip: std::net::IpAddr,
+    },
     /// Play a prompt WAV (8 kHz mono 16-bit) to the leg now, replacing any prompt playing;
     /// answer with `MediaEvent::PromptFinished` when it ends.
     Play {

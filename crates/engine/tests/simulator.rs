@@ -508,6 +508,34 @@ fn reinvite_is_answered_with_the_current_session() {
     assert!(sim.take_sent().is_empty());
 }
 
+/// After a handover the caller's SIP comes from a new IP: the media side is told, so the
+/// caller's RTP from that IP can be latched; requests from the same IP change nothing.
+#[test]
+fn an_in_dialog_request_from_a_new_ip_tells_the_media_side() {
+    let mut sim = Sim::new(Transport::Udp);
+    let tag = establish(&mut sim, "c13");
+    let moves = |sim: &Sim| -> Vec<MediaCommand> {
+        sim.media
+            .iter()
+            .filter(|m| matches!(m, MediaCommand::PeerMoved { .. }))
+            .cloned()
+            .collect()
+    };
+    sim.send(&in_dialog("INFO", 2, "c13", &tag, "z9hG4bKi1"));
+    assert!(moves(&sim).is_empty());
+    sim.flow.remote = "203.0.113.77:5070".parse().expect("addr");
+    sim.send(&in_dialog("INFO", 3, "c13", &tag, "z9hG4bKi2"));
+    let call = sim.started_calls()[0];
+    assert_eq!(
+        moves(&sim),
+        vec![MediaCommand::PeerMoved {
+            call,
+            leg: LegId::Caller,
+            peer_ip: "203.0.113.77".parse().expect("ip"),
+        }]
+    );
+}
+
 #[test]
 fn options_out_of_dialog_is_200_and_register_is_405() {
     let mut sim = Sim::new(Transport::Udp);

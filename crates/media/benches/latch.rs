@@ -41,8 +41,8 @@ fn main() {
     let t0 = Instant::now();
     let caller: SocketAddr = "198.51.100.7:4000".parse().expect("addr");
     let intruder: SocketAddr = "203.0.113.9:5555".parse().expect("addr");
-    let mut latch = Latch::new(LatchConfig::default(), Some(caller.ip()), t0);
-    latch.set_remote(Some(caller), t0);
+    let mut latch = Latch::new(LatchConfig::default(), Some(caller.ip()));
+    latch.set_remote(Some(caller));
     // Neither path reads the time once the SDP address has spoken; one instant will do.
     let now = t0 + Duration::from_secs(10);
     let latched = median_ns(|_| latch.on_packet(black_box(caller), now).0 == Verdict::Accept);

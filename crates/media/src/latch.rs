@@ -1,16 +1,24 @@
 //! Which sources a leg takes RTP from, and where it sends: symmetric RTP without hijacking.
 //!
 //! A leg knows two facts about its peer from signalling: the address in the peer's SDP, and
-//! the IP its SIP came from. Anybody can send a datagram to our port, so only these count:
+//! the IP its SIP comes from. Anybody can send a datagram to our port, so only these count:
 //! - packets from the **SDP address** are always taken, and the leg sends there (back to it
-//!   whenever it speaks again, even after a NAT source was learnt);
-//! - while **nothing came from the SDP address**, a source whose IP is one the peer named —
-//!   its signalling IP (a phone behind NAT, whose SDP holds a private address) or the IP of
-//!   its SDP (a device that sends from another port than it receives on) — is learnt, but
-//!   only within a short **learning window** from the session's start;
-//! - everything else is refused: neither relayed nor recorded nor answered. The first
-//!   refusal of each source is an event, later ones are only counted ([`Latch::refusals`]),
-//!   so a flood cannot turn into one log row per packet.
+//!   whenever it speaks again, even after another source was latched);
+//! - a source on one of the **peer's IPs** — the IP of the source latched now, the peer's
+//!   signalling IP (a phone behind NAT, whose SDP holds a private address) or the IP of its
+//!   SDP (a device that sends from another port than it receives on) — is latched when
+//!   nothing is latched yet, or when the latched source has been silent for
+//!   [`LatchConfig::relatch_after`] (a NAT binding that moved to another port mid-call:
+//!   CGNAT, a Wi-Fi/LTE handover). While the latched source still sends, a second one is
+//!   refused, so two streams cannot make the leg flap;
+//! - everything else — any other IP — is refused at any time: neither relayed nor recorded
+//!   nor answered. The first refusal of each source is an event, later ones are only counted
+//!   ([`Latch::refusals`]), so a flood cannot turn into one log row per packet.
+//!
+//! There is no learning window: the first packet from a peer's IP is always learnt, however
+//! late it comes (a silent caller, silence suppression), and later moves need the silence
+//! above, at any time of the call. What a window bounded — a stranger taking the audio — is
+//! already excluded by the IP rule.
 //!
 //! Pure: the shell passes the time of each packet. Each decision is a few comparisons and
 //! allocates nothing once a source is known.
@@ -22,18 +30,14 @@ use std::time::{Duration, Instant};
 /// The latch's tunables.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LatchConfig {
-    /// From the session's start (its SDP), how long a NAT source may be learnt.
-    pub learning_window: Duration,
-    /// Within the window, a learnt source silent this long may give way to another one from
-    /// the same peer (its NAT binding changed); before that, a second source is refused so two
-    /// streams cannot make the leg flap.
+    /// A latched source silent this long may give way to a new one on the peer's IPs (its NAT
+    /// binding changed); before that, a second source is refused.
     pub relatch_after: Duration,
 }
 
 impl Default for LatchConfig {
     fn default() -> Self {
         LatchConfig {
-            learning_window: Duration::from_secs(5),
             relatch_after: Duration::from_millis(500),
         }
     }
@@ -48,22 +52,26 @@ pub const TRACKED_SOURCES: usize = 8;
 pub enum LatchReason {
     /// The first packet from the address in the peer's SDP.
     Sdp,
-    /// The SDP address speaks again after a NAT source had been learnt.
+    /// The SDP address speaks again after another source had been latched.
     BackToSdp,
-    /// Learnt: the peer's IP (signalling or SDP) on another port, within the window.
+    /// Learnt: the peer's IP on another port than its SDP says, nothing latched yet.
     Nat,
+    /// The peer's IP on a new port or address, after the latched `previous` source had been
+    /// silent for `silent_for`.
+    Relatch {
+        previous: SocketAddr,
+        silent_for: Duration,
+    },
 }
 
 /// Why a packet was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Refusal {
-    /// Its IP is neither the peer's signalling IP nor the IP of its SDP.
+    /// Its IP is none of the peer's: not the latched source's, the signalling IP or the SDP's.
     UnknownSource,
-    /// The peer's IP, but the SDP address has already been heard: no learning needed.
+    /// The peer's IP, but the SDP address is sending.
     SdpAddressSpeaks,
-    /// The peer's IP, but the learning window is over.
-    WindowOver,
-    /// The peer's IP, but another learnt source is still sending.
+    /// The peer's IP, but another latched source is still sending.
     OtherSourceActive,
 }
 
@@ -125,62 +133,72 @@ impl Refusals {
     }
 }
 
+/// The source a leg takes packets from and sends to.
+#[derive(Debug, Clone, Copy)]
+struct Latched {
+    source: SocketAddr,
+    /// Its last packet.
+    last: Instant,
+}
+
 /// The latch of one leg.
 #[derive(Debug, Clone)]
 pub struct Latch {
     config: LatchConfig,
     /// Where the peer's SDP says it is.
     sdp: Option<SocketAddr>,
-    /// Where the peer's SIP came from.
+    /// Where the peer's SIP comes from.
     signalling_ip: Option<IpAddr>,
-    /// When learning started: the session's start, or a changed SDP address.
-    window_start: Option<Instant>,
-    /// A learnt (NAT) source the leg uses instead of the SDP address.
-    learnt: Option<SocketAddr>,
-    /// The last packet from `learnt`.
-    learnt_last: Option<Instant>,
-    /// Whether anything came from the SDP address since it was set.
+    /// What the leg takes and sends to; `None` until a source is latched, and after the SDP
+    /// address moved.
+    latched: Option<Latched>,
+    /// Whether anything came from the SDP address since it was set (its first packet is an
+    /// event even when that address had been learnt before the SDP named it).
     sdp_heard: bool,
     refusals: Refusals,
 }
 
 impl Latch {
-    /// A latch for a peer whose SIP came from `signalling_ip` (when known). Until
+    /// A latch for a peer whose SIP comes from `signalling_ip` (when known). Until
     /// [`Latch::set_remote`], only that IP can be learnt.
-    pub fn new(config: LatchConfig, signalling_ip: Option<IpAddr>, now: Instant) -> Latch {
+    pub fn new(config: LatchConfig, signalling_ip: Option<IpAddr>) -> Latch {
         Latch {
             config,
             sdp: None,
             signalling_ip,
-            window_start: Some(now),
-            learnt: None,
-            learnt_last: None,
+            latched: None,
             sdp_heard: false,
             refusals: Refusals::default(),
         }
     }
 
     /// The peer's SDP address from an offer or answer (also after a re-INVITE). A changed
-    /// address means the peer moved: what was learnt is forgotten and learning starts again.
-    pub fn set_remote(&mut self, sdp: Option<SocketAddr>, now: Instant) {
+    /// address means the peer moved: the latched source is forgotten, and the next packet
+    /// from one of the peer's IPs is learnt at once.
+    pub fn set_remote(&mut self, sdp: Option<SocketAddr>) {
         if sdp == self.sdp && self.sdp.is_some() {
             return;
         }
         let first = self.sdp.is_none();
         self.sdp = sdp;
         self.sdp_heard = false;
-        self.window_start = Some(now);
         // A source learnt before the first SDP (early packets from the signalling IP) stays
         // until the SDP address speaks; after a real move it is stale.
         if !first {
-            self.learnt = None;
-            self.learnt_last = None;
+            self.latched = None;
         }
     }
 
-    /// Where to send: the learnt source while the SDP address is silent, else the SDP address.
+    /// The peer's SIP now comes from `ip` (an in-dialog request from another address: a
+    /// handover). RTP from it may be learnt from now on; the latched source stays until it
+    /// falls silent.
+    pub fn set_signalling_ip(&mut self, ip: IpAddr) {
+        self.signalling_ip = Some(ip);
+    }
+
+    /// Where to send: the latched source, else the SDP address.
     pub fn target(&self) -> Option<SocketAddr> {
-        self.learnt.or(self.sdp)
+        self.latched.map(|l| l.source).or(self.sdp)
     }
 
     /// What was refused so far.
@@ -191,8 +209,18 @@ impl Latch {
     /// Decides on one packet from `from`, received at `now`. Returns at most one event: a
     /// (re)latch or the first refusal of a source.
     pub fn on_packet(&mut self, from: SocketAddr, now: Instant) -> (Verdict, Option<LatchEvent>) {
+        // Nearly every packet: the latched source again (an SDP address's first packet is an
+        // event even when it was latched before the SDP named it).
+        if let Some(latched) = self.latched.as_mut()
+            && latched.source == from
+            && (self.sdp_heard || Some(from) != self.sdp)
+        {
+            latched.last = now;
+            return (Verdict::Accept, None);
+        }
+        let current = self.latched.map(|l| l.source);
         if Some(from) == self.sdp {
-            let back = self.learnt.is_some_and(|learnt| learnt != from);
+            let back = current.is_some_and(|c| c != from);
             let event = (!self.sdp_heard || back).then_some(LatchEvent::Latched {
                 source: from,
                 reason: if back {
@@ -202,21 +230,21 @@ impl Latch {
                 },
             });
             self.sdp_heard = true;
-            self.learnt = None;
-            self.learnt_last = None;
+            self.latched = Some(Latched {
+                source: from,
+                last: now,
+            });
             return (Verdict::Accept, event);
         }
-        if Some(from) == self.learnt {
-            self.learnt_last = Some(now);
-            return (Verdict::Accept, None);
-        }
-        match self.may_learn(from, now) {
-            Ok(()) => {
-                self.learnt = Some(from);
-                self.learnt_last = Some(now);
+        match self.may_latch(from, now) {
+            Ok(reason) => {
+                self.latched = Some(Latched {
+                    source: from,
+                    last: now,
+                });
                 let event = LatchEvent::Latched {
                     source: from,
-                    reason: LatchReason::Nat,
+                    reason,
                 };
                 (Verdict::Accept, Some(event))
             }
@@ -224,28 +252,30 @@ impl Latch {
         }
     }
 
-    fn may_learn(&self, from: SocketAddr, now: Instant) -> Result<(), Refusal> {
-        let named_by_peer = Some(from.ip()) == self.signalling_ip
-            || self.sdp.is_some_and(|sdp| sdp.ip() == from.ip());
-        if !named_by_peer {
+    /// Whether `from` (neither the SDP address nor the latched source) may be latched now.
+    fn may_latch(&self, from: SocketAddr, now: Instant) -> Result<LatchReason, Refusal> {
+        let ip = from.ip();
+        let peers = Some(ip) == self.signalling_ip
+            || self.sdp.is_some_and(|sdp| sdp.ip() == ip)
+            || self.latched.is_some_and(|l| l.source.ip() == ip);
+        if !peers {
             return Err(Refusal::UnknownSource);
         }
-        if self.sdp_heard {
-            return Err(Refusal::SdpAddressSpeaks);
+        let Some(latched) = self.latched else {
+            return Ok(LatchReason::Nat);
+        };
+        let silent_for = now.saturating_duration_since(latched.last);
+        if silent_for < self.config.relatch_after {
+            return Err(if Some(latched.source) == self.sdp {
+                Refusal::SdpAddressSpeaks
+            } else {
+                Refusal::OtherSourceActive
+            });
         }
-        let in_window = self.window_start.is_some_and(|start| {
-            now.saturating_duration_since(start) < self.config.learning_window
-        });
-        if !in_window {
-            return Err(Refusal::WindowOver);
-        }
-        let other_active = self
-            .learnt_last
-            .is_some_and(|last| now.saturating_duration_since(last) < self.config.relatch_after);
-        if other_active {
-            return Err(Refusal::OtherSourceActive);
-        }
-        Ok(())
+        Ok(LatchReason::Relatch {
+            previous: latched.source,
+            silent_for,
+        })
     }
 
     /// Counts a refused packet; an event for a source's first one.
@@ -266,23 +296,30 @@ impl Latch {
 
 impl fmt::Display for LatchReason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            LatchReason::Sdp => "the address in the peer's SDP",
-            LatchReason::BackToSdp => "back to the address in the peer's SDP",
+        match self {
+            LatchReason::Sdp => f.write_str("the address in the peer's SDP"),
+            LatchReason::BackToSdp => f.write_str("back to the address in the peer's SDP"),
             LatchReason::Nat => {
-                "learnt (NAT): the peer's IP on another port, nothing from its SDP address yet"
+                f.write_str("learnt (NAT): the peer's IP on another port, nothing latched before")
             }
-        })
+            LatchReason::Relatch {
+                previous,
+                silent_for,
+            } => write!(
+                f,
+                "re-latched (NAT moved): the peer's IP, after {previous} was silent for {} ms",
+                silent_for.as_millis()
+            ),
+        }
     }
 }
 
 impl fmt::Display for Refusal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
-            Refusal::UnknownSource => "neither the peer's SDP address nor its signalling IP",
+            Refusal::UnknownSource => "none of the peer's IPs (latched source, signalling, SDP)",
             Refusal::SdpAddressSpeaks => "the peer's IP, but its SDP address is sending",
-            Refusal::WindowOver => "the peer's IP, but after the learning window",
-            Refusal::OtherSourceActive => "the peer's IP, but another learnt source is sending",
+            Refusal::OtherSourceActive => "the peer's IP, but the latched source is sending",
         })
     }
 }
@@ -340,9 +377,8 @@ mod tests {
         let mut latch = Latch::new(
             LatchConfig::default(),
             Some(SIGNALLING.parse().expect("ip")),
-            clock.at(0),
         );
-        latch.set_remote(Some(addr(sdp)), clock.at(0));
+        latch.set_remote(Some(addr(sdp)));
         (latch, clock)
     }
 
@@ -391,7 +427,7 @@ mod tests {
     }
 
     #[test]
-    fn a_nated_peer_is_learnt_from_its_signalling_ip_within_the_window() {
+    fn a_nated_peer_is_learnt_from_its_signalling_ip() {
         // SDP holds a private address; packets come from the NAT's public side.
         let (mut latch, t) = latch_with_sdp("192.168.1.20:4000");
         let nat = addr("198.51.100.7:61000");
@@ -405,7 +441,7 @@ mod tests {
             })
         );
         assert_eq!(latch.target(), Some(nat));
-        // Long after the window it stays: the window limits learning, not keeping.
+        // It stays, however long the call.
         assert_eq!(latch.on_packet(nat, t.at(60_000)), (Verdict::Accept, None));
     }
 
@@ -418,24 +454,7 @@ mod tests {
     }
 
     #[test]
-    fn the_signalling_ip_is_not_learnt_after_the_window() {
-        let (mut latch, t) = latch_with_sdp("192.168.1.20:4000");
-        let late = addr("198.51.100.7:61000");
-        assert_eq!(
-            latch.on_packet(late, t.at(5000)),
-            (
-                Verdict::Refuse,
-                Some(LatchEvent::Refused {
-                    source: late,
-                    why: Refusal::WindowOver
-                })
-            )
-        );
-        assert_eq!(latch.target(), Some(addr("192.168.1.20:4000")));
-    }
-
-    #[test]
-    fn once_the_sdp_address_spoke_nothing_else_is_learnt() {
+    fn while_the_sdp_address_speaks_no_other_port_is_taken() {
         let (mut latch, t) = latch_with_sdp("198.51.100.7:4000");
         assert_eq!(
             latch.on_packet(addr("198.51.100.7:4000"), t.at(0)).0,
@@ -491,8 +510,20 @@ mod tests {
                 })
             )
         );
-        // The first goes quiet (its NAT binding changed): the second takes over, in the window.
-        assert_eq!(latch.on_packet(second, t.at(700)).0, Verdict::Accept);
+        // The first goes quiet (its NAT binding changed): the second takes over.
+        assert_eq!(
+            latch.on_packet(second, t.at(700)),
+            (
+                Verdict::Accept,
+                Some(LatchEvent::Latched {
+                    source: second,
+                    reason: LatchReason::Relatch {
+                        previous: first,
+                        silent_for: Duration::from_millis(700)
+                    }
+                })
+            )
+        );
         assert_eq!(latch.target(), Some(second));
         assert_eq!(latch.on_packet(first, t.at(720)).0, Verdict::Refuse);
     }
@@ -503,7 +534,6 @@ mod tests {
         let mut latch = Latch::new(
             LatchConfig::default(),
             Some(SIGNALLING.parse().expect("ip")),
-            t.at(0),
         );
         assert_eq!(latch.target(), None);
         assert_eq!(
@@ -513,7 +543,7 @@ mod tests {
         let early = addr("198.51.100.7:4000");
         assert_eq!(latch.on_packet(early, t.at(10)).0, Verdict::Accept);
         // The answer names that very address: from now on it is taken as the SDP address.
-        latch.set_remote(Some(early), t.at(20));
+        latch.set_remote(Some(early));
         assert_eq!(latch.target(), Some(early));
         assert_eq!(
             latch.on_packet(early, t.at(40)),
@@ -529,25 +559,25 @@ mod tests {
     }
 
     #[test]
-    fn a_moved_sdp_address_forgets_the_learnt_source_and_reopens_the_window() {
+    fn a_moved_sdp_address_forgets_the_learnt_source() {
         let (mut latch, t) = latch_with_sdp("192.168.1.20:4000");
         let nat = addr("198.51.100.7:61000");
         assert_eq!(latch.on_packet(nat, t.at(0)).0, Verdict::Accept);
         // A re-INVITE much later moves the media.
-        latch.set_remote(Some(addr("192.168.1.30:5000")), t.at(60_000));
+        latch.set_remote(Some(addr("192.168.1.30:5000")));
         assert_eq!(latch.target(), Some(addr("192.168.1.30:5000")));
         let new_nat = addr("198.51.100.7:63000");
         assert_eq!(latch.on_packet(new_nat, t.at(60_100)).0, Verdict::Accept);
         // The same SDP again (a session refresh) changes nothing.
-        latch.set_remote(Some(addr("192.168.1.30:5000")), t.at(70_000));
+        latch.set_remote(Some(addr("192.168.1.30:5000")));
         assert_eq!(latch.target(), Some(new_nat));
     }
 
     #[test]
     fn without_a_signalling_ip_only_the_sdp_ip_counts() {
         let t = Clock(Instant::now());
-        let mut latch = Latch::new(LatchConfig::default(), None, t.at(0));
-        latch.set_remote(Some(addr("192.0.2.1:4000")), t.at(0));
+        let mut latch = Latch::new(LatchConfig::default(), None);
+        latch.set_remote(Some(addr("192.0.2.1:4000")));
         assert_eq!(
             latch.on_packet(addr("192.0.2.2:4000"), t.at(1)).0,
             Verdict::Refuse
@@ -579,5 +609,166 @@ mod tests {
             "{}",
             latch.refusals()
         );
+    }
+
+    /// A NAT binding that moves long after the call started (CGNAT, a Wi-Fi/LTE handover
+    /// behind the same public IP): the new port takes over once the old one has been silent
+    /// for `relatch_after`, and not earlier.
+    #[test]
+    fn late_in_the_call_a_new_port_on_the_same_ip_relatches_after_500_ms_of_silence() {
+        let (mut latch, t) = latch_with_sdp("192.168.1.20:4000");
+        let old = addr("198.51.100.7:61000");
+        let new = addr("198.51.100.7:61888");
+        for ms in (0..=600_000).step_by(20) {
+            assert_eq!(latch.on_packet(old, t.at(ms)).0, Verdict::Accept);
+        }
+        // The binding moved at 600 s: the old port is silent from now on.
+        assert_eq!(
+            latch.on_packet(new, t.at(600_020)),
+            (
+                Verdict::Refuse,
+                Some(LatchEvent::Refused {
+                    source: new,
+                    why: Refusal::OtherSourceActive
+                })
+            )
+        );
+        for ms in (600_040..600_500).step_by(20) {
+            assert_eq!(latch.on_packet(new, t.at(ms)), (Verdict::Refuse, None));
+        }
+        assert_eq!(latch.target(), Some(old));
+        assert_eq!(
+            latch.on_packet(new, t.at(600_500)),
+            (
+                Verdict::Accept,
+                Some(LatchEvent::Latched {
+                    source: new,
+                    reason: LatchReason::Relatch {
+                        previous: old,
+                        silent_for: Duration::from_millis(500)
+                    }
+                })
+            )
+        );
+        assert_eq!(latch.target(), Some(new));
+        assert_eq!(latch.on_packet(new, t.at(600_520)), (Verdict::Accept, None));
+        // 24 packets were refused during the half second, as one count.
+        assert_eq!(latch.refusals().total_packets(), 24);
+    }
+
+    /// A stranger on another IP is refused whenever it sends, also while the caller is silent
+    /// for minutes: only the peer's IPs ever re-latch.
+    #[test]
+    fn another_ip_never_relatches_however_long_the_caller_is_silent() {
+        let (mut latch, t) = latch_with_sdp("192.168.1.20:4000");
+        let caller = addr("198.51.100.7:61000");
+        assert_eq!(latch.on_packet(caller, t.at(0)).0, Verdict::Accept);
+        let stranger = addr("203.0.113.9:61000");
+        let mut events = Vec::new();
+        for ms in (1_000..300_000).step_by(20) {
+            let (v, e) = latch.on_packet(stranger, t.at(ms));
+            assert_eq!(v, Verdict::Refuse, "at {ms} ms");
+            events.extend(e);
+        }
+        assert_eq!(
+            events,
+            vec![LatchEvent::Refused {
+                source: stranger,
+                why: Refusal::UnknownSource
+            }]
+        );
+        assert_eq!(latch.target(), Some(caller));
+        assert_eq!(
+            latch.on_packet(caller, t.at(300_000)),
+            (Verdict::Accept, None)
+        );
+    }
+
+    /// A NATed caller whose first packet comes 8 s after the answer (it said nothing, or its
+    /// phone suppresses silence) is learnt all the same.
+    #[test]
+    fn a_late_first_packet_from_a_nated_caller_is_learnt() {
+        let (mut latch, t) = latch_with_sdp("192.168.1.20:4000");
+        let nat = addr("198.51.100.7:61000");
+        assert_eq!(
+            latch.on_packet(nat, t.at(8_000)),
+            (
+                Verdict::Accept,
+                Some(LatchEvent::Latched {
+                    source: nat,
+                    reason: LatchReason::Nat
+                })
+            )
+        );
+        assert_eq!(latch.target(), Some(nat));
+    }
+
+    /// The SDP address (a phone with a public address) falls silent and its IP sends from a
+    /// new port: re-latched after the silence; the SDP address wins again when it speaks.
+    #[test]
+    fn a_silent_sdp_address_gives_way_to_its_ip_on_a_new_port_and_wins_back() {
+        let (mut latch, t) = latch_with_sdp("198.51.100.7:4000");
+        let sdp = addr("198.51.100.7:4000");
+        let moved = addr("198.51.100.7:4100");
+        assert_eq!(latch.on_packet(sdp, t.at(0)).0, Verdict::Accept);
+        assert_eq!(latch.on_packet(moved, t.at(90_100)).0, Verdict::Accept);
+        assert_eq!(latch.target(), Some(moved));
+        assert_eq!(
+            latch.on_packet(sdp, t.at(90_200)),
+            (
+                Verdict::Accept,
+                Some(LatchEvent::Latched {
+                    source: sdp,
+                    reason: LatchReason::BackToSdp
+                })
+            )
+        );
+        assert_eq!(latch.target(), Some(sdp));
+    }
+
+    /// A handover to another network: the caller's SIP now comes from a new IP, and so does its
+    /// RTP once the old path is silent. The old IP is nobody's after that.
+    #[test]
+    fn a_new_signalling_ip_is_learnt_after_the_old_source_falls_silent() {
+        let (mut latch, t) = latch_with_sdp("192.168.1.20:4000");
+        let wifi = addr("198.51.100.7:61000");
+        let lte = addr("100.64.3.9:40000");
+        assert_eq!(latch.on_packet(wifi, t.at(0)).0, Verdict::Accept);
+        // Before the engine saw SIP from the new IP, its RTP is a stranger's.
+        assert_eq!(
+            latch.on_packet(lte, t.at(30_000)),
+            (
+                Verdict::Refuse,
+                Some(LatchEvent::Refused {
+                    source: lte,
+                    why: Refusal::UnknownSource
+                })
+            )
+        );
+        latch.set_signalling_ip(lte.ip());
+        assert_eq!(latch.on_packet(lte, t.at(30_020)).0, Verdict::Accept);
+        assert_eq!(latch.target(), Some(lte));
+        // The Wi-Fi IP is neither the latched one nor the signalling IP any more.
+        assert_eq!(latch.on_packet(wifi, t.at(40_000)).0, Verdict::Refuse);
+        assert_eq!(
+            latch.on_packet(addr("198.51.100.7:61002"), t.at(40_020)).0,
+            Verdict::Refuse
+        );
+        assert_eq!(latch.target(), Some(lte));
+    }
+
+    /// The same SDP again (a session refresh, a re-INVITE after a handover) keeps what was
+    /// latched, and a moved port on its IP still re-latches after the silence.
+    #[test]
+    fn an_unchanged_sdp_keeps_the_source_and_later_moves_still_relatch() {
+        let (mut latch, t) = latch_with_sdp("192.168.1.20:4000");
+        let nat = addr("198.51.100.7:61000");
+        assert_eq!(latch.on_packet(nat, t.at(0)).0, Verdict::Accept);
+        latch.set_remote(Some(addr("192.168.1.20:4000")));
+        assert_eq!(latch.target(), Some(nat));
+        assert_eq!(latch.on_packet(nat, t.at(20)), (Verdict::Accept, None));
+        let moved = addr("198.51.100.7:62000");
+        assert_eq!(latch.on_packet(moved, t.at(100_000)).0, Verdict::Accept);
+        assert_eq!(latch.target(), Some(moved));
     }
 }
