@@ -2,8 +2,9 @@
 //! by the caller (tests bind port 0).
 //!
 //! Everything an outsider can make us spend here is bounded per source and in total, before
-//! any parsing: a message budget per source address (INVITEs exempt: the engine decides what
-//! is an emergency call), TCP connections per source and in total, a deadline for each whole
+//! any parsing: a message budget per source address and lane (over the INVITE budget only
+//! INVITEs that dial an emergency or test number pass, checked against the current dialplan),
+//! a share of the call queue per source, TCP connections per source and in total, a deadline for each whole
 //! message on a stream, a short idle time for connections that carry no call, and a reserve of
 //! file descriptors that TCP never eats into, so an emergency call always gets its RTP port and
 //! recording. What is dropped is counted and reported at a bounded rate.
@@ -12,20 +13,21 @@ use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 
+use siaga_engine::dialplan::Dialplan;
 use siaga_engine::ids::{CallRef, ConnId};
 use siaga_engine::io::{Flow, LogRecord, Transport};
 use siaga_engine::sip::framer::{Frame, StreamFramer};
 use siaga_engine::sip::parse::MAX_MESSAGE_BYTES;
 use siaga_engine::source_limits::{
-    Budget, Budgets, ConnLimiter, Lane, MessageLimiter, Refusal, StreamClock, StreamTimeouts,
-    Trusted,
+    Budget, Budgets, ConnLimiter, Lane, MessageLimiter, QueueShare, Refusal, StreamClock,
+    StreamTimeouts, Trusted,
 };
 
 /// What the network tasks tell the engine task.
@@ -33,8 +35,8 @@ pub enum NetEvent {
     Sip {
         flow: Flow,
         data: Vec<u8>,
-        /// The message's share of its queue's byte bound, given back when the engine is done.
-        queued: OwnedSemaphorePermit,
+        /// The message's place in its queue, given back when the engine is done.
+        queued: Queued,
     },
     ConnOpened {
         conn: ConnId,
@@ -61,6 +63,14 @@ pub struct TransportLimits {
     /// In-dialog requests (ACK, BYE, CANCEL, …) and responses a source may send per second on
     /// average; twice that at once.
     pub source_call_messages_per_s: u32,
+    /// New INVITEs a source may send per second on average; over it, only INVITEs that dial
+    /// an emergency or test number pass.
+    pub source_invites_per_s: u32,
+    /// Of those, how many a source may send at once.
+    pub source_invite_burst: u32,
+    /// Messages of one source that may wait in the engine's call queue; beyond that they go
+    /// the bulk way (emergency INVITEs excepted), so a few hosts cannot fill the queue.
+    pub source_queue_share: u32,
     /// Sources with a budget of their own; beyond that, new sources share one.
     pub max_sources: usize,
     /// Networks exempt from every per-source limit (the centre's SBCs).
@@ -83,6 +93,12 @@ impl Default for TransportLimits {
             // one SBC (the gateway's set-up rate is ~1,300/s), so calls are never cut here;
             // it still caps what one source can push through the call lane.
             source_call_messages_per_s: 20_000,
+            // New calls that are not emergency calls are rare from one address: a test line,
+            // a misdial. More is a flood; emergency INVITEs pass over it anyway.
+            source_invites_per_s: 100,
+            source_invite_burst: 300,
+            // The call queue holds 16,384: 32 hosts at their share fill it.
+            source_queue_share: 512,
             max_sources: 16_384,
             trusted: Trusted::default(),
             // More than any SBC opens; far fewer than the total.
@@ -136,6 +152,11 @@ pub fn raise_fd_limit() -> std::io::Result<u64> {
 /// The shared state of every network task: budgets, connection counts, drop counters.
 pub struct Shield {
     messages: Mutex<MessageLimiter>,
+    /// What each source holds in the call queue.
+    share: Mutex<QueueShare>,
+    /// The dialplan in force, for the emergency check of INVITEs over their budget; swapped
+    /// on reload.
+    plan: RwLock<Arc<Dialplan>>,
     conns: Mutex<ConnLimiter>,
     timeouts: StreamTimeouts,
     fd_limit: u64,
@@ -151,9 +172,14 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Shield {
-    /// `fd_limit` is the open-file limit in force (see [`raise_fd_limit`]).
-    pub fn new(limits: &TransportLimits, fd_limit: u64) -> Self {
+    /// `fd_limit` is the open-file limit in force (see [`raise_fd_limit`]); `plan` is the
+    /// dialplan, replaced with [`Shield::set_plan`] on reload.
+    pub fn new(limits: &TransportLimits, fd_limit: u64, plan: Arc<Dialplan>) -> Self {
         let budgets = Budgets {
+            invite: Budget {
+                rate_per_s: f64::from(limits.source_invites_per_s),
+                burst: f64::from(limits.source_invite_burst.max(1)),
+            },
             call: Budget {
                 rate_per_s: f64::from(limits.source_call_messages_per_s),
                 burst: 2.0 * f64::from(limits.source_call_messages_per_s.max(1)),
@@ -177,8 +203,16 @@ impl Shield {
                 budgets,
                 limits.trusted.clone(),
                 limits.max_sources,
+                {
+                    use std::hash::{BuildHasher, Hasher};
+                    std::collections::hash_map::RandomState::new()
+                        .build_hasher()
+                        .finish()
+                },
                 Instant::now(),
             )),
+            share: Mutex::new(QueueShare::new(limits.source_queue_share)),
+            plan: RwLock::new(plan),
             conns: Mutex::new(ConnLimiter::new(
                 limits.tcp_per_source,
                 limits.tcp_max_connections,
@@ -192,9 +226,48 @@ impl Shield {
         }
     }
 
-    /// Whether a message of `lane` from `ip` is within the source's budget. INVITEs always are.
-    fn allow(&self, lane: Lane, ip: IpAddr) -> bool {
-        lane == Lane::Invite || lock(&self.messages).allow(Instant::now(), ip, lane)
+    /// A new dialplan: its Request-URIs for the emergency check, its agencies' addresses
+    /// (exempt from the budgets: their answers to our INVITEs must never be dropped).
+    pub fn set_plan(&self, plan: Arc<Dialplan>, agencies: impl IntoIterator<Item = IpAddr>) {
+        *self
+            .plan
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = plan;
+        lock(&self.messages).set_agencies(agencies);
+    }
+
+    fn dials_emergency(&self, message: &[u8]) -> bool {
+        let plan = self
+            .plan
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        siaga_engine::source_limits::dials_emergency(&plan, message)
+    }
+
+    /// Where a message of `lane` from `ip` goes: `None` when it is over the source's budget
+    /// (an emergency INVITE never is); the bulk queue for bulk traffic and for call traffic
+    /// of a source that holds its share of the call queue (again, emergency INVITEs excepted).
+    fn route(self: &Arc<Self>, lane: Lane, ip: IpAddr, message: &[u8]) -> Option<Route> {
+        // Looked at only when a limit is reached, and at most once.
+        let mut known = None;
+        let mut emergency = || *known.get_or_insert_with(|| self.dials_emergency(message));
+        if !lock(&self.messages).allow(Instant::now(), ip, lane, &mut emergency) {
+            return None;
+        }
+        if lane == Lane::Bulk {
+            return Some(Route::Bulk);
+        }
+        if lock(&self.share).enter(ip) {
+            let held = ShareHeld {
+                shield: self.clone(),
+                ip,
+            };
+            return Some(Route::Call(Some(held)));
+        }
+        if lane == Lane::Invite && emergency() {
+            return Some(Route::Call(None));
+        }
+        Some(Route::Bulk)
     }
 
     /// Counts an accepted connection from `ip`, or says why it must be refused.
@@ -215,12 +288,18 @@ impl Shield {
     /// Called at a fixed interval, so floods cost a line per interval, not a line per message.
     pub fn take_report(&self) -> Option<String> {
         let drops = lock(&self.messages).take_report();
+        let over_share = lock(&self.share).take_over();
         let (per_source, total, fds) = lock(&self.conns).take_refused();
         let queue_full = self.queue_full.swap(0, Ordering::Relaxed);
         let accept_errors = self.accept_errors.swap(0, Ordering::Relaxed);
         let mut parts = Vec::new();
         if !drops.is_empty() {
             parts.push(drops.to_string());
+        }
+        if over_share > 0 {
+            parts.push(format!(
+                "{over_share} call message(s) sent the bulk way: their source held its share of the call queue"
+            ));
         }
         if queue_full > 0 {
             parts.push(format!(
@@ -252,6 +331,52 @@ struct Admitted {
 impl Drop for Admitted {
     fn drop(&mut self) {
         lock(&self.shield.conns).close(self.ip);
+    }
+}
+
+/// Which queue a message goes to, from [`Shield::route`].
+enum Route {
+    /// The call queue, holding a place of the source's share (`None`: an emergency INVITE
+    /// beyond the share, which is never turned away).
+    Call(Option<ShareHeld>),
+    Bulk,
+}
+
+/// A place of a source's share of the call queue; given back when dropped.
+struct ShareHeld {
+    shield: Arc<Shield>,
+    ip: IpAddr,
+}
+
+impl Drop for ShareHeld {
+    fn drop(&mut self) {
+        lock(&self.shield.share).leave(self.ip);
+    }
+}
+
+/// A message's place in its queue: its bytes and, in the call queue, its source's share.
+/// Dropping it gives both back.
+pub struct Queued {
+    _bytes: OwnedSemaphorePermit,
+    _share: Option<ShareHeld>,
+}
+
+impl Queued {
+    /// Waits for `bytes` of a queue's byte bound.
+    async fn wait(
+        queue_bytes: &Arc<Semaphore>,
+        bytes: u32,
+        share: Option<ShareHeld>,
+    ) -> Result<Queued, Closed> {
+        let permit = queue_bytes
+            .clone()
+            .acquire_many_owned(bytes)
+            .await
+            .map_err(|_| Closed)?;
+        Ok(Queued {
+            _bytes: permit,
+            _share: share,
+        })
     }
 }
 
@@ -299,35 +424,48 @@ impl NetTx {
         self.priority.send(ev).await.map_err(|_| Closed)
     }
 
+    /// Queues a message where [`Shield::route`] sent it. The bulk queue never waits (a full
+    /// one drops, counted), except for call traffic of a TCP connection sent there by its
+    /// source's share: a stream cannot lose a message, and waiting holds up only that
+    /// connection.
     async fn message(
         &self,
         flow: Flow,
         data: Vec<u8>,
+        route: Route,
         lane: Lane,
         shield: &Shield,
     ) -> Result<(), Closed> {
         let bytes = u32::try_from(data.len()).unwrap_or(u32::MAX);
-        if lane == Lane::Bulk {
-            let Ok(queued) = self.bulk_bytes.clone().try_acquire_many_owned(bytes) else {
-                shield.queue_full.fetch_add(1, Ordering::Relaxed);
-                return Ok(());
-            };
-            return match self.bulk.try_send(NetEvent::Sip { flow, data, queued }) {
-                Ok(()) => Ok(()),
-                Err(mpsc::error::TrySendError::Full(_)) => {
+        match route {
+            Route::Call(share) => {
+                let queued = Queued::wait(&self.priority_bytes, bytes, share).await?;
+                self.control(NetEvent::Sip { flow, data, queued }).await
+            }
+            Route::Bulk if lane != Lane::Bulk && flow.conn.is_some() => {
+                let queued = Queued::wait(&self.bulk_bytes, bytes, None).await?;
+                let ev = NetEvent::Sip { flow, data, queued };
+                self.bulk.send(ev).await.map_err(|_| Closed)
+            }
+            Route::Bulk => {
+                let Ok(permit) = self.bulk_bytes.clone().try_acquire_many_owned(bytes) else {
                     shield.queue_full.fetch_add(1, Ordering::Relaxed);
-                    Ok(())
+                    return Ok(());
+                };
+                let queued = Queued {
+                    _bytes: permit,
+                    _share: None,
+                };
+                match self.bulk.try_send(NetEvent::Sip { flow, data, queued }) {
+                    Ok(()) => Ok(()),
+                    Err(mpsc::error::TrySendError::Full(_)) => {
+                        shield.queue_full.fetch_add(1, Ordering::Relaxed);
+                        Ok(())
+                    }
+                    Err(mpsc::error::TrySendError::Closed(_)) => Err(Closed),
                 }
-                Err(mpsc::error::TrySendError::Closed(_)) => Err(Closed),
-            };
+            }
         }
-        let queued = self
-            .priority_bytes
-            .clone()
-            .acquire_many_owned(bytes)
-            .await
-            .map_err(|_| Closed)?;
-        self.control(NetEvent::Sip { flow, data, queued }).await
     }
 }
 
@@ -390,9 +528,9 @@ pub async fn udp_reader(socket: Arc<UdpSocket>, tx: NetTx, shield: Arc<Shield>) 
         }
         // Before any parsing or copying: the cheapest place to drop a flood.
         let lane = Lane::of(data);
-        if !shield.allow(lane, remote.ip()) {
+        let Some(route) = shield.route(lane, remote.ip(), data) else {
             continue;
-        }
+        };
         let flow = Flow {
             transport: Transport::Udp,
             remote,
@@ -400,7 +538,7 @@ pub async fn udp_reader(socket: Arc<UdpSocket>, tx: NetTx, shield: Arc<Shield>) 
             conn: None,
         };
         if tx
-            .message(flow, data.to_vec(), lane, &shield)
+            .message(flow, data.to_vec(), route, lane, &shield)
             .await
             .is_err()
         {
@@ -530,10 +668,10 @@ async fn tcp_connection(
                         Ok(Some(Frame::Message(data))) => {
                             complete += 1;
                             let lane = Lane::of(&data);
-                            if !shield.allow(lane, flow.remote.ip()) {
+                            let Some(route) = shield.route(lane, flow.remote.ip(), &data) else {
                                 continue;
-                            }
-                            if tx.message(flow, data, lane, &shield).await.is_err() {
+                            };
+                            if tx.message(flow, data, route, lane, &shield).await.is_err() {
                                 return;
                             }
                         }
