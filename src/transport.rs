@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc};
 
 use siaga_engine::dialplan::Dialplan;
 use siaga_engine::ids::{CallRef, ConnId};
@@ -158,6 +158,9 @@ pub struct Shield {
     /// on reload.
     plan: RwLock<Arc<Dialplan>>,
     conns: Mutex<ConnLimiter>,
+    /// The accepted connections' live call counts and close signals, by connection id: the
+    /// limiter asks which carry calls when it must make room, and closes the one it picks.
+    accepted: Mutex<HashMap<u64, ConnHandle>>,
     timeouts: StreamTimeouts,
     fd_limit: u64,
     fd_reserve: u64,
@@ -218,6 +221,7 @@ impl Shield {
                 limits.tcp_max_connections,
                 limits.trusted.clone(),
             )),
+            accepted: Mutex::new(HashMap::new()),
             timeouts: limits.tcp,
             fd_limit,
             fd_reserve,
@@ -270,17 +274,36 @@ impl Shield {
         Some(Route::Bulk)
     }
 
-    /// Counts an accepted connection from `ip`, or says why it must be refused.
-    fn admit(self: &Arc<Self>, stream: &TcpStream, ip: IpAddr) -> Result<Admitted, Refusal> {
+    /// Counts an accepted connection `conn` from `ip`, or says why it must be refused. At the
+    /// total, the connection idle longest that carries no call is told to close instead.
+    fn admit(
+        self: &Arc<Self>,
+        stream: &TcpStream,
+        ip: IpAddr,
+        conn: ConnId,
+    ) -> Result<Admitted, Refusal> {
         let mut conns = lock(&self.conns);
         let fd = u64::try_from(stream.as_raw_fd()).unwrap_or(u64::MAX);
         if !siaga_engine::source_limits::leaves_reserve(fd, self.fd_limit, self.fd_reserve) {
             return Err(conns.refuse(Refusal::Descriptors));
         }
-        conns.open(ip)?;
+        let mut accepted = lock(&self.accepted);
+        let carries_call = |id: u64| {
+            accepted
+                .get(&id)
+                .is_some_and(|h| h.calls.load(Ordering::Relaxed) > 0)
+        };
+        let opened = conns.open(ip, conn.0, Instant::now(), carries_call)?;
+        if let Some(victim) = opened.evict.and_then(|id| accepted.remove(&id)) {
+            // Stored as a permit if its task is not waiting yet: the close is never lost.
+            victim.close.notify_one();
+        }
+        let handle = ConnHandle::default();
+        accepted.insert(conn.0, handle.clone());
         Ok(Admitted {
             shield: self.clone(),
-            ip,
+            conn,
+            handle,
         })
     }
 
@@ -289,7 +312,11 @@ impl Shield {
     pub fn take_report(&self) -> Option<String> {
         let drops = lock(&self.messages).take_report();
         let over_share = lock(&self.share).take_over();
-        let (per_source, total, fds) = lock(&self.conns).take_refused();
+        let (per_source, total, fds, evicted) = {
+            let mut conns = lock(&self.conns);
+            let (a, b, c) = conns.take_refused();
+            (a, b, c, conns.take_evicted())
+        };
         let queue_full = self.queue_full.swap(0, Ordering::Relaxed);
         let accept_errors = self.accept_errors.swap(0, Ordering::Relaxed);
         let mut parts = Vec::new();
@@ -315,6 +342,11 @@ impl Shield {
                 parts.push(format!("{n} TCP connection(s) refused: {why}"));
             }
         }
+        if evicted > 0 {
+            parts.push(format!(
+                "{evicted} idle TCP connection(s) without a call closed to make room (the gateway had its total open)"
+            ));
+        }
         if accept_errors > 0 {
             parts.push(format!("{accept_errors} TCP accept error(s)"));
         }
@@ -322,15 +354,32 @@ impl Shield {
     }
 }
 
+/// What the shield keeps of one connection's task: its live calls (kept by [`TcpPool`]) and
+/// a way to close it.
+#[derive(Clone, Default)]
+struct ConnHandle {
+    calls: Arc<AtomicU32>,
+    close: Arc<Notify>,
+}
+
 /// An accepted connection counted against its source; uncounted when dropped.
 struct Admitted {
     shield: Arc<Shield>,
-    ip: IpAddr,
+    conn: ConnId,
+    handle: ConnHandle,
+}
+
+impl Admitted {
+    /// A complete message arrived: the connection is not idle.
+    fn activity(&self) {
+        lock(&self.shield.conns).activity(self.conn.0, Instant::now());
+    }
 }
 
 impl Drop for Admitted {
     fn drop(&mut self) {
-        lock(&self.shield.conns).close(self.ip);
+        lock(&self.shield.conns).close(self.conn.0);
+        lock(&self.shield.accepted).remove(&self.conn.0);
     }
 }
 
@@ -586,7 +635,8 @@ pub async fn tcp_acceptor(
                 continue;
             }
         };
-        let admitted = match shield.admit(&stream, remote.ip()) {
+        let conn = ConnId(next);
+        let admitted = match shield.admit(&stream, remote.ip(), conn) {
             Ok(a) => a,
             Err(_) => {
                 // RST rather than FIN: nothing of the refused connection stays with us.
@@ -595,7 +645,6 @@ pub async fn tcp_acceptor(
                 continue;
             }
         };
-        let conn = ConnId(next);
         next += 64;
         let local = stream.local_addr().unwrap_or(remote);
         let flow = Flow {
@@ -629,7 +678,11 @@ async fn tcp_connection(
 ) {
     let Some(conn) = flow.conn else { return };
     let outbound = admitted.is_none();
-    let calls = Arc::new(AtomicU32::new(0));
+    let handle = admitted
+        .as_ref()
+        .map(|a| a.handle.clone())
+        .unwrap_or_default();
+    let calls = handle.calls.clone();
     let (write_tx, mut write_rx) = mpsc::channel::<Vec<u8>>(256);
     let opened = NetEvent::ConnOpened {
         conn,
@@ -648,6 +701,9 @@ async fn tcp_connection(
     let reason = loop {
         let (wake, _) = clock.next(carries_call());
         tokio::select! {
+            () = handle.close.notified() => {
+                break "closed to make room: the gateway had its total of connections open".to_owned();
+            }
             () = tokio::time::sleep_until(wake.into()) => {
                 // A call may have started on the connection since the sleep began.
                 if let Some(expired) = clock.expired(Instant::now(), carries_call()) {
@@ -687,6 +743,9 @@ async fn tcp_connection(
                 }
                 if let Some(reason) = failed {
                     break reason;
+                }
+                if let Some(a) = admitted.as_ref().filter(|_| complete > 0) {
+                    a.activity();
                 }
                 clock.on_read(Instant::now(), complete, framer.in_message());
             }

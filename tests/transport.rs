@@ -555,3 +555,45 @@ fn invites_to_other_numbers_are_cut_to_the_invite_budget_and_112_still_passes() 
         .expect("calls");
     assert_eq!(calls, 1);
 }
+
+/// A connection the gateway has taken up: it answers a keep-alive ping (CRLF CRLF) with CRLF.
+fn pinged(mut stream: &TcpStream) -> bool {
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+    let mut pong = [0u8; 2];
+    stream.write_all(b"\r\n\r\n").is_ok() && stream.read_exact(&mut pong).is_ok()
+}
+
+/// Idle connections from two hosts hold the gateway's whole TCP total: a TCP 112 call is not
+/// refused; the connection idle longest (and carrying no call) is closed to make room.
+#[test]
+fn at_the_tcp_total_an_idle_connection_makes_room_for_a_call() {
+    let dir = tempfile::tempdir().expect("dir");
+    let config = limits_config(
+        dir.path(),
+        "tcp_per_source = 10\ntcp_max_connections = 20\ntcp_idle_s = 120\n",
+    );
+    let mut gw = Gateway::start(&["--config", &config]);
+    let idle: Vec<TcpStream> = ["127.0.0.2", "127.0.0.3"]
+        .iter()
+        .flat_map(|source| (0..10).filter_map(|_| connect_from(source, gw.tcp)))
+        .collect();
+    assert_eq!(idle.len(), 20);
+    assert!(
+        idle.iter().all(pinged),
+        "the gateway took up every connection"
+    );
+    let out = gw.sipp("uac_call.xml", true, &["-s", "112", "-m", "1", "-d", "500"]);
+    assert_sipp_ok(
+        &out,
+        "a TCP 112 call with the TCP total held by idle connections",
+    );
+    wait_until(
+        "an idle connection to be closed",
+        Duration::from_secs(10),
+        || idle.iter().any(closed_by_peer),
+    );
+    assert_eq!(idle.iter().filter(|s| closed_by_peer(s)).count(), 1);
+    gw.stop();
+    let events = rate_limited_events(&gw.db());
+    assert!(events.contains("closed to make room"), "{events}");
+}

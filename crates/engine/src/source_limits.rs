@@ -557,15 +557,27 @@ pub enum Refusal {
 }
 
 /// Open inbound TCP connections per source and in total. Entries exist only while a source
-/// has connections open, so the table is bounded by the total.
+/// has connections open, so the tables are bounded by the total. At the total, the
+/// connection that has gone longest without a message and carries no call makes room for a
+/// new one: idle connections from a few networks cannot lock every other peer out.
 #[derive(Debug)]
 pub struct ConnLimiter {
     per_source: u32,
     max_total: usize,
     trusted: Trusted,
     open: HashMap<SourceKey, u32>,
+    /// Each counted connection (by the shell's id): its source and its last complete message.
+    conns: HashMap<u64, (IpAddr, Instant)>,
     total: usize,
     refused: [u64; 3],
+    evicted: u64,
+}
+
+/// A connection counted by [`ConnLimiter::open`], and the one closed to make room for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Opened {
+    /// The connection the shell must now close (already uncounted).
+    pub evict: Option<u64>,
 }
 
 impl ConnLimiter {
@@ -575,24 +587,55 @@ impl ConnLimiter {
             max_total,
             trusted,
             open: HashMap::new(),
+            conns: HashMap::new(),
             total: 0,
             refused: [0; 3],
+            evicted: 0,
         }
     }
 
-    /// Counts a new connection from `ip`, or says why it is refused (and counts that).
-    pub fn open(&mut self, ip: IpAddr) -> Result<(), Refusal> {
-        if self.total >= self.max_total {
-            return Err(self.refuse(Refusal::Total));
-        }
+    /// Counts a new connection `conn` from `ip`, or says why it is refused (and counts that).
+    /// At the total, the connection idle longest among those for which `carries_call` says
+    /// no is uncounted and named for the shell to close; only when every connection carries
+    /// a call is the new one refused.
+    pub fn open(
+        &mut self,
+        ip: IpAddr,
+        conn: u64,
+        now: Instant,
+        carries_call: impl Fn(u64) -> bool,
+    ) -> Result<Opened, Refusal> {
         let key = SourceKey::of(ip);
         let count = self.open.get(&key).copied().unwrap_or(0);
         if count >= self.per_source && !self.trusted.contains(ip) {
             return Err(self.refuse(Refusal::PerSource));
         }
-        self.open.insert(key, count + 1);
+        let mut evict = None;
+        if self.total >= self.max_total {
+            let victim = self
+                .conns
+                .iter()
+                .filter(|(id, _)| !carries_call(**id))
+                .min_by_key(|(id, (_, last))| (*last, **id))
+                .map(|(id, _)| *id);
+            let Some(victim) = victim else {
+                return Err(self.refuse(Refusal::Total));
+            };
+            self.close(victim);
+            self.evicted += 1;
+            evict = Some(victim);
+        }
+        *self.open.entry(key).or_insert(0) += 1;
+        self.conns.insert(conn, (ip, now));
         self.total += 1;
-        Ok(())
+        Ok(Opened { evict })
+    }
+
+    /// A complete message arrived on `conn`.
+    pub fn activity(&mut self, conn: u64, now: Instant) {
+        if let Some((_, last)) = self.conns.get_mut(&conn) {
+            *last = now;
+        }
     }
 
     /// Counts a refusal decided elsewhere (descriptors).
@@ -601,17 +644,25 @@ impl ConnLimiter {
         why
     }
 
-    /// A connection counted by [`ConnLimiter::open`] is gone.
-    pub fn close(&mut self, ip: IpAddr) {
+    /// A connection counted by [`ConnLimiter::open`] is gone (nothing if it was evicted).
+    pub fn close(&mut self, conn: u64) {
+        let Some((ip, _)) = self.conns.remove(&conn) else {
+            return;
+        };
         let key = SourceKey::of(ip);
         match self.open.get_mut(&key) {
             Some(n) if *n > 1 => *n -= 1,
             Some(_) => {
                 self.open.remove(&key);
             }
-            None => return,
+            None => {}
         }
         self.total = self.total.saturating_sub(1);
+    }
+
+    /// Connections closed to make room since the last call; resets the count.
+    pub fn take_evicted(&mut self) -> u64 {
+        std::mem::take(&mut self.evicted)
     }
 
     pub fn total(&self) -> usize {
@@ -1065,23 +1116,66 @@ mod tests {
 
     #[test]
     fn connections_are_limited_per_source_and_in_total() {
+        let t0 = Instant::now();
         let mut c = ConnLimiter::new(2, 5, Trusted(vec!["10.0.0.1".parse().expect("net")]));
-        assert_eq!(c.open(ip("192.0.2.1")), Ok(()));
-        assert_eq!(c.open(ip("192.0.2.1")), Ok(()));
-        assert_eq!(c.open(ip("192.0.2.1")), Err(Refusal::PerSource));
-        assert_eq!(c.open(ip("192.0.2.2")), Ok(()));
+        // Every connection carries a call: nothing may be evicted.
+        let calls = |_| true;
+        let open = |c: &mut ConnLimiter, a: &str, id: u64| c.open(ip(a), id, t0, calls);
+        assert_eq!(open(&mut c, "192.0.2.1", 1), Ok(Opened { evict: None }));
+        assert_eq!(open(&mut c, "192.0.2.1", 2), Ok(Opened { evict: None }));
+        assert_eq!(open(&mut c, "192.0.2.1", 3), Err(Refusal::PerSource));
+        assert!(open(&mut c, "192.0.2.2", 4).is_ok());
         // Trusted: beyond the per-source count, but not beyond the total.
-        assert_eq!(c.open(ip("10.0.0.1")), Ok(()));
-        assert_eq!(c.open(ip("10.0.0.1")), Ok(()));
-        assert_eq!(c.open(ip("10.0.0.1")), Err(Refusal::Total));
-        c.close(ip("192.0.2.1"));
+        assert!(open(&mut c, "10.0.0.1", 5).is_ok());
+        assert!(open(&mut c, "10.0.0.1", 6).is_ok());
+        assert_eq!(open(&mut c, "10.0.0.1", 7), Err(Refusal::Total));
+        c.close(1);
         assert_eq!(c.total(), 4);
-        assert_eq!(c.open(ip("192.0.2.1")), Ok(()));
-        // Closing what was never opened changes nothing.
-        c.close(ip("198.51.100.1"));
+        assert!(open(&mut c, "192.0.2.1", 8).is_ok());
+        // Closing what was never opened (or twice) changes nothing.
+        c.close(99);
+        c.close(1);
         assert_eq!(c.total(), 5);
         assert_eq!(c.take_refused(), (1, 1, 0));
         assert_eq!(c.take_refused(), (0, 0, 0));
+    }
+
+    /// 32 networks fill the total with idle connections; a newcomer takes the place of the
+    /// one idle longest that carries no call, never one with a call.
+    #[test]
+    fn at_the_total_the_longest_idle_connection_without_a_call_makes_room() {
+        let t0 = Instant::now();
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        let mut c = ConnLimiter::new(128, 4096, Trusted::default());
+        let with_call = [0u64, 5];
+        let calls = |id: u64| with_call.contains(&id);
+        for id in 0..4096u64 {
+            let net = id / 128;
+            let a = IpAddr::V6(Ipv6Addr::from(
+                (0x2001_0db8_u128 << 96) | (u128::from(net) << 64) | u128::from(id),
+            ));
+            assert_eq!(c.open(a, id, at(id), calls), Ok(Opened { evict: None }));
+        }
+        // Connection 1 sent a message lately: no longer the longest idle.
+        c.activity(1, at(5000));
+        assert_eq!(
+            c.open(ip("192.0.2.1"), 5000, at(6000), calls),
+            Ok(Opened { evict: Some(2) })
+        );
+        assert_eq!(
+            c.open(ip("192.0.2.1"), 5001, at(6000), calls),
+            Ok(Opened { evict: Some(3) })
+        );
+        assert_eq!(c.total(), 4096);
+        assert_eq!(c.take_evicted(), 2);
+        // The evicted connection's own close later changes nothing.
+        c.close(2);
+        assert_eq!(c.total(), 4096);
+        // Only connections with calls left: a newcomer is refused.
+        let mut c = ConnLimiter::new(128, 2, Trusted::default());
+        assert!(c.open(ip("192.0.2.1"), 0, t0, calls).is_ok());
+        assert!(c.open(ip("192.0.2.1"), 5, t0, calls).is_ok());
+        assert_eq!(c.open(ip("192.0.2.2"), 7, t0, calls), Err(Refusal::Total));
     }
 
     #[test]
