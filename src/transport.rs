@@ -166,6 +166,8 @@ pub struct Shield {
     fd_reserve: u64,
     /// Bulk messages dropped because their queue was full (counted, reported).
     queue_full: AtomicU64,
+    /// Call traffic sent the bulk way because its source held its share of the call queue.
+    over_share: AtomicU64,
     accept_errors: AtomicU64,
 }
 
@@ -226,6 +228,7 @@ impl Shield {
             fd_limit,
             fd_reserve,
             queue_full: AtomicU64::new(0),
+            over_share: AtomicU64::new(0),
             accept_errors: AtomicU64::new(0),
         }
     }
@@ -271,6 +274,7 @@ impl Shield {
         if lane == Lane::Invite && emergency() {
             return Some(Route::Call(None));
         }
+        self.over_share.fetch_add(1, Ordering::Relaxed);
         Some(Route::Bulk)
     }
 
@@ -311,7 +315,7 @@ impl Shield {
     /// Called at a fixed interval, so floods cost a line per interval, not a line per message.
     pub fn take_report(&self) -> Option<String> {
         let drops = lock(&self.messages).take_report();
-        let over_share = lock(&self.share).take_over();
+        let over_share = self.over_share.swap(0, Ordering::Relaxed);
         let (per_source, total, fds, evicted) = {
             let mut conns = lock(&self.conns);
             let (a, b, c) = conns.take_refused();
@@ -907,5 +911,100 @@ impl TcpPool {
             conn,
         ));
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shield(limits: &TransportLimits) -> Arc<Shield> {
+        let plan = concat!(env!("CARGO_MANIFEST_DIR"), "/dialplans/default.toml");
+        let plan = crate::plan::load(&[plan.into()]).expect("the default plan");
+        Arc::new(Shield::new(limits, 1 << 20, plan))
+    }
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().expect("ip")
+    }
+
+    /// A source holding its share of the call queue has its further call traffic sent the
+    /// bulk way, except emergency INVITEs; handled messages give their places back.
+    #[test]
+    fn a_source_at_its_share_of_the_call_queue_goes_the_bulk_way_but_not_its_112_invites() {
+        let limits = TransportLimits {
+            source_queue_share: 2,
+            ..TransportLimits::default()
+        };
+        let shield = shield(&limits);
+        let bye = b"BYE sip:x SIP/2.0\r\n\r\n";
+        let queued: Vec<Route> = (0..2)
+            .filter_map(|_| shield.route(Lane::Call, ip("192.0.2.1"), bye))
+            .collect();
+        assert!(queued.iter().all(|r| matches!(r, Route::Call(Some(_)))));
+        let over = shield.route(Lane::Call, ip("192.0.2.1"), bye);
+        assert!(matches!(over, Some(Route::Bulk)));
+        let spam = b"INVITE sip:0811111111@gw SIP/2.0\r\n\r\n";
+        assert!(matches!(
+            shield.route(Lane::Invite, ip("192.0.2.1"), spam),
+            Some(Route::Bulk)
+        ));
+        let call = b"INVITE sip:112@gw SIP/2.0\r\n\r\n";
+        assert!(matches!(
+            shield.route(Lane::Invite, ip("192.0.2.1"), call),
+            Some(Route::Call(None))
+        ));
+        // Another source has its own share.
+        assert!(matches!(
+            shield.route(Lane::Call, ip("192.0.2.2"), bye),
+            Some(Route::Call(Some(_)))
+        ));
+        drop(queued);
+        assert!(matches!(
+            shield.route(Lane::Call, ip("192.0.2.1"), bye),
+            Some(Route::Call(Some(_)))
+        ));
+        let report = shield.take_report().expect("a report");
+        assert!(
+            report.contains("2 call message(s) sent the bulk way"),
+            "{report}"
+        );
+    }
+
+    /// Over the INVITE budget, what dials an emergency number passes by the plan in force:
+    /// a reload that adds a number makes it pass too.
+    #[test]
+    fn the_emergency_check_follows_the_reloaded_plan() {
+        let limits = TransportLimits {
+            source_invites_per_s: 0,
+            source_invite_burst: 1,
+            ..TransportLimits::default()
+        };
+        let shield = shield(&limits);
+        let other = b"INVITE sip:999@gw SIP/2.0\r\n\r\n";
+        assert!(shield.route(Lane::Invite, ip("192.0.2.1"), other).is_some());
+        assert!(shield.route(Lane::Invite, ip("192.0.2.1"), other).is_none());
+        let dir = tempfile::tempdir().expect("dir");
+        let text = include_str!("../dialplans/default.toml")
+            .replace("numbers = [\"112\"]", "numbers = [\"112\", \"999\"]")
+            .replace(
+                "prompt_dir = \"prompts\"",
+                concat!(
+                    "prompt_dir = \"",
+                    env!("CARGO_MANIFEST_DIR"),
+                    "/dialplans/prompts\""
+                ),
+            );
+        let path = dir.path().join("plan.toml");
+        std::fs::write(&path, text).expect("write plan");
+        let plan = crate::plan::load(&[path]).expect("the edited plan");
+        shield.set_plan(plan, [ip("203.0.113.9")]);
+        assert!(shield.route(Lane::Invite, ip("192.0.2.1"), other).is_some());
+        // The plan's agencies are exempt from the budgets.
+        assert!((0..10).all(|_| {
+            shield
+                .route(Lane::Invite, ip("203.0.113.9"), other)
+                .is_some()
+        }));
     }
 }

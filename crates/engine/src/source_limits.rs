@@ -498,8 +498,6 @@ impl MessageLimiter {
 pub struct QueueShare {
     per_source: u32,
     held: HashMap<SourceKey, u32>,
-    /// Messages turned away from the queue since the last report.
-    over: u64,
 }
 
 impl QueueShare {
@@ -507,15 +505,13 @@ impl QueueShare {
         QueueShare {
             per_source: per_source.max(1),
             held: HashMap::new(),
-            over: 0,
         }
     }
 
-    /// Takes a place for a message from `ip`; `false` (counted) when the source has its share.
+    /// Takes a place for a message from `ip`; `false` when the source has its share.
     pub fn enter(&mut self, ip: IpAddr) -> bool {
         let held = self.held.entry(SourceKey::of(ip)).or_insert(0);
         if *held >= self.per_source {
-            self.over += 1;
             return false;
         }
         *held += 1;
@@ -537,11 +533,6 @@ impl QueueShare {
     /// Sources with messages waiting.
     pub fn sources(&self) -> usize {
         self.held.len()
-    }
-
-    /// Messages turned away since the last call; resets the count.
-    pub fn take_over(&mut self) -> u64 {
-        std::mem::take(&mut self.over)
     }
 }
 
@@ -1025,8 +1016,6 @@ mod tests {
         assert!(q.enter(ip("192.0.2.2")));
         q.leave(ip("192.0.2.1"));
         assert!(q.enter(ip("192.0.2.1")));
-        assert_eq!(q.take_over(), 2);
-        assert_eq!(q.take_over(), 0);
         for _ in 0..3 {
             q.leave(ip("192.0.2.1"));
             q.leave(ip("2001:db8::3"));
