@@ -215,6 +215,9 @@ pub struct LimitsSection {
     pub source_messages_per_s: Option<Spanned<u64>>,
     pub source_burst: Option<Spanned<u64>>,
     pub source_call_messages_per_s: Option<Spanned<u64>>,
+    pub source_invites_per_s: Option<Spanned<u64>>,
+    pub source_invite_burst: Option<Spanned<u64>>,
+    pub source_queue_share: Option<Spanned<u64>>,
     pub source_table_size: Option<Spanned<u64>>,
     /// Networks exempt from the per-source limits, e.g. ["10.20.0.0/16"].
     pub trusted_sources: Option<Spanned<Vec<String>>>,
@@ -375,7 +378,7 @@ impl Settings {
     fn validate_transport_limits(&self) -> Result<(), SettingError> {
         let l = &self.transport_limits;
         // (out of range, key, what to write instead), first match reported.
-        let checks: [(bool, &'static str, &str); 9] = [
+        let checks: [(bool, &'static str, &str); 11] = [
             (
                 l.source_messages_per_s == 0,
                 "source_messages_per_s",
@@ -390,6 +393,16 @@ impl Settings {
                 l.source_burst == 0,
                 "source_burst",
                 "use at least 1 (default 2000)",
+            ),
+            (
+                l.source_invite_burst == 0,
+                "source_invite_burst",
+                "use at least 1 (default 300)",
+            ),
+            (
+                l.source_queue_share == 0,
+                "source_queue_share",
+                "0 would send all call traffic the bulk way; use at least 1 (default 512)",
             ),
             (
                 l.max_sources == 0 || l.max_sources > 10_000_000,
@@ -496,6 +509,15 @@ fn apply_text(settings: &mut Settings, path: &Path, text: &str) -> anyhow::Resul
     }
     if let Some(v) = lim.source_call_messages_per_s {
         limits.source_call_messages_per_s = clamp32(take("source_call_messages_per_s", v));
+    }
+    if let Some(v) = lim.source_invites_per_s {
+        limits.source_invites_per_s = clamp32(take("source_invites_per_s", v));
+    }
+    if let Some(v) = lim.source_invite_burst {
+        limits.source_invite_burst = clamp32(take("source_invite_burst", v));
+    }
+    if let Some(v) = lim.source_queue_share {
+        limits.source_queue_share = clamp32(take("source_queue_share", v));
     }
     if let Some(v) = lim.source_table_size {
         limits.max_sources = usize::try_from(take("source_table_size", v)).unwrap_or(usize::MAX);
@@ -810,10 +832,19 @@ mod tests {
         let text = "[limits]\nsource_messages_per_s = 50\nsource_burst = 100\n\
                     trusted_sources = [\"10.0.0.0/8\", \"2001:db8::/32\"]\n\
                     tcp_per_source = 4\ntcp_message_timeout_ms = 1500\ntcp_idle_s = 5\n\
-                    fd_reserve = 100\n";
+                    fd_reserve = 100\nsource_invites_per_s = 10\nsource_invite_burst = 20\n\
+                    source_queue_share = 64\n";
         apply_text(&mut s, Path::new("s.toml"), text).expect("valid limits");
         let l = &s.transport_limits;
         assert_eq!((l.source_messages_per_s, l.source_burst), (50, 100));
+        assert_eq!(
+            (
+                l.source_invites_per_s,
+                l.source_invite_burst,
+                l.source_queue_share
+            ),
+            (10, 20, 64)
+        );
         assert!(l.trusted.contains("10.9.8.7".parse().expect("ip")));
         assert!(!l.trusted.contains("11.0.0.1".parse().expect("ip")));
         assert_eq!(l.tcp_per_source, 4);

@@ -170,7 +170,6 @@ pub async fn run(
     };
     let listeners = bound.listeners();
     let mut engine = Engine::new(cfg, plan.clone(), Instant::now());
-    engine.set_directory(directory_for(&plan, &listeners));
     engine.set_local_time(local_time(settings.utc_offset_minutes));
     let mut clock = tokio::time::interval(std::time::Duration::from_secs(20));
     clock.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
@@ -178,7 +177,14 @@ pub async fn run(
     let (net_tx, mut net_rx) = transport::NetTx::new();
     let (media_tx, mut media_rx) = mpsc::channel::<MediaEventOut>(65_536);
     let (fd_limit, _) = transport::fd_limit().context("reading the open-file limit")?;
-    let shield = Arc::new(transport::Shield::new(&settings.transport_limits, fd_limit));
+    let shield = Arc::new(transport::Shield::new(
+        &settings.transport_limits,
+        fd_limit,
+        plan.clone(),
+    ));
+    let directory = directory_for(&plan, &listeners);
+    shield.set_plan(plan.clone(), agency_addresses(&directory));
+    engine.set_directory(directory);
     let mut udp_by_local: HashMap<(bool, u16), Arc<UdpSocket>> = HashMap::new();
     for s in &bound.udp {
         let local = s.local_addr()?;
@@ -249,7 +255,7 @@ pub async fn run(
             }
             reloaded = reloaded_rx.recv() => {
                 if let Some(result) = reloaded {
-                    apply_reload(&mut engine, result, &calllog);
+                    apply_reload(&mut engine, &shield, result, &calllog);
                 }
             }
             _ = clock.tick() => {
@@ -388,6 +394,11 @@ fn directory_for(plan: &Dialplan, listeners: &[(Transport, SocketAddr)]) -> Dire
     }
 }
 
+/// The addresses of the plan's agencies: the transport exempts them from its budgets.
+fn agency_addresses(directory: &Directory) -> Vec<std::net::IpAddr> {
+    directory.hops.values().map(|hop| hop.remote.ip()).collect()
+}
+
 /// The centre's local civil time (weekday + HH:MM) from UTC and the configured offset.
 fn local_time(utc_offset_minutes: i32) -> siaga_engine::dialplan::LocalTime {
     let secs = calllog::now_ms() / 1000 + i64::from(utc_offset_minutes) * 60;
@@ -423,10 +434,16 @@ type Reloaded = Result<(Arc<Dialplan>, Directory), String>;
 
 /// SIGHUP: swap the dialplan all-or-nothing. A bad plan is rejected and logged; the old one
 /// stays, and calls in progress keep the plan they started with either way.
-fn apply_reload(engine: &mut Engine, result: Reloaded, calllog: &CallLog) {
+fn apply_reload(
+    engine: &mut Engine,
+    shield: &transport::Shield,
+    result: Reloaded,
+    calllog: &CallLog,
+) {
     let (kind, detail) = match result {
         Ok((plan, directory)) => {
             let name = plan.centre().name.clone();
+            shield.set_plan(plan.clone(), agency_addresses(&directory));
             engine.set_directory(directory);
             engine.set_plan(plan);
             tracing::info!("dialplan reloaded");

@@ -2,8 +2,9 @@
 //! by the caller (tests bind port 0).
 //!
 //! Everything an outsider can make us spend here is bounded per source and in total, before
-//! any parsing: a message budget per source address (INVITEs exempt: the engine decides what
-//! is an emergency call), TCP connections per source and in total, a deadline for each whole
+//! any parsing: a message budget per source address and lane (over the INVITE budget only
+//! INVITEs that dial an emergency or test number pass, checked against the current dialplan),
+//! a share of the call queue per source, TCP connections per source and in total, a deadline for each whole
 //! message on a stream, a short idle time for connections that carry no call, and a reserve of
 //! file descriptors that TCP never eats into, so an emergency call always gets its RTP port and
 //! recording. What is dropped is counted and reported at a bounded rate.
@@ -12,20 +13,21 @@ use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc};
 
+use siaga_engine::dialplan::Dialplan;
 use siaga_engine::ids::{CallRef, ConnId};
 use siaga_engine::io::{Flow, LogRecord, Transport};
 use siaga_engine::sip::framer::{Frame, StreamFramer};
 use siaga_engine::sip::parse::MAX_MESSAGE_BYTES;
 use siaga_engine::source_limits::{
-    Budget, Budgets, ConnLimiter, Lane, MessageLimiter, Refusal, StreamClock, StreamTimeouts,
-    Trusted,
+    Budget, Budgets, ConnLimiter, Lane, MessageLimiter, QueueShare, Refusal, StreamClock,
+    StreamTimeouts, Trusted,
 };
 
 /// What the network tasks tell the engine task.
@@ -33,8 +35,8 @@ pub enum NetEvent {
     Sip {
         flow: Flow,
         data: Vec<u8>,
-        /// The message's share of its queue's byte bound, given back when the engine is done.
-        queued: OwnedSemaphorePermit,
+        /// The message's place in its queue, given back when the engine is done.
+        queued: Queued,
     },
     ConnOpened {
         conn: ConnId,
@@ -61,6 +63,14 @@ pub struct TransportLimits {
     /// In-dialog requests (ACK, BYE, CANCEL, …) and responses a source may send per second on
     /// average; twice that at once.
     pub source_call_messages_per_s: u32,
+    /// New INVITEs a source may send per second on average; over it, only INVITEs that dial
+    /// an emergency or test number pass.
+    pub source_invites_per_s: u32,
+    /// Of those, how many a source may send at once.
+    pub source_invite_burst: u32,
+    /// Messages of one source that may wait in the engine's call queue; beyond that they go
+    /// the bulk way (emergency INVITEs excepted), so a few hosts cannot fill the queue.
+    pub source_queue_share: u32,
     /// Sources with a budget of their own; beyond that, new sources share one.
     pub max_sources: usize,
     /// Networks exempt from every per-source limit (the centre's SBCs).
@@ -83,6 +93,12 @@ impl Default for TransportLimits {
             // one SBC (the gateway's set-up rate is ~1,300/s), so calls are never cut here;
             // it still caps what one source can push through the call lane.
             source_call_messages_per_s: 20_000,
+            // New calls that are not emergency calls are rare from one address: a test line,
+            // a misdial. More is a flood; emergency INVITEs pass over it anyway.
+            source_invites_per_s: 100,
+            source_invite_burst: 300,
+            // The call queue holds 16,384: 32 hosts at their share fill it.
+            source_queue_share: 512,
             max_sources: 16_384,
             trusted: Trusted::default(),
             // More than any SBC opens; far fewer than the total.
@@ -136,12 +152,22 @@ pub fn raise_fd_limit() -> std::io::Result<u64> {
 /// The shared state of every network task: budgets, connection counts, drop counters.
 pub struct Shield {
     messages: Mutex<MessageLimiter>,
+    /// What each source holds in the call queue.
+    share: Mutex<QueueShare>,
+    /// The dialplan in force, for the emergency check of INVITEs over their budget; swapped
+    /// on reload.
+    plan: RwLock<Arc<Dialplan>>,
     conns: Mutex<ConnLimiter>,
+    /// The accepted connections' live call counts and close signals, by connection id: the
+    /// limiter asks which carry calls when it must make room, and closes the one it picks.
+    accepted: Mutex<HashMap<u64, ConnHandle>>,
     timeouts: StreamTimeouts,
     fd_limit: u64,
     fd_reserve: u64,
     /// Bulk messages dropped because their queue was full (counted, reported).
     queue_full: AtomicU64,
+    /// Call traffic sent the bulk way because its source held its share of the call queue.
+    over_share: AtomicU64,
     accept_errors: AtomicU64,
 }
 
@@ -151,9 +177,14 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Shield {
-    /// `fd_limit` is the open-file limit in force (see [`raise_fd_limit`]).
-    pub fn new(limits: &TransportLimits, fd_limit: u64) -> Self {
+    /// `fd_limit` is the open-file limit in force (see [`raise_fd_limit`]); `plan` is the
+    /// dialplan, replaced with [`Shield::set_plan`] on reload.
+    pub fn new(limits: &TransportLimits, fd_limit: u64, plan: Arc<Dialplan>) -> Self {
         let budgets = Budgets {
+            invite: Budget {
+                rate_per_s: f64::from(limits.source_invites_per_s),
+                burst: f64::from(limits.source_invite_burst.max(1)),
+            },
             call: Budget {
                 rate_per_s: f64::from(limits.source_call_messages_per_s),
                 burst: 2.0 * f64::from(limits.source_call_messages_per_s.max(1)),
@@ -177,37 +208,106 @@ impl Shield {
                 budgets,
                 limits.trusted.clone(),
                 limits.max_sources,
+                {
+                    use std::hash::{BuildHasher, Hasher};
+                    std::collections::hash_map::RandomState::new()
+                        .build_hasher()
+                        .finish()
+                },
                 Instant::now(),
             )),
+            share: Mutex::new(QueueShare::new(limits.source_queue_share)),
+            plan: RwLock::new(plan),
             conns: Mutex::new(ConnLimiter::new(
                 limits.tcp_per_source,
                 limits.tcp_max_connections,
                 limits.trusted.clone(),
             )),
+            accepted: Mutex::new(HashMap::new()),
             timeouts: limits.tcp,
             fd_limit,
             fd_reserve,
             queue_full: AtomicU64::new(0),
+            over_share: AtomicU64::new(0),
             accept_errors: AtomicU64::new(0),
         }
     }
 
-    /// Whether a message of `lane` from `ip` is within the source's budget. INVITEs always are.
-    fn allow(&self, lane: Lane, ip: IpAddr) -> bool {
-        lane == Lane::Invite || lock(&self.messages).allow(Instant::now(), ip, lane)
+    /// A new dialplan: its Request-URIs for the emergency check, its agencies' addresses
+    /// (exempt from the budgets: their answers to our INVITEs must never be dropped).
+    pub fn set_plan(&self, plan: Arc<Dialplan>, agencies: impl IntoIterator<Item = IpAddr>) {
+        *self
+            .plan
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = plan;
+        lock(&self.messages).set_agencies(agencies);
     }
 
-    /// Counts an accepted connection from `ip`, or says why it must be refused.
-    fn admit(self: &Arc<Self>, stream: &TcpStream, ip: IpAddr) -> Result<Admitted, Refusal> {
+    fn dials_emergency(&self, message: &[u8]) -> bool {
+        let plan = self
+            .plan
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        siaga_engine::source_limits::dials_emergency(&plan, message)
+    }
+
+    /// Where a message of `lane` from `ip` goes: `None` when it is over the source's budget
+    /// (an emergency INVITE never is); the bulk queue for bulk traffic and for call traffic
+    /// of a source that holds its share of the call queue (again, emergency INVITEs excepted).
+    fn route(self: &Arc<Self>, lane: Lane, ip: IpAddr, message: &[u8]) -> Option<Route> {
+        // Looked at only when a limit is reached, and at most once.
+        let mut known = None;
+        let mut emergency = || *known.get_or_insert_with(|| self.dials_emergency(message));
+        if !lock(&self.messages).allow(Instant::now(), ip, lane, &mut emergency) {
+            return None;
+        }
+        if lane == Lane::Bulk {
+            return Some(Route::Bulk);
+        }
+        if lock(&self.share).enter(ip) {
+            let held = ShareHeld {
+                shield: self.clone(),
+                ip,
+            };
+            return Some(Route::Call(Some(held)));
+        }
+        if lane == Lane::Invite && emergency() {
+            return Some(Route::Call(None));
+        }
+        self.over_share.fetch_add(1, Ordering::Relaxed);
+        Some(Route::Bulk)
+    }
+
+    /// Counts an accepted connection `conn` from `ip`, or says why it must be refused. At the
+    /// total, the connection idle longest that carries no call is told to close instead.
+    fn admit(
+        self: &Arc<Self>,
+        stream: &TcpStream,
+        ip: IpAddr,
+        conn: ConnId,
+    ) -> Result<Admitted, Refusal> {
         let mut conns = lock(&self.conns);
         let fd = u64::try_from(stream.as_raw_fd()).unwrap_or(u64::MAX);
         if !siaga_engine::source_limits::leaves_reserve(fd, self.fd_limit, self.fd_reserve) {
             return Err(conns.refuse(Refusal::Descriptors));
         }
-        conns.open(ip)?;
+        let mut accepted = lock(&self.accepted);
+        let carries_call = |id: u64| {
+            accepted
+                .get(&id)
+                .is_some_and(|h| h.calls.load(Ordering::Relaxed) > 0)
+        };
+        let opened = conns.open(ip, conn.0, Instant::now(), carries_call)?;
+        if let Some(victim) = opened.evict.and_then(|id| accepted.remove(&id)) {
+            // Stored as a permit if its task is not waiting yet: the close is never lost.
+            victim.close.notify_one();
+        }
+        let handle = ConnHandle::default();
+        accepted.insert(conn.0, handle.clone());
         Ok(Admitted {
             shield: self.clone(),
-            ip,
+            conn,
+            handle,
         })
     }
 
@@ -215,12 +315,22 @@ impl Shield {
     /// Called at a fixed interval, so floods cost a line per interval, not a line per message.
     pub fn take_report(&self) -> Option<String> {
         let drops = lock(&self.messages).take_report();
-        let (per_source, total, fds) = lock(&self.conns).take_refused();
+        let over_share = self.over_share.swap(0, Ordering::Relaxed);
+        let (per_source, total, fds, evicted) = {
+            let mut conns = lock(&self.conns);
+            let (a, b, c) = conns.take_refused();
+            (a, b, c, conns.take_evicted())
+        };
         let queue_full = self.queue_full.swap(0, Ordering::Relaxed);
         let accept_errors = self.accept_errors.swap(0, Ordering::Relaxed);
         let mut parts = Vec::new();
         if !drops.is_empty() {
             parts.push(drops.to_string());
+        }
+        if over_share > 0 {
+            parts.push(format!(
+                "{over_share} call message(s) sent the bulk way: their source held its share of the call queue"
+            ));
         }
         if queue_full > 0 {
             parts.push(format!(
@@ -236,6 +346,11 @@ impl Shield {
                 parts.push(format!("{n} TCP connection(s) refused: {why}"));
             }
         }
+        if evicted > 0 {
+            parts.push(format!(
+                "{evicted} idle TCP connection(s) without a call closed to make room (the gateway had its total open)"
+            ));
+        }
         if accept_errors > 0 {
             parts.push(format!("{accept_errors} TCP accept error(s)"));
         }
@@ -243,15 +358,78 @@ impl Shield {
     }
 }
 
+/// What the shield keeps of one connection's task: its live calls (kept by [`TcpPool`]) and
+/// a way to close it.
+#[derive(Clone, Default)]
+struct ConnHandle {
+    calls: Arc<AtomicU32>,
+    close: Arc<Notify>,
+}
+
 /// An accepted connection counted against its source; uncounted when dropped.
 struct Admitted {
     shield: Arc<Shield>,
-    ip: IpAddr,
+    conn: ConnId,
+    handle: ConnHandle,
+}
+
+impl Admitted {
+    /// A complete message arrived: the connection is not idle.
+    fn activity(&self) {
+        lock(&self.shield.conns).activity(self.conn.0, Instant::now());
+    }
 }
 
 impl Drop for Admitted {
     fn drop(&mut self) {
-        lock(&self.shield.conns).close(self.ip);
+        lock(&self.shield.conns).close(self.conn.0);
+        lock(&self.shield.accepted).remove(&self.conn.0);
+    }
+}
+
+/// Which queue a message goes to, from [`Shield::route`].
+enum Route {
+    /// The call queue, holding a place of the source's share (`None`: an emergency INVITE
+    /// beyond the share, which is never turned away).
+    Call(Option<ShareHeld>),
+    Bulk,
+}
+
+/// A place of a source's share of the call queue; given back when dropped.
+struct ShareHeld {
+    shield: Arc<Shield>,
+    ip: IpAddr,
+}
+
+impl Drop for ShareHeld {
+    fn drop(&mut self) {
+        lock(&self.shield.share).leave(self.ip);
+    }
+}
+
+/// A message's place in its queue: its bytes and, in the call queue, its source's share.
+/// Dropping it gives both back.
+pub struct Queued {
+    _bytes: OwnedSemaphorePermit,
+    _share: Option<ShareHeld>,
+}
+
+impl Queued {
+    /// Waits for `bytes` of a queue's byte bound.
+    async fn wait(
+        queue_bytes: &Arc<Semaphore>,
+        bytes: u32,
+        share: Option<ShareHeld>,
+    ) -> Result<Queued, Closed> {
+        let permit = queue_bytes
+            .clone()
+            .acquire_many_owned(bytes)
+            .await
+            .map_err(|_| Closed)?;
+        Ok(Queued {
+            _bytes: permit,
+            _share: share,
+        })
     }
 }
 
@@ -299,35 +477,48 @@ impl NetTx {
         self.priority.send(ev).await.map_err(|_| Closed)
     }
 
+    /// Queues a message where [`Shield::route`] sent it. The bulk queue never waits (a full
+    /// one drops, counted), except for call traffic of a TCP connection sent there by its
+    /// source's share: a stream cannot lose a message, and waiting holds up only that
+    /// connection.
     async fn message(
         &self,
         flow: Flow,
         data: Vec<u8>,
+        route: Route,
         lane: Lane,
         shield: &Shield,
     ) -> Result<(), Closed> {
         let bytes = u32::try_from(data.len()).unwrap_or(u32::MAX);
-        if lane == Lane::Bulk {
-            let Ok(queued) = self.bulk_bytes.clone().try_acquire_many_owned(bytes) else {
-                shield.queue_full.fetch_add(1, Ordering::Relaxed);
-                return Ok(());
-            };
-            return match self.bulk.try_send(NetEvent::Sip { flow, data, queued }) {
-                Ok(()) => Ok(()),
-                Err(mpsc::error::TrySendError::Full(_)) => {
+        match route {
+            Route::Call(share) => {
+                let queued = Queued::wait(&self.priority_bytes, bytes, share).await?;
+                self.control(NetEvent::Sip { flow, data, queued }).await
+            }
+            Route::Bulk if lane != Lane::Bulk && flow.conn.is_some() => {
+                let queued = Queued::wait(&self.bulk_bytes, bytes, None).await?;
+                let ev = NetEvent::Sip { flow, data, queued };
+                self.bulk.send(ev).await.map_err(|_| Closed)
+            }
+            Route::Bulk => {
+                let Ok(permit) = self.bulk_bytes.clone().try_acquire_many_owned(bytes) else {
                     shield.queue_full.fetch_add(1, Ordering::Relaxed);
-                    Ok(())
+                    return Ok(());
+                };
+                let queued = Queued {
+                    _bytes: permit,
+                    _share: None,
+                };
+                match self.bulk.try_send(NetEvent::Sip { flow, data, queued }) {
+                    Ok(()) => Ok(()),
+                    Err(mpsc::error::TrySendError::Full(_)) => {
+                        shield.queue_full.fetch_add(1, Ordering::Relaxed);
+                        Ok(())
+                    }
+                    Err(mpsc::error::TrySendError::Closed(_)) => Err(Closed),
                 }
-                Err(mpsc::error::TrySendError::Closed(_)) => Err(Closed),
-            };
+            }
         }
-        let queued = self
-            .priority_bytes
-            .clone()
-            .acquire_many_owned(bytes)
-            .await
-            .map_err(|_| Closed)?;
-        self.control(NetEvent::Sip { flow, data, queued }).await
     }
 }
 
@@ -390,9 +581,9 @@ pub async fn udp_reader(socket: Arc<UdpSocket>, tx: NetTx, shield: Arc<Shield>) 
         }
         // Before any parsing or copying: the cheapest place to drop a flood.
         let lane = Lane::of(data);
-        if !shield.allow(lane, remote.ip()) {
+        let Some(route) = shield.route(lane, remote.ip(), data) else {
             continue;
-        }
+        };
         let flow = Flow {
             transport: Transport::Udp,
             remote,
@@ -400,7 +591,7 @@ pub async fn udp_reader(socket: Arc<UdpSocket>, tx: NetTx, shield: Arc<Shield>) 
             conn: None,
         };
         if tx
-            .message(flow, data.to_vec(), lane, &shield)
+            .message(flow, data.to_vec(), route, lane, &shield)
             .await
             .is_err()
         {
@@ -448,7 +639,8 @@ pub async fn tcp_acceptor(
                 continue;
             }
         };
-        let admitted = match shield.admit(&stream, remote.ip()) {
+        let conn = ConnId(next);
+        let admitted = match shield.admit(&stream, remote.ip(), conn) {
             Ok(a) => a,
             Err(_) => {
                 // RST rather than FIN: nothing of the refused connection stays with us.
@@ -457,7 +649,6 @@ pub async fn tcp_acceptor(
                 continue;
             }
         };
-        let conn = ConnId(next);
         next += 64;
         let local = stream.local_addr().unwrap_or(remote);
         let flow = Flow {
@@ -491,7 +682,11 @@ async fn tcp_connection(
 ) {
     let Some(conn) = flow.conn else { return };
     let outbound = admitted.is_none();
-    let calls = Arc::new(AtomicU32::new(0));
+    let handle = admitted
+        .as_ref()
+        .map(|a| a.handle.clone())
+        .unwrap_or_default();
+    let calls = handle.calls.clone();
     let (write_tx, mut write_rx) = mpsc::channel::<Vec<u8>>(256);
     let opened = NetEvent::ConnOpened {
         conn,
@@ -510,6 +705,9 @@ async fn tcp_connection(
     let reason = loop {
         let (wake, _) = clock.next(carries_call());
         tokio::select! {
+            () = handle.close.notified() => {
+                break "closed to make room: the gateway had its total of connections open".to_owned();
+            }
             () = tokio::time::sleep_until(wake.into()) => {
                 // A call may have started on the connection since the sleep began.
                 if let Some(expired) = clock.expired(Instant::now(), carries_call()) {
@@ -530,10 +728,10 @@ async fn tcp_connection(
                         Ok(Some(Frame::Message(data))) => {
                             complete += 1;
                             let lane = Lane::of(&data);
-                            if !shield.allow(lane, flow.remote.ip()) {
+                            let Some(route) = shield.route(lane, flow.remote.ip(), &data) else {
                                 continue;
-                            }
-                            if tx.message(flow, data, lane, &shield).await.is_err() {
+                            };
+                            if tx.message(flow, data, route, lane, &shield).await.is_err() {
                                 return;
                             }
                         }
@@ -549,6 +747,9 @@ async fn tcp_connection(
                 }
                 if let Some(reason) = failed {
                     break reason;
+                }
+                if let Some(a) = admitted.as_ref().filter(|_| complete > 0) {
+                    a.activity();
                 }
                 clock.on_read(Instant::now(), complete, framer.in_message());
             }
@@ -710,5 +911,100 @@ impl TcpPool {
             conn,
         ));
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shield(limits: &TransportLimits) -> Arc<Shield> {
+        let plan = concat!(env!("CARGO_MANIFEST_DIR"), "/dialplans/default.toml");
+        let plan = crate::plan::load(&[plan.into()]).expect("the default plan");
+        Arc::new(Shield::new(limits, 1 << 20, plan))
+    }
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().expect("ip")
+    }
+
+    /// A source holding its share of the call queue has its further call traffic sent the
+    /// bulk way, except emergency INVITEs; handled messages give their places back.
+    #[test]
+    fn a_source_at_its_share_of_the_call_queue_goes_the_bulk_way_but_not_its_112_invites() {
+        let limits = TransportLimits {
+            source_queue_share: 2,
+            ..TransportLimits::default()
+        };
+        let shield = shield(&limits);
+        let bye = b"BYE sip:x SIP/2.0\r\n\r\n";
+        let queued: Vec<Route> = (0..2)
+            .filter_map(|_| shield.route(Lane::Call, ip("192.0.2.1"), bye))
+            .collect();
+        assert!(queued.iter().all(|r| matches!(r, Route::Call(Some(_)))));
+        let over = shield.route(Lane::Call, ip("192.0.2.1"), bye);
+        assert!(matches!(over, Some(Route::Bulk)));
+        let spam = b"INVITE sip:0811111111@gw SIP/2.0\r\n\r\n";
+        assert!(matches!(
+            shield.route(Lane::Invite, ip("192.0.2.1"), spam),
+            Some(Route::Bulk)
+        ));
+        let call = b"INVITE sip:112@gw SIP/2.0\r\n\r\n";
+        assert!(matches!(
+            shield.route(Lane::Invite, ip("192.0.2.1"), call),
+            Some(Route::Call(None))
+        ));
+        // Another source has its own share.
+        assert!(matches!(
+            shield.route(Lane::Call, ip("192.0.2.2"), bye),
+            Some(Route::Call(Some(_)))
+        ));
+        drop(queued);
+        assert!(matches!(
+            shield.route(Lane::Call, ip("192.0.2.1"), bye),
+            Some(Route::Call(Some(_)))
+        ));
+        let report = shield.take_report().expect("a report");
+        assert!(
+            report.contains("2 call message(s) sent the bulk way"),
+            "{report}"
+        );
+    }
+
+    /// Over the INVITE budget, what dials an emergency number passes by the plan in force:
+    /// a reload that adds a number makes it pass too.
+    #[test]
+    fn the_emergency_check_follows_the_reloaded_plan() {
+        let limits = TransportLimits {
+            source_invites_per_s: 0,
+            source_invite_burst: 1,
+            ..TransportLimits::default()
+        };
+        let shield = shield(&limits);
+        let other = b"INVITE sip:999@gw SIP/2.0\r\n\r\n";
+        assert!(shield.route(Lane::Invite, ip("192.0.2.1"), other).is_some());
+        assert!(shield.route(Lane::Invite, ip("192.0.2.1"), other).is_none());
+        let dir = tempfile::tempdir().expect("dir");
+        let text = include_str!("../dialplans/default.toml")
+            .replace("numbers = [\"112\"]", "numbers = [\"112\", \"999\"]")
+            .replace(
+                "prompt_dir = \"prompts\"",
+                concat!(
+                    "prompt_dir = \"",
+                    env!("CARGO_MANIFEST_DIR"),
+                    "/dialplans/prompts\""
+                ),
+            );
+        let path = dir.path().join("plan.toml");
+        std::fs::write(&path, text).expect("write plan");
+        let plan = crate::plan::load(&[path]).expect("the edited plan");
+        shield.set_plan(plan, [ip("203.0.113.9")]);
+        assert!(shield.route(Lane::Invite, ip("192.0.2.1"), other).is_some());
+        // The plan's agencies are exempt from the budgets.
+        assert!((0..10).all(|_| {
+            shield
+                .route(Lane::Invite, ip("203.0.113.9"), other)
+                .is_some()
+        }));
     }
 }

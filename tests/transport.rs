@@ -179,17 +179,21 @@ fn tcp_flood_leaves_a_tcp_call_through(file_limit: Option<u64>) {
     let log = gw.log();
     let refusal_lines = log.lines().filter(|l| l.contains("refused")).count();
     assert!(refusal_lines <= 10, "{refusal_lines} lines about refusals");
-    let events: String = db
-        .query_row(
-            "SELECT group_concat(detail, ' | ') FROM gateway_events WHERE kind = 'rate_limited'",
-            [],
-            |r| r.get(0),
-        )
-        .expect("rate_limited events");
+    let events = rate_limited_events(&db);
     assert!(
         events.contains("TCP connection(s) refused: the source had its share open"),
         "{events}"
     );
+}
+
+/// The gateway's `rate_limited` events, joined with ` | `.
+fn rate_limited_events(db: &rusqlite::Connection) -> String {
+    db.query_row(
+        "SELECT group_concat(detail, ' | ') FROM gateway_events WHERE kind = 'rate_limited'",
+        [],
+        |r| r.get(0),
+    )
+    .expect("rate_limited events")
 }
 
 /// With the per-source limit out of the way (a trusted SBC gone wrong, say), TCP still stops
@@ -387,6 +391,19 @@ fn a_second_gateway_on_the_same_port_fails_naming_the_address() {
 /// Sends OPTIONS from `socket` as fast as it can for `duration` (at most `max` datagrams),
 /// counting the replies; returns (sent, replies).
 fn flood_options(socket: &UdpSocket, to: SocketAddr, duration: Duration, max: u64) -> (u64, u64) {
+    flood(socket, to, duration, max, "OPTIONS", "sip:gateway")
+}
+
+/// Sends `method` requests for `uri` from `socket` as fast as it can for `duration` (at most
+/// `max` datagrams), counting the replies; returns (sent, replies).
+fn flood(
+    socket: &UdpSocket,
+    to: SocketAddr,
+    duration: Duration,
+    max: u64,
+    method: &str,
+    uri: &str,
+) -> (u64, u64) {
     socket.set_nonblocking(true).expect("nonblocking");
     let local = socket.local_addr().expect("addr");
     let (mut sent, mut replies) = (0u64, 0u64);
@@ -394,9 +411,9 @@ fn flood_options(socket: &UdpSocket, to: SocketAddr, duration: Duration, max: u6
     let end = Instant::now() + duration;
     while Instant::now() < end && sent < max {
         let msg = format!(
-            "OPTIONS sip:gateway SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bK-f{sent}\r\n\
-             From: <sip:flood@{local}>;tag=f\r\nTo: <sip:gateway>\r\nCall-ID: flood-{sent}\r\n\
-             CSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+            "{method} {uri} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bK-f{sent}\r\n\
+             From: <sip:flood@{local}>;tag=f\r\nTo: <{uri}>\r\nCall-ID: flood-{sent}\r\n\
+             CSeq: 1 {method}\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
         );
         if socket.send_to(msg.as_bytes(), to).is_ok() {
             sent += 1;
@@ -481,4 +498,102 @@ fn a_flooding_source_is_cut_to_its_budget_and_calls_still_get_through() {
         )
         .expect("calls");
     assert_eq!(calls, 2);
+}
+
+/// INVITEs have a budget of their own: a source flooding INVITEs to a number outside the plan
+/// gets at most that many answered (the rest dropped before parsing, counted), and an emergency
+/// call from the same source during its flood is still answered.
+#[test]
+fn invites_to_other_numbers_are_cut_to_the_invite_budget_and_112_still_passes() {
+    let dir = tempfile::tempdir().expect("dir");
+    // Every INVITE that reaches the engine is answered (no reply rationing there), so the
+    // replies count what passed the transport.
+    let config = limits_config(
+        dir.path(),
+        "source_invites_per_s = 20\nsource_invite_burst = 20\n\
+         noncall_replies_per_s = 1000000\nnoncall_reply_burst = 1000000\n",
+    );
+    let mut gw = Gateway::start(&["--config", &config]);
+    let flooder = UdpSocket::bind("127.0.0.2:0").expect("bind 127.0.0.2");
+    let target = gw.udp;
+    let started = Instant::now();
+    let flood = std::thread::spawn(move || {
+        flood(
+            &flooder,
+            target,
+            Duration::from_secs(4),
+            1_000_000,
+            "INVITE",
+            "sip:0811111111@gateway",
+        )
+    });
+    let out = gw.sipp(
+        "uac_call.xml",
+        false,
+        &["-s", "112", "-m", "1", "-d", "500", "-i", "127.0.0.2"],
+    );
+    assert_sipp_ok(&out, "a 112 call from a source flooding INVITEs");
+    let (sent, replies) = flood.join().expect("flood");
+    let elapsed = started.elapsed().as_secs_f64();
+    gw.stop();
+    // The burst plus the rate over the flood, with a second of slack.
+    let budget = 20.0 + 20.0 * (elapsed + 1.0);
+    assert!(sent > 2000, "{sent} INVITEs sent");
+    assert!(
+        (replies as f64) <= budget,
+        "{replies} replies to {sent} INVITEs in {elapsed:.1} s (budget {budget:.0})"
+    );
+    let db = gw.db();
+    let events = rate_limited_events(&db);
+    assert!(events.contains("127.0.0.2"), "{events}");
+    let calls: i64 = db
+        .query_row(
+            "SELECT count(*) FROM calls WHERE answered_at IS NOT NULL",
+            [],
+            |r| r.get(0),
+        )
+        .expect("calls");
+    assert_eq!(calls, 1);
+}
+
+/// A connection the gateway has taken up: it answers a keep-alive ping (CRLF CRLF) with CRLF.
+fn pinged(mut stream: &TcpStream) -> bool {
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+    let mut pong = [0u8; 2];
+    stream.write_all(b"\r\n\r\n").is_ok() && stream.read_exact(&mut pong).is_ok()
+}
+
+/// Idle connections from two hosts hold the gateway's whole TCP total: a TCP 112 call is not
+/// refused; the connection idle longest (and carrying no call) is closed to make room.
+#[test]
+fn at_the_tcp_total_an_idle_connection_makes_room_for_a_call() {
+    let dir = tempfile::tempdir().expect("dir");
+    let config = limits_config(
+        dir.path(),
+        "tcp_per_source = 10\ntcp_max_connections = 20\ntcp_idle_s = 120\n",
+    );
+    let mut gw = Gateway::start(&["--config", &config]);
+    let idle: Vec<TcpStream> = ["127.0.0.2", "127.0.0.3"]
+        .iter()
+        .flat_map(|source| (0..10).filter_map(|_| connect_from(source, gw.tcp)))
+        .collect();
+    assert_eq!(idle.len(), 20);
+    assert!(
+        idle.iter().all(pinged),
+        "the gateway took up every connection"
+    );
+    let out = gw.sipp("uac_call.xml", true, &["-s", "112", "-m", "1", "-d", "500"]);
+    assert_sipp_ok(
+        &out,
+        "a TCP 112 call with the TCP total held by idle connections",
+    );
+    wait_until(
+        "an idle connection to be closed",
+        Duration::from_secs(10),
+        || idle.iter().any(closed_by_peer),
+    );
+    assert_eq!(idle.iter().filter(|s| closed_by_peer(s)).count(), 1);
+    gw.stop();
+    let events = rate_limited_events(&gw.db());
+    assert!(events.contains("closed to make room"), "{events}");
 }

@@ -28,6 +28,14 @@ pub enum Frame {
 pub struct StreamFramer {
     buf: Vec<u8>,
     poisoned: bool,
+    /// How far `buf` has been searched for the end of the headers without finding it: a
+    /// header trickled in one byte per segment is then scanned once, not once per segment.
+    scanned: usize,
+    /// The length of the message whose headers are complete, once known: a body trickled
+    /// in does not make the headers be read again for each segment.
+    expected: Option<usize>,
+    /// Bytes of header sections looked at, ever (what framing costs, for tests).
+    scan_work: u64,
 }
 
 impl StreamFramer {
@@ -47,6 +55,17 @@ impl StreamFramer {
         !self.poisoned && self.buf.iter().any(|b| !matches!(b, b'\r' | b'\n'))
     }
 
+    /// Bytes examined so far looking for the ends of header sections.
+    pub fn scan_work(&self) -> u64 {
+        self.scan_work
+    }
+
+    /// Drops the first `n` bytes of the buffer, keeping the search position on the same bytes.
+    fn consume(&mut self, n: usize) {
+        self.buf.drain(..n);
+        self.scanned = self.scanned.saturating_sub(n);
+    }
+
     /// The next complete frame, `Ok(None)` when more bytes are needed.
     pub fn next_frame(&mut self) -> Result<Option<Frame>, FrameError> {
         if self.poisoned {
@@ -64,7 +83,7 @@ impl StreamFramer {
                 .windows(4)
                 .position(|w| w == b"\r\n\r\n")
             {
-                self.buf.drain(..at + 4);
+                self.consume(at + 4);
                 return Ok(Some(Frame::KeepAlivePing));
             }
             if leading == self.buf.len() {
@@ -74,18 +93,29 @@ impl StreamFramer {
                     .rev()
                     .find(|&n| n <= leading && self.buf[leading - n..] == b"\r\n\r\n"[..n])
                     .unwrap_or(0);
-                self.buf.drain(..leading - keep);
+                self.consume(leading - keep);
                 return Ok(None);
             }
-            self.buf.drain(..leading);
+            self.consume(leading);
         }
-        let Some(head_end) = find_head_end(&self.buf) else {
+        if let Some(total) = self.expected {
+            return Ok(self.take_message(total));
+        }
+        // An empty line needs up to three bytes after a line feed: look again from just
+        // before where the last search stopped.
+        let from = self.scanned.saturating_sub(2);
+        let found = find_head_end(&self.buf, from);
+        let stopped = found.unwrap_or(self.buf.len());
+        self.scan_work += (stopped.saturating_sub(from)) as u64;
+        let Some(head_end) = found else {
+            self.scanned = self.buf.len();
             if self.buf.len() > MAX_MESSAGE_BYTES {
                 self.poisoned = true;
                 return Err(FrameError::HeadersTooLong);
             }
             return Ok(None);
         };
+        self.scan_work += head_end as u64;
         let content_length = match content_length(&self.buf[..head_end]) {
             Ok(n) => n,
             Err(e) => {
@@ -100,19 +130,28 @@ impl StreamFramer {
                 return Err(FrameError::BodyTooLarge(content_length));
             }
         };
+        self.expected = Some(total);
+        Ok(self.take_message(total))
+    }
+
+    /// The message of `total` bytes at the front of the buffer, once all of it is there.
+    fn take_message(&mut self, total: usize) -> Option<Frame> {
         if self.buf.len() < total {
-            return Ok(None);
+            return None;
         }
         let rest = self.buf.split_off(total);
         let message = std::mem::replace(&mut self.buf, rest);
-        Ok(Some(Frame::Message(message)))
+        self.scanned = 0;
+        self.expected = None;
+        Some(Frame::Message(message))
     }
 }
 
 /// Index just past the first empty line (CRLF or bare LF), the one that ends the headers —
 /// the same rule as the parser, so a stream splits the same however TCP segments it.
-fn find_head_end(buf: &[u8]) -> Option<usize> {
-    let mut i = 0;
+/// Searches from `from` on.
+fn find_head_end(buf: &[u8], from: usize) -> Option<usize> {
+    let mut i = from;
     while i < buf.len() {
         if buf[i] == b'\n' {
             let rest = &buf[i + 1..];
@@ -250,6 +289,57 @@ mod tests {
         let mut ping = StreamFramer::new();
         ping.push(b"\n\r\n\r\n");
         assert_eq!(ping.next_frame(), Ok(Some(Frame::KeepAlivePing)));
+    }
+
+    #[test]
+    fn a_header_trickled_byte_by_byte_is_scanned_in_linear_work() {
+        // 64 KiB of header lines, one byte per segment: each byte is looked at a few times at
+        // most, not once per segment after it (which would be 2 billion looks).
+        let mut head = b"OPTIONS sip:a SIP/2.0\r\n".to_vec();
+        while head.len() < MAX_MESSAGE_BYTES - 64 {
+            head.extend_from_slice(b"X-Pad: aaaaaaaaaaaaaaaaaaaaaaaa\r\n");
+        }
+        head.extend_from_slice(b"l: 0\r\n\r\n");
+        let mut framer = StreamFramer::new();
+        let mut frames = Vec::new();
+        for byte in head.chunks(1) {
+            framer.push(byte);
+            while let Some(f) = framer.next_frame().expect("frame") {
+                frames.push(f);
+            }
+        }
+        assert_eq!(frames, vec![Frame::Message(head.clone())]);
+        let work = framer.scan_work();
+        assert!(
+            work <= 4 * head.len() as u64,
+            "{work} bytes scanned for a {}-byte header",
+            head.len()
+        );
+    }
+
+    #[test]
+    fn a_body_trickled_byte_by_byte_does_not_reread_the_headers() {
+        let mut message = b"INVITE sip:a SIP/2.0\r\n".to_vec();
+        while message.len() < 30_000 {
+            message.extend_from_slice(b"X-Pad: aaaaaaaaaaaaaaaaaaaaaaaa\r\n");
+        }
+        let head_len = message.len() + "l: 30000\r\n\r\n".len();
+        message.extend_from_slice(b"l: 30000\r\n\r\n");
+        message.extend(std::iter::repeat_n(b'v', 30_000));
+        let mut framer = StreamFramer::new();
+        let mut frames = 0;
+        for byte in message.chunks(1) {
+            framer.push(byte);
+            while framer.next_frame().expect("frame").is_some() {
+                frames += 1;
+            }
+        }
+        assert_eq!(frames, 1);
+        let work = framer.scan_work();
+        assert!(
+            work <= 4 * head_len as u64,
+            "{work} header bytes looked at for a {head_len}-byte header"
+        );
     }
 
     #[test]
