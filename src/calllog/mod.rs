@@ -84,6 +84,13 @@ pub struct LogOptions {
     pub low_space_bytes: u64,
     /// Below this much free space, an alarm (a gateway event, an error line) (0: never).
     pub alarm_space_bytes: u64,
+    /// Records handed to the writer thread and not yet taken, in bytes, before new ones are
+    /// lost (counted): reached only while the thread is held inside one database call. Call
+    /// records may use four times this; sampled messages of no call go first.
+    pub handover_bytes: usize,
+    /// How long start-up replays an earlier run's spill before leaving the rest to the
+    /// writer thread (the gateway answers calls meanwhile).
+    pub start_replay: Duration,
 }
 
 impl Default for LogOptions {
@@ -93,15 +100,14 @@ impl Default for LogOptions {
             queue_memory_bytes: 64 << 20,
             low_space_bytes: 1 << 30,
             alarm_space_bytes: 256 << 20,
+            handover_bytes: 32 << 20,
+            start_replay: Duration::from_secs(2),
         }
     }
 }
 
 /// `/var/tmp` survives a reboot and is usually not where a deployment puts its database.
 pub const DEFAULT_SPILL_DIR: &str = "/var/tmp/siaga-spill";
-
-/// Records waiting for the writer thread, in bytes, before new ones are lost (counted).
-const HANDOVER_BYTES: usize = 32 << 20;
 
 impl CallLog {
     /// [`CallLog::start_with`] with the default options.
@@ -122,7 +128,7 @@ impl CallLog {
     ) -> anyhow::Result<(CallLog, LogWriter, Recovery)> {
         schema::check_db_file(path, false)?;
         schema::check_version(path)?;
-        let shared = Arc::new(writer::Shared::default());
+        let shared = Arc::new(writer::Shared::new(options.handover_bytes));
         let (writer, recovery) = writer::Writer::start(path, options, shared.clone(), now_ms());
         let (tx, rx) = crossbeam_channel::unbounded();
         let thread = std::thread::Builder::new()
@@ -140,17 +146,29 @@ impl CallLog {
 
     pub fn send(&self, write: Write) {
         let bytes = write.approx_bytes();
+        // The writer takes records off the channel between any two transactions (into memory,
+        // then the spill file), so this bound is only met while it is held inside one
+        // database call; a call's records may then wait longer than sampled messages.
+        let limit = match &write {
+            Write::Engine { record, .. } if droppable(record) => self.shared.handover_limit,
+            _ => self.shared.handover_limit.saturating_mul(4),
+        };
         if self
             .shared
             .handover_bytes
             .fetch_add(bytes, Ordering::Relaxed)
-            > HANDOVER_BYTES
+            > limit
         {
             self.shared
                 .handover_bytes
                 .fetch_sub(bytes, Ordering::Relaxed);
-            self.shared.lost.fetch_add(1, Ordering::Relaxed);
-            tracing::error!("call-log writer stuck and its queue full: a record was lost");
+            // One line until the writer has counted these (it reports the total).
+            if self.shared.lost.fetch_add(1, Ordering::Relaxed) == 0 {
+                tracing::error!(
+                    "call-log writer held up and its hand-over queue full: records are lost \
+                     (counted, reported as a gateway event)"
+                );
+            }
             return;
         }
         if self.tx.send((bytes, write)).is_err() {
