@@ -130,7 +130,8 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     // Before the call log's recovery closes them: the calls a crash left open (their legs
     // get a BYE below, their recordings' ends decide their end times).
-    let mut left_open = crate::restart::prepare(&settings.db, &bound.listeners());
+    let mut left_open =
+        crate::restart::prepare(&settings.db, &settings.log.spill_dir, &bound.listeners());
     let (calllog, writer, recovery) = CallLog::start_with(&settings.db, settings.log.clone())?;
     // Held until the gateway stops: a later start on this log then knows its calls are live.
     let _call_log_lock = left_open.lock.take().or_else(|| {

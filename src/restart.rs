@@ -59,8 +59,8 @@ impl CallLogLock {
 /// Finds the calls left open in the call log at `db`, notes their recordings' ends on their
 /// timelines and builds a BYE for each leg that was up, sent from one of `listeners` (the
 /// gateway's sockets now: its port may have changed).
-pub fn prepare(db: &Path, listeners: &[(Transport, SocketAddr)]) -> LeftOpen {
-    match read(db, listeners) {
+pub fn prepare(db: &Path, spill_dir: &Path, listeners: &[(Transport, SocketAddr)]) -> LeftOpen {
+    match read(db, spill_dir, listeners) {
         Ok(left) => left,
         Err(e) => {
             tracing::error!(
@@ -81,7 +81,11 @@ struct Note {
     detail: String,
 }
 
-fn read(db: &Path, listeners: &[(Transport, SocketAddr)]) -> anyhow::Result<LeftOpen> {
+fn read(
+    db: &Path,
+    spill_dir: &Path,
+    listeners: &[(Transport, SocketAddr)],
+) -> anyhow::Result<LeftOpen> {
     if !db.exists() {
         return Ok(LeftOpen::default());
     }
@@ -112,13 +116,27 @@ fn read(db: &Path, listeners: &[(Transport, SocketAddr)]) -> anyhow::Result<Left
         [],
         |r| r.get(0),
     )?;
-    if !has_calls {
+    let spilled = crate::calllog::spill_exists(spill_dir, db);
+    if !has_calls && !spilled {
         return Ok(LeftOpen {
             lock,
             ..LeftOpen::default()
         });
     }
-    let open: Vec<(i64, Option<String>, Option<i64>)> = conn
+    // What the previous run logged includes what only reached its spill file (the log's
+    // disk full, then the crash): calls that are only there, and ends that are only there.
+    let view = match crate::calllog::open_calls_with_spill(db, spill_dir) {
+        Ok(view) => Some(view),
+        Err(e) => {
+            tracing::error!(
+                error = format!("{e:#}"),
+                "cannot read the spill file at restart: calls only in it get no BYE"
+            );
+            None
+        }
+    };
+    let calls = view.as_ref().unwrap_or(&conn);
+    let open: Vec<(i64, Option<String>, Option<i64>)> = calls
         .prepare(
             "SELECT c.id, c.recording_path,
                     (SELECT min(e.at) FROM call_events e
@@ -137,7 +155,7 @@ fn read(db: &Path, listeners: &[(Transport, SocketAddr)]) -> anyhow::Result<Left
         if let (Some(path), Some(started)) = (path, started) {
             notes.extend(recording_end(call, &path, started));
         }
-        let dialogs = dialogs_of(&conn, call).unwrap_or_else(|e| {
+        let dialogs = dialogs_of(calls, call).unwrap_or_else(|e| {
             // One unreadable call must not cost the others their BYEs.
             tracing::error!(call, error = %e, "cannot read the messages of a call left open");
             Vec::new()
@@ -154,8 +172,10 @@ fn read(db: &Path, listeners: &[(Transport, SocketAddr)]) -> anyhow::Result<Left
             }
         }
     }
+    drop(view);
     // The BYEs do not depend on these notes: a log that cannot be written (disk full) only
-    // costs the better end times.
+    // costs the better end times. A note for a call only in the spill goes in before the
+    // spill's rows do; recovery reads both once they are there.
     if let Err(e) = write_notes(&mut conn, &notes) {
         tracing::error!(error = %e, "cannot note the recordings' ends of calls a crash left open");
     }
@@ -380,7 +400,7 @@ mod tests {
         let db = log_with_an_open_call(dir.path());
         let listeners = [(Transport::Udp, "127.0.0.1:5060".parse().expect("addr"))];
         let live = CallLogLock::take(&db).expect("lock").expect("free");
-        let left = prepare(&db, &listeners);
+        let left = prepare(&db, &dir.path().join("spill"), &listeners);
         assert_eq!(
             (left.calls, left.dialogs.len()),
             (0, 0),
@@ -388,7 +408,7 @@ mod tests {
         );
         assert!(left.lock.is_none());
         drop(live);
-        let left = prepare(&db, &listeners);
+        let left = prepare(&db, &dir.path().join("spill"), &listeners);
         assert_eq!((left.calls, left.dialogs.len()), (1, 1));
         assert_eq!(left.dialogs[0].leg, LegId::Caller);
         assert!(left.lock.is_some(), "held while this gateway runs");

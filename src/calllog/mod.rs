@@ -9,6 +9,7 @@ mod schema;
 mod spill;
 pub mod stats;
 pub mod text;
+mod view;
 mod writer;
 
 use std::path::{Path, PathBuf};
@@ -26,6 +27,12 @@ use ops::Entry;
 #[cfg(test)]
 pub use schema::open;
 pub use schema::{Recovery, UnfinishedRecording, check_db_file, open_read_only};
+pub use view::open_calls_with_spill;
+
+/// Whether records the database at `db` could not take wait in a spill file in `dir`.
+pub fn spill_exists(dir: &Path, db: &Path) -> bool {
+    spill::Spill::path_for(dir, db).exists()
+}
 
 /// Milliseconds since the Unix epoch, UTC.
 pub fn now_ms() -> i64 {
@@ -237,7 +244,7 @@ impl Write {
             } => {
                 entry.call = Some(call);
                 entry.sql(
-                    "UPDATE calls SET recording_path = ?2, recording_sha256 = ?3, recording_ms = ?4 WHERE id = ?1",
+                    SET_RECORDING,
                     vec![
                         Value::from(call as i64),
                         Value::from(path),
@@ -260,6 +267,11 @@ impl Write {
         Some(entry)
     }
 }
+
+/// A call's recording: `?1` the call, `?2` its path, `?3` its SHA-256 and `?4` its length
+/// (both NULL while unfinished). Start-up also looks for it in a spill file.
+const SET_RECORDING: &str =
+    "UPDATE calls SET recording_path = ?2, recording_sha256 = ?3, recording_ms = ?4 WHERE id = ?1";
 
 /// Records that belong to no call: sampled, and the first thing not stored when the disk
 /// runs low or the database cannot be written. Emergency call records never are.

@@ -184,6 +184,54 @@ impl Spill {
         Ok((out, offset))
     }
 
+    /// Every record not yet replayed, in order, read without changing the file.
+    pub fn for_each_unread(&self, mut f: impl FnMut(Entry)) -> anyhow::Result<()> {
+        let Some(file) = &self.file else {
+            return Ok(());
+        };
+        let mut reader = BufReader::new(&file.handle);
+        reader.seek(SeekFrom::Start(file.read))?;
+        let mut offset = file.read;
+        while offset < file.end {
+            let Some((entry, len)) = read_record(&mut reader) else {
+                break;
+            };
+            f(entry);
+            offset += len;
+        }
+        Ok(())
+    }
+
+    /// The records of the spill file for `db` in `dir` that the database does not have yet,
+    /// in order, read without changing the file (another process may be replaying it):
+    /// `consumed` says how far the database has a file of that generation (`log_spill`).
+    pub fn read_unreplayed(
+        dir: &Path,
+        db: &Path,
+        consumed: impl FnOnce(i64) -> Option<u64>,
+        mut f: impl FnMut(Entry),
+    ) -> anyhow::Result<u64> {
+        let path = Self::path_for(dir, db);
+        let handle = match File::open(&path) {
+            Ok(h) => h,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+            Err(e) => {
+                return Err(e).with_context(|| format!("opening spill file {}", path.display()));
+            }
+        };
+        let mut reader = BufReader::new(&handle);
+        let (generation, start) = read_header(&mut reader)
+            .with_context(|| format!("spill file {} has no valid header", path.display()))?;
+        let from = consumed(generation).map_or(start, |c| c.max(start));
+        reader.seek(SeekFrom::Start(from))?;
+        let mut records = 0;
+        while let Some((entry, _)) = read_record(&mut reader) {
+            f(entry);
+            records += 1;
+        }
+        Ok(records)
+    }
+
     /// Records up to `offset` are in the database. A spill wholly replayed is removed.
     pub fn consumed(&mut self, offset: u64, count: usize) {
         let Some(f) = &mut self.file else { return };

@@ -13,12 +13,13 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError};
+use rusqlite::types::Value;
 use rusqlite::{Connection, ErrorCode, params};
 
 use super::ops::{Entry, Op};
 use super::query::iso_utc;
 use super::spill::Spill;
-use super::{LogOptions, Recovery, Write, now_ms, schema};
+use super::{LogOptions, Recovery, UnfinishedRecording, Write, now_ms, schema};
 
 /// Records per transaction at most.
 const BATCH: usize = 5_000;
@@ -164,7 +165,8 @@ impl Writer {
         let recovery = match written {
             Ok(r) => r,
             Err(failure) => {
-                let recovery = w.read_recovery(now);
+                let mut recovery = w.read_recovery(now);
+                w.spilled_recordings(&mut recovery.unfinished);
                 // The repair runs in the stream, after what an earlier run left and before
                 // this run's first record.
                 w.push(Entry {
@@ -230,6 +232,40 @@ impl Writer {
     /// One transaction per pass at most: between two, whatever the senders handed over is
     /// taken into memory (then the spill file), so a long backlog (a large spill after a
     /// gap or at start) never fills the hand-over queue.
+    /// Recordings the unreplayed spill starts or finishes, applied to those the database
+    /// lists as unfinished: a call whose recording is only in the spill is repaired and
+    /// hashed at start too.
+    fn spilled_recordings(&self, unfinished: &mut Vec<UnfinishedRecording>) {
+        let read = self.spill.for_each_unread(|entry| {
+            for op in &entry.ops {
+                let Op::Sql { sql, params } = op else {
+                    continue;
+                };
+                let (Some(Value::Integer(call)), Some(Value::Text(path)), Some(sha256)) =
+                    (params.first(), params.get(1), params.get(2))
+                else {
+                    continue;
+                };
+                if sql != super::SET_RECORDING {
+                    continue;
+                }
+                let call = *call as u64;
+                unfinished.retain(|u| u.call != call);
+                if *sha256 == Value::Null {
+                    unfinished.push(UnfinishedRecording {
+                        call,
+                        path: PathBuf::from(path),
+                        failure_logged: false,
+                    });
+                }
+            }
+        });
+        if let Err(e) = read {
+            tracing::error!(error = %format!("{e:#}"), "cannot read the spill file's recordings");
+        }
+        unfinished.sort_by_key(|u| u.call);
+    }
+
     pub fn run(mut self, rx: Receiver<(usize, Write)>) {
         loop {
             let wait = if self.backlog() {
@@ -624,14 +660,7 @@ fn write_entries<'a>(
     let tx = conn.transaction()?;
     for entry in entries {
         for op in &entry.ops {
-            let result = match op {
-                Op::Sql { sql, params } => tx
-                    .prepare_cached(sql)
-                    .and_then(|mut s| s.execute(rusqlite::params_from_iter(params.iter())))
-                    .map(|_| ()),
-                Op::Recover { now_ms } => schema::recover_in(&tx, *now_ms).map(|_| ()),
-            };
-            match result {
+            match run_op(&tx, op) {
                 Err(e) if is_storage(&e) => return Err(e),
                 Err(e) => tracing::error!(error = %e, "call-log record not written"),
                 Ok(()) => {}
@@ -640,6 +669,17 @@ fn write_entries<'a>(
     }
     finish(&tx)?;
     tx.commit()
+}
+
+/// One statement of a record.
+pub(super) fn run_op(tx: &rusqlite::Transaction, op: &Op) -> rusqlite::Result<()> {
+    match op {
+        Op::Sql { sql, params } => tx
+            .prepare_cached(sql)
+            .and_then(|mut s| s.execute(rusqlite::params_from_iter(params.iter())))
+            .map(|_| ()),
+        Op::Recover { now_ms } => schema::recover_in(tx, *now_ms).map(|_| ()),
+    }
 }
 
 /// Free bytes for an unprivileged writer on the file system holding `db`.
@@ -818,5 +858,54 @@ mod tests {
             sent,
             "every live record written"
         );
+    }
+
+    /// A start-up replay cut short still repairs the recordings only the spill knows of.
+    #[test]
+    fn recordings_only_in_an_unreplayed_spill_are_among_the_unfinished() {
+        let dir = tempfile::tempdir().expect("dir");
+        let db = dir.path().join("siaga.db");
+        let conn = schema::open(&db).expect("db");
+        // Call 1's recording unfinished in the database; the spill has its digest.
+        conn.execute(
+            "INSERT INTO calls (id, call_id, started_at, kind, dialled, source, transport,
+                recording_path) VALUES (1, 'c', 1, 'emergency', '112', 'x', 'udp', '/r/1.wav')",
+            [],
+        )
+        .expect("call 1");
+        drop(conn);
+        let options = LogOptions {
+            spill_dir: dir.path().join("spill"),
+            start_replay: Duration::ZERO,
+            ..LogOptions::default()
+        };
+        let recording = |call: u64, sha: Option<&str>| {
+            Write::Recording {
+                call,
+                path: format!("/r/{call}.wav"),
+                sha256: sha.map(str::to_owned),
+                duration_ms: sha.map(|_| 1000),
+            }
+            .lower()
+            .expect("entry")
+        };
+        let (mut spill, _) = Spill::open(&options.spill_dir, &db).expect("spill");
+        spill
+            .append(&[
+                call_row(2),
+                recording(2, None),
+                recording(1, Some("ab")),
+                call_row(3),
+                recording(3, None),
+                recording(3, Some("cd")),
+            ])
+            .expect("append");
+        drop(spill);
+        let (log, writer, recovery) = CallLog::start_with(&db, options).expect("start");
+        let calls: Vec<u64> = recovery.unfinished.iter().map(|u| u.call).collect();
+        assert_eq!(calls, vec![2]);
+        assert_eq!(recovery.unfinished[0].path, PathBuf::from("/r/2.wav"));
+        drop(log);
+        writer.join();
     }
 }
