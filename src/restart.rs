@@ -34,8 +34,6 @@ pub struct LeftOpen {
     pub calls: usize,
     /// One BYE to send per leg that was up.
     pub dialogs: Vec<OpenDialog>,
-    /// Held for as long as the gateway runs.
-    pub lock: Option<CallLogLock>,
 }
 
 /// An exclusive `flock` on the call log file, held by the running gateway. SQLite's own locks
@@ -45,6 +43,27 @@ pub struct LeftOpen {
 pub struct CallLogLock(#[allow(dead_code)] std::fs::File);
 
 impl CallLogLock {
+    /// The lock for a gateway about to serve the call log at `db`: an error naming the
+    /// database when another gateway holds it, since this one's start-up recovery would close
+    /// that gateway's live calls. `None` when there is no log yet (it is taken once the log
+    /// exists) or the lock cannot be used here (said in the log).
+    pub fn acquire(db: &Path) -> anyhow::Result<Option<CallLogLock>> {
+        match Self::take(db) {
+            Ok(Some(lock)) => Ok(Some(lock)),
+            Ok(None) => anyhow::bail!(
+                "call log {} is in use by another running Siaga gateway (it holds the log's \
+                 lock): a second gateway on the same log would close that one's live calls; \
+                 stop it first, or give this one its own --db / log.db",
+                db.display()
+            ),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => {
+                tracing::warn!(db = %db.display(), error = %e, "cannot lock the call log");
+                Ok(None)
+            }
+        }
+    }
+
     /// Takes the lock on an existing call log; `Ok(None)` when another process holds it.
     pub fn take(db: &Path) -> std::io::Result<Option<CallLogLock>> {
         let file = std::fs::OpenOptions::new().read(true).open(db)?;
@@ -89,21 +108,6 @@ fn read(
     if !db.exists() {
         return Ok(LeftOpen::default());
     }
-    let lock = match CallLogLock::take(db) {
-        Ok(Some(lock)) => Some(lock),
-        Ok(None) => {
-            tracing::error!(
-                db = %db.display(),
-                "another Siaga process is running on this call log: its open calls are live, \
-                 not left by a crash, and get no BYE"
-            );
-            return Ok(LeftOpen::default());
-        }
-        Err(e) => {
-            tracing::warn!(db = %db.display(), error = %e, "cannot lock the call log");
-            None
-        }
-    };
     // Never creates a file; the call log opens (and migrates) it right after.
     let mut conn = Connection::open_with_flags(
         db,
@@ -118,10 +122,7 @@ fn read(
     )?;
     let spilled = crate::calllog::spill_exists(spill_dir, db);
     if !has_calls && !spilled {
-        return Ok(LeftOpen {
-            lock,
-            ..LeftOpen::default()
-        });
+        return Ok(LeftOpen::default());
     }
     // What the previous run logged includes what only reached its spill file (the log's
     // disk full, then the crash): calls that are only there, and ends that are only there.
@@ -148,7 +149,6 @@ fn read(
     let mut left = LeftOpen {
         calls: open.len(),
         dialogs: Vec::new(),
-        lock,
     };
     let mut notes = Vec::new();
     for (call, path, started) in open {
@@ -395,24 +395,29 @@ mod tests {
     }
 
     #[test]
-    fn open_calls_are_taken_for_a_crashs_only_when_no_other_gateway_holds_the_log() {
+    fn a_call_log_another_gateway_holds_is_refused_naming_it() {
         let dir = tempfile::tempdir().expect("dir");
         let db = log_with_an_open_call(dir.path());
-        let listeners = [(Transport::Udp, "127.0.0.1:5060".parse().expect("addr"))];
-        let live = CallLogLock::take(&db).expect("lock").expect("free");
-        let left = prepare(&db, &dir.path().join("spill"), &listeners);
-        assert_eq!(
-            (left.calls, left.dialogs.len()),
-            (0, 0),
-            "a live gateway's call"
+        let live = CallLogLock::acquire(&db).expect("free").expect("lock");
+        let err = CallLogLock::acquire(&db).expect_err("held");
+        assert!(
+            format!("{err:#}").contains(&format!("call log {} is in use", db.display())),
+            "{err:#}"
         );
-        assert!(left.lock.is_none());
         drop(live);
-        let left = prepare(&db, &dir.path().join("spill"), &listeners);
+        assert!(CallLogLock::acquire(&db).expect("free").is_some());
+        let left = prepare(
+            &db,
+            &dir.path().join("spill"),
+            &[(Transport::Udp, "127.0.0.1:5060".parse().expect("addr"))],
+        );
         assert_eq!((left.calls, left.dialogs.len()), (1, 1));
         assert_eq!(left.dialogs[0].leg, LegId::Caller);
-        assert!(left.lock.is_some(), "held while this gateway runs");
-        assert!(CallLogLock::take(&db).expect("lock").is_none());
+        assert!(
+            CallLogLock::acquire(&dir.path().join("none.db"))
+                .expect("no log yet")
+                .is_none()
+        );
     }
 
     #[test]
