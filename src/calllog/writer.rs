@@ -133,6 +133,7 @@ impl Writer {
                 "records an earlier run could not write: replaying them"
             );
         }
+        let damaged = found.damaged;
         let mut w = Writer {
             path: path.to_path_buf(),
             options,
@@ -149,6 +150,17 @@ impl Writer {
             space_checked: None,
             shared,
         };
+        if damaged.places > 0 {
+            let detail = format!(
+                "spill file {}: {} damaged byte(s) in {} place(s) skipped to the next whole \
+                 record; the records there are lost",
+                w.spill.path().display(),
+                damaged.bytes,
+                damaged.places
+            );
+            tracing::error!("{detail}");
+            w.event("log_records_lost", detail);
+        }
         // A large spill is replayed in the background after a first slice: the gateway
         // answers calls meanwhile.
         let deadline = Instant::now() + w.options.start_replay;
