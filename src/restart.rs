@@ -137,21 +137,24 @@ fn read(
         }
     };
     let calls = view.as_ref().unwrap_or(&conn);
-    let open: Vec<(i64, Option<String>, Option<i64>)> = calls
+    type Open = (i64, Option<String>, Option<i64>, Option<String>);
+    let open: Vec<Open> = calls
         .prepare(
             "SELECT c.id, c.recording_path,
                     (SELECT min(e.at) FROM call_events e
-                      WHERE e.call = c.id AND e.kind = 'recording_started')
+                      WHERE e.call = c.id AND e.kind = 'recording_started'),
+                    c.source
              FROM calls c WHERE c.ended_at IS NULL ORDER BY c.id",
         )?
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
         .collect::<Result<_, _>>()?;
     let mut left = LeftOpen {
         calls: open.len(),
         dialogs: Vec::new(),
     };
     let mut notes = Vec::new();
-    for (call, path, started) in open {
+    for (call, path, started, source) in open {
+        let source: Option<SocketAddr> = source.and_then(|s| s.parse().ok());
         if let (Some(path), Some(started)) = (path, started) {
             notes.extend(recording_end(call, &path, started));
         }
@@ -161,8 +164,17 @@ fn read(
             Vec::new()
         });
         for dialog in dialogs {
-            match dialog.and_then(|d| on_listener(d, listeners)) {
-                Ok(dialog) => left.dialogs.push(dialog),
+            let dialog = dialog.and_then(|d| to_caller_source(d, source));
+            match dialog.and_then(|(d, redirected)| Ok((on_listener(d, listeners)?, redirected))) {
+                Ok((dialog, redirected)) => {
+                    notes.extend(redirected.map(|detail| Note {
+                        call,
+                        at: crate::calllog::now_ms(),
+                        kind: "restart_bye_to_source",
+                        detail,
+                    }));
+                    left.dialogs.push(dialog);
+                }
                 Err((leg, why)) => notes.push(Note {
                     call,
                     at: crate::calllog::now_ms(),
@@ -269,6 +281,40 @@ fn leg_of(text: &str) -> Option<LegId> {
     }
 }
 
+/// A new TCP connection for a caller's BYE goes only to the IP its INVITE came from: the
+/// Contact and Route a caller sent are its word, and a restart must not make the gateway
+/// connect wherever a caller said. Another address there keeps its port on the source IP;
+/// why is returned for the call's timeline.
+fn to_caller_source(
+    mut dialog: OpenDialog,
+    source: Option<SocketAddr>,
+) -> Result<(OpenDialog, Option<String>), (LegId, String)> {
+    if dialog.leg != LegId::Caller || dialog.flow.transport != Transport::Tcp {
+        return Ok((dialog, None));
+    }
+    let Some(source) = source else {
+        return Err((
+            dialog.leg,
+            "the caller's source address is not logged, and a new TCP connection goes to no \
+             other"
+                .into(),
+        ));
+    };
+    let named = dialog.flow.remote;
+    if named.ip() == source.ip() {
+        return Ok((dialog, None));
+    }
+    dialog.flow.remote = SocketAddr::new(source.ip(), named.port());
+    let why = format!(
+        "leg A: its Contact/Route names {named}, not the address it called from ({}): the BYE's \
+         connection goes to {} instead",
+        source.ip(),
+        dialog.flow.remote
+    );
+    tracing::warn!(call = dialog.call.0, "restart BYE over TCP: {why}");
+    Ok((dialog, Some(why)))
+}
+
 /// Moves the dialog's local end to a listener the gateway has now: the same address if it is
 /// still served, else the one of the same transport and family (a restart on another port).
 /// Over TCP the BYE goes on a new connection from the transport's pool.
@@ -366,32 +412,71 @@ mod tests {
 
     /// A call log with call 1 open: the caller's INVITE and our 200 logged.
     fn log_with_an_open_call(dir: &Path) -> std::path::PathBuf {
+        log_with_an_open_caller(dir, "udp", "127.0.0.1:5062")
+    }
+
+    /// Call 1 open, its caller at 127.0.0.1:5062 over `transport`, naming `contact` as its
+    /// address.
+    fn log_with_an_open_caller(dir: &Path, transport: &str, contact: &str) -> std::path::PathBuf {
         let db = dir.join("siaga.db");
         let conn = crate::calllog::open(&db).expect("db");
         conn.execute(
             "INSERT INTO calls (id, call_id, started_at, kind, dialled, source, transport)
-             VALUES (1, 'a-leg@x', 1, 'emergency', '112', '127.0.0.1:5062', 'udp')",
-            [],
+             VALUES (1, 'a-leg@x', 1, 'emergency', '112', '127.0.0.1:5062', ?1)",
+            [transport],
         )
         .expect("call");
-        let invite = "INVITE sip:112@127.0.0.1:5060 SIP/2.0\r\n\
-            Via: SIP/2.0/UDP 127.0.0.1:5062;branch=z9hG4bKc1\r\n\
+        let via = transport.to_uppercase();
+        let invite = format!(
+            "INVITE sip:112@127.0.0.1:5060 SIP/2.0\r\n\
+            Via: SIP/2.0/{via} 127.0.0.1:5062;branch=z9hG4bKc1\r\n\
             From: <sip:+6281@127.0.0.1>;tag=caller1\r\nTo: <sip:112@127.0.0.1>\r\n\
-            Call-ID: a-leg@x\r\nCSeq: 1 INVITE\r\nContact: <sip:+6281@127.0.0.1:5062>\r\n\
-            Max-Forwards: 70\r\nContent-Length: 0\r\n\r\n";
-        let ok = "SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 127.0.0.1:5062;branch=z9hG4bKc1\r\n\
+            Call-ID: a-leg@x\r\nCSeq: 1 INVITE\r\nContact: <sip:+6281@{contact}>\r\n\
+            Max-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+        );
+        let ok = format!(
+            "SIP/2.0 200 OK\r\nVia: SIP/2.0/{via} 127.0.0.1:5062;branch=z9hG4bKc1\r\n\
             From: <sip:+6281@127.0.0.1>;tag=caller1\r\nTo: <sip:112@127.0.0.1>;tag=gw1\r\n\
-            Call-ID: a-leg@x\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n";
+            Call-ID: a-leg@x\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n"
+        );
         for (direction, raw) in [("in", invite), ("out", ok)] {
             conn.execute(
                 "INSERT INTO sip_messages (call, at, direction, transport, local, remote,
                     first_line, raw, leg)
-                 VALUES (1, 2, ?1, 'udp', '127.0.0.1:5060', '127.0.0.1:5062', '', ?2, 'A')",
-                params![direction, raw.as_bytes()],
+                 VALUES (1, 2, ?1, ?2, '127.0.0.1:5060', '127.0.0.1:5062', '', ?3, 'A')",
+                params![direction, transport, raw.as_bytes()],
             )
             .expect("message");
         }
         db
+    }
+
+    #[test]
+    fn a_restart_bye_to_a_tcp_caller_connects_only_to_the_ip_it_called_from() {
+        let listeners = [(Transport::Tcp, "127.0.0.1:5060".parse().expect("addr"))];
+        let remote_for = |contact: &str| {
+            let dir = tempfile::tempdir().expect("dir");
+            let db = log_with_an_open_caller(dir.path(), "tcp", contact);
+            let left = prepare(&db, &dir.path().join("spill"), &listeners);
+            assert_eq!(left.dialogs.len(), 1, "{contact}");
+            let notes = crate::calllog::open(&db)
+                .expect("db")
+                .query_row(
+                    "SELECT count(*) FROM call_events WHERE kind = 'restart_bye_to_source'",
+                    [],
+                    |r| r.get::<_, i64>(0),
+                )
+                .expect("notes");
+            (left.dialogs[0].flow.remote.to_string(), notes)
+        };
+        // Its own address: as named.
+        assert_eq!(remote_for("127.0.0.1:5070"), ("127.0.0.1:5070".into(), 0));
+        // Someone else's: not connected to; its port on the caller's IP, and why on the
+        // call's timeline.
+        assert_eq!(
+            remote_for("192.0.2.99:5099;transport=tcp"),
+            ("127.0.0.1:5099".into(), 1)
+        );
     }
 
     #[test]
