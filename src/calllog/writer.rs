@@ -626,7 +626,8 @@ impl Writer {
     /// for the next start.
     fn stop(mut self) {
         self.count_lost_at_door();
-        while self.backlog() && self.flush() {}
+        // The first pass also ends a gap with nothing left waiting (its event is then written).
+        while self.flush() && self.backlog() {}
         if !self.backlog() {
             return;
         }
