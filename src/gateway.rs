@@ -126,18 +126,20 @@ pub async fn run(
     settings: Settings,
     plan: Arc<Dialplan>,
     bound: Bound,
+    lock: Option<crate::restart::CallLogLock>,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<()> {
     // Before the call log's recovery closes them: the calls a crash left open (their legs
-    // get a BYE below, their recordings' ends decide their end times).
-    let mut left_open = crate::restart::prepare(&settings.db, &bound.listeners());
+    // get a BYE below, their recordings' ends decide their end times). `lock` says no other
+    // gateway is on this log.
+    let left_open =
+        crate::restart::prepare(&settings.db, &settings.log.spill_dir, &bound.listeners());
     let (calllog, writer, recovery) = CallLog::start_with(&settings.db, settings.log.clone())?;
     // Held until the gateway stops: a later start on this log then knows its calls are live.
-    let _call_log_lock = left_open.lock.take().or_else(|| {
-        crate::restart::CallLogLock::take(&settings.db)
-            .ok()
-            .flatten()
-    });
+    let _call_log_lock = match lock {
+        Some(lock) => Some(lock),
+        None => crate::restart::CallLogLock::acquire(&settings.db)?,
+    };
     calllog.send(calllog::Write::Event {
         call: None,
         at_ms: calllog::now_ms(),

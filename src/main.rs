@@ -295,6 +295,9 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     runtime.block_on(async {
         let dialplan = check_files(&settings)?;
         let shutdown = shutdown_signal()?;
+        // Before any port is bound: a second gateway on this call log would close the first
+        // one's live calls at start.
+        let lock = restart::CallLogLock::acquire(&settings.db)?;
         let bound = gateway::bind(&settings.listen)?;
         let mut stdout = std::io::stdout();
         for line in bound.describe() {
@@ -302,7 +305,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         }
         stdout.flush()?;
         tracing::info!(db = %settings.db.display(), "Siaga 112 gateway running");
-        gateway::run(settings, dialplan, bound, shutdown).await
+        gateway::run(settings, dialplan, bound, lock, shutdown).await
     })
 }
 

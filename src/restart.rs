@@ -34,8 +34,6 @@ pub struct LeftOpen {
     pub calls: usize,
     /// One BYE to send per leg that was up.
     pub dialogs: Vec<OpenDialog>,
-    /// Held for as long as the gateway runs.
-    pub lock: Option<CallLogLock>,
 }
 
 /// An exclusive `flock` on the call log file, held by the running gateway. SQLite's own locks
@@ -45,6 +43,27 @@ pub struct LeftOpen {
 pub struct CallLogLock(#[allow(dead_code)] std::fs::File);
 
 impl CallLogLock {
+    /// The lock for a gateway about to serve the call log at `db`: an error naming the
+    /// database when another gateway holds it, since this one's start-up recovery would close
+    /// that gateway's live calls. `None` when there is no log yet (it is taken once the log
+    /// exists) or the lock cannot be used here (said in the log).
+    pub fn acquire(db: &Path) -> anyhow::Result<Option<CallLogLock>> {
+        match Self::take(db) {
+            Ok(Some(lock)) => Ok(Some(lock)),
+            Ok(None) => anyhow::bail!(
+                "call log {} is in use by another running Siaga gateway (it holds the log's \
+                 lock): a second gateway on the same log would close that one's live calls; \
+                 stop it first, or give this one its own --db / log.db",
+                db.display()
+            ),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => {
+                tracing::warn!(db = %db.display(), error = %e, "cannot lock the call log");
+                Ok(None)
+            }
+        }
+    }
+
     /// Takes the lock on an existing call log; `Ok(None)` when another process holds it.
     pub fn take(db: &Path) -> std::io::Result<Option<CallLogLock>> {
         let file = std::fs::OpenOptions::new().read(true).open(db)?;
@@ -59,8 +78,8 @@ impl CallLogLock {
 /// Finds the calls left open in the call log at `db`, notes their recordings' ends on their
 /// timelines and builds a BYE for each leg that was up, sent from one of `listeners` (the
 /// gateway's sockets now: its port may have changed).
-pub fn prepare(db: &Path, listeners: &[(Transport, SocketAddr)]) -> LeftOpen {
-    match read(db, listeners) {
+pub fn prepare(db: &Path, spill_dir: &Path, listeners: &[(Transport, SocketAddr)]) -> LeftOpen {
+    match read(db, spill_dir, listeners) {
         Ok(left) => left,
         Err(e) => {
             tracing::error!(
@@ -81,25 +100,14 @@ struct Note {
     detail: String,
 }
 
-fn read(db: &Path, listeners: &[(Transport, SocketAddr)]) -> anyhow::Result<LeftOpen> {
+fn read(
+    db: &Path,
+    spill_dir: &Path,
+    listeners: &[(Transport, SocketAddr)],
+) -> anyhow::Result<LeftOpen> {
     if !db.exists() {
         return Ok(LeftOpen::default());
     }
-    let lock = match CallLogLock::take(db) {
-        Ok(Some(lock)) => Some(lock),
-        Ok(None) => {
-            tracing::error!(
-                db = %db.display(),
-                "another Siaga process is running on this call log: its open calls are live, \
-                 not left by a crash, and get no BYE"
-            );
-            return Ok(LeftOpen::default());
-        }
-        Err(e) => {
-            tracing::warn!(db = %db.display(), error = %e, "cannot lock the call log");
-            None
-        }
-    };
     // Never creates a file; the call log opens (and migrates) it right after.
     let mut conn = Connection::open_with_flags(
         db,
@@ -112,39 +120,61 @@ fn read(db: &Path, listeners: &[(Transport, SocketAddr)]) -> anyhow::Result<Left
         [],
         |r| r.get(0),
     )?;
-    if !has_calls {
-        return Ok(LeftOpen {
-            lock,
-            ..LeftOpen::default()
-        });
+    let spilled = crate::calllog::spill_exists(spill_dir, db);
+    if !has_calls && !spilled {
+        return Ok(LeftOpen::default());
     }
-    let open: Vec<(i64, Option<String>, Option<i64>)> = conn
+    // What the previous run logged includes what only reached its spill file (the log's
+    // disk full, then the crash): calls that are only there, and ends that are only there.
+    let view = match crate::calllog::open_calls_with_spill(db, spill_dir) {
+        Ok(view) => Some(view),
+        Err(e) => {
+            tracing::error!(
+                error = format!("{e:#}"),
+                "cannot read the spill file at restart: calls only in it get no BYE"
+            );
+            None
+        }
+    };
+    let calls = view.as_ref().unwrap_or(&conn);
+    type Open = (i64, Option<String>, Option<i64>, Option<String>);
+    let open: Vec<Open> = calls
         .prepare(
             "SELECT c.id, c.recording_path,
                     (SELECT min(e.at) FROM call_events e
-                      WHERE e.call = c.id AND e.kind = 'recording_started')
+                      WHERE e.call = c.id AND e.kind = 'recording_started'),
+                    c.source
              FROM calls c WHERE c.ended_at IS NULL ORDER BY c.id",
         )?
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
         .collect::<Result<_, _>>()?;
     let mut left = LeftOpen {
         calls: open.len(),
         dialogs: Vec::new(),
-        lock,
     };
     let mut notes = Vec::new();
-    for (call, path, started) in open {
+    for (call, path, started, source) in open {
+        let source: Option<SocketAddr> = source.and_then(|s| s.parse().ok());
         if let (Some(path), Some(started)) = (path, started) {
             notes.extend(recording_end(call, &path, started));
         }
-        let dialogs = dialogs_of(&conn, call).unwrap_or_else(|e| {
+        let dialogs = dialogs_of(calls, call).unwrap_or_else(|e| {
             // One unreadable call must not cost the others their BYEs.
             tracing::error!(call, error = %e, "cannot read the messages of a call left open");
             Vec::new()
         });
         for dialog in dialogs {
-            match dialog.and_then(|d| on_listener(d, listeners)) {
-                Ok(dialog) => left.dialogs.push(dialog),
+            let dialog = dialog.and_then(|d| to_caller_source(d, source));
+            match dialog.and_then(|(d, redirected)| Ok((on_listener(d, listeners)?, redirected))) {
+                Ok((dialog, redirected)) => {
+                    notes.extend(redirected.map(|detail| Note {
+                        call,
+                        at: crate::calllog::now_ms(),
+                        kind: "restart_bye_to_source",
+                        detail,
+                    }));
+                    left.dialogs.push(dialog);
+                }
                 Err((leg, why)) => notes.push(Note {
                     call,
                     at: crate::calllog::now_ms(),
@@ -154,8 +184,10 @@ fn read(db: &Path, listeners: &[(Transport, SocketAddr)]) -> anyhow::Result<Left
             }
         }
     }
+    drop(view);
     // The BYEs do not depend on these notes: a log that cannot be written (disk full) only
-    // costs the better end times.
+    // costs the better end times. A note for a call only in the spill goes in before the
+    // spill's rows do; recovery reads both once they are there.
     if let Err(e) = write_notes(&mut conn, &notes) {
         tracing::error!(error = %e, "cannot note the recordings' ends of calls a crash left open");
     }
@@ -247,6 +279,40 @@ fn leg_of(text: &str) -> Option<LegId> {
         "A" => Some(LegId::Caller),
         _ => text.strip_prefix('B')?.parse().ok().map(LegId::Agency),
     }
+}
+
+/// A new TCP connection for a caller's BYE goes only to the IP its INVITE came from: the
+/// Contact and Route a caller sent are its word, and a restart must not make the gateway
+/// connect wherever a caller said. Another address there keeps its port on the source IP;
+/// why is returned for the call's timeline.
+fn to_caller_source(
+    mut dialog: OpenDialog,
+    source: Option<SocketAddr>,
+) -> Result<(OpenDialog, Option<String>), (LegId, String)> {
+    if dialog.leg != LegId::Caller || dialog.flow.transport != Transport::Tcp {
+        return Ok((dialog, None));
+    }
+    let Some(source) = source else {
+        return Err((
+            dialog.leg,
+            "the caller's source address is not logged, and a new TCP connection goes to no \
+             other"
+                .into(),
+        ));
+    };
+    let named = dialog.flow.remote;
+    if named.ip() == source.ip() {
+        return Ok((dialog, None));
+    }
+    dialog.flow.remote = SocketAddr::new(source.ip(), named.port());
+    let why = format!(
+        "leg A: its Contact/Route names {named}, not the address it called from ({}): the BYE's \
+         connection goes to {} instead",
+        source.ip(),
+        dialog.flow.remote
+    );
+    tracing::warn!(call = dialog.call.0, "restart BYE over TCP: {why}");
+    Ok((dialog, Some(why)))
 }
 
 /// Moves the dialog's local end to a listener the gateway has now: the same address if it is
@@ -346,28 +412,39 @@ mod tests {
 
     /// A call log with call 1 open: the caller's INVITE and our 200 logged.
     fn log_with_an_open_call(dir: &Path) -> std::path::PathBuf {
+        log_with_an_open_caller(dir, "udp", "127.0.0.1:5062")
+    }
+
+    /// Call 1 open, its caller at 127.0.0.1:5062 over `transport`, naming `contact` as its
+    /// address.
+    fn log_with_an_open_caller(dir: &Path, transport: &str, contact: &str) -> std::path::PathBuf {
         let db = dir.join("siaga.db");
         let conn = crate::calllog::open(&db).expect("db");
         conn.execute(
             "INSERT INTO calls (id, call_id, started_at, kind, dialled, source, transport)
-             VALUES (1, 'a-leg@x', 1, 'emergency', '112', '127.0.0.1:5062', 'udp')",
-            [],
+             VALUES (1, 'a-leg@x', 1, 'emergency', '112', '127.0.0.1:5062', ?1)",
+            [transport],
         )
         .expect("call");
-        let invite = "INVITE sip:112@127.0.0.1:5060 SIP/2.0\r\n\
-            Via: SIP/2.0/UDP 127.0.0.1:5062;branch=z9hG4bKc1\r\n\
+        let via = transport.to_uppercase();
+        let invite = format!(
+            "INVITE sip:112@127.0.0.1:5060 SIP/2.0\r\n\
+            Via: SIP/2.0/{via} 127.0.0.1:5062;branch=z9hG4bKc1\r\n\
             From: <sip:+6281@127.0.0.1>;tag=caller1\r\nTo: <sip:112@127.0.0.1>\r\n\
-            Call-ID: a-leg@x\r\nCSeq: 1 INVITE\r\nContact: <sip:+6281@127.0.0.1:5062>\r\n\
-            Max-Forwards: 70\r\nContent-Length: 0\r\n\r\n";
-        let ok = "SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 127.0.0.1:5062;branch=z9hG4bKc1\r\n\
+            Call-ID: a-leg@x\r\nCSeq: 1 INVITE\r\nContact: <sip:+6281@{contact}>\r\n\
+            Max-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+        );
+        let ok = format!(
+            "SIP/2.0 200 OK\r\nVia: SIP/2.0/{via} 127.0.0.1:5062;branch=z9hG4bKc1\r\n\
             From: <sip:+6281@127.0.0.1>;tag=caller1\r\nTo: <sip:112@127.0.0.1>;tag=gw1\r\n\
-            Call-ID: a-leg@x\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n";
+            Call-ID: a-leg@x\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n"
+        );
         for (direction, raw) in [("in", invite), ("out", ok)] {
             conn.execute(
                 "INSERT INTO sip_messages (call, at, direction, transport, local, remote,
                     first_line, raw, leg)
-                 VALUES (1, 2, ?1, 'udp', '127.0.0.1:5060', '127.0.0.1:5062', '', ?2, 'A')",
-                params![direction, raw.as_bytes()],
+                 VALUES (1, 2, ?1, ?2, '127.0.0.1:5060', '127.0.0.1:5062', '', ?3, 'A')",
+                params![direction, transport, raw.as_bytes()],
             )
             .expect("message");
         }
@@ -375,24 +452,57 @@ mod tests {
     }
 
     #[test]
-    fn open_calls_are_taken_for_a_crashs_only_when_no_other_gateway_holds_the_log() {
+    fn a_restart_bye_to_a_tcp_caller_connects_only_to_the_ip_it_called_from() {
+        let listeners = [(Transport::Tcp, "127.0.0.1:5060".parse().expect("addr"))];
+        let remote_for = |contact: &str| {
+            let dir = tempfile::tempdir().expect("dir");
+            let db = log_with_an_open_caller(dir.path(), "tcp", contact);
+            let left = prepare(&db, &dir.path().join("spill"), &listeners);
+            assert_eq!(left.dialogs.len(), 1, "{contact}");
+            let notes = crate::calllog::open(&db)
+                .expect("db")
+                .query_row(
+                    "SELECT count(*) FROM call_events WHERE kind = 'restart_bye_to_source'",
+                    [],
+                    |r| r.get::<_, i64>(0),
+                )
+                .expect("notes");
+            (left.dialogs[0].flow.remote.to_string(), notes)
+        };
+        // Its own address: as named.
+        assert_eq!(remote_for("127.0.0.1:5070"), ("127.0.0.1:5070".into(), 0));
+        // Someone else's: not connected to; its port on the caller's IP, and why on the
+        // call's timeline.
+        assert_eq!(
+            remote_for("192.0.2.99:5099;transport=tcp"),
+            ("127.0.0.1:5099".into(), 1)
+        );
+    }
+
+    #[test]
+    fn a_call_log_another_gateway_holds_is_refused_naming_it() {
         let dir = tempfile::tempdir().expect("dir");
         let db = log_with_an_open_call(dir.path());
-        let listeners = [(Transport::Udp, "127.0.0.1:5060".parse().expect("addr"))];
-        let live = CallLogLock::take(&db).expect("lock").expect("free");
-        let left = prepare(&db, &listeners);
-        assert_eq!(
-            (left.calls, left.dialogs.len()),
-            (0, 0),
-            "a live gateway's call"
+        let live = CallLogLock::acquire(&db).expect("free").expect("lock");
+        let err = CallLogLock::acquire(&db).expect_err("held");
+        assert!(
+            format!("{err:#}").contains(&format!("call log {} is in use", db.display())),
+            "{err:#}"
         );
-        assert!(left.lock.is_none());
         drop(live);
-        let left = prepare(&db, &listeners);
+        assert!(CallLogLock::acquire(&db).expect("free").is_some());
+        let left = prepare(
+            &db,
+            &dir.path().join("spill"),
+            &[(Transport::Udp, "127.0.0.1:5060".parse().expect("addr"))],
+        );
         assert_eq!((left.calls, left.dialogs.len()), (1, 1));
         assert_eq!(left.dialogs[0].leg, LegId::Caller);
-        assert!(left.lock.is_some(), "held while this gateway runs");
-        assert!(CallLogLock::take(&db).expect("lock").is_none());
+        assert!(
+            CallLogLock::acquire(&dir.path().join("none.db"))
+                .expect("no log yet")
+                .is_none()
+        );
     }
 
     #[test]

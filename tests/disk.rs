@@ -242,6 +242,90 @@ fn a_gateway_started_on_a_full_disk_answers_calls_and_their_rows_arrive_once_spa
     assert_eq!(gateway_events(&db, "log_gap").len(), 1);
 }
 
+/// How often `text` occurs in the spill files under `dir`/spill (text is stored as is).
+fn in_spill(dir: &Path, text: &[u8]) -> usize {
+    std::fs::read_dir(dir.join("spill"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| std::fs::read(e.path()).unwrap_or_default())
+        .map(|bytes| bytes.windows(text.len()).filter(|w| *w == text).count())
+        .sum()
+}
+
+/// The issue's bad day: the log's disk full, then a crash. The calls then exist only in the
+/// spill file, and the restart (on a disk still full) must still hang up their legs.
+#[test]
+fn calls_logged_only_in_the_spill_file_at_a_crash_get_their_byes_at_restart() {
+    const CALLS: usize = 3;
+    let fs = Tmpfs::mount("4m");
+    let aux = tempfile::tempdir().expect("dir");
+    let db = fs.path().join("siaga.db");
+    let cfg = config(aux.path(), "queue_memory_mb = 0");
+    let ports = common::AgencyPorts::new();
+    let plan = common::test_plan(aux.path(), &ports, &[]);
+    let (db_arg, cfg_arg) = (db.display().to_string(), cfg.display().to_string());
+    let plan_arg = plan.display().to_string();
+    let args = [
+        "--db",
+        &db_arg,
+        "--config",
+        &cfg_arg,
+        "--dialplan",
+        &plan_arg,
+    ];
+    let gw = Gateway::start(&args);
+    let (udp, tcp) = (gw.udp.to_string(), gw.tcp.to_string());
+    fs.fill();
+    // 110 goes straight to the police desk, which answers and talks until it gets a BYE.
+    let n = CALLS.to_string();
+    let mut agency = common::sipp_agency("agency_answer.xml", ports.police, &["-m", &n]);
+    let target = gw.udp;
+    let callers = std::thread::spawn(move || {
+        sipp(
+            target,
+            "uac_gateway_bye.xml",
+            false,
+            &["-s", "110", "-m", &n, "-l", &n, "-r", &n],
+        )
+    });
+    wait_until(
+        "the bridged calls in the spill file",
+        Duration::from_secs(60),
+        || in_spill(aux.path(), b"agency_answered") == CALLS,
+    );
+    let dir = gw.kill9();
+    let mut gw = Gateway::start_on(dir, &udp, &tcp, &args);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while agency.try_wait().expect("agency").is_none() {
+        assert!(
+            Instant::now() < deadline,
+            "the agency got no BYE for a call only in the spill:\n{}",
+            gw.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = agency.wait_with_output().expect("agency");
+    assert_sipp_ok(&out, "the agency: a BYE for each call only in the spill");
+    let out = callers.join().expect("callers");
+    assert_sipp_ok(&out, "the callers: a BYE for each call only in the spill");
+    // Once space is back, the calls are in the log, closed by the restart's recovery.
+    fs.free();
+    wait_until("the calls' rows", Duration::from_secs(60), || {
+        rusqlite::Connection::open(&db)
+            .and_then(|c| {
+                c.query_row(
+                    "SELECT count(*) FROM calls WHERE end_reason = 'gateway_restarted'",
+                    [],
+                    |r| r.get::<_, i64>(0),
+                )
+            })
+            .unwrap_or(0)
+            == CALLS as i64
+    });
+    gw.stop();
+}
+
 #[test]
 fn records_in_the_spill_file_survive_kill_9_and_are_written_at_the_next_start() {
     let fs = Tmpfs::mount("4m");
@@ -258,24 +342,10 @@ fn records_in_the_spill_file_survive_kill_9_and_are_written_at_the_next_start() 
     );
     assert_sipp_ok(&out, "calls while the log's disk is full");
     // Every call's end is in the spill file (its end reason is stored as text).
-    let spilled_ends = || {
-        std::fs::read_dir(aux.path().join("spill"))
-            .into_iter()
-            .flatten()
-            .flatten()
-            .map(|e| std::fs::read(e.path()).unwrap_or_default())
-            .map(|bytes| {
-                bytes
-                    .windows(16)
-                    .filter(|w| w == b"abandoned_in_ivr")
-                    .count()
-            })
-            .sum::<usize>()
-    };
     wait_until(
         "five call ends in the spill file",
         Duration::from_secs(30),
-        || spilled_ends() == 5,
+        || in_spill(aux.path(), b"abandoned_in_ivr") == 5,
     );
     drop(gw.kill9());
     fs.free();

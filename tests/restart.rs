@@ -165,3 +165,87 @@ fn after_kill_9_every_leg_in_progress_gets_a_bye_and_logged_lengths_match_the_re
     gw.stop();
     drop(plan_dir);
 }
+
+/// A second gateway started by mistake on the same call log (other ports) must not start:
+/// its start-up recovery would close the first one's live calls.
+#[test]
+fn a_second_gateway_on_the_same_call_log_refuses_to_start_and_the_first_ones_call_goes_on() {
+    let gw = Gateway::start(&[]);
+    let target = gw.udp;
+    let caller = std::thread::spawn(move || {
+        common::sipp(
+            target,
+            "uac_call.xml",
+            false,
+            &["-s", "112", "-m", "1", "-d", "4000"],
+        )
+    });
+    let db = gw.db();
+    wait_until("the call answered", Duration::from_secs(30), || {
+        count(
+            &db,
+            "SELECT count(*) FROM calls WHERE answered_at IS NOT NULL",
+        ) == 1
+    });
+    let other = tempfile::tempdir().expect("dir");
+    let db_path = gw.db_path();
+    let mut second = std::process::Command::new(env!("CARGO_BIN_EXE_siaga"))
+        .args([
+            "serve",
+            "--listen",
+            "udp:127.0.0.1:0",
+            "--listen",
+            "tcp:127.0.0.1:0",
+        ])
+        .arg("--db")
+        .arg(&db_path)
+        .arg("--recordings")
+        .arg(other.path())
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("second gateway");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while second.try_wait().expect("second").is_none() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    if second.try_wait().expect("second").is_none() {
+        let _ = second.kill();
+    }
+    let out = second.wait_with_output().expect("second");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "the second gateway must not run:\n{err}"
+    );
+    assert!(
+        err.contains(&format!(
+            "call log {} is in use by another running Siaga gateway",
+            db_path.display()
+        )),
+        "{err}"
+    );
+    assert!(out.stdout.is_empty(), "nothing listening: {:?}", out.stdout);
+
+    let out = caller.join().expect("caller");
+    assert_sipp_ok(&out, "the first gateway's call, through to its own end");
+    wait_until("the call's end", Duration::from_secs(30), || {
+        count(&db, "SELECT count(*) FROM calls WHERE ended_at IS NOT NULL") == 1
+    });
+    assert_eq!(
+        count(
+            &db,
+            "SELECT count(*) FROM gateway_events WHERE kind = 'crash_recovery'"
+        ),
+        0,
+        "no recovery ran on the live call"
+    );
+    assert_eq!(
+        count(
+            &db,
+            "SELECT count(*) FROM calls WHERE end_reason = 'gateway_restarted'"
+        ),
+        0
+    );
+}

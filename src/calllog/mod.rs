@@ -9,6 +9,7 @@ mod schema;
 mod spill;
 pub mod stats;
 pub mod text;
+mod view;
 mod writer;
 
 use std::path::{Path, PathBuf};
@@ -26,6 +27,12 @@ use ops::Entry;
 #[cfg(test)]
 pub use schema::open;
 pub use schema::{Recovery, UnfinishedRecording, check_db_file, open_read_only};
+pub use view::open_calls_with_spill;
+
+/// Whether records the database at `db` could not take wait in a spill file in `dir`.
+pub fn spill_exists(dir: &Path, db: &Path) -> bool {
+    spill::Spill::path_for(dir, db).exists()
+}
 
 /// Milliseconds since the Unix epoch, UTC.
 pub fn now_ms() -> i64 {
@@ -84,6 +91,13 @@ pub struct LogOptions {
     pub low_space_bytes: u64,
     /// Below this much free space, an alarm (a gateway event, an error line) (0: never).
     pub alarm_space_bytes: u64,
+    /// Records handed to the writer thread and not yet taken, in bytes, before new ones are
+    /// lost (counted): reached only while the thread is held inside one database call. Call
+    /// records may use four times this; sampled messages of no call go first.
+    pub handover_bytes: usize,
+    /// How long start-up replays an earlier run's spill before leaving the rest to the
+    /// writer thread (the gateway answers calls meanwhile).
+    pub start_replay: Duration,
 }
 
 impl Default for LogOptions {
@@ -93,15 +107,14 @@ impl Default for LogOptions {
             queue_memory_bytes: 64 << 20,
             low_space_bytes: 1 << 30,
             alarm_space_bytes: 256 << 20,
+            handover_bytes: 32 << 20,
+            start_replay: Duration::from_secs(2),
         }
     }
 }
 
 /// `/var/tmp` survives a reboot and is usually not where a deployment puts its database.
 pub const DEFAULT_SPILL_DIR: &str = "/var/tmp/siaga-spill";
-
-/// Records waiting for the writer thread, in bytes, before new ones are lost (counted).
-const HANDOVER_BYTES: usize = 32 << 20;
 
 impl CallLog {
     /// [`CallLog::start_with`] with the default options.
@@ -122,7 +135,7 @@ impl CallLog {
     ) -> anyhow::Result<(CallLog, LogWriter, Recovery)> {
         schema::check_db_file(path, false)?;
         schema::check_version(path)?;
-        let shared = Arc::new(writer::Shared::default());
+        let shared = Arc::new(writer::Shared::new(options.handover_bytes));
         let (writer, recovery) = writer::Writer::start(path, options, shared.clone(), now_ms());
         let (tx, rx) = crossbeam_channel::unbounded();
         let thread = std::thread::Builder::new()
@@ -140,17 +153,29 @@ impl CallLog {
 
     pub fn send(&self, write: Write) {
         let bytes = write.approx_bytes();
+        // The writer takes records off the channel between any two transactions (into memory,
+        // then the spill file), so this bound is only met while it is held inside one
+        // database call; a call's records may then wait longer than sampled messages.
+        let limit = match &write {
+            Write::Engine { record, .. } if droppable(record) => self.shared.handover_limit,
+            _ => self.shared.handover_limit.saturating_mul(4),
+        };
         if self
             .shared
             .handover_bytes
             .fetch_add(bytes, Ordering::Relaxed)
-            > HANDOVER_BYTES
+            > limit
         {
             self.shared
                 .handover_bytes
                 .fetch_sub(bytes, Ordering::Relaxed);
-            self.shared.lost.fetch_add(1, Ordering::Relaxed);
-            tracing::error!("call-log writer stuck and its queue full: a record was lost");
+            // One line until the writer has counted these (it reports the total).
+            if self.shared.lost.fetch_add(1, Ordering::Relaxed) == 0 {
+                tracing::error!(
+                    "call-log writer held up and its hand-over queue full: records are lost \
+                     (counted, reported as a gateway event)"
+                );
+            }
             return;
         }
         if self.tx.send((bytes, write)).is_err() {
@@ -219,7 +244,7 @@ impl Write {
             } => {
                 entry.call = Some(call);
                 entry.sql(
-                    "UPDATE calls SET recording_path = ?2, recording_sha256 = ?3, recording_ms = ?4 WHERE id = ?1",
+                    SET_RECORDING,
                     vec![
                         Value::from(call as i64),
                         Value::from(path),
@@ -242,6 +267,11 @@ impl Write {
         Some(entry)
     }
 }
+
+/// A call's recording: `?1` the call, `?2` its path, `?3` its SHA-256 and `?4` its length
+/// (both NULL while unfinished). Start-up also looks for it in a spill file.
+const SET_RECORDING: &str =
+    "UPDATE calls SET recording_path = ?2, recording_sha256 = ?3, recording_ms = ?4 WHERE id = ?1";
 
 /// Records that belong to no call: sampled, and the first thing not stored when the disk
 /// runs low or the database cannot be written. Emergency call records never are.

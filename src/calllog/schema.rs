@@ -268,6 +268,12 @@ pub fn open(path: &Path) -> anyhow::Result<Connection> {
     conn.pragma_update(None, "synchronous", "NORMAL")?;
     conn.pragma_update(None, "foreign_keys", "OFF")?;
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    migrate(&mut conn, path)?;
+    Ok(conn)
+}
+
+/// Brings the schema of `conn` (the database at `path`) to this Siaga's version.
+pub(super) fn migrate(conn: &mut Connection, path: &Path) -> anyhow::Result<()> {
     let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
     let version = usize::try_from(version).unwrap_or(0);
     if version > MIGRATIONS.len() {
@@ -284,7 +290,7 @@ pub fn open(path: &Path) -> anyhow::Result<Connection> {
         tx.pragma_update(None, "user_version", (i + 1) as i64)?;
         tx.commit()?;
     }
-    Ok(conn)
+    Ok(())
 }
 
 /// What start-up found in the call log about the previous run.

@@ -3,7 +3,9 @@
 //! then records framed as `u32 length | u64 checksum | entry`. How far it has been replayed
 //! is stored in the database in the same transaction as the replayed rows (`log_spill`), so
 //! a crash between the two can neither lose nor repeat a record. A torn last record (a kill
-//! during a write) is cut off at the next start.
+//! during a write) is cut off at the next start; damage in the middle (a bad checksum or
+//! length) costs only the records in it: reading goes on at the next whole record, and the
+//! skipped bytes are counted.
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufReader, Read, Seek, SeekFrom, Write};
@@ -39,6 +41,15 @@ struct SpillFile {
 pub struct Found {
     pub records: u64,
     pub max_call: Option<u64>,
+    /// Damaged stretches skipped to the next whole record (their records are lost).
+    pub damaged: Damage,
+}
+
+/// Bytes between whole records that are no record (a bad checksum, a bad length).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Damage {
+    pub places: u64,
+    pub bytes: u64,
 }
 
 impl Spill {
@@ -83,14 +94,20 @@ impl Spill {
         let mut reader = BufReader::new(&handle);
         let (generation, start) = read_header(&mut reader)
             .with_context(|| format!("spill file {} has no valid header", path.display()))?;
-        let mut found = Found::default();
-        let mut offset = start;
-        while let Some((entry, len)) = read_record(&mut reader) {
-            found.records += 1;
-            found.max_call = found.max_call.max(entry.call);
-            offset += len;
-        }
         drop(reader);
+        let mut found = Found::default();
+        let len = handle.metadata()?.len();
+        let offset = scan(
+            &handle,
+            start,
+            len,
+            usize::MAX,
+            &mut found.damaged,
+            |entry, _| {
+                found.records += 1;
+                found.max_call = found.max_call.max(entry.call);
+            },
+        )?;
         // Whatever follows the last whole record was being written when the process died.
         handle.set_len(offset)?;
         spill.file = Some(SpillFile {
@@ -123,15 +140,19 @@ impl Spill {
         if consumed <= f.read {
             return Ok(());
         }
-        let mut reader = BufReader::new(&f.handle);
-        reader.seek(SeekFrom::Start(f.read))?;
-        while f.read < consumed.min(f.end) {
-            let Some((_, len)) = read_record(&mut reader) else {
-                break;
-            };
-            f.read += len;
-            f.unread = f.unread.saturating_sub(1);
-        }
+        // Records end exactly at `consumed` (it was the offset after one).
+        let (from, until) = (f.read, consumed.min(f.end));
+        let mut skipped = 0;
+        let read = scan(
+            &f.handle,
+            from,
+            until,
+            usize::MAX,
+            &mut Damage::default(),
+            |_, _| skipped += 1,
+        )?;
+        f.read = read;
+        f.unread = f.unread.saturating_sub(skipped);
         Ok(())
     }
 
@@ -170,18 +191,73 @@ impl Spill {
         let Some(f) = &self.file else {
             return Ok((Vec::new(), 0));
         };
-        let mut reader = BufReader::new(&f.handle);
-        reader.seek(SeekFrom::Start(f.read))?;
         let mut out = Vec::new();
-        let mut offset = f.read;
-        while out.len() < max && offset < f.end {
-            let Some((entry, len)) = read_record(&mut reader) else {
-                anyhow::bail!("spill file {} unreadable at {offset}", self.path.display());
-            };
-            out.push(entry);
-            offset += len;
+        let offset = scan(
+            &f.handle,
+            f.read,
+            f.end,
+            max,
+            &mut Damage::default(),
+            |e, _| out.push(e),
+        )?;
+        if out.len() < max && offset < f.end {
+            anyhow::bail!("spill file {} unreadable at {offset}", self.path.display());
         }
         Ok((out, offset))
+    }
+
+    /// Every record not yet replayed, in order, read without changing the file.
+    pub fn for_each_unread(&self, mut f: impl FnMut(Entry)) -> anyhow::Result<()> {
+        let Some(file) = &self.file else {
+            return Ok(());
+        };
+        scan(
+            &file.handle,
+            file.read,
+            file.end,
+            usize::MAX,
+            &mut Damage::default(),
+            |e, _| f(e),
+        )?;
+        Ok(())
+    }
+
+    /// The records of the spill file for `db` in `dir` that the database does not have yet,
+    /// in order, read without changing the file (another process may be replaying it):
+    /// `consumed` says how far the database has a file of that generation (`log_spill`).
+    pub fn read_unreplayed(
+        dir: &Path,
+        db: &Path,
+        consumed: impl FnOnce(i64) -> Option<u64>,
+        mut f: impl FnMut(Entry),
+    ) -> anyhow::Result<u64> {
+        let path = Self::path_for(dir, db);
+        let handle = match File::open(&path) {
+            Ok(h) => h,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+            Err(e) => {
+                return Err(e).with_context(|| format!("opening spill file {}", path.display()));
+            }
+        };
+        let mut reader = BufReader::new(&handle);
+        let (generation, start) = read_header(&mut reader)
+            .with_context(|| format!("spill file {} has no valid header", path.display()))?;
+        drop(reader);
+        let from = consumed(generation).map_or(start, |c| c.max(start));
+        let len = handle.metadata()?.len();
+        let mut records = 0;
+        scan(
+            &handle,
+            from,
+            len,
+            usize::MAX,
+            &mut Damage::default(),
+            |e, _| {
+                f(e);
+                records += 1;
+            },
+        )?;
+        Ok(records)
     }
 
     /// Records up to `offset` are in the database. A spill wholly replayed is removed.
@@ -242,6 +318,83 @@ impl Spill {
     }
 }
 
+/// The largest record the writer makes is far below this: a longer length is damage.
+const MAX_RECORD: u64 = 64 << 20;
+
+/// Reads up to `max` whole records from `from` towards `end`, handing each to `f` with the
+/// offset after it. A stretch that is no record (a bad checksum or length in the middle of
+/// the file) is skipped to the next whole record and added to `damage`; the offset returned
+/// is where reading stopped: `end`, after the `max`th record, or at a torn tail (no whole
+/// record follows).
+fn scan(
+    handle: &File,
+    from: u64,
+    end: u64,
+    max: usize,
+    damage: &mut Damage,
+    mut f: impl FnMut(Entry, u64),
+) -> std::io::Result<u64> {
+    let mut reader = BufReader::new(handle);
+    reader.seek(SeekFrom::Start(from))?;
+    let (mut offset, mut taken) = (from, 0);
+    while offset < end && taken < max {
+        match read_record(&mut reader) {
+            Some((entry, len)) if offset + len <= end => {
+                offset += len;
+                taken += 1;
+                f(entry, offset);
+            }
+            _ => {
+                let Some(next) = resync(handle, offset + 1, end)? else {
+                    return Ok(offset);
+                };
+                damage.places += 1;
+                damage.bytes += next - offset;
+                offset = next;
+                reader.seek(SeekFrom::Start(next))?;
+            }
+        }
+    }
+    Ok(offset)
+}
+
+/// The first offset from `from` where a whole record starts (its length fits, its checksum
+/// matches and it decodes), looked for a window at a time.
+fn resync(handle: &File, from: u64, end: u64) -> std::io::Result<Option<u64>> {
+    use std::os::unix::fs::FileExt;
+    const WINDOW: u64 = 1 << 20;
+    let mut start = from;
+    while start + 12 <= end {
+        let mut window = vec![0u8; (end - start).min(WINDOW) as usize];
+        handle.read_exact_at(&mut window, start)?;
+        for at in 0..window.len().saturating_sub(11) {
+            let p = start + at as u64;
+            let head = &window[at..at + 12];
+            let len = u64::from(u32::from_le_bytes([head[0], head[1], head[2], head[3]]));
+            if len == 0 || len > MAX_RECORD || p + 12 + len > end {
+                continue;
+            }
+            let mut sum = [0u8; 8];
+            sum.copy_from_slice(&head[4..]);
+            let body = at + 12..at + 12 + len as usize;
+            let payload = match window.get(body) {
+                Some(b) => b.to_vec(),
+                None => {
+                    let mut b = vec![0u8; len as usize];
+                    handle.read_exact_at(&mut b, p + 12)?;
+                    b
+                }
+            };
+            if checksum(&payload) == u64::from_le_bytes(sum) && Entry::decode(&payload).is_some() {
+                return Ok(Some(p));
+            }
+        }
+        // The next window starts where a header could still begin.
+        start += (window.len() as u64).saturating_sub(11).max(1);
+    }
+    Ok(None)
+}
+
 fn read_header(r: &mut impl Read) -> Option<(i64, u64)> {
     let mut magic = [0u8; 8];
     r.read_exact(&mut magic).ok()?;
@@ -258,12 +411,16 @@ fn read_header(r: &mut impl Read) -> Option<(i64, u64)> {
     Some((i64::from_le_bytes(g), 20 + u64::from(n)))
 }
 
-/// One whole record and its length in the file; `None` at the end or at a torn record.
+/// One whole record and its length in the file; `None` at the end, at a torn record or at
+/// damage.
 fn read_record(r: &mut impl Read) -> Option<(Entry, u64)> {
     let mut head = [0u8; 12];
     r.read_exact(&mut head).ok()?;
     let len = u32::from_le_bytes(head[..4].try_into().ok()?);
     let sum = u64::from_le_bytes(head[4..].try_into().ok()?);
+    if u64::from(len) > MAX_RECORD {
+        return None;
+    }
     let mut payload = vec![0u8; len as usize];
     r.read_exact(&mut payload).ok()?;
     if checksum(&payload) != sum {
@@ -319,5 +476,42 @@ mod tests {
         assert_eq!(rest, vec![entry(3), entry(4)]);
         spill.consumed(offset, 2);
         assert!(!path.exists(), "a replayed spill is removed");
+    }
+
+    #[test]
+    fn damage_in_the_middle_costs_only_its_records_and_is_counted() {
+        let dir = tempfile::tempdir().expect("dir");
+        let db = dir.path().join("siaga.db");
+        let (mut spill, _) = Spill::open(dir.path(), &db).expect("open");
+        let path = spill.path().to_path_buf();
+        let size = || std::fs::metadata(&path).expect("size").len();
+        spill.append(&[entry(1)]).expect("append");
+        let second = size();
+        spill.append(&[entry(2)]).expect("append");
+        let third = size();
+        spill.append(&[entry(3), entry(4)]).expect("append");
+        drop(spill);
+        // A flipped bit in the second record's payload, and a length gone wild in the third.
+        let mut bytes = std::fs::read(&path).expect("read");
+        bytes[second as usize + 14] ^= 0x10;
+        bytes[third as usize + 3] = 0xff;
+        std::fs::write(&path, &bytes).expect("write");
+        let (spill, found) = Spill::open(dir.path(), &db).expect("reopen");
+        assert_eq!((found.records, found.max_call), (2, Some(4)));
+        // One stretch: from the second record to the fourth (the third and fourth are alike).
+        let third_len = (bytes.len() as u64 - third) / 2;
+        assert_eq!(
+            found.damaged,
+            Damage {
+                places: 1,
+                bytes: third - second + third_len,
+            }
+        );
+        let (read, _) = spill.peek(10).expect("peek");
+        assert_eq!(read, vec![entry(1), entry(4)]);
+        let mut all = Vec::new();
+        spill.for_each_unread(|e| all.push(e)).expect("read");
+        assert_eq!(all, read);
+        assert_eq!(spill.unread(), 2);
     }
 }

@@ -13,30 +13,42 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError};
+use rusqlite::types::Value;
 use rusqlite::{Connection, ErrorCode, params};
 
 use super::ops::{Entry, Op};
 use super::query::iso_utc;
 use super::spill::Spill;
-use super::{LogOptions, Recovery, Write, now_ms, schema};
+use super::{LogOptions, Recovery, UnfinishedRecording, Write, now_ms, schema};
 
 /// Records per transaction at most.
 const BATCH: usize = 5_000;
 /// Retry back-off while the database cannot be written.
 const FIRST_RETRY: Duration = Duration::from_millis(100);
 const LAST_RETRY: Duration = Duration::from_secs(5);
-/// How long start-up replays an earlier run's spill before leaving the rest to the thread.
-const START_REPLAY: Duration = Duration::from_secs(2);
+/// Records taken off the channel in one loop pass at most (memory is bounded as they come).
+const INTAKE: usize = 50_000;
 /// How often the free space is looked at.
 const SPACE_CHECK: Duration = Duration::from_secs(2);
 
 /// Counters the senders update.
-#[derive(Default)]
 pub struct Shared {
     /// Bytes handed to the writer and not yet taken.
     pub handover_bytes: AtomicUsize,
+    /// The bound on `handover_bytes` ([`LogOptions::handover_bytes`]).
+    pub handover_limit: usize,
     /// Records the senders could not hand over.
     pub lost: AtomicU64,
+}
+
+impl Shared {
+    pub fn new(handover_limit: usize) -> Shared {
+        Shared {
+            handover_bytes: AtomicUsize::new(0),
+            handover_limit,
+            lost: AtomicU64::new(0),
+        }
+    }
 }
 
 /// A time the database could not be written.
@@ -121,6 +133,7 @@ impl Writer {
                 "records an earlier run could not write: replaying them"
             );
         }
+        let damaged = found.damaged;
         let mut w = Writer {
             path: path.to_path_buf(),
             options,
@@ -137,9 +150,20 @@ impl Writer {
             space_checked: None,
             shared,
         };
+        if damaged.places > 0 {
+            let detail = format!(
+                "spill file {}: {} damaged byte(s) in {} place(s) skipped to the next whole \
+                 record; the records there are lost",
+                w.spill.path().display(),
+                damaged.bytes,
+                damaged.places
+            );
+            tracing::error!("{detail}");
+            w.event("log_records_lost", detail);
+        }
         // A large spill is replayed in the background after a first slice: the gateway
         // answers calls meanwhile.
-        let deadline = Instant::now() + START_REPLAY;
+        let deadline = Instant::now() + w.options.start_replay;
         let written = w.connection().map(|_| ()).map_err(Some).and_then(|()| {
             while w.backlog() {
                 if Instant::now() >= deadline {
@@ -153,7 +177,8 @@ impl Writer {
         let recovery = match written {
             Ok(r) => r,
             Err(failure) => {
-                let recovery = w.read_recovery(now);
+                let mut recovery = w.read_recovery(now);
+                w.spilled_recordings(&mut recovery.unfinished);
                 // The repair runs in the stream, after what an earlier run left and before
                 // this run's first record.
                 w.push(Entry {
@@ -216,6 +241,43 @@ impl Writer {
         }
     }
 
+    /// One transaction per pass at most: between two, whatever the senders handed over is
+    /// taken into memory (then the spill file), so a long backlog (a large spill after a
+    /// gap or at start) never fills the hand-over queue.
+    /// Recordings the unreplayed spill starts or finishes, applied to those the database
+    /// lists as unfinished: a call whose recording is only in the spill is repaired and
+    /// hashed at start too.
+    fn spilled_recordings(&self, unfinished: &mut Vec<UnfinishedRecording>) {
+        let read = self.spill.for_each_unread(|entry| {
+            for op in &entry.ops {
+                let Op::Sql { sql, params } = op else {
+                    continue;
+                };
+                let (Some(Value::Integer(call)), Some(Value::Text(path)), Some(sha256)) =
+                    (params.first(), params.get(1), params.get(2))
+                else {
+                    continue;
+                };
+                if sql != super::SET_RECORDING {
+                    continue;
+                }
+                let call = *call as u64;
+                unfinished.retain(|u| u.call != call);
+                if *sha256 == Value::Null {
+                    unfinished.push(UnfinishedRecording {
+                        call,
+                        path: PathBuf::from(path),
+                        failure_logged: false,
+                    });
+                }
+            }
+        });
+        if let Err(e) = read {
+            tracing::error!(error = %format!("{e:#}"), "cannot read the spill file's recordings");
+        }
+        unfinished.sort_by_key(|u| u.call);
+    }
+
     pub fn run(mut self, rx: Receiver<(usize, Write)>) {
         loop {
             let wait = if self.backlog() {
@@ -226,11 +288,13 @@ impl Writer {
             match rx.recv_timeout(wait) {
                 Ok(first) => {
                     self.take(first);
-                    // Whatever else is waiting goes in the same transaction.
-                    for _ in 1..BATCH {
+                    for taken in 1..INTAKE {
                         match rx.try_recv() {
                             Ok(w) => self.take(w),
                             Err(_) => break,
+                        }
+                        if taken % BATCH == 0 {
+                            self.bound_memory();
                         }
                     }
                 }
@@ -287,29 +351,27 @@ impl Writer {
         self.push(entry);
     }
 
-    /// Writes everything queued, or notes the failure and when to try again.
-    fn flush(&mut self) {
-        match self.flush_all() {
-            Ok(()) => {
-                if let Some(gap) = self.gap.take() {
-                    self.gap_ended(gap);
-                    if let Err(e) = self.flush_all() {
-                        self.failed(e);
-                        return;
-                    }
-                }
-                self.backoff = FIRST_RETRY;
+    /// Writes the oldest batch queued, or notes the failure and when to try again; `false`
+    /// when the database refused it. A gap ends once nothing waits.
+    fn flush(&mut self) -> bool {
+        let written = match self.backlog().then(|| self.write_next()) {
+            Some(Err(e)) => {
+                self.failed(e);
+                false
             }
-            Err(e) => self.failed(e),
-        }
+            _ => {
+                self.backoff = FIRST_RETRY;
+                if !self.backlog()
+                    && let Some(gap) = self.gap.take()
+                {
+                    // Its event is written by the next pass.
+                    self.gap_ended(gap);
+                }
+                true
+            }
+        };
         self.answer_barriers();
-    }
-
-    fn flush_all(&mut self) -> Result<(), String> {
-        while self.backlog() {
-            self.write_next()?;
-        }
-        Ok(())
+        written
     }
 
     fn connection(&mut self) -> Result<&mut Connection, String> {
@@ -564,7 +626,8 @@ impl Writer {
     /// for the next start.
     fn stop(mut self) {
         self.count_lost_at_door();
-        self.flush();
+        // The first pass also ends a gap with nothing left waiting (its event is then written).
+        while self.flush() && self.backlog() {}
         if !self.backlog() {
             return;
         }
@@ -610,14 +673,7 @@ fn write_entries<'a>(
     let tx = conn.transaction()?;
     for entry in entries {
         for op in &entry.ops {
-            let result = match op {
-                Op::Sql { sql, params } => tx
-                    .prepare_cached(sql)
-                    .and_then(|mut s| s.execute(rusqlite::params_from_iter(params.iter())))
-                    .map(|_| ()),
-                Op::Recover { now_ms } => schema::recover_in(&tx, *now_ms).map(|_| ()),
-            };
-            match result {
+            match run_op(&tx, op) {
                 Err(e) if is_storage(&e) => return Err(e),
                 Err(e) => tracing::error!(error = %e, "call-log record not written"),
                 Ok(()) => {}
@@ -626,6 +682,17 @@ fn write_entries<'a>(
     }
     finish(&tx)?;
     tx.commit()
+}
+
+/// One statement of a record.
+pub(super) fn run_op(tx: &rusqlite::Transaction, op: &Op) -> rusqlite::Result<()> {
+    match op {
+        Op::Sql { sql, params } => tx
+            .prepare_cached(sql)
+            .and_then(|mut s| s.execute(rusqlite::params_from_iter(params.iter())))
+            .map(|_| ()),
+        Op::Recover { now_ms } => schema::recover_in(tx, *now_ms).map(|_| ()),
+    }
 }
 
 /// Free bytes for an unprivileged writer on the file system holding `db`.
@@ -723,5 +790,135 @@ mod tests {
             ]
         );
         assert!(!spill_path.exists(), "a replayed spill is removed");
+    }
+
+    /// The live records a replay's senders hand over while a large spill is written.
+    #[test]
+    fn a_large_spill_replay_takes_new_call_records_between_batches_and_loses_none() {
+        let dir = tempfile::tempdir().expect("dir");
+        let db = dir.path().join("siaga.db");
+        drop(schema::open(&db).expect("db"));
+        let options = LogOptions {
+            spill_dir: dir.path().join("spill"),
+            // Call records may use 64 KiB of hand-over queue.
+            handover_bytes: 16 << 10,
+            // All of the replay in the writer thread, as after a gap.
+            start_replay: Duration::ZERO,
+            ..LogOptions::default()
+        };
+        // Eight transactions' worth left by an earlier run.
+        let spilled = 8 * BATCH as i64;
+        let (mut spill, _) = Spill::open(&options.spill_dir, &db).expect("spill");
+        let rows: Vec<Entry> = (1..=spilled).map(call_row).collect();
+        spill.append(&rows).expect("append");
+        let spill_path = spill.path().to_path_buf();
+        drop(spill);
+
+        let (log, writer, _) = CallLog::start_with(&db, options).expect("start");
+        let reader = rusqlite::Connection::open(&db).expect("reader");
+        let consumed = || -> i64 {
+            reader
+                .query_row(
+                    "SELECT coalesce(max(consumed), 0) FROM log_spill",
+                    [],
+                    |r| r.get(0),
+                )
+                .unwrap_or(0)
+        };
+        // Each round hands over more than half the bound for call records (a live call's start, its
+        // messages, its end: events here), then waits until the writer took them, or until
+        // it wrote two more batches without taking them (two rounds then overflow).
+        let per_round = 40;
+        let detail = "x".repeat(1000);
+        let deadline = Instant::now() + Duration::from_secs(120);
+        let mut sent = 0i64;
+        while spill_path.exists() && Instant::now() < deadline {
+            for _ in 0..per_round {
+                sent += 1;
+                log.send(Write::Event {
+                    call: Some(sent as u64),
+                    at_ms: 1,
+                    kind: "live".into(),
+                    detail: detail.clone(),
+                });
+            }
+            let (mut last, mut advanced) = (consumed(), 0);
+            while log.shared.handover_bytes.load(Ordering::Relaxed) > 0
+                && advanced < 2
+                && Instant::now() < deadline
+            {
+                let now = consumed();
+                if now != last {
+                    (last, advanced) = (now, advanced + 1);
+                }
+                std::thread::yield_now();
+            }
+        }
+        assert!(!spill_path.exists(), "the spill was replayed within 120 s");
+        assert!(sent >= 2 * per_round, "records arrived during the replay");
+        assert!(log.barrier(Duration::from_secs(60)));
+        drop(log);
+        writer.join();
+        let conn = schema::open_read_only(&db).expect("db");
+        let count = |sql: &str| -> i64 { conn.query_row(sql, [], |r| r.get(0)).expect("count") };
+        assert_eq!(
+            count("SELECT count(*) FROM gateway_events WHERE kind = 'log_records_lost'"),
+            0
+        );
+        assert_eq!(count("SELECT count(*) FROM calls"), spilled);
+        assert_eq!(
+            count("SELECT count(*) FROM call_events WHERE kind = 'live'"),
+            sent,
+            "every live record written"
+        );
+    }
+
+    /// A start-up replay cut short still repairs the recordings only the spill knows of.
+    #[test]
+    fn recordings_only_in_an_unreplayed_spill_are_among_the_unfinished() {
+        let dir = tempfile::tempdir().expect("dir");
+        let db = dir.path().join("siaga.db");
+        let conn = schema::open(&db).expect("db");
+        // Call 1's recording unfinished in the database; the spill has its digest.
+        conn.execute(
+            "INSERT INTO calls (id, call_id, started_at, kind, dialled, source, transport,
+                recording_path) VALUES (1, 'c', 1, 'emergency', '112', 'x', 'udp', '/r/1.wav')",
+            [],
+        )
+        .expect("call 1");
+        drop(conn);
+        let options = LogOptions {
+            spill_dir: dir.path().join("spill"),
+            start_replay: Duration::ZERO,
+            ..LogOptions::default()
+        };
+        let recording = |call: u64, sha: Option<&str>| {
+            Write::Recording {
+                call,
+                path: format!("/r/{call}.wav"),
+                sha256: sha.map(str::to_owned),
+                duration_ms: sha.map(|_| 1000),
+            }
+            .lower()
+            .expect("entry")
+        };
+        let (mut spill, _) = Spill::open(&options.spill_dir, &db).expect("spill");
+        spill
+            .append(&[
+                call_row(2),
+                recording(2, None),
+                recording(1, Some("ab")),
+                call_row(3),
+                recording(3, None),
+                recording(3, Some("cd")),
+            ])
+            .expect("append");
+        drop(spill);
+        let (log, writer, recovery) = CallLog::start_with(&db, options).expect("start");
+        let calls: Vec<u64> = recovery.unfinished.iter().map(|u| u.call).collect();
+        assert_eq!(calls, vec![2]);
+        assert_eq!(recovery.unfinished[0].path, PathBuf::from("/r/2.wav"));
+        drop(log);
+        writer.join();
     }
 }
