@@ -24,6 +24,7 @@ use crate::io::{
 use crate::noncall::{NonCallGate, NonCallKind, NonCallLimits, Verdict};
 use crate::sip::build::{self, ALLOW, Body, ResponseExtras};
 use crate::sip::parse::{self, Framing, Inbound, Message};
+use crate::source_limits::Trusted;
 use crate::timers::TimerQueue;
 use crate::transaction::client::{ClientInviteTx, ClientNonInviteTx, ResponseVerdict};
 use crate::transaction::server::{ServerInviteTx, ServerNonInviteTx};
@@ -48,6 +49,9 @@ pub struct EngineConfig {
     pub element_domain: String,
     /// Counting, sampling and reply budget for traffic that belongs to no call.
     pub noncall: NonCallLimits,
+    /// Sources whose non-call messages are always answered (the transport's
+    /// `trusted_sources`: the carriers' SBCs). The agencies' addresses are exempt too.
+    pub trusted_sources: Trusted,
     /// Probing of callers whose RTP stopped (a lost BYE must not keep a call up for hours).
     pub dead_session: DeadSessionConfig,
     /// Whether INFO-level console lines may name the caller (personal data; off by default).
@@ -84,6 +88,7 @@ impl Default for EngineConfig {
             default_location: None,
             element_domain: "siaga.invalid".to_owned(),
             noncall: NonCallLimits::default(),
+            trusted_sources: Trusted::default(),
             dead_session: DeadSessionConfig::default(),
             log_personal_data: false,
         }
@@ -252,7 +257,8 @@ pub struct Engine {
 impl Engine {
     /// `start` is the time of construction (the engine never reads a clock).
     pub fn new(cfg: EngineConfig, plan: Arc<Dialplan>, start: Instant) -> Self {
-        let noncall = NonCallGate::new(cfg.noncall, start);
+        let mut noncall = NonCallGate::new(cfg.noncall, start);
+        noncall.set_trusted(cfg.trusted_sources.clone());
         let tag_secret = cfg.seed.rotate_left(17) ^ 0x9e37_79b9_7f4a_7c15;
         Self {
             rng: Rng(cfg.seed | 1),
@@ -280,6 +286,9 @@ impl Engine {
 
     /// Where agency targets are; the shell resolves host names and local addresses.
     pub fn set_directory(&mut self, directory: Directory) {
+        // An agency's keep-alives and stray requests are always answered.
+        let agencies = directory.hops.values().map(|h| h.remote.ip()).collect();
+        self.noncall.set_agencies(agencies);
         self.directory = directory;
     }
 
@@ -734,6 +743,8 @@ impl Engine {
         };
         let call_ref = CallRef(self.next_call_ref);
         self.next_call_ref += 1;
+        // A source that places calls (a carrier's SBC) keeps a non-call row of its own.
+        self.noncall.note_caller(now, flow.remote.ip());
         let identity = identity_of(&req);
         let span = tracing::info_span!("call", call = call_ref.0, call_id = %msg.call_id);
         let _entered = span.enter();
