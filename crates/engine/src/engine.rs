@@ -124,6 +124,23 @@ pub(crate) struct ServerTxEntry {
     pub(crate) leg: LegId,
     /// Set on the caller's initial INVITE transaction: its NoAck ends the call.
     pub(crate) initial_invite: bool,
+    /// Retransmissions absorbed: the first [`VERBATIM_REPEATS`] are logged, the rest counted
+    /// (one timeline event when the transaction ends).
+    pub(crate) repeats: u32,
+}
+
+/// Repeats of one message (retransmissions of a request, copies of an INVITE on other
+/// branches, repeated ACKs) logged verbatim before they are only counted: one call must not
+/// let an outsider write rows at line rate.
+pub(crate) const VERBATIM_REPEATS: u32 = 10;
+
+/// The log note of the `n`th logged repeat: the last one logged says what happens next.
+fn repeat_note(what: &str, n: u32) -> String {
+    if n == VERBATIM_REPEATS {
+        format!("{what}; further ones are counted, not logged")
+    } else {
+        what.to_owned()
+    }
 }
 
 #[derive(Debug)]
@@ -616,15 +633,26 @@ impl Engine {
     /// A request that matches a server transaction is a retransmission: log it and let the
     /// transaction repeat its latest response. Returns false when no transaction matches.
     fn absorb_retransmission(&mut self, key: &ServerTxKey, flow: Flow, raw: &[u8]) -> bool {
-        let Some(entry) = self.server_txs.get(key) else {
+        let Some(entry) = self.server_txs.get_mut(key) else {
             return false;
         };
-        let (call, leg, entry_flow) = (entry.call, entry.leg, entry.flow);
+        entry.repeats = entry.repeats.saturating_add(1);
+        let (call, leg, entry_flow, repeats) = (entry.call, entry.leg, entry.flow, entry.repeats);
         let resend = match &entry.tx {
             ServerTx::Invite(t) => t.on_invite_retransmission(),
             ServerTx::NonInvite(t) => t.on_retransmission(),
         };
-        let note = Some("retransmission".to_owned());
+        if repeats > VERBATIM_REPEATS {
+            // Counted (reported when the transaction ends); the answer is still repeated.
+            if let Some(bytes) = resend {
+                self.outputs.push_back(Output::Transmit {
+                    flow: entry_flow,
+                    bytes,
+                });
+            }
+            return true;
+        }
+        let note = Some(repeat_note("retransmission", repeats));
         self.log_sip_leg(call, leg, Direction::In, flow, raw.to_vec(), note);
         if let Some(bytes) = resend {
             self.transmit_leg(call, leg, entry_flow, bytes);
@@ -654,6 +682,7 @@ impl Engine {
         self.server_txs.insert(
             key.clone(),
             ServerTxEntry {
+                repeats: 0,
                 tx,
                 flow,
                 call,
@@ -685,8 +714,17 @@ impl Engine {
             Some(e) => (e.tx.next_deadline(), e.tx.is_terminated()),
             None => (None, true),
         };
-        if done {
-            self.server_txs.remove(key);
+        if done
+            && let Some(entry) = self.server_txs.remove(key)
+            && entry.repeats > VERBATIM_REPEATS
+            && let Some(call) = entry.call
+        {
+            let detail = format!(
+                "{} retransmissions of {} absorbed; the first {VERBATIM_REPEATS} logged",
+                entry.repeats,
+                key.method()
+            );
+            self.timeline(call, "retransmissions", detail);
         }
         self.timers
             .set(TimerKey::Server(key.clone()), deadline.filter(|_| !done));
@@ -716,13 +754,19 @@ impl Engine {
         let origin = (msg.call_id.clone(), msg.from_tag.clone(), msg.cseq);
         if let Some(existing) = self.origins.get(&origin).copied() {
             // Same INVITE by another path: one caller, one call.
-            self.log_sip(
-                Some(existing),
-                Direction::In,
-                flow,
-                raw.to_vec(),
-                Some("merged request".into()),
-            );
+            let copies = self.calls.get_mut(&existing).map_or(0, |c| {
+                c.merged_requests = c.merged_requests.saturating_add(1);
+                c.merged_requests
+            });
+            if copies > VERBATIM_REPEATS {
+                // Enough of them logged: a stateless 482 (the same bytes for each copy), no
+                // transaction, no row; the count is on the timeline when the call ends.
+                let bytes = self.stateless_response(flow, msg, &req, 482, Vec::new());
+                self.outputs.push_back(Output::Transmit { flow, bytes });
+                return;
+            }
+            let note = Some(repeat_note("merged request", copies));
+            self.log_sip(Some(existing), Direction::In, flow, raw.to_vec(), note);
             return self.reply_invite_statelessly(now, flow, &req, key, Some(existing), 482);
         }
         let dialled = req.uri.to_string();
@@ -798,6 +842,7 @@ impl Engine {
         self.server_txs.insert(
             key.clone(),
             ServerTxEntry {
+                repeats: 0,
                 tx,
                 flow,
                 call: Some(call_ref),
@@ -887,6 +932,8 @@ impl Engine {
             next_leg: 1,
             caller_silent: false,
             probe: Probe::Idle,
+            merged_requests: 0,
+            repeated_acks: 0,
             span,
         };
         if kind == CallKind::Test {
@@ -999,6 +1046,7 @@ impl Engine {
         self.server_txs.insert(
             key.clone(),
             ServerTxEntry {
+                repeats: 0,
                 tx: ServerTx::Invite(ServerInviteTx::new(self.cfg.timers, reliability(flow))),
                 flow,
                 call,
@@ -1183,16 +1231,27 @@ impl Engine {
             let note = Some("ACK matches no dialog".to_owned());
             return self.noncall_message(now, flow, NonCallKind::StrayAck, raw, note, None);
         };
+        let Some(call) = self.calls.get_mut(&call_ref) else {
+            return;
+        };
+        let awaited = call
+            .awaiting_ack
+            .clone()
+            .filter(|(cseq, _)| *cseq == msg.cseq);
+        let Some((_, tx_key)) = awaited else {
+            // A repeated ACK: the first few are logged, the rest counted (timeline at the end).
+            call.repeated_acks = call.repeated_acks.saturating_add(1);
+            let repeats = call.repeated_acks;
+            if repeats <= VERBATIM_REPEATS {
+                let note = Some(repeat_note("repeated ACK", repeats));
+                self.log_sip(Some(call_ref), Direction::In, flow, raw.to_vec(), note);
+            }
+            return;
+        };
         self.log_sip(Some(call_ref), Direction::In, flow, raw.to_vec(), None);
         let Some(call) = self.calls.get_mut(&call_ref) else {
             return;
         };
-        let Some((cseq, tx_key)) = call.awaiting_ack.clone() else {
-            return; // a retransmitted ACK
-        };
-        if cseq != msg.cseq {
-            return;
-        }
         call.awaiting_ack = None;
         if matches!(call.state, CallState::Answered) {
             call.state = CallState::Confirmed;
@@ -1370,6 +1429,7 @@ impl Engine {
             ServerTx::NonInvite(ServerNonInviteTx::new(self.cfg.timers, reliability(flow)))
         };
         self.server_txs.entry(key.clone()).or_insert(ServerTxEntry {
+            repeats: 0,
             tx,
             flow,
             call: Some(call_ref),
@@ -1626,6 +1686,21 @@ impl Engine {
         }
         let dialog_key = (call.dialog.call_id.clone(), call.dialog.local_tag.clone());
         let awaiting_ack = call.awaiting_ack.clone();
+        let (merged, acks) = (call.merged_requests, call.repeated_acks);
+        if merged > VERBATIM_REPEATS {
+            let detail = format!(
+                "{merged} copies of the INVITE on other branches answered 482; the first \
+                 {VERBATIM_REPEATS} logged"
+            );
+            self.timeline(call_ref, "merged_requests", detail);
+        }
+        if acks > VERBATIM_REPEATS {
+            let detail = format!("{acks} repeated ACKs; the first {VERBATIM_REPEATS} logged");
+            self.timeline(call_ref, "repeated_acks", detail);
+        }
+        let Some(call) = self.calls.get(&call_ref) else {
+            return;
+        };
         // Still ringing (a transport error, an early BYE): the INVITE gets its final answer.
         let unanswered = matches!(call.state, CallState::Ringing { .. })
             .then(|| (call.invite_tx.clone(), self.response_for(call, 487, None)));
