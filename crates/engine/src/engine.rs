@@ -1939,8 +1939,7 @@ impl Engine {
                             self.restart_bye_outcome(call, leg, &why);
                         }
                         LegId::Caller if purpose == ClientPurpose::Probe => {
-                            let why = format!("transport error: {reason}");
-                            self.probe_result(now, call, Err(why));
+                            self.probe_unsent(now, call, &reason);
                         }
                         LegId::Caller => self.finish_hang_up(call),
                         LegId::Agency(n) => {
@@ -2114,6 +2113,26 @@ impl Engine {
         let detail = format!("{what} and no RTP from the caller");
         self.timeline(call_ref, "caller_lost", detail.clone());
         self.end_call(call_ref, EndReason::CallerLost, Some(detail));
+    }
+
+    /// The probe could not be sent (the caller's TCP connection dropped). That says nothing
+    /// about the caller's dialog: its SBC may come back on a new connection. The call is kept
+    /// and the probe tried again at the next interval; only a 481/408 or Timer F ends it.
+    fn probe_unsent(&mut self, now: Instant, call_ref: CallRef, reason: &str) {
+        let Some(call) = self.calls.get_mut(&call_ref) else {
+            return;
+        };
+        let every = self.cfg.dead_session.reprobe;
+        call.probe = every.map_or(Probe::Idle, |every| Probe::Again(now + every));
+        if !matches!(call.state, CallState::Answered | CallState::Confirmed) {
+            return;
+        }
+        let next = every.map_or(String::new(), |e| {
+            format!(", asked again in {} s", e.as_secs())
+        });
+        let detail = format!("OPTIONS not sent (transport error: {reason}): kept{next}");
+        self.timeline(call_ref, "caller_probe", detail);
+        self.reschedule_call(call_ref);
     }
 
     /// Ends every live call now (shutdown after the drain time): BYE to callers and agencies,
