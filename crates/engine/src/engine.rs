@@ -24,7 +24,7 @@ use crate::io::{
 use crate::noncall::{NonCallGate, NonCallKind, NonCallLimits, Verdict};
 use crate::sip::build::{self, ALLOW, Body, ResponseExtras};
 use crate::sip::parse::{self, Framing, Inbound, Message};
-use crate::source_limits::Trusted;
+use crate::source_limits::{Lane, Trusted};
 use crate::timers::TimerQueue;
 use crate::transaction::client::{ClientInviteTx, ClientNonInviteTx, ResponseVerdict};
 use crate::transaction::server::{ServerInviteTx, ServerNonInviteTx};
@@ -219,6 +219,16 @@ pub(crate) enum TimerKey {
 
 /// Builds the reply to a message outside every call, only once its budget allows one.
 type ReplyBuilder<'a> = &'a dyn Fn(&mut Engine) -> Vec<u8>;
+
+/// The reply to a message outside every call, if any.
+#[derive(Clone, Copy)]
+enum Reply<'a> {
+    None,
+    /// Sent within the source's reply budget.
+    Rationed(ReplyBuilder<'a>),
+    /// Always sent (a malformed INVITE may be someone's emergency call: it is told why).
+    Always(ReplyBuilder<'a>),
+}
 
 /// Small deterministic PRNG (xorshift64*): tags and branches need uniqueness, not secrecy.
 #[derive(Debug)]
@@ -455,15 +465,21 @@ impl Engine {
         kind: NonCallKind,
         raw: &[u8],
         note: Option<String>,
-        reply: Option<ReplyBuilder<'_>>,
+        reply: Reply<'_>,
     ) {
         self.roll_noncall(now);
+        let (reply, always) = match reply {
+            Reply::None => (None, false),
+            Reply::Rationed(build) => (Some(build), false),
+            Reply::Always(build) => (Some(build), true),
+        };
         let Verdict {
             reply: answer,
             sample,
         } = self
             .noncall
-            .observe(now, flow.remote.ip(), kind, reply.is_some());
+            .observe(now, flow.remote.ip(), kind, reply.is_some() && !always);
+        let answer = answer || always;
         self.timers
             .set(TimerKey::NonCall, self.noncall.next_deadline());
         let max = self.noncall.limits().sample_max_bytes;
@@ -545,7 +561,7 @@ impl Engine {
         let build = move |engine: &mut Self| {
             engine.stateless_response(flow, msg, req, status, headers.clone())
         };
-        self.noncall_message(now, flow, kind, raw, None, Some(&build));
+        self.noncall_message(now, flow, kind, raw, None, Reply::Rationed(&build));
     }
 
     // ---- inbound SIP ----
@@ -564,9 +580,13 @@ impl Engine {
                 ));
                 let reply = rejection.reply;
                 let build = |_: &mut Self| reply.clone().unwrap_or_default();
-                let build = reply
-                    .is_some()
-                    .then_some(&build as &dyn Fn(&mut Self) -> Vec<u8>);
+                // An INVITE may be an emergency call: its error reply is never rationed (it
+                // is no larger than the request, like the 100 every INVITE gets).
+                let build = match (&reply, Lane::of(data)) {
+                    (None, _) => Reply::None,
+                    (Some(_), Lane::Invite) => Reply::Always(&build),
+                    (Some(_), _) => Reply::Rationed(&build),
+                };
                 self.noncall_message(now, flow, NonCallKind::Garbage, data, note, build);
             }
             Ok(msg) => match &msg.message {
@@ -1229,7 +1249,7 @@ impl Engine {
         }
         let Some((call_ref, _)) = found else {
             let note = Some("ACK matches no dialog".to_owned());
-            return self.noncall_message(now, flow, NonCallKind::StrayAck, raw, note, None);
+            return self.noncall_message(now, flow, NonCallKind::StrayAck, raw, note, Reply::None);
         };
         let Some(call) = self.calls.get_mut(&call_ref) else {
             return;
@@ -1503,7 +1523,7 @@ impl Engine {
         let stray = NonCallKind::StrayResponse;
         let Some(branch) = msg.top_via.branch.clone() else {
             let note = Some("no branch".into());
-            return self.noncall_message(now, flow, stray, raw, note, None);
+            return self.noncall_message(now, flow, stray, raw, note, Reply::None);
         };
         let key = ClientTxKey {
             branch,
@@ -1518,7 +1538,7 @@ impl Engine {
         };
         let Some(entry) = self.client_txs.get_mut(&key) else {
             let note = Some("matches no transaction".into());
-            return self.noncall_message(now, flow, stray, raw, note, None);
+            return self.noncall_message(now, flow, stray, raw, note, Reply::None);
         };
         let (call, leg, purpose, tx_flow) = (entry.call, entry.leg, entry.purpose, entry.flow);
         let mut effects = Vec::new();

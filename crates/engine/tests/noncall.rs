@@ -450,3 +450,33 @@ fn trusted_sources_and_agencies_are_answered_whatever_they_send() {
     }
     assert_eq!(answered, NonCallLimits::default().reply_burst as usize);
 }
+
+#[test]
+fn a_malformed_invite_is_always_told_why_even_over_the_budget() {
+    let mut net = Net::new(NonCallLimits::default());
+    // The source has used up its reply budget on INVITEs to ordinary numbers…
+    for i in 0..1000u32 {
+        let uri = "sip:0811@198.51.100.1";
+        net.send(1, &request("INVITE", uri, &format!("b{i}"), ""));
+    }
+    assert!(net.seen.last_replies.is_empty(), "over the budget");
+    // …then sends a broken INVITE to 112 (a body shorter than its Content-Length).
+    let broken = request("INVITE", "sip:112@198.51.100.1", "broken1", "")
+        .replace("Content-Length: 0", "Content-Length: 40");
+    net.send(1, &broken);
+    assert_eq!(net.seen.last_replies, ["SIP/2.0 400 Bad Request"]);
+    // Other garbage from it stays rationed.
+    net.send(1, "\u{1}garbage\r\n\r\n");
+    assert!(net.seen.last_replies.is_empty());
+    let options = request("OPTIONS", "sip:198.51.100.1", "broken2", "")
+        .replace("Content-Length: 0", "Content-Length: 40");
+    for _ in 0..200 {
+        net.send(1, &options);
+    }
+    assert!(
+        net.seen.last_replies.is_empty(),
+        "a broken OPTIONS is rationed"
+    );
+    net.advance(Duration::from_secs(60));
+    assert_eq!(net.counted(NonCallKind::Garbage), 202);
+}
