@@ -314,7 +314,7 @@ impl Engine {
     /// Where agency targets are; the shell resolves host names and local addresses.
     pub fn set_directory(&mut self, directory: Directory) {
         // An agency's keep-alives and stray requests are always answered.
-        let agencies = directory.hops.values().map(|h| h.remote.ip()).collect();
+        let agencies = directory.hops.values().map(|h| h.remote).collect();
         self.noncall.set_agencies(agencies);
         self.directory = directory;
     }
@@ -478,7 +478,7 @@ impl Engine {
             sample,
         } = self
             .noncall
-            .observe(now, flow.remote.ip(), kind, reply.is_some() && !always);
+            .observe(now, flow.remote, kind, reply.is_some() && !always);
         let answer = answer || always;
         self.timers
             .set(TimerKey::NonCall, self.noncall.next_deadline());

@@ -16,7 +16,7 @@
 //! small entry (under 100 bytes) per source and per remembered caller, so under 1 MB.
 
 use std::collections::{HashMap, HashSet};
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use crate::source_limits::Trusted;
@@ -237,8 +237,9 @@ pub struct NonCallGate {
     sampling: bool,
     /// Never rationed: the configured trusted networks (the carriers' SBCs)…
     trusted: Trusted,
-    /// …and the agencies' addresses (their keep-alives and stray requests are answered).
-    agencies: HashSet<IpAddr>,
+    /// …and the agencies' SIP addresses (their keep-alives and stray requests are answered).
+    /// The port counts: a caller's SBC on an agency's host is rationed like anyone.
+    agencies: HashSet<SocketAddr>,
     /// Sources that placed an emergency call, and when they last did: each keeps a row of
     /// its own even when the table is full (bounded by `max_callers`, kept across windows).
     callers: HashMap<IpAddr, Instant>,
@@ -265,8 +266,8 @@ impl NonCallGate {
         self.trusted = trusted;
     }
 
-    /// The agencies' addresses (from the dialplan's targets): always answered.
-    pub fn set_agencies(&mut self, agencies: HashSet<IpAddr>) {
+    /// The agencies' SIP addresses (from the dialplan's targets): always answered.
+    pub fn set_agencies(&mut self, agencies: HashSet<SocketAddr>) {
         self.agencies = agencies;
     }
 
@@ -303,8 +304,8 @@ impl NonCallGate {
             .is_some_and(|at| now.saturating_duration_since(*at) < self.limits.caller_memory)
     }
 
-    fn is_exempt(&self, source: IpAddr) -> bool {
-        self.agencies.contains(&source) || self.trusted.contains(source)
+    fn is_exempt(&self, from: SocketAddr) -> bool {
+        self.agencies.contains(&from) || self.trusted.contains(from.ip())
     }
 
     pub fn limits(&self) -> &NonCallLimits {
@@ -326,12 +327,13 @@ impl NonCallGate {
     pub fn observe(
         &mut self,
         now: Instant,
-        source: IpAddr,
+        from: SocketAddr,
         kind: NonCallKind,
         wants_reply: bool,
     ) -> Verdict {
         let limits = self.limits;
-        let exempt = wants_reply && self.is_exempt(source);
+        let exempt = wants_reply && self.is_exempt(from);
+        let source = from.ip();
         let own_row = self.sources.contains_key(&source)
             || self.sources.len() < limits.max_sources
             || self.is_recent_caller(now, source);
@@ -413,6 +415,10 @@ mod tests {
         IpAddr::from(std::net::Ipv4Addr::from(0x0a00_0000 + n))
     }
 
+    fn at(n: u32) -> SocketAddr {
+        SocketAddr::new(ip(n), 5060)
+    }
+
     #[test]
     fn one_source_is_sampled_once_per_kind_and_rationed() {
         let t0 = Instant::now();
@@ -422,7 +428,7 @@ mod tests {
         // 100,000 OPTIONS in one second from one host.
         for i in 0..100_000u32 {
             let now = t0 + Duration::from_micros(u64::from(i) * 10);
-            let v = gate.observe(now, ip(1), NonCallKind::Options, true);
+            let v = gate.observe(now, at(1), NonCallKind::Options, true);
             replies += u32::from(v.reply);
             samples += u32::from(v.sample);
         }
@@ -448,7 +454,7 @@ mod tests {
         let mut samples = 0;
         for i in 0..100_000u32 {
             let kind = NonCallKind::ALL[(i % 6) as usize];
-            let v = gate.observe(t0, ip(i % 5000), kind, true);
+            let v = gate.observe(t0, at(i % 5000), kind, true);
             samples += u32::from(v.sample);
             assert!(gate.tracked_sources() <= limits.max_sources);
         }
@@ -468,18 +474,18 @@ mod tests {
         // A carrier's SBC sends many INVITEs to ordinary numbers: their 404s run out…
         let answered_404 = (0..1000)
             .filter(|_| {
-                gate.observe(t0, ip(1), NonCallKind::NonEmergencyInvite, true)
+                gate.observe(t0, at(1), NonCallKind::NonEmergencyInvite, true)
                     .reply
             })
             .count();
         assert_eq!(answered_404, limits.reply_burst as usize);
         assert!(
             !gate
-                .observe(t0, ip(1), NonCallKind::StrayRequest, true)
+                .observe(t0, at(1), NonCallKind::StrayRequest, true)
                 .reply
         );
         // …but its keep-alive is still answered.
-        assert!(gate.observe(t0, ip(1), NonCallKind::Options, true).reply);
+        assert!(gate.observe(t0, at(1), NonCallKind::Options, true).reply);
     }
 
     #[test]
@@ -487,9 +493,9 @@ mod tests {
         let t0 = Instant::now();
         let mut gate = NonCallGate::new(NonCallLimits::default(), t0);
         gate.set_trusted(Trusted(vec!["10.0.0.0/24".parse().expect("net")]));
-        let agency = IpAddr::from([127, 0, 0, 1]);
+        let agency = SocketAddr::from(([127, 0, 0, 1], 5081));
         gate.set_agencies([agency].into_iter().collect());
-        for source in [ip(1), agency] {
+        for source in [at(1), agency] {
             for kind in [NonCallKind::NonEmergencyInvite, NonCallKind::Options] {
                 let answered = (0..10_000)
                     .filter(|_| gate.observe(t0, source, kind, true).reply)
@@ -501,11 +507,21 @@ mod tests {
         let tallies = gate.roll(t0 + Duration::from_secs(60));
         assert_eq!(tallies.iter().map(NonCallTally::total).sum::<u64>(), 40_000);
         assert!(tallies.iter().all(|t| t.unanswered == 0));
-        // Everyone else is rationed as before.
+        // Everyone else is rationed as before, the agency's host on another port too.
         let t1 = t0 + Duration::from_secs(60);
+        let caller_on_agency_host = SocketAddr::from(([127, 0, 0, 1], 40000));
         assert!(
             (0..1000)
-                .filter(|_| gate.observe(t1, ip(300), NonCallKind::Options, true).reply)
+                .filter(|_| {
+                    gate.observe(t1, caller_on_agency_host, NonCallKind::Options, true)
+                        .reply
+                })
+                .count()
+                < 1000
+        );
+        assert!(
+            (0..1000)
+                .filter(|_| gate.observe(t1, at(300), NonCallKind::Options, true).reply)
                 .count()
                 < 1000
         );
@@ -527,11 +543,12 @@ mod tests {
         let t1 = t0 + limits.window * 5;
         gate.roll(t1);
         for i in 0..100_000u32 {
-            gate.observe(t1, ip(i % 1000), NonCallKind::Options, true);
+            gate.observe(t1, at(i % 1000), NonCallKind::Options, true);
         }
         assert_eq!(gate.tracked_sources(), limits.max_sources);
-        assert!(!gate.observe(t1, ip(5000), NonCallKind::Options, true).reply);
-        assert!(gate.observe(t1, sbc, NonCallKind::Options, true).reply);
+        assert!(!gate.observe(t1, at(5000), NonCallKind::Options, true).reply);
+        let sbc_port = SocketAddr::new(sbc, 5060);
+        assert!(gate.observe(t1, sbc_port, NonCallKind::Options, true).reply);
         let tallies = gate.roll(t1 + limits.window);
         let sbc_row = tallies.iter().find(|t| t.source == Some(sbc));
         assert_eq!(sbc_row.map(NonCallTally::total), Some(1));
@@ -555,7 +572,7 @@ mod tests {
         };
         let mut gate = NonCallGate::new(limits, t0);
         let v: Vec<Verdict> = (0..3)
-            .map(|_| gate.observe(t0, ip(1), NonCallKind::StrayRequest, true))
+            .map(|_| gate.observe(t0, at(1), NonCallKind::StrayRequest, true))
             .collect();
         assert_eq!(
             v.iter().map(|v| v.reply).collect::<Vec<_>>(),
@@ -563,20 +580,20 @@ mod tests {
         );
         let later = t0 + Duration::from_secs(1);
         assert!(
-            gate.observe(later, ip(1), NonCallKind::StrayRequest, true)
+            gate.observe(later, at(1), NonCallKind::StrayRequest, true)
                 .reply
         );
         // A message that wants no reply spends no budget.
         assert!(
             !gate
-                .observe(later, ip(1), NonCallKind::StrayAck, false)
+                .observe(later, at(1), NonCallKind::StrayAck, false)
                 .reply
         );
         let next = t0 + limits.window * 3 + Duration::from_secs(1);
         assert_eq!(gate.roll(next).len(), 1);
         assert_eq!(gate.next_deadline(), None);
         assert!(
-            gate.observe(next, ip(1), NonCallKind::StrayRequest, true)
+            gate.observe(next, at(1), NonCallKind::StrayRequest, true)
                 .sample
         );
         assert_eq!(
