@@ -165,6 +165,7 @@ pub async fn run(
         }),
         element_domain: settings.element_domain.clone(),
         noncall: settings.noncall,
+        trusted_sources: settings.transport_limits.trusted.clone(),
         dead_session: siaga_engine::DeadSessionConfig {
             reprobe: settings.probe_every,
         },

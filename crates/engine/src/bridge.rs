@@ -1780,6 +1780,7 @@ impl Engine {
             ServerTx::NonInvite(ServerNonInviteTx::new(self.cfg.timers, reliability(flow)))
         };
         self.server_txs.entry(key.clone()).or_insert(ServerTxEntry {
+            repeats: 0,
             tx,
             flow,
             call: Some(call_ref),

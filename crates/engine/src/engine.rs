@@ -24,6 +24,7 @@ use crate::io::{
 use crate::noncall::{NonCallGate, NonCallKind, NonCallLimits, Verdict};
 use crate::sip::build::{self, ALLOW, Body, ResponseExtras};
 use crate::sip::parse::{self, Framing, Inbound, Message};
+use crate::source_limits::{Lane, Trusted};
 use crate::timers::TimerQueue;
 use crate::transaction::client::{ClientInviteTx, ClientNonInviteTx, ResponseVerdict};
 use crate::transaction::server::{ServerInviteTx, ServerNonInviteTx};
@@ -48,6 +49,9 @@ pub struct EngineConfig {
     pub element_domain: String,
     /// Counting, sampling and reply budget for traffic that belongs to no call.
     pub noncall: NonCallLimits,
+    /// Sources whose non-call messages are always answered (the transport's
+    /// `trusted_sources`: the carriers' SBCs). The agencies' addresses are exempt too.
+    pub trusted_sources: Trusted,
     /// Probing of callers whose RTP stopped (a lost BYE must not keep a call up for hours).
     pub dead_session: DeadSessionConfig,
     /// Whether INFO-level console lines may name the caller (personal data; off by default).
@@ -84,6 +88,7 @@ impl Default for EngineConfig {
             default_location: None,
             element_domain: "siaga.invalid".to_owned(),
             noncall: NonCallLimits::default(),
+            trusted_sources: Trusted::default(),
             dead_session: DeadSessionConfig::default(),
             log_personal_data: false,
         }
@@ -119,6 +124,23 @@ pub(crate) struct ServerTxEntry {
     pub(crate) leg: LegId,
     /// Set on the caller's initial INVITE transaction: its NoAck ends the call.
     pub(crate) initial_invite: bool,
+    /// Retransmissions absorbed: the first [`VERBATIM_REPEATS`] are logged, the rest counted
+    /// (one timeline event when the transaction ends).
+    pub(crate) repeats: u32,
+}
+
+/// Repeats of one message (retransmissions of a request, copies of an INVITE on other
+/// branches, repeated ACKs) logged verbatim before they are only counted: one call must not
+/// let an outsider write rows at line rate.
+pub(crate) const VERBATIM_REPEATS: u32 = 10;
+
+/// The log note of the `n`th logged repeat: the last one logged says what happens next.
+fn repeat_note(what: &str, n: u32) -> String {
+    if n == VERBATIM_REPEATS {
+        format!("{what}; further ones are counted, not logged")
+    } else {
+        what.to_owned()
+    }
 }
 
 #[derive(Debug)]
@@ -198,6 +220,16 @@ pub(crate) enum TimerKey {
 /// Builds the reply to a message outside every call, only once its budget allows one.
 type ReplyBuilder<'a> = &'a dyn Fn(&mut Engine) -> Vec<u8>;
 
+/// The reply to a message outside every call, if any.
+#[derive(Clone, Copy)]
+enum Reply<'a> {
+    None,
+    /// Sent within the source's reply budget.
+    Rationed(ReplyBuilder<'a>),
+    /// Always sent (a malformed INVITE may be someone's emergency call: it is told why).
+    Always(ReplyBuilder<'a>),
+}
+
 /// Small deterministic PRNG (xorshift64*): tags and branches need uniqueness, not secrecy.
 #[derive(Debug)]
 pub(crate) struct Rng(u64);
@@ -252,7 +284,8 @@ pub struct Engine {
 impl Engine {
     /// `start` is the time of construction (the engine never reads a clock).
     pub fn new(cfg: EngineConfig, plan: Arc<Dialplan>, start: Instant) -> Self {
-        let noncall = NonCallGate::new(cfg.noncall, start);
+        let mut noncall = NonCallGate::new(cfg.noncall, start);
+        noncall.set_trusted(cfg.trusted_sources.clone());
         let tag_secret = cfg.seed.rotate_left(17) ^ 0x9e37_79b9_7f4a_7c15;
         Self {
             rng: Rng(cfg.seed | 1),
@@ -280,6 +313,9 @@ impl Engine {
 
     /// Where agency targets are; the shell resolves host names and local addresses.
     pub fn set_directory(&mut self, directory: Directory) {
+        // An agency's keep-alives and stray requests are always answered.
+        let agencies = directory.hops.values().map(|h| h.remote).collect();
+        self.noncall.set_agencies(agencies);
         self.directory = directory;
     }
 
@@ -429,15 +465,21 @@ impl Engine {
         kind: NonCallKind,
         raw: &[u8],
         note: Option<String>,
-        reply: Option<ReplyBuilder<'_>>,
+        reply: Reply<'_>,
     ) {
         self.roll_noncall(now);
+        let (reply, always) = match reply {
+            Reply::None => (None, false),
+            Reply::Rationed(build) => (Some(build), false),
+            Reply::Always(build) => (Some(build), true),
+        };
         let Verdict {
             reply: answer,
             sample,
         } = self
             .noncall
-            .observe(now, flow.remote.ip(), kind, reply.is_some());
+            .observe(now, flow.remote, kind, reply.is_some() && !always);
+        let answer = answer || always;
         self.timers
             .set(TimerKey::NonCall, self.noncall.next_deadline());
         let max = self.noncall.limits().sample_max_bytes;
@@ -519,7 +561,7 @@ impl Engine {
         let build = move |engine: &mut Self| {
             engine.stateless_response(flow, msg, req, status, headers.clone())
         };
-        self.noncall_message(now, flow, kind, raw, None, Some(&build));
+        self.noncall_message(now, flow, kind, raw, None, Reply::Rationed(&build));
     }
 
     // ---- inbound SIP ----
@@ -538,9 +580,13 @@ impl Engine {
                 ));
                 let reply = rejection.reply;
                 let build = |_: &mut Self| reply.clone().unwrap_or_default();
-                let build = reply
-                    .is_some()
-                    .then_some(&build as &dyn Fn(&mut Self) -> Vec<u8>);
+                // An INVITE may be an emergency call: its error reply is never rationed (it
+                // is no larger than the request, like the 100 every INVITE gets).
+                let build = match (&reply, Lane::of(data)) {
+                    (None, _) => Reply::None,
+                    (Some(_), Lane::Invite) => Reply::Always(&build),
+                    (Some(_), _) => Reply::Rationed(&build),
+                };
                 self.noncall_message(now, flow, NonCallKind::Garbage, data, note, build);
             }
             Ok(msg) => match &msg.message {
@@ -607,15 +653,26 @@ impl Engine {
     /// A request that matches a server transaction is a retransmission: log it and let the
     /// transaction repeat its latest response. Returns false when no transaction matches.
     fn absorb_retransmission(&mut self, key: &ServerTxKey, flow: Flow, raw: &[u8]) -> bool {
-        let Some(entry) = self.server_txs.get(key) else {
+        let Some(entry) = self.server_txs.get_mut(key) else {
             return false;
         };
-        let (call, leg, entry_flow) = (entry.call, entry.leg, entry.flow);
+        entry.repeats = entry.repeats.saturating_add(1);
+        let (call, leg, entry_flow, repeats) = (entry.call, entry.leg, entry.flow, entry.repeats);
         let resend = match &entry.tx {
             ServerTx::Invite(t) => t.on_invite_retransmission(),
             ServerTx::NonInvite(t) => t.on_retransmission(),
         };
-        let note = Some("retransmission".to_owned());
+        if repeats > VERBATIM_REPEATS {
+            // Counted (reported when the transaction ends); the answer is still repeated.
+            if let Some(bytes) = resend {
+                self.outputs.push_back(Output::Transmit {
+                    flow: entry_flow,
+                    bytes,
+                });
+            }
+            return true;
+        }
+        let note = Some(repeat_note("retransmission", repeats));
         self.log_sip_leg(call, leg, Direction::In, flow, raw.to_vec(), note);
         if let Some(bytes) = resend {
             self.transmit_leg(call, leg, entry_flow, bytes);
@@ -645,6 +702,7 @@ impl Engine {
         self.server_txs.insert(
             key.clone(),
             ServerTxEntry {
+                repeats: 0,
                 tx,
                 flow,
                 call,
@@ -676,8 +734,17 @@ impl Engine {
             Some(e) => (e.tx.next_deadline(), e.tx.is_terminated()),
             None => (None, true),
         };
-        if done {
-            self.server_txs.remove(key);
+        if done
+            && let Some(entry) = self.server_txs.remove(key)
+            && entry.repeats > VERBATIM_REPEATS
+            && let Some(call) = entry.call
+        {
+            let detail = format!(
+                "{} retransmissions of {} absorbed; the first {VERBATIM_REPEATS} logged",
+                entry.repeats,
+                key.method()
+            );
+            self.timeline(call, "retransmissions", detail);
         }
         self.timers
             .set(TimerKey::Server(key.clone()), deadline.filter(|_| !done));
@@ -707,13 +774,19 @@ impl Engine {
         let origin = (msg.call_id.clone(), msg.from_tag.clone(), msg.cseq);
         if let Some(existing) = self.origins.get(&origin).copied() {
             // Same INVITE by another path: one caller, one call.
-            self.log_sip(
-                Some(existing),
-                Direction::In,
-                flow,
-                raw.to_vec(),
-                Some("merged request".into()),
-            );
+            let copies = self.calls.get_mut(&existing).map_or(0, |c| {
+                c.merged_requests = c.merged_requests.saturating_add(1);
+                c.merged_requests
+            });
+            if copies > VERBATIM_REPEATS {
+                // Enough of them logged: a stateless 482 (the same bytes for each copy), no
+                // transaction, no row; the count is on the timeline when the call ends.
+                let bytes = self.stateless_response(flow, msg, &req, 482, Vec::new());
+                self.outputs.push_back(Output::Transmit { flow, bytes });
+                return;
+            }
+            let note = Some(repeat_note("merged request", copies));
+            self.log_sip(Some(existing), Direction::In, flow, raw.to_vec(), note);
             return self.reply_invite_statelessly(now, flow, &req, key, Some(existing), 482);
         }
         let dialled = req.uri.to_string();
@@ -734,6 +807,8 @@ impl Engine {
         };
         let call_ref = CallRef(self.next_call_ref);
         self.next_call_ref += 1;
+        // A source that places calls (a carrier's SBC) keeps a non-call row of its own.
+        self.noncall.note_caller(now, flow.remote.ip());
         let identity = identity_of(&req);
         let span = tracing::info_span!("call", call = call_ref.0, call_id = %msg.call_id);
         let _entered = span.enter();
@@ -787,6 +862,7 @@ impl Engine {
         self.server_txs.insert(
             key.clone(),
             ServerTxEntry {
+                repeats: 0,
                 tx,
                 flow,
                 call: Some(call_ref),
@@ -876,6 +952,8 @@ impl Engine {
             next_leg: 1,
             caller_silent: false,
             probe: Probe::Idle,
+            merged_requests: 0,
+            repeated_acks: 0,
             span,
         };
         if kind == CallKind::Test {
@@ -988,6 +1066,7 @@ impl Engine {
         self.server_txs.insert(
             key.clone(),
             ServerTxEntry {
+                repeats: 0,
                 tx: ServerTx::Invite(ServerInviteTx::new(self.cfg.timers, reliability(flow))),
                 flow,
                 call,
@@ -1170,18 +1249,29 @@ impl Engine {
         }
         let Some((call_ref, _)) = found else {
             let note = Some("ACK matches no dialog".to_owned());
-            return self.noncall_message(now, flow, NonCallKind::StrayAck, raw, note, None);
+            return self.noncall_message(now, flow, NonCallKind::StrayAck, raw, note, Reply::None);
+        };
+        let Some(call) = self.calls.get_mut(&call_ref) else {
+            return;
+        };
+        let awaited = call
+            .awaiting_ack
+            .clone()
+            .filter(|(cseq, _)| *cseq == msg.cseq);
+        let Some((_, tx_key)) = awaited else {
+            // A repeated ACK: the first few are logged, the rest counted (timeline at the end).
+            call.repeated_acks = call.repeated_acks.saturating_add(1);
+            let repeats = call.repeated_acks;
+            if repeats <= VERBATIM_REPEATS {
+                let note = Some(repeat_note("repeated ACK", repeats));
+                self.log_sip(Some(call_ref), Direction::In, flow, raw.to_vec(), note);
+            }
+            return;
         };
         self.log_sip(Some(call_ref), Direction::In, flow, raw.to_vec(), None);
         let Some(call) = self.calls.get_mut(&call_ref) else {
             return;
         };
-        let Some((cseq, tx_key)) = call.awaiting_ack.clone() else {
-            return; // a retransmitted ACK
-        };
-        if cseq != msg.cseq {
-            return;
-        }
         call.awaiting_ack = None;
         if matches!(call.state, CallState::Answered) {
             call.state = CallState::Confirmed;
@@ -1368,6 +1458,7 @@ impl Engine {
             ServerTx::NonInvite(ServerNonInviteTx::new(self.cfg.timers, reliability(flow)))
         };
         self.server_txs.entry(key.clone()).or_insert(ServerTxEntry {
+            repeats: 0,
             tx,
             flow,
             call: Some(call_ref),
@@ -1441,7 +1532,7 @@ impl Engine {
         let stray = NonCallKind::StrayResponse;
         let Some(branch) = msg.top_via.branch.clone() else {
             let note = Some("no branch".into());
-            return self.noncall_message(now, flow, stray, raw, note, None);
+            return self.noncall_message(now, flow, stray, raw, note, Reply::None);
         };
         let key = ClientTxKey {
             branch,
@@ -1456,7 +1547,7 @@ impl Engine {
         };
         let Some(entry) = self.client_txs.get_mut(&key) else {
             let note = Some("matches no transaction".into());
-            return self.noncall_message(now, flow, stray, raw, note, None);
+            return self.noncall_message(now, flow, stray, raw, note, Reply::None);
         };
         let (call, leg, purpose, tx_flow) = (entry.call, entry.leg, entry.purpose, entry.flow);
         let mut effects = Vec::new();
@@ -1624,6 +1715,21 @@ impl Engine {
         }
         let dialog_key = (call.dialog.call_id.clone(), call.dialog.local_tag.clone());
         let awaiting_ack = call.awaiting_ack.clone();
+        let (merged, acks) = (call.merged_requests, call.repeated_acks);
+        if merged > VERBATIM_REPEATS {
+            let detail = format!(
+                "{merged} copies of the INVITE on other branches answered 482; the first \
+                 {VERBATIM_REPEATS} logged"
+            );
+            self.timeline(call_ref, "merged_requests", detail);
+        }
+        if acks > VERBATIM_REPEATS {
+            let detail = format!("{acks} repeated ACKs; the first {VERBATIM_REPEATS} logged");
+            self.timeline(call_ref, "repeated_acks", detail);
+        }
+        let Some(call) = self.calls.get(&call_ref) else {
+            return;
+        };
         // Still ringing (a transport error, an early BYE): the INVITE gets its final answer.
         let unanswered = matches!(call.state, CallState::Ringing { .. })
             .then(|| (call.invite_tx.clone(), self.response_for(call, 487, None)));
@@ -1862,8 +1968,7 @@ impl Engine {
                             self.restart_bye_outcome(call, leg, &why);
                         }
                         LegId::Caller if purpose == ClientPurpose::Probe => {
-                            let why = format!("transport error: {reason}");
-                            self.probe_result(now, call, Err(why));
+                            self.probe_unsent(now, call, &reason);
                         }
                         LegId::Caller => self.finish_hang_up(call),
                         LegId::Agency(n) => {
@@ -2037,6 +2142,26 @@ impl Engine {
         let detail = format!("{what} and no RTP from the caller");
         self.timeline(call_ref, "caller_lost", detail.clone());
         self.end_call(call_ref, EndReason::CallerLost, Some(detail));
+    }
+
+    /// The probe could not be sent (the caller's TCP connection dropped). That says nothing
+    /// about the caller's dialog: its SBC may come back on a new connection. The call is kept
+    /// and the probe tried again at the next interval; only a 481/408 or Timer F ends it.
+    fn probe_unsent(&mut self, now: Instant, call_ref: CallRef, reason: &str) {
+        let Some(call) = self.calls.get_mut(&call_ref) else {
+            return;
+        };
+        let every = self.cfg.dead_session.reprobe;
+        call.probe = every.map_or(Probe::Idle, |every| Probe::Again(now + every));
+        if !matches!(call.state, CallState::Answered | CallState::Confirmed) {
+            return;
+        }
+        let next = every.map_or(String::new(), |e| {
+            format!(", asked again in {} s", e.as_secs())
+        });
+        let detail = format!("OPTIONS not sent (transport error: {reason}): kept{next}");
+        self.timeline(call_ref, "caller_probe", detail);
+        self.reschedule_call(call_ref);
     }
 
     /// Ends every live call now (shutdown after the drain time): BYE to callers and agencies,

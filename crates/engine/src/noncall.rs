@@ -1,18 +1,25 @@
 //! Traffic that belongs to no emergency call (OPTIONS, garbage, non-emergency INVITEs, stray
 //! requests and responses) is counted, not kept: per source address and kind, per window
 //! (a minute by default), with only the first message of each kind per source and window
-//! stored verbatim. Replies to it are rationed per source by a token bucket. Everything here
-//! is bounded: the table of sources has a fixed size (later sources share one "other sources"
-//! row), and so has the number of samples per window.
+//! stored verbatim. Replies to it are rationed per source by a token bucket, one for OPTIONS
+//! (the keep-alives of an SBC must not go unanswered because the same SBC also sends stray
+//! requests or INVITEs to ordinary numbers) and one for everything else. Trusted sources and
+//! the agencies' addresses are never rationed. Everything here is bounded: the table of
+//! sources has a fixed size (later sources share one "other sources" row, except those that
+//! placed an emergency call recently, remembered in a table of their own), and so has the
+//! number of samples per window.
 //!
 //! Bounds per window, with the defaults: at most `max_sources + 1` = 4,097 count records,
 //! `samples_per_window` = 300 sampled messages (each with its reply, so 600 SIP rows), every
 //! sample cut to `sample_max_bytes` = 4 KiB: about 3 MB of log per minute at worst, whatever
-//! the rate. Memory: one small entry (under 100 bytes) per source, so under 1 MB.
+//! the rate (plus one row per recent emergency caller that found the table full). Memory: one
+//! small entry (under 100 bytes) per source and per remembered caller, so under 1 MB.
 
-use std::collections::HashMap;
-use std::net::IpAddr;
+use std::collections::{HashMap, HashSet};
+use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
+
+use crate::source_limits::Trusted;
 
 /// What a message outside every call was.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -83,8 +90,13 @@ pub struct NonCallLimits {
     /// Replies per second to one source's non-call messages; beyond it they are dropped
     /// unanswered (and counted).
     pub replies_per_second: u32,
-    /// Replies a source may get in a burst.
+    /// Replies a source may get in a burst. OPTIONS and the other kinds have a budget each.
     pub reply_burst: u32,
+    /// How long a source that placed an emergency call keeps a row of its own (it never
+    /// shares the "other sources" row with a flood).
+    pub caller_memory: Duration,
+    /// Emergency callers remembered at most (the oldest is forgotten first).
+    pub max_callers: usize,
 }
 
 impl Default for NonCallLimits {
@@ -96,6 +108,8 @@ impl Default for NonCallLimits {
             sample_max_bytes: 4096,
             replies_per_second: 20,
             reply_burst: 100,
+            caller_memory: Duration::from_secs(3600),
+            max_callers: 4096,
         }
     }
 }
@@ -155,8 +169,14 @@ struct Source {
     sampled: u64,
     /// Kinds already sampled this window (bit per kind).
     sampled_kinds: u8,
-    /// Reply budget: when the source's next reply is due at the configured rate.
-    tat: Instant,
+    /// Reply budgets, OPTIONS and the rest: when the source's next reply is due at the
+    /// configured rate.
+    tat: [Instant; 2],
+}
+
+/// Which reply budget a kind draws on: OPTIONS (keep-alives) apart from the rest.
+fn bucket(kind: NonCallKind) -> usize {
+    usize::from(kind != NonCallKind::Options)
 }
 
 impl Source {
@@ -166,22 +186,25 @@ impl Source {
             unanswered: 0,
             sampled: 0,
             sampled_kinds: 0,
-            tat: now,
+            tat: [now; 2],
         }
     }
 
     /// GCRA: each reply moves the source's theoretical arrival time on by one interval; a
     /// reply is allowed while that time is at most a burst ahead of now.
-    fn take_token(&mut self, now: Instant, limits: &NonCallLimits) -> bool {
+    fn take_token(&mut self, now: Instant, limits: &NonCallLimits, bucket: usize) -> bool {
         if limits.replies_per_second == 0 || limits.reply_burst == 0 {
             return false;
         }
+        let Some(tat) = self.tat.get_mut(bucket) else {
+            return false;
+        };
         let interval = Duration::from_secs(1) / limits.replies_per_second;
-        let tat = self.tat.max(now);
-        if tat > now + interval * (limits.reply_burst - 1) {
+        let due = (*tat).max(now);
+        if due > now + interval * (limits.reply_burst - 1) {
             return false;
         }
-        self.tat = tat + interval;
+        *tat = due + interval;
         true
     }
 
@@ -212,6 +235,14 @@ pub struct NonCallGate {
     samples_left: u32,
     /// Sampling can be switched off (low disk) while counting goes on.
     sampling: bool,
+    /// Never rationed: the configured trusted networks (the carriers' SBCs)…
+    trusted: Trusted,
+    /// …and the agencies' SIP addresses (their keep-alives and stray requests are answered).
+    /// The port counts: a caller's SBC on an agency's host is rationed like anyone.
+    agencies: HashSet<SocketAddr>,
+    /// Sources that placed an emergency call, and when they last did: each keeps a row of
+    /// its own even when the table is full (bounded by `max_callers`, kept across windows).
+    callers: HashMap<IpAddr, Instant>,
 }
 
 impl NonCallGate {
@@ -223,7 +254,58 @@ impl NonCallGate {
             sources: HashMap::new(),
             other: None,
             sampling: true,
+            trusted: Trusted::default(),
+            agencies: HashSet::new(),
+            callers: HashMap::new(),
         }
+    }
+
+    /// Networks whose non-call messages are always answered (the transport's
+    /// `trusted_sources`).
+    pub fn set_trusted(&mut self, trusted: Trusted) {
+        self.trusted = trusted;
+    }
+
+    /// The agencies' SIP addresses (from the dialplan's targets): always answered.
+    pub fn set_agencies(&mut self, agencies: HashSet<SocketAddr>) {
+        self.agencies = agencies;
+    }
+
+    /// Remembers that `source` placed an emergency call now: for `caller_memory` it gets a
+    /// row (and budgets) of its own, whatever floods the table.
+    pub fn note_caller(&mut self, now: Instant, source: IpAddr) {
+        let max = self.limits.max_callers;
+        if max == 0 {
+            return;
+        }
+        if !self.callers.contains_key(&source) && self.callers.len() >= max {
+            // Full: forget the caller heard from longest ago. A scan, but only when a new
+            // caller finds the table full.
+            let oldest = self
+                .callers
+                .iter()
+                .min_by_key(|(_, t)| **t)
+                .map(|(ip, _)| *ip);
+            if let Some(ip) = oldest {
+                self.callers.remove(&ip);
+            }
+        }
+        self.callers.insert(source, now);
+    }
+
+    /// Emergency callers remembered now.
+    pub fn remembered_callers(&self) -> usize {
+        self.callers.len()
+    }
+
+    fn is_recent_caller(&self, now: Instant, source: IpAddr) -> bool {
+        self.callers
+            .get(&source)
+            .is_some_and(|at| now.saturating_duration_since(*at) < self.limits.caller_memory)
+    }
+
+    fn is_exempt(&self, from: SocketAddr) -> bool {
+        self.agencies.contains(&from) || self.trusted.contains(from.ip())
     }
 
     pub fn limits(&self) -> &NonCallLimits {
@@ -245,13 +327,17 @@ impl NonCallGate {
     pub fn observe(
         &mut self,
         now: Instant,
-        source: IpAddr,
+        from: SocketAddr,
         kind: NonCallKind,
         wants_reply: bool,
     ) -> Verdict {
         let limits = self.limits;
-        let entry = if self.sources.contains_key(&source) || self.sources.len() < limits.max_sources
-        {
+        let exempt = wants_reply && self.is_exempt(from);
+        let source = from.ip();
+        let own_row = self.sources.contains_key(&source)
+            || self.sources.len() < limits.max_sources
+            || self.is_recent_caller(now, source);
+        let entry = if own_row {
             self.sources
                 .entry(source)
                 .or_insert_with(|| Source::new(now))
@@ -259,7 +345,7 @@ impl NonCallGate {
             self.other.get_or_insert_with(|| Source::new(now))
         };
         entry.seen[kind.index()] += 1;
-        let reply = wants_reply && entry.take_token(now, &limits);
+        let reply = wants_reply && (exempt || entry.take_token(now, &limits, bucket(kind)));
         if wants_reply && !reply {
             entry.unanswered += 1;
         }
@@ -291,6 +377,9 @@ impl NonCallGate {
         let periods = u32::try_from(periods).unwrap_or(u32::MAX);
         self.window_start += window.saturating_mul(periods);
         self.samples_left = self.limits.samples_per_window;
+        let memory = self.limits.caller_memory;
+        self.callers
+            .retain(|_, at| now.saturating_duration_since(*at) < memory);
         self.tallies(window)
     }
 
@@ -326,6 +415,10 @@ mod tests {
         IpAddr::from(std::net::Ipv4Addr::from(0x0a00_0000 + n))
     }
 
+    fn at(n: u32) -> SocketAddr {
+        SocketAddr::new(ip(n), 5060)
+    }
+
     #[test]
     fn one_source_is_sampled_once_per_kind_and_rationed() {
         let t0 = Instant::now();
@@ -335,7 +428,7 @@ mod tests {
         // 100,000 OPTIONS in one second from one host.
         for i in 0..100_000u32 {
             let now = t0 + Duration::from_micros(u64::from(i) * 10);
-            let v = gate.observe(now, ip(1), NonCallKind::Options, true);
+            let v = gate.observe(now, at(1), NonCallKind::Options, true);
             replies += u32::from(v.reply);
             samples += u32::from(v.sample);
         }
@@ -361,7 +454,7 @@ mod tests {
         let mut samples = 0;
         for i in 0..100_000u32 {
             let kind = NonCallKind::ALL[(i % 6) as usize];
-            let v = gate.observe(t0, ip(i % 5000), kind, true);
+            let v = gate.observe(t0, at(i % 5000), kind, true);
             samples += u32::from(v.sample);
             assert!(gate.tracked_sources() <= limits.max_sources);
         }
@@ -374,6 +467,102 @@ mod tests {
     }
 
     #[test]
+    fn options_have_a_budget_of_their_own() {
+        let t0 = Instant::now();
+        let limits = NonCallLimits::default();
+        let mut gate = NonCallGate::new(limits, t0);
+        // A carrier's SBC sends many INVITEs to ordinary numbers: their 404s run out…
+        let answered_404 = (0..1000)
+            .filter(|_| {
+                gate.observe(t0, at(1), NonCallKind::NonEmergencyInvite, true)
+                    .reply
+            })
+            .count();
+        assert_eq!(answered_404, limits.reply_burst as usize);
+        assert!(
+            !gate
+                .observe(t0, at(1), NonCallKind::StrayRequest, true)
+                .reply
+        );
+        // …but its keep-alive is still answered.
+        assert!(gate.observe(t0, at(1), NonCallKind::Options, true).reply);
+    }
+
+    #[test]
+    fn trusted_sources_and_agencies_are_never_rationed() {
+        let t0 = Instant::now();
+        let mut gate = NonCallGate::new(NonCallLimits::default(), t0);
+        gate.set_trusted(Trusted(vec!["10.0.0.0/24".parse().expect("net")]));
+        let agency = SocketAddr::from(([127, 0, 0, 1], 5081));
+        gate.set_agencies([agency].into_iter().collect());
+        for source in [at(1), agency] {
+            for kind in [NonCallKind::NonEmergencyInvite, NonCallKind::Options] {
+                let answered = (0..10_000)
+                    .filter(|_| gate.observe(t0, source, kind, true).reply)
+                    .count();
+                assert_eq!(answered, 10_000, "{source} {kind:?}");
+            }
+        }
+        // Still counted.
+        let tallies = gate.roll(t0 + Duration::from_secs(60));
+        assert_eq!(tallies.iter().map(NonCallTally::total).sum::<u64>(), 40_000);
+        assert!(tallies.iter().all(|t| t.unanswered == 0));
+        // Everyone else is rationed as before, the agency's host on another port too.
+        let t1 = t0 + Duration::from_secs(60);
+        let caller_on_agency_host = SocketAddr::from(([127, 0, 0, 1], 40000));
+        assert!(
+            (0..1000)
+                .filter(|_| {
+                    gate.observe(t1, caller_on_agency_host, NonCallKind::Options, true)
+                        .reply
+                })
+                .count()
+                < 1000
+        );
+        assert!(
+            (0..1000)
+                .filter(|_| gate.observe(t1, at(300), NonCallKind::Options, true).reply)
+                .count()
+                < 1000
+        );
+    }
+
+    #[test]
+    fn a_recent_emergency_caller_never_shares_the_other_row_with_a_flood() {
+        let t0 = Instant::now();
+        let limits = NonCallLimits {
+            max_sources: 100,
+            reply_burst: 5,
+            ..NonCallLimits::default()
+        };
+        let mut gate = NonCallGate::new(limits, t0);
+        let sbc = IpAddr::from([192, 0, 2, 77]);
+        gate.note_caller(t0, sbc);
+        // Minutes later, right after a rollover, a flood from 1,000 sources fills the table
+        // (and drains the shared row's budgets) before the SBC's keep-alive arrives.
+        let t1 = t0 + limits.window * 5;
+        gate.roll(t1);
+        for i in 0..100_000u32 {
+            gate.observe(t1, at(i % 1000), NonCallKind::Options, true);
+        }
+        assert_eq!(gate.tracked_sources(), limits.max_sources);
+        assert!(!gate.observe(t1, at(5000), NonCallKind::Options, true).reply);
+        let sbc_port = SocketAddr::new(sbc, 5060);
+        assert!(gate.observe(t1, sbc_port, NonCallKind::Options, true).reply);
+        let tallies = gate.roll(t1 + limits.window);
+        let sbc_row = tallies.iter().find(|t| t.source == Some(sbc));
+        assert_eq!(sbc_row.map(NonCallTally::total), Some(1));
+        // Forgotten after `caller_memory`, and the memory is bounded.
+        let late = t0 + limits.caller_memory + limits.window;
+        gate.roll(late);
+        assert_eq!(gate.remembered_callers(), 0);
+        for i in 0..10_000u32 {
+            gate.note_caller(late, ip(i));
+        }
+        assert_eq!(gate.remembered_callers(), limits.max_callers);
+    }
+
+    #[test]
     fn the_budget_refills_and_sampling_restarts_each_window() {
         let t0 = Instant::now();
         let limits = NonCallLimits {
@@ -383,7 +572,7 @@ mod tests {
         };
         let mut gate = NonCallGate::new(limits, t0);
         let v: Vec<Verdict> = (0..3)
-            .map(|_| gate.observe(t0, ip(1), NonCallKind::StrayRequest, true))
+            .map(|_| gate.observe(t0, at(1), NonCallKind::StrayRequest, true))
             .collect();
         assert_eq!(
             v.iter().map(|v| v.reply).collect::<Vec<_>>(),
@@ -391,20 +580,20 @@ mod tests {
         );
         let later = t0 + Duration::from_secs(1);
         assert!(
-            gate.observe(later, ip(1), NonCallKind::StrayRequest, true)
+            gate.observe(later, at(1), NonCallKind::StrayRequest, true)
                 .reply
         );
         // A message that wants no reply spends no budget.
         assert!(
             !gate
-                .observe(later, ip(1), NonCallKind::StrayAck, false)
+                .observe(later, at(1), NonCallKind::StrayAck, false)
                 .reply
         );
         let next = t0 + limits.window * 3 + Duration::from_secs(1);
         assert_eq!(gate.roll(next).len(), 1);
         assert_eq!(gate.next_deadline(), None);
         assert!(
-            gate.observe(next, ip(1), NonCallKind::StrayRequest, true)
+            gate.observe(next, at(1), NonCallKind::StrayRequest, true)
                 .sample
         );
         assert_eq!(

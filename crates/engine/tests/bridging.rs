@@ -934,3 +934,41 @@ fn agency_legs_are_numbered_per_call() {
     assert!(!legs.is_empty());
     assert!(legs.iter().all(|l| *l == LegId::Agency(1)), "{legs:?}");
 }
+
+#[test]
+fn a_probe_that_cannot_be_sent_keeps_the_call_and_is_tried_again() {
+    let mut sim = Sim::new();
+    sim.bridged_fire_call();
+    // The caller spoke, then went silent; its TCP connection has dropped, so the probe's
+    // send fails at once.
+    sim.caller_media(MediaEvent::FirstPacket);
+    sim.caller_goes_silent();
+    sim.engine.handle_input(
+        sim.now,
+        Input::TransportError {
+            flow: flow_from(CALLER),
+            reason: "tcp send to 192.0.2.10:5070: connection closed".into(),
+        },
+    );
+    sim.drain();
+    assert!(
+        sim.end_reasons().is_empty(),
+        "a send failure is not a lost caller"
+    );
+    assert!(sim.take_to("127.0.0.1:5083", "BYE").is_empty());
+    assert!(
+        sim.timeline("caller_probe")
+            .iter()
+            .any(|d| d.contains("transport error") && d.contains("kept")),
+        "{:?}",
+        sim.timeline("caller_probe")
+    );
+    // Still silent at the next interval: asked again; now the caller's UA says 481.
+    sim.advance(Duration::from_secs(59));
+    assert!(sim.take_to(CALLER, "OPTIONS").is_empty());
+    sim.advance(Duration::from_secs(2));
+    let again = sim.take_to(CALLER, "OPTIONS").pop().expect("probed again");
+    sim.respond_from(CALLER, &again, 481);
+    assert_eq!(sim.end_reasons(), vec![EndReason::CallerLost]);
+    assert_eq!(sim.take_to("127.0.0.1:5083", "BYE").len(), 1);
+}

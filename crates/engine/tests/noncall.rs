@@ -200,14 +200,15 @@ fn a_flood_from_one_source_is_counted_sampled_rationed_and_112_still_answered() 
     // nothing more.
     assert_eq!(net.seen.noncall_rows, 3 + 2);
     let replies = net.seen.transmitted as u64;
-    // Replies: the burst, then the rate, over ten seconds.
-    let budget = limits.reply_burst + limits.replies_per_second * 10;
+    // Replies: the burst, then the rate, over ten seconds; OPTIONS and the INVITEs have a
+    // budget each.
+    let budget = 2 * (limits.reply_burst + limits.replies_per_second * 10);
     assert!(
         net.seen.transmitted as u32 <= budget + 1,
         "{} replies",
         net.seen.transmitted
     );
-    assert!(net.seen.transmitted as u32 >= budget - 1);
+    assert!(net.seen.transmitted as u32 >= budget - 2);
 
     // The flooding host's emergency call is never subject to the budget.
     emergency_call_answered(&mut net, 1, "sos-from-flooder");
@@ -354,4 +355,128 @@ fn a_sample_and_its_reply_are_cut_to_the_configured_size() {
     assert_eq!(net.seen.last_replies, ["SIP/2.0 200 OK"]);
     assert_eq!(net.seen.noncall_rows, 2);
     assert_eq!(net.seen.largest_row, 256);
+}
+
+fn options_answered(net: &mut Net, source: u32, call_id: &str) -> bool {
+    net.send(source, &request("OPTIONS", "sip:198.51.100.1", call_id, ""));
+    net.seen.last_replies == ["SIP/2.0 200 OK"]
+}
+
+#[test]
+fn a_carrier_sbc_flooding_ordinary_invites_still_gets_its_keep_alives_answered() {
+    let limits = NonCallLimits::default();
+    let mut net = Net::new(limits);
+    // The SBC (source 1) carries an emergency call…
+    emergency_call_answered(&mut net, 1, "sos-via-sbc");
+    // …and, like every carrier trunk, INVITEs to ordinary numbers: 100 a second for a
+    // minute, far beyond the reply budget, with an OPTIONS keep-alive every 5 s.
+    for i in 0..6000u32 {
+        net.send(
+            1,
+            &request("INVITE", "sip:0811@198.51.100.1", &format!("n{i}"), ""),
+        );
+        if i % 500 == 0 {
+            assert!(
+                options_answered(&mut net, 1, &format!("ka{i}")),
+                "keep-alive {i} answered"
+            );
+        }
+        net.now += Duration::from_millis(10);
+    }
+    // The next window: 5,000 other sources fill the table the moment it opens; the SBC,
+    // which placed an emergency call, keeps a row (and budgets) of its own.
+    net.advance(limits.window);
+    for i in 0..20_000u32 {
+        net.send(10 + i % 5000, &flood_message(i));
+    }
+    assert!(net.engine.state_sizes().3 >= limits.max_sources);
+    assert!(
+        !options_answered(&mut net, 9000, "late-stranger"),
+        "a stranger shares the flood's row"
+    );
+    assert!(options_answered(&mut net, 1, "ka-after-rollover"));
+    net.advance(limits.window);
+    assert!(
+        net.seen
+            .tallies
+            .iter()
+            .any(|t| t.source == Some(flow(1).remote.ip()) && t.total() == 1),
+        "the SBC's keep-alive is counted in its own row"
+    );
+}
+
+#[test]
+fn trusted_sources_and_agencies_are_answered_whatever_they_send() {
+    let now = Instant::now();
+    let cfg = EngineConfig {
+        trusted_sources: siaga_engine::source_limits::Trusted(vec![
+            "10.0.0.2/32".parse().expect("net"),
+        ]),
+        ..EngineConfig::default()
+    };
+    let mut net = Net {
+        engine: Engine::new(cfg, default_plan(), now),
+        now,
+        seen: Seen::default(),
+    };
+    // Source 3 is an agency of the plan (its address, from the directory).
+    let mut directory = siaga_engine::Directory::default();
+    directory.hops.insert(
+        "agency:5060".into(),
+        siaga_engine::Hop {
+            remote: flow(3).remote,
+            local_udp: None,
+            local_tcp: None,
+        },
+    );
+    net.engine.set_directory(directory);
+    for source in [2, 3] {
+        let mut answered = 0;
+        for i in 0..2000u32 {
+            let uri = "sip:0811@198.51.100.1";
+            net.send(
+                source,
+                &request("INVITE", uri, &format!("t{source}-{i}"), ""),
+            );
+            answered += net.seen.last_replies.len();
+            answered += usize::from(options_answered(&mut net, source, &format!("o{i}")));
+        }
+        assert_eq!(answered, 4000, "source {source}: every message answered");
+    }
+    // An untrusted source is rationed as before.
+    let mut answered = 0;
+    for i in 0..2000u32 {
+        answered += usize::from(options_answered(&mut net, 4, &format!("u{i}")));
+    }
+    assert_eq!(answered, NonCallLimits::default().reply_burst as usize);
+}
+
+#[test]
+fn a_malformed_invite_is_always_told_why_even_over_the_budget() {
+    let mut net = Net::new(NonCallLimits::default());
+    // The source has used up its reply budget on INVITEs to ordinary numbers…
+    for i in 0..1000u32 {
+        let uri = "sip:0811@198.51.100.1";
+        net.send(1, &request("INVITE", uri, &format!("b{i}"), ""));
+    }
+    assert!(net.seen.last_replies.is_empty(), "over the budget");
+    // …then sends a broken INVITE to 112 (a body shorter than its Content-Length).
+    let broken = request("INVITE", "sip:112@198.51.100.1", "broken1", "")
+        .replace("Content-Length: 0", "Content-Length: 40");
+    net.send(1, &broken);
+    assert_eq!(net.seen.last_replies, ["SIP/2.0 400 Bad Request"]);
+    // Other garbage from it stays rationed.
+    net.send(1, "\u{1}garbage\r\n\r\n");
+    assert!(net.seen.last_replies.is_empty());
+    let options = request("OPTIONS", "sip:198.51.100.1", "broken2", "")
+        .replace("Content-Length: 0", "Content-Length: 40");
+    for _ in 0..200 {
+        net.send(1, &options);
+    }
+    assert!(
+        net.seen.last_replies.is_empty(),
+        "a broken OPTIONS is rationed"
+    );
+    net.advance(Duration::from_secs(60));
+    assert_eq!(net.counted(NonCallKind::Garbage), 202);
 }

@@ -931,3 +931,55 @@ fn a_call_without_location_gets_the_trunk_default_marked_as_such() {
     let text = chosen.to_string();
     assert!(text.contains("Default"), "{text}");
 }
+
+#[test]
+fn a_hundred_thousand_copies_of_an_emergency_invite_cost_a_bounded_number_of_log_records() {
+    let mut sim = Sim::new(Transport::Udp);
+    let tag = establish(&mut sim, "flood1");
+    let call = sim.started_calls()[0];
+    let records_before = sim.logs.len();
+    // An outsider resends the call's INVITE at line rate for 100 virtual seconds: the same
+    // branch (retransmissions), and every tenth copy on a new branch (merged requests),
+    // with the ACK repeated too.
+    let same = invite("sip:112@198.51.100.1", "flood1", "z9hG4bKinv1");
+    let ack = in_dialog("ACK", 1, "flood1", &tag, "z9hG4bKack1");
+    let mut replies = 0usize;
+    for i in 0..100_000u32 {
+        match i % 10 {
+            0 => sim.send(&invite(
+                "sip:112@198.51.100.1",
+                "flood1",
+                &format!("z9hG4bKcopy{i}"),
+            )),
+            5 => sim.send(&ack),
+            _ => sim.send(&same),
+        }
+        sim.advance(Duration::from_millis(1));
+        replies += sim.sent.len();
+        sim.sent.clear();
+    }
+    assert!(replies > 50_000, "copies are still answered: {replies}");
+    let records = sim.logs.len() - records_before;
+    assert!(records < 1_000, "{records} log records for 100,000 copies");
+    assert_eq!(sim.started_calls(), vec![call], "one caller, one call");
+    let counted = |sim: &Sim, kind: &str| {
+        sim.logs.iter().any(|r| {
+            matches!(r, LogRecord::Timeline { kind: k, detail, .. }
+                if *k == kind && detail.contains("the first 10 logged"))
+        })
+    };
+    assert!(
+        counted(&sim, "retransmissions"),
+        "the INVITE's transaction ended with its count"
+    );
+    // The call goes on as normal: the caller hangs up and gets its 200.
+    sim.send(&in_dialog("BYE", 2, "flood1", &tag, "z9hG4bKbye1"));
+    assert_eq!(
+        sim.statuses(),
+        vec!["SIP/2.0 200 OK"],
+        "the BYE is answered"
+    );
+    assert_eq!(sim.end_reasons(), vec![EndReason::AbandonedInIvr]);
+    assert!(counted(&sim, "merged_requests"));
+    assert!(counted(&sim, "repeated_acks"));
+}

@@ -215,6 +215,11 @@ pub struct Call {
     pub caller_silent: bool,
     /// An in-dialog OPTIONS to the silent caller is out (its branch), or when the next is due.
     pub probe: Probe,
+    /// Copies of the initial INVITE on other branches (merged requests, answered 482): only
+    /// the first few are logged and get a transaction, the count is on the timeline.
+    pub merged_requests: u32,
+    /// ACKs for a 2xx already acknowledged (repeats): the first few are logged, then counted.
+    pub repeated_acks: u32,
     pub span: tracing::Span,
 }
 

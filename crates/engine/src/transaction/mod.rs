@@ -105,6 +105,13 @@ impl ServerTxKey {
         Self::with_method(msg, method)
     }
 
+    /// The method of the transaction's request (INVITE for an ACK).
+    pub fn method(&self) -> &str {
+        match self {
+            ServerTxKey::Rfc3261 { method, .. } | ServerTxKey::Rfc2543 { method, .. } => method,
+        }
+    }
+
     /// The INVITE transaction a CANCEL targets (same branch, method INVITE).
     pub fn cancelled_invite(msg: &Inbound) -> Self {
         Self::with_method(msg, "INVITE".to_owned())
