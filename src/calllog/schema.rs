@@ -262,12 +262,14 @@ pub fn check_version(path: &Path) -> anyhow::Result<()> {
 pub fn open(path: &Path) -> anyhow::Result<Connection> {
     let mut conn =
         Connection::open(path).with_context(|| format!("opening call log {}", path.display()))?;
+    // First: switching to WAL, or opening right after a crash (WAL recovery), may meet a
+    // reader that holds a lock for a moment (a `calls list`); wait for it, do not fail.
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
     // WAL: readers (CLI, console) never block the writer. NORMAL: a committed batch
     // survives a process crash (only an OS crash can cost the last commits).
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "NORMAL")?;
     conn.pragma_update(None, "foreign_keys", "OFF")?;
-    conn.busy_timeout(std::time::Duration::from_secs(5))?;
     migrate(&mut conn, path)?;
     Ok(conn)
 }
