@@ -347,6 +347,7 @@ fn records_in_the_spill_file_survive_kill_9_and_are_written_at_the_next_start() 
         Duration::from_secs(30),
         || in_spill(aux.path(), b"abandoned_in_ivr") == 5,
     );
+    let first_log = gw.log();
     drop(gw.kill9());
     fs.free();
     let gw = start(&db, &cfg);
@@ -363,7 +364,8 @@ fn records_in_the_spill_file_survive_kill_9_and_are_written_at_the_next_start() 
         )
         .expect("count");
     assert_eq!(restarted, 0);
-    // The next call's reference comes after the spilled ones.
+    // The next call's reference comes after the spilled ones (also when the disk filled while
+    // the first start was still creating the database's tables).
     let out = gw.sipp(
         "uac_call.xml",
         false,
@@ -376,7 +378,7 @@ fn records_in_the_spill_file_survive_kill_9_and_are_written_at_the_next_start() 
     let max: i64 = conn
         .query_row("SELECT max(id) FROM calls", [], |r| r.get(0))
         .expect("max");
-    assert_eq!(max, 6);
+    assert_eq!(max, 6, "the gateways said:\n{first_log}\n---\n{}", gw.log());
 }
 
 fn siaga(args: &[&str], cwd: &Path) -> std::process::Output {
