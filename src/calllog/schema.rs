@@ -373,24 +373,20 @@ pub fn recover_in(tx: &rusqlite::Transaction, now_ms: i64) -> rusqlite::Result<R
 
 /// What [`recover_after_crash`] returns, read without writing (a database that cannot be
 /// written at start).
-/// Whether the database at `path` is readable and has no `calls` table: created, but its
-/// schema never written (the disk filled during the first start), so it gave no call
-/// references. False when it cannot be read at all.
-pub fn has_no_calls(path: &Path) -> bool {
-    let flags =
-        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX;
-    Connection::open_with_flags(path, flags)
-        .and_then(|c| {
-            c.query_row(
-                "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'calls'",
-                [],
-                |r| r.get::<_, i64>(0),
-            )
-        })
-        .is_ok_and(|n| n == 0)
-}
-
 pub fn read_recovery(conn: &Connection) -> rusqlite::Result<Recovery> {
+    // Created but never given its tables (the disk filled during the first start): it has
+    // given no call references yet.
+    let has_calls: bool = conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'calls')",
+        [],
+        |r| r.get(0),
+    )?;
+    if !has_calls {
+        return Ok(Recovery {
+            next_call_ref: 1,
+            unfinished: Vec::new(),
+        });
+    }
     // A recording's path is logged when its file is created, its digest when it is finished.
     let unfinished = {
         let mut stmt = conn.prepare(

@@ -219,14 +219,9 @@ impl Writer {
         let empty = |p: &Path| std::fs::metadata(p).map_or(true, |m| m.len() == 0);
         match from_db {
             Ok(r) => r,
-            // A database never written (missing, an empty file and no WAL, or created but
-            // never given its tables: the disk filled during the first start) has given no
+            // A database never written (missing, or an empty file and no WAL) has given no
             // references yet.
-            Err(error)
-                if (empty(&self.path) && empty(&schema::sibling(&self.path, "-wal")))
-                    || error.contains("no such table: calls")
-                    || schema::has_no_calls(&self.path) =>
-            {
+            Err(_) if empty(&self.path) && empty(&schema::sibling(&self.path, "-wal")) => {
                 Recovery {
                     next_call_ref: 1,
                     unfinished: Vec::new(),
