@@ -82,19 +82,11 @@ impl Spill {
     pub fn open(dir: &Path, db: &Path) -> anyhow::Result<(Spill, Found)> {
         let mut spill = Self::new(dir, db);
         let path = spill.path.clone();
-        let handle = match OpenOptions::new().read(true).write(true).open(&path) {
-            Ok(h) => h,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Ok((spill, Found::default()));
-            }
-            Err(e) => {
-                return Err(e).with_context(|| format!("opening spill file {}", path.display()));
-            }
+        let Some((handle, generation, start)) =
+            open_with_header(&path, OpenOptions::new().read(true).write(true))?
+        else {
+            return Ok((spill, Found::default()));
         };
-        let mut reader = BufReader::new(&handle);
-        let (generation, start) = read_header(&mut reader)
-            .with_context(|| format!("spill file {} has no valid header", path.display()))?;
-        drop(reader);
         let mut found = Found::default();
         let len = handle.metadata()?.len();
         let offset = scan(
@@ -232,17 +224,11 @@ impl Spill {
         mut f: impl FnMut(Entry),
     ) -> anyhow::Result<u64> {
         let path = Self::path_for(dir, db);
-        let handle = match File::open(&path) {
-            Ok(h) => h,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
-            Err(e) => {
-                return Err(e).with_context(|| format!("opening spill file {}", path.display()));
-            }
+        let Some((handle, generation, start)) =
+            open_with_header(&path, OpenOptions::new().read(true))?
+        else {
+            return Ok(0);
         };
-        let mut reader = BufReader::new(&handle);
-        let (generation, start) = read_header(&mut reader)
-            .with_context(|| format!("spill file {} has no valid header", path.display()))?;
-        drop(reader);
         let from = consumed(generation).map_or(start, |c| c.max(start));
         let len = handle.metadata()?.len();
         let mut records = 0;
@@ -393,6 +379,18 @@ fn resync(handle: &File, from: u64, end: u64) -> std::io::Result<Option<u64>> {
         start += (window.len() as u64).saturating_sub(11).max(1);
     }
     Ok(None)
+}
+
+/// Opens an existing spill file and reads its header: `None` when there is no file.
+fn open_with_header(path: &Path, how: &OpenOptions) -> anyhow::Result<Option<(File, i64, u64)>> {
+    let handle = match how.open(path) {
+        Ok(h) => h,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e).with_context(|| format!("opening spill file {}", path.display())),
+    };
+    let (generation, start) = read_header(&mut BufReader::new(&handle))
+        .with_context(|| format!("spill file {} has no valid header", path.display()))?;
+    Ok(Some((handle, generation, start)))
 }
 
 fn read_header(r: &mut impl Read) -> Option<(i64, u64)> {
