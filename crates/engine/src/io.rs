@@ -3,42 +3,9 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use crate::call::EndReason;
-use crate::ids::{CallId, CallRef, ConnId, LegId};
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Transport {
-    Udp,
-    Tcp,
-}
-
-impl Transport {
-    pub fn as_via(self) -> &'static str {
-        match self {
-            Transport::Udp => "UDP",
-            Transport::Tcp => "TCP",
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Transport::Udp => "udp",
-            Transport::Tcp => "tcp",
-        }
-    }
-}
-
-/// One network path: where a message came from and how to answer on the same path.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct Flow {
-    pub transport: Transport,
-    pub remote: SocketAddr,
-    /// Our address as the peer sees it (the shell resolves wildcard binds to a routable
-    /// address), used in Via, Contact and SDP.
-    pub local: SocketAddr,
-    /// The TCP connection, when the transport is a stream.
-    pub conn: Option<ConnId>,
-}
+use crate::end_reason::EndReason;
+use crate::ids::{CallId, CallRef, LegId};
+pub use crate::net::{Direction, Flow, Transport};
 
 /// Events from the media side of a call leg.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -78,22 +45,6 @@ pub enum Input<'a> {
     Drain,
     /// At start: end a dialog the previous run left up (a crash), with a BYE of its own.
     ByeAfterRestart(Box<crate::restart::OpenDialog>),
-}
-
-/// Which way a SIP message went.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Direction {
-    In,
-    Out,
-}
-
-impl Direction {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Direction::In => "in",
-            Direction::Out => "out",
-        }
-    }
 }
 
 /// The caller's identity as received. Personal data: not logged at INFO level.

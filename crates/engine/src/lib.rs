@@ -1,12 +1,35 @@
 //! Siaga's signalling core. Pure: no sockets, no clock, no files, no threads. Bytes and time
 //! go in through [`Engine::handle_input`]; datagrams, log records and media commands come
 //! out through [`Engine::poll_output`]; [`Engine::poll_timeout`] says when to call again.
+//!
+//! A call's journey, one module per step:
+//!
+//! | step | module |
+//! |---|---|
+//! | bytes in, parsed (tolerant, validated) | `sip::parse`, `sip::framer` |
+//! | retransmissions absorbed, transactions run | `transaction` (`table`, `server`, `client`) |
+//! | the message routed to its call, or answered statelessly | `engine` (the dispatcher), `noncall` |
+//! | an INVITE becomes a call | `engine::new_call`, `call::location` |
+//! | ringing, answer, the caller's dialog | `call::dialog`, `session` (SDP) |
+//! | IVR: prompts, digits, the route decision | `call::ivr`, `call::media_events` |
+//! | an agency rung, failover, queue, transfer | `agency` (`legs`, `payload`, `queue`, `transfer`) |
+//! | hang-up and the call's end | `call::ending`, `call::probe` |
+//! | everything a call does to the world | `effects` (outputs, transactions, timers) |
+//!
+//! Around them: `io` (the engine's doors), `net` (flows), `ids` (newtypes), `timers` (one
+//! queue), `directory` (where agencies are), `restart` (dialogs a crash left up),
+//! `source_limits` (per-source budgets before parsing), `config`, `end_reason`.
 
-mod bridge;
+mod agency;
 pub mod call;
+mod config;
+mod directory;
+mod effects;
+pub mod end_reason;
 mod engine;
 pub mod ids;
 pub mod io;
+pub mod net;
 pub mod noncall;
 pub mod restart;
 mod session;
@@ -15,6 +38,7 @@ pub mod source_limits;
 pub mod timers;
 pub mod transaction;
 
-pub use bridge::{Directory, Hop};
-pub use engine::{DeadSessionConfig, Engine, EngineConfig};
+pub use config::{DeadSessionConfig, EngineConfig};
+pub use directory::{Directory, Hop};
+pub use engine::Engine;
 pub use siaga_dialplan as dialplan;

@@ -7,19 +7,17 @@
 //! agency's 2xx (its tag, Contact, Record-Route). A leg is still up when its INVITE got a 2xx
 //! and neither side's BYE completed. [`left_open`] finds those legs; [`OpenDialog::bye`] writes
 //! the request; the engine sends it under a client transaction of its own
-//! ([`Input::ByeAfterRestart`](crate::io::Input::ByeAfterRestart)), retransmitted per Timer E
+//! (`Input::ByeAfterRestart`), retransmitted per Timer E
 //! until a final response or Timer F, with its outcome on the call's timeline.
 
 use rsipstack::sip::{Header, Headers, Method};
 
-use crate::Engine;
-use crate::bridge::{Directory, uri_of};
-use crate::call::contact_for;
-use crate::engine::{ClientPurpose, ClientTxKey};
+use crate::directory::Directory;
 use crate::ids::{Branch, CallId, CallRef, LegId, Tag};
-use crate::io::{Direction, Flow, Transport};
-use crate::sip::build::{self, DialogRequest};
+use crate::net::{Direction, Flow, Transport};
+use crate::sip::build::{self, DialogRequest, contact_for};
 use crate::sip::parse::{self, Framing, Inbound, Message};
+use crate::sip::read::uri_of;
 
 /// One SIP message of a call as the call log keeps it.
 #[derive(Debug, Clone, Copy)]
@@ -315,35 +313,6 @@ fn next_cseq(msgs: &[Parsed], floor: u32) -> u32 {
         .filter(|m| m.direction == Direction::Out && m.method().is_some())
         .map(|m| m.msg.cseq.saturating_add(1))
         .fold(floor, u32::max)
-}
-
-impl Engine {
-    /// Sends the BYE for a dialog the previous run left up, under its own client transaction.
-    pub(crate) fn bye_after_restart(&mut self, dialog: OpenDialog) {
-        let branch = Branch(format!("z9hG4bK{}", self.rng.token()));
-        let bytes = dialog.bye(&branch);
-        let OpenDialog {
-            call, leg, flow, ..
-        } = dialog;
-        self.timeline(
-            call,
-            "restart_bye",
-            format!(
-                "leg {leg}: BYE to {} ({}) for the dialog left up by the gateway's stop",
-                flow.remote, dialog.request_uri
-            ),
-        );
-        let key = ClientTxKey {
-            branch,
-            method: "BYE",
-        };
-        self.send_non_invite(key, call, leg, ClientPurpose::Restart, flow, bytes);
-    }
-
-    /// The outcome of such a BYE, for the call's timeline.
-    pub(crate) fn restart_bye_outcome(&mut self, call: CallRef, leg: LegId, outcome: &str) {
-        self.timeline(call, "restart_bye_done", format!("leg {leg}: {outcome}"));
-    }
 }
 
 #[cfg(test)]

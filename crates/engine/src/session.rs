@@ -6,8 +6,14 @@ use std::net::SocketAddr;
 
 use siaga_media::sdp::{self, LocalAudio};
 
-use crate::call::LocalSession;
 use crate::io::MediaSession;
+
+/// The SDP we answered with, kept to answer re-INVITEs with the same session.
+#[derive(Debug, Clone)]
+pub struct LocalSession {
+    pub sdp: String,
+    pub media: MediaSession,
+}
 
 /// Our answer and any warnings worth a timeline entry.
 pub struct Negotiated {

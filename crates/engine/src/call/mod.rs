@@ -1,7 +1,24 @@
-//! One emergency call as the gateway sees it: the caller's leg (a UAS dialog), its state and
-//! its timers. The engine drives it; this module holds the data and the pure decisions.
+//! One emergency call as the gateway sees it: the caller's leg (a UAS dialog), its state, its
+//! timers, and its agency side. The dispatcher routes each input to its call; the call acts
+//! through `Effects` and never looks itself up again.
+//!
+//! - `mod.rs` (here): the call's data and its next deadline;
+//! - `dialog`: the caller's dialog — answer, ACK, CANCEL, in-dialog requests, re-INVITE;
+//! - `ending`: hanging up and ending, timers, lost ACKs, transport errors;
+//! - `ivr`: the IVR's glue (prompts, digits, the route decision);
+//! - `probe`: checking a caller whose RTP stopped;
+//! - `media_events`: what the media side reports about the call's legs;
+//! - `location`: the caller's location hints, read and logged;
+//! - `agency_glue`: handing agency traffic to the call's `AgencySide`.
 
-use std::fmt;
+mod agency_glue;
+mod dialog;
+mod ending;
+mod ivr;
+pub(crate) mod location;
+mod media_events;
+mod probe;
+
 use std::time::Instant;
 
 use std::sync::Arc;
@@ -9,102 +26,15 @@ use std::sync::Arc;
 use rsipstack::sip::Request;
 use siaga_dialplan::{Dialplan, Entry, IvrSession, RouteId, RouteReason};
 
+use crate::agency::{AgencySide, CallerView};
+use crate::effects::Effects;
+pub use crate::end_reason::EndReason;
 use crate::ids::{Branch, CallId, CallRef, Tag};
-use crate::io::{CallKind, Flow, MediaSession};
+use crate::io::{CallKind, Flow};
+pub use crate::session::LocalSession;
 use crate::transaction::ServerTxKey;
-
-/// Why a call ended: a typed column in the call log, so supervisors can count abandoned and
-/// failed calls as reliably as answered ones.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum EndReason {
-    /// The caller CANCELled before the gateway answered.
-    AbandonedBeforeAnswer,
-    /// The caller sent BYE.
-    CallerHungUp,
-    /// The gateway sent BYE (supervisor, maximum duration).
-    GatewayHungUp,
-    /// The caller never ACKed our 200 and no media arrived either.
-    NoAck,
-    /// The caller's transport failed (TCP reset, unreachable).
-    TransportError,
-    /// The dialled number is not an emergency number: answered 404. Only in logs written
-    /// before such INVITEs became stateless (they are now counted, not calls).
-    NotEmergency,
-    /// The gateway was draining for shutdown: answered 503 so the load balancer moves on.
-    RefusedDraining,
-    /// An RFC 6881 test call that completed.
-    TestCallEnded,
-    /// The agency that had the caller hung up (the gateway then ended the caller's leg).
-    AgencyHungUp,
-    /// The caller hung up while agencies were ringing or while queued: call them back.
-    AbandonedWaitingForAgency,
-    /// The caller hung up in the IVR, before any agency was chosen: call them back.
-    AbandonedInIvr,
-    /// The caller sent no RTP and its UA answered our in-dialog OPTIONS with 481/408 or not
-    /// at all (a BYE lost on the way, a phone that died): call them back.
-    CallerLost,
-}
-
-impl EndReason {
-    /// Every reason, for tools that check a name a supervisor typed.
-    pub const ALL: [EndReason; 12] = [
-        EndReason::AbandonedBeforeAnswer,
-        EndReason::CallerHungUp,
-        EndReason::GatewayHungUp,
-        EndReason::NoAck,
-        EndReason::TransportError,
-        EndReason::NotEmergency,
-        EndReason::RefusedDraining,
-        EndReason::TestCallEnded,
-        EndReason::AgencyHungUp,
-        EndReason::AbandonedWaitingForAgency,
-        EndReason::AbandonedInIvr,
-        EndReason::CallerLost,
-    ];
-
-    /// Whether an emergency call that ended this way may have left a caller without help, so
-    /// the centre calls back (unless an agency had answered it).
-    pub fn calls_for_call_back(self) -> bool {
-        // Exhaustive on purpose: a new reason must be placed on one side.
-        match self {
-            EndReason::AbandonedBeforeAnswer
-            | EndReason::AbandonedInIvr
-            | EndReason::AbandonedWaitingForAgency
-            | EndReason::NoAck
-            | EndReason::CallerLost
-            | EndReason::TransportError => true,
-            EndReason::CallerHungUp
-            | EndReason::GatewayHungUp
-            | EndReason::NotEmergency
-            | EndReason::RefusedDraining
-            | EndReason::TestCallEnded
-            | EndReason::AgencyHungUp => false,
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            EndReason::AbandonedBeforeAnswer => "abandoned_before_answer",
-            EndReason::CallerHungUp => "caller_hung_up",
-            EndReason::GatewayHungUp => "gateway_hung_up",
-            EndReason::NoAck => "no_ack",
-            EndReason::TransportError => "transport_error",
-            EndReason::NotEmergency => "not_emergency",
-            EndReason::RefusedDraining => "refused_draining",
-            EndReason::TestCallEnded => "test_call_ended",
-            EndReason::AgencyHungUp => "agency_hung_up",
-            EndReason::AbandonedWaitingForAgency => "abandoned_waiting_for_agency",
-            EndReason::AbandonedInIvr => "abandoned_in_ivr",
-            EndReason::CallerLost => "caller_lost",
-        }
-    }
-}
-
-impl fmt::Display for EndReason {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+pub(crate) use dialog::reply_plain;
+pub(crate) use ending::TimerOutcome;
 
 /// The UAS side of the caller's dialog (RFC 3261 §12.1.1).
 #[derive(Debug, Clone)]
@@ -142,19 +72,15 @@ pub enum CallState {
     Ended,
 }
 
+/// How long a call whose caller has gone may linger while agency legs are torn down.
+pub(crate) const LINGER: std::time::Duration = std::time::Duration::from_secs(40);
+
 /// NENA i3 identifiers the agency and the call log share (`Call-Info` purposes
 /// `emergency-CallId` / `emergency-IncidentId`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EmergencyIds {
     pub call_id: String,
     pub incident_id: String,
-}
-
-/// The SDP we answered with, kept to answer re-INVITEs with the same session.
-#[derive(Debug, Clone)]
-pub struct LocalSession {
-    pub sdp: String,
-    pub media: MediaSession,
 }
 
 /// Checking a caller whose RTP stopped.
@@ -193,7 +119,7 @@ pub struct Call {
     pub identity: crate::io::CallerIdentity,
     pub emergency_ids: EmergencyIds,
     /// Getting the caller to an agency (after the IVR routed the call).
-    pub bridging: Option<crate::bridge::Bridging>,
+    pub agency: Option<AgencySide>,
     pub ended_at: Option<Instant>,
     pub flow: Flow,
     pub dialog: Dialog,
@@ -209,8 +135,6 @@ pub struct Call {
     pub media_seen: bool,
     /// Why the call is ending, decided when we sent BYE.
     pub pending_end: Option<EndReason>,
-    /// The number of this call's next agency leg (B1, B2, …).
-    pub next_leg: u32,
     /// The caller's RTP has stopped (media timeout) and not come back.
     pub caller_silent: bool,
     /// An in-dialog OPTIONS to the silent caller is out (its branch), or when the next is due.
@@ -238,14 +162,13 @@ impl Call {
         };
         let ivr = self.ivr.as_ref().and_then(IvrSession::next_timeout);
         let bridge = match &self.state {
-            CallState::Answered | CallState::Confirmed => self
-                .bridging
-                .as_ref()
-                .and_then(crate::bridge::bridge_deadline),
+            CallState::Answered | CallState::Confirmed => {
+                self.agency.as_ref().and_then(AgencySide::next_deadline)
+            }
             _ => None,
         };
         let linger = match &self.state {
-            CallState::Ended => self.ended_at.map(|t| t + crate::bridge::LINGER),
+            CallState::Ended => self.ended_at.map(|t| t + LINGER),
             _ => None,
         };
         let probe = match (&self.state, &self.probe) {
@@ -272,7 +195,44 @@ impl Call {
 
     /// Our Contact, as put in responses and requests on this dialog.
     pub fn contact(&self) -> String {
-        contact_for(self.flow)
+        crate::sip::build::contact_for(self.flow)
+    }
+
+    /// Over, and no agency leg needs it any more: the dispatcher may forget it.
+    pub(crate) fn is_finished(&self) -> bool {
+        matches!(self.state, CallState::Ended)
+            && !self.agency.as_ref().is_some_and(AgencySide::has_live_legs)
+    }
+
+    /// What the agency side may know of the caller's half.
+    pub(crate) fn caller_view(&self) -> CallerView<'_> {
+        CallerView {
+            call_ref: self.call_ref,
+            plan: &self.plan,
+            identity: &self.identity,
+            remote_party: &self.dialog.remote_party,
+            invite: &self.invite,
+            emergency_call_id: &self.emergency_ids.call_id,
+            incident_id: &self.emergency_ids.incident_id,
+            location: self.location.as_ref(),
+            local: self.flow.local,
+            privacy: self.privacy_requested(),
+            ending: matches!(self.state, CallState::HangingUp { .. } | CallState::Ended),
+            span: &self.span,
+        }
+    }
+
+    /// Runs `act` on the agency side, if the call has one.
+    pub(crate) fn with_agency<R>(
+        &mut self,
+        fx: &mut Effects,
+        act: impl FnOnce(&mut AgencySide, &CallerView<'_>, &mut Effects) -> R,
+    ) -> Option<R> {
+        // Taken out while it acts, so it can read the caller's half beside it.
+        let mut agency = self.agency.take()?;
+        let result = act(&mut agency, &self.caller_view(), fx);
+        self.agency = Some(agency);
+        Some(result)
     }
 
     /// The next request of ours in the caller's dialog (BYE, OPTIONS), with a new CSeq.
@@ -299,45 +259,5 @@ impl Call {
             headers,
             body: None,
         })
-    }
-}
-
-/// The Contact we advertise on a flow.
-pub fn contact_for(flow: Flow) -> String {
-    let transport = match flow.transport {
-        crate::io::Transport::Udp => "",
-        crate::io::Transport::Tcp => ";transport=tcp",
-    };
-    format!(
-        "<sip:siaga@{}{transport}>",
-        crate::sip::build::host_port(flow.local)
-    )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::EndReason;
-
-    /// `ALL` holds every reason once. The match stops compiling when a reason is added; giving
-    /// the new one its number then fails this test until `ALL` lists it too.
-    #[test]
-    fn all_lists_every_reason_once() {
-        let number = |reason: EndReason| match reason {
-            EndReason::AbandonedBeforeAnswer => 0,
-            EndReason::CallerHungUp => 1,
-            EndReason::GatewayHungUp => 2,
-            EndReason::NoAck => 3,
-            EndReason::TransportError => 4,
-            EndReason::NotEmergency => 5,
-            EndReason::RefusedDraining => 6,
-            EndReason::TestCallEnded => 7,
-            EndReason::AgencyHungUp => 8,
-            EndReason::AbandonedWaitingForAgency => 9,
-            EndReason::AbandonedInIvr => 10,
-            EndReason::CallerLost => 11,
-        };
-        let mut listed: Vec<usize> = EndReason::ALL.iter().map(|&r| number(r)).collect();
-        listed.sort_unstable();
-        assert_eq!(listed, (0..=11).collect::<Vec<_>>());
     }
 }

@@ -4,10 +4,11 @@
 use std::fmt::Write as _;
 use std::net::SocketAddr;
 
-use rsipstack::sip::{Header, Request};
+use rsipstack::sip::{Header, Request, Response};
 
-use super::parse::reason_phrase;
+use super::parse::{self, reason_phrase};
 use crate::ids::{Branch, Tag};
+use crate::net::Flow;
 
 /// What we call ourselves in Server / User-Agent headers.
 pub const PRODUCT: &str = concat!("Siaga/", env!("CARGO_PKG_VERSION"));
@@ -227,6 +228,43 @@ pub fn dialog_request(r: &DialogRequest) -> Vec<u8> {
     }
     let _ = write!(out, "User-Agent: {PRODUCT}\r\n");
     finish(out, r.body)
+}
+
+/// The Contact we advertise on a flow.
+pub fn contact_for(flow: Flow) -> String {
+    let transport = match flow.transport {
+        crate::net::Transport::Udp => "",
+        crate::net::Transport::Tcp => ";transport=tcp",
+    };
+    format!("<sip:siaga@{}{transport}>", host_port(flow.local))
+}
+
+/// The ACK a client INVITE transaction sends for a 3xx–6xx (RFC 3261 §17.1.1.3): the
+/// INVITE's Via (same branch), Call-ID, From and CSeq number, the response's To.
+pub(crate) fn ack_for_failure(resp: &Response) -> Vec<u8> {
+    let get = |pick: fn(&Header) -> bool| {
+        resp.headers
+            .iter()
+            .find(|h| pick(h))
+            .map(|h| h.value().to_owned())
+            .unwrap_or_default()
+    };
+    let via = get(|h| matches!(h, Header::Via(_)));
+    let via = parse::split_header_list(&via)
+        .first()
+        .map(|v| (*v).to_owned())
+        .unwrap_or_default();
+    let from = get(|h| matches!(h, Header::From(_)));
+    let to = get(|h| matches!(h, Header::To(_)));
+    let call_id = get(|h| matches!(h, Header::CallId(_)));
+    let cseq = get(|h| matches!(h, Header::CSeq(_)));
+    let num = cseq.split_whitespace().next().unwrap_or("1");
+    let request_uri = crate::sip::read::uri_of(&to);
+    format!(
+        "ACK {request_uri} SIP/2.0\r\nVia: {via}\r\nMax-Forwards: 70\r\nFrom: {from}\r\nTo: {to}\r\n\
+         Call-ID: {call_id}\r\nCSeq: {num} ACK\r\nContent-Length: 0\r\n\r\n"
+    )
+    .into_bytes()
 }
 
 #[cfg(test)]

@@ -3,3 +3,5 @@
 pub mod build;
 pub mod framer;
 pub mod parse;
+pub(crate) mod read;
+pub(crate) mod support;

@@ -294,8 +294,7 @@ fn lanes_come_from_the_first_token() {
     // In a dialog (a To-tag): session checks and re-INVITEs are call traffic.
     let in_dialog = |method: &str, to: &str| {
         Lane::of(
-            format!("{method} sip:x SIP/2.0\r\nVia: x\r\n{to}\r\nCall-ID: c\r\n\r\n")
-                .as_bytes(),
+            format!("{method} sip:x SIP/2.0\r\nVia: x\r\n{to}\r\nCall-ID: c\r\n\r\n").as_bytes(),
         )
     };
     assert_eq!(in_dialog("OPTIONS", "To: <sip:a@b>;tag=1"), Lane::Call);

@@ -4,6 +4,7 @@
 
 pub mod client;
 pub mod server;
+pub(crate) mod table;
 
 use std::time::{Duration, Instant};
 
@@ -44,6 +45,15 @@ impl TimerConfig {
 pub enum Reliability {
     Unreliable,
     Reliable,
+}
+
+impl Reliability {
+    pub fn of(flow: crate::net::Flow) -> Self {
+        match flow.transport {
+            crate::net::Transport::Udp => Reliability::Unreliable,
+            crate::net::Transport::Tcp => Reliability::Reliable,
+        }
+    }
 }
 
 /// A retransmission timer: fires at `at`, then again after a doubled interval (capped).

@@ -1,0 +1,111 @@
+//! What the media side reports about a call's legs: ports bound (or not), first packets,
+//! digits, prompt ends, silence and its end.
+
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use siaga_dialplan::IvrInput;
+
+use super::{Call, CallState, Probe};
+use crate::agency::is_bridge_playback;
+use crate::effects::Effects;
+use crate::ids::LegId;
+use crate::io::MediaEvent;
+
+impl Call {
+    pub(crate) fn on_media(
+        &mut self,
+        now: Instant,
+        fx: &mut Effects,
+        leg: LegId,
+        event: MediaEvent,
+    ) {
+        let call_ref = self.call_ref;
+        match (event, leg) {
+            (MediaEvent::Allocated { local }, LegId::Agency(n)) => {
+                self.with_agency(fx, |a, view, fx| {
+                    a.send_agency_invite(now, view, fx, n, local)
+                });
+            }
+            (MediaEvent::AllocationFailed { reason }, LegId::Agency(n)) => {
+                // Ring the agency anyway: a human on the line beats no call; audio is logged
+                // as failed.
+                let fallback = SocketAddr::new(self.flow.local.ip(), 9);
+                fx.timeline(call_ref, "media_failed", format!("leg B{n}: {reason}"));
+                self.with_agency(fx, |a, view, fx| {
+                    a.send_agency_invite(now, view, fx, n, fallback)
+                });
+            }
+            (MediaEvent::Allocated { local }, LegId::Caller) => {
+                if let CallState::Ringing { media_local, .. } = &mut self.state {
+                    *media_local = Some(local);
+                    self.try_answer(now, fx);
+                }
+            }
+            (MediaEvent::AllocationFailed { reason }, LegId::Caller) => {
+                // Answer anyway: a caller who can be heard later beats a refused call. The
+                // SDP points at our signalling address with port 9 (discard).
+                let fallback = SocketAddr::new(self.flow.local.ip(), 9);
+                if let CallState::Ringing { media_local, .. } = &mut self.state {
+                    *media_local = Some(fallback);
+                }
+                fx.timeline(call_ref, "media_failed", reason);
+                self.try_answer(now, fx);
+            }
+            (MediaEvent::FirstPacket, _) => {
+                if leg == LegId::Caller {
+                    self.media_seen = true;
+                    self.caller_silent = false;
+                }
+                fx.timeline(call_ref, "media_started", format!("first RTP on leg {leg}"));
+            }
+            (MediaEvent::Digit { digit, source }, _) => {
+                if leg == LegId::Caller {
+                    fx.timeline(call_ref, "dtmf", format!("{digit} via {source}"));
+                    self.ivr_input(now, fx, IvrInput::Digit(digit));
+                } else {
+                    fx.timeline(
+                        call_ref,
+                        "agency_dtmf",
+                        format!("{digit} via {source} on leg {leg}"),
+                    );
+                }
+            }
+            (MediaEvent::PromptFinished { playback }, _) if is_bridge_playback(playback) => {
+                self.with_agency(fx, |a, view, fx| {
+                    a.announcement_finished(now, view, fx, playback)
+                });
+            }
+            (MediaEvent::PromptFinished { playback }, _) => {
+                let id = siaga_dialplan::PlaybackId(playback.0);
+                self.ivr_input(now, fx, IvrInput::PromptFinished(id));
+            }
+            (MediaEvent::Timeout { silent_for }, _) => {
+                if leg == LegId::Caller {
+                    self.caller_silent = true;
+                }
+                fx.timeline(
+                    call_ref,
+                    "media_timeout",
+                    format!("no RTP for {} s on leg {leg}", silent_for.as_secs()),
+                );
+                if leg == LegId::Caller {
+                    self.probe_caller(fx);
+                }
+            }
+            (MediaEvent::Resumed { silent_for }, _) => {
+                if leg == LegId::Caller {
+                    self.caller_silent = false;
+                    if matches!(self.probe, Probe::Again(_)) {
+                        self.probe = Probe::Idle;
+                    }
+                }
+                fx.timeline(
+                    call_ref,
+                    "media_resumed",
+                    format!("RTP again on leg {leg} after {} s", silent_for.as_secs()),
+                );
+            }
+        }
+    }
+}
