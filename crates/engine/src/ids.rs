@@ -59,6 +59,22 @@ string_id!(
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ConnId(pub u64);
 
+/// The number of one agency leg within its call: B1, B2, … in the call's log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct LegNo(pub u32);
+
+impl fmt::Display for LegNo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+impl From<LegNo> for LegId {
+    fn from(n: LegNo) -> Self {
+        LegId::Agency(n.0)
+    }
+}
+
 /// Which side of a B2BUA call a message belongs to: the caller's leg, or one outbound leg.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum LegId {

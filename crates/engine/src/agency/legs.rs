@@ -7,10 +7,10 @@ use rsipstack::sip::{Header, Response};
 use siaga_dialplan::{Target, TrustDomain};
 
 use super::{
-    AgencyLeg, AgencySide, AgencyState, CANCEL_GIVE_UP, CallerView, StrayDialog, plan_transport,
+    AgencyLeg, AgencySide, CANCEL_GIVE_UP, CallerView, LegState, StrayDialog, plan_transport,
 };
 use crate::effects::Effects;
-use crate::ids::{Branch, CallId, LegId, Tag};
+use crate::ids::{Branch, CallId, LegId, LegNo, Tag};
 use crate::io::MediaCommand;
 use crate::sip::build::{self, ALLOW, Body, DialogRequest};
 use crate::sip::parse::{self, Inbound};
@@ -27,11 +27,11 @@ impl AgencySide {
         call: &CallerView<'_>,
         fx: &mut Effects,
         target: Target,
-        transfer_of: Option<u32>,
+        transfer_of: Option<LegNo>,
     ) {
         let call_ref = call.call_ref;
         // Leg numbers count per call (B1, B2, … in each call's log).
-        let n = self.next_leg;
+        let n = LegNo(self.next_leg);
         self.next_leg += 1;
         let transport = plan_transport(target.transport);
         let Some(flow) = fx
@@ -66,22 +66,18 @@ impl AgencySide {
             next_cseq: 2,
             remote_target: None,
             route_set: Vec::new(),
-            state: AgencyState::Allocating,
-            ring_deadline: None,
+            state: LegState::Allocating,
             session: None,
             started: now,
-            transferring: false,
             transfer_of,
-            cancel_sent: false,
-            awaiting_ack: None,
         };
         let (local_ip, peer_ip) = (leg.flow.local.ip(), leg.flow.remote.ip());
         fx.dialogs
-            .insert((call_id, local_tag), (call_ref, LegId::Agency(n)));
+            .insert((call_id, local_tag), (call_ref, LegId::from(n)));
         self.legs.insert(n, leg);
         fx.media(MediaCommand::Allocate {
             call: call_ref,
-            leg: LegId::Agency(n),
+            leg: LegId::from(n),
             local_ip,
             peer_ip,
         });
@@ -93,13 +89,13 @@ impl AgencySide {
         now: Instant,
         call: &CallerView<'_>,
         fx: &mut Effects,
-        n: u32,
+        n: LegNo,
         media_local: SocketAddr,
     ) {
         let call_ref = call.call_ref;
         let session_id = fx.rng.next() >> 1;
         let Some(leg) = self.legs.get(&n) else { return };
-        if leg.state != AgencyState::Allocating {
+        if leg.state != LegState::Allocating {
             return;
         }
         let session = crate::session::offer(media_local, session_id);
@@ -138,8 +134,10 @@ impl AgencySide {
             method: "INVITE",
         };
         if let Some(leg) = self.legs.get_mut(&n) {
-            leg.state = AgencyState::Calling;
-            leg.ring_deadline = Some(now + ring);
+            leg.state = LegState::Calling {
+                ring_deadline: now + ring,
+                early: false,
+            };
             leg.session = Some(session);
         }
         fx.timeline(call_ref, "agency_invite", detail);
@@ -147,7 +145,7 @@ impl AgencySide {
             tx: ClientTx::Invite(tx),
             flow,
             call: call_ref,
-            leg: LegId::Agency(n),
+            leg: LegId::from(n),
             purpose: ClientPurpose::Invite,
         };
         fx.start_client_tx(key, entry, bytes);
@@ -160,7 +158,7 @@ impl AgencySide {
         now: Instant,
         call: &CallerView<'_>,
         fx: &mut Effects,
-        n: u32,
+        n: LegNo,
         purpose: ClientPurpose,
         msg: &Inbound,
         resp: &Response,
@@ -186,7 +184,7 @@ impl AgencySide {
         if verdict == ResponseVerdict::Absorb && !(200..300).contains(&status) {
             return;
         }
-        let Some(state) = self.legs.get(&n).map(|l| l.state) else {
+        let Some(state) = self.legs.get(&n).map(|l| l.state.clone()) else {
             return;
         };
         match status {
@@ -198,14 +196,14 @@ impl AgencySide {
                 if let Some(leg) = self.legs.get_mut(&n) {
                     leg.to = header_value_resp(resp, |h| matches!(h, Header::To(_)))
                         .unwrap_or_else(|| leg.to.clone());
-                    if leg.state == AgencyState::Calling {
-                        leg.state = AgencyState::Early;
+                    if let LegState::Calling { early, .. } = &mut leg.state {
+                        *early = true;
                     }
                 }
-                if state == AgencyState::Calling {
+                if matches!(state, LegState::Calling { early: false, .. }) {
                     fx.timeline(call_ref, "agency_ringing", format!("leg B{n}: {status}"));
                 }
-                if state == AgencyState::Cancelling {
+                if state.is_cancelling() {
                     // Given up on before any provisional: the CANCEL may go now.
                     self.send_cancel(call, fx, n);
                     return;
@@ -217,13 +215,13 @@ impl AgencySide {
                 {
                     fx.media(MediaCommand::Start {
                         call: call_ref,
-                        leg: LegId::Agency(n),
+                        leg: LegId::from(n),
                         session: remote,
                     });
                     self.stop_announcements(call, fx);
                     fx.media(MediaCommand::Bridge {
                         call: call_ref,
-                        agency: LegId::Agency(n),
+                        agency: LegId::from(n),
                     });
                     fx.timeline(call_ref, "agency_early_media", format!("leg B{n}"));
                 }
@@ -231,10 +229,10 @@ impl AgencySide {
             200..=299 => self.on_agency_answer(now, call, fx, n, msg, resp),
             _ => {
                 if let Some(leg) = self.legs.get_mut(&n) {
-                    leg.state = AgencyState::Done;
+                    leg.state = LegState::Done;
                 }
                 let outcome = format!("leg B{n}: {status} {}", parse::reason_phrase(status));
-                if state == AgencyState::Cancelling {
+                if state.is_cancelling() {
                     fx.timeline(call_ref, "agency_cancelled", outcome);
                     self.leg_done(now, call, fx, n);
                 } else {
@@ -250,7 +248,7 @@ impl AgencySide {
         now: Instant,
         call: &CallerView<'_>,
         fx: &mut Effects,
-        n: u32,
+        n: LegNo,
         msg: &Inbound,
         resp: &Response,
     ) {
@@ -265,7 +263,7 @@ impl AgencySide {
         };
         let first_answer = matches!(
             leg.state,
-            AgencyState::Calling | AgencyState::Early | AgencyState::Cancelling
+            LegState::Calling { .. } | LegState::Cancelling { .. }
         );
         let tag = |v: &str| {
             v.split(";tag=")
@@ -300,13 +298,16 @@ impl AgencySide {
         if !first_answer {
             return;
         }
-        let was_cancelling = self.legs.get(&n).map(|l| l.state) == Some(AgencyState::Cancelling);
+        let was_cancelling = self.legs.get(&n).is_some_and(|l| l.state.is_cancelling());
         let taken = self.connected.is_some_and(|c| c != n);
         let transfer_of = self.legs.get(&n).and_then(|l| l.transfer_of);
         if was_cancelling || (taken && transfer_of.is_none()) {
             // Too late: someone else has the caller. Hang this one up politely.
             if let Some(leg) = self.legs.get_mut(&n) {
-                leg.state = AgencyState::Answered;
+                leg.state = LegState::Answered {
+                    transferring: false,
+                    awaiting_ack: None,
+                };
             }
             fx.timeline(
                 call_ref,
@@ -320,8 +321,10 @@ impl AgencySide {
         let waited = now.duration_since(self.started);
         let uri = match self.legs.get_mut(&n) {
             Some(leg) => {
-                leg.state = AgencyState::Answered;
-                leg.ring_deadline = None;
+                leg.state = LegState::Answered {
+                    transferring: false,
+                    awaiting_ack: None,
+                };
                 leg.target.uri.as_str().to_owned()
             }
             None => return,
@@ -329,7 +332,7 @@ impl AgencySide {
         if let Some(remote) = answer_sdp {
             fx.media(MediaCommand::Start {
                 call: call_ref,
-                leg: LegId::Agency(n),
+                leg: LegId::from(n),
                 session: remote,
             });
         } else {
@@ -342,7 +345,7 @@ impl AgencySide {
         self.stop_announcements(call, fx);
         fx.media(MediaCommand::Bridge {
             call: call_ref,
-            agency: LegId::Agency(n),
+            agency: LegId::from(n),
         });
         *fx.target_load.entry(uri.clone()).or_default() += 1;
         let previous = self.connected.replace(n);
@@ -357,7 +360,7 @@ impl AgencySide {
             ),
         );
         // Any other attempt still ringing is cancelled.
-        let others: Vec<u32> = self
+        let others: Vec<LegNo> = self
             .legs
             .values()
             .filter(|l| l.n != n && l.state.pending())
@@ -369,11 +372,7 @@ impl AgencySide {
         // A completed transfer: tell the transferor, then release it.
         if let Some(from) = transfer_of.or(previous.filter(|p| *p != n)) {
             self.notify_transfer(call, fx, from, "SIP/2.0 200 OK", true);
-            if self
-                .legs
-                .get(&from)
-                .is_some_and(|l| l.state == AgencyState::Answered)
-            {
+            if self.legs.get(&from).is_some_and(|l| l.state.is_answered()) {
                 self.bye_leg(call, fx, from);
             }
             fx.timeline(
@@ -389,7 +388,7 @@ impl AgencySide {
         &mut self,
         call: &CallerView<'_>,
         fx: &mut Effects,
-        n: u32,
+        n: LegNo,
         stray: StrayDialog,
     ) {
         let call_ref = call.call_ref;
@@ -425,10 +424,10 @@ impl AgencySide {
                     branch,
                     method: "BYE",
                 };
-                let leg = LegId::Agency(n);
+                let leg = LegId::from(n);
                 fx.send_non_invite(key, call_ref, leg, ClientPurpose::Stray, flow, bytes);
             } else {
-                fx.transmit_leg(Some(call_ref), LegId::Agency(n), flow, bytes);
+                fx.transmit_leg(Some(call_ref), LegId::from(n), flow, bytes);
             }
         }
         fx.timeline(
@@ -445,7 +444,7 @@ impl AgencySide {
         &mut self,
         call: &CallerView<'_>,
         fx: &mut Effects,
-        n: u32,
+        n: LegNo,
         method: &'static str,
         headers: Vec<(&'static str, String)>,
         body: Option<(&str, &[u8])>,
@@ -495,9 +494,9 @@ impl AgencySide {
                 branch: branch.clone(),
                 method,
             };
-            fx.send_non_invite(key, call_ref, LegId::Agency(n), purpose, flow, bytes);
+            fx.send_non_invite(key, call_ref, LegId::from(n), purpose, flow, bytes);
         } else {
-            fx.transmit_leg(Some(call_ref), LegId::Agency(n), flow, bytes);
+            fx.transmit_leg(Some(call_ref), LegId::from(n), flow, bytes);
         }
         Some(branch)
     }
@@ -509,26 +508,28 @@ impl AgencySide {
         now: Instant,
         call: &CallerView<'_>,
         fx: &mut Effects,
-        n: u32,
+        n: LegNo,
     ) {
         let call_ref = call.call_ref;
         let Some(leg) = self.legs.get_mut(&n) else {
             return;
         };
         match leg.state {
-            AgencyState::Allocating => {
-                leg.state = AgencyState::Done;
+            LegState::Allocating => {
+                leg.state = LegState::Done;
                 fx.media(MediaCommand::Release {
                     call: call_ref,
-                    leg: LegId::Agency(n),
+                    leg: LegId::from(n),
                 });
             }
-            AgencyState::Calling | AgencyState::Early => {
-                let provisional_seen = leg.state == AgencyState::Early;
-                leg.state = AgencyState::Cancelling;
+            LegState::Calling { early, .. } => {
+                let provisional_seen = early;
                 // Whatever the agency does, the leg is forgotten after this (a lost 487 must
                 // not keep it, or its transactions, forever).
-                leg.ring_deadline = Some(now + CANCEL_GIVE_UP);
+                leg.state = LegState::Cancelling {
+                    give_up_at: now + CANCEL_GIVE_UP,
+                    cancel_sent: false,
+                };
                 // RFC 3261 §9.1: no CANCEL before a provisional response; it goes out when
                 // the first one arrives.
                 if provisional_seen {
@@ -541,15 +542,15 @@ impl AgencySide {
 
     /// CANCEL: same Request-URI, Call-ID, From, To (without the agency's tag), CSeq number
     /// and branch as the INVITE.
-    pub(super) fn send_cancel(&mut self, call: &CallerView<'_>, fx: &mut Effects, n: u32) {
+    pub(super) fn send_cancel(&mut self, call: &CallerView<'_>, fx: &mut Effects, n: LegNo) {
         let call_ref = call.call_ref;
         let Some(leg) = self.legs.get_mut(&n) else {
             return;
         };
-        if leg.cancel_sent {
-            return;
+        match &mut leg.state {
+            LegState::Cancelling { cancel_sent, .. } if !*cancel_sent => *cancel_sent = true,
+            _ => return,
         }
-        leg.cancel_sent = true;
         let bytes = build::dialog_request(&DialogRequest {
             method: "CANCEL",
             request_uri: leg.target.uri.as_str(),
@@ -574,7 +575,7 @@ impl AgencySide {
             branch: leg.invite_branch.clone(),
             method: "CANCEL",
         };
-        let leg = LegId::Agency(n);
+        let leg = LegId::from(n);
         fx.send_non_invite(
             cancel_key,
             call_ref,
@@ -591,7 +592,7 @@ impl AgencySide {
         now: Instant,
         call: &CallerView<'_>,
         fx: &mut Effects,
-        n: u32,
+        n: LegNo,
     ) {
         let call_ref = call.call_ref;
         if let Some(branch) = self.legs.get(&n).map(|l| l.invite_branch.clone()) {
@@ -610,19 +611,19 @@ impl AgencySide {
     }
 
     /// Hangs up an answered leg.
-    pub(crate) fn bye_leg(&mut self, call: &CallerView<'_>, fx: &mut Effects, n: u32) {
+    pub(crate) fn bye_leg(&mut self, call: &CallerView<'_>, fx: &mut Effects, n: LegNo) {
         let call_ref = call.call_ref;
-        let answered = self.legs.get(&n).map(|l| l.state) == Some(AgencyState::Answered);
+        let answered = self.legs.get(&n).is_some_and(|l| l.state.is_answered());
         if !answered {
             return;
         }
         if let Some(leg) = self.legs.get_mut(&n) {
-            leg.state = AgencyState::HangingUp;
+            leg.state = LegState::HangingUp;
         }
         self.send_agency_request(call, fx, n, "BYE", vec![], None, true);
         fx.media(MediaCommand::Release {
             call: call_ref,
-            leg: LegId::Agency(n),
+            leg: LegId::from(n),
         });
         self.release_target(call, fx, n);
     }
@@ -633,19 +634,19 @@ impl AgencySide {
         now: Instant,
         call: &CallerView<'_>,
         fx: &mut Effects,
-        n: u32,
+        n: LegNo,
     ) {
         let call_ref = call.call_ref;
         let Some(leg) = self.legs.get_mut(&n) else {
             return;
         };
-        let was_answered = leg.state == AgencyState::Answered;
-        leg.state = AgencyState::Done;
+        let was_answered = leg.state.is_answered();
+        leg.state = LegState::Done;
         let key = (leg.call_id.clone(), leg.local_tag.clone());
         fx.dialogs.remove(&key);
         fx.media(MediaCommand::Release {
             call: call_ref,
-            leg: LegId::Agency(n),
+            leg: LegId::from(n),
         });
         if was_answered {
             self.release_target(call, fx, n);
@@ -655,7 +656,7 @@ impl AgencySide {
     }
 
     /// A target we were talking to is free again: the head of its queues may try now.
-    pub(super) fn release_target(&mut self, call: &CallerView<'_>, fx: &mut Effects, n: u32) {
+    pub(super) fn release_target(&mut self, call: &CallerView<'_>, fx: &mut Effects, n: LegNo) {
         let call_ref = call.call_ref;
         let Some(uri) = self.legs.get(&n).map(|l| l.target.uri.as_str().to_owned()) else {
             return;
@@ -674,7 +675,7 @@ impl AgencySide {
         now: Instant,
         call: &CallerView<'_>,
         fx: &mut Effects,
-        n: u32,
+        n: LegNo,
     ) {
         let call_ref = call.call_ref;
         let transfer_of = self.legs.get(&n).and_then(|l| l.transfer_of);
@@ -687,19 +688,16 @@ impl AgencySide {
         }
         fx.media(MediaCommand::Release {
             call: call_ref,
-            leg: LegId::Agency(n),
+            leg: LegId::from(n),
         });
         self.legs.remove(&n);
         if let Some(from) = transfer_of {
             // The transfer target did not answer: tell the transferor; the caller stays with it
             // if it is still there, otherwise the route continues.
             self.notify_transfer(call, fx, from, "SIP/2.0 503 Service Unavailable", true);
-            let still_there = self
-                .legs
-                .get(&from)
-                .is_some_and(|l| l.state == AgencyState::Answered);
+            let still_there = self.legs.get(&from).is_some_and(|l| l.state.is_answered());
             if let Some(leg) = self.legs.get_mut(&from) {
-                leg.transferring = false;
+                leg.state.set_transferring(false);
             }
             fx.timeline(
                 call_ref,
@@ -714,17 +712,21 @@ impl AgencySide {
     }
 
     /// The agency ACKed our 200 to its re-INVITE: stop repeating it.
-    pub(crate) fn agency_ack(&mut self, fx: &mut Effects, n: u32, cseq: u32) {
+    pub(crate) fn agency_ack(&mut self, fx: &mut Effects, n: LegNo, cseq: u32) {
         let Some(leg) = self.legs.get_mut(&n) else {
             return;
         };
-        let Some((awaited, key)) = leg.awaiting_ack.clone() else {
+        let LegState::Answered { awaiting_ack, .. } = &mut leg.state else {
             return;
         };
-        if awaited != cseq {
+        if awaiting_ack
+            .as_ref()
+            .is_none_or(|(awaited, _)| *awaited != cseq)
+        {
             return;
         }
-        leg.awaiting_ack = None;
-        fx.acked_2xx(&key);
+        if let Some((_, key)) = awaiting_ack.take() {
+            fx.acked_2xx(&key);
+        }
     }
 }

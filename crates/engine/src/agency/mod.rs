@@ -30,7 +30,7 @@ use siaga_dialplan::{
 };
 
 use crate::effects::Effects;
-use crate::ids::{Branch, CallId, CallRef, Tag};
+use crate::ids::{Branch, CallId, CallRef, LegNo, Tag};
 use crate::io::{CallerIdentity, MediaCommand, PlaybackId};
 use crate::net::{Flow, Transport};
 use crate::session::LocalSession;
@@ -63,7 +63,7 @@ pub(crate) struct CallerView<'a> {
 /// One outbound INVITE towards an agency target.
 #[derive(Debug)]
 pub struct AgencyLeg {
-    pub n: u32,
+    pub n: LegNo,
     pub target: Target,
     pub flow: Flow,
     pub call_id: CallId,
@@ -77,43 +77,81 @@ pub struct AgencyLeg {
     pub next_cseq: u32,
     pub remote_target: Option<String>,
     pub route_set: Vec<String>,
-    pub state: AgencyState,
-    pub ring_deadline: Option<Instant>,
+    pub state: LegState,
+    /// Our SDP offer, from the INVITE on (answers the agency's re-INVITEs).
     pub session: Option<LocalSession>,
     pub started: Instant,
-    /// This leg asked to transfer the caller (REFER): its hang-up does not end the call.
-    pub transferring: bool,
     /// This leg is the new target of a transfer started by that leg.
-    pub transfer_of: Option<u32>,
-    /// The CANCEL for this leg's INVITE has been sent.
-    pub cancel_sent: bool,
-    /// The agency's re-INVITE we answered 200 and whose ACK we await: (CSeq, transaction).
-    pub awaiting_ack: Option<(u32, ServerTxKey)>,
+    pub transfer_of: Option<LegNo>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AgencyState {
+/// Where one agency leg is; each state carries what is valid in it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LegState {
     /// Waiting for the RTP port.
     Allocating,
-    /// INVITE sent, no answer yet.
-    Calling,
-    /// 1xx received.
-    Early,
-    /// Given up on (ring timeout, another target answered): CANCEL sent, waiting for the end.
-    Cancelling,
+    /// INVITE sent; `early` once a 1xx came. Given up on at `ring_deadline`.
+    Calling {
+        ring_deadline: Instant,
+        early: bool,
+    },
+    /// Given up on (ring timeout, another target answered): CANCEL sent, or due at the first
+    /// 1xx (RFC 3261 §9.1); the leg is forgotten at `give_up_at` whatever the agency does.
+    Cancelling {
+        give_up_at: Instant,
+        cancel_sent: bool,
+    },
     /// 2xx received and ACKed: this is (or was) the agency on the line.
-    Answered,
+    Answered {
+        /// It asked to transfer the caller (REFER): its hang-up does not end the call.
+        transferring: bool,
+        /// Its re-INVITE we answered 200 and whose ACK we await: (CSeq, transaction).
+        awaiting_ack: Option<(u32, ServerTxKey)>,
+    },
     /// We sent BYE.
     HangingUp,
     Done,
 }
 
-impl AgencyState {
-    pub(crate) fn pending(self) -> bool {
+impl LegState {
+    /// Still trying to reach the agency (nothing given up on, nothing answered).
+    pub(crate) fn pending(&self) -> bool {
+        matches!(self, LegState::Allocating | LegState::Calling { .. })
+    }
+
+    pub(crate) fn is_answered(&self) -> bool {
+        matches!(self, LegState::Answered { .. })
+    }
+
+    pub(crate) fn is_cancelling(&self) -> bool {
+        matches!(self, LegState::Cancelling { .. })
+    }
+
+    /// When the leg must be acted on: its ring timeout, or giving up on a CANCEL.
+    pub(crate) fn deadline(&self) -> Option<Instant> {
+        match self {
+            LegState::Calling { ring_deadline, .. } => Some(*ring_deadline),
+            LegState::Cancelling { give_up_at, .. } => Some(*give_up_at),
+            _ => None,
+        }
+    }
+
+    /// Answered and transferring the caller elsewhere.
+    pub(crate) fn transferring(&self) -> bool {
         matches!(
             self,
-            AgencyState::Allocating | AgencyState::Calling | AgencyState::Early
+            LegState::Answered {
+                transferring: true,
+                ..
+            }
         )
+    }
+
+    /// Marks an answered leg as transferring (or not); other states have nothing to mark.
+    pub(crate) fn set_transferring(&mut self, on: bool) {
+        if let LegState::Answered { transferring, .. } = self {
+            *transferring = on;
+        }
     }
 }
 
@@ -150,8 +188,8 @@ pub struct AgencySide {
     /// Fallback routes still to try, in order.
     pub chain: VecDeque<RouteId>,
     pub next_target: usize,
-    pub legs: BTreeMap<u32, AgencyLeg>,
-    pub connected: Option<u32>,
+    pub legs: BTreeMap<LegNo, AgencyLeg>,
+    pub connected: Option<LegNo>,
     pub queued: Option<Queued>,
     pub languages: Vec<Language>,
     pub urgent: bool,
@@ -352,20 +390,20 @@ impl AgencySide {
     /// Ring timeouts of pending legs and the queue's housekeeping, at the call's deadline.
     pub(crate) fn on_timer(&mut self, now: Instant, call: &CallerView<'_>, fx: &mut Effects) {
         let call_ref = call.call_ref;
-        let stale: Vec<u32> = self
+        let stale: Vec<LegNo> = self
             .legs
             .values()
-            .filter(|l| l.state == AgencyState::Cancelling)
-            .filter(|l| l.ring_deadline.is_some_and(|d| now >= d))
+            .filter(|l| l.state.is_cancelling())
+            .filter(|l| l.state.deadline().is_some_and(|d| now >= d))
             .map(|l| l.n)
             .collect();
         for n in stale {
             self.abandon_cancelled(now, call, fx, n);
         }
-        let expired: Vec<u32> = self
+        let expired: Vec<LegNo> = self
             .legs
             .values()
-            .filter(|l| l.state.pending() && l.ring_deadline.is_some_and(|d| now >= d))
+            .filter(|l| l.state.pending() && l.state.deadline().is_some_and(|d| now >= d))
             .map(|l| l.n)
             .collect();
         for n in expired {
@@ -388,7 +426,7 @@ impl AgencySide {
                 }
                 self.notify_transfer(call, fx, from, "SIP/2.0 408 Request Timeout", true);
                 if let Some(l) = self.legs.get_mut(&from) {
-                    l.transferring = false;
+                    l.state.set_transferring(false);
                 }
             }
             self.after_leg_change(now, call, fx);
@@ -399,12 +437,16 @@ impl AgencySide {
     /// Tears down every agency leg of a call that is ending.
     pub(crate) fn release_all(&mut self, now: Instant, call: &CallerView<'_>, fx: &mut Effects) {
         self.leave_queue(now, call, fx);
-        let legs: Vec<(u32, AgencyState)> = self.legs.values().map(|l| (l.n, l.state)).collect();
-        for (n, state) in legs {
-            match state {
-                AgencyState::Answered => self.bye_leg(call, fx, n),
-                s if s.pending() => self.cancel_leg(now, call, fx, n),
-                _ => {}
+        let legs: Vec<(LegNo, bool, bool)> = self
+            .legs
+            .values()
+            .map(|l| (l.n, l.state.is_answered(), l.state.pending()))
+            .collect();
+        for (n, answered, pending) in legs {
+            if answered {
+                self.bye_leg(call, fx, n);
+            } else if pending {
+                self.cancel_leg(now, call, fx, n);
             }
         }
         fx.media(MediaCommand::Unbridge {
@@ -414,7 +456,7 @@ impl AgencySide {
 
     /// Whether any agency leg still needs the call object.
     pub(crate) fn has_live_legs(&self) -> bool {
-        self.legs.values().any(|l| l.state != AgencyState::Done)
+        self.legs.values().any(|l| l.state != LegState::Done)
     }
 
     /// Client transaction events for an agency leg (Timer B, transport errors).
@@ -423,20 +465,23 @@ impl AgencySide {
         now: Instant,
         call: &CallerView<'_>,
         fx: &mut Effects,
-        n: u32,
+        n: LegNo,
         purpose: ClientPurpose,
         why: &str,
     ) {
         match purpose {
             ClientPurpose::Invite => {
-                let state = self.legs.get(&n).map(|l| l.state);
-                if state.is_some_and(AgencyState::pending) {
+                let state = self
+                    .legs
+                    .get(&n)
+                    .map(|l| (l.state.pending(), l.state.is_cancelling()));
+                if state.is_some_and(|(pending, _)| pending) {
                     fx.timeline(call.call_ref, "agency_failed", format!("leg B{n}: {why}"));
                     if let Some(leg) = self.legs.get_mut(&n) {
-                        leg.state = AgencyState::Done;
+                        leg.state = LegState::Done;
                     }
                     self.leg_failed(now, call, fx, n);
-                } else if state == Some(AgencyState::Cancelling) {
+                } else if state.is_some_and(|(_, cancelling)| cancelling) {
                     self.leg_done(now, call, fx, n);
                 }
             }
@@ -451,11 +496,7 @@ impl AgencySide {
 
     /// The earliest deadline of the agency side: ring timeouts, queue announcements and waits.
     pub(crate) fn next_deadline(&self) -> Option<Instant> {
-        let rings = self
-            .legs
-            .values()
-            .filter(|l| l.state.pending() || l.state == AgencyState::Cancelling)
-            .filter_map(|l| l.ring_deadline);
+        let rings = self.legs.values().filter_map(|l| l.state.deadline());
         let queue = self
             .queued
             .as_ref()

@@ -7,6 +7,7 @@ use siaga_dialplan::{LocationConveyance, TrustDomain};
 
 use super::{AgencyLeg, AgencySide, CallerView, OwnedBody};
 use crate::effects::Effects;
+use crate::ids::LegNo;
 use crate::sip::parse;
 use crate::sip::read::uri_of;
 
@@ -157,7 +158,7 @@ impl AgencySide {
     }
 }
 /// A multipart boundary unique to the leg.
-fn boundary_token(fx: &Effects, n: u32) -> String {
+fn boundary_token(fx: &Effects, n: LegNo) -> String {
     format!("{:x}{n}", fx.next_call_ref)
 }
 

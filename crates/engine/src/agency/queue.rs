@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use super::{AgencySide, BRIDGE_PLAYBACK, CallerView, MIN_RINGBACK, Queued};
 use crate::effects::Effects;
-use crate::ids::LegId;
+use crate::ids::{LegId, LegNo};
 use crate::io::{MediaCommand, PlaybackId};
 
 impl AgencySide {
@@ -120,7 +120,7 @@ impl AgencySide {
         let Some(q) = self.queued.clone() else { return };
         if q.give_up_at.is_some_and(|t| now >= t) {
             // The longest wait is over: stop ringing this route and move on at once.
-            let pending: Vec<u32> = self
+            let pending: Vec<LegNo> = self
                 .legs
                 .values()
                 .filter(|l| l.state.pending())

@@ -7,9 +7,9 @@ use std::time::{Duration, Instant};
 use rsipstack::sip::{Header, Method, Request};
 use siaga_dialplan::Target;
 
-use super::{AgencySide, AgencyState, CallerView};
+use super::{AgencySide, CallerView, LegState};
 use crate::effects::Effects;
-use crate::ids::LegId;
+use crate::ids::{LegId, LegNo};
 use crate::io::MediaCommand;
 use crate::net::Flow;
 use crate::sip::build::{self, Body, ResponseExtras};
@@ -25,7 +25,7 @@ pub(crate) enum AgencyRequest {
     /// The connected agency hung up: the caller gets a BYE, then the leg is finished
     /// (`AgencySide::leg_done`), so the route is not rung again for a caller being released.
     CallerToHangUp {
-        leg: u32,
+        leg: LegNo,
     },
 }
 
@@ -41,23 +41,20 @@ impl AgencySide {
         msg: &Inbound,
         req: Request,
         key: ServerTxKey,
-        n: u32,
+        n: LegNo,
     ) -> AgencyRequest {
         let call_ref = call.call_ref;
         let connected = self.connected == Some(n);
         match req.method {
             Method::Bye => {
                 self.reply_agency(now, call, fx, flow, &req, key, n, 200, vec![], None);
-                let transferring = self.legs.get(&n).is_some_and(|l| l.transferring);
-                let answered = self
-                    .legs
-                    .get(&n)
-                    .is_some_and(|l| l.state == AgencyState::Answered);
+                let transferring = self.legs.get(&n).is_some_and(|l| l.state.transferring());
+                let answered = self.legs.get(&n).is_some_and(|l| l.state.is_answered());
                 if answered {
                     self.release_target(call, fx, n);
                 }
                 if let Some(leg) = self.legs.get_mut(&n) {
-                    leg.state = AgencyState::Done;
+                    leg.state = LegState::Done;
                 }
                 fx.timeline(call_ref, "agency_hung_up", format!("leg B{n}"));
                 if connected && !transferring {
@@ -89,7 +86,7 @@ impl AgencySide {
                 if let Some((_, media, direction)) = &answer {
                     fx.media(MediaCommand::Start {
                         call: call_ref,
-                        leg: LegId::Agency(n),
+                        leg: LegId::from(n),
                         session: *media,
                     });
                     if *direction != siaga_media::sdp::Direction::SendRecv {
@@ -124,7 +121,7 @@ impl AgencySide {
         _msg: &Inbound,
         req: Request,
         key: ServerTxKey,
-        n: u32,
+        n: LegNo,
     ) {
         let call_ref = call.call_ref;
         let refer_to = req
@@ -149,7 +146,7 @@ impl AgencySide {
         self.reply_agency(now, call, fx, flow, &req, key, n, 202, vec![], None);
         self.notify_transfer(call, fx, n, "SIP/2.0 100 Trying", false);
         if let Some(leg) = self.legs.get_mut(&n) {
-            leg.transferring = true;
+            leg.state.set_transferring(true);
         }
         fx.timeline(
             call_ref,
@@ -167,7 +164,7 @@ impl AgencySide {
             // The transfer target cannot be reached: the transferor keeps the caller.
             self.notify_transfer(call, fx, n, "SIP/2.0 503 Service Unavailable", true);
             if let Some(leg) = self.legs.get_mut(&n) {
-                leg.transferring = false;
+                leg.state.set_transferring(false);
             }
             fx.timeline(
                 call_ref,
@@ -183,14 +180,11 @@ impl AgencySide {
         &mut self,
         call: &CallerView<'_>,
         fx: &mut Effects,
-        n: u32,
+        n: LegNo,
         frag: &str,
         done: bool,
     ) {
-        let alive = self
-            .legs
-            .get(&n)
-            .is_some_and(|l| matches!(l.state, AgencyState::Answered));
+        let alive = self.legs.get(&n).is_some_and(|l| l.state.is_answered());
         if !alive {
             return;
         }
@@ -223,7 +217,7 @@ impl AgencySide {
         flow: Flow,
         req: &Request,
         key: ServerTxKey,
-        n: u32,
+        n: LegNo,
         status: u16,
         headers: Vec<(&'static str, String)>,
         sdp: Option<String>,
@@ -249,14 +243,15 @@ impl AgencySide {
             fx.cfg.timers,
             flow,
             Some(call_ref),
-            LegId::Agency(n),
+            LegId::from(n),
         );
         fx.txs.add_server(key.clone(), entry);
         if req.method == Method::Invite
             && (200..300).contains(&status)
             && let Some(leg) = self.legs.get_mut(&n)
+            && let LegState::Answered { awaiting_ack, .. } = &mut leg.state
         {
-            leg.awaiting_ack = Some((cseq_of(req), key.clone()));
+            *awaiting_ack = Some((cseq_of(req), key.clone()));
         }
         fx.respond(now, &key, status, bytes);
     }

@@ -9,6 +9,7 @@ use super::Call;
 use crate::agency::AgencyRequest;
 use crate::effects::Effects;
 use crate::end_reason::EndReason;
+use crate::ids::LegNo;
 use crate::net::Flow;
 use crate::sip::parse::Inbound;
 use crate::transaction::ServerTxKey;
@@ -22,7 +23,7 @@ impl Call {
         &mut self,
         now: Instant,
         fx: &mut Effects,
-        n: u32,
+        n: LegNo,
         purpose: ClientPurpose,
         msg: &Inbound,
         resp: &Response,
@@ -43,7 +44,7 @@ impl Call {
         msg: &Inbound,
         req: Request,
         key: ServerTxKey,
-        n: u32,
+        n: LegNo,
     ) {
         let outcome = self.with_agency(fx, |a, view, fx| {
             a.on_agency_request(now, view, fx, flow, msg, req, key, n)
@@ -61,7 +62,7 @@ impl Call {
         &mut self,
         now: Instant,
         fx: &mut Effects,
-        n: u32,
+        n: LegNo,
         purpose: ClientPurpose,
         why: &str,
     ) {
@@ -71,7 +72,7 @@ impl Call {
     }
 
     /// The agency ACKed our 200 to its re-INVITE.
-    pub(crate) fn agency_ack(&mut self, fx: &mut Effects, n: u32, cseq: u32) {
+    pub(crate) fn agency_ack(&mut self, fx: &mut Effects, n: LegNo, cseq: u32) {
         self.with_agency(fx, |a, _, fx| a.agency_ack(fx, n, cseq));
     }
 

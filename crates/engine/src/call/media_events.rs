@@ -9,7 +9,7 @@ use siaga_dialplan::IvrInput;
 use super::{Call, CallState, Probe};
 use crate::agency::is_bridge_playback;
 use crate::effects::Effects;
-use crate::ids::LegId;
+use crate::ids::{LegId, LegNo};
 use crate::io::MediaEvent;
 
 impl Call {
@@ -23,11 +23,13 @@ impl Call {
         let call_ref = self.call_ref;
         match (event, leg) {
             (MediaEvent::Allocated { local }, LegId::Agency(n)) => {
+                let n = LegNo(n);
                 self.with_agency(fx, |a, view, fx| {
                     a.send_agency_invite(now, view, fx, n, local)
                 });
             }
             (MediaEvent::AllocationFailed { reason }, LegId::Agency(n)) => {
+                let n = LegNo(n);
                 // Ring the agency anyway: a human on the line beats no call; audio is logged
                 // as failed.
                 let fallback = SocketAddr::new(self.flow.local.ip(), 9);

@@ -22,7 +22,7 @@ use crate::config::EngineConfig;
 use crate::directory::Directory;
 use crate::effects::{Effects, TimerKey};
 use crate::end_reason::EndReason;
-use crate::ids::{CallRef, LegId};
+use crate::ids::{CallRef, LegId, LegNo};
 use crate::io::{Input, MediaEvent, Output};
 use crate::net::{Direction, Flow, Transport};
 use crate::noncall::{NonCallGate, NonCallKind};
@@ -242,7 +242,7 @@ impl Engine {
                 Some((call, LegId::Agency(n))) => {
                     self.log_agency_in(call, n, flow, raw);
                     self.with_call(call, |c, fx| {
-                        c.on_agency_request(now, fx, flow, msg, req, key, n)
+                        c.on_agency_request(now, fx, flow, msg, req, key, LegNo(n))
                     });
                 }
                 None => {
@@ -322,7 +322,7 @@ impl Engine {
             Some((call, LegId::Agency(n))) => {
                 // An ACK from an agency for a re-INVITE we answered.
                 self.log_agency_in(call, n, flow, raw);
-                self.with_call(call, |c, fx| c.agency_ack(fx, n, msg.cseq));
+                self.with_call(call, |c, fx| c.agency_ack(fx, LegNo(n), msg.cseq));
             }
             Some((call, LegId::Caller)) => {
                 self.with_call(call, |c, fx| c.on_ack(fx, flow, msg, req, raw));
@@ -403,7 +403,7 @@ impl Engine {
             LegId::Caller => {}
             LegId::Agency(n) => {
                 self.with_call(call, |c, fx| {
-                    c.on_agency_response(now, fx, n, purpose, msg, resp, verdict)
+                    c.on_agency_response(now, fx, LegNo(n), purpose, msg, resp, verdict)
                 });
             }
         }
@@ -473,7 +473,9 @@ impl Engine {
                 }
                 (TxEffect::Terminated(TxEnd::Timeout), LegId::Agency(n)) => {
                     let why = format!("no response to {} (timeout)", purpose.method());
-                    self.with_call(call, |c, fx| c.agency_tx_failed(now, fx, n, purpose, &why));
+                    self.with_call(call, |c, fx| {
+                        c.agency_tx_failed(now, fx, LegNo(n), purpose, &why)
+                    });
                 }
                 (TxEffect::Terminated(_), _) => {}
             }
@@ -519,7 +521,9 @@ impl Engine {
                     }
                     LegId::Agency(n) => {
                         let why = format!("transport error: {reason}");
-                        self.with_call(call, |c, fx| c.agency_tx_failed(now, fx, n, purpose, &why));
+                        self.with_call(call, |c, fx| {
+                            c.agency_tx_failed(now, fx, LegNo(n), purpose, &why)
+                        });
                     }
                 }
             }
