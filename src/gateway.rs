@@ -141,7 +141,6 @@ pub async fn run(
         None => crate::restart::CallLogLock::acquire(&settings.db)?,
     };
     calllog.send(calllog::Write::Event {
-        call: None,
         at_ms: calllog::now_ms(),
         kind: "start".into(),
         detail: format!("listening on {}", bound.describe().join(", ")),
@@ -313,7 +312,6 @@ pub async fn run(
     report_once(&shield, &calllog);
     media.shutdown().await;
     calllog.send(calllog::Write::Event {
-        call: None,
         at_ms: calllog::now_ms(),
         kind: "stop".into(),
         detail: format!("{} call(s) still live at stop", engine.active_calls()),
@@ -337,7 +335,6 @@ fn restart_byes(engine: &mut Engine, left: crate::restart::LeftOpen, calllog: &C
         "calls left open by a stop (crash or kill): BYE to every leg that was up"
     );
     calllog.send(calllog::Write::Event {
-        call: None,
         at_ms: calllog::now_ms(),
         kind: "restart_byes".into(),
         detail: format!(
@@ -460,7 +457,6 @@ fn apply_reload(
         }
     };
     calllog.send(calllog::Write::Event {
-        call: None,
         at_ms: calllog::now_ms(),
         kind: kind.into(),
         detail,
@@ -503,7 +499,6 @@ fn report_once(shield: &transport::Shield, calllog: &CallLog) {
     };
     tracing::warn!("rate limited: {detail}");
     calllog.send(calllog::Write::Event {
-        call: None,
         at_ms: calllog::now_ms(),
         kind: "rate_limited".into(),
         detail,

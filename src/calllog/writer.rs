@@ -347,7 +347,7 @@ impl Writer {
 
     fn event(&mut self, kind: &str, detail: String) {
         let mut entry = Entry::default();
-        super::insert_event(&mut entry, None, now_ms(), kind, detail);
+        super::insert_gateway_event(&mut entry, now_ms(), kind, detail);
         self.push(entry);
     }
 
@@ -481,7 +481,7 @@ impl Writer {
         );
         tracing::warn!("{detail}");
         let mut entry = Entry::default();
-        super::insert_event(&mut entry, None, gap.began_ms, "log_gap", detail);
+        super::insert_gateway_event(&mut entry, gap.began_ms, "log_gap", detail);
         self.push(entry);
     }
 
@@ -643,7 +643,7 @@ impl Writer {
                 gap.first_error
             );
             let mut entry = Entry::default();
-            super::insert_event(&mut entry, None, gap.began_ms, "log_gap", detail);
+            super::insert_gateway_event(&mut entry, gap.began_ms, "log_gap", detail);
             self.push(entry);
         }
         let rest: Vec<Entry> = self.memory.drain(..).map(|(_, e)| e).collect();
@@ -722,6 +722,9 @@ fn free_bytes(db: &Path) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use rusqlite::types::Value;
+    use siaga_engine::ids::CallRef;
+    use siaga_engine::io::LogRecord;
+    use siaga_engine::timeline::CallEventKind;
 
     use super::super::{CallLog, LogOptions};
     use super::*;
@@ -829,18 +832,22 @@ mod tests {
         // messages, its end: events here), then waits until the writer took them, or until
         // it wrote two more batches without taking them (two rounds then overflow).
         let per_round = 40;
+        // Any event of a call's timeline.
+        let live = CallEventKind::MediaStarted;
         let detail = "x".repeat(1000);
         let deadline = Instant::now() + Duration::from_secs(120);
         let mut sent = 0i64;
         while spill_path.exists() && Instant::now() < deadline {
             for _ in 0..per_round {
                 sent += 1;
-                log.send(Write::Event {
-                    call: Some(sent as u64),
-                    at_ms: 1,
-                    kind: "live".into(),
-                    detail: detail.clone(),
-                });
+                log.engine(
+                    1,
+                    LogRecord::Timeline {
+                        call: CallRef(sent as u64),
+                        kind: live,
+                        detail: detail.clone(),
+                    },
+                );
             }
             let (mut last, mut advanced) = (consumed(), 0);
             while log.shared.handover_bytes.load(Ordering::Relaxed) > 0
@@ -867,7 +874,9 @@ mod tests {
         );
         assert_eq!(count("SELECT count(*) FROM calls"), spilled);
         assert_eq!(
-            count("SELECT count(*) FROM call_events WHERE kind = 'live'"),
+            count(&format!(
+                "SELECT count(*) FROM call_events WHERE kind = '{live}'"
+            )),
             sent,
             "every live record written"
         );

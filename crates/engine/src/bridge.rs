@@ -28,6 +28,7 @@ use crate::ids::{Branch, CallId, CallRef, LegId, Tag};
 use crate::io::{Direction, Flow, MediaCommand, PlaybackId, Transport};
 use crate::sip::build::{self, ALLOW, Body, DialogRequest, ResponseExtras};
 use crate::sip::parse::{self, Inbound};
+use crate::timeline::CallEventKind;
 use crate::transaction::ServerTxKey;
 use crate::transaction::client::{ClientInviteTx, ResponseVerdict};
 use crate::transaction::server::ServerNonInviteTx;
@@ -347,7 +348,7 @@ impl Engine {
                 .pending
                 .extend(prompts.into_iter().map(|p| p.path));
         }
-        self.timeline(call_ref, "route_start", detail);
+        self.timeline(call_ref, CallEventKind::RouteStart, detail);
         self.announce(now, call_ref);
         self.ring_next(now, call_ref);
     }
@@ -399,7 +400,7 @@ impl Engine {
         else {
             self.timeline(
                 call_ref,
-                "agency_unreachable",
+                CallEventKind::AgencyUnreachable,
                 format!("{}: the host cannot be resolved; next target", target.uri),
             );
             return;
@@ -508,7 +509,7 @@ impl Engine {
             leg.ring_deadline = Some(now + ring);
             leg.session = Some(session);
         }
-        self.timeline(call_ref, "agency_invite", detail);
+        self.timeline(call_ref, CallEventKind::AgencyInvite, detail);
         let entry = ClientTxEntry {
             tx: ClientTx::Invite(tx),
             flow,
@@ -784,7 +785,11 @@ impl Engine {
                     }
                 }
                 if state == AgencyState::Calling {
-                    self.timeline(call_ref, "agency_ringing", format!("leg B{n}: {status}"));
+                    self.timeline(
+                        call_ref,
+                        CallEventKind::AgencyRinging,
+                        format!("leg B{n}: {status}"),
+                    );
                 }
                 if state == AgencyState::Cancelling {
                     // Given up on before any provisional: the CANCEL may go now.
@@ -806,7 +811,11 @@ impl Engine {
                         call: call_ref,
                         agency: LegId::Agency(n),
                     });
-                    self.timeline(call_ref, "agency_early_media", format!("leg B{n}"));
+                    self.timeline(
+                        call_ref,
+                        CallEventKind::AgencyEarlyMedia,
+                        format!("leg B{n}"),
+                    );
                 }
             }
             200..=299 => self.on_agency_answer(now, call_ref, n, msg, resp),
@@ -816,10 +825,10 @@ impl Engine {
                 }
                 let outcome = format!("leg B{n}: {status} {}", parse::reason_phrase(status));
                 if state == AgencyState::Cancelling {
-                    self.timeline(call_ref, "agency_cancelled", outcome);
+                    self.timeline(call_ref, CallEventKind::AgencyCancelled, outcome);
                     self.leg_done(now, call_ref, n);
                 } else {
-                    self.timeline(call_ref, "agency_failed", outcome);
+                    self.timeline(call_ref, CallEventKind::AgencyFailed, outcome);
                     self.leg_failed(now, call_ref, n);
                 }
             }
@@ -890,7 +899,7 @@ impl Engine {
             }
             self.timeline(
                 call_ref,
-                "agency_late_answer",
+                CallEventKind::AgencyLateAnswer,
                 format!("leg B{n} answered after another; hanging it up"),
             );
             self.bye_leg(now, call_ref, n);
@@ -917,7 +926,7 @@ impl Engine {
         } else {
             self.timeline(
                 call_ref,
-                "sdp_warning",
+                CallEventKind::SdpWarning,
                 format!("leg B{n} answered without SDP"),
             );
         }
@@ -935,7 +944,7 @@ impl Engine {
         self.leave_queue(now, call_ref);
         self.timeline(
             call_ref,
-            "agency_answered",
+            CallEventKind::AgencyAnswered,
             format!(
                 "leg B{n} {uri} answered after {} ms; caller bridged",
                 waited.map_or(0, |w| w.as_millis())
@@ -966,7 +975,7 @@ impl Engine {
             }
             self.timeline(
                 call_ref,
-                "transfer_done",
+                CallEventKind::TransferDone,
                 format!("caller moved from leg B{from} to leg B{n}"),
             );
         }
@@ -1015,7 +1024,7 @@ impl Engine {
         }
         self.timeline(
             call_ref,
-            "agency_fork_released",
+            CallEventKind::AgencyForkReleased,
             format!("leg B{n}: a second answer ({}) was hung up", stray.to),
         );
     }
@@ -1168,7 +1177,7 @@ impl Engine {
         }
         self.timeline(
             call_ref,
-            "agency_cancel_timeout",
+            CallEventKind::AgencyCancelTimeout,
             format!("leg B{n}: no final response after CANCEL; forgotten"),
         );
         self.leg_done(now, call_ref, n);
@@ -1270,7 +1279,7 @@ impl Engine {
             }
             self.timeline(
                 call_ref,
-                "transfer_failed",
+                CallEventKind::TransferFailed,
                 format!("leg B{n} did not answer; caller stays with leg B{from}"),
             );
             if still_there {
@@ -1310,7 +1319,7 @@ impl Engine {
             self.media(MediaCommand::Unbridge { call: call_ref });
             self.timeline(
                 call_ref,
-                "agency_lost",
+                CallEventKind::AgencyLost,
                 format!(
                     "leg B{gone} left and no transfer target answered; ringing the route again"
                 ),
@@ -1358,7 +1367,7 @@ impl Engine {
         b.queued = None;
         self.timeline(
             call_ref,
-            "fallback",
+            CallEventKind::Fallback,
             format!("route \"{from}\" exhausted → \"{next}\""),
         );
         let is_same = from == next;
@@ -1398,7 +1407,7 @@ impl Engine {
         let position = q.iter().position(|c| *c == call_ref).map_or(1, |p| p + 1);
         self.timeline(
             call_ref,
-            "queue_enter",
+            CallEventKind::QueueEnter,
             format!(
                 "every target of \"{route_id}\" busy; waiting as number {position} in the queue"
             ),
@@ -1422,7 +1431,7 @@ impl Engine {
             let len = self.queues.get(&route).map_or(0, VecDeque::len);
             self.timeline(
                 call_ref,
-                "queue_leave",
+                CallEventKind::QueueLeave,
                 format!(
                     "left the \"{route}\" queue after {} s; {len} still waiting",
                     waited.map_or(0, |w| w.as_secs())
@@ -1452,7 +1461,7 @@ impl Engine {
                 .collect();
             self.timeline(
                 call_ref,
-                "queue_timeout",
+                CallEventKind::QueueTimeout,
                 format!("waited {} s", now.duration_since(q.since).as_secs()),
             );
             for n in pending {
@@ -1496,7 +1505,11 @@ impl Engine {
                 b.announcer.playing = None;
             }
         }
-        self.timeline(call_ref, "queue_announce", format!("position {position}"));
+        self.timeline(
+            call_ref,
+            CallEventKind::QueueAnnounce,
+            format!("position {position}"),
+        );
         self.announce(now, call_ref);
         if head {
             self.retry_from_queue(now, call_ref);
@@ -1513,7 +1526,11 @@ impl Engine {
             return;
         }
         b.next_target = 0;
-        self.timeline(call_ref, "queue_retry", "ringing the route's targets again");
+        self.timeline(
+            call_ref,
+            CallEventKind::QueueRetry,
+            "ringing the route's targets again",
+        );
         self.ring_next(now, call_ref);
     }
 
@@ -1550,7 +1567,7 @@ impl Engine {
                 .unwrap_or_default();
             self.timeline(
                 call_ref,
-                "agency_timeout",
+                CallEventKind::AgencyTimeout,
                 format!("leg B{n} {uri}: no answer in time"),
             );
             let transfer_of = self.leg(call_ref, n).and_then(|l| l.transfer_of);
@@ -1598,7 +1615,7 @@ impl Engine {
                 if let Some(leg) = self.leg_mut(call_ref, n) {
                     leg.state = AgencyState::Done;
                 }
-                self.timeline(call_ref, "agency_hung_up", format!("leg B{n}"));
+                self.timeline(call_ref, CallEventKind::AgencyHungUp, format!("leg B{n}"));
                 if connected && !transferring {
                     // The agency ended the call: the caller is told with a BYE (first, so
                     // the route is not rung again for a caller who is being released).
@@ -1634,7 +1651,7 @@ impl Engine {
                     if *direction != siaga_media::sdp::Direction::SendRecv {
                         self.timeline(
                             call_ref,
-                            "agency_hold",
+                            CallEventKind::AgencyHold,
                             format!("leg B{n} changed direction ({direction:?} for us); the caller is not put on hold"),
                         );
                     }
@@ -1677,7 +1694,7 @@ impl Engine {
         let Ok(uri) = refer_to.parse::<siaga_dialplan::SipUri>() else {
             self.timeline(
                 call_ref,
-                "transfer_refused",
+                CallEventKind::TransferRefused,
                 format!("leg B{n}: Refer-To {refer_to} is not a SIP URI"),
             );
             return self.reply_agency(now, flow, &req, key, call_ref, n, 400, vec![], None);
@@ -1689,7 +1706,7 @@ impl Engine {
         }
         self.timeline(
             call_ref,
-            "transfer_requested",
+            CallEventKind::TransferRequested,
             format!("leg B{n} transfers the caller to {refer_to}"),
         );
         let target = Target {
@@ -1709,7 +1726,7 @@ impl Engine {
             }
             self.timeline(
                 call_ref,
-                "transfer_failed",
+                CallEventKind::TransferFailed,
                 format!("{refer_to} cannot be reached; the caller stays with leg B{n}"),
             );
             self.after_leg_change(now, call_ref);
@@ -1857,7 +1874,11 @@ impl Engine {
             ClientPurpose::Invite => {
                 let state = self.leg(call_ref, n).map(|l| l.state);
                 if state.is_some_and(AgencyState::pending) {
-                    self.timeline(call_ref, "agency_failed", format!("leg B{n}: {why}"));
+                    self.timeline(
+                        call_ref,
+                        CallEventKind::AgencyFailed,
+                        format!("leg B{n}: {why}"),
+                    );
                     if let Some(leg) = self.leg_mut(call_ref, n) {
                         leg.state = AgencyState::Done;
                     }

@@ -25,6 +25,7 @@ use crate::noncall::{NonCallGate, NonCallKind, NonCallLimits, Verdict};
 use crate::sip::build::{self, ALLOW, Body, ResponseExtras};
 use crate::sip::parse::{self, Framing, Inbound, Message};
 use crate::source_limits::{Lane, Trusted};
+use crate::timeline::CallEventKind;
 use crate::timers::TimerQueue;
 use crate::transaction::client::{ClientInviteTx, ClientNonInviteTx, ResponseVerdict};
 use crate::transaction::server::{ServerInviteTx, ServerNonInviteTx};
@@ -415,7 +416,7 @@ impl Engine {
     pub(crate) fn timeline(
         &mut self,
         call: CallRef,
-        kind: &'static str,
+        kind: CallEventKind,
         detail: impl Into<String>,
     ) {
         self.log(LogRecord::Timeline {
@@ -744,7 +745,7 @@ impl Engine {
                 entry.repeats,
                 key.method()
             );
-            self.timeline(call, "retransmissions", detail);
+            self.timeline(call, CallEventKind::Retransmissions, detail);
         }
         self.timers
             .set(TimerKey::Server(key.clone()), deadline.filter(|_| !done));
@@ -897,7 +898,7 @@ impl Engine {
             let what: Vec<String> = headers.iter().map(|(n, v)| format!("{n}: {v}")).collect();
             self.timeline(
                 call_ref,
-                "not_refused",
+                CallEventKind::NotRefused,
                 format!(
                     "would be {status} for a normal call ({}); answered as an emergency",
                     what.join("; ")
@@ -1032,7 +1033,11 @@ impl Engine {
         };
         let report = siaga_location::extract(&input, self.cfg.cells.as_deref());
         for problem in &report.problems {
-            self.timeline(call_ref, "location_problem", problem.to_string());
+            self.timeline(
+                call_ref,
+                CallEventKind::LocationProblem,
+                problem.to_string(),
+            );
         }
         let has_location = !report.locations.is_empty();
         self.log(LogRecord::Location {
@@ -1134,7 +1139,7 @@ impl Engine {
         let call = self.calls.get(&call_ref).expect("present");
         let bytes = self.response_for(call, 200, Some(("application/sdp", session.sdp.as_bytes())));
         for w in warnings {
-            self.timeline(call_ref, "sdp_warning", w);
+            self.timeline(call_ref, CallEventKind::SdpWarning, w);
         }
         self.respond(now, &key, 200, bytes);
         self.log(LogRecord::CallAnswered { call: call_ref });
@@ -1413,10 +1418,18 @@ impl Engine {
                 ) {
                     Ok(event) => {
                         let digit = event.digit.as_char();
-                        self.timeline(call_ref, "dtmf", format!("{digit} via sip_info"));
+                        self.timeline(
+                            call_ref,
+                            CallEventKind::Dtmf,
+                            format!("{digit} via sip_info"),
+                        );
                         self.ivr_input(now, call_ref, IvrInput::Digit(digit));
                     }
-                    Err(e) => self.timeline(call_ref, "sip_info", format!("not a digit: {e}")),
+                    Err(e) => self.timeline(
+                        call_ref,
+                        CallEventKind::SipInfo,
+                        format!("not a digit: {e}"),
+                    ),
                 }
             }
             Method::Options | Method::PRack | Method::Notify => {
@@ -1489,7 +1502,7 @@ impl Engine {
                 leg: LegId::Caller,
                 session: remote,
             });
-            self.timeline(call_ref, "media_update", detail);
+            self.timeline(call_ref, CallEventKind::MediaUpdate, detail);
         }
         self.calls
             .get(&call_ref)
@@ -1721,11 +1734,11 @@ impl Engine {
                 "{merged} copies of the INVITE on other branches answered 482; the first \
                  {VERBATIM_REPEATS} logged"
             );
-            self.timeline(call_ref, "merged_requests", detail);
+            self.timeline(call_ref, CallEventKind::MergedRequests, detail);
         }
         if acks > VERBATIM_REPEATS {
             let detail = format!("{acks} repeated ACKs; the first {VERBATIM_REPEATS} logged");
-            self.timeline(call_ref, "repeated_acks", detail);
+            self.timeline(call_ref, CallEventKind::RepeatedAcks, detail);
         }
         let Some(call) = self.calls.get(&call_ref) else {
             return;
@@ -1827,7 +1840,11 @@ impl Engine {
                                 self.probe_result(now, call, Err(why));
                             }
                             (TxEffect::Terminated(TxEnd::Timeout), LegId::Caller) => {
-                                self.timeline(call, "bye_timeout", "no response to our BYE");
+                                self.timeline(
+                                    call,
+                                    CallEventKind::ByeTimeout,
+                                    "no response to our BYE",
+                                );
                                 self.finish_hang_up(call);
                             }
                             (TxEffect::Terminated(TxEnd::Timeout), LegId::Agency(n)) => {
@@ -1864,7 +1881,11 @@ impl Engine {
             CallState::Ringing { .. } => self.try_answer(now, call_ref),
             CallState::Answered | CallState::Confirmed => {
                 if call.hang_up_at.is_some_and(|at| now >= at) {
-                    self.timeline(call_ref, "max_duration", "maximum call duration reached");
+                    self.timeline(
+                        call_ref,
+                        CallEventKind::MaxDuration,
+                        "maximum call duration reached",
+                    );
                     self.hang_up(now, call_ref, EndReason::GatewayHungUp);
                     return;
                 }
@@ -1910,7 +1931,7 @@ impl Engine {
         if call.media_seen {
             self.timeline(
                 call_ref,
-                "no_ack",
+                CallEventKind::NoAck,
                 "no ACK for 200, kept: caller media is flowing",
             );
             if let Some(c) = self.calls.get_mut(&call_ref) {
@@ -1920,7 +1941,7 @@ impl Engine {
         }
         self.timeline(
             call_ref,
-            "no_ack",
+            CallEventKind::NoAck,
             "no ACK for 200 and no media: hanging up",
         );
         self.hang_up(now, call_ref, EndReason::NoAck);
@@ -1934,7 +1955,7 @@ impl Engine {
             .map(|c| c.call_ref)
             .collect();
         for call_ref in affected {
-            self.timeline(call_ref, "transport_error", reason.clone());
+            self.timeline(call_ref, CallEventKind::TransportError, reason.clone());
             let Some(call) = self.calls.get(&call_ref) else {
                 continue;
             };
@@ -1994,7 +2015,11 @@ impl Engine {
                 // Ring the agency anyway: a human on the line beats no call; audio is logged
                 // as failed.
                 let fallback = SocketAddr::new(call.flow.local.ip(), 9);
-                self.timeline(call_ref, "media_failed", format!("leg B{n}: {reason}"));
+                self.timeline(
+                    call_ref,
+                    CallEventKind::MediaFailed,
+                    format!("leg B{n}: {reason}"),
+                );
                 self.send_agency_invite(now, call_ref, n, fallback);
             }
             (MediaEvent::Allocated { local }, LegId::Caller) => {
@@ -2010,7 +2035,7 @@ impl Engine {
                 if let CallState::Ringing { media_local, .. } = &mut call.state {
                     *media_local = Some(fallback);
                 }
-                self.timeline(call_ref, "media_failed", reason);
+                self.timeline(call_ref, CallEventKind::MediaFailed, reason);
                 self.try_answer(now, call_ref);
             }
             (MediaEvent::FirstPacket, _) => {
@@ -2018,16 +2043,24 @@ impl Engine {
                     call.media_seen = true;
                     call.caller_silent = false;
                 }
-                self.timeline(call_ref, "media_started", format!("first RTP on leg {leg}"));
+                self.timeline(
+                    call_ref,
+                    CallEventKind::MediaStarted,
+                    format!("first RTP on leg {leg}"),
+                );
             }
             (MediaEvent::Digit { digit, source }, _) => {
                 if leg == LegId::Caller {
-                    self.timeline(call_ref, "dtmf", format!("{digit} via {source}"));
+                    self.timeline(
+                        call_ref,
+                        CallEventKind::Dtmf,
+                        format!("{digit} via {source}"),
+                    );
                     self.ivr_input(now, call_ref, IvrInput::Digit(digit));
                 } else {
                     self.timeline(
                         call_ref,
-                        "agency_dtmf",
+                        CallEventKind::AgencyDtmf,
                         format!("{digit} via {source} on leg {leg}"),
                     );
                 }
@@ -2047,7 +2080,7 @@ impl Engine {
                 }
                 self.timeline(
                     call_ref,
-                    "media_timeout",
+                    CallEventKind::MediaTimeout,
                     format!("no RTP for {} s on leg {leg}", silent_for.as_secs()),
                 );
                 if leg == LegId::Caller {
@@ -2063,7 +2096,7 @@ impl Engine {
                 }
                 self.timeline(
                     call_ref,
-                    "media_resumed",
+                    CallEventKind::MediaResumed,
                     format!("RTP again on leg {leg} after {} s", silent_for.as_secs()),
                 );
                 self.reschedule_call(call_ref);
@@ -2093,7 +2126,7 @@ impl Engine {
         let flow = call.flow;
         self.timeline(
             call_ref,
-            "caller_probe",
+            CallEventKind::CallerProbe,
             "no RTP from the caller: OPTIONS sent in the dialog",
         );
         let key = ClientTxKey {
@@ -2125,7 +2158,7 @@ impl Engine {
         if !call.caller_silent {
             return self.timeline(
                 call_ref,
-                "caller_probe",
+                CallEventKind::CallerProbe,
                 format!("{what}; RTP is back: kept"),
             );
         }
@@ -2134,13 +2167,17 @@ impl Engine {
                 Some(every) => Probe::Again(now + every),
                 None => Probe::Idle,
             };
-            self.timeline(call_ref, "caller_probe", format!("{what}: kept"));
+            self.timeline(
+                call_ref,
+                CallEventKind::CallerProbe,
+                format!("{what}: kept"),
+            );
             return self.reschedule_call(call_ref);
         }
         // The caller's UA has no such dialog, or is gone: a BYE lost on the way, a phone
         // that died. No BYE to it (it has nothing to end); the agency legs get theirs.
         let detail = format!("{what} and no RTP from the caller");
-        self.timeline(call_ref, "caller_lost", detail.clone());
+        self.timeline(call_ref, CallEventKind::CallerLost, detail.clone());
         self.end_call(call_ref, EndReason::CallerLost, Some(detail));
     }
 
@@ -2160,7 +2197,7 @@ impl Engine {
             format!(", asked again in {} s", e.as_secs())
         });
         let detail = format!("OPTIONS not sent (transport error: {reason}): kept{next}");
-        self.timeline(call_ref, "caller_probe", detail);
+        self.timeline(call_ref, CallEventKind::CallerProbe, detail);
         self.reschedule_call(call_ref);
     }
 
@@ -2177,7 +2214,7 @@ impl Engine {
         for call in live {
             self.timeline(
                 call,
-                "shutdown",
+                CallEventKind::Shutdown,
                 "the gateway stopped with the call still up",
             );
             self.hang_up(now, call, EndReason::GatewayHungUp);
@@ -2338,19 +2375,19 @@ fn ack_for_failure(resp: &Response) -> Vec<u8> {
 }
 
 /// A short, stable name for a timeline event kind (the log's `kind` column).
-fn timeline_kind(kind: &TimelineKind) -> &'static str {
+fn timeline_kind(kind: &TimelineKind) -> CallEventKind {
     match kind {
-        TimelineKind::MenuEntered { .. } => "menu",
-        TimelineKind::PromptStarted { .. } => "prompt",
-        TimelineKind::PromptInterrupted { .. } => "prompt_interrupted",
-        TimelineKind::DigitReceived { .. } => "digit",
-        TimelineKind::DigitIgnored { .. } => "digit_ignored",
-        TimelineKind::Timeout { .. } => "timeout",
-        TimelineKind::InvalidChoice { .. } => "invalid_choice",
-        TimelineKind::Repeat => "repeat",
-        TimelineKind::Retry { .. } => "retry",
-        TimelineKind::LanguageSwitched { .. } => "language",
-        TimelineKind::RouteDecided { .. } => "route",
+        TimelineKind::MenuEntered { .. } => CallEventKind::MenuEntered,
+        TimelineKind::PromptStarted { .. } => CallEventKind::PromptStarted,
+        TimelineKind::PromptInterrupted { .. } => CallEventKind::PromptInterrupted,
+        TimelineKind::DigitReceived { .. } => CallEventKind::DigitReceived,
+        TimelineKind::DigitIgnored { .. } => CallEventKind::DigitIgnored,
+        TimelineKind::Timeout { .. } => CallEventKind::MenuTimeout,
+        TimelineKind::InvalidChoice { .. } => CallEventKind::InvalidChoice,
+        TimelineKind::Repeat => CallEventKind::Repeat,
+        TimelineKind::Retry { .. } => CallEventKind::Retry,
+        TimelineKind::LanguageSwitched { .. } => CallEventKind::LanguageSwitched,
+        TimelineKind::RouteDecided { .. } => CallEventKind::RouteDecided,
     }
 }
 

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use crate::call::EndReason;
 use crate::ids::{CallId, CallRef, ConnId, LegId};
+use crate::timeline::CallEventKind;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Transport {
@@ -179,7 +180,7 @@ pub enum LogRecord {
     /// One event on a call's timeline (prompt, digit, route decision, media timeout, …).
     Timeline {
         call: CallRef,
-        kind: &'static str,
+        kind: CallEventKind,
         detail: String,
     },
 }

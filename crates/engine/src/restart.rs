@@ -20,6 +20,7 @@ use crate::ids::{Branch, CallId, CallRef, LegId, Tag};
 use crate::io::{Direction, Flow, Transport};
 use crate::sip::build::{self, DialogRequest};
 use crate::sip::parse::{self, Framing, Inbound, Message};
+use crate::timeline::CallEventKind;
 
 /// One SIP message of a call as the call log keeps it.
 #[derive(Debug, Clone, Copy)]
@@ -327,7 +328,7 @@ impl Engine {
         } = dialog;
         self.timeline(
             call,
-            "restart_bye",
+            CallEventKind::RestartBye,
             format!(
                 "leg {leg}: BYE to {} ({}) for the dialog left up by the gateway's stop",
                 flow.remote, dialog.request_uri
@@ -342,7 +343,11 @@ impl Engine {
 
     /// The outcome of such a BYE, for the call's timeline.
     pub(crate) fn restart_bye_outcome(&mut self, call: CallRef, leg: LegId, outcome: &str) {
-        self.timeline(call, "restart_bye_done", format!("leg {leg}: {outcome}"));
+        self.timeline(
+            call,
+            CallEventKind::RestartByeDone,
+            format!("leg {leg}: {outcome}"),
+        );
     }
 }
 
