@@ -3,6 +3,7 @@
 //! gets a row the moment its first INVITE is accepted; every SIP message in and out is kept
 //! verbatim and linked to its call.
 
+mod gateway_event;
 mod ops;
 pub mod query;
 mod schema;
@@ -25,6 +26,7 @@ use siaga_engine::ids::CallRef;
 use siaga_engine::io::{CallStarted, LogRecord};
 use siaga_engine::timeline::CallEventKind;
 
+pub use gateway_event::GatewayEventKind;
 use ops::Entry;
 #[cfg(test)]
 pub use schema::open;
@@ -63,7 +65,7 @@ pub enum Write {
     /// are `Engine` records ([`LogRecord::Timeline`]), whoever logs them.
     Event {
         at_ms: i64,
-        kind: String,
+        kind: GatewayEventKind,
         detail: String,
     },
     /// Answered once everything sent before it is committed (tests, shutdown).
@@ -296,12 +298,12 @@ fn record_call(record: &LogRecord) -> Option<u64> {
     }
 }
 
-fn insert_gateway_event(entry: &mut Entry, at_ms: i64, kind: impl Into<String>, detail: String) {
+fn insert_gateway_event(entry: &mut Entry, at_ms: i64, kind: GatewayEventKind, detail: String) {
     entry.sql(
         "INSERT INTO gateway_events (at, kind, detail) VALUES (?1, ?2, ?3)",
         vec![
             Value::from(at_ms),
-            Value::from(kind.into()),
+            Value::from(kind.as_str().to_owned()),
             Value::from(detail),
         ],
     );
@@ -369,9 +371,12 @@ fn apply(entry: &mut Entry, at_ms: i64, record: LogRecord) {
         ),
         // One row per source and minute however many messages it sent (only samples of
         // them are in sip_messages).
-        LogRecord::NonCallCounts(tally) => {
-            insert_gateway_event(entry, at_ms, "noncall_counts", tally.to_string())
-        }
+        LogRecord::NonCallCounts(tally) => insert_gateway_event(
+            entry,
+            at_ms,
+            GatewayEventKind::NonCallCounts,
+            tally.to_string(),
+        ),
         LogRecord::Location {
             call,
             source,

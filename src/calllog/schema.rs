@@ -6,6 +6,8 @@ use anyhow::Context;
 use rusqlite::{Connection, params};
 use siaga_engine::timeline::CallEventKind;
 
+use super::GatewayEventKind;
+
 /// Schema versions, applied in order; `PRAGMA user_version` says how many ran.
 const MIGRATIONS: &[&str] = &[
     r#"
@@ -358,9 +360,10 @@ pub fn recover_in(tx: &rusqlite::Transaction, now_ms: i64) -> rusqlite::Result<R
     }
     if !open_calls.is_empty() {
         tx.execute(
-            "INSERT INTO gateway_events (at, kind, detail) VALUES (?1, 'crash_recovery', ?2)",
+            "INSERT INTO gateway_events (at, kind, detail) VALUES (?1, ?2, ?3)",
             params![
                 now_ms,
+                GatewayEventKind::CrashRecovery.as_str(),
                 format!(
                     "closed {} call(s) left open: {:?}",
                     open_calls.len(),

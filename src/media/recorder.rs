@@ -37,7 +37,7 @@ use siaga_engine::ids::CallRef;
 use siaga_engine::timeline::CallEventKind;
 use siaga_media::wav::{DATA_SIZE_OFFSET, HEADER_LEN, PcmFormat, RIFF_SIZE_OFFSET};
 
-use crate::calllog::{self, CallLog, UnfinishedRecording, Write};
+use crate::calllog::{self, CallLog, GatewayEventKind, UnfinishedRecording, Write};
 
 /// Recordings are 8 kHz stereo 16-bit: 4 bytes per frame.
 const FORMAT: PcmFormat = PcmFormat::STEREO_8K;
@@ -652,7 +652,7 @@ fn log_repaired(calllog: &CallLog, r: &Checked) {
     tracing::warn!(path = %r.path.display(), "repaired a recording left by a crash");
     calllog.send(Write::Event {
         at_ms: calllog::now_ms(),
-        kind: "recording_repaired".into(),
+        kind: GatewayEventKind::RecordingRepaired,
         detail: format!(
             "{}: header claimed {claimed} audio bytes, the file holds {actual} ({:.1} s); header rewritten",
             r.path.display(),
