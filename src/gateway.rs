@@ -141,9 +141,8 @@ pub async fn run(
         None => crate::restart::CallLogLock::acquire(&settings.db)?,
     };
     calllog.send(calllog::Write::Event {
-        call: None,
         at_ms: calllog::now_ms(),
-        kind: "start".into(),
+        kind: calllog::GatewayEventKind::Start,
         detail: format!("listening on {}", bound.describe().join(", ")),
     });
     let cfg = EngineConfig {
@@ -313,9 +312,8 @@ pub async fn run(
     report_once(&shield, &calllog);
     media.shutdown().await;
     calllog.send(calllog::Write::Event {
-        call: None,
         at_ms: calllog::now_ms(),
-        kind: "stop".into(),
+        kind: calllog::GatewayEventKind::Stop,
         detail: format!("{} call(s) still live at stop", engine.active_calls()),
     });
     drop(out);
@@ -337,9 +335,8 @@ fn restart_byes(engine: &mut Engine, left: crate::restart::LeftOpen, calllog: &C
         "calls left open by a stop (crash or kill): BYE to every leg that was up"
     );
     calllog.send(calllog::Write::Event {
-        call: None,
         at_ms: calllog::now_ms(),
-        kind: "restart_byes".into(),
+        kind: calllog::GatewayEventKind::RestartByes,
         detail: format!(
             "{legs} leg(s) of the {} call(s) left open by the last stop were up: each gets a BYE",
             left.calls
@@ -451,18 +448,20 @@ fn apply_reload(
             engine.set_plan(plan);
             tracing::info!("dialplan reloaded");
             println!("dialplan reloaded: now serving \"{name}\"");
-            ("dialplan_reloaded", format!("now serving \"{name}\""))
+            (
+                calllog::GatewayEventKind::DialplanReloaded,
+                format!("now serving \"{name}\""),
+            )
         }
         Err(errors) => {
             tracing::error!("dialplan rejected, keeping the old one:\n{errors}");
             println!("dialplan rejected, keeping the old one");
-            ("dialplan_rejected", errors)
+            (calllog::GatewayEventKind::DialplanRejected, errors)
         }
     };
     calllog.send(calllog::Write::Event {
-        call: None,
         at_ms: calllog::now_ms(),
-        kind: kind.into(),
+        kind,
         detail,
     });
 }
@@ -503,9 +502,8 @@ fn report_once(shield: &transport::Shield, calllog: &CallLog) {
     };
     tracing::warn!("rate limited: {detail}");
     calllog.send(calllog::Write::Event {
-        call: None,
         at_ms: calllog::now_ms(),
-        kind: "rate_limited".into(),
+        kind: calllog::GatewayEventKind::RateLimited,
         detail,
     });
 }

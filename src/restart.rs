@@ -24,6 +24,7 @@ use rusqlite::{Connection, OpenFlags, params};
 use siaga_engine::ids::{CallRef, LegId};
 use siaga_engine::io::{Direction, Flow, Transport};
 use siaga_engine::restart::{LoggedMessage, OpenDialog, left_open};
+use siaga_engine::timeline::CallEventKind;
 
 use crate::media::recorded_ms;
 
@@ -96,7 +97,7 @@ pub fn prepare(db: &Path, spill_dir: &Path, listeners: &[(Transport, SocketAddr)
 struct Note {
     call: i64,
     at: i64,
-    kind: &'static str,
+    kind: CallEventKind,
     detail: String,
 }
 
@@ -139,13 +140,14 @@ fn read(
     let calls = view.as_ref().unwrap_or(&conn);
     type Open = (i64, Option<String>, Option<i64>, Option<String>);
     let open: Vec<Open> = calls
-        .prepare(
+        .prepare(&format!(
             "SELECT c.id, c.recording_path,
                     (SELECT min(e.at) FROM call_events e
-                      WHERE e.call = c.id AND e.kind = 'recording_started'),
+                      WHERE e.call = c.id AND e.kind = '{}'),
                     c.source
              FROM calls c WHERE c.ended_at IS NULL ORDER BY c.id",
-        )?
+            CallEventKind::RecordingStarted
+        ))?
         .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
         .collect::<Result<_, _>>()?;
     let mut left = LeftOpen {
@@ -170,7 +172,7 @@ fn read(
                     notes.extend(redirected.map(|detail| Note {
                         call,
                         at: crate::calllog::now_ms(),
-                        kind: "restart_bye_to_source",
+                        kind: CallEventKind::RestartByeToSource,
                         detail,
                     }));
                     left.dialogs.push(dialog);
@@ -178,7 +180,7 @@ fn read(
                 Err((leg, why)) => notes.push(Note {
                     call,
                     at: crate::calllog::now_ms(),
-                    kind: "restart_bye_impossible",
+                    kind: CallEventKind::RestartByeImpossible,
                     detail: format!("leg {leg}: was up when the gateway stopped, but {why}"),
                 }),
             }
@@ -202,7 +204,7 @@ fn recording_end(call: i64, path: &str, started: i64) -> Option<Note> {
     Some(Note {
         call,
         at: started + ms,
-        kind: "recording_end",
+        kind: CallEventKind::RecordingEnd,
         detail: format!(
             "{path}: {:.1} s of audio from its start; the call lasted at least until here \
              (the gateway stopped during it)",
@@ -216,7 +218,7 @@ fn write_notes(conn: &mut Connection, notes: &[Note]) -> rusqlite::Result<()> {
     for n in notes {
         tx.execute(
             "INSERT INTO call_events (call, at, kind, detail) VALUES (?1, ?2, ?3, ?4)",
-            params![n.call, n.at, n.kind, n.detail],
+            params![n.call, n.at, n.kind.as_str(), n.detail],
         )?;
     }
     tx.commit()
@@ -462,8 +464,8 @@ mod tests {
             let notes = crate::calllog::open(&db)
                 .expect("db")
                 .query_row(
-                    "SELECT count(*) FROM call_events WHERE kind = 'restart_bye_to_source'",
-                    [],
+                    "SELECT count(*) FROM call_events WHERE kind = ?1",
+                    [CallEventKind::RestartByeToSource.as_str()],
                     |r| r.get::<_, i64>(0),
                 )
                 .expect("notes");

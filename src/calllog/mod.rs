@@ -3,6 +3,7 @@
 //! gets a row the moment its first INVITE is accepted; every SIP message in and out is kept
 //! verbatim and linked to its call.
 
+mod gateway_event;
 mod ops;
 pub mod query;
 mod schema;
@@ -21,8 +22,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use anyhow::Context;
 use crossbeam_channel::Sender;
 use rusqlite::types::Value;
+use siaga_engine::ids::CallRef;
 use siaga_engine::io::{CallStarted, LogRecord};
+use siaga_engine::timeline::CallEventKind;
 
+pub use gateway_event::GatewayEventKind;
 use ops::Entry;
 #[cfg(test)]
 pub use schema::open;
@@ -57,10 +61,11 @@ pub enum Write {
         sha256: Option<String>,
         duration_ms: Option<i64>,
     },
+    /// A gateway-wide event (`gateway_events`: start, stop, rate limiting, …). A call's events
+    /// are `Engine` records ([`LogRecord::Timeline`]), whoever logs them.
     Event {
-        call: Option<u64>,
         at_ms: i64,
-        kind: String,
+        kind: GatewayEventKind,
         detail: String,
     },
     /// Answered once everything sent before it is committed (tests, shutdown).
@@ -190,6 +195,12 @@ impl CallLog {
         self.send(Write::Engine { at_ms, record });
     }
 
+    /// An event on a call's timeline from outside the engine (media threads, start-up
+    /// repair), now: the same record the engine's own events are.
+    pub fn timeline(&self, call: CallRef, kind: CallEventKind, detail: String) {
+        self.engine(now_ms(), LogRecord::Timeline { call, kind, detail });
+    }
+
     /// Waits (blocking) until every earlier record is committed.
     #[allow(dead_code)]
     pub fn barrier(&self, timeout: Duration) -> bool {
@@ -254,14 +265,10 @@ impl Write {
                 );
             }
             Write::Event {
-                call,
                 at_ms,
                 kind,
                 detail,
-            } => {
-                entry.call = call;
-                insert_event(&mut entry, call, at_ms, kind, detail);
-            }
+            } => insert_gateway_event(&mut entry, at_ms, kind, detail),
             Write::Barrier(_) => return None,
         }
         Some(entry)
@@ -291,29 +298,15 @@ fn record_call(record: &LogRecord) -> Option<u64> {
     }
 }
 
-fn insert_event(
-    entry: &mut Entry,
-    call: Option<u64>,
-    at_ms: i64,
-    kind: impl Into<String>,
-    detail: String,
-) {
-    let kind = Value::from(kind.into());
-    match call {
-        Some(call) => entry.sql(
-            "INSERT INTO call_events (call, at, kind, detail) VALUES (?1, ?2, ?3, ?4)",
-            vec![
-                Value::from(call as i64),
-                Value::from(at_ms),
-                kind,
-                Value::from(detail),
-            ],
-        ),
-        None => entry.sql(
-            "INSERT INTO gateway_events (at, kind, detail) VALUES (?1, ?2, ?3)",
-            vec![Value::from(at_ms), kind, Value::from(detail)],
-        ),
-    }
+fn insert_gateway_event(entry: &mut Entry, at_ms: i64, kind: GatewayEventKind, detail: String) {
+    entry.sql(
+        "INSERT INTO gateway_events (at, kind, detail) VALUES (?1, ?2, ?3)",
+        vec![
+            Value::from(at_ms),
+            Value::from(kind.as_str().to_owned()),
+            Value::from(detail),
+        ],
+    );
 }
 
 /// The statements one engine record needs, in `entry`.
@@ -367,14 +360,23 @@ fn apply(entry: &mut Entry, at_ms: i64, record: LogRecord) {
                 ],
             )
         }
-        LogRecord::Timeline { call, kind, detail } => {
-            insert_event(entry, Some(call.0), at_ms, kind, detail)
-        }
+        LogRecord::Timeline { call, kind, detail } => entry.sql(
+            "INSERT INTO call_events (call, at, kind, detail) VALUES (?1, ?2, ?3, ?4)",
+            vec![
+                Value::from(call.0 as i64),
+                Value::from(at_ms),
+                Value::from(kind.as_str().to_owned()),
+                Value::from(detail),
+            ],
+        ),
         // One row per source and minute however many messages it sent (only samples of
         // them are in sip_messages).
-        LogRecord::NonCallCounts(tally) => {
-            insert_event(entry, None, at_ms, "noncall_counts", tally.to_string())
-        }
+        LogRecord::NonCallCounts(tally) => insert_gateway_event(
+            entry,
+            at_ms,
+            GatewayEventKind::NonCallCounts,
+            tally.to_string(),
+        ),
         LogRecord::Location {
             call,
             source,

@@ -5,6 +5,7 @@ use std::fmt::Write as _;
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 use siaga_engine::call::EndReason;
+use siaga_engine::timeline::CallEventKind;
 
 use super::schema::GATEWAY_RESTARTED;
 use super::text::{esc, fit, message_lines};
@@ -165,8 +166,9 @@ pub fn call_back_condition() -> String {
         .collect();
     format!(
         "calls.kind = 'emergency' AND calls.end_reason IN ({}) AND NOT EXISTS \
-         (SELECT 1 FROM call_events e WHERE e.call = calls.id AND e.kind = 'agency_answered')",
-        reasons.join(", ")
+         (SELECT 1 FROM call_events e WHERE e.call = calls.id AND e.kind = '{}')",
+        reasons.join(", "),
+        CallEventKind::AgencyAnswered
     )
 }
 

@@ -4,6 +4,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use rusqlite::{Connection, params};
+use siaga_engine::timeline::CallEventKind;
+
+use super::GatewayEventKind;
 
 /// Schema versions, applied in order; `PRAGMA user_version` says how many ran.
 const MIGRATIONS: &[&str] = &[
@@ -357,9 +360,10 @@ pub fn recover_in(tx: &rusqlite::Transaction, now_ms: i64) -> rusqlite::Result<R
     }
     if !open_calls.is_empty() {
         tx.execute(
-            "INSERT INTO gateway_events (at, kind, detail) VALUES (?1, 'crash_recovery', ?2)",
+            "INSERT INTO gateway_events (at, kind, detail) VALUES (?1, ?2, ?3)",
             params![
                 now_ms,
+                GatewayEventKind::CrashRecovery.as_str(),
                 format!(
                     "closed {} call(s) left open: {:?}",
                     open_calls.len(),
@@ -389,13 +393,14 @@ pub fn read_recovery(conn: &Connection) -> rusqlite::Result<Recovery> {
     }
     // A recording's path is logged when its file is created, its digest when it is finished.
     let unfinished = {
-        let mut stmt = conn.prepare(
+        let mut stmt = conn.prepare(&format!(
             "SELECT id, recording_path,
                     EXISTS (SELECT 1 FROM call_events e
-                            WHERE e.call = calls.id AND e.kind = 'recording_failed')
+                            WHERE e.call = calls.id AND e.kind = '{}')
              FROM calls
              WHERE recording_path IS NOT NULL AND recording_sha256 IS NULL ORDER BY id",
-        )?;
+            CallEventKind::RecordingFailed
+        ))?;
         stmt.query_map([], |r| {
             Ok(UnfinishedRecording {
                 call: r.get::<_, i64>(0)? as u64,
@@ -439,8 +444,8 @@ mod tests {
         }
         // An earlier start already said why call 2's recording could not be finished.
         conn.execute(
-            "INSERT INTO call_events (call, at, kind, detail) VALUES (2, 6, 'recording_failed', 'gone')",
-            [],
+            "INSERT INTO call_events (call, at, kind, detail) VALUES (2, 6, ?1, 'gone')",
+            [CallEventKind::RecordingFailed.as_str()],
         )
         .expect("event");
         let recovery = recover_after_crash(&mut conn, 10).expect("recover");

@@ -7,6 +7,7 @@ use std::fmt::Write as _;
 
 use rusqlite::{Connection, params};
 use serde::Serialize;
+use siaga_engine::timeline::CallEventKind;
 
 use super::query::{call_back_condition, iso_utc};
 use super::text::esc;
@@ -41,6 +42,11 @@ pub struct Stats {
     pub transfers: i64,
 }
 
+/// The timeline events the figures count, inlined as SQL literals (our own constants).
+const ANSWERED: &str = CallEventKind::AgencyAnswered.as_str();
+const ROUTE: &str = CallEventKind::RouteDecided.as_str();
+const TRANSFERRED: &str = CallEventKind::TransferDone.as_str();
+
 /// `started_at` bounds as SQL, numbered `?1`/`?2`.
 const IN_WINDOW: &str =
     "(?1 IS NULL OR calls.started_at >= ?1) AND (?2 IS NULL OR calls.started_at < ?2)";
@@ -70,7 +76,7 @@ pub fn stats(conn: &Connection, window: Window) -> rusqlite::Result<Stats> {
     let mut answer_ms: Vec<i64> = conn
         .prepare(&format!(
             "SELECT min(e.at) - calls.started_at FROM calls
-             JOIN call_events e ON e.call = calls.id AND e.kind = 'agency_answered'
+             JOIN call_events e ON e.call = calls.id AND e.kind = '{ANSWERED}'
              WHERE {IN_WINDOW} AND calls.kind = 'emergency' GROUP BY calls.id"
         ))?
         .query_map(bounds, |r| r.get(0))?
@@ -81,7 +87,7 @@ pub fn stats(conn: &Connection, window: Window) -> rusqlite::Result<Stats> {
         .prepare(&format!(
             "SELECT e.detail FROM calls
              JOIN call_events e ON e.id = (SELECT min(id) FROM call_events
-                                           WHERE call = calls.id AND kind = 'route')
+                                           WHERE call = calls.id AND kind = '{ROUTE}')
              WHERE {IN_WINDOW} AND calls.kind = 'emergency'"
         ))?
         .query_map(bounds, |r| r.get(0))?
@@ -100,7 +106,7 @@ pub fn stats(conn: &Connection, window: Window) -> rusqlite::Result<Stats> {
     let transfers = conn.query_row(
         &format!(
             "SELECT count(*) FROM call_events e JOIN calls ON calls.id = e.call
-             WHERE {IN_WINDOW} AND calls.kind = 'emergency' AND e.kind = 'transfer_done'"
+             WHERE {IN_WINDOW} AND calls.kind = 'emergency' AND e.kind = '{TRANSFERRED}'"
         ),
         bounds,
         |r| r.get(0),
@@ -311,30 +317,45 @@ mod tests {
             .expect("call");
         }
         let events = [
-            (1, 1_500, "route", "route \"police\" (chosen by key)"),
-            (1, 3_000, "agency_answered", "leg B1"),
+            (
+                1,
+                1_500,
+                CallEventKind::RouteDecided,
+                "route \"police\" (chosen by key)",
+            ),
+            (1, 3_000, CallEventKind::AgencyAnswered, "leg B1"),
             (
                 1,
                 4_000,
-                "transfer_done",
+                CallEventKind::TransferDone,
                 "caller moved from leg B1 to leg B2",
             ),
-            (1, 9_000, "agency_answered", "leg B2"),
+            (1, 9_000, CallEventKind::AgencyAnswered, "leg B2"),
             (
                 2,
                 2_500,
-                "route",
+                CallEventKind::RouteDecided,
                 "route \"silent\" (silent caller, urgent), URGENT",
             ),
-            (2, 12_000, "agency_answered", "leg B1"),
-            (3, 3_500, "route", "route \"calltakers\" (no input)"),
-            (5, 5_500, "transfer_done", "a test call"),
-            (6, 10_500, "route", "route \"fire\" (chosen by key)"),
+            (2, 12_000, CallEventKind::AgencyAnswered, "leg B1"),
+            (
+                3,
+                3_500,
+                CallEventKind::RouteDecided,
+                "route \"calltakers\" (no input)",
+            ),
+            (5, 5_500, CallEventKind::TransferDone, "a test call"),
+            (
+                6,
+                10_500,
+                CallEventKind::RouteDecided,
+                "route \"fire\" (chosen by key)",
+            ),
         ];
         for (call, at, kind, detail) in events {
             conn.execute(
                 "INSERT INTO call_events (call, at, kind, detail) VALUES (?1, ?2, ?3, ?4)",
-                params![call, at, kind, detail],
+                params![call, at, kind.as_str(), detail],
             )
             .expect("event");
         }

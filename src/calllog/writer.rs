@@ -19,7 +19,7 @@ use rusqlite::{Connection, ErrorCode, params};
 use super::ops::{Entry, Op};
 use super::query::iso_utc;
 use super::spill::Spill;
-use super::{LogOptions, Recovery, UnfinishedRecording, Write, now_ms, schema};
+use super::{GatewayEventKind, LogOptions, Recovery, UnfinishedRecording, Write, now_ms, schema};
 
 /// Records per transaction at most.
 const BATCH: usize = 5_000;
@@ -159,7 +159,7 @@ impl Writer {
                 damaged.places
             );
             tracing::error!("{detail}");
-            w.event("log_records_lost", detail);
+            w.event(GatewayEventKind::LogRecordsLost, detail);
         }
         // A large spill is replayed in the background after a first slice: the gateway
         // answers calls meanwhile.
@@ -345,9 +345,9 @@ impl Writer {
         self.memory.push_back((self.seq, entry));
     }
 
-    fn event(&mut self, kind: &str, detail: String) {
+    fn event(&mut self, kind: GatewayEventKind, detail: String) {
         let mut entry = Entry::default();
-        super::insert_event(&mut entry, None, now_ms(), kind, detail);
+        super::insert_gateway_event(&mut entry, now_ms(), kind, detail);
         self.push(entry);
     }
 
@@ -405,7 +405,7 @@ impl Writer {
                     let lost = self.spill.abandon();
                     tracing::error!(error = %format!("{e:#}"), lost, "spill file unreadable: its records are lost");
                     self.event(
-                        "log_records_lost",
+                        GatewayEventKind::LogRecordsLost,
                         format!("{lost} record(s) in an unreadable spill file were lost: {e:#}"),
                     );
                     return Ok(());
@@ -481,7 +481,7 @@ impl Writer {
         );
         tracing::warn!("{detail}");
         let mut entry = Entry::default();
-        super::insert_event(&mut entry, None, gap.began_ms, "log_gap", detail);
+        super::insert_gateway_event(&mut entry, gap.began_ms, GatewayEventKind::LogGap, detail);
         self.push(entry);
     }
 
@@ -533,7 +533,7 @@ impl Writer {
         match &mut self.gap {
             Some(g) => g.lost += lost,
             None => self.event(
-                "log_records_lost",
+                GatewayEventKind::LogRecordsLost,
                 format!("{lost} record(s) lost: the call-log writer could not keep up"),
             ),
         }
@@ -578,7 +578,7 @@ impl Writer {
                 "call-log disk low: sampled messages of no call are no longer stored"
             );
             self.event(
-                "log_disk_low",
+                GatewayEventKind::LogDiskLow,
                 format!(
                     "{} MiB free on the call log's file system, under log.low_space_mb ({} MiB): \
                      sampled messages of no call are no longer stored",
@@ -590,7 +590,7 @@ impl Writer {
             self.space.low = false;
             let dropped = std::mem::take(&mut self.space.dropped);
             self.event(
-                "log_disk_low_cleared",
+                GatewayEventKind::LogDiskLowCleared,
                 format!(
                     "{} MiB free again: sampled messages of no call are stored again; {dropped} \
                      were not stored",
@@ -605,7 +605,7 @@ impl Writer {
                 "ALARM: the call log's disk is nearly full"
             );
             self.event(
-                "log_disk_alarm",
+                GatewayEventKind::LogDiskAlarm,
                 format!(
                     "ALARM: {} MiB free on the call log's file system, under \
                      log.alarm_space_mb ({} MiB): free space now",
@@ -616,7 +616,7 @@ impl Writer {
         } else if self.space.alarm && cleared(alarm) {
             self.space.alarm = false;
             self.event(
-                "log_disk_alarm_cleared",
+                GatewayEventKind::LogDiskAlarmCleared,
                 format!("{} MiB free again on the call log's file system", mb(free)),
             );
         }
@@ -643,7 +643,7 @@ impl Writer {
                 gap.first_error
             );
             let mut entry = Entry::default();
-            super::insert_event(&mut entry, None, gap.began_ms, "log_gap", detail);
+            super::insert_gateway_event(&mut entry, gap.began_ms, GatewayEventKind::LogGap, detail);
             self.push(entry);
         }
         let rest: Vec<Entry> = self.memory.drain(..).map(|(_, e)| e).collect();
@@ -722,6 +722,9 @@ fn free_bytes(db: &Path) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use rusqlite::types::Value;
+    use siaga_engine::ids::CallRef;
+    use siaga_engine::io::LogRecord;
+    use siaga_engine::timeline::CallEventKind;
 
     use super::super::{CallLog, LogOptions};
     use super::*;
@@ -829,18 +832,22 @@ mod tests {
         // messages, its end: events here), then waits until the writer took them, or until
         // it wrote two more batches without taking them (two rounds then overflow).
         let per_round = 40;
+        // Any event of a call's timeline.
+        let live = CallEventKind::MediaStarted;
         let detail = "x".repeat(1000);
         let deadline = Instant::now() + Duration::from_secs(120);
         let mut sent = 0i64;
         while spill_path.exists() && Instant::now() < deadline {
             for _ in 0..per_round {
                 sent += 1;
-                log.send(Write::Event {
-                    call: Some(sent as u64),
-                    at_ms: 1,
-                    kind: "live".into(),
-                    detail: detail.clone(),
-                });
+                log.engine(
+                    1,
+                    LogRecord::Timeline {
+                        call: CallRef(sent as u64),
+                        kind: live,
+                        detail: detail.clone(),
+                    },
+                );
             }
             let (mut last, mut advanced) = (consumed(), 0);
             while log.shared.handover_bytes.load(Ordering::Relaxed) > 0
@@ -862,12 +869,17 @@ mod tests {
         let conn = schema::open_read_only(&db).expect("db");
         let count = |sql: &str| -> i64 { conn.query_row(sql, [], |r| r.get(0)).expect("count") };
         assert_eq!(
-            count("SELECT count(*) FROM gateway_events WHERE kind = 'log_records_lost'"),
+            count(&format!(
+                "SELECT count(*) FROM gateway_events WHERE kind = '{}'",
+                GatewayEventKind::LogRecordsLost
+            )),
             0
         );
         assert_eq!(count("SELECT count(*) FROM calls"), spilled);
         assert_eq!(
-            count("SELECT count(*) FROM call_events WHERE kind = 'live'"),
+            count(&format!(
+                "SELECT count(*) FROM call_events WHERE kind = '{live}'"
+            )),
             sent,
             "every live record written"
         );

@@ -12,6 +12,7 @@ use tokio::sync::mpsc;
 
 use siaga_engine::ids::{CallRef, LegId};
 use siaga_engine::io::{MediaEvent, MediaSession, PlaybackId};
+use siaga_engine::timeline::CallEventKind;
 use siaga_media::dtmf::{InbandDetector, TelephoneEventDecoder};
 use siaga_media::prompt::MAX_PACKET_LEN;
 use siaga_media::recording::{MixerConfig, StereoMixer};
@@ -26,7 +27,7 @@ use super::MediaEventOut;
 use super::digits::{DigitFilter, source_name};
 use super::recorder::{ChunkRejected, RecorderHandle, RecordingId};
 use super::relay::{RELAY_FRAME, SharedRelay, lock};
-use crate::calllog::{self, CallLog, Write};
+use crate::calllog::CallLog;
 
 /// Work for a leg.
 pub(super) enum LegCommand {
@@ -208,13 +209,8 @@ impl Leg {
         }
     }
 
-    fn log_event(&self, kind: &str, detail: String) {
-        self.calllog.send(Write::Event {
-            call: Some(self.call.0),
-            at_ms: calllog::now_ms(),
-            kind: kind.into(),
-            detail,
-        });
+    fn log_event(&self, kind: CallEventKind, detail: String) {
+        self.calllog.timeline(self.call, kind, detail);
     }
 
     /// The leg's RTP socket (non-blocking), for the reactor to drain.
@@ -434,7 +430,10 @@ impl Leg {
         let (verdict, event) = self.latch.on_packet(from, now);
         if let Some(event) = event {
             tracing::debug!(call = %self.call, leg = %self.leg, %event, "RTP source");
-            self.log_event(event.kind(), format!("leg {}: {event}", self.leg));
+            self.log_event(
+                CallEventKind::from(&event),
+                format!("leg {}: {event}", self.leg),
+            );
         }
         verdict == Verdict::Accept
     }
@@ -529,13 +528,16 @@ impl Leg {
     pub(super) fn finish(&mut self, now: Instant) {
         let refused = self.latch.refusals();
         if !refused.is_empty() {
-            self.log_event("rtp_refused_total", format!("leg {}: {refused}", self.leg));
+            self.log_event(
+                CallEventKind::RtpRefusedTotal,
+                format!("leg {}: {refused}", self.leg),
+            );
         }
         if let Some(mut rec) = self.recording.take() {
             drain(&mut rec, &self.calllog, self.call, now, true);
             if rec.dropped_chunks > 0 {
                 self.log_event(
-                    "recording_gaps",
+                    CallEventKind::RecordingGaps,
                     format!(
                         "{}: {} chunk(s) of about 100 ms were dropped (writer queue full) and are silence",
                         rec.path.display(),
@@ -564,15 +566,14 @@ fn record(
     let mixer = match rec.mixer.as_mut() {
         Some(mixer) => mixer,
         None => {
-            calllog.send(Write::Event {
-                call: Some(call.0),
-                at_ms: calllog::now_ms(),
-                kind: "recording_started".into(),
-                detail: format!(
+            calllog.timeline(
+                call,
+                CallEventKind::RecordingStarted,
+                format!(
                     "{}: 0:00 in the file is this moment (first RTP packet)",
                     rec.path.display()
                 ),
-            });
+            );
             rec.mixer
                 .insert(StereoMixer::new(at, MixerConfig::default()))
         }
@@ -608,15 +609,14 @@ fn drain(rec: &mut RecordingFeed, calllog: &CallLog, call: CallRef, now: Instant
                     ChunkRejected::WriterGone => "the writer has stopped",
                 };
                 tracing::error!(%call, why, "recording audio dropped; it becomes silence");
-                calllog.send(Write::Event {
-                    call: Some(call.0),
-                    at_ms: calllog::now_ms(),
-                    kind: "recording_dropped".into(),
-                    detail: format!(
+                calllog.timeline(
+                    call,
+                    CallEventKind::RecordingDropped,
+                    format!(
                         "{}: audio dropped because {why}; the gap is kept as silence",
                         rec.path.display()
                     ),
-                });
+                );
             }
         }
     }

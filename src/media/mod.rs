@@ -51,9 +51,10 @@ use tokio::task::JoinHandle;
 
 use siaga_engine::ids::{CallRef, LegId};
 use siaga_engine::io::{MediaCommand, MediaEvent, PlaybackId};
+use siaga_engine::timeline::CallEventKind;
 use siaga_media::{LatchConfig, Prompt};
 
-use crate::calllog::{self, CallLog, Write};
+use crate::calllog::CallLog;
 use crate::config::{PortRange, Settings};
 use leg::{LegCommand, LegSetup, RecordingFeed};
 use reactor::ReactorCommand;
@@ -353,12 +354,11 @@ impl MediaManager {
             Err(why) => {
                 // The IVR must never stall on a bad file: log it and call it finished.
                 tracing::error!(%call, prompt = %path.display(), why, "prompt cannot be played");
-                self.calllog.send(Write::Event {
-                    call: Some(call.0),
-                    at_ms: calllog::now_ms(),
-                    kind: "prompt_failed".into(),
-                    detail: format!("{}: {why}", path.display()),
-                });
+                self.calllog.timeline(
+                    call,
+                    CallEventKind::PromptFailed,
+                    format!("{}: {why}", path.display()),
+                );
                 return finished_now;
             }
         };
@@ -396,12 +396,11 @@ impl MediaManager {
             self.legs.get(&(call, agency)),
         ) else {
             tracing::error!(%call, %agency, "bridge asked for a leg without media");
-            self.calllog.send(Write::Event {
-                call: Some(call.0),
-                at_ms: calllog::now_ms(),
-                kind: "bridge_failed".into(),
-                detail: format!("no media for leg A or {agency}: audio cannot be relayed"),
-            });
+            self.calllog.timeline(
+                call,
+                CallEventKind::BridgeFailed,
+                format!("no media for leg A or {agency}: audio cannot be relayed"),
+            );
             return;
         };
         tracing::debug!(%call, %agency, caller = %caller.local, agent = %agent.local, "bridged");

@@ -33,9 +33,11 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use sha2::{Digest, Sha256};
+use siaga_engine::ids::CallRef;
+use siaga_engine::timeline::CallEventKind;
 use siaga_media::wav::{DATA_SIZE_OFFSET, HEADER_LEN, PcmFormat, RIFF_SIZE_OFFSET};
 
-use crate::calllog::{self, CallLog, UnfinishedRecording, Write};
+use crate::calllog::{self, CallLog, GatewayEventKind, UnfinishedRecording, Write};
 
 /// Recordings are 8 kHz stereo 16-bit: 4 bytes per frame.
 const FORMAT: PcmFormat = PcmFormat::STEREO_8K;
@@ -500,12 +502,11 @@ fn write_sizes(file: &File, data_size: u64) -> std::io::Result<()> {
 
 fn failed(calllog: &CallLog, call: u64, path: &Path, why: &str) {
     tracing::error!(call, path = %path.display(), why, "recording failed; the call continues");
-    calllog.send(Write::Event {
-        call: Some(call),
-        at_ms: calllog::now_ms(),
-        kind: "recording_failed".into(),
-        detail: format!("{}: {why}", path.display()),
-    });
+    calllog.timeline(
+        CallRef(call),
+        CallEventKind::RecordingFailed,
+        format!("{}: {why}", path.display()),
+    );
 }
 
 /// Lower-case hex SHA-256 of a file, read in 64 KiB blocks.
@@ -650,9 +651,8 @@ fn log_repaired(calllog: &CallLog, r: &Checked) {
     };
     tracing::warn!(path = %r.path.display(), "repaired a recording left by a crash");
     calllog.send(Write::Event {
-        call: None,
         at_ms: calllog::now_ms(),
-        kind: "recording_repaired".into(),
+        kind: GatewayEventKind::RecordingRepaired,
         detail: format!(
             "{}: header claimed {claimed} audio bytes, the file holds {actual} ({:.1} s); header rewritten",
             r.path.display(),
@@ -716,15 +716,14 @@ fn finish_unfinished(calllog: &CallLog, unfinished: &UnfinishedRecording) {
         Some(b) => format!("{:.1} s kept", seconds(b)),
         None => "not a readable recording; kept as found".to_owned(),
     };
-    calllog.send(Write::Event {
-        call: Some(call),
-        at_ms: calllog::now_ms(),
-        kind: "recording_recovered".into(),
-        detail: format!(
+    calllog.timeline(
+        CallRef(call),
+        CallEventKind::RecordingRecovered,
+        format!(
             "{}: interrupted by a gateway stop (crash or kill); {kept}",
             path.display()
         ),
-    });
+    );
 }
 
 /// Start-up repair on its own thread: [`repair_recordings`] under `root` (one gateway event

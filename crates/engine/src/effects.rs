@@ -13,6 +13,7 @@ use crate::directory::Directory;
 use crate::ids::{Branch, CallId, CallRef, LegId, Tag};
 use crate::io::{LogRecord, MediaCommand, Output};
 use crate::net::{Direction, Flow};
+use crate::timeline::CallEventKind;
 use crate::timers::TimerQueue;
 use crate::transaction::Reliability;
 use crate::transaction::ServerTxKey;
@@ -166,7 +167,7 @@ impl Effects {
     pub(crate) fn timeline(
         &mut self,
         call: CallRef,
-        kind: &'static str,
+        kind: CallEventKind,
         detail: impl Into<String>,
     ) {
         self.log(LogRecord::Timeline {
@@ -232,7 +233,7 @@ impl Effects {
                 entry.repeats,
                 k.method()
             );
-            self.timeline(call, "retransmissions", detail);
+            self.timeline(call, CallEventKind::Retransmissions, detail);
         }
         self.timers.set(TimerKey::Tx(key), deadline);
     }

@@ -6,6 +6,7 @@ use std::time::Duration;
 use crate::end_reason::EndReason;
 use crate::ids::{CallId, CallRef, LegId};
 pub use crate::net::{Direction, Flow, Transport};
+use crate::timeline::CallEventKind;
 
 /// Events from the media side of a call leg.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -130,7 +131,7 @@ pub enum LogRecord {
     /// One event on a call's timeline (prompt, digit, route decision, media timeout, …).
     Timeline {
         call: CallRef,
-        kind: &'static str,
+        kind: CallEventKind,
         detail: String,
     },
 }

@@ -35,6 +35,7 @@ pub mod restart;
 mod session;
 pub mod sip;
 pub mod source_limits;
+pub mod timeline;
 pub mod timers;
 pub mod transaction;
 

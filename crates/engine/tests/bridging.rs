@@ -163,7 +163,7 @@ impl Sim {
             .filter_map(|r| match r {
                 LogRecord::Timeline {
                     kind: k, detail, ..
-                } if *k == kind => Some(detail.clone()),
+                } if k.as_str() == kind => Some(detail.clone()),
                 _ => None,
             })
             .collect()

@@ -91,7 +91,7 @@ impl Run {
                     self.sent.push((now - self.t0, text));
                 }
                 Output::Log(LogRecord::Timeline { call, kind, detail }) => {
-                    self.timeline.push((call, kind, detail))
+                    self.timeline.push((call, kind.as_str(), detail))
                 }
                 _ => {}
             }

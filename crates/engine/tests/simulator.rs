@@ -685,9 +685,9 @@ impl Sim {
         self.logs.iter().find_map(|r| match r {
             LogRecord::Timeline {
                 call: c,
-                kind: "route",
+                kind,
                 detail,
-            } if *c == call => Some(detail.clone()),
+            } if *c == call && kind.as_str() == "route" => Some(detail.clone()),
             _ => None,
         })
     }
@@ -696,7 +696,7 @@ impl Sim {
         self.logs
             .iter()
             .filter_map(|r| match r {
-                LogRecord::Timeline { call: c, kind, .. } if *c == call => Some(*kind),
+                LogRecord::Timeline { call: c, kind, .. } if *c == call => Some(kind.as_str()),
                 _ => None,
             })
             .collect()
@@ -965,7 +965,7 @@ fn a_hundred_thousand_copies_of_an_emergency_invite_cost_a_bounded_number_of_log
     let counted = |sim: &Sim, kind: &str| {
         sim.logs.iter().any(|r| {
             matches!(r, LogRecord::Timeline { kind: k, detail, .. }
-                if *k == kind && detail.contains("the first 10 logged"))
+                if k.as_str() == kind && detail.contains("the first 10 logged"))
         })
     };
     assert!(

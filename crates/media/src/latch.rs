@@ -90,16 +90,6 @@ pub enum LatchEvent {
     TooManySources { source: SocketAddr },
 }
 
-impl LatchEvent {
-    /// The event kind for a timeline.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            LatchEvent::Latched { .. } => "rtp_latched",
-            LatchEvent::Refused { .. } | LatchEvent::TooManySources { .. } => "rtp_refused",
-        }
-    }
-}
-
 /// Whether a packet may be used (relayed, recorded, decoded).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {

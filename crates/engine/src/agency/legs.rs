@@ -15,6 +15,7 @@ use crate::io::MediaCommand;
 use crate::sip::build::{self, ALLOW, Body, DialogRequest};
 use crate::sip::parse::{self, Inbound};
 use crate::sip::read::{self, header_value_resp, uri_of, without_tag};
+use crate::timeline::CallEventKind;
 use crate::transaction::Reliability;
 use crate::transaction::client::{ClientInviteTx, ResponseVerdict};
 use crate::transaction::table::{ClientPurpose, ClientTx, ClientTxEntry, ClientTxKey};
@@ -40,7 +41,7 @@ impl AgencySide {
         else {
             fx.timeline(
                 call_ref,
-                "agency_unreachable",
+                CallEventKind::AgencyUnreachable,
                 format!("{}: the host cannot be resolved; next target", target.uri),
             );
             return;
@@ -140,7 +141,7 @@ impl AgencySide {
             };
             leg.session = Some(session);
         }
-        fx.timeline(call_ref, "agency_invite", detail);
+        fx.timeline(call_ref, CallEventKind::AgencyInvite, detail);
         let entry = ClientTxEntry {
             tx: ClientTx::Invite(tx),
             flow,
@@ -201,7 +202,11 @@ impl AgencySide {
                     }
                 }
                 if matches!(state, LegState::Calling { early: false, .. }) {
-                    fx.timeline(call_ref, "agency_ringing", format!("leg B{n}: {status}"));
+                    fx.timeline(
+                        call_ref,
+                        CallEventKind::AgencyRinging,
+                        format!("leg B{n}: {status}"),
+                    );
                 }
                 if state.is_cancelling() {
                     // Given up on before any provisional: the CANCEL may go now.
@@ -223,7 +228,11 @@ impl AgencySide {
                         call: call_ref,
                         agency: LegId::from(n),
                     });
-                    fx.timeline(call_ref, "agency_early_media", format!("leg B{n}"));
+                    fx.timeline(
+                        call_ref,
+                        CallEventKind::AgencyEarlyMedia,
+                        format!("leg B{n}"),
+                    );
                 }
             }
             200..=299 => self.on_agency_answer(now, call, fx, n, msg, resp),
@@ -233,10 +242,10 @@ impl AgencySide {
                 }
                 let outcome = format!("leg B{n}: {status} {}", parse::reason_phrase(status));
                 if state.is_cancelling() {
-                    fx.timeline(call_ref, "agency_cancelled", outcome);
+                    fx.timeline(call_ref, CallEventKind::AgencyCancelled, outcome);
                     self.leg_done(now, call, fx, n);
                 } else {
-                    fx.timeline(call_ref, "agency_failed", outcome);
+                    fx.timeline(call_ref, CallEventKind::AgencyFailed, outcome);
                     self.leg_failed(now, call, fx, n);
                 }
             }
@@ -311,7 +320,7 @@ impl AgencySide {
             }
             fx.timeline(
                 call_ref,
-                "agency_late_answer",
+                CallEventKind::AgencyLateAnswer,
                 format!("leg B{n} answered after another; hanging it up"),
             );
             self.bye_leg(call, fx, n);
@@ -338,7 +347,7 @@ impl AgencySide {
         } else {
             fx.timeline(
                 call_ref,
-                "sdp_warning",
+                CallEventKind::SdpWarning,
                 format!("leg B{n} answered without SDP"),
             );
         }
@@ -353,7 +362,7 @@ impl AgencySide {
         self.leave_queue(now, call, fx);
         fx.timeline(
             call_ref,
-            "agency_answered",
+            CallEventKind::AgencyAnswered,
             format!(
                 "leg B{n} {uri} answered after {} ms; caller bridged",
                 waited.as_millis()
@@ -377,7 +386,7 @@ impl AgencySide {
             }
             fx.timeline(
                 call_ref,
-                "transfer_done",
+                CallEventKind::TransferDone,
                 format!("caller moved from leg B{from} to leg B{n}"),
             );
         }
@@ -432,7 +441,7 @@ impl AgencySide {
         }
         fx.timeline(
             call_ref,
-            "agency_fork_released",
+            CallEventKind::AgencyForkReleased,
             format!("leg B{n}: a second answer ({}) was hung up", stray.to),
         );
     }
@@ -604,7 +613,7 @@ impl AgencySide {
         }
         fx.timeline(
             call_ref,
-            "agency_cancel_timeout",
+            CallEventKind::AgencyCancelTimeout,
             format!("leg B{n}: no final response after CANCEL; forgotten"),
         );
         self.leg_done(now, call, fx, n);
@@ -701,7 +710,7 @@ impl AgencySide {
             }
             fx.timeline(
                 call_ref,
-                "transfer_failed",
+                CallEventKind::TransferFailed,
                 format!("leg B{n} did not answer; caller stays with leg B{from}"),
             );
             if still_there {

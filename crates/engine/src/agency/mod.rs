@@ -34,6 +34,7 @@ use crate::ids::{Branch, CallId, CallRef, LegNo, Tag};
 use crate::io::{CallerIdentity, MediaCommand, PlaybackId};
 use crate::net::{Flow, Transport};
 use crate::session::LocalSession;
+use crate::timeline::CallEventKind;
 use crate::transaction::ServerTxKey;
 use crate::transaction::table::ClientPurpose;
 
@@ -286,7 +287,7 @@ impl AgencySide {
                 .pending
                 .extend(prompts.into_iter().map(|p| p.path));
         }
-        fx.timeline(call.call_ref, "route_start", detail);
+        fx.timeline(call.call_ref, CallEventKind::RouteStart, detail);
         self.announce(now, call, fx);
         self.ring_next(now, call, fx);
     }
@@ -332,7 +333,7 @@ impl AgencySide {
             fx.media(MediaCommand::Unbridge { call: call_ref });
             fx.timeline(
                 call_ref,
-                "agency_lost",
+                CallEventKind::AgencyLost,
                 format!(
                     "leg B{gone} left and no transfer target answered; ringing the route again"
                 ),
@@ -371,7 +372,7 @@ impl AgencySide {
         self.queued = None;
         fx.timeline(
             call.call_ref,
-            "fallback",
+            CallEventKind::Fallback,
             format!("route \"{from}\" exhausted → \"{next}\""),
         );
         if from == next {
@@ -414,7 +415,7 @@ impl AgencySide {
                 .unwrap_or_default();
             fx.timeline(
                 call_ref,
-                "agency_timeout",
+                CallEventKind::AgencyTimeout,
                 format!("leg B{n} {uri}: no answer in time"),
             );
             let transfer_of = self.legs.get(&n).and_then(|l| l.transfer_of);
@@ -476,7 +477,11 @@ impl AgencySide {
                     .get(&n)
                     .map(|l| (l.state.pending(), l.state.is_cancelling()));
                 if state.is_some_and(|(pending, _)| pending) {
-                    fx.timeline(call.call_ref, "agency_failed", format!("leg B{n}: {why}"));
+                    fx.timeline(
+                        call.call_ref,
+                        CallEventKind::AgencyFailed,
+                        format!("leg B{n}: {why}"),
+                    );
                     if let Some(leg) = self.legs.get_mut(&n) {
                         leg.state = LegState::Done;
                     }

@@ -7,6 +7,7 @@ use super::{AgencySide, BRIDGE_PLAYBACK, CallerView, MIN_RINGBACK, Queued};
 use crate::effects::Effects;
 use crate::ids::{LegId, LegNo};
 use crate::io::{MediaCommand, PlaybackId};
+use crate::timeline::CallEventKind;
 
 impl AgencySide {
     /// Plays what is queued for the caller while no agency is on the line.
@@ -82,7 +83,7 @@ impl AgencySide {
         let position = q.iter().position(|c| *c == call_ref).map_or(1, |p| p + 1);
         fx.timeline(
             call_ref,
-            "queue_enter",
+            CallEventKind::QueueEnter,
             format!(
                 "every target of \"{route_id}\" busy; waiting as number {position} in the queue"
             ),
@@ -104,7 +105,7 @@ impl AgencySide {
             let len = fx.queues.get(&route).map_or(0, VecDeque::len);
             fx.timeline(
                 call_ref,
-                "queue_leave",
+                CallEventKind::QueueLeave,
                 format!(
                     "left the \"{route}\" queue after {} s; {len} still waiting",
                     waited.map_or(0, |w| w.as_secs())
@@ -128,7 +129,7 @@ impl AgencySide {
                 .collect();
             fx.timeline(
                 call_ref,
-                "queue_timeout",
+                CallEventKind::QueueTimeout,
                 format!("waited {} s", now.duration_since(q.since).as_secs()),
             );
             for n in pending {
@@ -169,7 +170,11 @@ impl AgencySide {
             });
             self.announcer.playing = None;
         }
-        fx.timeline(call_ref, "queue_announce", format!("position {position}"));
+        fx.timeline(
+            call_ref,
+            CallEventKind::QueueAnnounce,
+            format!("position {position}"),
+        );
         self.announce(now, call, fx);
         if head {
             self.retry_from_queue(now, call, fx);
@@ -189,7 +194,7 @@ impl AgencySide {
         self.next_target = 0;
         fx.timeline(
             call.call_ref,
-            "queue_retry",
+            CallEventKind::QueueRetry,
             "ringing the route's targets again",
         );
         self.ring_next(now, call, fx);

@@ -15,6 +15,7 @@ use crate::net::Flow;
 use crate::sip::build::{self, Body, ResponseExtras};
 use crate::sip::parse::Inbound;
 use crate::sip::read::{self, cseq_of, sdp_port, uri_of};
+use crate::timeline::CallEventKind;
 use crate::transaction::ServerTxKey;
 use crate::transaction::table::ServerTxEntry;
 
@@ -56,7 +57,7 @@ impl AgencySide {
                 if let Some(leg) = self.legs.get_mut(&n) {
                     leg.state = LegState::Done;
                 }
-                fx.timeline(call_ref, "agency_hung_up", format!("leg B{n}"));
+                fx.timeline(call_ref, CallEventKind::AgencyHungUp, format!("leg B{n}"));
                 if connected && !transferring {
                     // The agency ended the call: the caller is told with a BYE first, so the
                     // route is not rung again for a caller who is being released.
@@ -92,7 +93,7 @@ impl AgencySide {
                     if *direction != siaga_media::sdp::Direction::SendRecv {
                         fx.timeline(
                             call_ref,
-                            "agency_hold",
+                            CallEventKind::AgencyHold,
                             format!("leg B{n} changed direction ({direction:?} for us); the caller is not put on hold"),
                         );
                     }
@@ -138,7 +139,7 @@ impl AgencySide {
         let Ok(uri) = refer_to.parse::<siaga_dialplan::SipUri>() else {
             fx.timeline(
                 call_ref,
-                "transfer_refused",
+                CallEventKind::TransferRefused,
                 format!("leg B{n}: Refer-To {refer_to} is not a SIP URI"),
             );
             return self.reply_agency(now, call, fx, flow, &req, key, n, 400, vec![], None);
@@ -150,7 +151,7 @@ impl AgencySide {
         }
         fx.timeline(
             call_ref,
-            "transfer_requested",
+            CallEventKind::TransferRequested,
             format!("leg B{n} transfers the caller to {refer_to}"),
         );
         let target = Target {
@@ -168,7 +169,7 @@ impl AgencySide {
             }
             fx.timeline(
                 call_ref,
-                "transfer_failed",
+                CallEventKind::TransferFailed,
                 format!("{refer_to} cannot be reached; the caller stays with leg B{n}"),
             );
             self.after_leg_change(now, call, fx);

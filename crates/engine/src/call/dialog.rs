@@ -15,6 +15,7 @@ use crate::net::{Direction, Flow};
 use crate::sip::build::{self, ALLOW, Body, ResponseExtras};
 use crate::sip::parse::Inbound;
 use crate::sip::read::{header_value, sdp_of};
+use crate::timeline::CallEventKind;
 use crate::transaction::ServerTxKey;
 use crate::transaction::table::{VERBATIM_REPEATS, repeat_note};
 
@@ -51,7 +52,7 @@ impl Call {
         let key = self.invite_tx.clone();
         let bytes = self.response_for(200, Some(("application/sdp", session.sdp.as_bytes())));
         for w in warnings {
-            fx.timeline(call_ref, "sdp_warning", w);
+            fx.timeline(call_ref, CallEventKind::SdpWarning, w);
         }
         fx.respond(now, &key, 200, bytes);
         fx.log(LogRecord::CallAnswered { call: call_ref });
@@ -197,10 +198,18 @@ impl Call {
                 ) {
                     Ok(event) => {
                         let digit = event.digit.as_char();
-                        fx.timeline(call_ref, "dtmf", format!("{digit} via sip_info"));
+                        fx.timeline(
+                            call_ref,
+                            CallEventKind::Dtmf,
+                            format!("{digit} via sip_info"),
+                        );
                         self.ivr_input(now, fx, IvrInput::Digit(digit));
                     }
-                    Err(e) => fx.timeline(call_ref, "sip_info", format!("not a digit: {e}")),
+                    Err(e) => fx.timeline(
+                        call_ref,
+                        CallEventKind::SipInfo,
+                        format!("not a digit: {e}"),
+                    ),
                 }
             }
             Method::Options | Method::PRack | Method::Notify => {
@@ -257,7 +266,7 @@ impl Call {
                 leg: LegId::Caller,
                 session: remote,
             });
-            fx.timeline(self.call_ref, "media_update", detail);
+            fx.timeline(self.call_ref, CallEventKind::MediaUpdate, detail);
         }
         self.session.as_ref().map(|s| s.sdp.clone())
     }

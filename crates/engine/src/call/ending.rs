@@ -10,6 +10,7 @@ use crate::effects::Effects;
 use crate::end_reason::EndReason;
 use crate::ids::LegId;
 use crate::io::{LogRecord, MediaCommand};
+use crate::timeline::CallEventKind;
 use crate::transaction::table::{ClientPurpose, ClientTxKey, VERBATIM_REPEATS};
 
 /// What a call timer asks of the dispatcher.
@@ -89,11 +90,11 @@ impl Call {
                 "{merged} copies of the INVITE on other branches answered 482; the first \
                  {VERBATIM_REPEATS} logged"
             );
-            fx.timeline(call_ref, "merged_requests", detail);
+            fx.timeline(call_ref, CallEventKind::MergedRequests, detail);
         }
         if acks > VERBATIM_REPEATS {
             let detail = format!("{acks} repeated ACKs; the first {VERBATIM_REPEATS} logged");
-            fx.timeline(call_ref, "repeated_acks", detail);
+            fx.timeline(call_ref, CallEventKind::RepeatedAcks, detail);
         }
         // Still ringing (a transport error, an early BYE): the INVITE gets its final answer.
         if matches!(self.state, CallState::Ringing { .. }) {
@@ -145,7 +146,11 @@ impl Call {
             CallState::Ringing { .. } => self.try_answer(now, fx),
             CallState::Answered | CallState::Confirmed => {
                 if self.hang_up_at.is_some_and(|at| now >= at) {
-                    fx.timeline(call_ref, "max_duration", "maximum call duration reached");
+                    fx.timeline(
+                        call_ref,
+                        CallEventKind::MaxDuration,
+                        "maximum call duration reached",
+                    );
                     self.hang_up(now, fx, EndReason::GatewayHungUp);
                     return TimerOutcome::Kept;
                 }
@@ -175,7 +180,7 @@ impl Call {
         if self.media_seen {
             fx.timeline(
                 self.call_ref,
-                "no_ack",
+                CallEventKind::NoAck,
                 "no ACK for 200, kept: caller media is flowing",
             );
             self.state = CallState::Confirmed;
@@ -183,7 +188,7 @@ impl Call {
         }
         fx.timeline(
             self.call_ref,
-            "no_ack",
+            CallEventKind::NoAck,
             "no ACK for 200 and no media: hanging up",
         );
         self.hang_up(now, fx, EndReason::NoAck);
@@ -191,7 +196,11 @@ impl Call {
 
     /// The caller's transport failed (TCP reset, ICMP unreachable).
     pub(crate) fn on_transport_error(&mut self, fx: &mut Effects, reason: &str) {
-        fx.timeline(self.call_ref, "transport_error", reason.to_owned());
+        fx.timeline(
+            self.call_ref,
+            CallEventKind::TransportError,
+            reason.to_owned(),
+        );
         // A caller whose audio still flows may come back on a new connection.
         if !self.media_seen {
             self.end_call(fx, EndReason::TransportError, Some(reason.to_owned()));

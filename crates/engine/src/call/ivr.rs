@@ -3,13 +3,14 @@
 
 use std::time::Instant;
 
-use siaga_dialplan::{IvrAction, IvrInput, IvrSession, TimelineKind};
+use siaga_dialplan::{IvrAction, IvrInput, IvrSession};
 
 use super::{Call, RouteDecision};
 use crate::agency::AgencySide;
 use crate::effects::Effects;
 use crate::ids::LegId;
 use crate::io::{MediaCommand, PlaybackId};
+use crate::timeline::CallEventKind;
 
 impl Call {
     /// Carries out what the IVR asks for.
@@ -63,7 +64,7 @@ impl Call {
                     self.agency = Some(side);
                 }
                 IvrAction::Timeline(event) => {
-                    let kind = timeline_kind(&event.kind);
+                    let kind = CallEventKind::from(&event.kind);
                     fx.timeline(call_ref, kind, event.kind.to_string());
                 }
             }
@@ -77,22 +78,5 @@ impl Call {
         };
         ivr.handle(now, input);
         self.pump_ivr(now, fx);
-    }
-}
-
-/// A short, stable name for a timeline event kind (the log's `kind` column).
-fn timeline_kind(kind: &TimelineKind) -> &'static str {
-    match kind {
-        TimelineKind::MenuEntered { .. } => "menu",
-        TimelineKind::PromptStarted { .. } => "prompt",
-        TimelineKind::PromptInterrupted { .. } => "prompt_interrupted",
-        TimelineKind::DigitReceived { .. } => "digit",
-        TimelineKind::DigitIgnored { .. } => "digit_ignored",
-        TimelineKind::Timeout { .. } => "timeout",
-        TimelineKind::InvalidChoice { .. } => "invalid_choice",
-        TimelineKind::Repeat => "repeat",
-        TimelineKind::Retry { .. } => "retry",
-        TimelineKind::LanguageSwitched { .. } => "language",
-        TimelineKind::RouteDecided { .. } => "route",
     }
 }

@@ -8,6 +8,7 @@ use crate::effects::Effects;
 use crate::ids::CallRef;
 use crate::io::LogRecord;
 use crate::sip::read::header_value;
+use crate::timeline::CallEventKind;
 
 /// Reads every location hint in a request and logs it; returns the report when it holds a
 /// location (the latest one is what the agency is sent).
@@ -53,7 +54,11 @@ pub(crate) fn record(
     };
     let report = siaga_location::extract(&input, fx.cfg.cells.as_deref());
     for problem in &report.problems {
-        fx.timeline(call_ref, "location_problem", problem.to_string());
+        fx.timeline(
+            call_ref,
+            CallEventKind::LocationProblem,
+            problem.to_string(),
+        );
     }
     let has_location = !report.locations.is_empty();
     fx.log(LogRecord::Location {

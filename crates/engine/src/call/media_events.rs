@@ -11,6 +11,7 @@ use crate::agency::is_bridge_playback;
 use crate::effects::Effects;
 use crate::ids::{LegId, LegNo};
 use crate::io::MediaEvent;
+use crate::timeline::CallEventKind;
 
 impl Call {
     pub(crate) fn on_media(
@@ -33,7 +34,11 @@ impl Call {
                 // Ring the agency anyway: a human on the line beats no call; audio is logged
                 // as failed.
                 let fallback = SocketAddr::new(self.flow.local.ip(), 9);
-                fx.timeline(call_ref, "media_failed", format!("leg B{n}: {reason}"));
+                fx.timeline(
+                    call_ref,
+                    CallEventKind::MediaFailed,
+                    format!("leg B{n}: {reason}"),
+                );
                 self.with_agency(fx, |a, view, fx| {
                     a.send_agency_invite(now, view, fx, n, fallback)
                 });
@@ -51,7 +56,7 @@ impl Call {
                 if let CallState::Ringing { media_local, .. } = &mut self.state {
                     *media_local = Some(fallback);
                 }
-                fx.timeline(call_ref, "media_failed", reason);
+                fx.timeline(call_ref, CallEventKind::MediaFailed, reason);
                 self.try_answer(now, fx);
             }
             (MediaEvent::FirstPacket, _) => {
@@ -59,16 +64,24 @@ impl Call {
                     self.media_seen = true;
                     self.caller_silent = false;
                 }
-                fx.timeline(call_ref, "media_started", format!("first RTP on leg {leg}"));
+                fx.timeline(
+                    call_ref,
+                    CallEventKind::MediaStarted,
+                    format!("first RTP on leg {leg}"),
+                );
             }
             (MediaEvent::Digit { digit, source }, _) => {
                 if leg == LegId::Caller {
-                    fx.timeline(call_ref, "dtmf", format!("{digit} via {source}"));
+                    fx.timeline(
+                        call_ref,
+                        CallEventKind::Dtmf,
+                        format!("{digit} via {source}"),
+                    );
                     self.ivr_input(now, fx, IvrInput::Digit(digit));
                 } else {
                     fx.timeline(
                         call_ref,
-                        "agency_dtmf",
+                        CallEventKind::AgencyDtmf,
                         format!("{digit} via {source} on leg {leg}"),
                     );
                 }
@@ -88,7 +101,7 @@ impl Call {
                 }
                 fx.timeline(
                     call_ref,
-                    "media_timeout",
+                    CallEventKind::MediaTimeout,
                     format!("no RTP for {} s on leg {leg}", silent_for.as_secs()),
                 );
                 if leg == LegId::Caller {
@@ -104,7 +117,7 @@ impl Call {
                 }
                 fx.timeline(
                     call_ref,
-                    "media_resumed",
+                    CallEventKind::MediaResumed,
                     format!("RTP again on leg {leg} after {} s", silent_for.as_secs()),
                 );
             }

@@ -7,6 +7,7 @@ use super::{Call, CallState, Probe};
 use crate::effects::Effects;
 use crate::end_reason::EndReason;
 use crate::ids::LegId;
+use crate::timeline::CallEventKind;
 use crate::transaction::table::{ClientPurpose, ClientTxKey};
 
 impl Call {
@@ -27,7 +28,7 @@ impl Call {
         self.probe = Probe::Sent(branch.clone());
         fx.timeline(
             self.call_ref,
-            "caller_probe",
+            CallEventKind::CallerProbe,
             "no RTP from the caller: OPTIONS sent in the dialog",
         );
         let key = ClientTxKey {
@@ -61,7 +62,7 @@ impl Call {
         if !self.caller_silent {
             return fx.timeline(
                 call_ref,
-                "caller_probe",
+                CallEventKind::CallerProbe,
                 format!("{what}; RTP is back: kept"),
             );
         }
@@ -70,13 +71,17 @@ impl Call {
                 Some(every) => Probe::Again(now + every),
                 None => Probe::Idle,
             };
-            fx.timeline(call_ref, "caller_probe", format!("{what}: kept"));
+            fx.timeline(
+                call_ref,
+                CallEventKind::CallerProbe,
+                format!("{what}: kept"),
+            );
             return;
         }
         // The caller's UA has no such dialog, or is gone: a BYE lost on the way, a phone
         // that died. No BYE to it (it has nothing to end); the agency legs get theirs.
         let detail = format!("{what} and no RTP from the caller");
-        fx.timeline(call_ref, "caller_lost", detail.clone());
+        fx.timeline(call_ref, CallEventKind::CallerLost, detail.clone());
         self.end_call(fx, EndReason::CallerLost, Some(detail));
     }
 
@@ -93,6 +98,6 @@ impl Call {
             format!(", asked again in {} s", e.as_secs())
         });
         let detail = format!("OPTIONS not sent (transport error: {reason}): kept{next}");
-        fx.timeline(self.call_ref, "caller_probe", detail);
+        fx.timeline(self.call_ref, CallEventKind::CallerProbe, detail);
     }
 }

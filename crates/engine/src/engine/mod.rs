@@ -31,6 +31,7 @@ use crate::sip::build::ack_for_failure;
 use crate::sip::parse::{self, Framing, Inbound, Message};
 use crate::sip::support::unsupported;
 use crate::source_limits::Lane;
+use crate::timeline::CallEventKind;
 use crate::transaction::client::ResponseVerdict;
 use crate::transaction::table::{ClientPurpose, ClientTxKey, TxKey, VERBATIM_REPEATS, repeat_note};
 use crate::transaction::{ServerTxKey, TxEffect, TxEnd};
@@ -468,7 +469,7 @@ impl Engine {
                 }
                 (TxEffect::Terminated(TxEnd::Timeout), LegId::Caller) => {
                     self.fx
-                        .timeline(call, "bye_timeout", "no response to our BYE");
+                        .timeline(call, CallEventKind::ByeTimeout, "no response to our BYE");
                     self.with_call(call, |c, fx| c.finish_hang_up(fx));
                 }
                 (TxEffect::Terminated(TxEnd::Timeout), LegId::Agency(n)) => {
@@ -552,7 +553,7 @@ impl Engine {
         } = dialog;
         self.fx.timeline(
             call,
-            "restart_bye",
+            CallEventKind::RestartBye,
             format!(
                 "leg {leg}: BYE to {} ({}) for the dialog left up by the gateway's stop",
                 flow.remote, dialog.request_uri
@@ -568,8 +569,11 @@ impl Engine {
 
     /// The outcome of such a BYE, for the call's timeline.
     fn restart_bye_outcome(&mut self, call: CallRef, leg: LegId, outcome: &str) {
-        self.fx
-            .timeline(call, "restart_bye_done", format!("leg {leg}: {outcome}"));
+        self.fx.timeline(
+            call,
+            CallEventKind::RestartByeDone,
+            format!("leg {leg}: {outcome}"),
+        );
     }
 
     // ---- shutdown and inspection ----
@@ -587,7 +591,7 @@ impl Engine {
         for call in live {
             self.fx.timeline(
                 call,
-                "shutdown",
+                CallEventKind::Shutdown,
                 "the gateway stopped with the call still up",
             );
             self.with_call(call, |c, fx| {

@@ -17,6 +17,7 @@ use crate::sip::build::{self, ResponseExtras};
 use crate::sip::parse::{self, Inbound};
 use crate::sip::read::{contact_uri, header_value, uri_of};
 use crate::sip::support::unsupported;
+use crate::timeline::CallEventKind;
 use crate::transaction::ServerTxKey;
 use crate::transaction::table::{ServerTxEntry, VERBATIM_REPEATS, repeat_note};
 
@@ -134,7 +135,7 @@ impl Engine {
             let what: Vec<String> = headers.iter().map(|(n, v)| format!("{n}: {v}")).collect();
             fx.timeline(
                 call_ref,
-                "not_refused",
+                CallEventKind::NotRefused,
                 format!(
                     "would be {status} for a normal call ({}); answered as an emergency",
                     what.join("; ")
