@@ -165,7 +165,7 @@ pub async fn run(
         element_domain: settings.element_domain.clone(),
         noncall: settings.noncall,
         trusted_sources: settings.transport_limits.trusted.clone(),
-        dead_session: siaga_engine::DeadSessionConfig {
+        silent_caller_probe: siaga_engine::SilentCallerProbe {
             reprobe: settings.probe_every,
         },
         log_personal_data: settings.log_personal_data,

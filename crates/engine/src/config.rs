@@ -32,7 +32,7 @@ pub struct EngineConfig {
     /// `trusted_sources`: the carriers' SBCs). The agencies' addresses are exempt too.
     pub trusted_sources: Trusted,
     /// Probing of callers whose RTP stopped (a lost BYE must not keep a call up for hours).
-    pub dead_session: DeadSessionConfig,
+    pub silent_caller_probe: SilentCallerProbe,
     /// Whether INFO-level console lines may name the caller (personal data; off by default).
     pub log_personal_data: bool,
 }
@@ -42,12 +42,12 @@ pub struct EngineConfig {
 /// ends the call as `caller_lost`. Any other answer keeps it, probed again every `reprobe`
 /// while the silence lasts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct DeadSessionConfig {
+pub struct SilentCallerProbe {
     /// `None` turns probing off (a silent call then lasts until BYE or the maximum duration).
     pub reprobe: Option<Duration>,
 }
 
-impl Default for DeadSessionConfig {
+impl Default for SilentCallerProbe {
     fn default() -> Self {
         Self {
             reprobe: Some(Duration::from_secs(60)),
@@ -68,7 +68,7 @@ impl Default for EngineConfig {
             element_domain: "siaga.invalid".to_owned(),
             noncall: NonCallLimits::default(),
             trusted_sources: Trusted::default(),
-            dead_session: DeadSessionConfig::default(),
+            silent_caller_probe: SilentCallerProbe::default(),
             log_personal_data: false,
         }
     }

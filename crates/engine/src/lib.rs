@@ -39,7 +39,7 @@ pub mod timeline;
 pub mod timers;
 pub mod transaction;
 
-pub use config::{DeadSessionConfig, EngineConfig};
+pub use config::{EngineConfig, SilentCallerProbe};
 pub use directory::{Directory, Hop};
 pub use engine::Engine;
 pub use siaga_dialplan as dialplan;

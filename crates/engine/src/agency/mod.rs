@@ -205,8 +205,8 @@ pub struct AgencySide {
 /// A message body we build: media type and bytes.
 pub(crate) type OwnedBody = (String, Vec<u8>);
 
-/// Bridge-owned playbacks use the top bit so they never collide with the IVR's ids.
-pub(crate) const BRIDGE_PLAYBACK: u64 = 1 << 63;
+/// The agency side's announcements use the top bit so they never collide with the IVR's ids.
+pub(crate) const ANNOUNCEMENT_PLAYBACK: u64 = 1 << 63;
 /// A ringback that "finishes" faster than this is not a real file: don't loop on it.
 pub(crate) const MIN_RINGBACK: Duration = Duration::from_millis(300);
 /// How often a failed last resort without a queue is rung again.
@@ -214,8 +214,8 @@ pub(crate) const LAST_RESORT_RETRY: Duration = Duration::from_secs(5);
 /// How long we wait for the final response after a CANCEL before forgetting the leg.
 pub(crate) const CANCEL_GIVE_UP: Duration = Duration::from_secs(32);
 
-pub(crate) fn is_bridge_playback(id: PlaybackId) -> bool {
-    id.0 & BRIDGE_PLAYBACK != 0
+pub(crate) fn is_announcement(id: PlaybackId) -> bool {
+    id.0 & ANNOUNCEMENT_PLAYBACK != 0
 }
 
 pub(super) fn plan_transport(t: PlanTransport) -> Transport {

@@ -3,7 +3,7 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use super::{AgencySide, BRIDGE_PLAYBACK, CallerView, MIN_RINGBACK, Queued};
+use super::{ANNOUNCEMENT_PLAYBACK, AgencySide, CallerView, MIN_RINGBACK, Queued};
 use crate::effects::Effects;
 use crate::ids::{LegId, LegNo};
 use crate::io::{MediaCommand, PlaybackId};
@@ -15,7 +15,7 @@ impl AgencySide {
         if self.connected.is_some() || self.announcer.playing.is_some() {
             return;
         }
-        let id = PlaybackId(BRIDGE_PLAYBACK | (fx.next_playback + 1));
+        let id = PlaybackId(ANNOUNCEMENT_PLAYBACK | (fx.next_playback + 1));
         let (next, is_ringback) = match self.announcer.pending.pop_front() {
             Some(p) => (Some(p), false),
             None => (self.announcer.ringback.clone(), true),
@@ -33,7 +33,7 @@ impl AgencySide {
         });
     }
 
-    /// A bridge announcement ended: play the next one (or ringback again).
+    /// An announcement of the agency side ended: play the next one (or ringback again).
     pub(crate) fn announcement_finished(
         &mut self,
         now: Instant,

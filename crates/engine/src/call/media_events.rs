@@ -7,7 +7,7 @@ use std::time::Instant;
 use siaga_dialplan::IvrInput;
 
 use super::{Call, CallState, Probe};
-use crate::agency::is_bridge_playback;
+use crate::agency::is_announcement;
 use crate::effects::Effects;
 use crate::ids::{LegId, LegNo};
 use crate::io::MediaEvent;
@@ -86,7 +86,7 @@ impl Call {
                     );
                 }
             }
-            (MediaEvent::PromptFinished { playback }, _) if is_bridge_playback(playback) => {
+            (MediaEvent::PromptFinished { playback }, _) if is_announcement(playback) => {
                 self.with_agency(fx, |a, view, fx| {
                     a.announcement_finished(now, view, fx, playback)
                 });

@@ -161,7 +161,7 @@ impl Call {
             _ => None,
         };
         let ivr = self.ivr.as_ref().and_then(IvrSession::next_timeout);
-        let bridge = match &self.state {
+        let agency = match &self.state {
             CallState::Answered | CallState::Confirmed => {
                 self.agency.as_ref().and_then(AgencySide::next_deadline)
             }
@@ -175,7 +175,7 @@ impl Call {
             (CallState::Answered | CallState::Confirmed, Probe::Again(at)) => Some(*at),
             _ => None,
         };
-        [ring, hang_up, ivr, bridge, linger, probe]
+        [ring, hang_up, ivr, agency, linger, probe]
             .into_iter()
             .flatten()
             .min()

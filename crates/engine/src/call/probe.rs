@@ -15,7 +15,7 @@ impl Call {
     /// RFC 4028 session refresh: it needs nothing negotiated, every UA must answer it, and it
     /// cannot change the media session of an emergency call.
     pub(crate) fn probe_caller(&mut self, fx: &mut Effects) {
-        if fx.cfg.dead_session.reprobe.is_none() {
+        if fx.cfg.silent_caller_probe.reprobe.is_none() {
             return;
         }
         let up = matches!(self.state, CallState::Answered | CallState::Confirmed);
@@ -67,7 +67,7 @@ impl Call {
             );
         }
         if !lost {
-            self.probe = match fx.cfg.dead_session.reprobe {
+            self.probe = match fx.cfg.silent_caller_probe.reprobe {
                 Some(every) => Probe::Again(now + every),
                 None => Probe::Idle,
             };
@@ -89,7 +89,7 @@ impl Call {
     /// about the caller's dialog: its SBC may come back on a new connection. The call is kept
     /// and the probe tried again at the next interval; only a 481/408 or Timer F ends it.
     pub(crate) fn probe_unsent(&mut self, now: Instant, fx: &mut Effects, reason: &str) {
-        let every = fx.cfg.dead_session.reprobe;
+        let every = fx.cfg.silent_caller_probe.reprobe;
         self.probe = every.map_or(Probe::Idle, |every| Probe::Again(now + every));
         if !matches!(self.state, CallState::Answered | CallState::Confirmed) {
             return;
