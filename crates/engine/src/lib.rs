@@ -5,6 +5,8 @@
 mod bridge;
 pub mod call;
 mod engine;
+#[cfg(feature = "harness")]
+pub mod harness;
 pub mod ids;
 pub mod io;
 pub mod noncall;
