@@ -2,8 +2,9 @@
 //! plan) fed the input as one UDP datagram, then — on a second fresh engine — as a sequence
 //! of datagrams split on the separator byte 0xFF, with virtual time advancing between them.
 //! Each run ends with 10 virtual minutes of timers, a `HangUp` of every call left, and 10 more
-//! minutes. The harness plays the shell: it answers `Allocate` with
-//! `Allocated`, `Start` with `FirstPacket`, `Play` with `PromptFinished` a little later.
+//! minutes. The engine's own harness (`siaga_engine::harness`, shared with its tests) plays
+//! the shell: it answers `Allocate` with `Allocated`, the first `Start` of a call with
+//! `FirstPacket`, and `Play` with `PromptFinished` when virtual time next moves.
 //!
 //! Segment layout (second phase): `[control][message]`, where `control` picks
 //! - bit 0: transport (UDP / TCP connection 1),
@@ -33,10 +34,11 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use libfuzzer_sys::fuzz_target;
-use siaga_dialplan::{Dialplan, Source};
-use siaga_engine::ids::{CallRef, ConnId, LegId};
-use siaga_engine::io::{Flow, Input, MediaCommand, MediaEvent, Output, PlaybackId, Transport};
-use siaga_engine::{Engine, EngineConfig};
+use siaga_dialplan::Dialplan;
+use siaga_engine::EngineConfig;
+use siaga_engine::harness::{self, Harness, MediaSide, Prompts, header};
+use siaga_engine::ids::{ConnId, LegId};
+use siaga_engine::io::{Flow, Input, LogRecord, MediaEvent, Transport};
 
 const SEPARATOR: u8 = 0xFF;
 
@@ -47,13 +49,7 @@ fn t0() -> Instant {
 
 fn plan() -> Arc<Dialplan> {
     static PLAN: OnceLock<Arc<Dialplan>> = OnceLock::new();
-    PLAN.get_or_init(|| {
-        let text = include_str!("../../dialplans/default.toml");
-        let plan = siaga_dialplan::validate(&[Source::new("default.toml", text)], &|_| true)
-            .expect("the default plan validates");
-        Arc::new(plan)
-    })
-    .clone()
+    PLAN.get_or_init(harness::default_plan).clone()
 }
 
 /// `SIAGA_FUZZ_TRACE=1` prints every message in and out (for reading a reproducer).
@@ -67,18 +63,14 @@ fn idle_check() -> bool {
     *ON.get_or_init(|| std::env::var_os("SIAGA_FUZZ_IDLE_CHECK").is_some_and(|v| v == "1"))
 }
 
+/// The engine in the harness, plus what the placeholders of the next message refer to.
 struct Shell {
-    engine: Engine,
-    now: Instant,
+    h: Harness,
     /// To-tag of the gateway's latest response.
     last_tag: Option<String>,
     /// The gateway's latest own request (to a caller or an agency), and where it went.
     last_request: Option<Vec<u8>>,
     last_request_flow: Option<Flow>,
-    /// Prompts playing: finished when time next advances.
-    playing: Vec<(CallRef, LegId, PlaybackId)>,
-    started: Vec<CallRef>,
-    outputs: usize,
 }
 
 fn flow(control: u8) -> Flow {
@@ -96,164 +88,66 @@ fn flow(control: u8) -> Flow {
     }
 }
 
-/// The value of the first header line named `names` (case-insensitive), trimmed.
-fn header<'a>(text: &'a str, names: &[&str]) -> Option<&'a str> {
-    text.lines().skip(1).take_while(|l| !l.is_empty()).find_map(|line| {
-        let (name, value) = line.split_once(':')?;
-        let name = name.trim();
-        names
-            .iter()
-            .any(|n| n.eq_ignore_ascii_case(name))
-            .then_some(value.trim())
-    })
-}
-
 impl Shell {
     fn new() -> Self {
+        let mut h = Harness::new(EngineConfig::default(), plan(), t0());
+        h.media_side = MediaSide {
+            prompts: Prompts::EndWhenTimeMoves,
+            first_packet_on_start: true,
+        };
+        h.output_limit = 1_000_000;
         Shell {
-            engine: Engine::new(EngineConfig::default(), plan(), t0()),
-            now: t0(),
+            h,
             last_tag: None,
             last_request: None,
             last_request_flow: None,
-            playing: Vec::new(),
-            started: Vec::new(),
-            outputs: 0,
         }
     }
 
-    fn drain(&mut self) {
-        while let Some(out) = self.engine.poll_output() {
-            self.outputs += 1;
-            assert!(self.outputs < 1_000_000, "the engine keeps producing output");
-            match out {
-                Output::Transmit { flow, bytes } => {
-                    let text = String::from_utf8_lossy(&bytes);
-                    if trace() {
-                        eprintln!("--- out at {:?}\n{text}", self.now - t0());
-                    }
-                    if text.starts_with("SIP/2.0 ") {
-                        if let Some(tag) = header(&text, &["to", "t"])
-                            .and_then(|to| to.split(";tag=").nth(1))
-                            .map(|t| t.split([';', ' ', '>']).next().unwrap_or_default())
-                        {
-                            self.last_tag = Some(tag.to_owned());
-                        }
-                    } else {
-                        self.last_request = Some(bytes);
-                        self.last_request_flow = Some(flow);
-                    }
-                }
-                Output::Log(record) => {
-                    if trace() {
-                        if let siaga_engine::io::LogRecord::Timeline { kind, detail, .. } = &record {
-                            eprintln!("--- timeline {kind}: {detail}");
-                        }
-                    }
-                }
-                Output::Media(cmd) => match cmd {
-                    MediaCommand::Allocate { call, leg, .. } => {
-                        let port = match leg {
-                            LegId::Caller => 40000,
-                            LegId::Agency(n) => 40002u16.wrapping_add((n as u16).wrapping_mul(2)),
-                        };
-                        let local = SocketAddr::new([198, 51, 100, 1].into(), port);
-                        self.engine.handle_input(
-                            self.now,
-                            Input::Media {
-                                call,
-                                leg,
-                                event: MediaEvent::Allocated { local },
-                            },
-                        );
-                    }
-                    MediaCommand::Start { call, leg, .. } => {
-                        if !self.started.contains(&call) {
-                            self.started.push(call);
-                            self.engine.handle_input(
-                                self.now,
-                                Input::Media {
-                                    call,
-                                    leg,
-                                    event: MediaEvent::FirstPacket,
-                                },
-                            );
-                        }
-                    }
-                    MediaCommand::Play {
-                        call,
-                        leg,
-                        playback,
-                        ..
-                    } => {
-                        self.playing.retain(|(c, l, _)| !(*c == call && *l == leg));
-                        self.playing.push((call, leg, playback));
-                    }
-                    MediaCommand::StopPlayback { call, leg, playback } => {
-                        self.playing
-                            .retain(|p| *p != (call, leg, playback));
-                    }
-                    MediaCommand::Release { call, .. } => {
-                        self.playing.retain(|(c, _, _)| *c != call);
-                    }
-                    MediaCommand::Bridge { .. } | MediaCommand::Unbridge { .. } => {}
-                },
+    /// Reads the gateway's messages since the last step for the placeholders, and empties
+    /// the harness's record (a run can send hundreds of thousands of messages).
+    fn follow(&mut self) {
+        for sent in self.h.sent.drain(..) {
+            let text = String::from_utf8_lossy(&sent.bytes);
+            if trace() {
+                eprintln!("--- out at {:?}\n{text}", sent.at);
+            }
+            if !text.starts_with("SIP/2.0 ") {
+                self.last_request = Some(sent.bytes);
+                self.last_request_flow = Some(sent.flow);
+            } else if let Some(tag) = header(&text, &["to", "t"]).and_then(harness::tag) {
+                self.last_tag = Some(tag.to_owned());
             }
         }
+        for record in self.h.logs.drain(..) {
+            if let LogRecord::Timeline { kind, detail, .. } = &record {
+                if trace() {
+                    eprintln!("--- timeline {kind}: {detail}");
+                }
+            }
+        }
+        self.h.media.clear();
     }
 
     fn input(&mut self, input: Input<'_>) {
-        self.engine.handle_input(self.now, input);
-        self.drain();
+        self.h.input(input);
+        self.follow();
     }
 
-    /// Runs every timer due up to `until`, then sets the clock to it.
+    /// Runs every timer due up to `by` from now (prompts playing end first), then sets the
+    /// clock to it.
     fn advance(&mut self, by: Duration) {
-        let until = self.now + by;
-        if !by.is_zero() {
-            for (call, leg, playback) in std::mem::take(&mut self.playing) {
-                self.input(Input::Media {
-                    call,
-                    leg,
-                    event: MediaEvent::PromptFinished { playback },
-                });
-            }
-        }
-        let mut same_instant = 0u32;
-        let mut last = None;
-        let mut rounds = 0u32;
-        while let Some(at) = self.engine.poll_timeout() {
-            if at > until {
-                break;
-            }
-            rounds += 1;
-            if rounds > 200_000 {
-                panic!("more than 200000 timer rounds within {by:?}");
-            }
-            if last == Some(at) {
-                same_instant += 1;
-                assert!(same_instant < 10_000, "timer livelock: deadline {at:?} keeps coming back");
-            } else {
-                same_instant = 0;
-                last = Some(at);
-            }
-            self.now = self.now.max(at);
-            self.input(Input::Timeout);
-            // Prompts end while the caller waits, so IVR timers move on.
-            for (call, leg, playback) in std::mem::take(&mut self.playing) {
-                self.input(Input::Media {
-                    call,
-                    leg,
-                    event: MediaEvent::PromptFinished { playback },
-                });
-            }
-        }
-        self.now = self.now.max(until);
+        self.h.advance(by);
+        self.follow();
     }
 
     fn sip(&mut self, flow: Flow, data: &[u8]) {
         if trace() {
-            eprintln!("--- in at {:?}\n{}", self.now - t0(), String::from_utf8_lossy(data));
+            eprintln!(
+                "--- in at {:?}\n{}",
+                self.h.now - t0(),
+                String::from_utf8_lossy(data)
+            );
         }
         self.input(Input::Sip { flow, data });
     }
@@ -299,10 +193,11 @@ impl Shell {
             .as_deref()
             .map(String::from_utf8_lossy)
             .unwrap_or_default();
-        let call_id = header(&req, &["call-id", "i"]).unwrap_or_default().to_owned();
+        let call_id = header(&req, &["call-id", "i"])
+            .unwrap_or_default()
+            .to_owned();
         let from_tag = header(&req, &["from", "f"])
-            .and_then(|f| f.split(";tag=").nth(1))
-            .map(|t| t.split([';', ' ', '>']).next().unwrap_or_default())
+            .and_then(harness::tag)
             .unwrap_or_default()
             .to_owned();
         let subs: [(&[u8], &[u8]); 3] = [
@@ -332,16 +227,19 @@ impl Shell {
     /// input), then another 10 minutes for the BYEs to complete or time out.
     fn finish(&mut self) {
         self.advance(Duration::from_secs(600));
-        for call in self.engine.call_refs() {
+        for call in self.h.engine.call_refs() {
             self.input(Input::HangUp { call });
         }
         self.advance(Duration::from_secs(600));
         if idle_check() {
             assert!(
-                self.engine.is_idle(),
+                self.h.engine.is_idle(),
                 "engine not idle 10 min after hanging up every call: calls {:?}, next timer in {:?}",
-                self.engine.call_refs(),
-                self.engine.poll_timeout().map(|t| t.saturating_duration_since(self.now))
+                self.h.engine.call_refs(),
+                self.h
+                    .engine
+                    .poll_timeout()
+                    .map(|t| t.saturating_duration_since(self.h.now))
             );
         }
     }
@@ -388,7 +286,7 @@ fuzz_target!(|data: &[u8]| {
                 } else {
                     MediaEvent::Timeout { silent_for }
                 };
-                for call in shell.engine.call_refs() {
+                for call in shell.h.engine.call_refs() {
                     shell.input(Input::Media {
                         call,
                         leg: LegId::Caller,
@@ -398,7 +296,7 @@ fuzz_target!(|data: &[u8]| {
             }
             4 => {
                 let digit = char::from(b"0123456789*#"[msg.len() % 12]);
-                for call in shell.engine.call_refs() {
+                for call in shell.h.engine.call_refs() {
                     shell.input(Input::Media {
                         call,
                         leg: LegId::Caller,
@@ -410,7 +308,7 @@ fuzz_target!(|data: &[u8]| {
                 }
             }
             5 => {
-                if let Some(call) = shell.engine.call_refs().first().copied() {
+                if let Some(call) = shell.h.engine.call_refs().first().copied() {
                     shell.input(Input::HangUp { call });
                 }
             }

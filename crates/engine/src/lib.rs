@@ -27,6 +27,8 @@ mod directory;
 mod effects;
 pub mod end_reason;
 mod engine;
+#[cfg(feature = "harness")]
+pub mod harness;
 pub mod ids;
 pub mod io;
 pub mod net;

@@ -3,25 +3,19 @@
 #![allow(clippy::disallowed_methods)] // Instant::now() once, as the origin of virtual time
 
 use std::net::SocketAddr;
+use std::ops::{Deref, DerefMut};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use siaga_dialplan::{Dialplan, Source};
+use siaga_dialplan::Dialplan;
+use siaga_engine::EngineConfig;
 use siaga_engine::call::EndReason;
+use siaga_engine::harness::{self, Harness, MediaSide, Prompts, default_plan};
 use siaga_engine::ids::{CallRef, LegId};
-use siaga_engine::io::{Flow, Input, LogRecord, MediaCommand, MediaEvent, Output, Transport};
-use siaga_engine::{Engine, EngineConfig};
-
-fn default_plan() -> Arc<Dialplan> {
-    plan_at(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../dialplans/default.toml"
-    ))
-}
+use siaga_engine::io::{Flow, Input, LogRecord, MediaCommand, MediaEvent, Transport};
 
 fn plan_at(path: &str) -> Arc<Dialplan> {
-    let text = std::fs::read_to_string(path).expect("default plan");
-    Arc::new(siaga_dialplan::validate(&[Source::new(path, text)], &|_| true).expect("valid"))
+    harness::plan(path, &std::fs::read_to_string(path).expect("plan"))
 }
 
 const CALLER: &str = "192.0.2.10:5070";
@@ -35,15 +29,24 @@ fn addr(s: &str) -> SocketAddr {
     s.parse().expect("addr")
 }
 
+/// The gateway in the harness, with the caller's call once it is in.
 struct Sim {
-    engine: Engine,
-    now: Instant,
-    /// (destination, message) of everything the gateway sent.
-    sent: Vec<(SocketAddr, String)>,
-    logs: Vec<LogRecord>,
-    media: Vec<MediaCommand>,
+    h: Harness,
     call: Option<CallRef>,
     caller_tag: String,
+}
+
+impl Deref for Sim {
+    type Target = Harness;
+    fn deref(&self) -> &Harness {
+        &self.h
+    }
+}
+
+impl DerefMut for Sim {
+    fn deref_mut(&mut self) -> &mut Harness {
+        &mut self.h
+    }
 }
 
 fn flow_from(remote: &str) -> Flow {
@@ -61,100 +64,26 @@ impl Sim {
     }
 
     fn with_plan(plan: Arc<Dialplan>) -> Self {
-        let now = Instant::now();
+        let mut h = Harness::new(EngineConfig::default(), plan, Instant::now());
+        // Prompts end at once: the tests are about signalling.
+        h.media_side = MediaSide {
+            prompts: Prompts::EndAtOnce,
+            first_packet_on_start: false,
+        };
         Self {
-            engine: Engine::new(EngineConfig::default(), plan, now),
-            now,
-            sent: Vec::new(),
-            logs: Vec::new(),
-            media: Vec::new(),
+            h,
             call: None,
             caller_tag: String::new(),
         }
     }
 
-    fn drain(&mut self) {
-        while let Some(out) = self.engine.poll_output() {
-            match out {
-                Output::Transmit { flow, bytes } => {
-                    self.sent
-                        .push((flow.remote, String::from_utf8(bytes).expect("utf8")));
-                }
-                Output::Log(r) => self.logs.push(r),
-                Output::Media(cmd) => {
-                    match &cmd {
-                        MediaCommand::Allocate { call, leg, .. } => {
-                            let port = match leg {
-                                LegId::Caller => 40000,
-                                LegId::Agency(n) => 40000 + 2 * *n as u16,
-                            };
-                            let (call, leg) = (*call, *leg);
-                            self.engine.handle_input(
-                                self.now,
-                                Input::Media {
-                                    call,
-                                    leg,
-                                    event: MediaEvent::Allocated {
-                                        local: SocketAddr::new(addr(GW).ip(), port),
-                                    },
-                                },
-                            );
-                        }
-                        MediaCommand::Play { call, playback, .. } => {
-                            // Prompts end at once: the tests are about signalling.
-                            let (call, playback) = (*call, *playback);
-                            self.media.push(cmd);
-                            self.engine.handle_input(
-                                self.now,
-                                Input::Media {
-                                    call,
-                                    leg: LegId::Caller,
-                                    event: MediaEvent::PromptFinished { playback },
-                                },
-                            );
-                            continue;
-                        }
-                        _ => {}
-                    }
-                    self.media.push(cmd);
-                }
-            }
-        }
-    }
-
     fn send_from(&mut self, remote: &str, text: &str) {
-        self.engine.handle_input(
-            self.now,
-            Input::Sip {
-                flow: flow_from(remote),
-                data: text.as_bytes(),
-            },
-        );
-        self.drain();
-    }
-
-    fn advance(&mut self, d: Duration) {
-        let end = self.now + d;
-        while let Some(at) = self.engine.poll_timeout() {
-            if at > end {
-                break;
-            }
-            self.now = at.max(self.now);
-            self.engine.handle_input(self.now, Input::Timeout);
-            self.drain();
-        }
-        self.now = end;
+        self.h.sip(flow_from(remote), text.as_bytes());
     }
 
     /// Messages sent to `to` whose first line starts with `prefix`, removed from the record.
     fn take_to(&mut self, to: &str, prefix: &str) -> Vec<String> {
-        let to = addr(to);
-        let (hit, keep): (Vec<_>, Vec<_>) = self
-            .sent
-            .drain(..)
-            .partition(|(d, m)| *d == to && m.starts_with(prefix));
-        self.sent = keep;
-        hit.into_iter().map(|(_, m)| m).collect()
+        self.h.take_to(addr(to), prefix)
     }
 
     fn timeline(&self, kind: &str) -> Vec<String> {
@@ -164,16 +93,6 @@ impl Sim {
                 LogRecord::Timeline {
                     kind: k, detail, ..
                 } if k.as_str() == kind => Some(detail.clone()),
-                _ => None,
-            })
-            .collect()
-    }
-
-    fn end_reasons(&self) -> Vec<EndReason> {
-        self.logs
-            .iter()
-            .filter_map(|r| match r {
-                LogRecord::CallEnded { reason, .. } => Some(*reason),
                 _ => None,
             })
             .collect()
@@ -271,19 +190,11 @@ const SDP: &str = "v=0\r\no=- 1 1 IN IP4 192.0.2.10\r\ns=-\r\nc=IN IP4 192.0.2.1
     m=audio 6000 RTP/AVP 8 0 101\r\na=rtpmap:101 telephone-event/8000\r\n";
 
 fn header(msg: &str, name: &str) -> String {
-    msg.lines()
-        .find(|l| l.starts_with(&format!("{name}:")))
-        .map(|l| l[name.len() + 1..].trim().to_owned())
-        .unwrap_or_default()
+    harness::header(msg, &[name]).unwrap_or_default().to_owned()
 }
 
 fn tag_of(msg: &str, name: &str) -> String {
-    header(msg, name)
-        .split(";tag=")
-        .nth(1)
-        .unwrap_or_default()
-        .split(';')
-        .next()
+    harness::tag(&header(msg, name))
         .unwrap_or_default()
         .to_owned()
 }
@@ -775,15 +686,7 @@ impl Sim {
 
     fn caller_media(&mut self, event: MediaEvent) {
         let call = self.call.expect("call");
-        self.engine.handle_input(
-            self.now,
-            Input::Media {
-                call,
-                leg: LegId::Caller,
-                event,
-            },
-        );
-        self.drain();
+        self.h.media_event(call, LegId::Caller, event);
     }
 
     /// The media layer reports the caller silent; returns the OPTIONS the gateway sends.
@@ -943,14 +846,10 @@ fn a_probe_that_cannot_be_sent_keeps_the_call_and_is_tried_again() {
     // send fails at once.
     sim.caller_media(MediaEvent::FirstPacket);
     sim.caller_goes_silent();
-    sim.engine.handle_input(
-        sim.now,
-        Input::TransportError {
-            flow: flow_from(CALLER),
-            reason: "tcp send to 192.0.2.10:5070: connection closed".into(),
-        },
-    );
-    sim.drain();
+    sim.input(Input::TransportError {
+        flow: flow_from(CALLER),
+        reason: "tcp send to 192.0.2.10:5070: connection closed".into(),
+    });
     assert!(
         sim.end_reasons().is_empty(),
         "a send failure is not a lost caller"

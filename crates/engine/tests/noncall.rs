@@ -5,20 +5,13 @@
 #![allow(clippy::disallowed_methods)] // Instant::now() once, as the origin of virtual time
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::sync::Arc;
+use std::ops::{Deref, DerefMut};
 use std::time::{Duration, Instant};
 
-use siaga_dialplan::{Dialplan, Source};
-use siaga_engine::io::{Flow, Input, LogRecord, MediaCommand, MediaEvent, Output, Transport};
+use siaga_engine::EngineConfig;
+use siaga_engine::harness::{Harness, default_plan};
+use siaga_engine::io::{Flow, LogRecord, Transport};
 use siaga_engine::noncall::{NonCallKind, NonCallLimits, NonCallTally};
-use siaga_engine::{Engine, EngineConfig};
-
-fn default_plan() -> Arc<Dialplan> {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../dialplans/default.toml");
-    let text = std::fs::read_to_string(path).expect("default plan");
-    let plan = siaga_dialplan::validate(&[Source::new(path, text)], &|_| true).expect("valid");
-    Arc::new(plan)
-}
 
 /// What came out of the engine, counted (a flood must not be kept message by message).
 #[derive(Default)]
@@ -35,10 +28,23 @@ struct Seen {
     last_reply_bytes: Vec<Vec<u8>>,
 }
 
+/// The gateway in the harness; its record is counted into `seen` and emptied after each step.
 struct Net {
-    engine: Engine,
-    now: Instant,
+    h: Harness,
     seen: Seen,
+}
+
+impl Deref for Net {
+    type Target = Harness;
+    fn deref(&self) -> &Harness {
+        &self.h
+    }
+}
+
+impl DerefMut for Net {
+    fn deref_mut(&mut self) -> &mut Harness {
+        &mut self.h
+    }
 }
 
 fn flow(source: u32) -> Flow {
@@ -53,14 +59,15 @@ fn flow(source: u32) -> Flow {
 
 impl Net {
     fn new(limits: NonCallLimits) -> Self {
-        let now = Instant::now();
-        let cfg = EngineConfig {
+        Self::with_config(EngineConfig {
             noncall: limits,
             ..EngineConfig::default()
-        };
+        })
+    }
+
+    fn with_config(cfg: EngineConfig) -> Self {
         Self {
-            engine: Engine::new(cfg, default_plan(), now),
-            now,
+            h: Harness::new(cfg, default_plan(), Instant::now()),
             seen: Seen::default(),
         }
     }
@@ -68,67 +75,46 @@ impl Net {
     fn send(&mut self, source: u32, text: &str) {
         self.seen.last_replies.clear();
         self.seen.last_reply_bytes.clear();
-        let data = text.as_bytes();
-        self.engine.handle_input(
-            self.now,
-            Input::Sip {
-                flow: flow(source),
-                data,
-            },
-        );
-        self.drain();
+        self.h.sip(flow(source), text.as_bytes());
+        self.count();
     }
 
     fn drain(&mut self) {
-        while let Some(out) = self.engine.poll_output() {
-            match out {
-                Output::Transmit { bytes, .. } => {
-                    self.seen.transmitted += 1;
-                    let first = String::from_utf8_lossy(&bytes)
-                        .lines()
-                        .next()
-                        .unwrap_or_default()
-                        .to_owned();
-                    self.seen.last_replies.push(first);
-                    self.seen.last_reply_bytes.push(bytes);
-                }
-                Output::Log(LogRecord::Sip {
-                    call: None, bytes, ..
-                }) => {
-                    self.seen.noncall_rows += 1;
-                    self.seen.largest_row = self.seen.largest_row.max(bytes.len());
-                }
-                Output::Log(LogRecord::NonCallCounts(t)) => self.seen.tallies.push(*t),
-                Output::Log(LogRecord::CallStarted(_)) => self.seen.calls_started += 1,
-                Output::Log(_) => {}
-                Output::Media(MediaCommand::Allocate { call, leg, .. }) => {
-                    self.engine.handle_input(
-                        self.now,
-                        Input::Media {
-                            call,
-                            leg,
-                            event: MediaEvent::Allocated {
-                                local: "198.51.100.1:40000".parse().expect("addr"),
-                            },
-                        },
-                    );
-                }
-                Output::Media(_) => {}
-            }
-        }
+        self.h.drain();
+        self.count();
     }
 
     fn advance(&mut self, d: Duration) {
-        let end = self.now + d;
-        while let Some(at) = self.engine.poll_timeout() {
-            if at > end {
-                break;
-            }
-            self.now = at.max(self.now);
-            self.engine.handle_input(self.now, Input::Timeout);
-            self.drain();
+        self.h.advance(d);
+        self.count();
+    }
+
+    /// Moves the harness's record into the counts.
+    fn count(&mut self) {
+        for sent in self.h.sent.drain(..) {
+            self.seen.transmitted += 1;
+            let first = String::from_utf8_lossy(&sent.bytes)
+                .lines()
+                .next()
+                .unwrap_or_default()
+                .to_owned();
+            self.seen.last_replies.push(first);
+            self.seen.last_reply_bytes.push(sent.bytes);
         }
-        self.now = end;
+        for record in self.h.logs.drain(..) {
+            match record {
+                LogRecord::Sip {
+                    call: None, bytes, ..
+                } => {
+                    self.seen.noncall_rows += 1;
+                    self.seen.largest_row = self.seen.largest_row.max(bytes.len());
+                }
+                LogRecord::NonCallCounts(t) => self.seen.tallies.push(*t),
+                LogRecord::CallStarted(_) => self.seen.calls_started += 1,
+                _ => {}
+            }
+        }
+        self.h.media.clear();
     }
 
     fn total_counted(&self) -> u64 {
@@ -336,7 +322,8 @@ fn the_counts_of_an_unfinished_window_are_flushed_at_shutdown() {
     let mut net = Net::new(NonCallLimits::default());
     net.send(1, &flood_message(0));
     net.now += Duration::from_secs(10);
-    net.engine.flush_noncall_counts(net.now);
+    let now = net.now;
+    net.engine.flush_noncall_counts(now);
     net.drain();
     assert_eq!(net.seen.tallies.len(), 1);
     assert_eq!(net.seen.tallies[0].window, Duration::from_secs(10));
@@ -407,18 +394,13 @@ fn a_carrier_sbc_flooding_ordinary_invites_still_gets_its_keep_alives_answered()
 
 #[test]
 fn trusted_sources_and_agencies_are_answered_whatever_they_send() {
-    let now = Instant::now();
     let cfg = EngineConfig {
         trusted_sources: siaga_engine::source_limits::Trusted(vec![
             "10.0.0.2/32".parse().expect("net"),
         ]),
         ..EngineConfig::default()
     };
-    let mut net = Net {
-        engine: Engine::new(cfg, default_plan(), now),
-        now,
-        seen: Seen::default(),
-    };
+    let mut net = Net::with_config(cfg);
     // Source 3 is an agency of the plan (its address, from the directory).
     let mut directory = siaga_engine::Directory::default();
     directory.hops.insert(

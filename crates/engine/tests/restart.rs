@@ -3,21 +3,13 @@
 //! Timer F — and every step is on the call's timeline.
 #![allow(clippy::disallowed_methods)] // Instant::now() once, as the origin of virtual time
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use siaga_dialplan::{Dialplan, Source};
+use siaga_engine::EngineConfig;
+use siaga_engine::harness::{Harness, default_plan};
 use siaga_engine::ids::{CallRef, LegId};
-use siaga_engine::io::{Direction, Flow, Input, LogRecord, Output, Transport};
+use siaga_engine::io::{Direction, Flow, Input, LogRecord, Transport};
 use siaga_engine::restart::{LoggedMessage, OpenDialog, left_open};
-use siaga_engine::{Engine, EngineConfig};
-
-fn default_plan() -> Arc<Dialplan> {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../dialplans/default.toml");
-    let text = std::fs::read_to_string(path).expect("default plan");
-    let plan = siaga_dialplan::validate(&[Source::new(path, text)], &|_| true).expect("valid");
-    Arc::new(plan)
-}
 
 const OUR_INVITE: &str = "INVITE sip:police@192.0.2.20:5081 SIP/2.0\r\n\
     Via: SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bKb1;rport\r\nMax-Forwards: 70\r\n\
@@ -61,8 +53,7 @@ fn open_agency_leg() -> OpenDialog {
 }
 
 struct Run {
-    engine: Engine,
-    t0: Instant,
+    h: Harness,
     /// BYEs sent, with the virtual time each left.
     sent: Vec<(Duration, String)>,
     timeline: Vec<(CallRef, &'static str, String)>,
@@ -72,8 +63,7 @@ impl Run {
     fn start() -> Run {
         let t0 = Instant::now();
         let mut run = Run {
-            engine: Engine::new(EngineConfig::default(), default_plan(), t0),
-            t0,
+            h: Harness::new(EngineConfig::default(), default_plan(), t0),
             sent: Vec::new(),
             timeline: Vec::new(),
         };
@@ -82,29 +72,27 @@ impl Run {
     }
 
     fn input(&mut self, now: Instant, input: Input<'_>) {
-        self.engine.handle_input(now, input);
-        while let Some(out) = self.engine.poll_output() {
-            match out {
-                Output::Transmit { bytes, flow: to } => {
-                    assert_eq!(to, flow());
-                    let text = String::from_utf8(bytes).expect("utf8");
-                    self.sent.push((now - self.t0, text));
-                }
-                Output::Log(LogRecord::Timeline { call, kind, detail }) => {
-                    self.timeline.push((call, kind.as_str(), detail))
-                }
-                _ => {}
-            }
-        }
+        self.h.now = now;
+        self.h.input(input);
+        self.take_record();
     }
 
     /// Runs the engine's timers up to `until` (virtual).
     fn run_until(&mut self, until: Duration) {
-        while let Some(at) = self.engine.poll_timeout() {
-            if at > self.t0 + until {
-                break;
+        self.h.advance_to(self.h.t0 + until);
+        self.take_record();
+    }
+
+    /// Moves what the harness recorded into `sent` and `timeline`.
+    fn take_record(&mut self) {
+        for sent in self.h.sent.drain(..) {
+            assert_eq!(sent.flow, flow());
+            self.sent.push((sent.at, sent.text().to_owned()));
+        }
+        for record in self.h.logs.drain(..) {
+            if let LogRecord::Timeline { call, kind, detail } = record {
+                self.timeline.push((call, kind.as_str(), detail))
             }
-            self.input(at, Input::Timeout);
         }
     }
 
@@ -164,7 +152,7 @@ fn a_final_response_ends_the_restart_bye_and_is_logged_once() {
          To: <sip:police@192.0.2.20:5081>;tag=pol9\r\nCall-ID: b-leg@gw\r\nCSeq: 2 BYE\r\n\
          Content-Length: 0\r\n\r\n"
     );
-    let at = run.t0 + Duration::from_millis(700);
+    let at = run.h.t0 + Duration::from_millis(700);
     for _ in 0..2 {
         // The second is a retransmission of the 200: absorbed.
         run.input(

@@ -5,13 +5,12 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Instant;
 
 use serde::Deserialize;
-use siaga_dialplan::{Source, validate};
-use siaga_engine::io::{Flow, Input, LogRecord, MediaCommand, MediaEvent, Output, Transport};
-use siaga_engine::{Engine, EngineConfig};
+use siaga_engine::EngineConfig;
+use siaga_engine::harness::{Harness, default_plan};
+use siaga_engine::io::{Flow, LogRecord, Transport};
 
 #[derive(Deserialize)]
 struct Expectation {
@@ -28,11 +27,8 @@ fn corpus_dir() -> PathBuf {
     ))
 }
 
-fn engine() -> Engine {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../dialplans/default.toml");
-    let text = std::fs::read_to_string(path).expect("plan");
-    let plan = validate(&[Source::new(path, text)], &|_| true).expect("valid plan");
-    Engine::new(EngineConfig::default(), Arc::new(plan), Instant::now())
+fn engine() -> Harness {
+    Harness::new(EngineConfig::default(), default_plan(), Instant::now())
 }
 
 fn flow() -> Flow {
@@ -46,36 +42,26 @@ fn flow() -> Flow {
 
 /// Feeds one datagram and says what happened: "drop", "process", or the status of the final
 /// response the engine sent.
-fn outcome(engine: &mut Engine, now: Instant, data: &[u8]) -> String {
-    engine.handle_input(now, Input::Sip { flow: flow(), data });
+fn outcome(engine: &mut Harness, now: Instant, data: &[u8]) -> String {
+    engine.now = now;
+    engine.sip(flow(), data);
     let mut rejected = None;
     let mut finals = Vec::new();
-    while let Some(out) = engine.poll_output() {
-        match out {
-            Output::Transmit { bytes, .. } => {
-                let text = String::from_utf8_lossy(&bytes);
-                if let Some(code) = text.strip_prefix("SIP/2.0 ").and_then(|t| t.get(..3))
-                    && !code.starts_with('1')
-                {
-                    finals.push(code.to_owned());
-                }
-            }
-            Output::Log(LogRecord::Sip {
-                note: Some(note), ..
-            }) if note.starts_with("rejected") => rejected = Some(note),
-            Output::Media(MediaCommand::Allocate { call, leg, .. }) => {
-                engine.handle_input(
-                    now,
-                    Input::Media {
-                        call,
-                        leg,
-                        event: MediaEvent::Allocated {
-                            local: "198.51.100.1:40000".parse().expect("addr"),
-                        },
-                    },
-                );
-            }
-            _ => {}
+    for sent in engine.sent.drain(..) {
+        let text = String::from_utf8_lossy(&sent.bytes);
+        if let Some(code) = text.strip_prefix("SIP/2.0 ").and_then(|t| t.get(..3))
+            && !code.starts_with('1')
+        {
+            finals.push(code.to_owned());
+        }
+    }
+    for record in engine.logs.drain(..) {
+        if let LogRecord::Sip {
+            note: Some(note), ..
+        } = record
+            && note.starts_with("rejected")
+        {
+            rejected = Some(note);
         }
     }
     match (rejected, finals.first()) {

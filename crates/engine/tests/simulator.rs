@@ -4,37 +4,33 @@
 #![allow(clippy::disallowed_methods)] // Instant::now() once, as the origin of virtual time
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::ops::{Deref, DerefMut};
 use std::time::{Duration, Instant};
 
-use siaga_dialplan::{Dialplan, Source};
+use siaga_engine::EngineConfig;
 use siaga_engine::call::EndReason;
+use siaga_engine::harness::{Harness, default_plan};
 use siaga_engine::ids::{CallRef, LegId};
-use siaga_engine::io::{
-    Flow, Input, LogRecord, MediaCommand, MediaEvent, Output, PlaybackId, Transport,
-};
-use siaga_engine::{Engine, EngineConfig};
+use siaga_engine::io::{Flow, Input, LogRecord, MediaCommand, MediaEvent, PlaybackId, Transport};
 
-/// The shipped default plan (prompts are not opened: the engine only names them).
-fn default_plan() -> Arc<Dialplan> {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../dialplans/default.toml");
-    let text = std::fs::read_to_string(path).expect("default plan");
-    let plan = siaga_dialplan::validate(&[Source::new(path, text)], &|_| true).expect("valid");
-    Arc::new(plan)
+/// The gateway (in the harness: virtual clock, record of everything out, lost messages in
+/// `lose_out`) plus a caller on one flow.
+struct Sim {
+    h: Harness,
+    flow: Flow,
 }
 
-/// The gateway plus a caller on one flow, a virtual clock and a record of everything out.
-struct Sim {
-    engine: Engine,
-    t0: Instant,
-    now: Instant,
-    flow: Flow,
-    /// Messages the gateway sent to the caller, with the virtual time they left.
-    sent: Vec<(Duration, String)>,
-    logs: Vec<LogRecord>,
-    media: Vec<MediaCommand>,
-    /// Drop gateway→caller messages whose first line starts with this (once per entry).
-    lose_out: Vec<String>,
+impl Deref for Sim {
+    type Target = Harness;
+    fn deref(&self) -> &Harness {
+        &self.h
+    }
+}
+
+impl DerefMut for Sim {
+    fn deref_mut(&mut self) -> &mut Harness {
+        &mut self.h
+    }
 }
 
 const SDP: &str = "v=0\r\no=- 1 1 IN IP4 192.0.2.10\r\ns=-\r\nc=IN IP4 192.0.2.10\r\nt=0 0\r\n\
@@ -46,113 +42,28 @@ impl Sim {
     }
 
     fn with_config(transport: Transport, cfg: EngineConfig) -> Self {
-        let t0 = Instant::now();
         let remote: SocketAddr = "192.0.2.10:5070".parse().expect("addr");
         let local: SocketAddr = "198.51.100.1:5060".parse().expect("addr");
         Self {
-            engine: Engine::new(cfg, default_plan(), t0),
-            t0,
-            now: t0,
+            h: Harness::new(cfg, default_plan(), Instant::now()),
             flow: Flow {
                 transport,
                 remote,
                 local,
                 conn: None,
             },
-            sent: Vec::new(),
-            logs: Vec::new(),
-            media: Vec::new(),
-            lose_out: Vec::new(),
-        }
-    }
-
-    fn drain(&mut self) {
-        while let Some(out) = self.engine.poll_output() {
-            match out {
-                Output::Transmit { bytes, .. } => {
-                    let text = String::from_utf8(bytes).expect("utf8");
-                    let first = text.lines().next().unwrap_or_default().to_owned();
-                    if let Some(i) = self.lose_out.iter().position(|p| first.starts_with(p)) {
-                        self.lose_out.remove(i);
-                        continue;
-                    }
-                    self.sent.push((self.now - self.t0, text));
-                }
-                Output::Log(r) => self.logs.push(r),
-                Output::Media(cmd) => {
-                    if let MediaCommand::Allocate { call, leg, .. } = cmd {
-                        // The shell binds a port at once.
-                        self.engine.handle_input(
-                            self.now,
-                            Input::Media {
-                                call,
-                                leg,
-                                event: MediaEvent::Allocated {
-                                    local: "198.51.100.1:40000".parse().expect("addr"),
-                                },
-                            },
-                        );
-                    }
-                    self.media.push(cmd);
-                }
-            }
         }
     }
 
     fn send(&mut self, text: &str) {
         let flow = self.flow;
-        self.engine.handle_input(
-            self.now,
-            Input::Sip {
-                flow,
-                data: text.as_bytes(),
-            },
-        );
-        self.drain();
-    }
-
-    /// Runs the engine's timers up to `d` from now.
-    fn advance(&mut self, d: Duration) {
-        let end = self.now + d;
-        while let Some(at) = self.engine.poll_timeout() {
-            if at > end {
-                break;
-            }
-            self.now = at.max(self.now);
-            self.engine.handle_input(self.now, Input::Timeout);
-            self.drain();
-        }
-        self.now = end;
-    }
-
-    fn take_sent(&mut self) -> Vec<String> {
-        self.sent.drain(..).map(|(_, t)| t).collect()
+        self.h.sip(flow, text.as_bytes());
     }
 
     fn statuses(&mut self) -> Vec<String> {
         self.take_sent()
             .iter()
             .map(|t| t.lines().next().unwrap_or_default().to_owned())
-            .collect()
-    }
-
-    fn started_calls(&self) -> Vec<CallRef> {
-        self.logs
-            .iter()
-            .filter_map(|r| match r {
-                LogRecord::CallStarted(s) => Some(s.call),
-                _ => None,
-            })
-            .collect()
-    }
-
-    fn end_reasons(&self) -> Vec<EndReason> {
-        self.logs
-            .iter()
-            .filter_map(|r| match r {
-                LogRecord::CallEnded { reason, .. } => Some(*reason),
-                _ => None,
-            })
             .collect()
     }
 }
@@ -354,7 +265,11 @@ fn a_lost_ack_is_recovered_by_the_retransmitted_200() {
     let tag = to_tag(&ok);
     // ACK lost: the 200 comes again at 0.5 s, 1.5 s, …; the caller ACKs the third.
     sim.advance(Duration::from_millis(3600));
-    let retransmits: Vec<(Duration, String)> = sim.sent.drain(..).collect();
+    let retransmits: Vec<(Duration, String)> = sim
+        .sent
+        .drain(..)
+        .map(|s| (s.at, s.text().to_owned()))
+        .collect();
     let at_ms: Vec<u128> = retransmits.iter().map(|(t, _)| t.as_millis()).collect();
     assert_eq!(at_ms, vec![500, 1500, 3500]);
     assert!(
@@ -401,15 +316,7 @@ fn no_ack_but_caller_media_keeps_the_emergency_call() {
     let mut sim = Sim::new(Transport::Udp);
     sim.send(&invite("sip:112@198.51.100.1", "c8", "z9hG4bK8"));
     let call = sim.started_calls()[0];
-    sim.engine.handle_input(
-        sim.now,
-        Input::Media {
-            call,
-            leg: LegId::Caller,
-            event: MediaEvent::FirstPacket,
-        },
-    );
-    sim.drain();
+    sim.media_event(call, LegId::Caller, MediaEvent::FirstPacket);
     sim.take_sent();
     sim.advance(Duration::from_secs(40));
     assert!(!sim.take_sent().iter().any(|t| t.starts_with("BYE")));
@@ -562,7 +469,7 @@ fn draining_refuses_new_calls_with_503_but_keeps_live_ones() {
     let mut sim = Sim::new(Transport::Udp);
     let tag = establish(&mut sim, "c13");
     sim.take_sent();
-    sim.engine.handle_input(sim.now, Input::Drain);
+    sim.input(Input::Drain);
     sim.send(&invite("sip:112@198.51.100.1", "c14", "z9hG4bK14"));
     assert!(sim.statuses().iter().any(|s| s.starts_with("SIP/2.0 503")));
     sim.send(&in_dialog("BYE", 2, "c13", &tag, "z9hG4bKb13"));
@@ -664,15 +571,7 @@ impl Sim {
                 let playback = plays[done_plays];
                 done_plays += 1;
                 if !stopped.contains(&playback) {
-                    self.engine.handle_input(
-                        self.now,
-                        Input::Media {
-                            call,
-                            leg: LegId::Caller,
-                            event: MediaEvent::PromptFinished { playback },
-                        },
-                    );
-                    self.drain();
+                    self.media_event(call, LegId::Caller, MediaEvent::PromptFinished { playback });
                 }
             } else {
                 self.advance(Duration::from_millis(250));
@@ -703,18 +602,11 @@ impl Sim {
     }
 
     fn digit(&mut self, call: CallRef, digit: char) {
-        self.engine.handle_input(
-            self.now,
-            Input::Media {
-                call,
-                leg: LegId::Caller,
-                event: MediaEvent::Digit {
-                    digit,
-                    source: "rfc4733",
-                },
-            },
-        );
-        self.drain();
+        let event = MediaEvent::Digit {
+            digit,
+            source: "rfc4733",
+        };
+        self.media_event(call, LegId::Caller, event);
     }
 }
 
@@ -867,7 +759,8 @@ fn hang_up_all_sends_bye_and_logs_every_live_call_at_shutdown() {
     let mut sim = Sim::new(Transport::Udp);
     establish(&mut sim, "s1");
     sim.take_sent();
-    sim.engine.hang_up_all(sim.now);
+    let now = sim.now;
+    sim.engine.hang_up_all(now);
     sim.drain();
     assert!(sim.take_sent().iter().any(|t| t.starts_with("BYE ")));
     assert_eq!(sim.end_reasons(), vec![EndReason::GatewayHungUp]);
