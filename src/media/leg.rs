@@ -18,12 +18,11 @@ use siaga_media::recording::{MixerConfig, StereoMixer};
 use siaga_media::rtp::FIXED_HEADER_LEN;
 use siaga_media::sdp::Direction;
 use siaga_media::{
-    Channel, Codec, DtmfEvent, Latch, LatchConfig, OutboundConfig, OutboundStream, Prompt,
-    RtpTimestamp, RtpView, SequenceNumber, Ssrc, Verdict,
+    Channel, Codec, DigitFilter, DtmfEvent, Latch, LatchConfig, OutboundConfig, OutboundStream,
+    Prompt, RtpTimestamp, RtpView, SequenceNumber, Ssrc, Verdict,
 };
 
 use super::MediaEventOut;
-use super::digits::{DigitFilter, source_name};
 use super::recorder::{ChunkRejected, RecorderHandle, RecordingId};
 use super::relay::{RELAY_FRAME, SharedRelay, lock};
 use crate::calllog::{self, CallLog, Write};
@@ -508,7 +507,7 @@ impl Leg {
         if self.digit_filter.accept(&event) {
             self.emit(MediaEvent::Digit {
                 digit: event.digit.as_char(),
-                source: source_name(event.source),
+                source: event.source.name(),
             });
         }
     }

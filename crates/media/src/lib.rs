@@ -8,7 +8,8 @@
 //! - [`g711`]: A-law/µ-law codec.
 //! - [`sdp`]: offer/answer for the one audio stream of a leg.
 //! - [`rtp`]: header view, writer, sequence/timestamp continuity.
-//! - [`dtmf`]: key presses from RFC 4733 events, SIP INFO and in-band tones.
+//! - [`dtmf`]: key presses from RFC 4733 events, SIP INFO and in-band tones, each press
+//!   reported once ([`DigitFilter`]).
 //! - [`recording`]: the true-timeline stereo mixer behind the call recorder; [`wav`] its file
 //!   header and crash repair.
 //! - [`prompt`]: prompt decoding and the paced outbound stream.
@@ -23,7 +24,7 @@ pub mod rtp;
 pub mod sdp;
 pub mod wav;
 
-pub use dtmf::{Digit, DtmfEvent, DtmfSource};
+pub use dtmf::{Digit, DigitFilter, DtmfEvent, DtmfSource};
 pub use g711::Codec;
 pub use latch::{Latch, LatchConfig, LatchEvent, Verdict};
 pub use prompt::{OutboundConfig, OutboundFrame, OutboundStream, PlaybackId, Prompt, PromptError};
