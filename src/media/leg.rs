@@ -15,6 +15,7 @@ use siaga_engine::io::{MediaEvent, MediaSession, PlaybackId};
 use siaga_media::dtmf::{InbandDetector, TelephoneEventDecoder};
 use siaga_media::prompt::MAX_PACKET_LEN;
 use siaga_media::recording::{MixerConfig, StereoMixer};
+use siaga_media::relay::MAX_FRAME as RELAY_FRAME;
 use siaga_media::rtp::FIXED_HEADER_LEN;
 use siaga_media::sdp::Direction;
 use siaga_media::{
@@ -24,7 +25,7 @@ use siaga_media::{
 
 use super::MediaEventOut;
 use super::recorder::{ChunkRejected, RecorderHandle, RecordingId};
-use super::relay::{RELAY_FRAME, SharedRelay, lock};
+use super::relay::{SharedRelay, lock};
 use crate::calllog::{self, CallLog, Write};
 
 /// Work for a leg.

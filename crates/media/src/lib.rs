@@ -13,6 +13,7 @@
 //! - [`recording`]: the true-timeline stereo mixer behind the call recorder; [`wav`] its file
 //!   header and crash repair.
 //! - [`prompt`]: prompt decoding and the paced outbound stream.
+//! - [`relay`]: the play-out buffer between the two legs of a bridged call.
 //! - [`latch`]: which RTP sources a leg takes (symmetric RTP that an outsider cannot hijack).
 
 pub mod dtmf;
@@ -20,6 +21,7 @@ pub mod g711;
 pub mod latch;
 pub mod prompt;
 pub mod recording;
+pub mod relay;
 pub mod rtp;
 pub mod sdp;
 pub mod wav;
@@ -29,5 +31,6 @@ pub use g711::Codec;
 pub use latch::{Latch, LatchConfig, LatchEvent, Verdict};
 pub use prompt::{OutboundConfig, OutboundFrame, OutboundStream, PlaybackId, Prompt, PromptError};
 pub use recording::{Channel, MixerConfig, StereoMixer};
+pub use relay::RelayBuffer;
 pub use rtp::{PayloadType, RtpHeader, RtpSequencer, RtpTimestamp, RtpView, SequenceNumber, Ssrc};
 pub use sdp::{Answer, Direction, LocalAudio, NegotiatedAudio, SdpError, SdpWarning};
