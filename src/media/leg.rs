@@ -17,7 +17,6 @@ use siaga_media::prompt::MAX_PACKET_LEN;
 use siaga_media::recording::{MixerConfig, StereoMixer};
 use siaga_media::relay::MAX_FRAME as RELAY_FRAME;
 use siaga_media::rtp::FIXED_HEADER_LEN;
-use siaga_media::sdp::Direction;
 use siaga_media::{
     Channel, Codec, DigitFilter, DtmfEvent, Latch, LatchConfig, OutboundConfig, OutboundStream,
     Prompt, RtpTimestamp, RtpView, SequenceNumber, Ssrc, Verdict,
@@ -148,19 +147,6 @@ pub(super) fn now() -> Instant {
 /// The packet time the outbound stream will really use (it clamps to 10–60 ms).
 fn effective_ptime(ptime: Duration) -> Duration {
     ptime.clamp(Duration::from_millis(10), Duration::from_millis(60))
-}
-
-/// Used when a prompt must play before any `Start` (it then plays out in time, so the IVR
-/// never stalls, and is sent as soon as the remote is known).
-fn fallback_session() -> MediaSession {
-    MediaSession {
-        remote: None,
-        codec: Codec::Pcma,
-        payload_type: Codec::Pcma.static_payload_type(),
-        dtmf_payload_type: None,
-        ptime: Duration::from_millis(20),
-        direction: Direction::SendRecv,
-    }
 }
 
 impl Leg {
@@ -323,7 +309,9 @@ impl Leg {
 
     fn play(&mut self, playback: PlaybackId, prompt: Prompt, now: Instant) {
         if self.outbound.is_none() {
-            let session = self.session.unwrap_or_else(fallback_session);
+            // A prompt before any `Start`: it plays out in time (the IVR never stalls) and is
+            // sent as soon as the remote is known.
+            let session = self.session.unwrap_or_else(MediaSession::fallback);
             self.start_stream(&session, None, now);
         }
         let Some(stream) = self.outbound.as_mut() else {
