@@ -19,7 +19,7 @@ use siaga_media::relay::MAX_FRAME as RELAY_FRAME;
 use siaga_media::rtp::FIXED_HEADER_LEN;
 use siaga_media::{
     Channel, Codec, DigitFilter, DtmfEvent, Latch, LatchConfig, OutboundConfig, OutboundStream,
-    Prompt, RtpTimestamp, RtpView, SequenceNumber, Ssrc, Verdict,
+    Prompt, RtpTimestamp, RtpView, SequenceNumber, SilenceEvent, SilenceWatch, Ssrc, Verdict,
 };
 
 use super::MediaEventOut;
@@ -108,17 +108,14 @@ pub(super) struct Leg {
     socket: UdpSocket,
     events: mpsc::Sender<MediaEventOut>,
     calllog: CallLog,
-    media_timeout: Duration,
     random: u64,
 
     session: Option<MediaSession>,
     /// Which sources are taken and where to send (the SDP address, or a learnt NAT source).
     latch: Latch,
 
-    first_packet_seen: bool,
-    /// Last accepted RTP packet, or when we started waiting for one.
-    last_rx: Instant,
-    timeout_reported: bool,
+    /// First packet, media timeout, audio back.
+    silence: SilenceWatch,
 
     outbound: Option<OutboundStream>,
     /// The law `outbound` encodes with.
@@ -159,13 +156,10 @@ impl Leg {
             socket: setup.socket,
             events: setup.events,
             calllog: setup.calllog,
-            media_timeout: setup.media_timeout,
             random: setup.random,
             session: None,
             latch: Latch::new(setup.latch, Some(setup.peer_ip)),
-            first_packet_seen: false,
-            last_rx: now,
-            timeout_reported: false,
+            silence: SilenceWatch::new(setup.media_timeout, now),
             outbound: None,
             stream_codec: Codec::Pcma,
             playing: None,
@@ -247,8 +241,7 @@ impl Leg {
         let was_receiving = previous.is_none_or(|p| p.direction.receives());
         if session.direction.receives() && !was_receiving {
             // Back from hold: the silence clock starts now.
-            self.last_rx = now;
-            self.timeout_reported = false;
+            self.silence.restart(now);
         }
         if self.events_decoder.as_ref().map(|d| d.payload_type()) != session.dtmf_payload_type {
             self.events_decoder = session.dtmf_payload_type.map(TelephoneEventDecoder::new);
@@ -435,17 +428,9 @@ impl Leg {
         if !self.accept_source(from, now) {
             return;
         }
-        if self.timeout_reported && self.first_packet_seen {
-            // The engine probes a silent caller; it must know the audio is back (the very
-            // first packet says so with `FirstPacket`).
-            let silent_for = now.saturating_duration_since(self.last_rx);
-            self.emit(MediaEvent::Resumed { silent_for });
-        }
-        self.last_rx = now;
-        self.timeout_reported = false;
-        if !self.first_packet_seen {
-            self.first_packet_seen = true;
-            self.emit(MediaEvent::FirstPacket);
+        // The engine probes a silent caller; it must know the audio is back.
+        if let Some(event) = self.silence.on_packet(now) {
+            self.emit(media_event(event));
         }
         if let Some(decoder) = self.events_decoder.as_mut()
             && packet.payload_type == decoder.payload_type()
@@ -506,10 +491,8 @@ impl Leg {
             drain(rec, &self.calllog, self.call, now, false);
         }
         let expecting = self.session.is_none_or(|s| s.direction.receives());
-        let silent_for = now.saturating_duration_since(self.last_rx);
-        if expecting && !self.timeout_reported && silent_for >= self.media_timeout {
-            self.timeout_reported = true;
-            self.emit(MediaEvent::Timeout { silent_for });
+        if let Some(event) = self.silence.check(now, expecting) {
+            self.emit(media_event(event));
         }
     }
 
@@ -533,6 +516,15 @@ impl Leg {
             }
             rec.writer.close(rec.id);
         }
+    }
+}
+
+/// The engine's form of a silence event.
+fn media_event(event: SilenceEvent) -> MediaEvent {
+    match event {
+        SilenceEvent::FirstPacket => MediaEvent::FirstPacket,
+        SilenceEvent::Resumed { silent_for } => MediaEvent::Resumed { silent_for },
+        SilenceEvent::Timeout { silent_for } => MediaEvent::Timeout { silent_for },
     }
 }
 

@@ -15,6 +15,7 @@
 //! - [`prompt`]: prompt decoding and the paced outbound stream.
 //! - [`relay`]: the play-out buffer between the two legs of a bridged call.
 //! - [`latch`]: which RTP sources a leg takes (symmetric RTP that an outsider cannot hijack).
+//! - [`silence`]: a leg's first packet, media timeout and return of audio.
 
 pub mod dtmf;
 pub mod g711;
@@ -24,6 +25,7 @@ pub mod recording;
 pub mod relay;
 pub mod rtp;
 pub mod sdp;
+pub mod silence;
 pub mod wav;
 
 pub use dtmf::{Digit, DigitFilter, DtmfEvent, DtmfSource};
@@ -34,3 +36,4 @@ pub use recording::{Channel, MixerConfig, StereoMixer};
 pub use relay::RelayBuffer;
 pub use rtp::{PayloadType, RtpHeader, RtpSequencer, RtpTimestamp, RtpView, SequenceNumber, Ssrc};
 pub use sdp::{Answer, Direction, LocalAudio, NegotiatedAudio, SdpError, SdpWarning};
+pub use silence::{SilenceEvent, SilenceWatch};
