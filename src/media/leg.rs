@@ -13,9 +13,8 @@ use tokio::sync::mpsc;
 use siaga_engine::ids::{CallRef, LegId};
 use siaga_engine::io::{MediaEvent, MediaSession, PlaybackId};
 use siaga_media::dtmf::{InbandDetector, TelephoneEventDecoder};
-use siaga_media::prompt::MAX_PACKET_LEN;
+use siaga_media::prompt::{MAX_FRAME_SAMPLES, MAX_PACKET_LEN, effective_ptime};
 use siaga_media::recording::{MixerConfig, StereoMixer};
-use siaga_media::relay::MAX_FRAME as RELAY_FRAME;
 use siaga_media::rtp::FIXED_HEADER_LEN;
 use siaga_media::{
     Channel, Codec, DigitFilter, DtmfEvent, Latch, LatchConfig, OutboundConfig, OutboundStream,
@@ -123,7 +122,7 @@ pub(super) struct Leg {
     playing: Option<Playing>,
     prompt: Option<Prompt>,
     tx_buf: [u8; MAX_PACKET_LEN],
-    tx_pcm: [i16; RELAY_FRAME],
+    tx_pcm: [i16; MAX_FRAME_SAMPLES],
 
     events_decoder: Option<TelephoneEventDecoder>,
     inband: Option<InbandDetector>,
@@ -139,11 +138,6 @@ pub(super) struct Leg {
 /// The media clock: tokio's, so the reactors' ticks and timestamps agree.
 pub(super) fn now() -> Instant {
     tokio::time::Instant::now().into_std()
-}
-
-/// The packet time the outbound stream will really use (it clamps to 10–60 ms).
-fn effective_ptime(ptime: Duration) -> Duration {
-    ptime.clamp(Duration::from_millis(10), Duration::from_millis(60))
 }
 
 impl Leg {
@@ -165,7 +159,7 @@ impl Leg {
             playing: None,
             prompt: None,
             tx_buf: [0; MAX_PACKET_LEN],
-            tx_pcm: [0; RELAY_FRAME],
+            tx_pcm: [0; MAX_FRAME_SAMPLES],
             events_decoder: None,
             // In-band digits matter on the caller's leg only.
             inband: is_caller.then(InbandDetector::default),
@@ -339,7 +333,7 @@ impl Leg {
             let (len, timestamp, finished, samples) = match stream.poll_frame(now, &mut self.tx_buf)
             {
                 Ok(Some(frame)) => {
-                    let samples = frame.pcm.len().min(RELAY_FRAME);
+                    let samples = frame.pcm.len().min(MAX_FRAME_SAMPLES);
                     if let (Some(dst), Some(src)) =
                         (self.tx_pcm.get_mut(..samples), frame.pcm.get(..samples))
                     {

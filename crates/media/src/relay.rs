@@ -14,9 +14,8 @@
 use std::collections::VecDeque;
 
 use crate::g711::Codec;
+use crate::prompt::MAX_FRAME_SAMPLES;
 
-/// Samples in the largest frame a leg sends: the longest packet time we accept (60 ms).
-pub const MAX_FRAME: usize = 480;
 /// Extra audio (20 ms) held before play-out starts, so the two packet clocks' jitter does
 /// not empty the buffer at every packet.
 const PRIME: usize = 160;
@@ -35,7 +34,7 @@ pub struct RelayBuffer {
 impl Default for RelayBuffer {
     fn default() -> Self {
         RelayBuffer {
-            codes: VecDeque::with_capacity(MAX_HELD + MAX_FRAME),
+            codes: VecDeque::with_capacity(MAX_HELD + MAX_FRAME_SAMPLES),
             law: None,
             primed: false,
         }
