@@ -399,16 +399,9 @@ fn agency_addresses(directory: &Directory) -> Vec<std::net::IpAddr> {
     directory.hops.values().map(|hop| hop.remote.ip()).collect()
 }
 
-/// The centre's local civil time (weekday + HH:MM) from UTC and the configured offset.
+/// The centre's local civil time (weekday + HH:MM) from the clock and the configured offset.
 fn local_time(utc_offset_minutes: i32) -> siaga_engine::dialplan::LocalTime {
-    let secs = calllog::now_ms() / 1000 + i64::from(utc_offset_minutes) * 60;
-    let days = secs.div_euclid(86_400);
-    // 1970-01-01 was a Thursday.
-    let weekday = ["thu", "fri", "sat", "sun", "mon", "tue", "wed"][days.rem_euclid(7) as usize];
-    let sod = secs.rem_euclid(86_400);
-    format!("{weekday} {:02}:{:02}", sod / 3600, sod % 3600 / 60)
-        .parse()
-        .unwrap_or_else(|_| "mon 12:00".parse().expect("a literal local time parses"))
+    siaga_engine::dialplan::LocalTime::from_unix(calllog::now_ms() / 1000, utc_offset_minutes)
 }
 
 /// Reads the cell table; a bad line is an error naming file, line and what to change.

@@ -385,14 +385,7 @@ fn dialplan_command(cmd: DialplanCommand) -> anyhow::Result<()> {
 
 /// The current UTC time as the dialplan's weekday + HH:MM.
 fn now_local_time() -> siaga_dialplan::LocalTime {
-    let secs = calllog::now_ms() / 1000;
-    let days = secs.div_euclid(86_400);
-    // 1970-01-01 was a Thursday.
-    let weekday = ["thu", "fri", "sat", "sun", "mon", "tue", "wed"][days.rem_euclid(7) as usize];
-    let sod = secs.rem_euclid(86_400);
-    format!("{weekday} {:02}:{:02}", sod / 3600, sod % 3600 / 60)
-        .parse()
-        .unwrap_or_else(|_| "mon 00:00".parse().expect("literal time parses"))
+    siaga_dialplan::LocalTime::from_unix(calllog::now_ms() / 1000, 0)
 }
 
 /// JSON for tools, with nothing in it a terminal would act on.

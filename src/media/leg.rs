@@ -14,19 +14,17 @@ use siaga_engine::ids::{CallRef, LegId};
 use siaga_engine::io::{MediaEvent, MediaSession, PlaybackId};
 use siaga_engine::timeline::CallEventKind;
 use siaga_media::dtmf::{InbandDetector, TelephoneEventDecoder};
-use siaga_media::prompt::MAX_PACKET_LEN;
+use siaga_media::prompt::{MAX_FRAME_SAMPLES, MAX_PACKET_LEN, effective_ptime};
 use siaga_media::recording::{MixerConfig, StereoMixer};
 use siaga_media::rtp::FIXED_HEADER_LEN;
-use siaga_media::sdp::Direction;
 use siaga_media::{
-    Channel, Codec, DtmfEvent, Latch, LatchConfig, OutboundConfig, OutboundStream, Prompt,
-    RtpTimestamp, RtpView, SequenceNumber, Ssrc, Verdict,
+    Channel, Codec, DigitFilter, DtmfEvent, Latch, LatchConfig, OutboundConfig, OutboundStream,
+    Prompt, RtpTimestamp, RtpView, SequenceNumber, SilenceEvent, SilenceWatch, Ssrc, Verdict,
 };
 
 use super::MediaEventOut;
-use super::digits::{DigitFilter, source_name};
 use super::recorder::{ChunkRejected, RecorderHandle, RecordingId};
-use super::relay::{RELAY_FRAME, SharedRelay, lock};
+use super::relay::{SharedRelay, lock};
 use crate::calllog::CallLog;
 
 /// Work for a leg.
@@ -110,17 +108,14 @@ pub(super) struct Leg {
     socket: UdpSocket,
     events: mpsc::Sender<MediaEventOut>,
     calllog: CallLog,
-    media_timeout: Duration,
     random: u64,
 
     session: Option<MediaSession>,
     /// Which sources are taken and where to send (the SDP address, or a learnt NAT source).
     latch: Latch,
 
-    first_packet_seen: bool,
-    /// Last accepted RTP packet, or when we started waiting for one.
-    last_rx: Instant,
-    timeout_reported: bool,
+    /// First packet, media timeout, audio back.
+    silence: SilenceWatch,
 
     outbound: Option<OutboundStream>,
     /// The law `outbound` encodes with.
@@ -128,7 +123,7 @@ pub(super) struct Leg {
     playing: Option<Playing>,
     prompt: Option<Prompt>,
     tx_buf: [u8; MAX_PACKET_LEN],
-    tx_pcm: [i16; RELAY_FRAME],
+    tx_pcm: [i16; MAX_FRAME_SAMPLES],
 
     events_decoder: Option<TelephoneEventDecoder>,
     inband: Option<InbandDetector>,
@@ -146,24 +141,6 @@ pub(super) fn now() -> Instant {
     tokio::time::Instant::now().into_std()
 }
 
-/// The packet time the outbound stream will really use (it clamps to 10–60 ms).
-fn effective_ptime(ptime: Duration) -> Duration {
-    ptime.clamp(Duration::from_millis(10), Duration::from_millis(60))
-}
-
-/// Used when a prompt must play before any `Start` (it then plays out in time, so the IVR
-/// never stalls, and is sent as soon as the remote is known).
-fn fallback_session() -> MediaSession {
-    MediaSession {
-        remote: None,
-        codec: Codec::Pcma,
-        payload_type: Codec::Pcma.static_payload_type(),
-        dtmf_payload_type: None,
-        ptime: Duration::from_millis(20),
-        direction: Direction::SendRecv,
-    }
-}
-
 impl Leg {
     pub(super) fn new(setup: LegSetup) -> Leg {
         let is_caller = setup.leg == LegId::Caller;
@@ -174,19 +151,16 @@ impl Leg {
             socket: setup.socket,
             events: setup.events,
             calllog: setup.calllog,
-            media_timeout: setup.media_timeout,
             random: setup.random,
             session: None,
             latch: Latch::new(setup.latch, Some(setup.peer_ip)),
-            first_packet_seen: false,
-            last_rx: now,
-            timeout_reported: false,
+            silence: SilenceWatch::new(setup.media_timeout, now),
             outbound: None,
             stream_codec: Codec::Pcma,
             playing: None,
             prompt: None,
             tx_buf: [0; MAX_PACKET_LEN],
-            tx_pcm: [0; RELAY_FRAME],
+            tx_pcm: [0; MAX_FRAME_SAMPLES],
             events_decoder: None,
             // In-band digits matter on the caller's leg only.
             inband: is_caller.then(InbandDetector::default),
@@ -257,8 +231,7 @@ impl Leg {
         let was_receiving = previous.is_none_or(|p| p.direction.receives());
         if session.direction.receives() && !was_receiving {
             // Back from hold: the silence clock starts now.
-            self.last_rx = now;
-            self.timeout_reported = false;
+            self.silence.restart(now);
         }
         if self.events_decoder.as_ref().map(|d| d.payload_type()) != session.dtmf_payload_type {
             self.events_decoder = session.dtmf_payload_type.map(TelephoneEventDecoder::new);
@@ -319,7 +292,9 @@ impl Leg {
 
     fn play(&mut self, playback: PlaybackId, prompt: Prompt, now: Instant) {
         if self.outbound.is_none() {
-            let session = self.session.unwrap_or_else(fallback_session);
+            // A prompt before any `Start`: it plays out in time (the IVR never stalls) and is
+            // sent as soon as the remote is known.
+            let session = self.session.unwrap_or_else(MediaSession::fallback);
             self.start_stream(&session, None, now);
         }
         let Some(stream) = self.outbound.as_mut() else {
@@ -354,7 +329,7 @@ impl Leg {
             let (len, timestamp, finished, samples) = match stream.poll_frame(now, &mut self.tx_buf)
             {
                 Ok(Some(frame)) => {
-                    let samples = frame.pcm.len().min(RELAY_FRAME);
+                    let samples = frame.pcm.len().min(MAX_FRAME_SAMPLES);
                     if let (Some(dst), Some(src)) =
                         (self.tx_pcm.get_mut(..samples), frame.pcm.get(..samples))
                     {
@@ -446,17 +421,9 @@ impl Leg {
         if !self.accept_source(from, now) {
             return;
         }
-        if self.timeout_reported && self.first_packet_seen {
-            // The engine probes a silent caller; it must know the audio is back (the very
-            // first packet says so with `FirstPacket`).
-            let silent_for = now.saturating_duration_since(self.last_rx);
-            self.emit(MediaEvent::Resumed { silent_for });
-        }
-        self.last_rx = now;
-        self.timeout_reported = false;
-        if !self.first_packet_seen {
-            self.first_packet_seen = true;
-            self.emit(MediaEvent::FirstPacket);
+        // The engine probes a silent caller; it must know the audio is back.
+        if let Some(event) = self.silence.on_packet(now) {
+            self.emit(media_event(event));
         }
         if let Some(decoder) = self.events_decoder.as_mut()
             && packet.payload_type == decoder.payload_type()
@@ -507,7 +474,7 @@ impl Leg {
         if self.digit_filter.accept(&event) {
             self.emit(MediaEvent::Digit {
                 digit: event.digit.as_char(),
-                source: source_name(event.source),
+                source: event.source.name(),
             });
         }
     }
@@ -517,10 +484,8 @@ impl Leg {
             drain(rec, &self.calllog, self.call, now, false);
         }
         let expecting = self.session.is_none_or(|s| s.direction.receives());
-        let silent_for = now.saturating_duration_since(self.last_rx);
-        if expecting && !self.timeout_reported && silent_for >= self.media_timeout {
-            self.timeout_reported = true;
-            self.emit(MediaEvent::Timeout { silent_for });
+        if let Some(event) = self.silence.check(now, expecting) {
+            self.emit(media_event(event));
         }
     }
 
@@ -547,6 +512,15 @@ impl Leg {
             }
             rec.writer.close(rec.id);
         }
+    }
+}
+
+/// The engine's form of a silence event.
+fn media_event(event: SilenceEvent) -> MediaEvent {
+    match event {
+        SilenceEvent::FirstPacket => MediaEvent::FirstPacket,
+        SilenceEvent::Resumed { silent_for } => MediaEvent::Resumed { silent_for },
+        SilenceEvent::Timeout { silent_for } => MediaEvent::Timeout { silent_for },
     }
 }
 

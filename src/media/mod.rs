@@ -32,7 +32,6 @@
 //! The manager itself only binds ports, loads prompts (cached) and routes the engine's
 //! commands to the reactors; it never waits on a task, a socket or the disk.
 
-mod digits;
 mod leg;
 mod poller;
 mod reactor;

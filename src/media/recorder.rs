@@ -600,32 +600,20 @@ fn check_header(path: &Path, len: u64) -> std::io::Result<Option<Checked>> {
     if file.read_exact_at(&mut header, 0).is_err() {
         return Ok(None);
     }
-    let canonical = FORMAT.header(0);
-    // Only our own recordings: same format chunk and `data` right after it.
-    let ours = header.get(0..4) == canonical.get(0..4)
-        && header.get(8..DATA_SIZE_OFFSET) == canonical.get(8..DATA_SIZE_OFFSET);
-    let Some(sizes) = FORMAT.repair_sizes(len).filter(|_| ours) else {
+    let Some(check) = FORMAT.check_header(&header, len) else {
         return Ok(None);
     };
-    let field = |at: usize| {
-        header
-            .get(at..at + 4)
-            .and_then(|b| b.try_into().ok())
-            .map(u32::from_le_bytes)
-            .unwrap_or(0)
-    };
-    let claimed = field(DATA_SIZE_OFFSET);
-    let header_fixed = if claimed == sizes.data_size && field(RIFF_SIZE_OFFSET) == sizes.riff_size {
-        None
-    } else {
-        write_sizes(&file, u64::from(sizes.data_size))?;
+    let header_fixed = if check.needs_repair {
+        write_sizes(&file, u64::from(check.sizes.data_size))?;
         file.sync_all()?;
-        Some((claimed, sizes.data_size))
+        Some((check.claimed_data_size, check.sizes.data_size))
+    } else {
+        None
     };
     Ok(Some(Checked {
         path: path.to_path_buf(),
         header_fixed,
-        audio_bytes: sizes.data_size,
+        audio_bytes: check.sizes.data_size,
     }))
 }
 

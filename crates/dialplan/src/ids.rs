@@ -1,65 +1,41 @@
 //! Names that a dial plan gives to things. Newtypes so that a route name can never be passed
 //! where a menu name or a prompt file name is expected.
 
-use std::fmt;
-
 use serde::Serialize;
 
-macro_rules! name_type {
-    ($(#[$doc:meta])* $name:ident) => {
-        $(#[$doc])*
-        #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
-        #[serde(transparent)]
-        pub struct $name(String);
-
-        impl $name {
-            /// Wraps a name. Any text is accepted here; the plan validator is what checks
-            /// names, and lookups with an unknown name fail open (see [`crate::Dialplan::route`]).
-            pub fn new(name: impl Into<String>) -> Self {
-                Self(name.into())
-            }
-
-            /// The name as written in the plan.
-            pub fn as_str(&self) -> &str {
-                &self.0
-            }
-        }
-
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(&self.0)
-            }
-        }
-
-        impl From<&str> for $name {
-            fn from(name: &str) -> Self {
-                Self(name.to_owned())
-            }
-        }
-    };
-}
-
-name_type!(
+// Any text is accepted by `new` and `From<&str>`: the plan validator is what checks names,
+// and lookups with an unknown name fail open (see `Dialplan::route`).
+siaga_ids::string_id! {
     /// The name of a route (`[routes.<name>]`): an ordered set of agency targets.
-    RouteId
-);
-name_type!(
+    #[derive(Serialize)]
+    #[serde(transparent)]
+    pub struct RouteId(String);
+}
+siaga_ids::string_id! {
     /// The name of an IVR menu (`[menus.<name>]`).
-    MenuId
-);
-name_type!(
+    #[derive(Serialize)]
+    #[serde(transparent)]
+    pub struct MenuId(String);
+}
+siaga_ids::string_id! {
     /// A prompt's name: the file `<prompt_dir>/<language>/<name>.wav`. Letters, digits, `-`
     /// and `_` only, so a name can never climb out of the prompt directory.
-    PromptName
-);
-name_type!(
+    #[derive(Serialize)]
+    #[serde(transparent)]
+    pub struct PromptName(String);
+}
+siaga_ids::string_id! {
     /// A language tag such as `id` or `en`: also the prompt sub-directory for that language.
-    Language
-);
-name_type!(
+    #[derive(Serialize)]
+    #[serde(transparent)]
+    pub struct Language(String);
+}
+siaga_ids::string_id! {
     /// What a caller keys to pick a menu option: one or more of `0-9`, `#`, `A-D`.
-    DigitKey
-);
+    #[derive(Serialize)]
+    #[serde(transparent)]
+    pub struct DigitKey(String);
+}
 
 impl PromptName {
     /// Whether `name` is usable as a prompt file name.

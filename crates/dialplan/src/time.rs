@@ -163,6 +163,28 @@ impl LocalTime {
     pub fn new(weekday: Weekday, time: ClockTime) -> LocalTime {
         LocalTime { weekday, time }
     }
+
+    /// The civil time `utc_offset_minutes` east of UTC (negative: west) at `unix_secs`
+    /// seconds after 1970-01-01 00:00 UTC. The shell reads the clock and passes both in;
+    /// a fixed offset, because a centre's plan is written for its own zone.
+    pub fn from_unix(unix_secs: i64, utc_offset_minutes: i32) -> LocalTime {
+        const DAY: i64 = 86_400;
+        let secs = unix_secs.saturating_add(i64::from(utc_offset_minutes) * 60);
+        // 1970-01-01 was a Thursday: day 0 is index 3 of a Monday-first week.
+        let weekday_index = (secs.div_euclid(DAY) + 3).rem_euclid(7);
+        let weekday = usize::try_from(weekday_index)
+            .ok()
+            .and_then(|i| Weekday::ALL.get(i).copied())
+            .unwrap_or(Weekday::Mon);
+        // Below 1,440 by the remainder, so the narrowing cannot truncate.
+        let minutes = u16::try_from(secs.rem_euclid(DAY) / 60).unwrap_or(0);
+        LocalTime {
+            weekday,
+            time: ClockTime {
+                minutes_since_midnight: minutes,
+            },
+        }
+    }
 }
 
 impl fmt::Display for LocalTime {
@@ -355,6 +377,49 @@ mod tests {
 
     fn at(text: &str) -> LocalTime {
         text.parse().unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// 2026-12-05 00:00 UTC, a Saturday.
+    const SAT_MIDNIGHT_UTC: i64 = 1_796_428_800;
+
+    #[test]
+    fn unix_time_gives_the_weekday_and_the_clock() {
+        assert_eq!(LocalTime::from_unix(0, 0), at("thu 00:00"));
+        assert_eq!(LocalTime::from_unix(SAT_MIDNIGHT_UTC, 0), at("sat 00:00"));
+        // Seconds do not round up.
+        assert_eq!(
+            LocalTime::from_unix(SAT_MIDNIGHT_UTC + 13 * 3600 + 59 * 60 + 59, 0),
+            at("sat 13:59")
+        );
+        for (days, weekday) in (0..7).zip(["sat", "sun", "mon", "tue", "wed", "thu", "fri"]) {
+            let t = LocalTime::from_unix(SAT_MIDNIGHT_UTC + days * 86_400 + 60, 0);
+            assert_eq!(t, at(&format!("{weekday} 00:01")));
+        }
+    }
+
+    #[test]
+    fn an_offset_east_can_cross_midnight_into_the_next_day() {
+        // Friday 20:30 UTC is Saturday 04:30 in Bali and Makassar (UTC+8, WITA).
+        let fri_2030 = SAT_MIDNIGHT_UTC - 3 * 3600 - 30 * 60;
+        assert_eq!(LocalTime::from_unix(fri_2030, 0), at("fri 20:30"));
+        assert_eq!(LocalTime::from_unix(fri_2030, 8 * 60), at("sat 04:30"));
+        // Sunday 23:00 UTC + 7 h (WIB) is Monday: the week wraps too.
+        let sun_2300 = SAT_MIDNIGHT_UTC + 86_400 + 23 * 3600;
+        assert_eq!(LocalTime::from_unix(sun_2300, 7 * 60), at("mon 06:00"));
+    }
+
+    #[test]
+    fn a_negative_offset_can_cross_midnight_into_the_day_before() {
+        // Saturday 02:15 UTC is Friday 21:15 at UTC-5, and 22:45 at UTC-3:30.
+        let sat_0215 = SAT_MIDNIGHT_UTC + 2 * 3600 + 15 * 60;
+        assert_eq!(LocalTime::from_unix(sat_0215, -5 * 60), at("fri 21:15"));
+        assert_eq!(
+            LocalTime::from_unix(sat_0215, -(3 * 60 + 30)),
+            at("fri 22:45")
+        );
+        // Before 1970: Wednesday 1969-12-31 23:59 UTC.
+        assert_eq!(LocalTime::from_unix(-60, 0), at("wed 23:59"));
+        assert_eq!(LocalTime::from_unix(0, -1), at("wed 23:59"));
     }
 
     #[test]

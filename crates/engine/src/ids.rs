@@ -15,44 +15,18 @@ impl fmt::Display for CallRef {
     }
 }
 
-macro_rules! string_id {
-    ($(#[$doc:meta])* $name:ident) => {
-        $(#[$doc])*
-        #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-        pub struct $name(pub String);
-
-        impl $name {
-            pub fn as_str(&self) -> &str {
-                &self.0
-            }
-        }
-
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(&self.0)
-            }
-        }
-
-        impl From<&str> for $name {
-            fn from(s: &str) -> Self {
-                Self(s.to_owned())
-            }
-        }
-    };
-}
-
-string_id!(
+siaga_ids::string_id! {
     /// The SIP Call-ID header value, as the peer sent it.
-    CallId
-);
-string_id!(
+    pub struct CallId(pub String);
+}
+siaga_ids::string_id! {
     /// A From/To tag.
-    Tag
-);
-string_id!(
+    pub struct Tag(pub String);
+}
+siaga_ids::string_id! {
     /// A Via branch parameter.
-    Branch
-);
+    pub struct Branch(pub String);
+}
 
 /// One TCP connection as the shell numbers it; responses go back on the connection the
 /// request came in on.

@@ -48,19 +48,8 @@ pub fn offer(local: SocketAddr, session_id: u64) -> LocalSession {
     // Until the caller answers we know our own choice but not where to send.
     let media = sdp::accept_answer(sdp.as_bytes())
         .map(|a| MediaSession { remote: None, ..a })
-        .unwrap_or_else(|_| fallback_session());
+        .unwrap_or_else(|_| MediaSession::fallback());
     LocalSession { sdp, media }
-}
-
-fn fallback_session() -> MediaSession {
-    MediaSession {
-        remote: None,
-        codec: siaga_media::g711::Codec::Pcma,
-        payload_type: siaga_media::rtp::PayloadType(8),
-        dtmf_payload_type: Some(siaga_media::rtp::PayloadType(101)),
-        ptime: std::time::Duration::from_millis(20),
-        direction: sdp::Direction::SendRecv,
-    }
 }
 
 /// The caller's SDP in an ACK, re-INVITE or UPDATE: the remote side of the session.

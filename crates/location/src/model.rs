@@ -376,10 +376,13 @@ pub enum LocationValue {
     Civic(Box<CivicAddress>),
 }
 
-/// How the location was determined (`<gp:method>`, IANA "Method Tokens": GPS, A-GPS, Cell …).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(transparent)]
-pub struct Method(pub String);
+siaga_ids::string_id! {
+    /// How the location was determined (`<gp:method>`, IANA "Method Tokens": GPS, A-GPS,
+    /// Cell …).
+    #[derive(Serialize)]
+    #[serde(transparent)]
+    pub struct Method(pub String);
+}
 
 impl Method {
     /// `Cell`: derived from the serving cell.

@@ -15,10 +15,12 @@ use std::collections::BTreeMap;
 use std::fmt;
 use thiserror::Error;
 
-/// The access type token, e.g. `3GPP-E-UTRAN-FDD`, as written.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(transparent)]
-pub struct AccessType(pub String);
+siaga_ids::string_id! {
+    /// The access type token, e.g. `3GPP-E-UTRAN-FDD`, as written.
+    #[derive(Serialize)]
+    #[serde(transparent)]
+    pub struct AccessType(pub String);
+}
 
 /// The radio family behind an access type, for display and for judging the cell id format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

@@ -8,25 +8,32 @@
 //! - [`g711`]: A-law/µ-law codec.
 //! - [`sdp`]: offer/answer for the one audio stream of a leg.
 //! - [`rtp`]: header view, writer, sequence/timestamp continuity.
-//! - [`dtmf`]: key presses from RFC 4733 events, SIP INFO and in-band tones.
+//! - [`dtmf`]: key presses from RFC 4733 events, SIP INFO and in-band tones, each press
+//!   reported once ([`DigitFilter`]).
 //! - [`recording`]: the true-timeline stereo mixer behind the call recorder; [`wav`] its file
 //!   header and crash repair.
 //! - [`prompt`]: prompt decoding and the paced outbound stream.
+//! - [`relay`]: the play-out buffer between the two legs of a bridged call.
 //! - [`latch`]: which RTP sources a leg takes (symmetric RTP that an outsider cannot hijack).
+//! - [`silence`]: a leg's first packet, media timeout and return of audio.
 
 pub mod dtmf;
 pub mod g711;
 pub mod latch;
 pub mod prompt;
 pub mod recording;
+pub mod relay;
 pub mod rtp;
 pub mod sdp;
+pub mod silence;
 pub mod wav;
 
-pub use dtmf::{Digit, DtmfEvent, DtmfSource};
+pub use dtmf::{Digit, DigitFilter, DtmfEvent, DtmfSource};
 pub use g711::Codec;
 pub use latch::{Latch, LatchConfig, LatchEvent, Verdict};
 pub use prompt::{OutboundConfig, OutboundFrame, OutboundStream, PlaybackId, Prompt, PromptError};
 pub use recording::{Channel, MixerConfig, StereoMixer};
+pub use relay::RelayBuffer;
 pub use rtp::{PayloadType, RtpHeader, RtpSequencer, RtpTimestamp, RtpView, SequenceNumber, Ssrc};
 pub use sdp::{Answer, Direction, LocalAudio, NegotiatedAudio, SdpError, SdpWarning};
+pub use silence::{SilenceEvent, SilenceWatch};

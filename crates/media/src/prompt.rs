@@ -19,8 +19,8 @@ use crate::rtp::{
 use crate::sdp::NegotiatedAudio;
 use crate::wav::{self, WavError};
 
-/// Longest packet time we send (SDP allows us to be asked for at most 60 ms).
-const MAX_FRAME_SAMPLES: usize = 480;
+/// Samples in the longest frame we send (SDP allows us to be asked for at most 60 ms).
+pub const MAX_FRAME_SAMPLES: usize = 480;
 /// Largest packet we produce: header plus 60 ms of G.711.
 pub const MAX_PACKET_LEN: usize = FIXED_HEADER_LEN + MAX_FRAME_SAMPLES;
 
@@ -178,12 +178,16 @@ pub struct OutboundStream {
 /// time passes in the RTP timestamps) instead of being sent in a burst.
 const MAX_CATCH_UP: Duration = Duration::from_millis(100);
 
+/// The packet time a stream asked for `ptime` really uses: 10–60 ms. Two sessions with the
+/// same law and effective packet time can share one stream.
+pub fn effective_ptime(ptime: Duration) -> Duration {
+    ptime.clamp(Duration::from_millis(10), Duration::from_millis(60))
+}
+
 impl OutboundStream {
     /// A stream whose first packet is due at `first_packet_at`.
     pub fn new(config: OutboundConfig, first_packet_at: Instant) -> Self {
-        let ptime = config
-            .ptime
-            .clamp(Duration::from_millis(10), Duration::from_millis(60));
+        let ptime = effective_ptime(config.ptime);
         let samples_per_frame = usize::try_from(ptime.as_micros() / 125)
             .unwrap_or(160)
             .min(MAX_FRAME_SAMPLES);
@@ -382,6 +386,14 @@ mod tests {
             now += MS;
         }
         sent
+    }
+
+    #[test]
+    fn packet_times_are_clamped_to_what_a_stream_sends() {
+        let ms = Duration::from_millis;
+        assert_eq!(effective_ptime(ms(5)), ms(10));
+        assert_eq!(effective_ptime(ms(30)), ms(30));
+        assert_eq!(effective_ptime(ms(100)), ms(60));
     }
 
     #[test]

@@ -141,6 +141,21 @@ impl NegotiatedAudio {
     pub fn samples_per_packet(&self) -> usize {
         usize::try_from(self.ptime.as_millis() * 8).unwrap_or(160)
     }
+
+    /// The session of our default audio line — PCMA (the law we offer first), telephone-event
+    /// 101, 20 ms, sendrecv — with no remote yet. What a leg runs when no SDP could be
+    /// understood, or before any arrived: an emergency call gets G.711 audio all the same.
+    pub fn fallback() -> NegotiatedAudio {
+        let line = default_audio_line(None);
+        NegotiatedAudio {
+            remote: None,
+            codec: Codec::Pcma,
+            payload_type: Codec::Pcma.static_payload_type(),
+            dtmf_payload_type: line.telephone_event,
+            ptime: line.ptime,
+            direction: line.direction,
+        }
+    }
 }
 
 /// Something about an offer that we worked around rather than refused.
@@ -402,16 +417,8 @@ pub fn answer(offer: &[u8], local: &LocalAudio) -> Answer {
 }
 
 fn default_answer(local: &LocalAudio, why: SdpWarning) -> Answer {
-    let line = default_audio_line(None);
-    let audio = NegotiatedAudio {
-        remote: None,
-        codec: Codec::Pcma,
-        payload_type: Codec::Pcma.static_payload_type(),
-        dtmf_payload_type: line.telephone_event,
-        ptime: line.ptime,
-        direction: line.direction,
-    };
-    let media = vec![MediaLine::Audio(line)];
+    let audio = NegotiatedAudio::fallback();
+    let media = vec![MediaLine::Audio(default_audio_line(None))];
     Answer {
         sdp: render(local, &media),
         audio,

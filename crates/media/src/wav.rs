@@ -36,6 +36,17 @@ pub struct RepairedSizes {
     pub data_size: u32,
 }
 
+/// A header of ours compared with its file's length ([`PcmFormat::check_header`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HeaderCheck {
+    /// The `data` size the header claims.
+    pub claimed_data_size: u32,
+    /// The sizes the file's length gives.
+    pub sizes: RepairedSizes,
+    /// Whether the header's size fields disagree with `sizes` and must be rewritten.
+    pub needs_repair: bool,
+}
+
 impl PcmFormat {
     /// 8 kHz mono: prompts.
     pub const MONO_8K: PcmFormat = PcmFormat {
@@ -106,6 +117,28 @@ impl PcmFormat {
     /// The whole corrected header for a crash-left file of `file_len` bytes.
     pub fn repaired_header(&self, file_len: u64) -> Option<[u8; HEADER_LEN]> {
         Some(self.header(self.repair_sizes(file_len)?.data_size))
+    }
+
+    /// Compares the first bytes of a file of `file_len` bytes with its length. `None` when
+    /// they are not a canonical header of this format — not one of our recordings, to be left
+    /// alone — or the file is shorter than a header.
+    pub fn check_header(&self, header: &[u8; HEADER_LEN], file_len: u64) -> Option<HeaderCheck> {
+        let canonical = self.header(0);
+        // Ours: the same bytes as our header everywhere but the two size fields, which a
+        // crash leaves at any value.
+        let after_riff_size = RIFF_SIZE_OFFSET + 4;
+        let ours = header.get(..RIFF_SIZE_OFFSET) == canonical.get(..RIFF_SIZE_OFFSET)
+            && header.get(after_riff_size..DATA_SIZE_OFFSET)
+                == canonical.get(after_riff_size..DATA_SIZE_OFFSET);
+        let sizes = self.repair_sizes(file_len).filter(|_| ours)?;
+        let claimed_data_size = u32_at(header, DATA_SIZE_OFFSET).unwrap_or(0);
+        let claimed_riff_size = u32_at(header, RIFF_SIZE_OFFSET).unwrap_or(0);
+        Some(HeaderCheck {
+            claimed_data_size,
+            sizes,
+            needs_repair: claimed_data_size != sizes.data_size
+                || claimed_riff_size != sizes.riff_size,
+        })
     }
 }
 
@@ -286,6 +319,49 @@ mod tests {
         file[..HEADER_LEN].copy_from_slice(&header);
         let reader = hound::WavReader::new(Cursor::new(&file[..])).expect("valid");
         assert_eq!(reader.duration(), 100);
+    }
+
+    #[test]
+    fn a_header_is_checked_against_the_file_length() {
+        let stereo = PcmFormat::STEREO_8K;
+        // Finalised: nothing to do.
+        let done = stereo.check_header(&stereo.header(96_000), 44 + 96_000);
+        assert_eq!(
+            done,
+            Some(HeaderCheck {
+                claimed_data_size: 96_000,
+                sizes: RepairedSizes {
+                    riff_size: 96_036,
+                    data_size: 96_000
+                },
+                needs_repair: false,
+            })
+        );
+        // The process died: the header still says 0 and a frame is torn.
+        let crashed = stereo
+            .check_header(&stereo.header(0), 44 + 96_000 + 3)
+            .expect("ours");
+        assert_eq!(crashed.claimed_data_size, 0);
+        assert_eq!(crashed.sizes.data_size, 96_000);
+        assert!(crashed.needs_repair);
+        // A right data size under a wrong RIFF size is repaired too.
+        let mut riff_wrong = stereo.header(96_000);
+        riff_wrong[RIFF_SIZE_OFFSET] ^= 1;
+        let check = stereo.check_header(&riff_wrong, 44 + 96_000);
+        assert!(check.expect("ours").needs_repair);
+    }
+
+    #[test]
+    fn only_our_own_headers_of_whole_length_are_checked() {
+        let stereo = PcmFormat::STEREO_8K;
+        // Another format (a mono prompt), or not a WAV at all: not ours.
+        assert_eq!(
+            stereo.check_header(&PcmFormat::MONO_8K.header(0), 1000),
+            None
+        );
+        assert_eq!(stereo.check_header(&[0x55; HEADER_LEN], 1000), None);
+        // Shorter than a header: nothing to check.
+        assert_eq!(stereo.check_header(&stereo.header(0), 43), None);
     }
 
     #[test]

@@ -3,12 +3,14 @@
 //! same [`DtmfEvent`], so the IVR does not care how the phone chose to signal.
 
 mod inband;
+mod one_press;
 mod rfc4733;
 mod sip_info;
 
 use std::time::{Duration, Instant};
 
 pub use inband::{InbandDetector, InbandDetectorConfig};
+pub use one_press::DigitFilter;
 pub use rfc4733::{TelephoneEvent, TelephoneEventDecoder};
 pub use sip_info::{SipInfoError, parse_sip_info};
 
@@ -145,6 +147,17 @@ pub enum DtmfSource {
     Inband,
 }
 
+impl DtmfSource {
+    /// The stable text form, as the call's timeline records it.
+    pub fn name(self) -> &'static str {
+        match self {
+            DtmfSource::Rfc4733 => "rfc4733",
+            DtmfSource::Inband => "inband",
+            DtmfSource::SipInfo => "info",
+        }
+    }
+}
+
 /// One key press, reported once.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DtmfEvent {
@@ -175,5 +188,12 @@ mod tests {
         assert_eq!(Digit::from_char('E'), None);
         assert_eq!(Digit::from_event_code(16), None);
         assert_eq!(Digit::Pound.to_string(), "#");
+    }
+
+    #[test]
+    fn source_names_are_the_timeline_s() {
+        assert_eq!(DtmfSource::Rfc4733.name(), "rfc4733");
+        assert_eq!(DtmfSource::Inband.name(), "inband");
+        assert_eq!(DtmfSource::SipInfo.name(), "info");
     }
 }

@@ -502,3 +502,29 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn the_fallback_session_is_our_default_line() {
+    let fallback = NegotiatedAudio::fallback();
+    assert_eq!(
+        fallback,
+        NegotiatedAudio {
+            remote: None,
+            codec: Codec::Pcma,
+            payload_type: PayloadType(8),
+            dtmf_payload_type: Some(OUR_TELEPHONE_EVENT_PT),
+            ptime: DEFAULT_PTIME,
+            direction: Direction::SendRecv,
+        }
+    );
+    // What our own offer resolves to, and what an unreadable offer is answered with.
+    let ours = accept_answer(offer(&local()).as_bytes()).expect("our offer reads back");
+    assert_eq!(
+        NegotiatedAudio {
+            remote: None,
+            ..ours
+        },
+        fallback
+    );
+    assert_eq!(answer(b"garbage", &local()).audio, fallback);
+}

@@ -1,10 +1,12 @@
 //! One key press, one digit: many phones signal a press both as RFC 4733 events and as
 //! tones in the audio. When both arrive for the same press, only the first is reported.
+//!
+//! Pure: each event carries its own time ([`DtmfEvent::at`]); the filter reads no clock.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use siaga_media::{Digit, DtmfEvent, DtmfSource};
+use super::{Digit, DtmfEvent, DtmfSource};
 
 /// How far apart the two reports of one press may start. RFC 4733 stamps the arrival of
 /// the first event packet, the in-band detector the start of the tone; both mark the same
@@ -24,7 +26,7 @@ struct Reported {
 
 /// Decides which key presses to report.
 #[derive(Debug, Default)]
-pub(super) struct DigitFilter {
+pub struct DigitFilter {
     recent: VecDeque<Reported>,
 }
 
@@ -32,7 +34,7 @@ impl DigitFilter {
     /// Whether `event` is a new press (report it) or the other signalling of a press
     /// already reported (drop it). Each report pairs with at most one of the other kind, so
     /// a quick double press of the same key stays two presses.
-    pub(super) fn accept(&mut self, event: &DtmfEvent) -> bool {
+    pub fn accept(&mut self, event: &DtmfEvent) -> bool {
         let other = match event.source {
             DtmfSource::Rfc4733 => DtmfSource::Inband,
             DtmfSource::Inband => DtmfSource::Rfc4733,
@@ -66,16 +68,8 @@ fn abs_diff(a: Instant, b: Instant) -> Duration {
         .max(b.saturating_duration_since(a))
 }
 
-/// The `source` string of `MediaEvent::Digit`.
-pub(super) fn source_name(source: DtmfSource) -> &'static str {
-    match source {
-        DtmfSource::Rfc4733 => "rfc4733",
-        DtmfSource::Inband => "inband",
-        DtmfSource::SipInfo => "info",
-    }
-}
-
 #[cfg(test)]
+#[allow(clippy::disallowed_methods)] // tests start virtual time from one real Instant
 mod tests {
     use super::*;
 
@@ -123,5 +117,31 @@ mod tests {
             reported += usize::from(f.accept(&ev(Digit::Three, DtmfSource::Inband, at + 8 * MS)));
         }
         assert_eq!(reported, 2);
+    }
+
+    #[test]
+    fn sip_info_digits_are_always_reported() {
+        // INFO is signalling, not audio: it has no twin in the RTP stream to pair with.
+        let t = Instant::now();
+        let mut f = DigitFilter::default();
+        assert!(f.accept(&ev(Digit::Four, DtmfSource::Rfc4733, t)));
+        assert!(f.accept(&ev(Digit::Four, DtmfSource::SipInfo, t + 5 * MS)));
+        assert!(f.accept(&ev(Digit::Four, DtmfSource::SipInfo, t + 10 * MS)));
+        // …and an INFO does not use up the RFC 4733 report's in-band twin.
+        assert!(!f.accept(&ev(Digit::Four, DtmfSource::Inband, t + 12 * MS)));
+    }
+
+    #[test]
+    fn only_recent_reports_are_kept_for_pairing() {
+        let t = Instant::now();
+        let mut f = DigitFilter::default();
+        assert!(f.accept(&ev(Digit::Seven, DtmfSource::Rfc4733, t)));
+        // KEEP later reports of other keys push the first one out…
+        for k in 0..KEEP {
+            let at = t + u32::try_from(k).expect("small") * MS;
+            assert!(f.accept(&ev(Digit::Zero, DtmfSource::Rfc4733, at)));
+        }
+        // …so its in-band twin, though within SAME_PRESS, is a new press.
+        assert!(f.accept(&ev(Digit::Seven, DtmfSource::Inband, t + 20 * MS)));
     }
 }
