@@ -871,3 +871,50 @@ fn a_probe_that_cannot_be_sent_keeps_the_call_and_is_tried_again() {
     assert_eq!(sim.end_reasons(), vec![EndReason::CallerLost]);
     assert_eq!(sim.take_to("127.0.0.1:5083", "BYE").len(), 1);
 }
+
+#[test]
+fn an_agency_re_invite_acked_after_our_bye_stops_our_200() {
+    let mut sim = Sim::new();
+    sim.call_in("sip:113@198.51.100.1", "", None);
+    let invite = sim.take_to("127.0.0.1:5083", "INVITE").pop().expect("fire");
+    sim.agency_reply("127.0.0.1:5083", &invite, 200, "f");
+    sim.agency_request("127.0.0.1:5083", &invite, "f", "INVITE", 2, "");
+    assert_eq!(sim.take_to("127.0.0.1:5083", "SIP/2.0 200").len(), 1);
+    // The caller hangs up before the agency's ACK: the agency gets our BYE, then its ACK comes.
+    let bye = sim.caller_request("BYE", 2, "z9hG4bKbye");
+    sim.send_from(CALLER, &bye);
+    assert_eq!(sim.take_to("127.0.0.1:5083", "BYE").len(), 1);
+    sim.agency_request("127.0.0.1:5083", &invite, "f", "ACK", 2, "");
+    sim.advance(Duration::from_secs(40));
+    assert!(
+        sim.take_to("127.0.0.1:5083", "SIP/2.0 200").is_empty(),
+        "no retransmission of our 200 after its ACK, even with our BYE out"
+    );
+}
+
+#[test]
+fn a_transfer_asked_before_the_answer_keeps_the_caller_when_the_transferor_leaves() {
+    let mut sim = Sim::new();
+    sim.call_in("sip:110@198.51.100.1", "", None);
+    let police = sim.take_to(POLICE_1, "INVITE").pop().expect("police");
+    sim.agency_reply(POLICE_1, &police, 180, "p1");
+    // In its early dialog the desk already asks to pass the caller on, then answers.
+    sim.agency_request(
+        POLICE_1,
+        &police,
+        "p1",
+        "REFER",
+        2,
+        "Refer-To: <sip:psc119@127.0.0.1:5084>\r\n",
+    );
+    assert_eq!(sim.take_to(POLICE_1, "SIP/2.0 202").len(), 1);
+    assert_eq!(sim.take_to("127.0.0.1:5084", "INVITE").len(), 1);
+    sim.agency_reply(POLICE_1, &police, 200, "p1");
+    sim.agency_request(POLICE_1, &police, "p1", "BYE", 3, "");
+    assert!(
+        sim.take_to(CALLER, "BYE").is_empty(),
+        "the caller waits for the transfer target"
+    );
+    assert!(sim.take_to("127.0.0.1:5084", "CANCEL").is_empty());
+    assert!(sim.end_reasons().is_empty());
+}

@@ -70,6 +70,7 @@ impl AgencySide {
             state: LegState::Allocating,
             session: None,
             started: now,
+            transferring: false,
             transfer_of,
         };
         let (local_ip, peer_ip) = (leg.flow.local.ip(), leg.flow.remote.ip());
@@ -313,10 +314,7 @@ impl AgencySide {
         if was_cancelling || (taken && transfer_of.is_none()) {
             // Too late: someone else has the caller. Hang this one up politely.
             if let Some(leg) = self.legs.get_mut(&n) {
-                leg.state = LegState::Answered {
-                    transferring: false,
-                    awaiting_ack: None,
-                };
+                leg.state = LegState::Answered { awaiting_ack: None };
             }
             fx.timeline(
                 call_ref,
@@ -330,10 +328,7 @@ impl AgencySide {
         let waited = now.duration_since(self.started);
         let uri = match self.legs.get_mut(&n) {
             Some(leg) => {
-                leg.state = LegState::Answered {
-                    transferring: false,
-                    awaiting_ack: None,
-                };
+                leg.state = LegState::Answered { awaiting_ack: None };
                 leg.target.uri.as_str().to_owned()
             }
             None => return,
@@ -627,7 +622,8 @@ impl AgencySide {
             return;
         }
         if let Some(leg) = self.legs.get_mut(&n) {
-            leg.state = LegState::HangingUp;
+            let awaiting_ack = leg.state.awaiting_ack_mut().and_then(Option::take);
+            leg.state = LegState::HangingUp { awaiting_ack };
         }
         self.send_agency_request(call, fx, n, "BYE", vec![], None, true);
         fx.media(MediaCommand::Release {
@@ -706,7 +702,7 @@ impl AgencySide {
             self.notify_transfer(call, fx, from, "SIP/2.0 503 Service Unavailable", true);
             let still_there = self.legs.get(&from).is_some_and(|l| l.state.is_answered());
             if let Some(leg) = self.legs.get_mut(&from) {
-                leg.state.set_transferring(false);
+                leg.transferring = false;
             }
             fx.timeline(
                 call_ref,
@@ -725,7 +721,7 @@ impl AgencySide {
         let Some(leg) = self.legs.get_mut(&n) else {
             return;
         };
-        let LegState::Answered { awaiting_ack, .. } = &mut leg.state else {
+        let Some(awaiting_ack) = leg.state.awaiting_ack_mut() else {
             return;
         };
         if awaiting_ack

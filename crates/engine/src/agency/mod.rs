@@ -82,6 +82,9 @@ pub struct AgencyLeg {
     /// Our SDP offer, from the INVITE on (answers the agency's re-INVITEs).
     pub session: Option<LocalSession>,
     pub started: Instant,
+    /// It asked to transfer the caller (REFER, possibly before it answered): its hang-up
+    /// does not end the call.
+    pub transferring: bool,
     /// This leg is the new target of a transfer started by that leg.
     pub transfer_of: Option<LegNo>,
 }
@@ -104,13 +107,13 @@ pub enum LegState {
     },
     /// 2xx received and ACKed: this is (or was) the agency on the line.
     Answered {
-        /// It asked to transfer the caller (REFER): its hang-up does not end the call.
-        transferring: bool,
         /// Its re-INVITE we answered 200 and whose ACK we await: (CSeq, transaction).
         awaiting_ack: Option<(u32, ServerTxKey)>,
     },
-    /// We sent BYE.
-    HangingUp,
+    /// We sent BYE; an ACK for a 200 of ours may still come (a re-INVITE crossed the BYE).
+    HangingUp {
+        awaiting_ack: Option<(u32, ServerTxKey)>,
+    },
     Done,
 }
 
@@ -137,21 +140,13 @@ impl LegState {
         }
     }
 
-    /// Answered and transferring the caller elsewhere.
-    pub(crate) fn transferring(&self) -> bool {
-        matches!(
-            self,
-            LegState::Answered {
-                transferring: true,
-                ..
+    /// The ACK we await from the agency for a 200 to its re-INVITE, in the states that have one.
+    pub(crate) fn awaiting_ack_mut(&mut self) -> Option<&mut Option<(u32, ServerTxKey)>> {
+        match self {
+            LegState::Answered { awaiting_ack } | LegState::HangingUp { awaiting_ack } => {
+                Some(awaiting_ack)
             }
-        )
-    }
-
-    /// Marks an answered leg as transferring (or not); other states have nothing to mark.
-    pub(crate) fn set_transferring(&mut self, on: bool) {
-        if let LegState::Answered { transferring, .. } = self {
-            *transferring = on;
+            _ => None,
         }
     }
 }
@@ -427,7 +422,7 @@ impl AgencySide {
                 }
                 self.notify_transfer(call, fx, from, "SIP/2.0 408 Request Timeout", true);
                 if let Some(l) = self.legs.get_mut(&from) {
-                    l.state.set_transferring(false);
+                    l.transferring = false;
                 }
             }
             self.after_leg_change(now, call, fx);

@@ -49,7 +49,7 @@ impl AgencySide {
         match req.method {
             Method::Bye => {
                 self.reply_agency(now, call, fx, flow, &req, key, n, 200, vec![], None);
-                let transferring = self.legs.get(&n).is_some_and(|l| l.state.transferring());
+                let transferring = self.legs.get(&n).is_some_and(|l| l.transferring);
                 let answered = self.legs.get(&n).is_some_and(|l| l.state.is_answered());
                 if answered {
                     self.release_target(call, fx, n);
@@ -147,7 +147,7 @@ impl AgencySide {
         self.reply_agency(now, call, fx, flow, &req, key, n, 202, vec![], None);
         self.notify_transfer(call, fx, n, "SIP/2.0 100 Trying", false);
         if let Some(leg) = self.legs.get_mut(&n) {
-            leg.state.set_transferring(true);
+            leg.transferring = true;
         }
         fx.timeline(
             call_ref,
@@ -165,7 +165,7 @@ impl AgencySide {
             // The transfer target cannot be reached: the transferor keeps the caller.
             self.notify_transfer(call, fx, n, "SIP/2.0 503 Service Unavailable", true);
             if let Some(leg) = self.legs.get_mut(&n) {
-                leg.state.set_transferring(false);
+                leg.transferring = false;
             }
             fx.timeline(
                 call_ref,
@@ -250,7 +250,7 @@ impl AgencySide {
         if req.method == Method::Invite
             && (200..300).contains(&status)
             && let Some(leg) = self.legs.get_mut(&n)
-            && let LegState::Answered { awaiting_ack, .. } = &mut leg.state
+            && let Some(awaiting_ack) = leg.state.awaiting_ack_mut()
         {
             *awaiting_ack = Some((cseq_of(req), key.clone()));
         }

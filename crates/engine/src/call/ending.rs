@@ -127,7 +127,13 @@ impl Call {
 
     /// Tears down every agency leg (the caller is leaving).
     pub(crate) fn release_agency_legs(&mut self, now: Instant, fx: &mut Effects) {
-        self.with_agency(fx, |agency, view, fx| agency.release_all(now, view, fx));
+        let released = self.with_agency(fx, |agency, view, fx| agency.release_all(now, view, fx));
+        if released.is_none() {
+            // No agency side: the media side is still told to stop any relay, as always.
+            fx.media(MediaCommand::Unbridge {
+                call: self.call_ref,
+            });
+        }
     }
 
     /// The call's own deadline came: IVR timeout, answer after the ring delay, maximum
