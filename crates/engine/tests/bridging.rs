@@ -12,7 +12,7 @@ use siaga_engine::EngineConfig;
 use siaga_engine::call::EndReason;
 use siaga_engine::harness::{self, Harness, MediaSide, Prompts, default_plan};
 use siaga_engine::ids::{CallRef, LegId};
-use siaga_engine::io::{Flow, Input, LogRecord, MediaCommand, MediaEvent, Transport};
+use siaga_engine::io::{Direction, Flow, Input, LogRecord, MediaCommand, MediaEvent, Transport};
 
 fn plan_at(path: &str) -> Arc<Dialplan> {
     harness::plan(path, &std::fs::read_to_string(path).expect("plan"))
@@ -917,4 +917,38 @@ fn a_transfer_asked_before_the_answer_keeps_the_caller_when_the_transferor_leave
     );
     assert!(sim.take_to("127.0.0.1:5084", "CANCEL").is_empty());
     assert!(sim.end_reasons().is_empty());
+}
+
+#[test]
+fn our_repeated_200_to_an_agency_re_invite_is_logged_on_the_agency_leg() {
+    let mut sim = Sim::new();
+    sim.call_in("sip:113@198.51.100.1", "", None);
+    let invite = sim.take_to("127.0.0.1:5083", "INVITE").pop().expect("fire");
+    sim.agency_reply("127.0.0.1:5083", &invite, 200, "f");
+    sim.agency_request("127.0.0.1:5083", &invite, "f", "INVITE", 2, "");
+    // No ACK: the 200 is sent again (Timer G); the supervisor's ladder shows it on leg B1.
+    sim.advance(Duration::from_secs(2));
+    let repeated_200s: Vec<LegId> = sim
+        .h
+        .logs
+        .iter()
+        .filter_map(|r| match r {
+            LogRecord::Sip {
+                direction: Direction::Out,
+                leg,
+                bytes,
+                ..
+            } if bytes.starts_with(b"SIP/2.0 200")
+                && bytes.windows(9).any(|w| w == b"2 INVITE\r") =>
+            {
+                Some(*leg)
+            }
+            _ => None,
+        })
+        .collect();
+    assert!(repeated_200s.len() >= 2, "{repeated_200s:?}");
+    assert!(
+        repeated_200s.iter().all(|l| *l == LegId::Agency(1)),
+        "{repeated_200s:?}"
+    );
 }

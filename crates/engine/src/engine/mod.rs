@@ -431,8 +431,7 @@ impl Engine {
         for effect in fed.effects {
             match effect {
                 TxEffect::Transmit(bytes) => {
-                    self.fx
-                        .transmit_leg(fed.call, LegId::Caller, fed.flow, bytes)
+                    self.fx.transmit_leg(fed.call, fed.leg, fed.flow, bytes)
                 }
                 TxEffect::Terminated(TxEnd::NoAck) if initial => {
                     if let Some(call) = fed.call {
