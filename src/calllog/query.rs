@@ -60,10 +60,36 @@ pub struct LocationRow {
     pub report: serde_json::Value,
 }
 
+/// What the gateway measured about a call (`call_signals`), written after its end.
+#[derive(Debug, Serialize)]
+pub struct SignalsRow {
+    pub digits: i64,
+    pub answered_ms: Option<i64>,
+    pub agency_talk_ms: Option<i64>,
+    pub usable_identity: bool,
+    pub voice_frames: Option<i64>,
+    pub speech_frames: Option<i64>,
+    pub longest_speech_ms: Option<i64>,
+}
+
+impl SignalsRow {
+    /// The share of the caller's 20 ms frames with speech, if the voice was reported.
+    pub fn speech_share(&self) -> Option<f64> {
+        match (self.voice_frames, self.speech_frames) {
+            (Some(0), Some(_)) => Some(0.0),
+            (Some(frames), Some(speech)) => Some(speech as f64 / frames as f64),
+            _ => None,
+        }
+    }
+}
+
 #[derive(Debug, Serialize)]
 pub struct CallDetail {
     #[serde(flatten)]
     pub call: CallRow,
+    /// Absent while the call is live (and in logs written before signals existed).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signals: Option<SignalsRow>,
     pub locations: Vec<LocationRow>,
     pub events: Vec<EventRow>,
     pub messages: Vec<MessageRow>,
@@ -229,12 +255,68 @@ pub fn show(conn: &Connection, id: i64) -> rusqlite::Result<Option<CallDetail>> 
             })
         })?
         .collect::<Result<_, _>>()?;
+    let signals = conn
+        .query_row(
+            "SELECT digits, answered_ms, agency_talk_ms, usable_identity, voice_frames,
+                speech_frames, longest_speech_ms FROM call_signals WHERE call = ?1",
+            params![id],
+            |r| {
+                Ok(SignalsRow {
+                    digits: r.get(0)?,
+                    answered_ms: r.get(1)?,
+                    agency_talk_ms: r.get(2)?,
+                    usable_identity: r.get(3)?,
+                    voice_frames: r.get(4)?,
+                    speech_frames: r.get(5)?,
+                    longest_speech_ms: r.get(6)?,
+                })
+            },
+        )
+        .optional()?;
     Ok(Some(CallDetail {
         call,
+        signals,
         locations,
         events,
         messages,
     }))
+}
+
+/// The `signals` block of `calls show`.
+fn render_signals(out: &mut String, s: &SignalsRow) {
+    let secs = |ms: i64| format!("{:.1} s", ms as f64 / 1000.0);
+    let _ = writeln!(out, "signals");
+    let voice = match (s.voice_frames, s.speech_share()) {
+        (Some(frames), Some(share)) => format!(
+            "speech in {:.0}% of {frames} frames of 20 ms ({} of caller audio), longest run {}",
+            share * 100.0,
+            secs(frames * 20),
+            secs(s.longest_speech_ms.unwrap_or(0))
+        ),
+        _ => "not reported by the media side".to_owned(),
+    };
+    let on_line = s.answered_ms.map_or_else(
+        || "never answered".to_owned(),
+        |ms| format!("{} from our answer to the hang-up", secs(ms)),
+    );
+    let agency = s.agency_talk_ms.map_or_else(
+        || "none answered".to_owned(),
+        |ms| format!("answered, on the line {}", secs(ms)),
+    );
+    let identity = if s.usable_identity {
+        "a number"
+    } else {
+        "none usable (anonymous or not a number)"
+    };
+    for (label, value) in [
+        ("voice", voice),
+        ("keys", format!("{} pressed", s.digits)),
+        ("on the line", on_line),
+        ("agency", agency),
+        ("identity", identity.to_owned()),
+    ] {
+        let _ = writeln!(out, "  {label:<11} {value}");
+    }
 }
 
 /// The gateway's own events (start, stop, reloads, call-log gaps, disk alarms), newest first.
@@ -437,6 +519,9 @@ pub fn render_detail(d: &CallDetail, with_messages: bool) -> String {
         None => {
             let _ = writeln!(out, "  -");
         }
+    }
+    if let Some(s) = &d.signals {
+        render_signals(&mut out, s);
     }
     let _ = writeln!(out, "timeline");
     // On equal milliseconds the SIP message comes first: it is what caused the events.

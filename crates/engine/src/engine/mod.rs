@@ -420,6 +420,7 @@ impl Engine {
                 TimerKey::Tx(TxKey::Client(k)) => self.client_tx_timer(now, k),
                 TimerKey::Call(call_ref) => self.call_timer(now, call_ref),
                 TimerKey::NonCall => self.roll_noncall(now),
+                TimerKey::Signals(call_ref) => self.fx.voice_overdue(call_ref),
             }
         }
     }
@@ -533,6 +534,13 @@ impl Engine {
     }
 
     fn on_media(&mut self, now: Instant, call_ref: CallRef, leg: LegId, event: MediaEvent) {
+        // The caller leg's voice totals usually come after its call is gone.
+        if let (MediaEvent::VoiceActivity(totals), LegId::Caller) = (&event, leg)
+            && !self.calls.contains_key(&call_ref)
+        {
+            self.fx.voice_arrived(call_ref, *totals);
+            return;
+        }
         self.with_call(call_ref, |c, fx| c.on_media(now, fx, leg, event));
     }
 
