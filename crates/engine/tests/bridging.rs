@@ -953,3 +953,20 @@ fn without_voice_totals_the_signals_come_two_seconds_after_the_end() {
     // The caller's From is a number (the test caller's "+6281234567890").
     assert!(s.usable_identity);
 }
+
+#[test]
+fn at_stop_waiting_signals_are_logged_without_voice() {
+    let mut sim = Sim::new();
+    sim.call_in("sip:112@198.51.100.1", "", None);
+    let bye = sim.caller_request("BYE", 2, "z9hG4bKbye");
+    sim.send_from(CALLER, &bye);
+    assert!(signals_of(&sim).is_empty());
+    sim.h.engine.flush_call_signals();
+    sim.h.drain();
+    let signals = signals_of(&sim);
+    assert_eq!(signals.len(), 1);
+    assert_eq!(signals[0].voice, None);
+    // Nothing is left waiting: no second record when the wait would have ended.
+    sim.advance(Duration::from_secs(3));
+    assert_eq!(signals_of(&sim).len(), 1);
+}

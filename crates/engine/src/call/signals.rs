@@ -78,7 +78,17 @@ impl Effects {
     /// The totals never came: the signals are logged without them.
     pub(crate) fn voice_overdue(&mut self, call: CallRef) {
         if let Some(signals) = self.awaiting_voice.remove(&call) {
+            self.timers.set(TimerKey::Signals(call), None);
             self.log(LogRecord::CallSignals { call, signals });
+        }
+    }
+
+    /// Every waiting call's signals, without voice (the gateway stops).
+    pub(crate) fn flush_awaiting_voice(&mut self) {
+        let mut waiting: Vec<CallRef> = self.awaiting_voice.keys().copied().collect();
+        waiting.sort_by_key(|c| c.0);
+        for call in waiting {
+            self.voice_overdue(call);
         }
     }
 }

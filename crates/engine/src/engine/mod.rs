@@ -610,6 +610,12 @@ impl Engine {
         }
     }
 
+    /// At stop, after the media side's last reports: the signals of ended calls still
+    /// waiting for their callers' voice totals are logged without them.
+    pub fn flush_call_signals(&mut self) {
+        self.fx.flush_awaiting_voice();
+    }
+
     /// Live calls (for the console and tests).
     pub fn call(&self, call: CallRef) -> Option<&Call> {
         self.calls.get(&call)
