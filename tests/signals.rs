@@ -1,6 +1,7 @@
 //! The call's signals through the whole gateway (issue 12): SIPp callers, one talking (the
 //! pcap's speech as real RTP; raw sockets: root or CAP_NET_RAW, as in tests/media.rs) and one
-//! silent (no RTP at all), then `siaga calls show` reads the signals back from the call log.
+//! silent (no RTP at all), then `siaga calls show` reads the signals back from the call log,
+//! with the count of earlier calls from the same number.
 
 mod common;
 
@@ -74,5 +75,18 @@ fn a_talking_caller_has_speech_and_a_silent_one_has_none() {
     assert!(
         shown.contains("  voice       speech in 0% of 0 frames"),
         "{shown}"
+    );
+    // Both calls came from one number: the second counts the first.
+    assert!(
+        shown.contains(
+            "  earlier     1 call(s) from +6281234567890 in the 10 min before, 1 in the hour, 1 in the day"
+        ),
+        "{shown}"
+    );
+    let earlier = gw.calls_json(&["show", "1"]);
+    assert_eq!(
+        earlier.get("earlier_calls").and_then(|e| e.get("last_day")),
+        Some(&0.into()),
+        "{earlier}"
     );
 }

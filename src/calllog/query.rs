@@ -83,6 +83,15 @@ impl SignalsRow {
     }
 }
 
+/// Other calls from the caller's number before this one (counted when shown).
+#[derive(Debug, Serialize)]
+pub struct EarlierCalls {
+    pub number: String,
+    pub last_10_min: usize,
+    pub last_hour: usize,
+    pub last_day: usize,
+}
+
 #[derive(Debug, Serialize)]
 pub struct CallDetail {
     #[serde(flatten)]
@@ -90,6 +99,9 @@ pub struct CallDetail {
     /// Absent while the call is live (and in logs written before signals existed).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub signals: Option<SignalsRow>,
+    /// Absent when the caller sent no usable number.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub earlier_calls: Option<EarlierCalls>,
     pub locations: Vec<LocationRow>,
     pub events: Vec<EventRow>,
     pub messages: Vec<MessageRow>,
@@ -273,12 +285,70 @@ pub fn show(conn: &Connection, id: i64) -> rusqlite::Result<Option<CallDetail>> 
             },
         )
         .optional()?;
+    let earlier_calls = earlier_calls(conn, &call)?;
     Ok(Some(CallDetail {
         call,
         signals,
+        earlier_calls,
         locations,
         events,
         messages,
+    }))
+}
+
+/// The number a logged call came from, as the engine reads it.
+fn number_of(from: Option<String>, pai: Vec<String>) -> Option<String> {
+    let identity = siaga_engine::io::CallerIdentity {
+        from: from.unwrap_or_default(),
+        p_asserted_identity: pai,
+        ..Default::default()
+    };
+    siaga_engine::call::signals::caller_number(&identity)
+}
+
+/// Calls from `call`'s number in the 10 minutes, the hour and the day before it started
+/// (numbers are compared as sent, so only the day's calls are read).
+fn earlier_calls(conn: &Connection, call: &CallRow) -> rusqlite::Result<Option<EarlierCalls>> {
+    const MINUTE_MS: i64 = 60_000;
+    let Some(number) = number_of(call.caller_from.clone(), call.caller_pai.clone()) else {
+        return Ok(None);
+    };
+    let starts: Vec<i64> = conn
+        .prepare(
+            "SELECT started_at, caller_from, caller_pai FROM calls
+             WHERE started_at >= ?1 AND started_at <= ?2 AND id != ?3",
+        )?
+        .query_map(
+            params![
+                call.started_at - 24 * 60 * MINUTE_MS,
+                call.started_at,
+                call.id
+            ],
+            |r| {
+                let pai: Option<String> = r.get(2)?;
+                let pai = pai
+                    .and_then(|p| serde_json::from_str(&p).ok())
+                    .unwrap_or_default();
+                Ok((r.get::<_, i64>(0)?, number_of(r.get(1)?, pai)))
+            },
+        )?
+        .filter_map(|row| match row {
+            Ok((at, Some(n))) if n == number => Some(Ok(at)),
+            Ok(_) => None,
+            Err(e) => Some(Err(e)),
+        })
+        .collect::<rusqlite::Result<_>>()?;
+    let within = |minutes: i64| {
+        starts
+            .iter()
+            .filter(|&&at| at >= call.started_at - minutes * MINUTE_MS)
+            .count()
+    };
+    Ok(Some(EarlierCalls {
+        number,
+        last_10_min: within(10),
+        last_hour: within(60),
+        last_day: starts.len(),
     }))
 }
 
@@ -488,6 +558,16 @@ pub fn render_detail(d: &CallDetail, with_messages: bool) -> String {
     let _ = writeln!(out, "  contact     {}", opt(&c.caller_contact));
     let _ = writeln!(out, "  user-agent  {}", opt(&c.caller_user_agent));
     let _ = writeln!(out, "  source      {} ({})", e(&c.source), e(&c.transport));
+    if let Some(n) = &d.earlier_calls {
+        let _ = writeln!(
+            out,
+            "  earlier     {} call(s) from {} in the 10 min before, {} in the hour, {} in the day",
+            n.last_10_min,
+            e(&n.number),
+            n.last_hour,
+            n.last_day
+        );
+    }
     let _ = writeln!(out, "location");
     if d.locations.is_empty() {
         let _ = writeln!(out, "  -");

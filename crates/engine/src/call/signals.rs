@@ -104,6 +104,24 @@ pub fn usable_identity(identity: &CallerIdentity) -> bool {
         .any(|value| user_part(value).is_some_and(is_number))
 }
 
+/// The caller's number as sent (P-Asserted-Identity first, then From): digits with any
+/// leading `+`, separators removed; `None` without a usable identity. Calls from one number
+/// are counted by it; `+62…` and `0…` forms of one number are not matched with each other.
+pub fn caller_number(identity: &CallerIdentity) -> Option<String> {
+    identity
+        .p_asserted_identity
+        .iter()
+        .map(String::as_str)
+        .chain([identity.from.as_str()])
+        .filter_map(user_part)
+        .find(|user| is_number(user))
+        .map(|user| {
+            user.chars()
+                .filter(|c| c.is_ascii_digit() || *c == '+')
+                .collect()
+        })
+}
+
 /// The user part of a name-addr or addr-spec (`sip:`, `sips:` or `tel:` URI).
 fn user_part(value: &str) -> Option<&str> {
     let uri = match (value.find('<'), value.find('>')) {
@@ -167,6 +185,15 @@ mod tests {
         ] {
             assert!(!usable_identity(&from(v)), "{v}");
         }
+    }
+
+    #[test]
+    fn the_number_is_taken_from_the_asserted_identity_first_without_separators() {
+        let mut id = from("<sip:0541-123456@example.net>;tag=1");
+        assert_eq!(caller_number(&id).as_deref(), Some("0541123456"));
+        id.p_asserted_identity = vec!["<tel:+62-541-123456>".to_owned()];
+        assert_eq!(caller_number(&id).as_deref(), Some("+62541123456"));
+        assert_eq!(caller_number(&from("<sip:anonymous@x.invalid>")), None);
     }
 
     #[test]
