@@ -651,7 +651,76 @@ pub fn render_detail(d: &CallDetail, with_messages: bool) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::iso_utc;
+    use std::time::Duration;
+
+    use siaga_engine::ids::CallRef;
+    use siaga_engine::io::{CallSignals, LogRecord};
+
+    use super::{iso_utc, render_detail, show};
+    use crate::calllog::CallLog;
+
+    #[test]
+    fn signals_are_written_by_the_log_and_shown_with_earlier_calls_from_the_number() {
+        let dir = tempfile::tempdir().expect("dir");
+        let db = dir.path().join("siaga.db");
+        let (calllog, _writer, _) = CallLog::start(&db).expect("log");
+        let conn = crate::calllog::open(&db).expect("db");
+        const MINUTE: i64 = 60_000;
+        let start = 100 * 24 * 60 * MINUTE;
+        // Call 4 at `start`; before it, from the same number: 2 h, 30 min and 5 min
+        // earlier, and 2 days earlier (outside the day); call 5 from another number.
+        for (id, at, from) in [
+            (1, start - 2 * 24 * 60 * MINUTE, "+6281234567890"),
+            (2, start - 120 * MINUTE, "+62-812-3456-7890"),
+            (3, start - 5 * MINUTE, "+6281234567890"),
+            (4, start, "+6281234567890"),
+            (5, start - MINUTE, "+6281111111111"),
+            (6, start - 30 * MINUTE, "+6281234567890"),
+        ] {
+            conn.execute(
+                "INSERT INTO calls (id, call_id, started_at, kind, dialled, source, transport, caller_from)
+                 VALUES (?1, 'c', ?2, 'emergency', '112', '127.0.0.1:5060', 'udp', ?3)",
+                rusqlite::params![id, at, format!("<sip:{from}@192.0.2.1>;tag=t")],
+            )
+            .expect("insert call");
+        }
+        let signals = CallSignals {
+            digits: 2,
+            answered_for: Some(Duration::from_millis(15_000)),
+            agency_talk: None,
+            usable_identity: true,
+            voice: Some(siaga_media::VoiceTotals {
+                frames: 500,
+                speech_frames: 125,
+                longest_speech_ms: 2_400,
+            }),
+        };
+        calllog.engine(
+            start + 16_000,
+            LogRecord::CallSignals {
+                call: CallRef(4),
+                signals,
+            },
+        );
+        assert!(calllog.barrier(Duration::from_secs(10)));
+        let detail = show(&conn, 4).expect("query").expect("call 4");
+        let shown = render_detail(&detail, false);
+        assert!(
+            shown.contains(
+                "signals\n  voice       speech in 25% of 500 frames of 20 ms (10.0 s of caller audio), longest run 2.4 s\n  keys        2 pressed\n  on the line 15.0 s from our answer to the hang-up\n  agency      none answered\n  identity    a number\n"
+            ),
+            "{shown}"
+        );
+        assert!(
+            shown.contains(
+                "  earlier     1 call(s) from +6281234567890 in the 10 min before, 2 in the hour, 3 in the day"
+            ),
+            "{shown}"
+        );
+        // A call without signals (still live, or logged before them) shows no block.
+        let shown = render_detail(&show(&conn, 5).expect("query").expect("call 5"), false);
+        assert!(!shown.contains("\nsignals\n"), "{shown}");
+    }
 
     #[test]
     fn iso_dates_are_right_across_leap_years() {
