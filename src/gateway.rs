@@ -311,6 +311,17 @@ pub async fn run(
     let _ = reporter.await;
     report_once(&shield, &calllog);
     media.shutdown().await;
+    // The legs released last report their callers' voice totals on the way out.
+    while let Ok(ev) = media_rx.try_recv() {
+        let input = Input::Media {
+            call: ev.call,
+            leg: ev.leg,
+            event: ev.event,
+        };
+        engine.handle_input(Instant::now(), input);
+    }
+    engine.flush_call_signals();
+    drain(&mut engine, &mut out, &mut media).await;
     calllog.send(calllog::Write::Event {
         at_ms: calllog::now_ms(),
         kind: calllog::GatewayEventKind::Stop,

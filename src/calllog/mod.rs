@@ -23,7 +23,7 @@ use anyhow::Context;
 use crossbeam_channel::Sender;
 use rusqlite::types::Value;
 use siaga_engine::ids::CallRef;
-use siaga_engine::io::{CallStarted, LogRecord};
+use siaga_engine::io::{CallSignals, CallStarted, LogRecord};
 use siaga_engine::timeline::CallEventKind;
 
 pub use gateway_event::GatewayEventKind;
@@ -292,6 +292,7 @@ fn record_call(record: &LogRecord) -> Option<u64> {
         LogRecord::CallAnswered { call }
         | LogRecord::CallEnded { call, .. }
         | LogRecord::Timeline { call, .. }
+        | LogRecord::CallSignals { call, .. }
         | LogRecord::Location { call, .. } => Some(call.0),
         LogRecord::Sip { call, .. } => call.map(|c| c.0),
         LogRecord::NonCallCounts(_) => None,
@@ -369,6 +370,7 @@ fn apply(entry: &mut Entry, at_ms: i64, record: LogRecord) {
                 Value::from(detail),
             ],
         ),
+        LogRecord::CallSignals { call, signals } => insert_signals(entry, call, &signals),
         // One row per source and minute however many messages it sent (only samples of
         // them are in sip_messages).
         LogRecord::NonCallCounts(tally) => insert_gateway_event(
@@ -397,6 +399,26 @@ fn apply(entry: &mut Entry, at_ms: i64, record: LogRecord) {
             )
         }
     }
+}
+
+fn insert_signals(entry: &mut Entry, call: CallRef, s: &CallSignals) {
+    let ms = |d: Option<Duration>| d.map(|d| d.as_millis() as i64);
+    let voice = s.voice;
+    entry.sql(
+        "INSERT OR REPLACE INTO call_signals (call, digits, answered_ms, agency_talk_ms,
+            usable_identity, voice_frames, speech_frames, longest_speech_ms)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        vec![
+            Value::from(call.0 as i64),
+            Value::from(s.digits),
+            Value::from(ms(s.answered_for)),
+            Value::from(ms(s.agency_talk)),
+            Value::from(s.usable_identity),
+            Value::from(voice.map(|v| v.frames)),
+            Value::from(voice.map(|v| v.speech_frames)),
+            Value::from(voice.map(|v| v.longest_speech_ms)),
+        ],
+    )
 }
 
 fn insert_call(entry: &mut Entry, at_ms: i64, s: &CallStarted) {

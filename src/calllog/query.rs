@@ -60,10 +60,48 @@ pub struct LocationRow {
     pub report: serde_json::Value,
 }
 
+/// What the gateway measured about a call (`call_signals`), written after its end.
+#[derive(Debug, Serialize)]
+pub struct SignalsRow {
+    pub digits: i64,
+    pub answered_ms: Option<i64>,
+    pub agency_talk_ms: Option<i64>,
+    pub usable_identity: bool,
+    pub voice_frames: Option<i64>,
+    pub speech_frames: Option<i64>,
+    pub longest_speech_ms: Option<i64>,
+}
+
+impl SignalsRow {
+    /// The share of the caller's 20 ms frames with speech, if the voice was reported.
+    pub fn speech_share(&self) -> Option<f64> {
+        match (self.voice_frames, self.speech_frames) {
+            (Some(0), Some(_)) => Some(0.0),
+            (Some(frames), Some(speech)) => Some(speech as f64 / frames as f64),
+            _ => None,
+        }
+    }
+}
+
+/// Other calls from the caller's number before this one (counted when shown).
+#[derive(Debug, Serialize)]
+pub struct EarlierCalls {
+    pub number: String,
+    pub last_10_min: usize,
+    pub last_hour: usize,
+    pub last_day: usize,
+}
+
 #[derive(Debug, Serialize)]
 pub struct CallDetail {
     #[serde(flatten)]
     pub call: CallRow,
+    /// Absent while the call is live (and in logs written before signals existed).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signals: Option<SignalsRow>,
+    /// Absent when the caller sent no usable number.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub earlier_calls: Option<EarlierCalls>,
     pub locations: Vec<LocationRow>,
     pub events: Vec<EventRow>,
     pub messages: Vec<MessageRow>,
@@ -229,12 +267,126 @@ pub fn show(conn: &Connection, id: i64) -> rusqlite::Result<Option<CallDetail>> 
             })
         })?
         .collect::<Result<_, _>>()?;
+    let signals = conn
+        .query_row(
+            "SELECT digits, answered_ms, agency_talk_ms, usable_identity, voice_frames,
+                speech_frames, longest_speech_ms FROM call_signals WHERE call = ?1",
+            params![id],
+            |r| {
+                Ok(SignalsRow {
+                    digits: r.get(0)?,
+                    answered_ms: r.get(1)?,
+                    agency_talk_ms: r.get(2)?,
+                    usable_identity: r.get(3)?,
+                    voice_frames: r.get(4)?,
+                    speech_frames: r.get(5)?,
+                    longest_speech_ms: r.get(6)?,
+                })
+            },
+        )
+        .optional()?;
+    let earlier_calls = earlier_calls(conn, &call)?;
     Ok(Some(CallDetail {
         call,
+        signals,
+        earlier_calls,
         locations,
         events,
         messages,
     }))
+}
+
+/// The number a logged call came from, as the engine reads it.
+fn number_of(from: Option<String>, pai: Vec<String>) -> Option<String> {
+    let identity = siaga_engine::io::CallerIdentity {
+        from: from.unwrap_or_default(),
+        p_asserted_identity: pai,
+        ..Default::default()
+    };
+    siaga_engine::call::signals::caller_number(&identity)
+}
+
+/// Calls from `call`'s number in the 10 minutes, the hour and the day before it started
+/// (numbers are compared as sent, so only the day's calls are read).
+fn earlier_calls(conn: &Connection, call: &CallRow) -> rusqlite::Result<Option<EarlierCalls>> {
+    const MINUTE_MS: i64 = 60_000;
+    let Some(number) = number_of(call.caller_from.clone(), call.caller_pai.clone()) else {
+        return Ok(None);
+    };
+    let starts: Vec<i64> = conn
+        .prepare(
+            "SELECT started_at, caller_from, caller_pai FROM calls
+             WHERE started_at >= ?1 AND started_at <= ?2 AND id != ?3",
+        )?
+        .query_map(
+            params![
+                call.started_at - 24 * 60 * MINUTE_MS,
+                call.started_at,
+                call.id
+            ],
+            |r| {
+                let pai: Option<String> = r.get(2)?;
+                let pai = pai
+                    .and_then(|p| serde_json::from_str(&p).ok())
+                    .unwrap_or_default();
+                Ok((r.get::<_, i64>(0)?, number_of(r.get(1)?, pai)))
+            },
+        )?
+        .filter_map(|row| match row {
+            Ok((at, Some(n))) if n == number => Some(Ok(at)),
+            Ok(_) => None,
+            Err(e) => Some(Err(e)),
+        })
+        .collect::<rusqlite::Result<_>>()?;
+    let within = |minutes: i64| {
+        starts
+            .iter()
+            .filter(|&&at| at >= call.started_at - minutes * MINUTE_MS)
+            .count()
+    };
+    Ok(Some(EarlierCalls {
+        number,
+        last_10_min: within(10),
+        last_hour: within(60),
+        last_day: starts.len(),
+    }))
+}
+
+/// The `signals` block of `calls show`.
+fn render_signals(out: &mut String, s: &SignalsRow) {
+    let secs = |ms: i64| format!("{:.1} s", ms as f64 / 1000.0);
+    let _ = writeln!(out, "signals");
+    let voice = match (s.voice_frames, s.speech_share()) {
+        (Some(frames), Some(share)) => format!(
+            "speech in {:.0}% of {frames} frames of 20 ms ({} of caller audio), longest run {}",
+            share * 100.0,
+            secs(frames * 20),
+            secs(s.longest_speech_ms.unwrap_or(0))
+        ),
+        _ => "not reported by the media side".to_owned(),
+    };
+    let on_line = s.answered_ms.map_or_else(
+        || "never answered".to_owned(),
+        |ms| format!("{} from our answer to the hang-up", secs(ms)),
+    );
+    let agency = s.agency_talk_ms.map_or_else(
+        || "none answered".to_owned(),
+        |ms| format!("answered, on the line {}", secs(ms)),
+    );
+    let identity = if s.usable_identity {
+        "a number"
+    } else {
+        "none usable (anonymous or not a number)"
+    };
+    for (label, value) in [
+        ("voice", voice),
+        ("keys", format!("{} pressed", s.digits)),
+        ("on the line", on_line),
+        ("agency", agency),
+        ("identity", identity.to_owned()),
+    ] {
+        let _ = writeln!(out, "  {label:<11} {value}");
+    }
 }
 
 /// The gateway's own events (start, stop, reloads, call-log gaps, disk alarms), newest first.
@@ -406,6 +558,16 @@ pub fn render_detail(d: &CallDetail, with_messages: bool) -> String {
     let _ = writeln!(out, "  contact     {}", opt(&c.caller_contact));
     let _ = writeln!(out, "  user-agent  {}", opt(&c.caller_user_agent));
     let _ = writeln!(out, "  source      {} ({})", e(&c.source), e(&c.transport));
+    if let Some(n) = &d.earlier_calls {
+        let _ = writeln!(
+            out,
+            "  earlier     {} call(s) from {} in the 10 min before, {} in the hour, {} in the day",
+            n.last_10_min,
+            e(&n.number),
+            n.last_hour,
+            n.last_day
+        );
+    }
     let _ = writeln!(out, "location");
     if d.locations.is_empty() {
         let _ = writeln!(out, "  -");
@@ -437,6 +599,9 @@ pub fn render_detail(d: &CallDetail, with_messages: bool) -> String {
         None => {
             let _ = writeln!(out, "  -");
         }
+    }
+    if let Some(s) = &d.signals {
+        render_signals(&mut out, s);
     }
     let _ = writeln!(out, "timeline");
     // On equal milliseconds the SIP message comes first: it is what caused the events.
@@ -486,7 +651,76 @@ pub fn render_detail(d: &CallDetail, with_messages: bool) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::iso_utc;
+    use std::time::Duration;
+
+    use siaga_engine::ids::CallRef;
+    use siaga_engine::io::{CallSignals, LogRecord};
+
+    use super::{iso_utc, render_detail, show};
+    use crate::calllog::CallLog;
+
+    #[test]
+    fn signals_are_written_by_the_log_and_shown_with_earlier_calls_from_the_number() {
+        let dir = tempfile::tempdir().expect("dir");
+        let db = dir.path().join("siaga.db");
+        let (calllog, _writer, _) = CallLog::start(&db).expect("log");
+        let conn = crate::calllog::open(&db).expect("db");
+        const MINUTE: i64 = 60_000;
+        let start = 100 * 24 * 60 * MINUTE;
+        // Call 4 at `start`; before it, from the same number: 2 h, 30 min and 5 min
+        // earlier, and 2 days earlier (outside the day); call 5 from another number.
+        for (id, at, from) in [
+            (1, start - 2 * 24 * 60 * MINUTE, "+6281234567890"),
+            (2, start - 120 * MINUTE, "+62-812-3456-7890"),
+            (3, start - 5 * MINUTE, "+6281234567890"),
+            (4, start, "+6281234567890"),
+            (5, start - MINUTE, "+6281111111111"),
+            (6, start - 30 * MINUTE, "+6281234567890"),
+        ] {
+            conn.execute(
+                "INSERT INTO calls (id, call_id, started_at, kind, dialled, source, transport, caller_from)
+                 VALUES (?1, 'c', ?2, 'emergency', '112', '127.0.0.1:5060', 'udp', ?3)",
+                rusqlite::params![id, at, format!("<sip:{from}@192.0.2.1>;tag=t")],
+            )
+            .expect("insert call");
+        }
+        let signals = CallSignals {
+            digits: 2,
+            answered_for: Some(Duration::from_millis(15_000)),
+            agency_talk: None,
+            usable_identity: true,
+            voice: Some(siaga_media::VoiceTotals {
+                frames: 500,
+                speech_frames: 125,
+                longest_speech_ms: 2_400,
+            }),
+        };
+        calllog.engine(
+            start + 16_000,
+            LogRecord::CallSignals {
+                call: CallRef(4),
+                signals,
+            },
+        );
+        assert!(calllog.barrier(Duration::from_secs(10)));
+        let detail = show(&conn, 4).expect("query").expect("call 4");
+        let shown = render_detail(&detail, false);
+        assert!(
+            shown.contains(
+                "signals\n  voice       speech in 25% of 500 frames of 20 ms (10.0 s of caller audio), longest run 2.4 s\n  keys        2 pressed\n  on the line 15.0 s from our answer to the hang-up\n  agency      none answered\n  identity    a number\n"
+            ),
+            "{shown}"
+        );
+        assert!(
+            shown.contains(
+                "  earlier     1 call(s) from +6281234567890 in the 10 min before, 2 in the hour, 3 in the day"
+            ),
+            "{shown}"
+        );
+        // A call without signals (still live, or logged before them) shows no block.
+        let shown = render_detail(&show(&conn, 5).expect("query").expect("call 5"), false);
+        assert!(!shown.contains("\nsignals\n"), "{shown}");
+    }
 
     #[test]
     fn iso_dates_are_right_across_leap_years() {

@@ -97,6 +97,19 @@ CREATE TABLE log_spill (
     consumed   INTEGER NOT NULL   -- file offset of the first record not yet in this database
 );
 "#,
+    r#"
+-- What the gateway measured about each call (issue 12), written once after the call's end.
+CREATE TABLE call_signals (
+    call              INTEGER PRIMARY KEY REFERENCES calls(id),
+    digits            INTEGER NOT NULL,   -- keys the caller pressed (RFC 4733, SIP INFO, in-band)
+    answered_ms       INTEGER,            -- our answer to the caller's hang-up or the end; NULL: not answered
+    agency_talk_ms    INTEGER,            -- time agencies were on the line; NULL: no agency answered
+    usable_identity   INTEGER NOT NULL,   -- 1: the From or P-Asserted-Identity user part is a number
+    voice_frames      INTEGER,            -- 20 ms frames of caller audio; NULL: not reported
+    speech_frames     INTEGER,            -- of those, frames with speech energy
+    longest_speech_ms INTEGER             -- the longest run of speech (pauses under 300 ms inside)
+);
+"#,
 ];
 
 /// What is wrong with a call-log path, found before anything is opened or created.

@@ -20,6 +20,7 @@ use siaga_media::rtp::FIXED_HEADER_LEN;
 use siaga_media::{
     Channel, Codec, DigitFilter, DtmfEvent, Latch, LatchConfig, OutboundConfig, OutboundStream,
     Prompt, RtpTimestamp, RtpView, SequenceNumber, SilenceEvent, SilenceWatch, Ssrc, Verdict,
+    VoiceConfig, VoiceMeter,
 };
 
 use super::MediaEventOut;
@@ -134,6 +135,8 @@ pub(super) struct Leg {
     relay_in: Option<SharedRelay>,
 
     recording: Option<RecordingFeed>,
+    /// The caller's voice activity (caller's leg only), reported to the engine at release.
+    voice: Option<VoiceMeter>,
 }
 
 /// The media clock: tokio's, so the reactors' ticks and timestamps agree.
@@ -169,6 +172,7 @@ impl Leg {
             relay_out: None,
             relay_in: None,
             recording: setup.recording,
+            voice: is_caller.then(|| VoiceMeter::new(VoiceConfig::default())),
         }
     }
 
@@ -443,12 +447,15 @@ impl Leg {
         // In-band keys matter to the IVR; once an agency is on the line the tones reach it as
         // audio, so the detector (a few µs per packet) rests.
         let detecting = self.inband.is_some() && self.relay_out.is_none();
-        if self.recording.is_none() && !detecting {
+        if self.recording.is_none() && !detecting && self.voice.is_none() {
             // An agency's leg: its audio was relayed as codes; nothing here needs it decoded.
             return;
         }
         let samples = codec.decode(packet.payload, &mut self.rx_pcm[..]);
         let pcm = self.rx_pcm.get(..samples).unwrap_or_default();
+        if let Some(voice) = self.voice.as_mut() {
+            voice.feed(pcm);
+        }
         if let Some(rec) = self.recording.as_mut() {
             record(
                 rec,
@@ -491,6 +498,9 @@ impl Leg {
 
     /// Release: the last audio goes to the writer, which finalises the file.
     pub(super) fn finish(&mut self, now: Instant) {
+        if let Some(voice) = self.voice.take() {
+            self.emit(MediaEvent::VoiceActivity(voice.totals()));
+        }
         let refused = self.latch.refusals();
         if !refused.is_empty() {
             self.log_event(

@@ -1272,3 +1272,51 @@ fn recording_paths_are_per_day_in_utc() {
         Path::new("/rec/2024-02-29/call-7-20240229T235959.wav")
     );
 }
+
+#[tokio::test]
+async fn the_callers_voice_totals_come_with_the_release_of_its_leg() {
+    let mut h = Harness::new((32700, 32799));
+    let phone = peer().await;
+    let local = h.allocate(LegId::Caller);
+    h.start(
+        LegId::Caller,
+        session(phone.local_addr().ok(), Codec::Pcma, 20),
+    );
+    // 1 s of a loud tone (about −15 dBFS), then 1 s of digital silence, in 20 ms packets.
+    let mut pace = tokio::time::interval(20 * MS);
+    for k in 0..100usize {
+        pace.tick().await;
+        let pcm = if k < 50 {
+            sine(440.0, 8000.0, 160 * k, 160)
+        } else {
+            vec![0; 160]
+        };
+        let mut payload = vec![0u8; 160];
+        Codec::Pcma.encode(&pcm, &mut payload);
+        let packet = rtp(8, k as u16, 160 * k as u32, 0x5151, k == 0, &payload);
+        let _ = phone.send_to(&packet, local).await;
+    }
+    // The last packets reach the leg within a tick or two; then the engine releases it.
+    let before = h.events_for(100 * MS).await;
+    assert!(
+        !before
+            .iter()
+            .any(|e| matches!(e, MediaEvent::VoiceActivity(_))),
+        "totals only at release: {before:?}"
+    );
+    h.release(&[LegId::Caller]);
+    let voice = h
+        .events_for(500 * MS)
+        .await
+        .into_iter()
+        .find_map(|e| match e {
+            MediaEvent::VoiceActivity(v) => Some(v),
+            _ => None,
+        })
+        .expect("the caller's voice totals at release");
+    // The last silent packets may still be in the socket when the leg goes (a busy CPU).
+    assert!((90..=100).contains(&voice.frames), "{voice:?}");
+    assert_eq!(voice.speech_frames, 50);
+    assert_eq!(voice.longest_speech_ms, 1000);
+    h.finish().await;
+}

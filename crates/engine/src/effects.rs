@@ -48,6 +48,8 @@ pub(crate) enum TimerKey {
     Call(CallRef),
     /// The end of the non-call counting window.
     NonCall,
+    /// A call's signals waited long enough for the caller's voice totals.
+    Signals(CallRef),
 }
 
 /// A key of the dialog index: Call-ID and our tag.
@@ -80,6 +82,8 @@ pub(crate) struct Effects {
     pub(crate) next_call_ref: u64,
     /// The time of the input being handled.
     pub(crate) now: Instant,
+    /// Ended calls' signals waiting for the caller leg's voice totals (see `call::signals`).
+    pub(crate) awaiting_voice: HashMap<CallRef, crate::io::CallSignals>,
 }
 
 impl Effects {
@@ -100,6 +104,7 @@ impl Effects {
             freed_targets: Vec::new(),
             next_playback: 0,
             now: start,
+            awaiting_voice: HashMap::new(),
         }
     }
 

@@ -26,6 +26,8 @@ pub enum MediaEvent {
     Timeout { silent_for: Duration },
     /// RTP came back after a `Timeout`: the caller is there.
     Resumed { silent_for: Duration },
+    /// The caller's leg was released: what its voice meter saw over the call.
+    VoiceActivity(siaga_media::VoiceTotals),
 }
 
 pub enum Input<'a> {
@@ -134,6 +136,26 @@ pub enum LogRecord {
         kind: CallEventKind,
         detail: String,
     },
+    /// What the gateway measured about the call; once per call, after its `CallEnded`.
+    CallSignals {
+        call: CallRef,
+        signals: CallSignals,
+    },
+}
+
+/// Per-call signals for telling silent, abandoned and false calls from genuine ones (issue 12).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CallSignals {
+    /// Digits the caller pressed (RFC 4733, SIP INFO, in-band).
+    pub digits: u32,
+    /// From our answer to the caller's hang-up (or the call's end); `None`: never answered.
+    pub answered_for: Option<Duration>,
+    /// How long agencies were on the line (all answered legs); `None`: no agency answered.
+    pub agency_talk: Option<Duration>,
+    /// The caller sent a number (From or P-Asserted-Identity user part), not `anonymous`.
+    pub usable_identity: bool,
+    /// The caller's voice activity; `None` when the media side never reported it.
+    pub voice: Option<siaga_media::VoiceTotals>,
 }
 
 /// Identifies one prompt playback, so a late "finished" for a stopped prompt cannot end the

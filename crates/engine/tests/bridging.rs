@@ -952,3 +952,102 @@ fn our_repeated_200_to_an_agency_re_invite_is_logged_on_the_agency_leg() {
         "{repeated_200s:?}"
     );
 }
+
+// ---- the call's signals (issue 12) ----
+
+fn signals_of(sim: &Sim) -> Vec<siaga_engine::io::CallSignals> {
+    sim.logs
+        .iter()
+        .filter_map(|r| match r {
+            LogRecord::CallSignals { signals, .. } => Some(*signals),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_call_with_a_digit_and_an_agency_answer_logs_its_signals_after_its_end() {
+    let mut sim = Sim::new();
+    sim.call_in(
+        "sip:112@198.51.100.1",
+        "P-Asserted-Identity: <tel:+6281234567890>\r\n",
+        None,
+    );
+    sim.advance(Duration::from_secs(3));
+    sim.digit('1');
+    let invite = sim.take_to(POLICE_1, "INVITE").pop().expect("police");
+    sim.advance(Duration::from_secs(2));
+    sim.agency_reply(POLICE_1, &invite, 200, "pol1");
+    sim.advance(Duration::from_secs(10));
+    let bye = sim.caller_request("BYE", 2, "z9hG4bKbye");
+    sim.send_from(CALLER, &bye);
+    assert_eq!(sim.end_reasons(), vec![EndReason::CallerHungUp]);
+    // The end is logged at once; the signals wait for the caller leg's voice totals.
+    assert!(signals_of(&sim).is_empty());
+    let call = sim.call.expect("call");
+    let voice = siaga_media::VoiceTotals {
+        frames: 750,
+        speech_frames: 300,
+        longest_speech_ms: 2400,
+    };
+    sim.h
+        .media_event(call, LegId::Caller, MediaEvent::VoiceActivity(voice));
+    let signals = signals_of(&sim);
+    assert_eq!(signals.len(), 1, "{signals:?}");
+    let s = signals[0];
+    assert_eq!(s.digits, 1);
+    assert_eq!(s.answered_for, Some(Duration::from_secs(15)));
+    assert_eq!(s.agency_talk, Some(Duration::from_secs(10)));
+    assert!(s.usable_identity);
+    assert_eq!(s.voice, Some(voice));
+    let ended = sim
+        .logs
+        .iter()
+        .position(|r| matches!(r, LogRecord::CallEnded { .. }));
+    let signalled = sim
+        .logs
+        .iter()
+        .position(|r| matches!(r, LogRecord::CallSignals { .. }));
+    assert!(ended < signalled);
+    // Totals reported twice are not logged twice.
+    sim.h
+        .media_event(call, LegId::Caller, MediaEvent::VoiceActivity(voice));
+    assert_eq!(signals_of(&sim).len(), 1);
+}
+
+#[test]
+fn without_voice_totals_the_signals_come_two_seconds_after_the_end() {
+    let mut sim = Sim::new();
+    sim.call_in("sip:112@198.51.100.1", "", None);
+    sim.advance(Duration::from_secs(1));
+    let bye = sim.caller_request("BYE", 2, "z9hG4bKbye");
+    sim.send_from(CALLER, &bye);
+    assert_eq!(sim.end_reasons(), vec![EndReason::AbandonedInIvr]);
+    sim.advance(Duration::from_millis(1900));
+    assert!(signals_of(&sim).is_empty());
+    sim.advance(Duration::from_millis(200));
+    let signals = signals_of(&sim);
+    assert_eq!(signals.len(), 1);
+    let s = signals[0];
+    assert_eq!((s.digits, s.agency_talk, s.voice), (0, None, None));
+    assert_eq!(s.answered_for, Some(Duration::from_secs(1)));
+    // The caller's From is a number (the test caller's "+6281234567890").
+    assert!(s.usable_identity);
+}
+
+#[test]
+fn at_stop_waiting_signals_are_logged_without_voice() {
+    let mut sim = Sim::new();
+    sim.call_in("sip:112@198.51.100.1", "", None);
+    let bye = sim.caller_request("BYE", 2, "z9hG4bKbye");
+    sim.send_from(CALLER, &bye);
+    assert!(signals_of(&sim).is_empty());
+    sim.h.engine.flush_call_signals();
+    sim.h.drain();
+    let signals = signals_of(&sim);
+    assert_eq!(signals.len(), 1);
+    assert_eq!(signals[0].voice, None);
+    // Nothing is left waiting: no second record when the wait would have ended.
+    sim.advance(Duration::from_secs(3));
+    assert_eq!(signals_of(&sim).len(), 1);
+}

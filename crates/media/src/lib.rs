@@ -16,6 +16,7 @@
 //! - [`relay`]: the play-out buffer between the two legs of a bridged call.
 //! - [`latch`]: which RTP sources a leg takes (symmetric RTP that an outsider cannot hijack).
 //! - [`silence`]: a leg's first packet, media timeout and return of audio.
+//! - [`voice`]: whether the caller speaks (speech frames, longest run), for the call's signals.
 
 pub mod dtmf;
 pub mod g711;
@@ -26,6 +27,7 @@ pub mod relay;
 pub mod rtp;
 pub mod sdp;
 pub mod silence;
+pub mod voice;
 pub mod wav;
 
 pub use dtmf::{Digit, DigitFilter, DtmfEvent, DtmfSource};
@@ -37,3 +39,4 @@ pub use relay::RelayBuffer;
 pub use rtp::{PayloadType, RtpHeader, RtpSequencer, RtpTimestamp, RtpView, SequenceNumber, Ssrc};
 pub use sdp::{Answer, Direction, LocalAudio, NegotiatedAudio, SdpError, SdpWarning};
 pub use silence::{SilenceEvent, SilenceWatch};
+pub use voice::{VoiceConfig, VoiceMeter, VoiceTotals};

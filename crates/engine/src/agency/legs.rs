@@ -72,6 +72,7 @@ impl AgencySide {
             started: now,
             transferring: false,
             transfer_of,
+            answered_at: None,
         };
         let (local_ip, peer_ip) = (leg.flow.local.ip(), leg.flow.remote.ip());
         fx.dialogs
@@ -353,6 +354,7 @@ impl AgencySide {
         });
         *fx.target_load.entry(uri.clone()).or_default() += 1;
         let previous = self.connected.replace(n);
+        self.on_the_line(now, n);
         self.queued = None;
         self.leave_queue(now, call, fx);
         fx.timeline(
@@ -663,6 +665,7 @@ impl AgencySide {
     /// A target we were talking to is free again: the head of its queues may try now.
     pub(super) fn release_target(&mut self, call: &CallerView<'_>, fx: &mut Effects, n: LegNo) {
         let call_ref = call.call_ref;
+        self.off_the_line(fx.now, n);
         let Some(uri) = self.legs.get(&n).map(|l| l.target.uri.as_str().to_owned()) else {
             return;
         };

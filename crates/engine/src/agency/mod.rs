@@ -87,6 +87,8 @@ pub struct AgencyLeg {
     pub transferring: bool,
     /// This leg is the new target of a transfer started by that leg.
     pub transfer_of: Option<LegNo>,
+    /// When it answered and took the caller, while it is on the line (for the call's signals).
+    pub answered_at: Option<Instant>,
 }
 
 /// Where one agency leg is; each state carries what is valid in it.
@@ -195,6 +197,8 @@ pub struct AgencySide {
     pub started: Instant,
     /// The number of this call's next agency leg (B1, B2, …).
     pub next_leg: u32,
+    /// Time agency legs spent on the line and are gone; `None` until one answers.
+    pub talk: Option<Duration>,
 }
 
 /// A message body we build: media type and bytes.
@@ -221,6 +225,34 @@ pub(super) fn plan_transport(t: PlanTransport) -> Transport {
 }
 
 impl AgencySide {
+    /// Leg `n` answered and took the caller.
+    pub(crate) fn on_the_line(&mut self, now: Instant, n: LegNo) {
+        self.talk.get_or_insert(Duration::ZERO);
+        if let Some(leg) = self.legs.get_mut(&n) {
+            leg.answered_at = Some(now);
+        }
+    }
+
+    /// Leg `n` left the line (either side hung up); its time is added once.
+    pub(crate) fn off_the_line(&mut self, now: Instant, n: LegNo) {
+        let on_since = self.legs.get_mut(&n).and_then(|l| l.answered_at.take());
+        if let (Some(since), Some(talk)) = (on_since, self.talk.as_mut()) {
+            *talk += now.saturating_duration_since(since);
+        }
+    }
+
+    /// How long agencies were on the line, counting legs still on it until `now`; `None` if
+    /// none answered.
+    pub(crate) fn talk_time(&self, now: Instant) -> Option<Duration> {
+        let open: Duration = self
+            .legs
+            .values()
+            .filter_map(|l| l.answered_at)
+            .map(|at| now.saturating_duration_since(at))
+            .sum();
+        self.talk.map(|t| t + open)
+    }
+
     /// The IVR (or the dialled number) chose a route: the agency side starts ringing it.
     /// `next_leg` numbers the call's legs on from any earlier agency side.
     #[allow(clippy::too_many_arguments)]
@@ -261,6 +293,7 @@ impl AgencySide {
             },
             started: now,
             next_leg,
+            talk: None,
         };
         side.enter_route(now, call, fx);
         side

@@ -56,6 +56,7 @@ impl Call {
         }
         fx.respond(now, &key, 200, bytes);
         fx.log(LogRecord::CallAnswered { call: call_ref });
+        self.signals.answered_at = Some(now);
         // Even with the caller's address still unknown (no SDP in the INVITE), the leg needs
         // our codec, packet time and DTMF payload type; it latches the address from the first
         // packet.
@@ -203,6 +204,7 @@ impl Call {
                             CallEventKind::Dtmf,
                             format!("{digit} via sip_info"),
                         );
+                        self.signals.digits += 1;
                         self.ivr_input(now, fx, IvrInput::Digit(digit));
                     }
                     Err(e) => fx.timeline(

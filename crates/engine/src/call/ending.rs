@@ -123,6 +123,7 @@ impl Call {
             reason,
             detail,
         });
+        self.log_signals(fx);
     }
 
     /// Tears down every agency leg (the caller is leaving).

@@ -44,6 +44,7 @@ impl Call {
                 });
             }
             (MediaEvent::Allocated { local }, LegId::Caller) => {
+                self.signals.media_leg = true;
                 if let CallState::Ringing { media_local, .. } = &mut self.state {
                     *media_local = Some(local);
                     self.try_answer(now, fx);
@@ -72,6 +73,7 @@ impl Call {
             }
             (MediaEvent::Digit { digit, source }, _) => {
                 if leg == LegId::Caller {
+                    self.signals.digits += 1;
                     fx.timeline(
                         call_ref,
                         CallEventKind::Dtmf,
@@ -108,6 +110,9 @@ impl Call {
                     self.probe_caller(fx);
                 }
             }
+            (MediaEvent::VoiceActivity(totals), LegId::Caller) => self.on_voice(fx, totals),
+            // Only the caller's leg is metered.
+            (MediaEvent::VoiceActivity(_), LegId::Agency(_)) => {}
             (MediaEvent::Resumed { silent_for }, _) => {
                 if leg == LegId::Caller {
                     self.caller_silent = false;

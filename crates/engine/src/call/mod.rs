@@ -9,7 +9,8 @@
 //! - `probe`: checking a caller whose RTP stopped;
 //! - `media_events`: what the media side reports about the call's legs;
 //! - `location`: the caller's location hints, read and logged;
-//! - `agency_glue`: handing agency traffic to the call's `AgencySide`.
+//! - `agency_glue`: handing agency traffic to the call's `AgencySide`;
+//! - `signals`: what the call counts for its signals (digits, times, voice, identity).
 
 mod agency_glue;
 mod dialog;
@@ -18,6 +19,7 @@ mod ivr;
 pub(crate) mod location;
 mod media_events;
 mod probe;
+pub mod signals;
 
 use std::time::Instant;
 
@@ -144,6 +146,8 @@ pub struct Call {
     pub merged_requests: u32,
     /// ACKs for a 2xx already acknowledged (repeats): the first few are logged, then counted.
     pub repeated_acks: u32,
+    /// Counted for the call's signals, logged at its end.
+    pub signals: signals::SignalCounters,
     pub span: tracing::Span,
 }
 

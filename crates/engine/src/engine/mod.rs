@@ -420,6 +420,7 @@ impl Engine {
                 TimerKey::Tx(TxKey::Client(k)) => self.client_tx_timer(now, k),
                 TimerKey::Call(call_ref) => self.call_timer(now, call_ref),
                 TimerKey::NonCall => self.roll_noncall(now),
+                TimerKey::Signals(call_ref) => self.fx.voice_overdue(call_ref),
             }
         }
     }
@@ -532,6 +533,13 @@ impl Engine {
     }
 
     fn on_media(&mut self, now: Instant, call_ref: CallRef, leg: LegId, event: MediaEvent) {
+        // The caller leg's voice totals usually come after its call is gone.
+        if let (MediaEvent::VoiceActivity(totals), LegId::Caller) = (&event, leg)
+            && !self.calls.contains_key(&call_ref)
+        {
+            self.fx.voice_arrived(call_ref, *totals);
+            return;
+        }
         self.with_call(call_ref, |c, fx| c.on_media(now, fx, leg, event));
     }
 
@@ -599,6 +607,12 @@ impl Engine {
                 c.end_call(fx, EndReason::GatewayHungUp, detail);
             });
         }
+    }
+
+    /// At stop, after the media side's last reports: the signals of ended calls still
+    /// waiting for their callers' voice totals are logged without them.
+    pub fn flush_call_signals(&mut self) {
+        self.fx.flush_awaiting_voice();
     }
 
     /// Live calls (for the console and tests).

@@ -191,6 +191,7 @@ impl Engine {
             probe: Probe::Idle,
             merged_requests: 0,
             repeated_acks: 0,
+            signals: Default::default(),
             span,
         };
         if kind == CallKind::Test {
