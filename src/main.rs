@@ -65,6 +65,10 @@ enum DialplanCommand {
         /// The caller presses nothing.
         #[arg(long)]
         silent: bool,
+        /// Every first move in the entry's menu (silence, each key, an invalid key) and the
+        /// IVR time until its route is chosen.
+        #[arg(long, conflicts_with_all = ["silent", "digits"])]
+        paths: bool,
         /// Local time of the call, e.g. "sat 23:15" [default: now, UTC]
         #[arg(long)]
         time: Option<String>,
@@ -347,6 +351,7 @@ fn dialplan_command(cmd: DialplanCommand) -> anyhow::Result<()> {
             from,
             digits,
             silent,
+            paths,
             time,
             files,
         } => {
@@ -374,10 +379,17 @@ fn dialplan_command(cmd: DialplanCommand) -> anyhow::Result<()> {
                 local_time,
                 start: std::time::Instant::now(),
             };
-            print!(
-                "{}",
-                siaga_dialplan::simulate(&plan, &request, &plan::prompt_duration)
-            );
+            if paths {
+                print!(
+                    "{}",
+                    siaga_dialplan::simulate_paths(&plan, &request, &plan::prompt_duration)
+                );
+            } else {
+                print!(
+                    "{}",
+                    siaga_dialplan::simulate(&plan, &request, &plan::prompt_duration)
+                );
+            }
             Ok(())
         }
     }

@@ -1,5 +1,5 @@
 //! The IVR with real callers: every key of the default menu ends where `siaga dialplan
-//! simulate` says it does; a silent caller still reaches a call-taker; a plan reloaded under
+//! simulate` says it does; a silent caller reaches a call-taker 15 s after the answer; a plan reloaded under
 //! load fails no call, and a bad plan is refused while the old one keeps serving.
 
 mod common;
@@ -129,7 +129,7 @@ fn every_key_of_the_default_menu_goes_where_the_simulator_says() {
 }
 
 #[test]
-fn a_silent_caller_hears_every_prompt_and_reaches_a_call_taker() {
+fn a_silent_caller_reaches_a_call_taker_15_s_after_the_answer() {
     let ports = AgencyPorts::new();
     let plan_dir = tempfile::tempdir().expect("dir");
     let plan = test_plan(plan_dir.path(), &ports, &[]);
@@ -142,29 +142,46 @@ fn a_silent_caller_hears_every_prompt_and_reaches_a_call_taker() {
     assert_sipp_ok(&out, "silent caller");
     gw.stop();
     let db = gw.db();
-    let timeline: Vec<(String, String)> = db
-        .prepare("SELECT kind, detail FROM call_events WHERE call = 1 ORDER BY at, id")
+    let events: Vec<(String, String, i64)> = db
+        .prepare("SELECT kind, detail, at FROM call_events WHERE call = 1 ORDER BY at, id")
         .expect("q")
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
         .expect("rows")
         .collect::<Result<_, _>>()
         .expect("rows");
+    let timeline: Vec<(String, String)> = events
+        .iter()
+        .map(|(kind, detail, _)| (kind.clone(), detail.clone()))
+        .collect();
     let prompts: Vec<&String> = timeline
         .iter()
         .filter(|(k, _)| k == "prompt")
         .map(|(_, d)| d)
         .collect();
-    for expected in [
-        "id/welcome.wav",
-        "en/welcome.wav",
-        "id/main-menu.wav",
-        "en/main-menu.wav",
-    ] {
+    // The menu's offer_after (15 s) hands the caller on during the Indonesian menu: the
+    // English menu (which started at 19.5 s, and the route at 34.5 s, before issue 12) never plays.
+    for expected in ["id/welcome.wav", "en/welcome.wav", "id/main-menu.wav"] {
         assert!(
             prompts.iter().any(|p| p.contains(expected)),
             "{expected} in {prompts:?}"
         );
     }
+    assert!(
+        !prompts.iter().any(|p| p.contains("en/main-menu.wav")),
+        "{prompts:?}"
+    );
+    let at = |kind: &str| {
+        events
+            .iter()
+            .find(|(k, _, _)| k == kind)
+            .map(|(_, _, at)| *at)
+            .unwrap_or_else(|| panic!("no {kind} in {timeline:?}"))
+    };
+    let ivr_ms = at("route") - at("menu");
+    assert!(
+        (14_900..=16_000).contains(&ivr_ms),
+        "route chosen {ivr_ms} ms after the menu began: {timeline:?}"
+    );
     assert!(timeline.iter().any(|(k, _)| k == "timeout"), "{timeline:?}");
     let route = timeline
         .iter()

@@ -12,6 +12,9 @@
 //! - `*` replays the menu. Silence, an invalid key and `*` each use one retry; when the
 //!   retries are used up the caller goes to the menu's `no_input` or `invalid` exit: a human.
 //!   Silence may have fewer retries of its own (`no_input_retries`).
+//! - A menu with `offer_after` hands a caller who has pressed no key since the answer to its
+//!   `no_input` exit when that time is up, even mid-prompt: a caller who cannot speak reaches a
+//!   person in time. Any key pressed before then keeps the menu for the rest of the call.
 //! - A language option switches every later prompt to that language only and replays the menu.
 //! - After [`IvrAction::Route`] the session is finished and ignores further input.
 
@@ -111,6 +114,8 @@ pub enum TimeoutKind {
     InterDigit,
     /// The player never reported the end of a prompt.
     PromptWatchdog,
+    /// The menu's `offer_after` passed without a key since the answer.
+    NoKeySinceAnswer,
 }
 
 /// One entry of a call's timeline.
@@ -174,6 +179,7 @@ impl fmt::Display for TimelineKind {
                 TimeoutKind::FirstDigit => "no key pressed (first-digit timeout)",
                 TimeoutKind::InterDigit => "no further key (inter-digit timeout)",
                 TimeoutKind::PromptWatchdog => "prompt did not finish (watchdog)",
+                TimeoutKind::NoKeySinceAnswer => "no key since the answer (offer_after)",
             }),
             TimelineKind::InvalidChoice { keys } => write!(f, "invalid choice \"{keys}\""),
             TimelineKind::Repeat => f.write_str("repeat (*)"),
@@ -226,6 +232,15 @@ enum Phase {
     Finished,
 }
 
+/// The `offer_after` deadline of a call: armed on entering a menu that has one, spent for good
+/// once the caller presses a key or the deadline hands the call on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SilentOffer {
+    NotArmed,
+    Armed(Instant),
+    Spent,
+}
+
 /// One caller's walk through the IVR.
 #[derive(Debug)]
 pub struct IvrSession {
@@ -238,6 +253,9 @@ pub struct IvrSession {
     silences: u32,
     menu_entries: u32,
     next_playback: u64,
+    /// When the call was answered (the session started): `offer_after` counts from here.
+    answered: Instant,
+    silent_offer: SilentOffer,
     phase: Phase,
     actions: VecDeque<IvrAction>,
 }
@@ -255,6 +273,8 @@ impl IvrSession {
             silences: 0,
             menu_entries: 0,
             next_playback: 0,
+            answered: now,
+            silent_offer: SilentOffer::NotArmed,
             phase: Phase::Finished,
             actions: VecDeque::new(),
         };
@@ -288,10 +308,23 @@ impl IvrSession {
     /// When to send [`IvrInput::Timeout`]: the key wait while collecting, the watchdog while
     /// playing, `None` once finished.
     pub fn next_timeout(&self) -> Option<Instant> {
-        match &self.phase {
-            Phase::Playing { watchdog, .. } => Some(*watchdog),
-            Phase::Collecting { deadline, .. } => Some(*deadline),
-            Phase::Finished => None,
+        let phase = match &self.phase {
+            Phase::Playing { watchdog, .. } => *watchdog,
+            Phase::Collecting { deadline, .. } => *deadline,
+            Phase::Finished => return None,
+        };
+        Some(
+            self.silent_offer_at()
+                .map_or(phase, |offer| offer.min(phase)),
+        )
+    }
+
+    /// When a caller who presses nothing is handed to the menu's `no_input` exit
+    /// (`offer_after`), while that can still happen.
+    pub fn silent_offer_at(&self) -> Option<Instant> {
+        match self.silent_offer {
+            SilentOffer::Armed(at) if !self.is_finished() => Some(at),
+            _ => None,
         }
     }
 
@@ -356,6 +389,11 @@ impl IvrSession {
         self.menu = menu.clone();
         self.failures = 0;
         self.silences = 0;
+        if self.silent_offer == SilentOffer::NotArmed
+            && let Some(offer_after) = self.plan.menu(&menu).and_then(|m| m.offer_after)
+        {
+            self.silent_offer = SilentOffer::Armed(self.answered + offer_after);
+        }
         self.timeline(now, TimelineKind::MenuEntered { menu });
         self.play_menu(now, None, true);
     }
@@ -442,6 +480,10 @@ impl IvrSession {
     }
 
     fn on_timeout(&mut self, now: Instant) {
+        if self.silent_offer_at().is_some_and(|at| now >= at) {
+            self.offer_silent_caller(now);
+            return;
+        }
         let phase = std::mem::replace(&mut self.phase, Phase::Finished);
         match phase {
             Phase::Playing {
@@ -499,6 +541,8 @@ impl IvrSession {
         if origin == KeyOrigin::Pressed {
             self.timeline(now, TimelineKind::DigitReceived { digit: key });
         }
+        // The caller uses the keypad: the menu is theirs, however long they take.
+        self.silent_offer = SilentOffer::Spent;
         let phase = std::mem::replace(&mut self.phase, Phase::Finished);
         match phase {
             Phase::Playing {
@@ -623,6 +667,28 @@ impl IvrSession {
             return;
         }
         self.leave(now, &menu, failure);
+    }
+
+    /// `offer_after` is up and no key came since the answer: to the `no_input` exit now, the
+    /// prompt that plays stopped (the route's connecting prompt follows).
+    fn offer_silent_caller(&mut self, now: Instant) {
+        self.silent_offer = SilentOffer::Spent;
+        let Some(menu) = self.plan.menu(&self.menu).cloned() else {
+            self.failsafe(now);
+            return;
+        };
+        if let Phase::Playing { playback, .. } = &self.phase {
+            self.actions.push_back(IvrAction::StopPlayback {
+                playback: *playback,
+            });
+        }
+        self.timeline(
+            now,
+            TimelineKind::Timeout {
+                timeout: TimeoutKind::NoKeySinceAnswer,
+            },
+        );
+        self.leave(now, &menu, Failure::NoInput);
     }
 
     fn leave(&mut self, now: Instant, menu: &Menu, failure: Failure) {

@@ -37,8 +37,8 @@ pub use model::{
     RouteDefinition, RouteVariant, Strategy, Target, Transport, TrustDomain,
 };
 pub use simulate::{
-    CALLER_REACTION, CallerKeys, KEY_GAP, RoutedCall, SimulateRequest, SimulationOutcome,
-    SimulationTrace, TraceStep, simulate,
+    CALLER_REACTION, CallerKeys, KEY_GAP, MenuPath, MenuPaths, RoutedCall, SimulateRequest,
+    SimulationOutcome, SimulationTrace, TraceStep, simulate, simulate_paths,
 };
 pub use sip_uri::{SipUri, SipUriError};
 pub use time::{

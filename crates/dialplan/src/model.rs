@@ -80,6 +80,10 @@ pub struct Menu {
     /// Of those, how many a silent caller gets. Lower it to reach a human sooner: a caller
     /// who says and presses nothing may be unable to.
     pub no_input_retries: u32,
+    /// A caller who has pressed no key this long after the answer goes to `no_input` at once,
+    /// even while the prompts still play: a caller who cannot speak reaches a person in time.
+    /// A caller who pressed any key before then keeps the menu. Counted from the answer.
+    pub offer_after: Option<Duration>,
     /// Whether a key press stops the prompt that is playing.
     pub barge_in: bool,
     /// Where a silent caller goes when the retries are used up.

@@ -52,6 +52,7 @@ pub(crate) struct RawMenu {
     pub inter_digit_timeout: Option<Text>,
     pub retries: Option<Spanned<i64>>,
     pub no_input_retries: Option<Spanned<i64>>,
+    pub offer_after: Option<Text>,
     pub barge_in: Option<bool>,
     pub no_input: Option<Spanned<RawGoto>>,
     pub invalid: Option<Spanned<RawGoto>>,

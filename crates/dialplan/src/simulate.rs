@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use crate::classify::{Classified, Dialled};
 use crate::ids::{Language, RouteId};
 use crate::ivr::{IvrAction, IvrInput, IvrSession, PlaybackId, RouteReason, TimelineKind};
-use crate::model::{Dialplan, PromptRef, Route};
+use crate::model::{Dialplan, Entry, PromptRef, Route, Strategy};
 use crate::time::{LocalTime, format_duration, human_duration};
 
 /// The simulated caller reacts this long after the menu has finished playing.
@@ -27,8 +27,9 @@ pub enum CallerKeys {
     /// Presses nothing (a caller who cannot or does not respond).
     Silent,
     /// Keys in groups separated by spaces or commas. Each group is started 1 s after the IVR
-    /// has finished playing a menu and waits for a key; keys within a group follow 400 ms
-    /// apart. `"5"` is SAR after the inter-digit wait, `"55"` the silent path, `"9 1"` means
+    /// has finished playing a menu and waits for a key — or, while a menu's `offer_after` would
+    /// hand a caller who presses nothing to a person, 1 s after the menu prompt starts (barging
+    /// in, as such a caller must); keys within a group follow 400 ms apart. `"5"` is SAR after the inter-digit wait, `"55"` the silent path, `"9 1"` means
     /// "switch to English, listen, then press 1". Keys left over when the call is routed are
     /// not pressed; when the keys run out the caller falls silent.
     Digits(String),
@@ -135,6 +136,8 @@ pub fn simulate(
     let mut session = IvrSession::start(Arc::clone(plan), &entry, start);
     let mut now = start;
     let mut playing: Option<(PlaybackId, Instant)> = None;
+    // Whether the prompt playing is the current menu's own (not a greeting or "invalid").
+    let mut hearing_menu = false;
 
     for _ in 0..MAX_EVENTS {
         while let Some(action) = session.poll_action() {
@@ -156,9 +159,15 @@ pub fn simulate(
                     playback, prompt, ..
                 } => {
                     playing = Some((playback, now + prompt_duration(&prompt.path)));
+                    hearing_menu = plan
+                        .menu(session.current_menu())
+                        .is_some_and(|menu| menu.prompt == prompt.name);
                     caller.heard_prompt();
                 }
-                IvrAction::StopPlayback { .. } => playing = None,
+                IvrAction::StopPlayback { .. } => {
+                    playing = None;
+                    hearing_menu = false;
+                }
                 IvrAction::Route {
                     route,
                     reason,
@@ -180,7 +189,11 @@ pub fn simulate(
         if session.is_finished() {
             break;
         }
-        caller.schedule(now, session.is_listening());
+        let offer_pending = session.silent_offer_at().is_some();
+        caller.schedule(
+            now,
+            session.is_listening() || (hearing_menu && playing.is_some() && offer_pending),
+        );
 
         // Earliest event first; on a tie the prompt ends before a key, a key before a timeout.
         let candidates = [
@@ -285,12 +298,13 @@ impl ScriptedCaller {
         }
     }
 
-    fn schedule(&mut self, now: Instant, ivr_listening: bool) {
+    /// `may_press`: the IVR waits for a key, or the caller must press while the menu plays.
+    fn schedule(&mut self, now: Instant, may_press: bool) {
         if self.next_key_at.is_some() || !self.typing.is_empty() {
             return;
         }
         if self.ready
-            && ivr_listening
+            && may_press
             && let Some(group) = self.groups.pop_front()
         {
             self.typing = group.into();
@@ -403,5 +417,137 @@ fn write_routed(f: &mut fmt::Formatter<'_>, call: &RoutedCall) -> fmt::Result {
         }
     }
     let names: Vec<&str> = call.chain.iter().map(|route| route.id.as_str()).collect();
-    writeln!(f, "  fallback chain: {}", names.join(" → "))
+    writeln!(f, "  fallback chain: {}", names.join(" → "))?;
+    writeln!(
+        f,
+        "time to a person: reaches \"{}\" after {} in the IVR, then {}",
+        call.route,
+        human_duration(call.after),
+        call.chain
+            .first()
+            .map_or_else(|| "its ring time".to_owned(), ring_time)
+    )
+}
+
+/// How long the first route may ring before it gives up (what comes on top of the IVR time).
+fn ring_time(route: &Route) -> String {
+    let timeouts = route.targets.iter().map(|target| target.ring_timeout);
+    let (how, longest) = match route.strategy {
+        Strategy::Parallel => ("all ring at once", timeouts.max()),
+        Strategy::Sequential => ("one after another", Some(timeouts.sum())),
+    };
+    format!(
+        "ring time: {} target{} {how}, up to {} in all",
+        route.targets.len(),
+        if route.targets.len() == 1 { "" } else { "s" },
+        format_duration(longest.unwrap_or_default())
+    )
+}
+
+/// One way through an entry's menu and the IVR time it takes to choose a route.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MenuPath {
+    /// `silent`, `key 1`, `key 8 (invalid)`.
+    pub label: String,
+    pub caller: CallerKeys,
+    /// `None` if the IVR did not finish (not possible with a validated plan).
+    pub routed: Option<RoutedCall>,
+}
+
+/// Every first move a caller can make in the menu the dialled number enters: silence, each
+/// option's key, and one invalid key. Each path is a [`simulate`] run of the same request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MenuPaths {
+    pub to: String,
+    pub entry: Option<Entry>,
+    pub paths: Vec<MenuPath>,
+}
+
+/// Simulates every path of the menu `request.to` enters (`request.caller` is ignored).
+pub fn simulate_paths(
+    plan: &Arc<Dialplan>,
+    request: &SimulateRequest,
+    prompt_duration: &dyn Fn(&Path) -> Duration,
+) -> MenuPaths {
+    let entry = match plan.classify_dialled(&Dialled::parse(&request.to)) {
+        Classified::Emergency(entry) => Some(entry),
+        Classified::TestCall | Classified::NotEmergency => None,
+    };
+    let mut callers = vec![("silent".to_owned(), CallerKeys::Silent)];
+    if let Some(Entry::Menu(menu)) = &entry
+        && let Some(menu) = plan.menu(menu)
+    {
+        for key in menu.options.keys() {
+            callers.push((
+                format!("key {key}"),
+                CallerKeys::Digits(key.as_str().to_owned()),
+            ));
+        }
+        // The first key that is neither an option nor the start of one.
+        let invalid = "0123456789#ABCD".chars().find(|key| {
+            !menu
+                .options
+                .keys()
+                .any(|option| option.as_str().starts_with(*key))
+        });
+        if let Some(key) = invalid {
+            callers.push((
+                format!("key {key} (invalid)"),
+                CallerKeys::Digits(key.to_string()),
+            ));
+        }
+    }
+    let paths = callers
+        .into_iter()
+        .map(|(label, caller)| {
+            let one = SimulateRequest {
+                caller: caller.clone(),
+                ..request.clone()
+            };
+            let routed = match simulate(plan, &one, prompt_duration).outcome {
+                SimulationOutcome::Routed(call) => Some(call),
+                _ => None,
+            };
+            MenuPath {
+                label,
+                caller,
+                routed,
+            }
+        })
+        .collect();
+    MenuPaths {
+        to: request.to.clone(),
+        entry,
+        paths,
+    }
+}
+
+impl fmt::Display for MenuPaths {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let Some(entry) = &self.entry else {
+            return writeln!(f, "{}: no emergency entry, no paths", self.to);
+        };
+        writeln!(
+            f,
+            "paths of {} ({} enters it): time in the IVR until the route is chosen; \
+             the route's ring time comes on top",
+            entry, self.to
+        )?;
+        let width = self.paths.iter().map(|p| p.label.len()).max().unwrap_or(0);
+        for path in &self.paths {
+            match &path.routed {
+                Some(call) => writeln!(
+                    f,
+                    "  {:<width$}  reaches \"{}\" after {} ({}){}",
+                    path.label,
+                    call.route,
+                    human_duration(call.after),
+                    call.reason,
+                    if call.urgent { ", URGENT" } else { "" }
+                )?,
+                None => writeln!(f, "  {:<width$}  did not finish", path.label)?,
+            }
+        }
+        Ok(())
+    }
 }

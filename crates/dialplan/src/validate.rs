@@ -59,6 +59,10 @@ mod hint {
         a route is only useful if a human can answer it";
 }
 
+/// Less than this after the answer and a caller cannot hear the first option before being
+/// handed on: `offer_after` would take the menu from everyone.
+const MIN_OFFER_AFTER: Duration = Duration::from_secs(5);
+
 /// More replays than this keep a frightened caller in a menu instead of with a human.
 const MAX_RETRIES: u32 = 5;
 
@@ -1104,6 +1108,10 @@ impl Validator<'_> {
             raw.no_input_retries.as_ref(),
             retries.unwrap_or(defaults::RETRIES),
         );
+        let offer_after = match &raw.offer_after {
+            Some(text) => self.check_offer_after(file, &place, text).map(Some),
+            None => Some(None),
+        };
         let no_input = self.check_exit(
             file,
             &format!("{place} no_input"),
@@ -1139,11 +1147,30 @@ impl Validator<'_> {
             inter_digit_timeout: inter_digit_timeout?,
             retries: retries?,
             no_input_retries: no_input_retries?,
+            offer_after: offer_after?,
             barge_in: raw.barge_in.unwrap_or(true),
             no_input: no_input?,
             invalid: invalid?,
             options: options_ok.then_some(options)?,
         })
+    }
+
+    fn check_offer_after(&mut self, file: FileIndex, place: &str, text: &Text) -> Option<Duration> {
+        let place = format!("{place} offer_after");
+        let offer_after = self.check_timeout(file, &place, Some(text), MIN_OFFER_AFTER)?;
+        if offer_after < MIN_OFFER_AFTER {
+            self.report(
+                file,
+                text.span(),
+                Problem::BadChoice {
+                    place,
+                    reason: "is under 5s: nobody can hear the first option and press it by then",
+                },
+                "count from the answer to just after the options callers need most, e.g. \"15s\"",
+            );
+            return None;
+        }
+        Some(offer_after)
     }
 
     fn check_retries(

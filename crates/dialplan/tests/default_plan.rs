@@ -4,14 +4,21 @@
 
 mod common;
 
+use std::collections::VecDeque;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::{dialplans_dir, wav_length};
 use siaga_dialplan::{
-    CALLER_REACTION, CallerKeys, Classified, Dialplan, Entry, LocalTime, RouteReason,
-    SimulateRequest, SimulationOutcome, SimulationTrace, Strategy, TimelineKind, simulate,
+    CALLER_REACTION, CallerKeys, Classified, Dialplan, Entry, IvrAction, IvrInput, IvrSession,
+    KEY_GAP, LocalTime, PlaybackId, RouteReason, SimulateRequest, SimulationOutcome,
+    SimulationTrace, Strategy, TimelineKind, TimeoutKind, simulate, simulate_paths,
 };
+
+/// Emergency-centre practice (NENA): 95 % of calls answered by a person within 20 s.
+const TO_A_PERSON: Duration = Duration::from_secs(20);
+/// The IVR's share of it for a silent caller; the rest is the call-takers' ring time.
+const SILENT_IVR_BUDGET: Duration = Duration::from_secs(15);
 
 fn plan() -> Arc<Dialplan> {
     Arc::new(common::default_plan().unwrap_or_else(|errors| panic!("{errors}")))
@@ -57,12 +64,83 @@ fn played(trace: &SimulationTrace) -> Vec<String> {
         .collect()
 }
 
-/// How long the welcome and the menu take in both languages, from the real files.
-fn full_menu_length() -> Duration {
-    ["id/welcome", "en/welcome", "id/main-menu", "en/main-menu"]
+/// The main menu's keys that choose a route at once: keys, route, reason, urgent.
+const ROUTE_KEYS: [(&str, &str, RouteReason, bool); 7] = [
+    ("1", "police", RouteReason::Digit, false),
+    ("2", "fire", RouteReason::Digit, false),
+    ("3", "ambulance", RouteReason::Digit, false),
+    ("4", "disaster", RouteReason::Digit, false),
+    ("5", "sar", RouteReason::Digit, false),
+    ("55", "silent", RouteReason::SilentUrgent, true),
+    ("0", "calltakers", RouteReason::Digit, false),
+];
+
+/// How long the named prompts play, from the real files.
+fn length_of(names: &[&str]) -> Duration {
+    names
         .iter()
         .map(|name| wav_length(&dialplans_dir().join(format!("prompts/{name}.wav"))))
         .sum()
+}
+
+/// How long the welcome and the menu take in both languages.
+fn full_menu_length() -> Duration {
+    length_of(&["id/welcome", "en/welcome", "id/main-menu", "en/main-menu"])
+}
+
+/// The welcome in both languages: the main menu's prompt starts after it.
+fn greeting_length() -> Duration {
+    length_of(&["id/welcome", "en/welcome"])
+}
+
+/// A caller of 112 who presses `keys` (400 ms apart) starting `at` after the answer, whatever
+/// is playing then; the real prompt lengths. Returns route, reason, urgent and the IVR time.
+fn press_at(at: Duration, keys: &str) -> (String, RouteReason, bool, Duration) {
+    let start = common::start_instant();
+    let mut session = IvrSession::start(plan(), &Entry::Menu("main".into()), start);
+    let mut presses: VecDeque<(Instant, char)> = (0u32..)
+        .zip(keys.chars())
+        .map(|(index, key)| (start + at + KEY_GAP * index, key))
+        .collect();
+    let mut playing: Option<(PlaybackId, Instant)> = None;
+    let mut now = start;
+    loop {
+        while let Some(action) = session.poll_action() {
+            match action {
+                IvrAction::Play {
+                    playback, prompt, ..
+                } => playing = Some((playback, now + wav_length(&prompt.path))),
+                IvrAction::StopPlayback { .. } => playing = None,
+                IvrAction::Route {
+                    route,
+                    reason,
+                    urgent,
+                    ..
+                } => return (route.to_string(), reason, urgent, now - start),
+                IvrAction::Timeline(_) => {}
+            }
+        }
+        // On a tie the prompt ends first, then the key, then the timer (as the simulator does).
+        let due = [
+            playing.map(|(_, end)| (end, 0)),
+            presses.front().map(|(when, _)| (*when, 1)),
+            session.next_timeout().map(|when| (when, 2)),
+        ];
+        let (when, what) = due.into_iter().flatten().min().expect("something is due");
+        now = when;
+        match (what, playing.take(), presses.front().copied()) {
+            (0, Some((playback, _)), _) => session.handle(now, IvrInput::PromptFinished(playback)),
+            (1, still, Some((_, key))) => {
+                playing = still;
+                presses.pop_front();
+                session.handle(now, IvrInput::Digit(key));
+            }
+            (_, still, _) => {
+                playing = still;
+                session.handle(now, IvrInput::Timeout);
+            }
+        }
+    }
 }
 
 #[test]
@@ -127,18 +205,12 @@ fn test_calls_and_other_numbers() {
 
 #[test]
 fn each_key_of_the_main_menu() {
-    for (keys_pressed, route, reason, urgent) in [
-        ("1", "police", RouteReason::Digit, false),
-        ("2", "fire", RouteReason::Digit, false),
-        ("3", "ambulance", RouteReason::Digit, false),
-        ("4", "disaster", RouteReason::Digit, false),
-        ("5", "sar", RouteReason::Digit, false),
-        ("55", "silent", RouteReason::SilentUrgent, true),
-        ("0", "calltakers", RouteReason::Digit, false),
+    let more = [
         ("9 1", "police", RouteReason::Digit, false),
         ("* 2", "fire", RouteReason::Digit, false),
         ("8 3", "ambulance", RouteReason::Digit, false),
-    ] {
+    ];
+    for (keys_pressed, route, reason, urgent) in ROUTE_KEYS.into_iter().chain(more) {
         let trace = call("tel:112", keys(keys_pressed), "mon 10:00");
         assert_eq!(
             outcome(&trace),
@@ -150,7 +222,9 @@ fn each_key_of_the_main_menu() {
 
 #[test]
 fn a_choice_is_acted_on_as_soon_as_it_is_unambiguous() {
-    let listening = full_menu_length() + CALLER_REACTION;
+    // The main menu hands silent callers on mid-prompt (offer_after), so the simulated caller
+    // presses while the menu plays: 1 s after it starts.
+    let listening = greeting_length() + CALLER_REACTION;
     let trace = call("tel:112", keys("1"), "mon 10:00");
     let SimulationOutcome::Routed(police) = &trace.outcome else {
         panic!("{trace}")
@@ -166,20 +240,134 @@ fn a_choice_is_acted_on_as_soon_as_it_is_unambiguous() {
 }
 
 #[test]
-fn silence_reaches_a_call_taker_after_one_play_of_the_menu() {
+fn silence_reaches_a_call_taker_15_s_after_the_answer_mid_menu() {
     let trace = call("tel:112", CallerKeys::Silent, "mon 10:00");
     assert_eq!(
         outcome(&trace),
         ("calltakers".into(), RouteReason::NoInput, false)
     );
-    assert_eq!(
-        played(&trace),
-        ["id/welcome", "en/welcome", "id/main-menu", "en/main-menu"]
-    );
+    // Cut off during the Indonesian menu; the English one never starts.
+    assert_eq!(played(&trace), ["id/welcome", "en/welcome", "id/main-menu"]);
+    assert!(trace.steps.iter().any(|s| s.kind
+        == TimelineKind::Timeout {
+            timeout: TimeoutKind::NoKeySinceAnswer
+        }));
     let SimulationOutcome::Routed(routed) = &trace.outcome else {
         panic!("{trace}")
     };
-    assert_eq!(routed.after, full_menu_length() + Duration::from_secs(4));
+    assert_eq!(routed.after, Duration::from_secs(15));
+    assert!(
+        full_menu_length() + Duration::from_secs(4) > Duration::from_secs(34),
+        "before offer_after the same caller waited 34.5 s"
+    );
+}
+
+#[test]
+fn a_silent_caller_can_reach_a_person_within_20_s() {
+    let trace = call("tel:112", CallerKeys::Silent, "mon 10:00");
+    let SimulationOutcome::Routed(routed) = &trace.outcome else {
+        panic!("{trace}")
+    };
+    assert!(routed.after <= SILENT_IVR_BUDGET, "{trace}");
+    // The ring part: every call-taker desk rings at once from that moment, so the first free
+    // call-taker has TO_A_PERSON - IVR time (5 s) to answer; the desks' ring timeout only
+    // bounds a call nobody takes (then the queue keeps the caller, never hung up on).
+    let calltakers = &routed.chain[0];
+    assert_eq!(calltakers.id.as_str(), "calltakers");
+    assert_eq!(calltakers.strategy, Strategy::Parallel);
+    assert!(calltakers.targets.len() >= 2);
+    assert!(TO_A_PERSON - routed.after >= Duration::from_secs(5));
+    assert!(
+        trace
+            .to_string()
+            .contains("time to a person: reaches \"calltakers\" after 15.0s in the IVR"),
+        "{trace}"
+    );
+}
+
+#[test]
+fn a_key_pressed_before_offer_after_keeps_the_menu() {
+    let seconds = [3.0, 8.0, 12.0, 14.9];
+    for at in seconds.map(Duration::from_secs_f64) {
+        for (keys, route, reason, urgent) in ROUTE_KEYS {
+            let (got_route, got_reason, got_urgent, after) = press_at(at, keys);
+            assert_eq!(
+                (got_route.as_str(), got_reason, got_urgent),
+                (route, reason, urgent),
+                "keys {keys} at {at:?}"
+            );
+            let last_key = at + KEY_GAP * (u32::try_from(keys.len()).expect("short") - 1);
+            let waited = if keys == "5" {
+                Duration::from_millis(1500) // the inter-digit wait: 5 could still become 55
+            } else {
+                Duration::ZERO
+            };
+            assert_eq!(after, last_key + waited, "keys {keys} at {at:?}");
+        }
+        // 9 (English) and then nothing: the English menu plays in full and the usual 4 s wait
+        // follows, well past offer_after: a caller who used the keypad keeps the menu.
+        let (route, reason, _, after) = press_at(at, "9");
+        assert_eq!(
+            (route.as_str(), reason),
+            ("calltakers", RouteReason::NoInput)
+        );
+        assert_eq!(
+            after,
+            at + length_of(&["en/main-menu"]) + Duration::from_secs(4)
+        );
+    }
+}
+
+#[test]
+fn a_key_after_offer_after_is_too_late() {
+    let (route, reason, _, after) = press_at(Duration::from_millis(15_100), "1");
+    assert_eq!(
+        (route.as_str(), reason, after),
+        ("calltakers", RouteReason::NoInput, Duration::from_secs(15))
+    );
+}
+
+#[test]
+fn the_paths_of_the_main_menu_and_their_ivr_times() {
+    let request = SimulateRequest {
+        to: "tel:112".into(),
+        from: String::new(),
+        caller: CallerKeys::Silent,
+        local_time: at("mon 10:00"),
+        start: common::start_instant(),
+    };
+    let paths = simulate_paths(&plan(), &request, &wav_length);
+    let summary: Vec<(String, String, RouteReason)> = paths
+        .paths
+        .iter()
+        .map(|path| {
+            let routed = path.routed.as_ref().expect("routed");
+            (path.label.clone(), routed.route.to_string(), routed.reason)
+        })
+        .collect();
+    let expect = |label: &str, route: &str, reason| (label.to_owned(), route.to_owned(), reason);
+    assert_eq!(
+        summary,
+        [
+            expect("silent", "calltakers", RouteReason::NoInput),
+            expect("key 0", "calltakers", RouteReason::Digit),
+            expect("key 1", "police", RouteReason::Digit),
+            expect("key 2", "fire", RouteReason::Digit),
+            expect("key 3", "ambulance", RouteReason::Digit),
+            expect("key 4", "disaster", RouteReason::Digit),
+            expect("key 5", "sar", RouteReason::Digit),
+            expect("key 55", "silent", RouteReason::SilentUrgent),
+            expect("key 9", "calltakers", RouteReason::NoInput),
+            expect("key 6 (invalid)", "calltakers", RouteReason::NoInput),
+        ]
+    );
+    let silent = paths.paths[0].routed.as_ref().expect("routed");
+    assert_eq!(silent.after, Duration::from_secs(15));
+    let printed = paths.to_string();
+    assert!(
+        printed.contains("silent           reaches \"calltakers\" after 15.0s (no input)"),
+        "{printed}"
+    );
 }
 
 #[test]
@@ -189,13 +377,13 @@ fn a_wrong_key_then_silence_times_out_to_a_call_taker() {
         outcome(&trace),
         ("calltakers".into(), RouteReason::NoInput, false)
     );
+    // The key barges into the Indonesian menu (offer_after); the caller keeps the menu after.
     assert_eq!(
         played(&trace),
         [
             "id/welcome",
             "en/welcome",
             "id/main-menu",
-            "en/main-menu",
             "id/invalid",
             "en/invalid",
             "id/main-menu",

@@ -310,6 +310,49 @@ fn zero_timeouts() {
 }
 
 #[test]
+fn offer_after_must_leave_time_to_press_a_key() {
+    for (value, message) in [
+        (
+            "\"3s\"",
+            "menu \"main\" offer_after is under 5s: nobody can hear the first option and press it by then",
+        ),
+        ("\"0s\"", "menu \"main\" offer_after is zero"),
+        (
+            "\"15\"",
+            "menu \"main\" offer_after: \"15\" is not a duration (write a whole number and a unit: \"1500ms\", \"5s\", \"2min\")",
+        ),
+    ] {
+        let plan = edit(
+            SMALL_PLAN,
+            "prompt = \"main-menu\"\n",
+            &format!("prompt = \"main-menu\"\noffer_after = {value}\n"),
+        );
+        let error = only_error(&plan);
+        assert_reported(&error, line_of(&plan, "offer_after"), message);
+    }
+    let plan = edit(
+        SMALL_PLAN,
+        "prompt = \"main-menu\"\n",
+        "prompt = \"main-menu\"\noffer_after = 15\n",
+    );
+    let error = only_error(&plan);
+    assert!(
+        matches!(error.problem, Problem::Syntax { .. }),
+        "a number without a unit is a type error: {error}"
+    );
+    assert_eq!(
+        error.location.map(|l| l.line),
+        Some(line_of(&plan, "offer_after"))
+    );
+    let plan = edit(
+        SMALL_PLAN,
+        "prompt = \"main-menu\"\n",
+        "prompt = \"main-menu\"\noffer_after = \"15s\"\n",
+    );
+    check(&plan).unwrap_or_else(|errors| panic!("{errors}"));
+}
+
+#[test]
 fn durations_need_a_unit() {
     let plan = edit(
         SMALL_PLAN,
