@@ -72,8 +72,6 @@ pub(crate) struct Effects {
     pub(crate) origins: HashMap<(CallId, Option<Tag>, u32), CallRef>,
     /// Callers waiting for a busy route, in arrival order.
     pub(crate) queues: HashMap<RouteId, VecDeque<CallRef>>,
-    /// Our calls currently connected to each target URI.
-    pub(crate) target_load: HashMap<String, u32>,
     /// Targets a call stopped using: the heads of other calls' queues may ring them now (the
     /// dispatcher does that, as it concerns other calls).
     pub(crate) freed_targets: Vec<(CallRef, String)>,
@@ -100,7 +98,6 @@ impl Effects {
             dialogs: HashMap::new(),
             origins: HashMap::new(),
             queues: HashMap::new(),
-            target_load: HashMap::new(),
             freed_targets: Vec::new(),
             next_playback: 0,
             now: start,

@@ -67,18 +67,6 @@ impl VoiceTotals {
     }
 }
 
-/// The power of one frame in dBFS (mean square against a full-scale square wave).
-pub fn frame_dbfs(samples: &[i16]) -> f32 {
-    if samples.is_empty() {
-        return SILENCE_DBFS;
-    }
-    let sum: u64 = samples
-        .iter()
-        .map(|&s| u64::from(s.unsigned_abs()).pow(2))
-        .sum();
-    power_dbfs(sum, samples.len())
-}
-
 /// What digital silence counts as.
 const SILENCE_DBFS: f32 = -120.0;
 
@@ -173,6 +161,15 @@ impl VoiceMeter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The power of one frame in dBFS, computed as the meter does for each 20 ms frame.
+    fn frame_dbfs(samples: &[i16]) -> f32 {
+        let sum: u64 = samples
+            .iter()
+            .map(|&s| u64::from(s.unsigned_abs()).pow(2))
+            .sum();
+        power_dbfs(sum, samples.len())
+    }
 
     const RATE: f64 = 8000.0;
 

@@ -13,7 +13,7 @@ use crate::effects::Effects;
 use crate::ids::{Branch, CallId, LegId, LegNo, Tag};
 use crate::io::MediaCommand;
 use crate::sip::build::{self, ALLOW, Body, DialogRequest};
-use crate::sip::parse::{self, Inbound};
+use crate::sip::parse;
 use crate::sip::read::{self, header_value_resp, uri_of, without_tag};
 use crate::timeline::CallEventKind;
 use crate::transaction::Reliability;
@@ -72,7 +72,7 @@ impl AgencySide {
             started: now,
             transferring: false,
             transfer_of,
-            answered_at: None,
+            on_line_since: None,
         };
         let (local_ip, peer_ip) = (leg.flow.local.ip(), leg.flow.remote.ip());
         fx.dialogs
@@ -163,7 +163,6 @@ impl AgencySide {
         fx: &mut Effects,
         n: LegNo,
         purpose: ClientPurpose,
-        msg: &Inbound,
         resp: &Response,
         verdict: ResponseVerdict,
     ) {
@@ -237,7 +236,7 @@ impl AgencySide {
                     );
                 }
             }
-            200..=299 => self.on_agency_answer(now, call, fx, n, msg, resp),
+            200..=299 => self.on_agency_answer(now, call, fx, n, resp),
             _ => {
                 if let Some(leg) = self.legs.get_mut(&n) {
                     leg.state = LegState::Done;
@@ -260,7 +259,6 @@ impl AgencySide {
         call: &CallerView<'_>,
         fx: &mut Effects,
         n: LegNo,
-        msg: &Inbound,
         resp: &Response,
     ) {
         let call_ref = call.call_ref;
@@ -303,7 +301,6 @@ impl AgencySide {
             leg.remote_target = contact.or_else(|| Some(leg.target.uri.as_str().to_owned()));
             leg.route_set = route_set;
         }
-        let _ = msg;
         // ACK every 2xx (retransmissions included), on the dialog's own path.
         self.send_agency_request(call, fx, n, "ACK", Vec::new(), None, false);
         if !first_answer {
@@ -352,7 +349,6 @@ impl AgencySide {
             call: call_ref,
             agency: LegId::from(n),
         });
-        *fx.target_load.entry(uri.clone()).or_default() += 1;
         let previous = self.connected.replace(n);
         self.on_the_line(now, n);
         self.queued = None;
@@ -669,9 +665,6 @@ impl AgencySide {
         let Some(uri) = self.legs.get(&n).map(|l| l.target.uri.as_str().to_owned()) else {
             return;
         };
-        if let Some(count) = fx.target_load.get_mut(&uri) {
-            *count = count.saturating_sub(1);
-        }
         // The heads of other calls' queues that this target serves may ring it now: that
         // concerns other calls, so the dispatcher does it.
         fx.freed_targets.push((call_ref, uri));

@@ -88,7 +88,7 @@ pub struct AgencyLeg {
     /// This leg is the new target of a transfer started by that leg.
     pub transfer_of: Option<LegNo>,
     /// When it answered and took the caller, while it is on the line (for the call's signals).
-    pub answered_at: Option<Instant>,
+    pub on_line_since: Option<Instant>,
 }
 
 /// Where one agency leg is; each state carries what is valid in it.
@@ -229,13 +229,13 @@ impl AgencySide {
     pub(crate) fn on_the_line(&mut self, now: Instant, n: LegNo) {
         self.talk.get_or_insert(Duration::ZERO);
         if let Some(leg) = self.legs.get_mut(&n) {
-            leg.answered_at = Some(now);
+            leg.on_line_since = Some(now);
         }
     }
 
     /// Leg `n` left the line (either side hung up); its time is added once.
     pub(crate) fn off_the_line(&mut self, now: Instant, n: LegNo) {
-        let on_since = self.legs.get_mut(&n).and_then(|l| l.answered_at.take());
+        let on_since = self.legs.get_mut(&n).and_then(|l| l.on_line_since.take());
         if let (Some(since), Some(talk)) = (on_since, self.talk.as_mut()) {
             *talk += now.saturating_duration_since(since);
         }
@@ -247,7 +247,7 @@ impl AgencySide {
         let open: Duration = self
             .legs
             .values()
-            .filter_map(|l| l.answered_at)
+            .filter_map(|l| l.on_line_since)
             .map(|at| now.saturating_duration_since(at))
             .sum();
         self.talk.map(|t| t + open)

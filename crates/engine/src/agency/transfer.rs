@@ -13,7 +13,6 @@ use crate::ids::{LegId, LegNo};
 use crate::io::MediaCommand;
 use crate::net::Flow;
 use crate::sip::build::{self, Body, ResponseExtras};
-use crate::sip::parse::Inbound;
 use crate::sip::read::{self, cseq_of, sdp_port, uri_of};
 use crate::timeline::CallEventKind;
 use crate::transaction::ServerTxKey;
@@ -39,7 +38,6 @@ impl AgencySide {
         call: &CallerView<'_>,
         fx: &mut Effects,
         flow: Flow,
-        msg: &Inbound,
         req: Request,
         key: ServerTxKey,
         n: LegNo,
@@ -65,7 +63,7 @@ impl AgencySide {
                 }
                 self.leg_done(now, call, fx, n);
             }
-            Method::Refer => self.on_refer(now, call, fx, flow, msg, req, key, n),
+            Method::Refer => self.on_refer(now, call, fx, flow, req, key, n),
             Method::Invite | Method::Update => {
                 // A re-INVITE: hold is not applied to an emergency call (RFC 6881 ED-66): the
                 // caller's leg keeps sending and recording; the direction change is logged.
@@ -108,7 +106,6 @@ impl AgencySide {
             }
             _ => self.reply_agency(now, call, fx, flow, &req, key, n, 405, vec![], None),
         }
-        let _ = msg;
         AgencyRequest::Done
     }
 
@@ -119,7 +116,6 @@ impl AgencySide {
         call: &CallerView<'_>,
         fx: &mut Effects,
         flow: Flow,
-        _msg: &Inbound,
         req: Request,
         key: ServerTxKey,
         n: LegNo,

@@ -11,7 +11,6 @@ use crate::effects::Effects;
 use crate::end_reason::EndReason;
 use crate::ids::LegNo;
 use crate::net::Flow;
-use crate::sip::parse::Inbound;
 use crate::transaction::ServerTxKey;
 use crate::transaction::client::ResponseVerdict;
 use crate::transaction::table::ClientPurpose;
@@ -25,12 +24,11 @@ impl Call {
         fx: &mut Effects,
         n: LegNo,
         purpose: ClientPurpose,
-        msg: &Inbound,
         resp: &Response,
         verdict: ResponseVerdict,
     ) {
         self.with_agency(fx, |a, view, fx| {
-            a.on_agency_response(now, view, fx, n, purpose, msg, resp, verdict)
+            a.on_agency_response(now, view, fx, n, purpose, resp, verdict)
         });
     }
 
@@ -41,13 +39,12 @@ impl Call {
         now: Instant,
         fx: &mut Effects,
         flow: Flow,
-        msg: &Inbound,
         req: Request,
         key: ServerTxKey,
         n: LegNo,
     ) {
         let outcome = self.with_agency(fx, |a, view, fx| {
-            a.on_agency_request(now, view, fx, flow, msg, req, key, n)
+            a.on_agency_request(now, view, fx, flow, req, key, n)
         });
         if let Some(AgencyRequest::CallerToHangUp { leg }) = outcome {
             // The agency ended the call: the caller is told with a BYE first, so the route is

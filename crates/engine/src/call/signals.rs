@@ -13,6 +13,7 @@ use super::Call;
 use crate::effects::{Effects, TimerKey};
 use crate::ids::CallRef;
 use crate::io::{CallSignals, CallerIdentity, LogRecord};
+use crate::sip::read::uri_of;
 
 /// How long an ended call's signals wait for the caller leg's voice totals.
 pub(crate) const VOICE_WAIT: Duration = Duration::from_secs(2);
@@ -96,12 +97,7 @@ impl Effects {
 /// The caller sent a usable identity: the user part of a P-Asserted-Identity or of From is a
 /// number (at least three digits, an optional `+` and visual separators), not `anonymous`.
 pub fn usable_identity(identity: &CallerIdentity) -> bool {
-    identity
-        .p_asserted_identity
-        .iter()
-        .map(String::as_str)
-        .chain([identity.from.as_str()])
-        .any(|value| user_part(value).is_some_and(is_number))
+    caller_number(identity).is_some()
 }
 
 /// The caller's number as sent (P-Asserted-Identity first, then From): digits with any
@@ -111,9 +107,8 @@ pub fn caller_number(identity: &CallerIdentity) -> Option<String> {
     identity
         .p_asserted_identity
         .iter()
-        .map(String::as_str)
-        .chain([identity.from.as_str()])
-        .filter_map(user_part)
+        .chain([&identity.from])
+        .filter_map(|value| user_part(value))
         .find(|user| is_number(user))
         .map(|user| {
             user.chars()
@@ -123,18 +118,15 @@ pub fn caller_number(identity: &CallerIdentity) -> Option<String> {
 }
 
 /// The user part of a name-addr or addr-spec (`sip:`, `sips:` or `tel:` URI).
-fn user_part(value: &str) -> Option<&str> {
-    let uri = match (value.find('<'), value.find('>')) {
-        (Some(open), Some(close)) if open < close => value.get(open + 1..close)?,
-        _ => value.split(';').next()?,
-    };
+fn user_part(value: &str) -> Option<String> {
+    let uri = uri_of(value);
     let (scheme, rest) = uri.trim().split_once(':')?;
     let user = match scheme.to_ascii_lowercase().as_str() {
         "tel" => rest,
         "sip" | "sips" => rest.split_once('@')?.0,
         _ => return None,
     };
-    user.split(';').next()
+    user.split(';').next().map(str::to_owned)
 }
 
 fn is_number(user: &str) -> bool {

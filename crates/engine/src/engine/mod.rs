@@ -243,7 +243,7 @@ impl Engine {
                 Some((call, LegId::Agency(n))) => {
                     self.log_agency_in(call, n, flow, raw);
                     self.with_call(call, |c, fx| {
-                        c.on_agency_request(now, fx, flow, msg, req, key, LegNo(n))
+                        c.on_agency_request(now, fx, flow, req, key, LegNo(n))
                     });
                 }
                 None => {
@@ -404,7 +404,7 @@ impl Engine {
             LegId::Caller => {}
             LegId::Agency(n) => {
                 self.with_call(call, |c, fx| {
-                    c.on_agency_response(now, fx, LegNo(n), purpose, msg, resp, verdict)
+                    c.on_agency_response(now, fx, LegNo(n), purpose, resp, verdict)
                 });
             }
         }
