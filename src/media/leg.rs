@@ -1,9 +1,11 @@
 //! One call leg's RTP endpoint: receive (latching without hijack, DTMF, media timeout), send (a
-//! continuous paced stream: prompt, silence or relayed audio) and feed the call's recording
-//! when it is the caller's leg. A leg owns no task or timer: its media reactor
-//! ([`super::reactor`]) calls it at each tick.
+//! continuous stream: prompt, silence or relayed audio) and feed the call's recording when it
+//! is the caller's leg. A leg owns no task or timer: its media reactor ([`super::reactor`])
+//! hands it its datagrams as they arrive, the peer leg's relayed packets, and its pacing
+//! ticks.
 
 use std::net::{IpAddr, SocketAddr};
+use std::ops::Range;
 use std::time::{Duration, Instant};
 
 use std::net::UdpSocket;
@@ -18,14 +20,13 @@ use siaga_media::prompt::{MAX_FRAME_SAMPLES, MAX_PACKET_LEN, effective_ptime};
 use siaga_media::recording::{MixerConfig, StereoMixer};
 use siaga_media::rtp::FIXED_HEADER_LEN;
 use siaga_media::{
-    Channel, Codec, DigitFilter, DtmfEvent, Latch, LatchConfig, OutboundConfig, OutboundStream,
-    Prompt, RtpTimestamp, RtpView, SequenceNumber, SilenceEvent, SilenceWatch, Ssrc, Verdict,
-    VoiceConfig, VoiceMeter,
+    Channel, Codec, DigitFilter, DtmfEvent, ForwardClock, Latch, LatchConfig, OutboundConfig,
+    OutboundStream, Prompt, RelayBuffer, RtpTimestamp, RtpView, SequenceNumber, SilenceEvent,
+    SilenceWatch, Ssrc, Verdict, VoiceConfig, VoiceMeter,
 };
 
 use super::MediaEventOut;
 use super::recorder::{ChunkRejected, RecorderHandle, RecordingId};
-use super::relay::{SharedRelay, lock};
 use crate::calllog::CallLog;
 
 /// Work for a leg.
@@ -40,11 +41,10 @@ pub(super) enum LegCommand {
     StopPlayback {
         playback: PlaybackId,
     },
-    /// Relay through shared play-out buffers: each leg writes what its peer sent into the
-    /// other leg's buffer and reads its own at each pacing tick — no wake-up per packet.
+    /// Relay audio with this leg of the same call (on the same reactor): what one receives,
+    /// the other sends.
     Bridge {
-        to_peer: SharedRelay,
-        from_peer: SharedRelay,
+        peer: LegId,
     },
     Unbridge,
     /// End the leg (finalising the recording).
@@ -53,6 +53,17 @@ pub(super) enum LegCommand {
 
 /// Decode buffer: the largest datagram we read.
 pub(super) const MAX_DATAGRAM: usize = 2048;
+
+/// An audio packet a bridged leg received, for its peer to send on: where its payload lies
+/// in the datagram, and what the peer needs to stamp it.
+pub(super) struct RelayedPacket {
+    pub peer: LegId,
+    pub codec: Codec,
+    pub ssrc: Ssrc,
+    pub timestamp: RtpTimestamp,
+    pub marker: bool,
+    pub payload: Range<usize>,
+}
 
 /// The call's recording, fed by the caller's leg.
 pub(super) struct RecordingFeed {
@@ -131,17 +142,22 @@ pub(super) struct Leg {
     digit_filter: DigitFilter,
     rx_pcm: Box<[i16; MAX_DATAGRAM]>,
 
-    relay_out: Option<SharedRelay>,
-    relay_in: Option<SharedRelay>,
+    /// The leg this one is bridged with.
+    peer: Option<LegId>,
+    /// The peer's audio that cannot be sent on as it came (another law or packet time, or a
+    /// prompt playing over it): mixed in at the pacing ticks.
+    relay_in: RelayBuffer,
+    /// Stamps the peer's packets sent on as they came.
+    forward_clock: ForwardClock,
 
     recording: Option<RecordingFeed>,
     /// The caller's voice activity (caller's leg only), reported to the engine at release.
     voice: Option<VoiceMeter>,
 }
 
-/// The media clock: tokio's, so the reactors' ticks and timestamps agree.
+/// The media clock.
 pub(super) fn now() -> Instant {
-    tokio::time::Instant::now().into_std()
+    Instant::now()
 }
 
 impl Leg {
@@ -169,8 +185,9 @@ impl Leg {
             inband: is_caller.then(InbandDetector::default),
             digit_filter: DigitFilter::default(),
             rx_pcm: Box::new([0; MAX_DATAGRAM]),
-            relay_out: None,
-            relay_in: None,
+            peer: None,
+            relay_in: RelayBuffer::default(),
+            forward_clock: ForwardClock::default(),
             recording: setup.recording,
             voice: is_caller.then(|| VoiceMeter::new(VoiceConfig::default())),
         }
@@ -210,10 +227,9 @@ impl Leg {
                     }
                 }
             }
-            LegCommand::Bridge { to_peer, from_peer } => {
+            LegCommand::Bridge { peer } => {
                 self.unbridge();
-                self.relay_out = Some(to_peer);
-                self.relay_in = Some(from_peer);
+                self.peer = Some(peer);
             }
             LegCommand::Unbridge => self.unbridge(),
             LegCommand::Release => {}
@@ -221,10 +237,24 @@ impl Leg {
     }
 
     fn unbridge(&mut self) {
-        self.relay_out = None;
-        if let Some(buf) = self.relay_in.take() {
-            lock(&buf).clear();
-        }
+        self.peer = None;
+        self.relay_in.clear();
+        self.forward_clock.reset();
+    }
+
+    /// The call this leg belongs to.
+    pub(super) fn call(&self) -> CallRef {
+        self.call
+    }
+
+    /// Which leg of the call this is.
+    pub(super) fn id(&self) -> LegId {
+        self.leg
+    }
+
+    /// The leg this one is bridged with.
+    pub(super) fn peer(&self) -> Option<LegId> {
+        self.peer
     }
 
     /// A new or changed session (answer, re-INVITE).
@@ -324,7 +354,6 @@ impl Leg {
 
     /// Sends every packet due now.
     pub(super) fn on_pacing(&mut self, now: Instant) {
-        let target = self.target().filter(|_| self.may_send());
         loop {
             let Some(stream) = self.outbound.as_mut() else {
                 return;
@@ -353,8 +382,8 @@ impl Leg {
                 .tx_buf
                 .get_mut(FIXED_HEADER_LEN..len)
                 .unwrap_or_default();
-            if let Some(buf) = self.relay_in.as_ref() {
-                let mut buf = lock(buf);
+            if self.peer.is_some() {
+                let buf = &mut self.relay_in;
                 if self.playing.is_none() && buf.law() == Some(codec) {
                     // Same law and only our silence in the frame: the peer's codes go out as
                     // they came, with no decoding or re-encoding.
@@ -367,30 +396,7 @@ impl Leg {
             if let Some(playing) = self.playing.as_mut() {
                 playing.position += samples;
             }
-            if let Some(to) = target {
-                if let Some(packet) = self.tx_buf.get(..len) {
-                    match self.socket.send_to(packet, to) {
-                        Ok(_) => {}
-                        Err(e) => tracing::trace!(error = %e, %to, "RTP send failed"),
-                    }
-                }
-                // What the caller heard: only what was really sent, as the phone decodes it.
-                if let Some(rec) = self.recording.as_mut() {
-                    let payload = self.tx_buf.get(FIXED_HEADER_LEN..len).unwrap_or_default();
-                    let heard = codec.decode(payload, &mut self.tx_pcm);
-                    let pcm = self.tx_pcm.get(..heard).unwrap_or_default();
-                    record(
-                        rec,
-                        &self.calllog,
-                        self.call,
-                        Channel::ToCaller,
-                        ssrc,
-                        timestamp,
-                        now,
-                        pcm,
-                    );
-                }
-            }
+            self.send(len, ssrc, timestamp, now);
             if let (Some(done), Some(playing)) = (finished, self.playing)
                 && done == playing.stream
             {
@@ -399,6 +405,90 @@ impl Leg {
                 self.emit(MediaEvent::PromptFinished {
                     playback: playing.engine,
                 });
+            }
+        }
+    }
+
+    /// Sends the packet in `tx_buf[..len]` to the peer and, on the caller's leg, records
+    /// what the caller hears — only what was really sent, as the phone decodes it.
+    fn send(&mut self, len: usize, ssrc: Ssrc, timestamp: RtpTimestamp, now: Instant) {
+        let Some(to) = self.target().filter(|_| self.may_send()) else {
+            return;
+        };
+        if let Some(packet) = self.tx_buf.get(..len)
+            && let Err(e) = self.socket.send_to(packet, to)
+        {
+            tracing::trace!(error = %e, %to, "RTP send failed");
+        }
+        if let Some(rec) = self.recording.as_mut() {
+            let payload = self.tx_buf.get(FIXED_HEADER_LEN..len).unwrap_or_default();
+            let heard = self.stream_codec.decode(payload, &mut self.tx_pcm);
+            let pcm = self.tx_pcm.get(..heard).unwrap_or_default();
+            record(
+                rec,
+                &self.calllog,
+                self.call,
+                Channel::ToCaller,
+                ssrc,
+                timestamp,
+                now,
+                pcm,
+            );
+        }
+    }
+
+    /// The peer leg received `packet` (`payload` is its audio): sent on at once when it
+    /// fits this leg's stream as it is (same law and packet time, no prompt playing), else
+    /// held for the pacing ticks to transcode or mix.
+    pub(super) fn on_relayed(&mut self, packet: &RelayedPacket, payload: &[u8], now: Instant) {
+        if self.peer.is_none() {
+            return;
+        }
+        let fits = self.playing.is_none()
+            && packet.codec == self.stream_codec
+            && self
+                .outbound
+                .as_ref()
+                .is_some_and(|s| s.samples_per_frame() == payload.len());
+        if !fits {
+            self.relay_in.push(packet.codec, payload);
+            return;
+        }
+        // What a prompt's mix left held goes first, so nothing is lost or reordered.
+        self.flush_held(now);
+        let Some(stream) = self.outbound.as_mut() else {
+            return;
+        };
+        let ssrc = stream.sequencer_mut().ssrc();
+        let next = stream.sequencer_mut().next_timestamp();
+        let timestamp = self.forward_clock.map(packet.ssrc, packet.timestamp, next);
+        match stream.forward(now, timestamp, packet.marker, payload, &mut self.tx_buf) {
+            Ok(len) => self.send(len, ssrc, timestamp, now),
+            Err(e) => tracing::error!(error = %e, "relayed RTP packet"),
+        }
+    }
+
+    /// Sends whatever the play-out buffer still holds, now, as packets of this leg's stream.
+    fn flush_held(&mut self, now: Instant) {
+        let codec = self.stream_codec;
+        let mut codes = [0u8; MAX_FRAME_SAMPLES];
+        while !self.relay_in.is_empty() {
+            let Some(stream) = self.outbound.as_mut() else {
+                return;
+            };
+            let frame = codes
+                .get_mut(..stream.samples_per_frame())
+                .unwrap_or_default();
+            let n = self.relay_in.take_into(codec, frame);
+            let ssrc = stream.sequencer_mut().ssrc();
+            let timestamp = stream.sequencer_mut().next_timestamp();
+            let held = codes.get(..n).unwrap_or_default();
+            match stream.forward(now, timestamp, false, held, &mut self.tx_buf) {
+                Ok(len) => self.send(len, ssrc, timestamp, now),
+                Err(e) => {
+                    tracing::error!(error = %e, "held relayed audio");
+                    self.relay_in.clear();
+                }
             }
         }
     }
@@ -417,13 +507,19 @@ impl Leg {
         verdict == Verdict::Accept
     }
 
-    pub(super) fn on_datagram(&mut self, datagram: &[u8], from: SocketAddr, now: Instant) {
+    /// A datagram for this leg. Returns the audio its peer is to send on, if bridged.
+    pub(super) fn on_datagram(
+        &mut self,
+        datagram: &[u8],
+        from: SocketAddr,
+        now: Instant,
+    ) -> Option<RelayedPacket> {
         let Ok(packet) = RtpView::parse(datagram) else {
             // STUN, RTCP-mux, garbage: not RTP audio.
-            return;
+            return None;
         };
         if !self.accept_source(from, now) {
-            return;
+            return None;
         }
         // The engine probes a silent caller; it must know the audio is back.
         if let Some(event) = self.silence.on_packet(now) {
@@ -435,21 +531,32 @@ impl Leg {
             if let Some(event) = decoder.on_packet(&packet, now) {
                 self.digit(event);
             }
-            return;
+            return None;
         }
         let Some(codec) = Codec::from_static_payload_type(packet.payload_type) else {
             // Comfort noise (13) or a codec we did not negotiate: leave silence.
-            return;
+            return None;
         };
-        if let Some(to_peer) = self.relay_out.as_ref() {
-            lock(to_peer).push(codec, packet.payload);
-        }
+        let relayed = self.peer.and_then(|peer| {
+            // The payload's place in the datagram (it is a sub-slice of it).
+            let start = (packet.payload.as_ptr() as usize).wrapping_sub(datagram.as_ptr() as usize);
+            let payload = start..start.saturating_add(packet.payload.len());
+            datagram.get(payload.clone())?;
+            Some(RelayedPacket {
+                peer,
+                codec,
+                ssrc: packet.ssrc,
+                timestamp: packet.timestamp,
+                marker: packet.marker,
+                payload,
+            })
+        });
         // In-band keys matter to the IVR; once an agency is on the line the tones reach it as
         // audio, so the detector (a few µs per packet) rests.
-        let detecting = self.inband.is_some() && self.relay_out.is_none();
+        let detecting = self.inband.is_some() && self.peer.is_none();
         if self.recording.is_none() && !detecting && self.voice.is_none() {
-            // An agency's leg: its audio was relayed as codes; nothing here needs it decoded.
-            return;
+            // An agency's leg: its audio is relayed as codes; nothing here needs it decoded.
+            return relayed;
         }
         let samples = codec.decode(packet.payload, &mut self.rx_pcm[..]);
         let pcm = self.rx_pcm.get(..samples).unwrap_or_default();
@@ -475,6 +582,7 @@ impl Leg {
         for event in found {
             self.digit(event);
         }
+        relayed
     }
 
     fn digit(&mut self, event: DtmfEvent) {

@@ -1,42 +1,41 @@
 //! The media side of the shell: one RTP endpoint per call leg, driven by a few media
-//! reactors on their own tokio tasks, so a burst of signalling cannot starve audio.
+//! reactors on their own threads, so a burst of signalling cannot starve audio.
 //!
-//! Design — a tick-driven reactor, not a task per leg. There is one reactor per core
+//! Design — a reactor thread per core, not a task per leg. There is one reactor per core
 //! (`available_parallelism`, at least 1); a call's legs always go to the same one
-//! (`call % reactors`), which owns them. A reactor wakes on one 10 ms timer (and on the
-//! manager's commands). At each tick it asks its private epoll set, without waiting, which
-//! legs' sockets have datagrams, reads those (one datagram per socket per round, at most 64
-//! rounds, so a flooding peer cannot starve the others) and hands each to its leg with the
-//! tick's time; then every leg sends what its outbound stream has due (20/30/40 ms ptimes
-//! fall on the 10 ms grid), and every 10th tick (staggered) does its housekeeping.
+//! (`call % reactors`), which owns them. A reactor's thread blocks in one epoll set holding
+//! its legs' sockets and a waker for the manager's commands, with its next 10 ms tick as the
+//! timeout. When a socket has datagrams it reads them (at most 8 per wake-up, so a flooding
+//! peer cannot starve the others) and a bridged leg's audio is sent on by the peer leg at
+//! once: same law and packet time, its codes unchanged, inside the peer's own stream (its
+//! SSRC, sequence numbers, the sender's timing in the timestamps). At each tick every leg
+//! sends what its outbound stream has due — prompts, silence, audio that must be transcoded
+//! or mixed, or a fill when the relayed packets paused — and every 10th tick (staggered) does
+//! its housekeeping.
 //! Why: with a task per leg, 200 bridged, recorded calls cost 0.15 CPU-s per call-minute,
-//! most of it task machinery — a context switch and an epoll wake-up per packet, a tokio
-//! timer per leg firing 50 times a second, the select! re-polling the command channel at
-//! every wake-up. A reactor pays one wake-up per 10 ms for all its legs and has no per-leg
-//! timers. Its sockets are plain non-blocking std sockets: not registered with tokio (whose
-//! driver would wake a worker per datagram), but in an epoll set nobody blocks on, so an
-//! arrival wakes nobody and an idle socket costs no system call (reading every socket at
-//! every tick instead costs two failed `recvfrom`s per datagram; measured ~10 % more CPU).
-//! The price: up to 10 ms more latency and jitter in the relay and in pacing, which the
-//! relay's play-out buffer and the recording's play-out delay absorb. A reactor never
-//! blocks: file IO is on the recorder thread, prompts are decoded here in the manager; a
-//! leg whose code panics is dropped alone.
+//! most of it task machinery (a tokio wake-up per packet, a timer per leg firing 50 times a
+//! second). A reactor thread pays one `epoll_wait` per wake-up for all the sockets ready at
+//! that moment and has no per-leg timers; its sockets are plain non-blocking std sockets. An
+//! earlier design read the sockets only at the 10 ms tick and relayed through a play-out
+//! buffer: cheaper wake-ups, but ~30 ms of added delay each way (issue 17); forwarding on
+//! arrival adds well under a millisecond. A reactor never blocks on anything but its wait:
+//! file IO is on the recorder thread, prompts are decoded in the manager; a leg whose code
+//! panics is dropped alone.
 //!
-//! - [`reactor`]: the reactor task and its tick; [`poller`]: its epoll set.
-//! - [`leg`]: one leg — symmetric RTP, the continuous paced outbound stream (prompts,
-//!   silence, relayed audio), DTMF (RFC 4733 and in-band, one event per press), media
-//!   timeout, and the caller leg's feed of the call recording.
-//! - [`relay`]: audio passed between the two legs of a bridged call.
+//! - [`reactor`]: the reactor thread, its wake-ups and tick; [`poller`]: its epoll set and
+//!   waker.
+//! - [`leg`]: one leg — symmetric RTP, the continuous outbound stream (prompts, silence,
+//!   relayed audio), DTMF (RFC 4733 and in-band, one event per press), media timeout, and the
+//!   caller leg's feed of the call recording.
 //! - [`recorder`]: the one thread that writes every recording, and start-up crash repair.
 //!
 //! The manager itself only binds ports, loads prompts (cached) and routes the engine's
-//! commands to the reactors; it never waits on a task, a socket or the disk.
+//! commands to the reactors; it never waits on a thread, a socket or the disk.
 
 mod leg;
 mod poller;
 mod reactor;
 mod recorder;
-mod relay;
 #[cfg(test)]
 mod tests;
 
@@ -46,7 +45,6 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use tokio::sync::mpsc;
-use tokio::task::JoinHandle;
 
 use siaga_engine::ids::{CallRef, LegId};
 use siaga_engine::io::{MediaCommand, MediaEvent, PlaybackId};
@@ -73,16 +71,49 @@ struct LegHandle {
     local: SocketAddr,
 }
 
-/// A running reactor task and its command queue.
+/// A running reactor thread, its command queue and the waker that makes it read the queue.
 struct Reactor {
-    commands: mpsc::UnboundedSender<ReactorCommand>,
-    task: JoinHandle<()>,
+    commands: std::sync::mpsc::Sender<ReactorCommand>,
+    waker: Option<poller::Waker>,
+    thread: std::thread::JoinHandle<()>,
 }
 
 impl Reactor {
+    fn start(index: usize) -> std::io::Result<Reactor> {
+        let (commands, rx) = std::sync::mpsc::channel();
+        let (poller, waker) = reactor::readiness();
+        let thread_waker = waker.clone();
+        let thread = std::thread::Builder::new()
+            .name(format!("siaga-media-{index}"))
+            .spawn(move || reactor::run(rx, poller, thread_waker))?;
+        Ok(Reactor {
+            commands,
+            waker,
+            thread,
+        })
+    }
+
     fn send(&self, cmd: ReactorCommand) {
         // A reactor that has ended has nothing left to do with the command.
-        let _ = self.commands.send(cmd);
+        if self.commands.send(cmd).is_ok()
+            && let Some(waker) = self.waker.as_ref()
+        {
+            waker.wake();
+        }
+    }
+
+    /// Closes the queue; the reactor applies what was queued, finishes its legs and ends.
+    fn stop(self) -> std::thread::JoinHandle<()> {
+        let Reactor {
+            commands,
+            waker,
+            thread,
+        } = self;
+        drop(commands);
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+        thread
     }
 }
 
@@ -230,11 +261,11 @@ impl MediaManager {
     fn reactor_for(&mut self, call: CallRef) -> usize {
         if self.reactors.is_empty() {
             self.reactors = (0..self.reactor_count)
-                .map(|_| {
-                    let (commands, rx) = mpsc::unbounded_channel();
-                    Reactor {
-                        commands,
-                        task: tokio::spawn(reactor::run(rx)),
+                .filter_map(|index| match Reactor::start(index) {
+                    Ok(reactor) => Some(reactor),
+                    Err(e) => {
+                        tracing::error!(error = %e, "media reactor thread not started");
+                        None
                     }
                 })
                 .collect();
@@ -305,7 +336,7 @@ impl MediaManager {
     /// Binds a random free even port of the range (RTCP would take the odd one above). Random,
     /// so nobody can guess the next call's port and send to it before the caller does; the
     /// latch refuses such packets anyway, this only keeps them rare. The socket is
-    /// non-blocking and registered with nothing: its reactor polls it at each tick.
+    /// non-blocking; its reactor watches it.
     fn bind(&mut self, ip: IpAddr) -> std::io::Result<std::net::UdpSocket> {
         let first_even = self.ports.first + self.ports.first % 2;
         if first_even > self.ports.last {
@@ -403,22 +434,12 @@ impl MediaManager {
             return;
         };
         tracing::debug!(%call, %agency, caller = %caller.local, agent = %agent.local, "bridged");
-        let caller_hears = relay::SharedRelay::default();
-        let agency_hears = relay::SharedRelay::default();
-        self.send(
-            call,
-            LegId::Caller,
-            LegCommand::Bridge {
-                to_peer: agency_hears.clone(),
-                from_peer: caller_hears.clone(),
-            },
-        );
+        self.send(call, LegId::Caller, LegCommand::Bridge { peer: agency });
         self.send(
             call,
             agency,
             LegCommand::Bridge {
-                to_peer: caller_hears,
-                from_peer: agency_hears,
+                peer: LegId::Caller,
             },
         );
         self.bridges.insert(call, agency);
@@ -438,12 +459,13 @@ impl MediaManager {
         self.legs.clear();
         // Closing its queue ends a reactor once it has applied what was queued; it then
         // finishes every leg it still has.
-        let tasks: Vec<JoinHandle<()>> = std::mem::take(&mut self.reactors)
+        let threads: Vec<std::thread::JoinHandle<()>> = std::mem::take(&mut self.reactors)
             .into_iter()
-            .map(|r| r.task)
+            .map(Reactor::stop)
             .collect();
-        for task in tasks {
-            if tokio::time::timeout(SHUTDOWN_GRACE, task).await.is_err() {
+        for thread in threads {
+            let joined = tokio::task::spawn_blocking(move || thread.join());
+            if tokio::time::timeout(SHUTDOWN_GRACE, joined).await.is_err() {
                 tracing::warn!("a media reactor did not end in time");
             }
         }

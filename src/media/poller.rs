@@ -1,13 +1,17 @@
-//! A reactor's private readiness set: a Linux epoll instance that nobody ever blocks on.
+//! A reactor's readiness set: a Linux epoll instance holding its legs' sockets and a waker.
 //!
-//! The reactor asks it, once per tick and without waiting, which of its legs' sockets have
-//! datagrams queued, and reads only those. So an idle socket costs no system call, and —
-//! unlike registering the sockets with tokio's driver — a datagram's arrival wakes nobody:
-//! it only puts the socket on this set's ready list. Level-triggered: a socket with more
-//! than one datagram queued is simply reported again by the next query.
+//! The reactor's thread blocks in [`Poller::wait`] until a datagram arrives, the manager
+//! wakes it ([`Waker`]) or its next pacing tick is due; the wait reports which sockets have
+//! datagrams queued, so an idle socket costs no system call. Level-triggered: a socket with
+//! more than one datagram queued is simply reported again by the next wait.
 
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The token the waker is reported under.
+pub(super) const WAKER_TOKEN: u64 = u64::MAX;
 
 /// Ready sockets reported per query; more wait for the next one.
 const EVENTS: usize = 256;
@@ -58,22 +62,63 @@ impl Poller {
         Ok(())
     }
 
-    /// The tokens of watched sockets that have datagrams (or an error) waiting, now; never
-    /// blocks.
-    pub(super) fn ready(&mut self) -> impl Iterator<Item = u64> + '_ {
+    /// Waits up to `timeout` for watched sockets to have datagrams (or an error) waiting and
+    /// returns their tokens ([`WAKER_TOKEN`] for the waker); a zero timeout never blocks.
+    pub(super) fn wait(&mut self, timeout: Duration) -> impl Iterator<Item = u64> + '_ {
         let capacity = libc::c_int::try_from(self.events.len()).unwrap_or(libc::c_int::MAX);
-        // SAFETY: `events` is valid for writes of `capacity` epoll_events; a zero timeout
-        // never blocks.
+        // epoll counts whole milliseconds: round up, so a wait never ends before the tick.
+        let millis = timeout.as_micros().div_ceil(1000);
+        let millis = libc::c_int::try_from(millis).unwrap_or(libc::c_int::MAX);
+        // SAFETY: `events` is valid for writes of `capacity` epoll_events.
         let n = unsafe {
             libc::epoll_wait(
                 self.epoll.as_raw_fd(),
                 self.events.as_mut_ptr(),
                 capacity,
-                0,
+                millis,
             )
         };
-        // An error (EINTR) reads as nothing ready: the next tick asks again.
+        // An error (EINTR) reads as nothing ready: the caller waits again.
         let n = usize::try_from(n).unwrap_or(0);
         self.events.iter().take(n).map(|e| e.u64)
+    }
+}
+
+/// Wakes a reactor's thread from its wait (an eventfd in its epoll set): the manager has
+/// queued commands for it.
+#[derive(Clone)]
+pub(super) struct Waker(Arc<OwnedFd>);
+
+impl Waker {
+    pub(super) fn new() -> io::Result<Waker> {
+        // SAFETY: eventfd takes no pointers; the result is checked before use.
+        let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: `fd` is a new descriptor that nothing else owns or closes.
+        Ok(Waker(Arc::new(unsafe { OwnedFd::from_raw_fd(fd) })))
+    }
+
+    /// Makes the waker readable until [`Waker::reset`].
+    pub(super) fn wake(&self) {
+        let one: u64 = 1;
+        // SAFETY: writes 8 bytes from a valid u64 to an open eventfd. A full counter (never,
+        // in practice) or an error leaves the eventfd readable anyway.
+        unsafe { libc::write(self.0.as_raw_fd(), (&raw const one).cast(), 8) };
+    }
+
+    /// Clears the wake-up (before the reactor reads its commands, so none is missed).
+    pub(super) fn reset(&self) {
+        let mut count: u64 = 0;
+        // SAFETY: reads 8 bytes into a valid u64 from an open non-blocking eventfd; an empty
+        // one fails with EAGAIN, which is fine.
+        unsafe { libc::read(self.0.as_raw_fd(), (&raw mut count).cast(), 8) };
+    }
+}
+
+impl AsRawFd for Waker {
+    fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        self.0.as_raw_fd()
     }
 }

@@ -1,32 +1,34 @@
-//! A media reactor: one tokio task that owns many legs and drives them all from one 10 ms
-//! tick (see the design note in `mod.rs`).
+//! A media reactor: one thread that owns many legs, sends each relayed packet on as it
+//! arrives and paces everything else from one 10 ms tick (see the design note in `mod.rs`).
 //!
-//! At each tick the reactor first receives: it asks its private readiness set
-//! ([`Poller`]) which sockets have datagrams queued and reads one datagram from each, again
-//! until none is left (at most [`MAX_PACKETS_PER_TICK`] rounds, so one flooding peer cannot
-//! starve the others), each going to [`Leg::on_datagram`] with the tick's time. Then, for
-//! every leg, [`Leg::on_pacing`] sends whatever the outbound stream has due (any ptime from
-//! 10 to 60 ms), and every 10th tick (staggered per leg) [`Leg::on_housekeeping`] runs.
-//! Commands from the manager are applied as they arrive, between ticks.
+//! The thread blocks in its readiness set ([`Poller`]) until a leg's socket has a datagram,
+//! the manager wakes it with commands, or the next tick is due. A ready socket is read (at
+//! most [`PACKETS_PER_WAKE`] datagrams, so one flooding peer cannot starve the others) and
+//! each datagram goes to [`Leg::on_datagram`] with the time of the wake-up; audio a bridged
+//! leg received goes straight to its peer's [`Leg::on_relayed`], which sends it. At each tick
+//! every leg sends what its outbound stream has due (prompts, silence, a gap in the relayed
+//! audio; any ptime from 10 to 60 ms), and every 10th tick (staggered per leg)
+//! [`Leg::on_housekeeping`] runs.
 
 use std::collections::HashMap;
 use std::io::ErrorKind;
 use std::panic::AssertUnwindSafe;
+use std::sync::mpsc::{Receiver, TryRecvError};
 use std::time::{Duration, Instant};
-
-use tokio::sync::mpsc;
-use tokio::time::MissedTickBehavior;
 
 use siaga_engine::ids::{CallRef, LegId};
 
 use super::leg::{Leg, LegCommand, LegSetup, MAX_DATAGRAM, now};
-use super::poller::Poller;
+use super::poller::{Poller, WAKER_TOKEN, Waker};
 
-/// The reactor's period: every leg is read, paced and checked this often.
+/// The reactor's period: every leg is paced and checked this often.
 const TICK: Duration = Duration::from_millis(10);
 /// Ticks between two housekeeping passes of a leg (100 ms).
 const HOUSEKEEPING_TICKS: u8 = 10;
-/// Most datagrams read from one leg's socket in one tick (a 20 ms stream brings 0–2).
+/// Most datagrams read from one socket per wake-up (a 20 ms stream brings one); the rest
+/// wait for the next, after the other ready sockets had theirs.
+const PACKETS_PER_WAKE: usize = 8;
+/// Most datagrams read from an unwatched socket per tick.
 const MAX_PACKETS_PER_TICK: usize = 64;
 
 /// Work for a reactor.
@@ -49,7 +51,7 @@ struct Slot {
     housekeeping_in: u8,
     /// Whether the poller watches the socket; if not, it is read at every tick.
     watched: bool,
-    /// The leg's code panicked: it is dropped at the end of the tick.
+    /// The leg's code panicked: it is dropped at the end of the wake-up.
     broken: bool,
 }
 
@@ -59,39 +61,72 @@ struct Reactor {
     free: Vec<usize>,
     tokens: HashMap<(CallRef, LegId), usize>,
     poller: Option<Poller>,
+    /// The tokens the last wait reported.
+    ready: Vec<u64>,
+    /// A leg's code panicked since the last [`Reactor::drop_broken`].
+    any_broken: bool,
     rx_buf: Box<[u8; MAX_DATAGRAM]>,
 }
 
-/// The reactor task: runs until the manager drops its sender (shutdown, or the manager is
-/// gone), then finishes every leg it still has.
-pub(super) async fn run(mut commands: mpsc::UnboundedReceiver<ReactorCommand>) {
-    let poller = match Poller::new() {
-        Ok(poller) => Some(poller),
+/// The readiness set and waker of a new reactor: the waker is in the set, so commands wake
+/// the thread. Without epoll (never seen on Linux) the reactor still works: it reads every
+/// socket and its commands at each tick.
+pub(super) fn readiness() -> (Option<Poller>, Option<Waker>) {
+    let made = Poller::new().and_then(|poller| {
+        let waker = Waker::new()?;
+        poller.add(&waker, WAKER_TOKEN)?;
+        Ok((poller, waker))
+    });
+    match made {
+        Ok((poller, waker)) => (Some(poller), Some(waker)),
         Err(e) => {
             tracing::warn!(error = %e, "no epoll set for RTP: every socket is read at each tick");
-            None
+            (None, None)
         }
-    };
+    }
+}
+
+/// The reactor thread: runs until the manager drops its sender (shutdown, or the manager is
+/// gone), then finishes every leg it still has.
+pub(super) fn run(
+    commands: Receiver<ReactorCommand>,
+    poller: Option<Poller>,
+    waker: Option<Waker>,
+) {
     let mut reactor = Reactor {
         slots: Vec::new(),
         free: Vec::new(),
         tokens: HashMap::new(),
         poller,
+        ready: Vec::new(),
+        any_broken: false,
         rx_buf: Box::new([0; MAX_DATAGRAM]),
     };
-    let mut tick = tokio::time::interval(TICK);
-    // Never burst after a stall: the outbound streams skip time they could not send.
-    tick.set_missed_tick_behavior(MissedTickBehavior::Skip);
-    loop {
-        tokio::select! {
-            cmd = commands.recv() => {
-                let Some(cmd) = cmd else { break };
-                reactor.apply(cmd);
-                while let Ok(cmd) = commands.try_recv() {
-                    reactor.apply(cmd);
+    let mut next_tick = now() + TICK;
+    'run: loop {
+        let at = now();
+        if at >= next_tick {
+            reactor.on_tick(at);
+            next_tick += TICK;
+            if next_tick <= at {
+                // Never burst after a stall: the outbound streams skip time they could not send.
+                next_tick = at + TICK;
+            }
+        }
+        let woken = reactor.wait(next_tick.saturating_duration_since(now()));
+        // Datagrams before commands: what arrived before a leg's release is still relayed.
+        reactor.receive(now());
+        if woken {
+            if let Some(waker) = waker.as_ref() {
+                waker.reset();
+            }
+            loop {
+                match commands.try_recv() {
+                    Ok(cmd) => reactor.apply(cmd),
+                    Err(TryRecvError::Empty) => break,
+                    Err(TryRecvError::Disconnected) => break 'run,
                 }
             }
-            at = tick.tick() => reactor.on_tick(at.into_std()),
         }
     }
     let at = now();
@@ -101,6 +136,26 @@ pub(super) async fn run(mut commands: mpsc::UnboundedReceiver<ReactorCommand>) {
 }
 
 impl Reactor {
+    /// Waits for datagrams, a wake-up or the timeout; fills `ready`. Returns whether
+    /// commands may be waiting.
+    fn wait(&mut self, timeout: Duration) -> bool {
+        self.ready.clear();
+        let Some(poller) = self.poller.as_mut() else {
+            // No readiness set: the loop's own pacing. Commands are read at each tick.
+            std::thread::sleep(timeout);
+            return true;
+        };
+        let mut woken = false;
+        for token in poller.wait(timeout) {
+            if token == WAKER_TOKEN {
+                woken = true;
+            } else {
+                self.ready.push(token);
+            }
+        }
+        woken
+    }
+
     fn apply(&mut self, cmd: ReactorCommand) {
         match cmd {
             ReactorCommand::Create(setup) => {
@@ -178,16 +233,22 @@ impl Reactor {
         self.slots.get_mut(token)?.as_mut()
     }
 
-    /// One tick: every leg receives, sends what is due and, in turn, does its housekeeping.
+    /// One tick: every leg sends what is due and, in turn, does its housekeeping.
     fn on_tick(&mut self, at: Instant) {
-        self.receive(at);
-        let mut broken = false;
+        let unwatched: Vec<usize> = self
+            .slots
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.as_ref().is_some_and(|s| !s.watched))
+            .map(|(token, _)| token)
+            .collect();
+        for token in unwatched {
+            self.read(token, MAX_PACKETS_PER_TICK, at);
+        }
+        let mut broken = self.any_broken;
         for slot in self.slots.iter_mut().flatten() {
             // A bug in one leg must not silence every call of the reactor.
             let done = std::panic::catch_unwind(AssertUnwindSafe(|| {
-                if !slot.watched {
-                    drain(&mut slot.leg, &mut self.rx_buf[..], at);
-                }
                 slot.leg.on_pacing(at);
                 slot.housekeeping_in = slot.housekeeping_in.saturating_sub(1);
                 if slot.housekeeping_in == 0 {
@@ -205,51 +266,83 @@ impl Reactor {
         }
     }
 
-    /// Reads the watched sockets that have datagrams: one datagram per ready socket per
-    /// round, so every peer gets its turn, until nothing is left.
+    /// Reads the sockets the last wait reported.
     fn receive(&mut self, at: Instant) {
-        let Reactor {
-            slots,
-            poller: Some(poller),
-            rx_buf,
-            ..
-        } = self
-        else {
-            return;
-        };
-        let mut broken = false;
-        for _ in 0..MAX_PACKETS_PER_TICK {
-            let mut any = false;
-            for token in poller.ready() {
-                any = true;
-                let Some(slot) = usize::try_from(token)
-                    .ok()
-                    .and_then(|t| slots.get_mut(t))
-                    .and_then(Option::as_mut)
-                    .filter(|s| !s.broken)
-                else {
-                    continue;
-                };
-                let done = std::panic::catch_unwind(AssertUnwindSafe(|| {
-                    receive_one(&mut slot.leg, &mut rx_buf[..], at);
-                }));
-                if done.is_err() {
-                    slot.broken = true;
-                    broken = true;
-                }
-            }
-            if !any {
-                break;
+        let ready = std::mem::take(&mut self.ready);
+        for token in &ready {
+            if let Ok(token) = usize::try_from(*token) {
+                self.read(token, PACKETS_PER_WAKE, at);
             }
         }
-        if broken {
+        self.ready = ready;
+        if self.any_broken {
             self.drop_broken();
+        }
+    }
+
+    /// Reads up to `most` datagrams from one leg's socket; bridged audio goes on to the peer
+    /// leg at once.
+    fn read(&mut self, token: usize, most: usize, at: Instant) {
+        for _ in 0..most {
+            let Some(slot) = self
+                .slots
+                .get_mut(token)
+                .and_then(Option::as_mut)
+                .filter(|s| !s.broken)
+            else {
+                return;
+            };
+            let (len, from) = match slot.leg.socket().recv_from(&mut self.rx_buf[..]) {
+                Ok(got) => got,
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return,
+                // ICMP errors for earlier sends (ECONNREFUSED) and the like: not fatal.
+                Err(e) => {
+                    tracing::trace!(error = %e, "RTP receive error");
+                    continue;
+                }
+            };
+            let datagram = self.rx_buf.get(..len).unwrap_or_default();
+            // A bug in one leg must not silence every call of the reactor.
+            let relayed = std::panic::catch_unwind(AssertUnwindSafe(|| {
+                slot.leg.on_datagram(datagram, from, at)
+            }));
+            let relayed = match relayed {
+                Ok(relayed) => relayed,
+                Err(_) => {
+                    slot.broken = true;
+                    self.any_broken = true;
+                    return;
+                }
+            };
+            let Some(packet) = relayed else {
+                continue;
+            };
+            let call = slot.leg.call();
+            let sender = slot.leg.id();
+            let Some(peer) = self
+                .tokens
+                .get(&(call, packet.peer))
+                .and_then(|&t| self.slots.get_mut(t))
+                .and_then(Option::as_mut)
+                .filter(|s| !s.broken && s.leg.peer() == Some(sender))
+            else {
+                continue;
+            };
+            let payload = self.rx_buf.get(packet.payload.clone()).unwrap_or_default();
+            let done = std::panic::catch_unwind(AssertUnwindSafe(|| {
+                peer.leg.on_relayed(&packet, payload, at);
+            }));
+            if done.is_err() {
+                peer.broken = true;
+                self.any_broken = true;
+            }
         }
     }
 
     /// Drops the legs whose code panicked, as a leg's own task used to end: its port is freed
     /// and it sends nothing more; the other legs go on.
     fn drop_broken(&mut self) {
+        self.any_broken = false;
         let keys: Vec<(CallRef, LegId)> = self
             .tokens
             .iter()
@@ -264,33 +357,6 @@ impl Reactor {
         for (call, leg) in keys {
             tracing::error!(%call, %leg, "media leg panicked and was dropped");
             self.remove((call, leg));
-        }
-    }
-}
-
-/// Reads one datagram, if there is one. Returns whether to read again.
-fn receive_one(leg: &mut Leg, rx_buf: &mut [u8], at: Instant) -> bool {
-    match leg.socket().recv_from(rx_buf) {
-        Ok((len, from)) => {
-            if let Some(datagram) = rx_buf.get(..len) {
-                leg.on_datagram(datagram, from, at);
-            }
-            true
-        }
-        Err(e) if e.kind() == ErrorKind::WouldBlock => false,
-        // ICMP errors for earlier sends (ECONNREFUSED) and the like: not fatal.
-        Err(e) => {
-            tracing::trace!(error = %e, "RTP receive error");
-            true
-        }
-    }
-}
-
-/// Reads an unwatched socket until it would block.
-fn drain(leg: &mut Leg, rx_buf: &mut [u8], at: Instant) {
-    for _ in 0..MAX_PACKETS_PER_TICK {
-        if !receive_one(leg, rx_buf, at) {
-            break;
         }
     }
 }

@@ -126,9 +126,17 @@ impl Harness {
     /// A caller and an agency leg, both PCMA 20 ms, bridged: the caller's and the agent's
     /// sockets, and the gateway's port for the agency.
     async fn bridged_pcma(&mut self) -> (Arc<UdpSocket>, Arc<UdpSocket>, SocketAddr) {
+        let (caller, agent, _, agent_port) = self.bridged_pcma_ports().await;
+        (caller, agent, agent_port)
+    }
+
+    /// As [`Harness::bridged_pcma`], with the gateway's ports for the caller and the agency.
+    async fn bridged_pcma_ports(
+        &mut self,
+    ) -> (Arc<UdpSocket>, Arc<UdpSocket>, SocketAddr, SocketAddr) {
         let caller = peer().await;
         let agent = peer().await;
-        self.allocate(LegId::Caller);
+        let caller_port = self.allocate(LegId::Caller);
         let agent_port = self.allocate(LegId::Agency(1));
         for (leg, socket) in [(LegId::Caller, &caller), (LegId::Agency(1), &agent)] {
             self.start(leg, session(socket.local_addr().ok(), Codec::Pcma, 20));
@@ -137,7 +145,7 @@ impl Harness {
             call: CALL,
             agency: LegId::Agency(1),
         });
-        (caller, agent, agent_port)
+        (caller, agent, caller_port, agent_port)
     }
 
     /// Releases the legs (as the engine does when a call ends), in this order.
@@ -766,6 +774,55 @@ async fn a_same_law_bridge_passes_the_codes_through_unchanged() {
         contains(&right, &decoded[..1600]),
         "the relayed audio is in the recording"
     );
+}
+
+#[tokio::test]
+async fn relayed_packets_keep_the_senders_timing_and_none_is_lost_at_the_end() {
+    let mut h = Harness::new((32500, 32599));
+    let (caller, agent, caller_port, _) = h.bridged_pcma_ports().await;
+    let silence = Codec::Pcma.silence();
+    // 40 packets of distinct codes (never the silence code); packet 20 is "lost" on the way
+    // in, so the sender's timestamps jump by two packets there.
+    let sent: Vec<(u32, Vec<u8>)> = (0..40u32)
+        .filter(|&k| k != 20)
+        .map(|k| (160 * k, vec![(k % 100 + 1) as u8; 160]))
+        .collect();
+    let mut pace = tokio::time::interval(Duration::from_millis(20));
+    for (n, (ts, payload)) in sent.iter().enumerate() {
+        pace.tick().await;
+        let packet = rtp(8, n as u16, 9000 + ts, 4242, n == 0, payload);
+        caller.send_to(&packet, caller_port).await.expect("send");
+    }
+    // The call ends right after the caller's last packet.
+    h.release(&[LegId::Caller, LegId::Agency(1)]);
+    let mut heard = Vec::new();
+    while let Some(packet) = recv_rtp(&agent, Duration::from_millis(500)).await {
+        heard.push(packet);
+    }
+    let relayed: Vec<&Received> = heard.iter().filter(|p| p.payload[0] != silence).collect();
+    let payloads: Vec<Vec<u8>> = relayed.iter().map(|p| p.payload.clone()).collect();
+    let expected: Vec<Vec<u8>> = sent.iter().map(|(_, p)| p.clone()).collect();
+    assert_eq!(
+        payloads, expected,
+        "every caller packet reaches the agency, unchanged, in order"
+    );
+    // The agency sees the caller's timing (the gap included) inside the gateway's own stream:
+    // one SSRC, sequence numbers without a hole.
+    for (pair, sender) in relayed.windows(2).zip(sent.windows(2)) {
+        assert_eq!(
+            pair[1].ts.wrapping_sub(pair[0].ts),
+            sender[1].0 - sender[0].0
+        );
+    }
+    for pair in heard.windows(2) {
+        assert_eq!(pair[1].ssrc, pair[0].ssrc);
+        assert_eq!(pair[1].seq, pair[0].seq.wrapping_add(1));
+        assert!(
+            pair[1].ts.wrapping_sub(pair[0].ts) < 1 << 31,
+            "timestamps never go back"
+        );
+    }
+    h.finish().await;
 }
 
 #[tokio::test]

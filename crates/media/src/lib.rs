@@ -13,7 +13,8 @@
 //! - [`recording`]: the true-timeline stereo mixer behind the call recorder; [`wav`] its file
 //!   header and crash repair.
 //! - [`prompt`]: prompt decoding and the paced outbound stream.
-//! - [`relay`]: the play-out buffer between the two legs of a bridged call.
+//! - [`relay`]: audio between the two legs of a bridged call: sent on as it arrives, or
+//!   through a play-out buffer when it must be transcoded or mixed.
 //! - [`latch`]: which RTP sources a leg takes (symmetric RTP that an outsider cannot hijack).
 //! - [`silence`]: a leg's first packet, media timeout and return of audio.
 //! - [`voice`]: whether the caller speaks (speech frames, longest run), for the call's signals.
@@ -35,7 +36,7 @@ pub use g711::Codec;
 pub use latch::{Latch, LatchConfig, LatchEvent, Verdict};
 pub use prompt::{OutboundConfig, OutboundFrame, OutboundStream, PlaybackId, Prompt, PromptError};
 pub use recording::{Channel, MixerConfig, StereoMixer};
-pub use relay::RelayBuffer;
+pub use relay::{ForwardClock, RelayBuffer};
 pub use rtp::{PayloadType, RtpHeader, RtpSequencer, RtpTimestamp, RtpView, SequenceNumber, Ssrc};
 pub use sdp::{Answer, Direction, LocalAudio, NegotiatedAudio, SdpError, SdpWarning};
 pub use silence::{SilenceEvent, SilenceWatch};

@@ -168,11 +168,19 @@ pub struct OutboundStream {
     samples_per_frame: usize,
     frame_period: Duration,
     next_due: Instant,
+    /// Relayed packets are being sent through the stream ([`OutboundStream::forward`]): it
+    /// generates none of its own until this moment passes without another.
+    forwarding_until: Option<Instant>,
     playing: Option<Playing>,
     queue: VecDeque<Playing>,
     next_id: u64,
     pcm: [i16; MAX_FRAME_SAMPLES],
 }
+
+/// After a relayed packet, how much longer than a packet time the stream waits for the next
+/// one before filling the gap with packets of its own: real senders jitter by a few ms, and
+/// an unneeded fill costs the receiver nothing but a timestamp re-mapping.
+pub const FILL_MARGIN: Duration = Duration::from_millis(20);
 
 /// If the shell falls further behind than this, the missed packet slots are skipped (their
 /// time passes in the RTP timestamps) instead of being sent in a burst.
@@ -202,6 +210,7 @@ impl OutboundStream {
             samples_per_frame,
             frame_period: ptime,
             next_due: first_packet_at,
+            forwarding_until: None,
             playing: None,
             queue: VecDeque::new(),
             next_id: 0,
@@ -268,6 +277,34 @@ impl OutboundStream {
         self.playing.is_some()
     }
 
+    /// Writes a relayed packet into `out`, inside this stream: `payload` (codes in the
+    /// stream's law, the relayed packet's own) stamped `timestamp` (from a
+    /// [`crate::relay::ForwardClock`]), our SSRC, our next sequence number. The shell sends it
+    /// at once. While relayed packets keep coming the stream generates none of its own; when
+    /// none came for a packet time plus [`FILL_MARGIN`], or a prompt starts, it takes over
+    /// again, continuing the timestamps. Returns the packet's length.
+    pub fn forward(
+        &mut self,
+        now: Instant,
+        timestamp: RtpTimestamp,
+        marker: bool,
+        payload: &[u8],
+        out: &mut [u8],
+    ) -> Result<usize, RtpError> {
+        let needed = FIXED_HEADER_LEN + payload.len();
+        if out.len() < needed {
+            return Err(RtpError::BufferTooSmall {
+                needed,
+                available: out.len(),
+            });
+        }
+        let samples = u32::try_from(payload.len()).unwrap_or(u32::MAX);
+        let header = self.sequencer.header_at(timestamp, samples, marker);
+        let len = header.write(payload, out)?;
+        self.forwarding_until = Some(now + self.frame_period + FILL_MARGIN);
+        Ok(len)
+    }
+
     /// Writes the next packet into `out` if one is due at `now`. Call it again until it
     /// returns `Ok(None)`: a shell that woke late gets the missed packets (up to 100 ms of
     /// them; beyond that the missed time is skipped in the timestamps, not sent in a burst).
@@ -276,6 +313,15 @@ impl OutboundStream {
         now: Instant,
         out: &mut [u8],
     ) -> Result<Option<OutboundFrame<'_>>, RtpError> {
+        if let Some(until) = self.forwarding_until {
+            if now < until && self.playing.is_none() {
+                return Ok(None);
+            }
+            // The relayed packets stopped, or a prompt starts: our own packets go on from
+            // now, with no burst for the time the relay covered.
+            self.forwarding_until = None;
+            self.next_due = now;
+        }
         if now < self.next_due {
             return Ok(None);
         }
@@ -534,6 +580,79 @@ mod tests {
         // The timeline stays true: the last packet is stamped at 1020 ms.
         assert_eq!(burst.last().expect("burst").since(first), 1020 * 8);
         assert!(stream.next_due() > start + 1020 * MS);
+    }
+
+    /// The timestamps and sequence numbers of `packets`, parsed.
+    fn stamps(packets: &[Vec<u8>]) -> Vec<(u16, u32)> {
+        packets
+            .iter()
+            .map(|p| {
+                let view = RtpView::parse(p).expect("RTP");
+                (view.sequence.0, view.timestamp.0)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn relayed_packets_replace_generated_ones_and_a_gap_is_filled_after_a_margin() {
+        let start = Instant::now();
+        let mut stream = OutboundStream::new(config(20), start);
+        let mut out = [0u8; MAX_PACKET_LEN];
+        let mut sent = Vec::new();
+        let mut poll = |stream: &mut OutboundStream, at: Instant, sent: &mut Vec<Vec<u8>>| {
+            while let Some(frame) = stream.poll_frame(at, &mut out).expect("fits") {
+                sent.push(out[..frame.len].to_vec());
+            }
+        };
+        // Two generated packets (0 and 20 ms).
+        for ms in (0..40u32).step_by(10) {
+            poll(&mut stream, start + ms * MS, &mut sent);
+        }
+        assert_eq!(sent.len(), 2);
+        // Relayed packets at 45, 65, 85 ms, as the peer stamped them (+ an offset); ticks in
+        // between generate nothing.
+        let mut relay = [0u8; MAX_PACKET_LEN];
+        for (k, ms) in [45u32, 65, 85].into_iter().enumerate() {
+            let ts = RtpTimestamp(u32::MAX - 100).add(320 + 160 * k as u32);
+            let len = stream
+                .forward(start + ms * MS, ts, k == 0, &[7u8; 160], &mut relay)
+                .expect("fits");
+            assert_eq!(&relay[12..len], &[7u8; 160]);
+            sent.push(relay[..len].to_vec());
+            poll(&mut stream, start + (ms + 10) * MS, &mut sent);
+        }
+        assert_eq!(sent.len(), 5, "no generated packet while relayed ones come");
+        // Nothing more arrives: at 85 + 20 + 20 ms the stream fills, then paces on.
+        poll(&mut stream, start + 120 * MS, &mut sent);
+        assert_eq!(sent.len(), 5);
+        poll(&mut stream, start + 125 * MS, &mut sent);
+        assert_eq!(sent.len(), 6);
+        poll(&mut stream, start + 145 * MS, &mut sent);
+        assert_eq!(sent.len(), 7);
+        // One unbroken stream: sequence numbers step by one, timestamps by 160.
+        for pair in stamps(&sent).windows(2) {
+            assert_eq!(pair[1].0, pair[0].0.wrapping_add(1));
+            assert_eq!(pair[1].1, pair[0].1.wrapping_add(160));
+        }
+        assert!(sent[5][12..].iter().all(|&c| c == Codec::Pcma.silence()));
+    }
+
+    #[test]
+    fn a_prompt_takes_over_from_relayed_packets_at_once() {
+        let start = Instant::now();
+        let mut stream = OutboundStream::new(config(20), start);
+        let mut out = [0u8; MAX_PACKET_LEN];
+        let ts = stream.sequencer_mut().next_timestamp();
+        stream
+            .forward(start, ts, false, &[7u8; 160], &mut out)
+            .expect("fits");
+        stream.play(&ramp(160));
+        let frame = stream
+            .poll_frame(start + 5 * MS, &mut out)
+            .expect("fits")
+            .expect("the prompt starts without waiting for the relay's margin");
+        assert!(frame.marker);
+        assert_eq!(frame.timestamp, ts.add(160));
     }
 
     #[test]

@@ -1,20 +1,72 @@
-//! The play-out buffer between the two legs of a bridged call: what one leg receives, the
-//! other sends.
+//! Audio passed between the two legs of a bridged call: what one leg receives, the other
+//! sends.
 //!
-//! The receiving leg's shell pushes the G.711 codes its peer sent, as they arrive; the
-//! sending leg takes them at its own pacing ticks, inside its own continuous outbound stream,
-//! so the two sides may use different packet times. When its peer uses the same law and no
-//! prompt is playing, the codes go out unchanged ([`RelayBuffer::copy_into`]); otherwise they
-//! are decoded and mixed ([`RelayBuffer::mix_into`]: another law, or a prompt over the relayed
-//! audio) and the frame is re-encoded. A little priming absorbs the difference between the
-//! two packet clocks, and a bound on what is held keeps delay from building up.
+//! The usual case — both legs in the same law and packet time, no prompt playing — needs no
+//! buffer at all: each packet is sent on as soon as it arrives, its codes unchanged, inside
+//! the sending leg's own stream (its SSRC and sequence numbers); [`ForwardClock`] maps the
+//! sender's timestamps onto that stream so the receiver sees the sender's timing, and keeps
+//! them monotonic across the switches between generated and relayed audio.
 //!
-//! Pure: no clock; the shell's ticks decide when to take.
+//! Otherwise (another law, another packet time, or a prompt mixed over the relayed audio)
+//! the codes wait in a [`RelayBuffer`] and the sending leg takes them at its own pacing
+//! ticks, decoded and mixed ([`RelayBuffer::mix_into`]) or copied
+//! ([`RelayBuffer::copy_into`]). A little priming absorbs the difference between the two
+//! packet clocks, and a bound on what is held keeps delay from building up: this path adds
+//! up to a frame plus 20 ms.
+//!
+//! Pure: no clock; the shell decides when to take.
 
 use std::collections::VecDeque;
 
 use crate::g711::Codec;
 use crate::prompt::MAX_FRAME_SAMPLES;
+use crate::rtp::{RtpTimestamp, Ssrc};
+
+/// The largest jump forward in a sender's timestamps still taken as its own timing (a lost
+/// packet, a pause in its stream): 1 s. Beyond it the sender restarted its clock, and the
+/// relayed audio simply continues our stream.
+const MAX_TIMESTAMP_JUMP: i64 = 8000;
+
+/// Maps the timestamps of relayed packets onto the stream that carries them.
+///
+/// While one sender's packets keep coming, a packet's timestamp is the sender's plus a fixed
+/// offset, so gaps and jitter in its timing reach the receiver as they were. The offset is
+/// (re)set so the packet continues our stream exactly — no overlap, no jump back — when the
+/// sender changes (a new SSRC), when its timestamp would fall before what we already sent
+/// (we filled a gap with our own packets, or it arrived out of order), or when it jumps
+/// implausibly far.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct ForwardClock {
+    mapping: Option<(Ssrc, u32)>,
+}
+
+impl ForwardClock {
+    /// Our timestamp for a packet `source` stamped `timestamp`, when the stream's next
+    /// packet would be stamped `next`. Never before `next`.
+    pub fn map(
+        &mut self,
+        source: Ssrc,
+        timestamp: RtpTimestamp,
+        next: RtpTimestamp,
+    ) -> RtpTimestamp {
+        if let Some((ssrc, offset)) = self.mapping
+            && ssrc == source
+        {
+            let mapped = RtpTimestamp(timestamp.0.wrapping_add(offset));
+            let ahead = mapped.since(next);
+            if (0..=MAX_TIMESTAMP_JUMP).contains(&ahead) {
+                return mapped;
+            }
+        }
+        self.mapping = Some((source, next.0.wrapping_sub(timestamp.0)));
+        next
+    }
+
+    /// Forgets the sender (unbridged): the next relayed audio continues the stream.
+    pub fn reset(&mut self) {
+        self.mapping = None;
+    }
+}
 
 /// Extra audio (20 ms) held before play-out starts, so the two packet clocks' jitter does
 /// not empty the buffer at every packet.
@@ -101,6 +153,30 @@ impl RelayBuffer {
             *slot = slot.saturating_add(law.decode_sample(code));
         }
         any
+    }
+
+    /// Whether any codes are held.
+    pub fn is_empty(&self) -> bool {
+        self.codes.is_empty()
+    }
+
+    /// Takes up to `payload.len()` held codes, converted to `law`, regardless of priming (the
+    /// rest of a prompt's mix, sent before relayed packets go straight through again).
+    /// Returns how many were written at the start of `payload`.
+    pub fn take_into(&mut self, law: Codec, payload: &mut [u8]) -> usize {
+        let held = self.law.unwrap_or(law);
+        let n = payload.len().min(self.codes.len());
+        for (slot, code) in payload.iter_mut().zip(self.codes.drain(..n)) {
+            *slot = if held == law {
+                code
+            } else {
+                law.encode_sample(held.decode_sample(code))
+            };
+        }
+        if self.codes.is_empty() {
+            self.primed = false;
+        }
+        n
     }
 
     /// Drops what is held (the bridge ended), so a later bridge starts primed afresh.
@@ -201,6 +277,93 @@ mod tests {
         buf.clear();
         let mut out = [0i16; 160];
         assert!(!buf.mix_into(&mut out));
+    }
+
+    #[test]
+    fn held_codes_are_taken_whole_and_in_the_asked_law() {
+        let mut buf = RelayBuffer::default();
+        let tone: Vec<u8> = (0..100)
+            .map(|i| Codec::Pcmu.encode_sample(i * 50))
+            .collect();
+        buf.push(Codec::Pcmu, &tone);
+        let mut out = [0u8; 160];
+        // Not primed, still taken: 100 codes, converted to A-law.
+        assert_eq!(buf.take_into(Codec::Pcma, &mut out), 100);
+        for (&a, &u) in out.iter().zip(&tone) {
+            let (a, u) = (Codec::Pcma.decode_sample(a), Codec::Pcmu.decode_sample(u));
+            assert!((i32::from(a) - i32::from(u)).abs() <= 64.max(i32::from(u).abs() / 16));
+        }
+        assert!(buf.is_empty());
+        assert_eq!(buf.take_into(Codec::Pcma, &mut out), 0);
+    }
+
+    const A: Ssrc = Ssrc(1);
+    const B: Ssrc = Ssrc(2);
+
+    #[test]
+    fn a_senders_timing_is_kept_gaps_included() {
+        let mut clock = ForwardClock::default();
+        // Our stream is at 5000; the sender starts at 100 and its packets follow it exactly.
+        assert_eq!(
+            clock.map(A, RtpTimestamp(100), RtpTimestamp(5000)),
+            RtpTimestamp(5000)
+        );
+        assert_eq!(
+            clock.map(A, RtpTimestamp(260), RtpTimestamp(5160)),
+            RtpTimestamp(5160)
+        );
+        // A lost packet: the gap stays a gap.
+        assert_eq!(
+            clock.map(A, RtpTimestamp(580), RtpTimestamp(5320)),
+            RtpTimestamp(5480)
+        );
+        // Across the wrap of the sender's clock.
+        let mut clock = ForwardClock::default();
+        assert_eq!(
+            clock.map(A, RtpTimestamp(u32::MAX - 79), RtpTimestamp(7)),
+            RtpTimestamp(7)
+        );
+        assert_eq!(
+            clock.map(A, RtpTimestamp(80), RtpTimestamp(167)),
+            RtpTimestamp(167)
+        );
+    }
+
+    #[test]
+    fn relayed_timestamps_never_go_back_or_leap() {
+        let mut clock = ForwardClock::default();
+        clock.map(A, RtpTimestamp(0), RtpTimestamp(1000));
+        // We filled a gap with two packets of our own (stream now at 1480), then the late
+        // packet comes: it continues our stream instead of overlapping it.
+        assert_eq!(
+            clock.map(A, RtpTimestamp(160), RtpTimestamp(1480)),
+            RtpTimestamp(1480)
+        );
+        // …and the next follows the sender's timing from there.
+        assert_eq!(
+            clock.map(A, RtpTimestamp(320), RtpTimestamp(1640)),
+            RtpTimestamp(1640)
+        );
+        // Out of order: an older packet is stamped at the stream's position, not before it.
+        assert_eq!(
+            clock.map(A, RtpTimestamp(160), RtpTimestamp(1800)),
+            RtpTimestamp(1800)
+        );
+        // A leap of more than a second is a restarted clock, not a pause.
+        assert_eq!(
+            clock.map(A, RtpTimestamp(900_000), RtpTimestamp(1960)),
+            RtpTimestamp(1960)
+        );
+        // A new sender continues the stream too.
+        assert_eq!(
+            clock.map(B, RtpTimestamp(42), RtpTimestamp(2120)),
+            RtpTimestamp(2120)
+        );
+        clock.reset();
+        assert_eq!(
+            clock.map(B, RtpTimestamp(202), RtpTimestamp(9000)),
+            RtpTimestamp(9000)
+        );
     }
 
     #[test]

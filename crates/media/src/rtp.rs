@@ -320,6 +320,14 @@ impl RtpSequencer {
         header
     }
 
+    /// Header for a packet stamped `timestamp` (a relayed packet keeps its sender's timing),
+    /// covering `samples` samples; the stream goes on from its end. The caller keeps the
+    /// timestamps monotonic ([`crate::relay::ForwardClock`]).
+    pub fn header_at(&mut self, timestamp: RtpTimestamp, samples: u32, marker: bool) -> RtpHeader {
+        self.next_timestamp = timestamp;
+        self.next_header(samples, marker)
+    }
+
     /// Advances the timestamp over `samples` that are not sent (a declared gap), keeping
     /// the timeline true without spending sequence numbers (the receiver must not count it
     /// as loss).
