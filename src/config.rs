@@ -119,6 +119,8 @@ pub struct Settings {
     /// Per-source and TCP limits of the transport (`[limits]` keys `source_*`,
     /// `trusted_sources`, `tcp_*`, `fd_reserve`).
     pub transport_limits: TransportLimits,
+    /// The HTTP listener (metrics, health): `None` when turned off.
+    pub http: Option<SocketAddr>,
 }
 
 impl Default for Settings {
@@ -158,6 +160,7 @@ impl Default for Settings {
             umask: 0o027,
             origins: Vec::new(),
             transport_limits: TransportLimits::default(),
+            http: Some(SocketAddr::from(([127, 0, 0, 1], 8112))),
         }
     }
 }
@@ -199,6 +202,38 @@ pub struct FileConfig {
     pub files: FilesSection,
     #[serde(default)]
     pub limits: LimitsSection,
+    #[serde(default)]
+    pub http: HttpSection,
+}
+
+/// The HTTP listener: `/metrics`, `/healthz`, `/readyz`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpSection {
+    /// `IP:PORT`, or `off` [default: 127.0.0.1:8112].
+    pub listen: Option<Spanned<String>>,
+    /// Allow a non-loopback address without TLS (the pages carry callers' data).
+    pub insecure_http: Option<bool>,
+}
+
+/// Parses the HTTP listener setting (`IP:PORT` or `off`); a non-loopback address needs
+/// `insecure` (no TLS yet: put a TLS proxy in front, or keep it on loopback).
+pub fn parse_http_listen(text: &str, insecure: bool) -> Result<Option<SocketAddr>, String> {
+    if text.trim() == "off" {
+        return Ok(None);
+    }
+    let addr: SocketAddr = text
+        .trim()
+        .parse()
+        .map_err(|_| format!("\"{text}\" is not IP:PORT or off (e.g. 127.0.0.1:8112)"))?;
+    if !addr.ip().is_loopback() && !insecure {
+        return Err(format!(
+            "{addr} is not a loopback address, and the metrics carry the centre's call figures: \
+             listen on 127.0.0.1 (a TLS proxy in front for other hosts), or set \
+             http.insecure_http = true"
+        ));
+    }
+    Ok(Some(addr))
 }
 
 /// Per-source limits. The `noncall_*` keys bound traffic that belongs to no call.
@@ -475,7 +510,7 @@ fn apply_text(settings: &mut Settings, path: &Path, text: &str) -> anyhow::Resul
     let file: FileConfig = toml::from_str(text).map_err(|e| {
         let line = e.span().map_or(1, |s| line_of(text, s.start));
         anyhow::anyhow!(
-            "{}:{line}: {}\n  hint: see the [sip], [calls], [media], [log], [dialplan], [location], [limits] and [files] keys in README.md",
+            "{}:{line}: {}\n  hint: see the [sip], [calls], [media], [log], [dialplan], [location], [limits], [files] and [http] keys in README.md",
             path.display(),
             e.message()
         )
@@ -544,6 +579,12 @@ fn apply_text(settings: &mut Settings, path: &Path, text: &str) -> anyhow::Resul
     let line = |key: &str| lines.iter().find(|(k, _)| *k == key).map(|&(_, l)| l);
     let at =
         |span: std::ops::Range<usize>| format!("{}:{}", path.display(), line_of(text, span.start));
+    if let Some(listen) = file.http.listen {
+        let where_ = at(listen.span());
+        settings.http =
+            parse_http_listen(listen.get_ref(), file.http.insecure_http.unwrap_or(false))
+                .map_err(|e| anyhow::anyhow!("{where_}: http.listen: {e}"))?;
+    }
     if let Some(listen) = file.sip.listen {
         let where_ = at(listen.span());
         settings.listen = listen

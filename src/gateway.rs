@@ -24,6 +24,8 @@ use crate::transport::{self, NetEvent};
 pub struct Bound {
     pub udp: Vec<Arc<UdpSocket>>,
     pub tcp: Vec<TcpListener>,
+    /// The HTTP listener (metrics, health), if configured and bound.
+    pub http: Option<TcpListener>,
 }
 
 impl Bound {
@@ -93,6 +95,7 @@ pub fn bind(listen: &[Listen]) -> anyhow::Result<Bound> {
     let mut bound = Bound {
         udp: Vec::new(),
         tcp: Vec::new(),
+        http: None,
     };
     for l in listen {
         let result = match l.transport {
@@ -125,7 +128,7 @@ pub fn bind(listen: &[Listen]) -> anyhow::Result<Bound> {
 pub async fn run(
     settings: Settings,
     plan: Arc<Dialplan>,
-    bound: Bound,
+    mut bound: Bound,
     lock: Option<crate::restart::CallLogLock>,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<()> {
@@ -171,6 +174,22 @@ pub async fn run(
         log_personal_data: settings.log_personal_data,
     };
     let listeners = bound.listeners();
+    let metrics = crate::metrics::Metrics::install();
+    crate::metrics::register_routes(&plan);
+    let health = Arc::new(crate::http::Health {
+        draining: std::sync::atomic::AtomicBool::new(false),
+        calllog: calllog.clone(),
+        recordings: settings.recordings.clone(),
+    });
+    let http = bound.http.take().map(|listener| {
+        tokio::spawn(crate::http::serve(
+            listener,
+            metrics.clone(),
+            health.clone(),
+        ))
+    });
+    let mut gauges = tokio::time::interval(std::time::Duration::from_secs(1));
+    gauges.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut engine = Engine::new(cfg, plan.clone(), Instant::now());
     engine.set_local_time(local_time(settings.utc_offset_minutes));
     let mut clock = tokio::time::interval(std::time::Duration::from_secs(20));
@@ -212,6 +231,7 @@ pub async fn run(
         udp: udp_by_local,
         calllog: calllog.clone(),
         tcp: transport::TcpPool::new(net_tx, shield.clone()),
+        calls: crate::metrics::CallTracker::default(),
     };
     restart_byes(&mut engine, left_open, &calllog);
     drain(&mut engine, &mut out, &mut media).await;
@@ -241,6 +261,7 @@ pub async fn run(
             _ = &mut shutdown, if draining_since.is_none() => {
                 tracing::info!(live = engine.active_calls(), "draining: new calls get 503, live calls continue");
                 draining_since = Some(Instant::now());
+                health.draining.store(true, std::sync::atomic::Ordering::Relaxed);
                 engine.handle_input(Instant::now(), Input::Drain);
             }
             _ = hangup.recv() => {
@@ -263,6 +284,7 @@ pub async fn run(
             _ = clock.tick() => {
                 engine.set_local_time(local_time(settings.utc_offset_minutes));
             }
+            _ = gauges.tick() => crate::metrics::engine_gauges(&engine),
             ev = media_rx.recv() => {
                 let Some(ev) = ev else { break };
                 engine.handle_input(Instant::now(), Input::Media { call: ev.call, leg: ev.leg, event: ev.event });
@@ -304,6 +326,12 @@ pub async fn run(
         }
     }
     tracing::info!(live = engine.active_calls(), "gateway stopped");
+    // The HTTP task holds the call log (readiness): it ends before the log's writer is joined.
+    if let Some(http) = http {
+        http.abort();
+        let _ = http.await;
+    }
+    drop(health);
     engine.flush_noncall_counts(Instant::now());
     drain(&mut engine, &mut out, &mut media).await;
     // The reporter holds the call log open: stop it, then report what is left.
@@ -448,10 +476,12 @@ fn apply_reload(
         Ok((plan, directory)) => {
             let name = plan.centre().name.clone();
             shield.set_plan(plan.clone(), agency_addresses(&directory));
+            crate::metrics::register_routes(&plan);
             engine.set_directory(directory);
             engine.set_plan(plan);
             tracing::info!("dialplan reloaded");
             println!("dialplan reloaded: now serving \"{name}\"");
+            crate::metrics::dialplan_reload("applied");
             (
                 calllog::GatewayEventKind::DialplanReloaded,
                 format!("now serving \"{name}\""),
@@ -460,6 +490,7 @@ fn apply_reload(
         Err(errors) => {
             tracing::error!("dialplan rejected, keeping the old one:\n{errors}");
             println!("dialplan rejected, keeping the old one");
+            crate::metrics::dialplan_reload("rejected");
             (calllog::GatewayEventKind::DialplanRejected, errors)
         }
     };
@@ -473,6 +504,7 @@ fn apply_reload(
 fn handle_net(engine: &mut Engine, out: &mut Outputs, ev: NetEvent) {
     match ev {
         NetEvent::Sip { flow, data, queued } => {
+            crate::metrics::sip_message("in", &data);
             engine.handle_input(Instant::now(), Input::Sip { flow, data: &data });
             drop(queued);
         }
@@ -516,6 +548,7 @@ struct Outputs {
     udp: HashMap<(bool, u16), Arc<UdpSocket>>,
     calllog: CallLog,
     tcp: transport::TcpPool,
+    calls: crate::metrics::CallTracker,
 }
 
 async fn drain(engine: &mut Engine, out: &mut Outputs, media: &mut MediaManager) {
@@ -523,6 +556,7 @@ async fn drain(engine: &mut Engine, out: &mut Outputs, media: &mut MediaManager)
     while let Some(output) = engine.poll_output() {
         match output {
             Output::Transmit { flow, bytes } => {
+                crate::metrics::sip_message("out", &bytes);
                 if let Err(reason) = send(out, flow, bytes).await {
                     // A lost UDP datagram is what retransmission is for; only a stream that
                     // cannot carry the message is a transport failure for the engine.
@@ -535,6 +569,7 @@ async fn drain(engine: &mut Engine, out: &mut Outputs, media: &mut MediaManager)
             }
             Output::Log(record) => {
                 out.tcp.observe(&record);
+                out.calls.observe(&record, Instant::now());
                 out.calllog.engine(at_ms, record);
             }
             Output::Media(cmd) => {

@@ -4,8 +4,10 @@ mod calllog;
 mod civil;
 mod config;
 mod gateway;
+mod http;
 mod media;
 mod memory;
+mod metrics;
 mod plan;
 mod restart;
 mod transport;
@@ -113,6 +115,10 @@ struct ServeArgs {
     /// CSV of cell IDs → approximate locations (cell_id,lat,lon,radius_m,area)
     #[arg(long, value_name = "CSV")]
     cell_table: Option<PathBuf>,
+    /// HTTP listener for /metrics, /healthz and /readyz, as IP:PORT (loopback), or off
+    /// [default: 127.0.0.1:8112]
+    #[arg(long, value_name = "IP:PORT|off")]
+    http: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -208,6 +214,10 @@ fn settings_from(args: ServeArgs) -> anyhow::Result<Settings> {
     if let Some(ms) = args.t1_ms {
         s.t1 = std::time::Duration::from_millis(ms.max(1));
     }
+    if let Some(http) = args.http {
+        s.http =
+            config::parse_http_listen(&http, false).map_err(|e| anyhow::anyhow!("--http: {e}"))?;
+    }
     s.validate()?;
     Ok(s)
 }
@@ -302,8 +312,25 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         // Before any port is bound: a second gateway on this call log would close the first
         // one's live calls at start.
         let lock = restart::CallLogLock::acquire(&settings.db)?;
-        let bound = gateway::bind(&settings.listen)?;
+        let mut bound = gateway::bind(&settings.listen)?;
         let mut stdout = std::io::stdout();
+        // Metrics and health are not worth a refused start: a gateway whose HTTP port is
+        // taken still answers 112, and says why it has no /metrics.
+        if let Some(addr) = settings.http {
+            match tokio::net::TcpListener::bind(addr).await {
+                Ok(listener) => {
+                    if let Ok(a) = listener.local_addr() {
+                        writeln!(stdout, "listening http {a}")?;
+                    }
+                    bound.http = Some(listener);
+                }
+                Err(e) => tracing::error!(
+                    %addr,
+                    error = %e,
+                    "HTTP listener (metrics, health) not started; set http.listen or --http"
+                ),
+            }
+        }
         for line in bound.describe() {
             writeln!(stdout, "listening {line}")?;
         }

@@ -196,6 +196,8 @@ fn a_second_gateway_on_the_same_call_log_refuses_to_start_and_the_first_ones_cal
             "udp:127.0.0.1:0",
             "--listen",
             "tcp:127.0.0.1:0",
+            "--http",
+            "off",
         ])
         .arg("--db")
         .arg(&db_path)

@@ -338,6 +338,7 @@ fn serve_briefly(args: &[&str]) -> (std::process::ExitStatus, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_siaga"))
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .arg("serve")
+        .args(["--http", "off"])
         .args(args)
         .arg("--db")
         .arg(dir.path().join("second.db"))

@@ -122,6 +122,13 @@ impl Default for LogOptions {
 pub const DEFAULT_SPILL_DIR: &str = "/var/tmp/siaga-spill";
 
 impl CallLog {
+    /// Whether the database takes writes now (no records waiting for it after a failure).
+    pub fn writable(&self) -> bool {
+        self.shared
+            .writable
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// [`CallLog::start_with`] with the default options.
     #[cfg(test)]
     pub fn start(path: &Path) -> anyhow::Result<(CallLog, LogWriter, Recovery)> {

@@ -39,6 +39,8 @@ pub struct Shared {
     pub handover_limit: usize,
     /// Records the senders could not hand over.
     pub lost: AtomicU64,
+    /// The database takes writes (no gap open): the gateway's readiness.
+    pub writable: std::sync::atomic::AtomicBool,
 }
 
 impl Shared {
@@ -47,6 +49,7 @@ impl Shared {
             handover_bytes: AtomicUsize::new(0),
             handover_limit,
             lost: AtomicU64::new(0),
+            writable: std::sync::atomic::AtomicBool::new(true),
         }
     }
 }
@@ -307,6 +310,8 @@ impl Writer {
                 self.flush();
             }
             self.bound_memory();
+            let waiting = self.memory.len() as u64 + self.spill.unread();
+            metrics::gauge!("siaga_calllog_queue_depth").set(waiting as f64);
         }
         self.stop();
     }
@@ -397,6 +402,16 @@ impl Writer {
 
     /// One transaction: the oldest spilled records, else the oldest in memory.
     fn write_next(&mut self) -> Result<(), String> {
+        let started = Instant::now();
+        let written = self.write_batch();
+        if written.is_ok() {
+            metrics::histogram!("siaga_calllog_write_seconds")
+                .record(started.elapsed().as_secs_f64());
+        }
+        written
+    }
+
+    fn write_batch(&mut self) -> Result<(), String> {
         self.connection()?;
         if self.spill.unread() > 0 {
             let (entries, offset) = match self.spill.peek(BATCH) {
@@ -435,6 +450,7 @@ impl Writer {
     }
 
     fn failed(&mut self, error: String) {
+        self.shared.writable.store(false, Ordering::Relaxed);
         if self.gap.is_none() {
             tracing::error!(
                 %error,
@@ -459,6 +475,7 @@ impl Writer {
     }
 
     fn gap_ended(&mut self, gap: Gap) {
+        self.shared.writable.store(true, Ordering::Relaxed);
         let ended = now_ms();
         let spilled = match gap.spilled {
             0 => "none spilled".to_owned(),

@@ -21,8 +21,8 @@ use siaga_media::recording::{MixerConfig, StereoMixer};
 use siaga_media::rtp::FIXED_HEADER_LEN;
 use siaga_media::{
     Channel, Codec, DigitFilter, DtmfEvent, ForwardClock, Latch, LatchConfig, OutboundConfig,
-    OutboundStream, Prompt, RelayBuffer, RtpTimestamp, RtpView, SequenceNumber, SilenceEvent,
-    SilenceWatch, Ssrc, Verdict, VoiceConfig, VoiceMeter,
+    OutboundStream, Prompt, Reception, RelayBuffer, RtpTimestamp, RtpView, SequenceNumber,
+    SilenceEvent, SilenceWatch, Ssrc, Verdict, VoiceConfig, VoiceMeter,
 };
 
 use super::MediaEventOut;
@@ -63,6 +63,26 @@ pub(super) struct RelayedPacket {
     pub timestamp: RtpTimestamp,
     pub marker: bool,
     pub payload: Range<usize>,
+}
+
+/// Packets a leg (or a reactor's legs) handled, for the metrics.
+#[derive(Debug, Default, Clone, Copy)]
+pub(super) struct MediaCounts {
+    pub received: u64,
+    pub sent_relayed: u64,
+    pub sent_generated: u64,
+    pub lost: u64,
+    pub late: u64,
+}
+
+impl std::ops::AddAssign for MediaCounts {
+    fn add_assign(&mut self, other: MediaCounts) {
+        self.received += other.received;
+        self.sent_relayed += other.sent_relayed;
+        self.sent_generated += other.sent_generated;
+        self.lost += other.lost;
+        self.late += other.late;
+    }
 }
 
 /// The call's recording, fed by the caller's leg.
@@ -153,6 +173,11 @@ pub(super) struct Leg {
     recording: Option<RecordingFeed>,
     /// The caller's voice activity (caller's leg only), reported to the engine at release.
     voice: Option<VoiceMeter>,
+    /// Lost and late packets of the peer's stream.
+    reception: Reception,
+    /// Counts not yet taken by the reactor (lost and late: those already taken).
+    counts: MediaCounts,
+    taken: MediaCounts,
 }
 
 /// The media clock.
@@ -190,6 +215,9 @@ impl Leg {
             forward_clock: ForwardClock::default(),
             recording: setup.recording,
             voice: is_caller.then(|| VoiceMeter::new(VoiceConfig::default())),
+            reception: Reception::default(),
+            counts: MediaCounts::default(),
+            taken: MediaCounts::default(),
         }
     }
 
@@ -240,6 +268,18 @@ impl Leg {
         self.peer = None;
         self.relay_in.clear();
         self.forward_clock.reset();
+    }
+
+    /// The packets handled since the last call (lost and late: newly counted ones).
+    pub(super) fn take_counts(&mut self) -> MediaCounts {
+        let (lost, late) = (self.reception.lost(), self.reception.late());
+        let mut counts = std::mem::take(&mut self.counts);
+        // A straggler can turn a lost packet into a late one: what was taken stays taken.
+        counts.lost = lost.saturating_sub(self.taken.lost);
+        counts.late = late.saturating_sub(self.taken.late);
+        self.taken.lost = self.taken.lost.max(lost);
+        self.taken.late = late;
+        counts
     }
 
     /// The call this leg belongs to.
@@ -396,7 +436,7 @@ impl Leg {
             if let Some(playing) = self.playing.as_mut() {
                 playing.position += samples;
             }
-            self.send(len, ssrc, timestamp, now);
+            self.send(len, ssrc, timestamp, now, false);
             if let (Some(done), Some(playing)) = (finished, self.playing)
                 && done == playing.stream
             {
@@ -411,10 +451,22 @@ impl Leg {
 
     /// Sends the packet in `tx_buf[..len]` to the peer and, on the caller's leg, records
     /// what the caller hears — only what was really sent, as the phone decodes it.
-    fn send(&mut self, len: usize, ssrc: Ssrc, timestamp: RtpTimestamp, now: Instant) {
+    fn send(
+        &mut self,
+        len: usize,
+        ssrc: Ssrc,
+        timestamp: RtpTimestamp,
+        now: Instant,
+        relayed: bool,
+    ) {
         let Some(to) = self.target().filter(|_| self.may_send()) else {
             return;
         };
+        if relayed {
+            self.counts.sent_relayed += 1;
+        } else {
+            self.counts.sent_generated += 1;
+        }
         if let Some(packet) = self.tx_buf.get(..len)
             && let Err(e) = self.socket.send_to(packet, to)
         {
@@ -439,10 +491,15 @@ impl Leg {
 
     /// The peer leg received `packet` (`payload` is its audio): sent on at once when it
     /// fits this leg's stream as it is (same law and packet time, no prompt playing), else
-    /// held for the pacing ticks to transcode or mix.
-    pub(super) fn on_relayed(&mut self, packet: &RelayedPacket, payload: &[u8], now: Instant) {
+    /// held for the pacing ticks to transcode or mix. Returns whether it was sent now.
+    pub(super) fn on_relayed(
+        &mut self,
+        packet: &RelayedPacket,
+        payload: &[u8],
+        now: Instant,
+    ) -> bool {
         if self.peer.is_none() {
-            return;
+            return false;
         }
         let fits = self.playing.is_none()
             && packet.codec == self.stream_codec
@@ -452,19 +509,25 @@ impl Leg {
                 .is_some_and(|s| s.samples_per_frame() == payload.len());
         if !fits {
             self.relay_in.push(packet.codec, payload);
-            return;
+            return false;
         }
         // What a prompt's mix left held goes first, so nothing is lost or reordered.
         self.flush_held(now);
         let Some(stream) = self.outbound.as_mut() else {
-            return;
+            return false;
         };
         let ssrc = stream.sequencer_mut().ssrc();
         let next = stream.sequencer_mut().next_timestamp();
         let timestamp = self.forward_clock.map(packet.ssrc, packet.timestamp, next);
         match stream.forward(now, timestamp, packet.marker, payload, &mut self.tx_buf) {
-            Ok(len) => self.send(len, ssrc, timestamp, now),
-            Err(e) => tracing::error!(error = %e, "relayed RTP packet"),
+            Ok(len) => {
+                self.send(len, ssrc, timestamp, now, true);
+                true
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "relayed RTP packet");
+                false
+            }
         }
     }
 
@@ -484,7 +547,7 @@ impl Leg {
             let timestamp = stream.sequencer_mut().next_timestamp();
             let held = codes.get(..n).unwrap_or_default();
             match stream.forward(now, timestamp, false, held, &mut self.tx_buf) {
-                Ok(len) => self.send(len, ssrc, timestamp, now),
+                Ok(len) => self.send(len, ssrc, timestamp, now, false),
                 Err(e) => {
                     tracing::error!(error = %e, "held relayed audio");
                     self.relay_in.clear();
@@ -521,6 +584,8 @@ impl Leg {
         if !self.accept_source(from, now) {
             return None;
         }
+        self.counts.received += 1;
+        self.reception.on_packet(packet.sequence);
         // The engine probes a silent caller; it must know the audio is back.
         if let Some(event) = self.silence.on_packet(now) {
             self.emit(media_event(event));

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use siaga_engine::ids::{CallRef, LegId};
 
-use super::leg::{Leg, LegCommand, LegSetup, MAX_DATAGRAM, now};
+use super::leg::{Leg, LegCommand, LegSetup, MAX_DATAGRAM, MediaCounts, now};
 use super::poller::{Poller, WAKER_TOKEN, Waker};
 
 /// The reactor's period: every leg is paced and checked this often.
@@ -30,6 +30,8 @@ const HOUSEKEEPING_TICKS: u8 = 10;
 const PACKETS_PER_WAKE: usize = 8;
 /// Most datagrams read from an unwatched socket per tick.
 const MAX_PACKETS_PER_TICK: usize = 64;
+/// Ticks between two hand-overs of the reactor's counts to the metrics (1 s).
+const METRICS_TICKS: u32 = 100;
 
 /// Work for a reactor.
 pub(super) enum ReactorCommand {
@@ -65,6 +67,12 @@ struct Reactor {
     ready: Vec<u64>,
     /// A leg's code panicked since the last [`Reactor::drop_broken`].
     any_broken: bool,
+    /// Packets handled since the last hand-over to the metrics.
+    counts: MediaCounts,
+    /// Relayed packets by time spent in the reactor (the buckets of
+    /// [`crate::metrics::RELAY_DELAY_BUCKETS`], then one beyond), since the last hand-over.
+    relay_delay: [u64; RELAY_DELAY_SLOTS],
+    ticks_to_metrics: u32,
     rx_buf: Box<[u8; MAX_DATAGRAM]>,
 }
 
@@ -100,6 +108,9 @@ pub(super) fn run(
         poller,
         ready: Vec::new(),
         any_broken: false,
+        counts: MediaCounts::default(),
+        relay_delay: [0; RELAY_DELAY_SLOTS],
+        ticks_to_metrics: METRICS_TICKS,
         rx_buf: Box::new([0; MAX_DATAGRAM]),
     };
     let mut next_tick = now() + TICK;
@@ -130,10 +141,15 @@ pub(super) fn run(
         }
     }
     let at = now();
-    for mut slot in reactor.slots.into_iter().flatten() {
+    for slot in reactor.slots.iter_mut().flatten() {
+        reactor.counts += slot.leg.take_counts();
         slot.leg.finish(at);
     }
+    reactor.hand_over_metrics();
 }
+
+/// Places for [`Reactor::relay_delay`]: one per bucket and one beyond the last.
+const RELAY_DELAY_SLOTS: usize = crate::metrics::RELAY_DELAY_BUCKETS.len() + 1;
 
 impl Reactor {
     /// Waits for datagrams, a wake-up or the timeout; fills `ready`. Returns whether
@@ -173,6 +189,7 @@ impl Reactor {
                 cmd: LegCommand::Release,
             } => {
                 if let Some(mut slot) = self.remove((call, leg)) {
+                    self.counts += slot.leg.take_counts();
                     slot.leg.finish(now());
                 }
             }
@@ -264,6 +281,42 @@ impl Reactor {
         if broken {
             self.drop_broken();
         }
+        self.ticks_to_metrics = self.ticks_to_metrics.saturating_sub(1);
+        if self.ticks_to_metrics == 0 {
+            self.ticks_to_metrics = METRICS_TICKS;
+            for slot in self.slots.iter_mut().flatten() {
+                self.counts += slot.leg.take_counts();
+            }
+            self.hand_over_metrics();
+        }
+    }
+
+    /// Adds the counts since the last hand-over to the process's metrics.
+    fn hand_over_metrics(&mut self) {
+        let counts = std::mem::take(&mut self.counts);
+        metrics::counter!("siaga_rtp_packets_received_total").increment(counts.received);
+        metrics::counter!("siaga_rtp_packets_sent_total", "kind" => "relayed")
+            .increment(counts.sent_relayed);
+        metrics::counter!("siaga_rtp_packets_sent_total", "kind" => "generated")
+            .increment(counts.sent_generated);
+        metrics::counter!("siaga_rtp_packets_lost_total").increment(counts.lost);
+        metrics::counter!("siaga_rtp_packets_late_total").increment(counts.late);
+        let delay = metrics::histogram!("siaga_rtp_relay_delay_seconds");
+        let buckets = crate::metrics::RELAY_DELAY_BUCKETS;
+        for (slot, count) in std::mem::take(&mut self.relay_delay)
+            .into_iter()
+            .enumerate()
+        {
+            // Each packet counts in its bucket: recorded at the bucket's bound (beyond the
+            // last, at twice the last bound). The histogram's sum is thus an upper bound.
+            let value = buckets
+                .get(slot)
+                .copied()
+                .unwrap_or_else(|| buckets.last().copied().unwrap_or(0.05) * 2.0);
+            if count > 0 {
+                delay.record_many(value, usize::try_from(count).unwrap_or(usize::MAX));
+            }
+        }
     }
 
     /// Reads the sockets the last wait reported.
@@ -329,12 +382,25 @@ impl Reactor {
                 continue;
             };
             let payload = self.rx_buf.get(packet.payload.clone()).unwrap_or_default();
-            let done = std::panic::catch_unwind(AssertUnwindSafe(|| {
-                peer.leg.on_relayed(&packet, payload, at);
+            let sent = std::panic::catch_unwind(AssertUnwindSafe(|| {
+                peer.leg.on_relayed(&packet, payload, at)
             }));
-            if done.is_err() {
+            let Ok(sent) = sent else {
                 peer.broken = true;
                 self.any_broken = true;
+                continue;
+            };
+            if !sent {
+                // Held for the pacing ticks (transcoding, a prompt's mix): not a relay delay.
+                continue;
+            }
+            let spent = now().saturating_duration_since(at).as_secs_f64();
+            let slot = crate::metrics::RELAY_DELAY_BUCKETS
+                .iter()
+                .position(|&bound| spent <= bound)
+                .unwrap_or(RELAY_DELAY_SLOTS - 1);
+            if let Some(n) = self.relay_delay.get_mut(slot) {
+                *n += 1;
             }
         }
     }

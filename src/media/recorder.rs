@@ -409,6 +409,7 @@ impl Writer {
             return;
         }
         let file = rec.file.take();
+        metrics::counter!("siaga_recordings_finished_total").increment(1);
         // A file once created is in the call log: whatever reached the disk is synced, hashed
         // and logged, even after a failure, so that it is not taken for an unfinished one.
         let done = Finished {
@@ -481,6 +482,7 @@ fn flush(rec: &mut Recording, calllog: &CallLog) {
         .and_then(|()| write_sizes(file, new_size));
     match result {
         Ok(()) => {
+            metrics::counter!("siaga_recording_bytes_total").increment(rec.pending.len() as u64);
             rec.data_bytes = new_size;
             rec.pending.clear();
         }
@@ -501,6 +503,7 @@ fn write_sizes(file: &File, data_size: u64) -> std::io::Result<()> {
 }
 
 fn failed(calllog: &CallLog, call: u64, path: &Path, why: &str) {
+    metrics::counter!("siaga_recording_failures_total").increment(1);
     tracing::error!(call, path = %path.display(), why, "recording failed; the call continues");
     calllog.timeline(
         CallRef(call),

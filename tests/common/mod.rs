@@ -13,6 +13,8 @@ pub struct Gateway {
     stdout_lines: std::sync::mpsc::Receiver<String>,
     pub udp: SocketAddr,
     pub tcp: SocketAddr,
+    /// The HTTP listener (metrics, health): on a free loopback port unless `extra` sets one.
+    pub http: Option<SocketAddr>,
     pub dir: tempfile::TempDir,
     pub stderr_log: PathBuf,
 }
@@ -80,6 +82,12 @@ impl Gateway {
             .arg("--recordings")
             .arg(&recordings)
             .args(extra)
+            // Side-by-side gateways must not all want the default HTTP port.
+            .args(if extra.contains(&"--http") {
+                &[][..]
+            } else {
+                &["--http", "127.0.0.1:0"][..]
+            })
             .env("RUST_LOG", "info")
             .stdout(Stdio::piped())
             .stderr(stderr)
@@ -88,6 +96,7 @@ impl Gateway {
         let stdout = child.stdout.take().expect("stdout");
         let mut udp = None;
         let mut tcp = None;
+        let mut http = None;
         let (line_tx, stdout_lines) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
@@ -98,7 +107,9 @@ impl Gateway {
         });
         // The gateway prints its bound addresses before serving: no sleeping, just reading.
         while let Ok(line) = stdout_lines.recv_timeout(std::time::Duration::from_secs(30)) {
-            if let Some(a) = line.strip_prefix("listening udp ") {
+            if let Some(a) = line.strip_prefix("listening http ") {
+                http = a.parse().ok();
+            } else if let Some(a) = line.strip_prefix("listening udp ") {
                 udp = a.parse().ok();
             } else if let Some(a) = line.strip_prefix("listening tcp ") {
                 tcp = a.parse().ok();
@@ -116,6 +127,7 @@ impl Gateway {
             stdout_lines,
             udp,
             tcp,
+            http,
             dir,
             stderr_log,
         }

@@ -44,4 +44,6 @@ pub mod transaction;
 pub use config::{EngineConfig, SilentCallerProbe};
 pub use directory::{Directory, Hop};
 pub use engine::Engine;
+pub use engine::gauges::{CallGauges, CallPhase};
 pub use siaga_dialplan as dialplan;
+pub use transaction::table::TxCounters;

@@ -15,6 +15,7 @@
 //! - [`prompt`]: prompt decoding and the paced outbound stream.
 //! - [`relay`]: audio between the two legs of a bridged call: sent on as it arrives, or
 //!   through a play-out buffer when it must be transcoded or mixed.
+//! - [`reception`]: lost and late packets of an incoming stream.
 //! - [`latch`]: which RTP sources a leg takes (symmetric RTP that an outsider cannot hijack).
 //! - [`silence`]: a leg's first packet, media timeout and return of audio.
 //! - [`voice`]: whether the caller speaks (speech frames, longest run), for the call's signals.
@@ -23,6 +24,7 @@ pub mod dtmf;
 pub mod g711;
 pub mod latch;
 pub mod prompt;
+pub mod reception;
 pub mod recording;
 pub mod relay;
 pub mod rtp;
@@ -35,6 +37,7 @@ pub use dtmf::{Digit, DigitFilter, DtmfEvent, DtmfSource};
 pub use g711::Codec;
 pub use latch::{Latch, LatchConfig, LatchEvent, Verdict};
 pub use prompt::{OutboundConfig, OutboundFrame, OutboundStream, PlaybackId, Prompt, PromptError};
+pub use reception::Reception;
 pub use recording::{Channel, MixerConfig, StereoMixer};
 pub use relay::{ForwardClock, RelayBuffer};
 pub use rtp::{PayloadType, RtpHeader, RtpSequencer, RtpTimestamp, RtpView, SequenceNumber, Ssrc};

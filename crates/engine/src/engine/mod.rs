@@ -7,6 +7,7 @@
 //! - `new_call`: an INVITE that starts a call (or is a merged copy of one);
 //! - `stateless`: traffic outside every call, counted, sampled and rationed.
 
+pub mod gauges;
 mod new_call;
 mod stateless;
 

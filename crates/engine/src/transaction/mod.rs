@@ -4,7 +4,7 @@
 
 pub mod client;
 pub mod server;
-pub(crate) mod table;
+pub mod table;
 
 use std::time::{Duration, Instant};
 

@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use super::client::{ClientInviteTx, ClientNonInviteTx, ResponseVerdict};
 use super::server::{ServerInviteTx, ServerNonInviteTx};
-use super::{Reliability, ServerTxKey, TimerConfig, TxEffect};
+use super::{Reliability, ServerTxKey, TimerConfig, TxEffect, TxEnd};
 use crate::ids::{Branch, CallRef, LegId};
 use crate::net::Flow;
 
@@ -192,15 +192,44 @@ pub(crate) struct Fed {
     pub(crate) effects: Vec<TxEffect>,
 }
 
+/// Running totals of the transaction layer since start, for the gateway's metrics.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct TxCounters {
+    /// Requests that matched a server transaction: the peer sent them again.
+    pub retransmissions_received: u64,
+    /// Requests and responses we sent again on a timer (Timers A, E, G).
+    pub retransmissions_sent: u64,
+    /// Transactions that ended without the peer's answer: no final response to our request
+    /// (Timers B, F) or no ACK for our final response (Timer H).
+    pub timeouts: u64,
+}
+
+impl TxCounters {
+    fn count(&mut self, effects: &[TxEffect]) {
+        for effect in effects {
+            match effect {
+                TxEffect::Transmit(_) => self.retransmissions_sent += 1,
+                TxEffect::Terminated(TxEnd::Timeout | TxEnd::NoAck) => self.timeouts += 1,
+                TxEffect::Terminated(TxEnd::Done) => {}
+            }
+        }
+    }
+}
+
 #[derive(Debug, Default)]
 pub(crate) struct TransactionTable {
     server: HashMap<ServerTxKey, ServerTxEntry>,
     client: HashMap<ClientTxKey, ClientTxEntry>,
+    counters: TxCounters,
 }
 
 impl TransactionTable {
     pub(crate) fn len(&self) -> (usize, usize) {
         (self.server.len(), self.client.len())
+    }
+
+    pub(crate) fn counters(&self) -> TxCounters {
+        self.counters
     }
 
     /// Adds a server transaction; an existing one under the key is kept.
@@ -222,6 +251,7 @@ impl TransactionTable {
     pub(crate) fn absorb(&mut self, key: &ServerTxKey) -> Option<Absorbed> {
         let entry = self.server.get_mut(key)?;
         entry.repeats = entry.repeats.saturating_add(1);
+        self.counters.retransmissions_received += 1;
         let resend = match &entry.tx {
             ServerTx::Invite(t) => t.on_invite_retransmission(),
             ServerTx::NonInvite(t) => t.on_retransmission(),
@@ -306,6 +336,7 @@ impl TransactionTable {
             ServerTx::Invite(t) => t.on_timeout(now, &mut effects),
             ServerTx::NonInvite(t) => t.on_timeout(now, &mut effects),
         }
+        self.counters.count(&effects);
         let fed = Fed {
             call: entry.call,
             leg: entry.leg,
@@ -327,6 +358,7 @@ impl TransactionTable {
             ClientTx::Invite(t) => t.on_timeout(now, &mut effects),
             ClientTx::NonInvite(t) => t.on_timeout(now, &mut effects),
         }
+        self.counters.count(&effects);
         let fed = Fed {
             call: Some(entry.call),
             leg: entry.leg,

@@ -1,0 +1,97 @@
+//! The HTTP listener: `/metrics` (Prometheus), `/healthz` (alive) and `/readyz` (able to take
+//! calls). Loopback by default (the figures are the centre's); the supervisors' console will
+//! share it.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use tokio::net::TcpListener;
+
+use crate::calllog::CallLog;
+use crate::metrics::Metrics;
+
+/// What `/readyz` checks, shared with the gateway.
+pub struct Health {
+    /// The gateway drains (SIGTERM): it takes no new calls.
+    pub draining: AtomicBool,
+    pub calllog: CallLog,
+    pub recordings: PathBuf,
+}
+
+impl Health {
+    /// Each check and whether it passes: SIP listening (the process runs the engine),
+    /// dialplan loaded (it cannot run without one), the call log taking writes, the
+    /// recordings directory writable, not draining.
+    fn checks(&self) -> Vec<(&'static str, bool)> {
+        let probe = self
+            .recordings
+            .join(format!(".siaga-ready-{}", std::process::id()));
+        let recordings =
+            std::fs::write(&probe, b"").is_ok() && std::fs::remove_file(&probe).is_ok();
+        vec![
+            ("sip_listening", true),
+            ("dialplan_loaded", true),
+            ("calllog_writable", self.calllog.writable()),
+            ("recordings_writable", recordings),
+            ("taking_calls", !self.draining.load(Ordering::Relaxed)),
+        ]
+    }
+}
+
+#[derive(Clone)]
+struct AppState {
+    metrics: Option<Metrics>,
+    health: Arc<Health>,
+}
+
+/// Serves until the process ends (the gateway's shutdown drops the task).
+pub async fn serve(listener: TcpListener, metrics: Option<Metrics>, health: Arc<Health>) {
+    let app = Router::new()
+        .route("/metrics", get(metrics_page))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(ready))
+        .with_state(AppState { metrics, health });
+    if let Err(e) = axum::serve(listener, app).await {
+        tracing::error!(error = %e, "HTTP listener stopped");
+    }
+}
+
+async fn metrics_page(State(state): State<AppState>) -> impl IntoResponse {
+    match state.metrics {
+        Some(metrics) => (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+            metrics.render(),
+        ),
+        None => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [(header::CONTENT_TYPE, "text/plain")],
+            "metrics recorder not installed\n".to_owned(),
+        ),
+    }
+}
+
+async fn ready(State(state): State<AppState>) -> impl IntoResponse {
+    let health = state.health.clone();
+    // The recordings probe touches the disk: off the async workers.
+    let checks = tokio::task::spawn_blocking(move || health.checks())
+        .await
+        .unwrap_or_default();
+    let ok = !checks.is_empty() && checks.iter().all(|(_, pass)| *pass);
+    let body: String = checks
+        .iter()
+        .map(|(name, pass)| format!("{name} {}\n", if *pass { "ok" } else { "FAIL" }))
+        .collect();
+    let status = if ok {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, [(header::CONTENT_TYPE, "text/plain")], body)
+}
