@@ -21,7 +21,9 @@ many times within a call):
  2. Flow pairing: for a sample of anchors of each input flow (payloads common to most flows,
     up to 128 per flow), every output packet with the same payload sent 0..max-delay later is a
     vote (input flow, output flow, delay). A candidate pair needs votes from at least half of the
-    sampled anchors that fall within the output flow's lifetime. Every call is a time-shifted
+    sampled anchors that fall within the output flow's lifetime, and the output flow must start
+    and end with the input flow (within --slack-s: calls one file loop apart play the same audio
+    at the same moments). Every call is a time-shifted
     copy of the others, so the calls started just after the true one are candidates as well,
     with a larger but equally steady delay. The pairs kept are the largest set in which the SUT
     never reorders calls (input flows ordered by first packet, output flows by the time they
@@ -54,9 +56,10 @@ AGENCY_PORTS = (20000, 29999)
 PAIR_KEYS = 64          # distinct payloads used to vote on flow pairs
 PAIR_ANCHORS = 128      # anchors per input flow used to vote
 LAST_S = 1.0            # "lost in the last second of the call"
+NEW_FLOW_PAUSE = 0.06   # a new SSRC after at least this pause (s) on the same ports is a new call
 DP_CELLS = 250_000      # beyond this, a run of repeated payloads is matched greedily in order
 REORDER_SPAN = 4        # a relay may swap packets this close (rtpengine's threads do, rarely)
-REORDER_TOLERANCE = 0.005   # ... if the copy has the expected delay within this (s)
+REORDER_TOLERANCE = 0.005   # ... if the copy's delay is within the neighbouring anchors' (+- this, s)
 
 LINK_HEADER = {0: 4, 1: 14, 12: 0, 14: 0, 101: 0, 108: 4, 113: 16, 276: 20}
 
@@ -125,11 +128,9 @@ def read_pcap(path, sut_ports, payload_bytes, caller=CALLER_PORTS, agency=AGENCY
                 fk = mm[ip + 12:ip + 24]
             else:
                 fk = mm[ip + 12:ip + 20] + mm[u:u + 4]
-            flow = by_key.get(fk, 0)
-            if flow == 0:
+            state = by_key.get(fk, 0)
+            if state == 0:
                 sport, dport = ports(fk, 8)
-                src = f"{'.'.join(map(str, fk[0:4]))}:{sport}"
-                dst = f"{'.'.join(map(str, fk[4:8]))}:{dport}"
                 direction = None
                 if clo <= sport <= chi and slo <= dport <= shi:
                     direction = "c2s"
@@ -139,11 +140,9 @@ def read_pcap(path, sut_ports, payload_bytes, caller=CALLER_PORTS, agency=AGENCY
                     direction = "a2s"
                 elif slo <= sport <= shi and clo <= dport <= chi:
                     direction = "s2c"
-                flow = Flow(src, dst) if direction else None
-                if flow is not None:
-                    flows[direction].append(flow)
-                by_key[fk] = flow
-            if flow is None:
+                state = [direction, None, None, -1e18] if direction else None
+                by_key[fk] = state
+            if state is None:
                 continue
             r = u + 8
             b0 = mm[r]
@@ -155,19 +154,30 @@ def read_pcap(path, sut_ports, payload_bytes, caller=CALLER_PORTS, agency=AGENCY
                 pl += 4 + 4 * ((mm[pl + 2] << 8) | mm[pl + 3])
             if pl >= stop:
                 continue
+            if base is None:
+                base = sec
+            t = (sec - base) + frac * scale
+            ssrc = mm[r + 8:r + 12]
+            if ssrc != state[2]:
+                # Ports are reused by later calls: a new SSRC after a pause is a new flow.
+                if t - state[3] >= NEW_FLOW_PAUSE:
+                    sport, dport = ports(fk, 8)
+                    state[1] = Flow(f"{'.'.join(map(str, fk[0:4]))}:{sport}",
+                                    f"{'.'.join(map(str, fk[4:8]))}:{dport}")
+                    flows[state[0]].append(state[1])
+                state[2] = ssrc
+            state[3] = t
+            flow = state[1]
             payload = mm[pl:min(pl + payload_bytes, stop)]
             pid = payload_ids.get(payload)
             if pid is None:
                 pid = payload_ids[payload] = len(payload_ids)
-            if base is None:
-                base = sec
-            flow.times.append((sec - base) + frac * scale)
+            flow.times.append(t)
             flow.keys.append(pid)
             rtp += 1
     stats.update(packets=packets, rtp=rtp, other=packets - rtp, payloads=len(payload_ids),
                  epoch_base=base)
-    for direction, fl in flows.items():
-        fl[:] = [flow for flow in fl if len(flow.times)]   # flows of RTCP only
+    for fl in flows.values():
         for flow in fl:
             if any(flow.times[i] > flow.times[i + 1] for i in range(len(flow.times) - 1)):
                 order = sorted(range(len(flow.times)), key=flow.times.__getitem__)
@@ -195,7 +205,7 @@ def median(xs):
     return s[len(s) // 2] if s else None
 
 
-def pair_flows(inputs, outputs, anchors, max_delay):
+def pair_flows(inputs, outputs, anchors, max_delay, slack=1.0):
     """Return (pairs [(i, j, delay_s)], order_decided, candidate_edges)."""
     counts = {}
     for flow, mask in zip(inputs, anchors):
@@ -240,7 +250,12 @@ def pair_flows(inputs, outputs, anchors, max_delay):
                     seen.add(j)
                     votes.setdefault(j, []).append(ts[p] - t)
                 p += 1
+        in_first, in_last = flow.times[0], flow.times[-1]
         for j, ds in votes.items():
+            # A call started one file loop earlier or later plays the same audio at the same
+            # moments: a candidate must start and end with the input (within `slack`).
+            if out_first[j] < in_first - slack or out_last[j] > in_last + max_delay + slack:
+                continue
             overlap = (bisect.bisect_right(sample_t, out_last[j])
                        - bisect.bisect_left(sample_t, out_first[j] - max_delay))
             if len(ds) >= min(3, overlap) and 2 * len(ds) >= overlap:
@@ -291,15 +306,17 @@ def pair_flows(inputs, outputs, anchors, max_delay):
     return pairs, order_decided, len(edges)
 
 
-def match_run(in_t, exp, out_t, inside, max_delay):
+def match_run(in_t, exp, out_t, inside, band, max_delay):
     """Order-keeping matching of equal payloads: most pairs, then least sum |delay - expected|.
-    An output outside the segment (`inside` false) is allowed only at the expected delay (a relay
-    that reorders packets slightly). Returns [(input position, output position)]."""
+    An output just outside the segment (`inside` false: the relay reordered packets) is allowed
+    only with a delay within `band` (the two anchors' delays, widened by REORDER_TOLERANCE).
+    Returns [(input position, output position)]."""
     n, m = len(in_t), len(out_t)
+    lo, hi = band
 
     def allowed(x, y):
         d = out_t[y] - in_t[x]
-        return 0 <= d <= max_delay and (inside[y] or abs(d - exp[x]) < REORDER_TOLERANCE)
+        return 0 <= d <= max_delay and (inside[y] or lo <= d <= hi)
 
     if n == m and all(inside) and all(allowed(x, x) for x in range(n)):
         return [(x, x) for x in range(n)]
@@ -398,7 +415,8 @@ def match_packets(inp, out, mask, delay, max_delay):
             in_t = [ti[x] for x in xs]
             exp_t = [da + (db - da) * ((t - ta) / span if span > 0 else 0.0) for t in in_t]
             inside = [ma < m < mb for m in ms]
-            for a, b in match_run(in_t, exp_t, [to[m] for m in ms], inside, max_delay):
+            band = (min(da, db) - REORDER_TOLERANCE, max(da, db) + REORDER_TOLERANCE)
+            for a, b in match_run(in_t, exp_t, [to[m] for m in ms], inside, band, max_delay):
                 match[xs[a]] = ms[b]
                 used[ms[b]] = 1
     return match
@@ -416,9 +434,9 @@ def percentiles_ms(values):
             "max": round(s[-1] * 1e3, 3)}
 
 
-def analyse_direction(inputs, outputs, max_delay, keep_pairs=False):
+def analyse_direction(inputs, outputs, max_delay, keep_pairs=False, slack=1.0):
     anchors = [anchor_mask(f, 2 * max_delay) for f in inputs]
-    pairs, order_decided, n_edges = pair_flows(inputs, outputs, anchors, max_delay)
+    pairs, order_decided, n_edges = pair_flows(inputs, outputs, anchors, max_delay, slack)
     delays = array("d")
     sent = sum(len(f.times) for f in inputs)
     delivered = lost_last = 0
@@ -441,7 +459,8 @@ def analyse_direction(inputs, outputs, max_delay, keep_pairs=False):
                 lost_last += 1
         delivered += got
         if keep_pairs:
-            pair_info.append({"in": inp.src + ">" + inp.dst, "out": out.src + ">" + out.dst,
+            pair_info.append({"in": inp.src + ">" + inp.dst, "in_first_s": inp.times[0],
+                              "out": out.src + ">" + out.dst,
                               "delay_ms": round(d * 1e3, 3), "sent": len(match), "delivered": got,
                               "match": list(match)})
     for i, f in enumerate(inputs):
@@ -463,13 +482,13 @@ def analyse_direction(inputs, outputs, max_delay, keep_pairs=False):
     return res
 
 
-def analyse(path, sut_ports, payload_bytes=32, max_delay=0.5, keep_pairs=False):
+def analyse(path, sut_ports, payload_bytes=32, max_delay=0.5, keep_pairs=False, slack=1.0):
     t0 = time.monotonic()
     flows, stats = read_pcap(path, sut_ports, payload_bytes)
     t1 = time.monotonic()
     res = {"pcap": stats,
-           "caller>agency": analyse_direction(flows["c2s"], flows["s2a"], max_delay, keep_pairs),
-           "agency>caller": analyse_direction(flows["a2s"], flows["s2c"], max_delay, keep_pairs)}
+           "caller>agency": analyse_direction(flows["c2s"], flows["s2a"], max_delay, keep_pairs, slack),
+           "agency>caller": analyse_direction(flows["a2s"], flows["s2c"], max_delay, keep_pairs, slack)}
     res["analysis_s"] = {"read": round(t1 - t0, 1), "total": round(time.monotonic() - t0, 1)}
     return res
 
@@ -496,6 +515,9 @@ def main():
                     help="payload bytes compared (the capture's snaplen must include them)")
     ap.add_argument("--max-delay-ms", type=float, default=500.0,
                     help="largest delay searched; a copy later than this counts as lost")
+    ap.add_argument("--slack-s", type=float, default=1.0,
+                    help="how much earlier an output flow may start, or later end, than its input "
+                         "(raise it for a SUT that plays its own audio before relaying)")
     ap.add_argument("--label", default="")
     ap.add_argument("--meta", default="{}", help="JSON object merged into the result line")
     ap.add_argument("--jsonl", help="append the result as one JSON line to this file")
@@ -508,7 +530,7 @@ def main():
         ap.error("PCAP and --sut-ports are required")
     res = {"label": a.label, "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     res.update(json.loads(a.meta))
-    res.update(analyse(a.pcap, a.sut_ports, a.payload_bytes, a.max_delay_ms / 1e3))
+    res.update(analyse(a.pcap, a.sut_ports, a.payload_bytes, a.max_delay_ms / 1e3, slack=a.slack_s))
     if a.jsonl:
         with open(a.jsonl, "a") as f:
             f.write(json.dumps(res) + "\n")
