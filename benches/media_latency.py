@@ -495,7 +495,7 @@ def analyse(path, sut_ports, payload_bytes=32, max_delay=0.5, keep_pairs=False, 
 
 def print_table(rows):
     print(f"{'label':<22}{'dir':<15}{'sent':>9}{'deliv':>9}{'lost':>7}{'last1s':>7}{'gen':>7}"
-          f"{'pairs':>6}{'ord':>5}{'p50ms':>9}{'p90ms':>9}{'p99ms':>9}{'p99.9ms':>9}{'maxms':>9}{'oth%':>6}")
+          f"{'pairs':>6}{'ord':>5}{'p50ms':>9}{'p90ms':>9}{'p99ms':>9}{'p99.9ms':>9}{'maxms':>9}{'oth%':>6}{'chk':>5}")
     for r in rows:
         for direction in ("caller>agency", "agency>caller"):
             d = r.get(direction, {})
@@ -504,7 +504,8 @@ def print_table(rows):
                   f"{d.get('delivered', ''):>9}{d.get('lost', ''):>7}{d.get('lost_last_1s', ''):>7}"
                   f"{d.get('generated', ''):>7}{d.get('pairs', ''):>6}{d.get('order_decided', ''):>5}"
                   f"{dl.get('p50', ''):>9}{dl.get('p90', ''):>9}{dl.get('p99', ''):>9}"
-                  f"{dl.get('p99.9', ''):>9}{dl.get('max', ''):>9}{str(r.get('oth_pct', '')):>6}")
+                  f"{dl.get('p99.9', ''):>9}{dl.get('max', ''):>9}{str(r.get('oth_pct', '')):>6}"
+                  f"{d.get('check', ''):>5}")
 
 
 def main():
@@ -531,6 +532,14 @@ def main():
     res = {"label": a.label, "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     res.update(json.loads(a.meta))
     res.update(analyse(a.pcap, a.sut_ports, a.payload_bytes, a.max_delay_ms / 1e3, slack=a.slack_s))
+    counters = res.get("runner_rtp") or {}
+    for direction, sent, got in (("caller>agency", "caller_sent", "to_agency"), ("agency>caller", "agency_sent", "to_caller")):
+        if sent in counters:
+            # The runner's iptables counters see only totals: delivered + generated - sent.
+            d = res[direction]
+            d["sent_vs_runner_counters"] = d["sent"] - counters[sent]
+            d["net_vs_runner_counters"] = (d["generated"] - d["lost"]) - (counters[got] - counters[sent])
+            d["check"] = abs(d["sent_vs_runner_counters"]) + abs(d["net_vs_runner_counters"])
     if a.jsonl:
         with open(a.jsonl, "a") as f:
             f.write(json.dumps(res) + "\n")

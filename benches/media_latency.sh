@@ -35,10 +35,12 @@
 #  - reported per direction: sent, delivered, lost (and lost in the last second of their call),
 #    generated (output packets that copy no input), and the added one-way delay p50/p90/p99/
 #    p99.9/max over all delivered packets. The same for agency→SUT vs SUT→caller.
-# The runner's own iptables counters (its "loss" columns) are kept in the JSON line as a check,
-# with its oth% (CPU of processes outside the run: on a shared box, delays grow with it) — the
-# capture itself (tcpdump) counts in oth%. tcpdump's kernel drops are reported: a run with drops
-# has losses that are the capture's, not the SUT's.
+# Checks: the runner's own iptables counters see the same packets as totals, so the table's "chk"
+# column is |sent - counted sent| + |(generated - lost) - (counted delivered - counted sent)| per
+# direction: 0 when the capture saw every packet the counters did. tcpdump's kernel drops are in
+# the JSON line ("capture"). "oth%" is the runner's CPU of processes outside the run (the
+# capture's tcpdump counts there): on a shared box delays grow with it, so compare runs with
+# similar oth%.
 # The analyser is tested by benches/media_latency_test.py (synthetic capture, no root).
 set -euo pipefail
 HERE="$(cd "$(dirname "$0")/.." && pwd)"
