@@ -18,24 +18,30 @@ Pairing (every call streams the same file, so one payload occurs in every call a
 many times within a call):
  1. Anchors: an input packet whose payload (first --payload-bytes bytes) does not occur again in
     its own flow within 2*--max-delay is an anchor; its copy can only be one packet per flow.
- 2. Flow pairing: for a sample of anchors of each input flow (payloads common to most flows,
+ 2. Flows: a UDP port pair; a new SSRC after a pause of 60 ms or more starts a new flow (later
+    calls reuse the ports).
+ 3. Flow pairing: for a sample of anchors of each input flow (payloads common to most flows,
     up to 128 per flow), every output packet with the same payload sent 0..max-delay later is a
     vote (input flow, output flow, delay). A candidate pair needs votes from at least half of the
     sampled anchors that fall within the output flow's lifetime, and the output flow must start
-    and end with the input flow (within --slack-s: calls one file loop apart play the same audio
-    at the same moments). Every call is a time-shifted
-    copy of the others, so the calls started just after the true one are candidates as well,
-    with a larger but equally steady delay. The pairs kept are the largest set in which the SUT
-    never reorders calls (input flows ordered by first packet, output flows by the time they
-    are estimated to have started the file), with the smallest sum of squared delays among
-    those; a relay that reorders two calls started within its own delay of each other cannot
-    be told apart, and such neighbours are counted (order_decided).
- 3. Packets, in order within a pair: each anchor is matched to the output copy (same payload,
-    0..max-delay later, after the previous match) whose delay is closest to the previous
-    anchor's; between two matched anchors, the remaining packets are matched payload by payload
-    in order — when counts differ (a loss, or a generated packet with the same payload such as
-    silence), by the order-keeping matching that pairs the most packets with delays closest to
-    the line between the two anchors' delays.
+    and end with the input flow within --slack-s (default 4 s: a relay may stream its own filler
+    before the other side answers; keep it below the file's loop time, 8.1 s here, as calls one
+    loop apart play the same audio at the same moments). Every call is a time-shifted copy of
+    the others, so the calls started just after the true one are candidates as well, with a
+    larger but equally steady delay. The pairs kept are the largest set in which the SUT never
+    reorders calls (input flows ordered by first packet; output flows by the first packet of the
+    nearest input they carry plus its delay: senders that stall drift, the nearest is the most
+    faithful),
+    with the smallest sum of squared delays among those. A relay that reorders two calls started
+    within its own delay of each other cannot be told apart; neighbours that only this order
+    decided are counted (order_decided).
+ 4. Packets within a pair: each anchor to the unused copy (same payload, 0..max-delay later)
+    whose delay is closest to the previous anchor's; between two matched anchors, the other
+    packets payload by payload, in order, by the matching that pairs the most packets with
+    delays closest to the line between the two anchors' delays (this places a loss, or a
+    generated packet, inside a run of identical silence). Copies up to 4 packets outside the
+    two anchors' copies count too if their delay lies between the anchors' (+-5 ms): relays
+    that process packets in parallel swap neighbours now and then.
 Loss: input packets without a copy (unpaired input flows lose all their packets); "last 1 s" =
 those sent in the last second of their flow. Generated: output packets that copy no input.
 Delay percentiles are nearest-rank over all delivered packets, in ms.
@@ -205,7 +211,7 @@ def median(xs):
     return s[len(s) // 2] if s else None
 
 
-def pair_flows(inputs, outputs, anchors, max_delay, slack=1.0):
+def pair_flows(inputs, outputs, anchors, max_delay, slack=4.0):
     """Return (pairs [(i, j, delay_s)], order_decided, candidate_edges)."""
     counts = {}
     for flow, mask in zip(inputs, anchors):
@@ -263,11 +269,14 @@ def pair_flows(inputs, outputs, anchors, max_delay, slack=1.0):
     if not edges:
         return [], 0, 0
 
-    # Output flows ordered by when they started the file: input start + pair delay, over candidates.
-    starts = {}
+    # Output flows ordered by when they started the file: start + delay of the nearest input
+    # whose audio they carry (the smallest delay: senders that stall drift, so the nearest is
+    # the most faithful).
+    nearest = {}
     for (i, j), d in edges.items():
-        starts.setdefault(j, []).append(inputs[i].times[0] + d)
-    out_order = sorted(starts, key=lambda j: median(starts[j]))
+        if j not in nearest or d < nearest[j][0]:
+            nearest[j] = (d, inputs[i].times[0] + d)
+    out_order = sorted(nearest, key=lambda j: nearest[j][1])
     rank = {j: r + 1 for r, j in enumerate(out_order)}
     in_order = sorted({i for i, _ in edges}, key=lambda i: inputs[i].times[0])
     by_input = {}
@@ -434,7 +443,7 @@ def percentiles_ms(values):
             "max": round(s[-1] * 1e3, 3)}
 
 
-def analyse_direction(inputs, outputs, max_delay, keep_pairs=False, slack=1.0):
+def analyse_direction(inputs, outputs, max_delay, keep_pairs=False, slack=4.0):
     anchors = [anchor_mask(f, 2 * max_delay) for f in inputs]
     pairs, order_decided, n_edges = pair_flows(inputs, outputs, anchors, max_delay, slack)
     delays = array("d")
@@ -482,7 +491,7 @@ def analyse_direction(inputs, outputs, max_delay, keep_pairs=False, slack=1.0):
     return res
 
 
-def analyse(path, sut_ports, payload_bytes=32, max_delay=0.5, keep_pairs=False, slack=1.0):
+def analyse(path, sut_ports, payload_bytes=32, max_delay=0.5, keep_pairs=False, slack=4.0):
     t0 = time.monotonic()
     flows, stats = read_pcap(path, sut_ports, payload_bytes)
     t1 = time.monotonic()
@@ -516,7 +525,7 @@ def main():
                     help="payload bytes compared (the capture's snaplen must include them)")
     ap.add_argument("--max-delay-ms", type=float, default=500.0,
                     help="largest delay searched; a copy later than this counts as lost")
-    ap.add_argument("--slack-s", type=float, default=1.0,
+    ap.add_argument("--slack-s", type=float, default=4.0,
                     help="how much earlier an output flow may start, or later end, than its input "
                          "(raise it for a SUT that plays its own audio before relaying)")
     ap.add_argument("--label", default="")

@@ -19,22 +19,26 @@
 # run's own guard) and size (packet count: 1.5 x the packets the run should send, never more
 # than the free space allows), deleted afterwards. benches/media_latency.py then reads the pcap:
 #  - flows: caller→SUT (source 10000-19999), SUT→agency (destination 20000-29999), and back;
-#  - pairing: every call streams the same file, so a payload recurs in every call and, for
+#    a flow is a UDP port pair, and a new SSRC after a pause starts a new one (ports are reused).
+#  - pairing flows: every call streams the same file, so a payload recurs in every call and, for
 #    silence, within a call. A packet whose payload does not recur in its own flow within twice
 #    the largest delay searched is an anchor. Each caller→SUT flow's anchors vote for the
 #    SUT→agency flows that carry the same payload 0..MAX_DELAY_MS later; a flow with votes from
-#    at least half of the anchors in its lifetime is a candidate. Calls are time-shifted copies
-#    of each other, so the next calls are candidates too (steady but larger delays): the pairs
-#    kept are the largest set that keeps the order of calls (the SUT does not overtake one call
-#    with another), with the least sum of squared delays. Neighbours that only the order could
-#    tell apart are counted in the "ord" column (0 means every pair was unambiguous).
-#  - packets, in order within a pair: each anchor to its copy with the delay nearest the previous
+#    at least half of the anchors in its lifetime, starting and ending with the input flow
+#    (within 4 s), is a candidate. Calls are time-shifted copies of each other, so the next calls
+#    are candidates too (steady but larger delays): the pairs kept are the largest set that
+#    keeps the order in which calls started (the SUT does not overtake one call with another),
+#    with the least sum of squared delays. Neighbours that only the order could tell apart are
+#    counted in the "ord" column (0: every pair was unambiguous).
+#  - matching packets within a pair: each anchor to its copy with the delay nearest the previous
 #    anchor's; between two anchors, the other packets payload by payload in order, and where a
 #    copy is missing (loss) or extra (relay-generated silence) by the order-keeping matching that
-#    pairs the most packets with delays nearest the line between the two anchors' delays.
+#    pairs the most packets with delays nearest the line between the two anchors' delays;
+#    neighbours the relay swapped are matched too.
 #  - reported per direction: sent, delivered, lost (and lost in the last second of their call),
 #    generated (output packets that copy no input), and the added one-way delay p50/p90/p99/
 #    p99.9/max over all delivered packets. The same for agency→SUT vs SUT→caller.
+# Details: the header of benches/media_latency.py.
 # Checks: the runner's own iptables counters see the same packets as totals, so the table's "chk"
 # column is |sent - counted sent| + |(generated - lost) - (counted delivered - counted sent)| per
 # direction: 0 when the capture saw every packet the counters did. tcpdump's kernel drops are in
@@ -171,7 +175,9 @@ EOF
     --meta "$meta" --jsonl "$BENCH_OUT/latency.jsonl"
   if [ "$KEEP" = 1 ] && [ -d "$rundir" ]; then
     mv "$work/rtp.pcap" "$rundir/rtp.pcap"
-    echo "capture kept: $rundir/rtp.pcap"
+    echo "$meta" > "$rundir/latency-meta.json"
+    echo "capture kept: $rundir/rtp.pcap; analyse it again with"
+    echo "  python3 benches/media_latency.py $rundir/rtp.pcap --sut-ports $SUT_PORTS --label $label --meta \"\$(cat $rundir/latency-meta.json)\""
   fi
   rm -rf "$work"
   work=""
