@@ -145,6 +145,9 @@ pub async fn run(
         kind: calllog::GatewayEventKind::Start,
         detail: format!("listening on {}", bound.describe().join(", ")),
     });
+    // Before any call: every call's class uses the thresholds of the plan running when its
+    // signals are logged.
+    calllog.send(calllog::Write::ClassRules(plan.classify_rules().clone()));
     let cfg = EngineConfig {
         timers: TimerConfig {
             t1: settings.t1,
@@ -448,6 +451,7 @@ fn apply_reload(
         Ok((plan, directory)) => {
             let name = plan.centre().name.clone();
             shield.set_plan(plan.clone(), agency_addresses(&directory));
+            calllog.send(calllog::Write::ClassRules(plan.classify_rules().clone()));
             engine.set_directory(directory);
             engine.set_plan(plan);
             tracing::info!("dialplan reloaded");
