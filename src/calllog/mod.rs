@@ -451,8 +451,8 @@ fn insert_call(entry: &mut Entry, at_ms: i64, s: &CallStarted) {
     entry.sql(
         "INSERT OR REPLACE INTO calls (id, call_id, started_at, kind, dialled, entry, caller_from,
             caller_pai, caller_privacy, caller_contact, caller_user_agent, caller_rpid, source, transport,
-            emergency_call_id, incident_id)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
+            emergency_call_id, incident_id, caller_number)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
         vec![
             Value::from(s.call.0 as i64),
             Value::from(s.call_id.as_str().to_owned()),
@@ -470,6 +470,7 @@ fn insert_call(entry: &mut Entry, at_ms: i64, s: &CallStarted) {
             Value::from(s.flow.transport.as_str().to_owned()),
             Value::from(s.emergency_call_id.clone()),
             Value::from(s.incident_id.clone()),
+            Value::from(siaga_engine::call::signals::caller_number(&s.caller)),
         ],
     )
 }

@@ -325,13 +325,59 @@ pub(super) fn number_of(from: Option<String>, pai: Vec<String>) -> Option<String
     siaga_engine::call::signals::caller_number(&identity)
 }
 
-/// Calls from `call`'s number in the 10 minutes, the hour and the day before it started
-/// (numbers are compared as sent, so only the day's calls are read).
+/// Earlier calls are counted up to this many per window: a number that floods the centre
+/// cannot make counting its next call cost more (the writer counts for every call).
+pub const EARLIER_CALLS_COUNTED: usize = 1000;
+
+const MINUTE_MS: i64 = 60_000;
+
+/// Calls from `call`'s number in the 10 minutes, the hour and the day before it started,
+/// each up to [`EARLIER_CALLS_COUNTED`]. By the `caller_number` column (indexed) where the
+/// call has it; in a log written before it existed, by reading the numbers of the day's calls.
 pub(super) fn earlier_calls(
     conn: &Connection,
     call: &CallRow,
 ) -> rusqlite::Result<Option<EarlierCalls>> {
-    const MINUTE_MS: i64 = 60_000;
+    let stored: Option<String> = conn.query_row(
+        "SELECT caller_number FROM calls WHERE id = ?1",
+        params![call.id],
+        |r| r.get(0),
+    )?;
+    let Some(number) = stored else {
+        return earlier_calls_by_reading(conn, call);
+    };
+    let count = |minutes: i64| -> rusqlite::Result<usize> {
+        conn.prepare_cached(
+            "SELECT count(*) FROM (SELECT 1 FROM calls
+             WHERE caller_number = ?1 AND started_at >= ?2 AND started_at <= ?3 AND id != ?4
+             LIMIT ?5)",
+        )?
+        .query_row(
+            params![
+                number,
+                call.started_at - minutes * MINUTE_MS,
+                call.started_at,
+                call.id,
+                EARLIER_CALLS_COUNTED as i64
+            ],
+            |r| r.get::<_, i64>(0),
+        )
+        .map(|n| usize::try_from(n).unwrap_or(0))
+    };
+    Ok(Some(EarlierCalls {
+        last_10_min: count(10)?,
+        last_hour: count(60)?,
+        last_day: count(24 * 60)?,
+        number,
+    }))
+}
+
+/// [`earlier_calls`] for a call logged before `caller_number` existed: the numbers of the
+/// day's calls are read and compared as sent.
+fn earlier_calls_by_reading(
+    conn: &Connection,
+    call: &CallRow,
+) -> rusqlite::Result<Option<EarlierCalls>> {
     let Some(number) = number_of(call.caller_from.clone(), call.caller_pai.clone()) else {
         return Ok(None);
     };
@@ -365,12 +411,13 @@ pub(super) fn earlier_calls(
             .iter()
             .filter(|&&at| at >= call.started_at - minutes * MINUTE_MS)
             .count()
+            .min(EARLIER_CALLS_COUNTED)
     };
     Ok(Some(EarlierCalls {
         number,
         last_10_min: within(10),
         last_hour: within(60),
-        last_day: starts.len(),
+        last_day: within(24 * 60),
     }))
 }
 

@@ -111,6 +111,12 @@ CREATE TABLE call_signals (
 );
 "#,
     r#"
+-- The caller's number as `calls show` reads it (P-Asserted-Identity, else From; digits and a
+-- leading +), so that the earlier calls from a number are an indexed count. NULL: none usable,
+-- or logged before this column.
+ALTER TABLE calls ADD COLUMN caller_number TEXT;
+CREATE INDEX calls_caller_number ON calls(caller_number, started_at)
+    WHERE caller_number IS NOT NULL;
 -- Call classes (issue 12): the rules' class, once, when the call's signals are logged. A call
 -- whose signals never came (a crash) has no row: it is unclassified.
 CREATE TABLE call_classes (

@@ -73,7 +73,7 @@ fn bad_values_are_all_reported_with_their_lines_and_hints() {
         ("agency_talk_genuine", "[classify] agency_talk_genuine is zero"),
         (
             "repeat_in_10_min",
-            "[classify] repeat_in_10_min is \"0\", which is not one of 1 or more",
+            "[classify] repeat_in_10_min is \"0\", which is not one of 1 to 1000",
         ),
     ]) {
         let location = diagnostic.location.as_ref().expect("a location");

@@ -18,6 +18,9 @@ const MAX_SPEECH_RUN: Duration = Duration::from_secs(3);
 const MAX_SILENT_PERCENT: f64 = 20.0;
 /// A caller still on the line after this is waiting for help, not abandoning.
 const MAX_ABANDONED_WITHIN: Duration = Duration::from_secs(60);
+/// The call log counts a number's earlier calls up to this many per window (a flooding
+/// number cannot make the count cost more), so a higher threshold could never be met.
+const MAX_REPEAT: u32 = 1000;
 
 impl Validator<'_> {
     pub(super) fn check_classify(
@@ -101,7 +104,7 @@ impl Validator<'_> {
         let mut count = |key: &str, value: &Option<Spanned<i64>>, default: u32| match value {
             None => Some(default),
             Some(v) => match u32::try_from(*v.get_ref()) {
-                Ok(n) if n >= 1 => Some(n),
+                Ok(n) if (1..=MAX_REPEAT).contains(&n) => Some(n),
                 _ => {
                     self.report(
                         file,
@@ -109,11 +112,12 @@ impl Validator<'_> {
                         Problem::BadValue {
                             place: format!("[classify] {key}"),
                             value: v.get_ref().to_string(),
-                            allowed: "1 or more",
+                            allowed: "1 to 1000",
                         },
                         format!(
                             "the number of earlier calls from one number that makes a call a \
-                             repeat; 0 would make every call a repeat; the default is {default}"
+                             repeat (0 would make every call one; earlier calls are counted up to \
+                             {MAX_REPEAT}); the default is {default}"
                         ),
                     );
                     None
