@@ -46,7 +46,7 @@ enum Command {
     /// class, the numbers that call most, call-takers' time per class, corrections. False
     /// calls are emergency calls whose current class is silent, abandoned, pocket_or_noise,
     /// repeat or prank; the share is over the emergency calls that have a class (test calls
-    /// and unclassified calls, whose signals were never logged, are not in it). UTC.
+    /// and unclassified calls, whose signals were never logged, are not in it).
     Report(ReportArgs),
 }
 
@@ -54,12 +54,16 @@ enum Command {
 struct ReportArgs {
     #[arg(long, default_value = "siaga.db")]
     db: PathBuf,
-    /// First UTC day (YYYY-MM-DD) or minute (YYYY-MM-DDTHH:MM) [default: 7 days before --to]
+    /// First day (YYYY-MM-DD) or minute (YYYY-MM-DDTHH:MM), local time [default: 7 days
+    /// before --to]
     #[arg(long)]
     from: Option<String>,
-    /// Last UTC day, included, or a minute, not included [default: today]
+    /// Last day, included, or a minute, not included, local time [default: today]
     #[arg(long)]
     to: Option<String>,
+    /// Local time for days, hours, --from and --to, e.g. +08:00 (WITA) [default: +00:00, UTC]
+    #[arg(long, value_name = "±HH:MM", allow_hyphen_values = true)]
+    utc_offset: Option<String>,
     #[arg(long, value_enum, default_value = "table")]
     format: ReportFormat,
     /// How many of the numbers that call most to list.
@@ -466,7 +470,7 @@ fn report(args: ReportArgs) -> anyhow::Result<()> {
     let day_or_minute = |flag: &str, text: &str| {
         calllog::stats::parse_utc(text).ok_or_else(|| {
             anyhow::anyhow!(
-                "--{flag} {text:?}: write a UTC day or minute, e.g. 2026-11-28 or 2026-11-28T08:00"
+                "--{flag} {text:?}: write a day or minute, e.g. 2026-11-28 or 2026-11-28T08:00"
             )
         })
     };
@@ -480,7 +484,18 @@ fn report(args: ReportArgs) -> anyhow::Result<()> {
         .as_deref()
         .map(|t| day_or_minute("to", t).map(|ms| (ms, !t.contains(['T', ' ']))))
         .transpose()?;
-    let period = calllog::report::period(from, to, calllog::now_ms());
+    let offset_minutes = match args.utc_offset.as_deref() {
+        None => 0,
+        Some(text) => config::parse_utc_offset(text).ok_or_else(|| {
+            anyhow::anyhow!("--utc-offset {text:?}: write ±HH:MM, e.g. +08:00 for WITA")
+        })?,
+    };
+    let period = calllog::report::period(
+        from,
+        to,
+        calllog::now_ms(),
+        i64::from(offset_minutes) * 60_000,
+    );
     if period.from_ms >= period.to_ms {
         anyhow::bail!("--from must be before --to");
     }

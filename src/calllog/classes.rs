@@ -674,6 +674,7 @@ mod tests {
         let period = Period {
             from_ms: START - START % (24 * 60 * MINUTE),
             to_ms: START + 24 * 60 * MINUTE,
+            offset_ms: 0,
         };
         let r = report(&conn, period, 10).expect("report");
         assert_eq!(r.calls, 8);

@@ -22,25 +22,29 @@ pub const FALSE_CALL_DEFINITION: &str = "false calls are emergency calls whose c
 const DAY_MS: i64 = 86_400_000;
 const HOUR_MS: i64 = 3_600_000;
 
-/// Calls that started in `[from_ms, to_ms)`, UTC.
+/// Calls that started in `[from_ms, to_ms)` (UTC ms), counted in days and hours of the
+/// centre's local time, `offset_ms` ahead of UTC.
 #[derive(Debug, Clone, Copy, Serialize)]
 pub struct Period {
     pub from_ms: i64,
     pub to_ms: i64,
+    pub offset_ms: i64,
 }
 
 #[derive(Debug, Serialize)]
 pub struct Report {
     pub from: String,
     pub to: String,
+    /// Days and hours are local time this far from UTC, e.g. `+08:00`.
+    pub utc_offset: String,
     pub false_call_definition: &'static str,
     pub totals: Share,
     /// Every call of the period (emergency and test).
     pub calls: i64,
     pub test_calls: i64,
-    /// UTC days of the period, each one.
+    /// Local days of the period, each one.
     pub per_day: Vec<Share>,
-    /// UTC hours of the day 00–23, over the whole period.
+    /// Local hours of the day 00–23, over the whole period.
     pub per_hour: Vec<Share>,
     pub by_class: Vec<ClassFigures>,
     pub top_repeat_numbers: Vec<RepeatNumber>,
@@ -190,11 +194,10 @@ pub fn report(conn: &Connection, period: Period, top: usize) -> rusqlite::Result
         key: "all".into(),
         ..Share::default()
     };
-    let days = (period.to_ms - period.from_ms)
-        .div_euclid(DAY_MS)
-        .clamp(0, 3660);
-    let first_day = period.from_ms.div_euclid(DAY_MS);
-    let mut per_day: Vec<Share> = (0..days.max(1))
+    let local = |ms: i64| ms + period.offset_ms;
+    let first_day = local(period.from_ms).div_euclid(DAY_MS);
+    let days = (local(period.to_ms - 1).div_euclid(DAY_MS) - first_day + 1).clamp(1, 3660);
+    let mut per_day: Vec<Share> = (0..days)
         .map(|d| Share {
             key: iso_utc((first_day + d) * DAY_MS)[..10].to_owned(),
             ..Share::default()
@@ -231,11 +234,11 @@ pub fn report(conn: &Connection, period: Period, top: usize) -> rusqlite::Result
             continue;
         }
         totals.add(line.current);
-        let day = (line.started_at.div_euclid(DAY_MS) - first_day) as usize;
-        if let Some(bucket) = per_day.get_mut(day) {
+        let day = local(line.started_at).div_euclid(DAY_MS) - first_day;
+        if let Some(bucket) = usize::try_from(day).ok().and_then(|d| per_day.get_mut(d)) {
             bucket.add(line.current);
         }
-        let hour = line.started_at.rem_euclid(DAY_MS) / HOUR_MS;
+        let hour = local(line.started_at).rem_euclid(DAY_MS) / HOUR_MS;
         if let Some(bucket) = per_hour.get_mut(hour as usize) {
             bucket.add(line.current);
         }
@@ -273,6 +276,7 @@ pub fn report(conn: &Connection, period: Period, top: usize) -> rusqlite::Result
     Ok(Report {
         from: iso_utc(period.from_ms),
         to: iso_utc(period.to_ms),
+        utc_offset: offset_text(period.offset_ms),
         false_call_definition: FALSE_CALL_DEFINITION,
         totals,
         calls: lines.len() as i64,
@@ -285,6 +289,13 @@ pub fn report(conn: &Connection, period: Period, top: usize) -> rusqlite::Result
         policies_applied: policies_applied(conn, period)?,
         attacks_detected: attacks_detected(conn, period)?,
     })
+}
+
+/// `+08:00`, `-03:30`.
+fn offset_text(offset_ms: i64) -> String {
+    let minutes = offset_ms / 60_000;
+    let sign = if minutes < 0 { '-' } else { '+' };
+    format!("{sign}{:02}:{:02}", minutes.abs() / 60, minutes.abs() % 60)
 }
 
 fn corrections(conn: &Connection, period: Period) -> rusqlite::Result<Vec<CorrectionRow>> {
@@ -439,13 +450,13 @@ fn sections(r: &Report) -> Vec<Section> {
         },
         Section {
             name: "per_day",
-            title: "per day (UTC)".into(),
+            title: format!("per day (UTC{})", r.utc_offset),
             header: header("day"),
             rows: share_rows(&r.per_day),
         },
         Section {
             name: "per_hour",
-            title: "per hour of the day (UTC), over the period".into(),
+            title: format!("per hour of the day (UTC{}), over the period", r.utc_offset),
             header: header("hour"),
             rows: share_rows(&r.per_hour),
         },
@@ -614,16 +625,85 @@ pub fn render_csv(r: &Report) -> String {
     out
 }
 
-/// The period of `--from`/`--to`: a UTC day (`--to`'s day included) or minute (`--to`'s minute
-/// not included); without them the last 7 days up to the end of today.
-pub fn period(from: Option<i64>, to: Option<(i64, bool)>, now_ms: i64) -> Period {
-    let to_ms = match to {
+/// The period of `--from`/`--to`, given in local time `offset_ms` ahead of UTC: a day
+/// (`--to`'s day included) or a minute (`--to`'s minute not included); without them the last
+/// 7 days up to the end of today.
+pub fn period(from: Option<i64>, to: Option<(i64, bool)>, now_ms: i64, offset_ms: i64) -> Period {
+    let local_to = match to {
         Some((day_start, true)) => day_start + DAY_MS,
         Some((minute, false)) => minute,
-        None => (now_ms.div_euclid(DAY_MS) + 1) * DAY_MS,
+        None => ((now_ms + offset_ms).div_euclid(DAY_MS) + 1) * DAY_MS,
     };
+    let local_from = from.unwrap_or(local_to - 7 * DAY_MS);
     Period {
-        from_ms: from.unwrap_or(to_ms - 7 * DAY_MS),
-        to_ms,
+        from_ms: local_from - offset_ms,
+        to_ms: local_to - offset_ms,
+        offset_ms,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const WITA: i64 = 8 * HOUR_MS;
+
+    #[test]
+    fn days_and_hours_are_counted_in_local_time() {
+        let dir = tempfile::tempdir().expect("dir");
+        let conn = crate::calllog::open(&dir.path().join("siaga.db")).expect("db");
+        let day = 20_000 * DAY_MS;
+        // 23:30 UTC is 07:30 the next day in WITA; 10:00 UTC is 18:00 the same day.
+        for (id, at) in [
+            (1, day + 23 * HOUR_MS + 30 * 60_000),
+            (2, day + 10 * HOUR_MS),
+        ] {
+            conn.execute(
+                "INSERT INTO calls (id, call_id, started_at, kind, dialled, source, transport)
+                 VALUES (?1, 'c', ?2, 'emergency', '112', '127.0.0.1:5060', 'udp')",
+                params![id, at],
+            )
+            .expect("insert");
+        }
+        let local_day = |d: i64| iso_utc(d)[..10].to_owned();
+        // --from and --to are the two local days.
+        let period = period(Some(day), Some((day + DAY_MS, true)), 0, WITA);
+        assert_eq!(period.from_ms, day - WITA);
+        assert_eq!(period.to_ms, day + 2 * DAY_MS - WITA);
+        let r = report(&conn, period, 10).expect("report");
+        assert_eq!(r.utc_offset, "+08:00");
+        let days: Vec<(String, i64)> = r
+            .per_day
+            .iter()
+            .map(|d| (d.key.clone(), d.emergency))
+            .collect();
+        assert_eq!(
+            days,
+            vec![(local_day(day), 1), (local_day(day + DAY_MS), 1)]
+        );
+        let hours: Vec<&str> = r
+            .per_hour
+            .iter()
+            .filter(|h| h.emergency > 0)
+            .map(|h| h.key.as_str())
+            .collect();
+        assert_eq!(hours, ["07", "18"]);
+        // Both unclassified: no share.
+        assert_eq!(
+            (r.totals.unclassified, r.totals.false_share_percent),
+            (2, None)
+        );
+    }
+
+    #[test]
+    fn the_default_period_is_the_last_seven_local_days_through_today() {
+        let now = 20_000 * DAY_MS + 20 * HOUR_MS; // 04:00 the next day in WITA
+        let p = period(None, None, now, WITA);
+        assert_eq!(p.to_ms, 20_002 * DAY_MS - WITA);
+        assert_eq!(p.to_ms - p.from_ms, 7 * DAY_MS);
+        // A minute for --to is not included.
+        let p = period(None, Some((now, false)), now, 0);
+        assert_eq!(p.to_ms, now);
+        assert_eq!(offset_text(-(3 * HOUR_MS + 30 * 60_000)), "-03:30");
     }
 }
