@@ -148,6 +148,9 @@ pub async fn run(
         kind: calllog::GatewayEventKind::Start,
         detail: format!("listening on {}", bound.describe().join(", ")),
     });
+    // Before any call: every call's class uses the thresholds of the plan running when its
+    // signals are logged.
+    calllog.send(calllog::Write::ClassRules(plan.classify_rules().clone()));
     let cfg = EngineConfig {
         timers: TimerConfig {
             t1: settings.t1,
@@ -477,6 +480,7 @@ fn apply_reload(
             let name = plan.centre().name.clone();
             shield.set_plan(plan.clone(), agency_addresses(&directory));
             crate::metrics::register_routes(&plan);
+            calllog.send(calllog::Write::ClassRules(plan.classify_rules().clone()));
             engine.set_directory(directory);
             engine.set_plan(plan);
             tracing::info!("dialplan reloaded");

@@ -44,6 +44,40 @@ enum Command {
     /// Check a dialplan, or simulate a call through it without placing one.
     #[command(subcommand)]
     Dialplan(DialplanCommand),
+    /// False calls over a period: the false-call share per day and per hour of day, calls by
+    /// class, the numbers that call most, call-takers' time per class, corrections. False
+    /// calls are emergency calls whose current class is silent, abandoned, pocket_or_noise,
+    /// repeat or prank; the share is over the emergency calls that have a class (test calls
+    /// and unclassified calls, whose signals were never logged, are not in it).
+    Report(ReportArgs),
+}
+
+#[derive(Args)]
+struct ReportArgs {
+    #[arg(long, default_value = "siaga.db")]
+    db: PathBuf,
+    /// First day (YYYY-MM-DD) or minute (YYYY-MM-DDTHH:MM), local time [default: 7 days
+    /// before --to]
+    #[arg(long)]
+    from: Option<String>,
+    /// Last day, included, or a minute, not included, local time [default: today]
+    #[arg(long)]
+    to: Option<String>,
+    /// Local time for days, hours, --from and --to, e.g. +08:00 (WITA) [default: +00:00, UTC]
+    #[arg(long, value_name = "±HH:MM", allow_hyphen_values = true)]
+    utc_offset: Option<String>,
+    #[arg(long, value_enum, default_value = "table")]
+    format: ReportFormat,
+    /// How many of the numbers that call most to list.
+    #[arg(long, default_value_t = 10)]
+    top: usize,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum ReportFormat {
+    Table,
+    Csv,
+    Json,
 }
 
 #[derive(Subcommand)]
@@ -136,6 +170,11 @@ enum CallsCommand {
         /// (no ACK, transport error) or cut by a gateway restart.
         #[arg(long)]
         call_backs: bool,
+        /// Only calls whose current class is this (a person's latest correction, else the
+        /// rules'): genuine, silent, abandoned, pocket_or_noise, repeat, test, prank, or
+        /// unclassified.
+        #[arg(long, value_name = "CLASS")]
+        class: Option<String>,
         /// JSON instead of a table.
         #[arg(long)]
         json: bool,
@@ -161,6 +200,24 @@ enum CallsCommand {
         db: PathBuf,
         #[arg(long, short = 'n', default_value_t = 50)]
         limit: usize,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Correct a call's class (any class, also prank). Each correction is kept with who, when
+    /// and why; the rules' class stays, and the latest correction is the call's class.
+    Classify {
+        /// The call's id (first column of `calls list`).
+        id: i64,
+        /// genuine, silent, abandoned, pocket_or_noise, repeat, test or prank.
+        class: siaga_dialplan::CallClass,
+        /// Who corrects it (a call-taker's or supervisor's name).
+        #[arg(long)]
+        by: String,
+        /// Why: what the rules got wrong, or what the call was.
+        #[arg(long)]
+        why: String,
+        #[arg(long, default_value = "siaga.db")]
+        db: PathBuf,
         #[arg(long)]
         json: bool,
     },
@@ -436,6 +493,49 @@ fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
     Ok(())
 }
 
+fn report(args: ReportArgs) -> anyhow::Result<()> {
+    let day_or_minute = |flag: &str, text: &str| {
+        calllog::stats::parse_utc(text).ok_or_else(|| {
+            anyhow::anyhow!(
+                "--{flag} {text:?}: write a day or minute, e.g. 2026-11-28 or 2026-11-28T08:00"
+            )
+        })
+    };
+    let from = args
+        .from
+        .as_deref()
+        .map(|t| day_or_minute("from", t))
+        .transpose()?;
+    let to = args
+        .to
+        .as_deref()
+        .map(|t| day_or_minute("to", t).map(|ms| (ms, !t.contains(['T', ' ']))))
+        .transpose()?;
+    let offset_minutes = match args.utc_offset.as_deref() {
+        None => 0,
+        Some(text) => config::parse_utc_offset(text).ok_or_else(|| {
+            anyhow::anyhow!("--utc-offset {text:?}: write ±HH:MM, e.g. +08:00 for WITA")
+        })?,
+    };
+    let period = calllog::report::period(
+        from,
+        to,
+        calllog::now_ms(),
+        i64::from(offset_minutes) * 60_000,
+    );
+    if period.from_ms >= period.to_ms {
+        anyhow::bail!("--from must be before --to");
+    }
+    let conn = calllog::open_read_only(&args.db)?;
+    let report = calllog::report::report(&conn, period, args.top)?;
+    match args.format {
+        ReportFormat::Table => print!("{}", calllog::report::render_table(&report)),
+        ReportFormat::Csv => print!("{}", calllog::report::render_csv(&report)),
+        ReportFormat::Json => print_json(&report)?,
+    }
+    Ok(())
+}
+
 fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -450,11 +550,13 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => serve(args),
         Command::Dialplan(cmd) => dialplan_command(cmd),
+        Command::Report(args) => report(args),
         Command::Calls(CallsCommand::List {
             db,
             limit,
             end_reasons,
             call_backs,
+            class,
             json,
         }) => {
             let known = calllog::query::known_end_reasons();
@@ -465,9 +567,18 @@ fn main() -> anyhow::Result<()> {
                 );
             }
             let conn = calllog::open_read_only(&db)?;
+            let class = match class.as_deref() {
+                None => None,
+                Some("unclassified") => Some(None),
+                Some(name) => Some(Some(
+                    name.parse::<siaga_dialplan::CallClass>()
+                        .map_err(|e| anyhow::anyhow!("--class: {e}, or unclassified"))?,
+                )),
+            };
             let filter = calllog::query::ListFilter {
                 end_reasons,
                 call_backs,
+                class,
             };
             let rows = calllog::query::list(&conn, limit, &filter)?;
             if json {
@@ -513,6 +624,32 @@ fn main() -> anyhow::Result<()> {
                 print_json(&events)?;
             } else {
                 print!("{}", calllog::query::render_events(&events));
+            }
+            Ok(())
+        }
+        Command::Calls(CallsCommand::Classify {
+            id,
+            class,
+            by,
+            why,
+            db,
+            json,
+        }) => {
+            let conn = calllog::open_for_corrections(&db)?;
+            let correction =
+                calllog::classes::correct(&conn, id, class, &by, &why, calllog::now_ms())?;
+            if json {
+                print_json(&correction)?;
+            } else {
+                println!(
+                    "call {id}: {} → {} by {} ({})",
+                    correction
+                        .from
+                        .map_or("unclassified", siaga_dialplan::CallClass::as_str),
+                    correction.to,
+                    calllog::text::esc(&correction.by),
+                    calllog::text::esc(&correction.why)
+                );
             }
             Ok(())
         }

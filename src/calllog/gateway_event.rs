@@ -39,9 +39,9 @@ pub enum GatewayEventKind {
 }
 
 impl GatewayEventKind {
-    /// Every kind, in the order above (for the test that no two share a text).
-    #[cfg(test)]
-    const ALL: [GatewayEventKind; 15] = [
+    /// Every kind, in the order above (for the test that no two share a text, and for
+    /// `siaga report`, which looks for the kinds of attack events).
+    pub const ALL: [GatewayEventKind; 15] = [
         GatewayEventKind::Start,
         GatewayEventKind::Stop,
         GatewayEventKind::RestartByes,

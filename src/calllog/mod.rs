@@ -3,9 +3,11 @@
 //! gets a row the moment its first INVITE is accepted; every SIP message in and out is kept
 //! verbatim and linked to its call.
 
+pub mod classes;
 mod gateway_event;
 mod ops;
 pub mod query;
+pub mod report;
 mod schema;
 mod spill;
 pub mod stats;
@@ -30,7 +32,9 @@ pub use gateway_event::GatewayEventKind;
 use ops::Entry;
 #[cfg(test)]
 pub use schema::open;
-pub use schema::{Recovery, UnfinishedRecording, check_db_file, open_read_only};
+pub use schema::{
+    Recovery, UnfinishedRecording, check_db_file, open_for_corrections, open_read_only,
+};
 pub use view::open_calls_with_spill;
 
 /// Whether records the database at `db` could not take wait in a spill file in `dir`.
@@ -70,6 +74,9 @@ pub enum Write {
     },
     /// Answered once everything sent before it is committed (tests, shutdown).
     Barrier(std::sync::mpsc::Sender<()>),
+    /// The call-class thresholds of the plan now running (at start and after each reload):
+    /// calls whose signals are logged from here on are classed with them.
+    ClassRules(siaga_dialplan::ClassifyRules),
 }
 
 /// The sending side, cheap to clone. Never blocks: records go to the writer thread, which
@@ -241,18 +248,31 @@ impl Write {
             Write::Engine { .. } => 1024,
             Write::Recording { path, .. } => path.len(),
             Write::Event { detail, .. } => detail.len(),
-            Write::Barrier(_) => 0,
+            Write::Barrier(_) | Write::ClassRules(_) => 0,
         }
     }
 
-    /// The statements the record needs. `None` for a barrier.
-    fn lower(self) -> Option<Entry> {
+    /// The statements the record needs, a call's signals classed with `class_rules`. `None`
+    /// for a barrier and new rules (the writer acts on those itself).
+    fn lower(self, class_rules: &siaga_dialplan::ClassifyRules) -> Option<Entry> {
         let mut entry = Entry::default();
         match self {
             Write::Engine { at_ms, record } => {
                 entry.droppable = droppable(&record);
                 entry.call = record_call(&record);
+                let classify = match &record {
+                    LogRecord::CallSignals { call, .. } => Some(call.0),
+                    _ => None,
+                };
                 apply(&mut entry, at_ms, record);
+                // In the same entry as the signals: written together or not at all.
+                if let Some(call) = classify {
+                    entry.ops.push(ops::Op::Classify {
+                        call,
+                        at_ms,
+                        rules: class_rules.clone(),
+                    });
+                }
             }
             Write::Recording {
                 call,
@@ -276,7 +296,7 @@ impl Write {
                 kind,
                 detail,
             } => insert_gateway_event(&mut entry, at_ms, kind, detail),
-            Write::Barrier(_) => return None,
+            Write::Barrier(_) | Write::ClassRules(_) => return None,
         }
         Some(entry)
     }
@@ -438,8 +458,8 @@ fn insert_call(entry: &mut Entry, at_ms: i64, s: &CallStarted) {
     entry.sql(
         "INSERT OR REPLACE INTO calls (id, call_id, started_at, kind, dialled, entry, caller_from,
             caller_pai, caller_privacy, caller_contact, caller_user_agent, caller_rpid, source, transport,
-            emergency_call_id, incident_id)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
+            emergency_call_id, incident_id, caller_number)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
         vec![
             Value::from(s.call.0 as i64),
             Value::from(s.call_id.as_str().to_owned()),
@@ -457,6 +477,7 @@ fn insert_call(entry: &mut Entry, at_ms: i64, s: &CallStarted) {
             Value::from(s.flow.transport.as_str().to_owned()),
             Value::from(s.emergency_call_id.clone()),
             Value::from(s.incident_id.clone()),
+            Value::from(siaga_engine::call::signals::caller_number(&s.caller)),
         ],
     )
 }

@@ -17,6 +17,14 @@ pub enum Op {
     /// Close the calls a crash left open, at this point of the stream: queued first when the
     /// database could not be written at start, so the calls of this run are never closed.
     Recover { now_ms: i64 },
+    /// Give the call its class from what the log holds by now (its row, signals, location
+    /// and the number's earlier calls), with the thresholds of the plan running when its
+    /// signals were logged: replayed from a spill, it classes the call as it would have then.
+    Classify {
+        call: u64,
+        at_ms: i64,
+        rules: siaga_dialplan::ClassifyRules,
+    },
 }
 
 /// What one `Write` became: its statements, written in one go or not at all.
@@ -53,6 +61,7 @@ impl Entry {
                     48 + owned + params.iter().map(value).sum::<usize>()
                 }
                 Op::Recover { .. } => 16,
+                Op::Classify { .. } => 128,
             })
             .sum::<usize>()
     }
@@ -97,6 +106,13 @@ impl Entry {
                     out.push(1);
                     out.extend_from_slice(&now_ms.to_le_bytes());
                 }
+                Op::Classify { call, at_ms, rules } => {
+                    out.push(2);
+                    out.extend_from_slice(&call.to_le_bytes());
+                    out.extend_from_slice(&at_ms.to_le_bytes());
+                    let json = serde_json::to_string(rules).unwrap_or_default();
+                    put_bytes(out, json.as_bytes());
+                }
             }
         }
     }
@@ -135,6 +151,11 @@ impl Entry {
                 }
                 1 => Op::Recover {
                     now_ms: i64::from_le_bytes(r.array()?),
+                },
+                2 => Op::Classify {
+                    call: u64::from_le_bytes(r.array()?),
+                    at_ms: i64::from_le_bytes(r.array()?),
+                    rules: serde_json::from_slice(r.bytes()?).ok()?,
                 },
                 _ => return None,
             };
@@ -185,7 +206,17 @@ mod tests {
         let mut e = Entry {
             call: Some(7),
             droppable: false,
-            ops: vec![Op::Recover { now_ms: -3 }],
+            ops: vec![
+                Op::Recover { now_ms: -3 },
+                Op::Classify {
+                    call: 7,
+                    at_ms: 9,
+                    rules: siaga_dialplan::ClassifyRules {
+                        repeat_in_day: 11,
+                        ..Default::default()
+                    },
+                },
+            ],
         };
         e.sql(
             "INSERT INTO t VALUES (?1, ?2, ?3, ?4, ?5)",

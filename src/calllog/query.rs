@@ -102,16 +102,19 @@ pub struct CallDetail {
     /// Absent when the caller sent no usable number.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub earlier_calls: Option<EarlierCalls>,
+    /// The call's class: the rules', people's corrections and the current one.
+    pub class: super::classes::ClassView,
     pub locations: Vec<LocationRow>,
     pub events: Vec<EventRow>,
     pub messages: Vec<MessageRow>,
 }
 
-const CALL_COLUMNS: &str = "id, call_id, started_at, answered_at, ended_at, kind, dialled, entry,
+pub(super) const CALL_COLUMNS: &str =
+    "id, call_id, started_at, answered_at, ended_at, kind, dialled, entry,
     caller_from, caller_pai, caller_privacy, caller_contact, caller_user_agent, source, transport,
     end_reason, end_detail, recording_path, recording_sha256, recording_ms";
 
-fn call_row(r: &rusqlite::Row) -> rusqlite::Result<CallRow> {
+pub(super) fn call_row(r: &rusqlite::Row) -> rusqlite::Result<CallRow> {
     let pai: Option<String> = r.get(9)?;
     Ok(CallRow {
         id: r.get(0)?,
@@ -147,6 +150,8 @@ pub struct ListFilter {
     /// Only emergency calls that may have left the caller without help and that no agency
     /// answered: the centre's call-back list.
     pub call_backs: bool,
+    /// Only calls whose current class is this (`Some(None)`: unclassified).
+    pub class: Option<Option<siaga_dialplan::CallClass>>,
 }
 
 /// Every end reason the log can hold, with whether it puts an emergency call on the call-back
@@ -178,6 +183,9 @@ pub fn list(
     }
     if filter.call_backs {
         conditions.push(call_back_condition());
+    }
+    if let Some(class) = filter.class {
+        conditions.push(super::classes::current_class_condition(class));
     }
     let filter_sql = if conditions.is_empty() {
         String::new()
@@ -219,14 +227,9 @@ fn placeholders(first: usize, count: usize) -> String {
 }
 
 pub fn show(conn: &Connection, id: i64) -> rusqlite::Result<Option<CallDetail>> {
-    let call = conn
-        .query_row(
-            &format!("SELECT {CALL_COLUMNS} FROM calls WHERE id = ?1"),
-            params![id],
-            call_row,
-        )
-        .optional()?;
-    let Some(call) = call else { return Ok(None) };
+    let Some(call) = call_by_id(conn, id)? else {
+        return Ok(None);
+    };
     let events = conn
         .prepare("SELECT at, kind, detail FROM call_events WHERE call = ?1 ORDER BY at, id")?
         .query_map(params![id], |r| {
@@ -267,37 +270,53 @@ pub fn show(conn: &Connection, id: i64) -> rusqlite::Result<Option<CallDetail>> 
             })
         })?
         .collect::<Result<_, _>>()?;
-    let signals = conn
-        .query_row(
-            "SELECT digits, answered_ms, agency_talk_ms, usable_identity, voice_frames,
-                speech_frames, longest_speech_ms FROM call_signals WHERE call = ?1",
-            params![id],
-            |r| {
-                Ok(SignalsRow {
-                    digits: r.get(0)?,
-                    answered_ms: r.get(1)?,
-                    agency_talk_ms: r.get(2)?,
-                    usable_identity: r.get(3)?,
-                    voice_frames: r.get(4)?,
-                    speech_frames: r.get(5)?,
-                    longest_speech_ms: r.get(6)?,
-                })
-            },
-        )
-        .optional()?;
+    let signals = signals_of(conn, id)?;
     let earlier_calls = earlier_calls(conn, &call)?;
+    let class = super::classes::of_call(conn, id)?;
     Ok(Some(CallDetail {
         call,
         signals,
         earlier_calls,
+        class,
         locations,
         events,
         messages,
     }))
 }
 
+/// The call's row, if the log has it.
+pub(super) fn call_by_id(conn: &Connection, id: i64) -> rusqlite::Result<Option<CallRow>> {
+    conn.query_row(
+        &format!("SELECT {CALL_COLUMNS} FROM calls WHERE id = ?1"),
+        params![id],
+        call_row,
+    )
+    .optional()
+}
+
+/// The call's signals, once logged.
+pub(super) fn signals_of(conn: &Connection, id: i64) -> rusqlite::Result<Option<SignalsRow>> {
+    conn.query_row(
+        "SELECT digits, answered_ms, agency_talk_ms, usable_identity, voice_frames,
+            speech_frames, longest_speech_ms FROM call_signals WHERE call = ?1",
+        params![id],
+        |r| {
+            Ok(SignalsRow {
+                digits: r.get(0)?,
+                answered_ms: r.get(1)?,
+                agency_talk_ms: r.get(2)?,
+                usable_identity: r.get(3)?,
+                voice_frames: r.get(4)?,
+                speech_frames: r.get(5)?,
+                longest_speech_ms: r.get(6)?,
+            })
+        },
+    )
+    .optional()
+}
+
 /// The number a logged call came from, as the engine reads it.
-fn number_of(from: Option<String>, pai: Vec<String>) -> Option<String> {
+pub(super) fn number_of(from: Option<String>, pai: Vec<String>) -> Option<String> {
     let identity = siaga_engine::io::CallerIdentity {
         from: from.unwrap_or_default(),
         p_asserted_identity: pai,
@@ -306,10 +325,59 @@ fn number_of(from: Option<String>, pai: Vec<String>) -> Option<String> {
     siaga_engine::call::signals::caller_number(&identity)
 }
 
-/// Calls from `call`'s number in the 10 minutes, the hour and the day before it started
-/// (numbers are compared as sent, so only the day's calls are read).
-fn earlier_calls(conn: &Connection, call: &CallRow) -> rusqlite::Result<Option<EarlierCalls>> {
-    const MINUTE_MS: i64 = 60_000;
+/// Earlier calls are counted up to this many per window: a number that floods the centre
+/// cannot make counting its next call cost more (the writer counts for every call).
+pub const EARLIER_CALLS_COUNTED: usize = 1000;
+
+const MINUTE_MS: i64 = 60_000;
+
+/// Calls from `call`'s number in the 10 minutes, the hour and the day before it started,
+/// each up to [`EARLIER_CALLS_COUNTED`]. By the `caller_number` column (indexed) where the
+/// call has it; in a log written before it existed, by reading the numbers of the day's calls.
+pub(super) fn earlier_calls(
+    conn: &Connection,
+    call: &CallRow,
+) -> rusqlite::Result<Option<EarlierCalls>> {
+    let stored: Option<String> = conn.query_row(
+        "SELECT caller_number FROM calls WHERE id = ?1",
+        params![call.id],
+        |r| r.get(0),
+    )?;
+    let Some(number) = stored else {
+        return earlier_calls_by_reading(conn, call);
+    };
+    let count = |minutes: i64| -> rusqlite::Result<usize> {
+        conn.prepare_cached(
+            "SELECT count(*) FROM (SELECT 1 FROM calls
+             WHERE caller_number = ?1 AND started_at >= ?2 AND started_at <= ?3 AND id != ?4
+             LIMIT ?5)",
+        )?
+        .query_row(
+            params![
+                number,
+                call.started_at - minutes * MINUTE_MS,
+                call.started_at,
+                call.id,
+                EARLIER_CALLS_COUNTED as i64
+            ],
+            |r| r.get::<_, i64>(0),
+        )
+        .map(|n| usize::try_from(n).unwrap_or(0))
+    };
+    Ok(Some(EarlierCalls {
+        last_10_min: count(10)?,
+        last_hour: count(60)?,
+        last_day: count(24 * 60)?,
+        number,
+    }))
+}
+
+/// [`earlier_calls`] for a call logged before `caller_number` existed: the numbers of the
+/// day's calls are read and compared as sent.
+fn earlier_calls_by_reading(
+    conn: &Connection,
+    call: &CallRow,
+) -> rusqlite::Result<Option<EarlierCalls>> {
     let Some(number) = number_of(call.caller_from.clone(), call.caller_pai.clone()) else {
         return Ok(None);
     };
@@ -343,12 +411,13 @@ fn earlier_calls(conn: &Connection, call: &CallRow) -> rusqlite::Result<Option<E
             .iter()
             .filter(|&&at| at >= call.started_at - minutes * MINUTE_MS)
             .count()
+            .min(EARLIER_CALLS_COUNTED)
     };
     Ok(Some(EarlierCalls {
         number,
         last_10_min: within(10),
         last_hour: within(60),
-        last_day: starts.len(),
+        last_day: within(24 * 60),
     }))
 }
 
@@ -603,6 +672,7 @@ pub fn render_detail(d: &CallDetail, with_messages: bool) -> String {
     if let Some(s) = &d.signals {
         render_signals(&mut out, s);
     }
+    super::classes::render(&mut out, &d.class);
     let _ = writeln!(out, "timeline");
     // On equal milliseconds the SIP message comes first: it is what caused the events.
     let mut timeline: Vec<(i64, u8, String)> = d

@@ -110,6 +110,43 @@ CREATE TABLE call_signals (
     longest_speech_ms INTEGER             -- the longest run of speech (pauses under 300 ms inside)
 );
 "#,
+    r#"
+-- The caller's number as `calls show` reads it (P-Asserted-Identity, else From; digits and a
+-- leading +), so that the earlier calls from a number are an indexed count. NULL: none usable,
+-- or logged before this column.
+ALTER TABLE calls ADD COLUMN caller_number TEXT;
+CREATE INDEX calls_caller_number ON calls(caller_number, started_at)
+    WHERE caller_number IS NOT NULL;
+-- Call classes (issue 12): the rules' class, once, when the call's signals are logged. A call
+-- whose signals never came (a crash) has no row: it is unclassified.
+CREATE TABLE call_classes (
+    call          INTEGER PRIMARY KEY REFERENCES calls(id),
+    class         TEXT NOT NULL,      -- genuine | silent | abandoned | pocket_or_noise | repeat | test
+    reasons       TEXT NOT NULL,      -- JSON [{rule, class, detail}], the deciding rule first
+    rules_version INTEGER NOT NULL,   -- siaga_dialplan::RULES_VERSION
+    at            INTEGER NOT NULL
+);
+CREATE INDEX call_classes_class ON call_classes(class);
+-- People's corrections, one row each, never overwriting the rules' class: the latest one is
+-- the call's current class.
+CREATE TABLE call_class_corrections (
+    id         INTEGER PRIMARY KEY,
+    call       INTEGER NOT NULL REFERENCES calls(id),
+    at         INTEGER NOT NULL,
+    by         TEXT NOT NULL,
+    from_class TEXT,                  -- the current class before (NULL: unclassified)
+    to_class   TEXT NOT NULL,
+    why        TEXT NOT NULL
+);
+CREATE INDEX call_class_corrections_call ON call_class_corrections(call, id);
+-- Each call's current class: the latest correction, else the rules' class (NULL: neither).
+CREATE VIEW call_current_class AS
+SELECT calls.id AS call,
+       coalesce((SELECT k.to_class FROM call_class_corrections k
+                 WHERE k.call = calls.id ORDER BY k.id DESC LIMIT 1),
+                (SELECT c.class FROM call_classes c WHERE c.call = calls.id)) AS class
+FROM calls;
+"#,
 ];
 
 /// What is wrong with a call-log path, found before anything is opened or created.
@@ -192,6 +229,24 @@ pub fn open_read_only(path: &Path) -> anyhow::Result<Connection> {
     } else {
         open_immutable(path)
     }
+}
+
+/// Opens an existing database to record people's corrections (`siaga calls classify`),
+/// beside a running gateway (WAL). Never creates a database; one written by an older Siaga
+/// must be opened by the gateway first, which brings its schema up to date.
+pub fn open_for_corrections(path: &Path) -> anyhow::Result<Connection> {
+    check_db_file(path, true)?;
+    let conn = open_existing(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE, false)?;
+    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if usize::try_from(version).unwrap_or(0) < MIGRATIONS.len() {
+        anyhow::bail!(
+            "call log {} has schema version {version}, older than this Siaga ({}): start the \
+             gateway on it once (it upgrades the schema), then correct the class",
+            path.display(),
+            MIGRATIONS.len()
+        );
+    }
+    Ok(conn)
 }
 
 /// Reads the database at start-up when its `-shm` index cannot be created (a full disk).

@@ -88,6 +88,8 @@ pub struct Writer {
     space: Space,
     space_checked: Option<Instant>,
     shared: Arc<Shared>,
+    /// The thresholds calls are classed with (the running plan's, once the gateway says).
+    class_rules: siaga_dialplan::ClassifyRules,
 }
 
 /// A failure that says nothing about the record: the database cannot be written now.
@@ -152,6 +154,7 @@ impl Writer {
             space: Space::default(),
             space_checked: None,
             shared,
+            class_rules: Default::default(),
         };
         if damaged.places > 0 {
             let detail = format!(
@@ -326,8 +329,9 @@ impl Writer {
             .fetch_sub(bytes, Ordering::Relaxed);
         match write {
             Write::Barrier(b) => self.barriers.push((self.seq, b)),
+            Write::ClassRules(rules) => self.class_rules = rules,
             write => {
-                if let Some(entry) = write.lower() {
+                if let Some(entry) = write.lower(&self.class_rules) {
                     if entry.droppable && (self.space.low || self.gap.is_some()) {
                         self.space.dropped += 1;
                         if let Some(g) = &mut self.gap {
@@ -709,6 +713,9 @@ pub(super) fn run_op(tx: &rusqlite::Transaction, op: &Op) -> rusqlite::Result<()
             .and_then(|mut s| s.execute(rusqlite::params_from_iter(params.iter())))
             .map(|_| ()),
         Op::Recover { now_ms } => schema::recover_in(tx, *now_ms).map(|_| ()),
+        Op::Classify { call, at_ms, rules } => {
+            super::classes::classify_in(tx, *call as i64, *at_ms, rules)
+        }
     }
 }
 
@@ -928,7 +935,7 @@ mod tests {
                 sha256: sha.map(str::to_owned),
                 duration_ms: sha.map(|_| 1000),
             }
-            .lower()
+            .lower(&Default::default())
             .expect("entry")
         };
         let (mut spill, _) = Spill::open(&options.spill_dir, &db).expect("spill");

@@ -199,13 +199,20 @@ impl Gateway {
 
     /// `siaga calls …` against this gateway's database.
     pub fn calls_cli(&self, args: &[&str]) -> String {
+        let mut args = args.to_vec();
+        args.insert(0, "calls");
+        self.cli(&args)
+    }
+
+    /// `siaga …` (a command reading the call log: calls, report) against this gateway's
+    /// database; fails the test if it fails.
+    pub fn cli(&self, args: &[&str]) -> String {
         let out = Command::new(env!("CARGO_BIN_EXE_siaga"))
-            .arg("calls")
             .args(args)
             .arg("--db")
             .arg(self.db_path())
             .output()
-            .expect("run siaga calls");
+            .expect("run siaga");
         assert!(
             out.status.success(),
             "{}",

@@ -7,6 +7,7 @@
 //! - [`Dialplan::classify`] says what a Request-URI dialled and where the call enters the plan.
 //! - [`IvrSession`] is the IVR state machine driven by the call engine and the simulator alike.
 //! - [`Dialplan::route`] and [`Dialplan::fallback_chain`] give the bridging engine its targets.
+//! - [`classify_call`] gives an ended call its class (genuine, silent, …) and the reasons.
 //! - [`simulate`] runs a call through the plan in virtual time and prints its path.
 //!
 //! A [`Dialplan`] is immutable and `Send + Sync`: share it as `Arc<Dialplan>`, swap the `Arc`
@@ -14,6 +15,7 @@
 //!
 //! The format is documented in `docs/dialplan.md`.
 
+mod call_class;
 mod classify;
 mod diagnostic;
 mod ids;
@@ -25,6 +27,10 @@ mod sip_uri;
 mod time;
 mod validate;
 
+pub use call_class::{
+    CallClass, CallFacts, ClassifyRules, DialledKind, EarlierCalls, EndedBy, RULES_VERSION, Reason,
+    Rule, UnknownClass, Verdict, Voice, classify_call,
+};
 pub use classify::{Classified, Dialled};
 pub use diagnostic::{Diagnostic, Problem, Source, SourceLocation, ValidationErrors};
 pub use ids::{DigitKey, Language, MenuId, PromptName, RouteId};

@@ -28,6 +28,8 @@ pub struct Dialplan {
     pub(crate) last_resort: RouteDefinition,
     /// Every route except the last resort.
     pub(crate) routes: BTreeMap<RouteId, RouteDefinition>,
+    /// Thresholds of the call-class rules (`[classify]`, defaults when absent).
+    pub(crate) classify: crate::call_class::ClassifyRules,
 }
 
 /// The centre the plan belongs to.
@@ -289,6 +291,11 @@ impl fmt::Display for PromptRef {
 }
 
 impl Dialplan {
+    /// The thresholds the call-class rules use with this plan.
+    pub fn classify_rules(&self) -> &crate::call_class::ClassifyRules {
+        &self.classify
+    }
+
     pub fn centre(&self) -> &Centre {
         &self.centre
     }

@@ -19,6 +19,21 @@ pub(crate) struct RawFile {
     pub menus: BTreeMap<Text, RawMenu>,
     #[serde(default)]
     pub routes: BTreeMap<Text, RawRoute>,
+    pub classify: Option<Spanned<RawClassify>>,
+}
+
+/// `[classify]`: the thresholds of the call-class rules (`crate::call_class`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawClassify {
+    pub silent_speech_below_percent: Option<Spanned<f64>>,
+    pub speech_run: Option<Text>,
+    pub abandoned_within: Option<Text>,
+    pub agency_talk_genuine: Option<Text>,
+    pub repeat_in_10_min: Option<Spanned<i64>>,
+    pub repeat_in_hour: Option<Spanned<i64>>,
+    pub repeat_in_day: Option<Spanned<i64>>,
+    pub location_is_genuine: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]

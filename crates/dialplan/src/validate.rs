@@ -20,6 +20,8 @@ use crate::raw::{
 use crate::sip_uri::SipUri;
 use crate::time::{ClockTime, DaySet, TimeWindow, parse_duration};
 
+mod classify_rules;
+
 /// Defaults for keys a plan may leave out. Documented in `docs/dialplan.md`.
 mod defaults {
     use std::time::Duration;
@@ -133,6 +135,7 @@ struct Merged {
     entries: Vec<(FileIndex, Spanned<RawEmergency>)>,
     menus: BTreeMap<String, (FileIndex, Text, RawMenu)>,
     routes: BTreeMap<String, (FileIndex, Text, RawRoute)>,
+    classify: Option<(FileIndex, Spanned<crate::raw::RawClassify>)>,
 }
 
 /// Names that exist in the merged plan, for resolving references and for hints.
@@ -210,6 +213,7 @@ impl Validator<'_> {
         let (numbers, services) = self.check_entries(&merged, &known);
         self.check_fallback_cycles(&merged, &known);
         self.check_menu_loops(&merged);
+        let classify = self.check_classify(merged.classify.as_ref());
 
         let (base_dir, centre) = centre?;
         let last_resort = routes.remove(&centre.last_resort)?;
@@ -221,6 +225,7 @@ impl Validator<'_> {
             menus,
             last_resort,
             routes,
+            classify: classify?,
         })
     }
 
@@ -264,6 +269,24 @@ impl Validator<'_> {
             }
             for (key, route) in raw.routes {
                 self.merge_definition(&mut merged.routes, "route", file, key, route);
+            }
+            if let Some(classify) = raw.classify {
+                match &merged.classify {
+                    Some((first_file, first)) => {
+                        let first = self.location(*first_file, first.span());
+                        self.report(
+                            file,
+                            classify.span(),
+                            Problem::DuplicateDefinition {
+                                what: "table",
+                                name: "[classify]".into(),
+                                first,
+                            },
+                            "keep one [classify] table, in the main plan file",
+                        );
+                    }
+                    None => merged.classify = Some((file, classify)),
+                }
             }
         }
         merged
