@@ -7,6 +7,8 @@
 //! - [`Dialplan::classify`] says what a Request-URI dialled and where the call enters the plan.
 //! - [`IvrSession`] is the IVR state machine driven by the call engine and the simulator alike.
 //! - [`Dialplan::route`] and [`Dialplan::fallback_chain`] give the bridging engine its targets.
+//! - [`Policies`] (`[policies]`) with [`NumberLists`] and [`RepeatCounter`] decide what a call
+//!   from a watched, blocked or repeating number meets; [`CallerNumber`] gives a number one form.
 //! - [`simulate`] runs a call through the plan in virtual time and prints its path.
 //!
 //! A [`Dialplan`] is immutable and `Send + Sync`: share it as `Arc<Dialplan>`, swap the `Arc`
@@ -19,6 +21,7 @@ mod diagnostic;
 mod ids;
 mod ivr;
 mod model;
+mod policy;
 mod raw;
 mod simulate;
 mod sip_uri;
@@ -35,6 +38,11 @@ pub use ivr::{
 pub use model::{
     Centre, Choice, Dialplan, Entry, Exit, LocationConveyance, Menu, PromptRef, Queue, Route,
     RouteDefinition, RouteVariant, Strategy, Target, Transport, TrustDomain,
+};
+pub use policy::{
+    Applied, CallFacts, CallRate, CallerNumber, Decision, ListEntry, ListKind, NumberError,
+    NumberLists, Override, Policies, PolicyAction, RepeatCounter, format_list_duration,
+    parse_list_duration,
 };
 pub use simulate::{
     CALLER_REACTION, CallerKeys, KEY_GAP, MenuPath, MenuPaths, RoutedCall, SimulateRequest,

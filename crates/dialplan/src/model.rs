@@ -9,6 +9,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::ids::{DigitKey, Language, MenuId, PromptName, RouteId};
+use crate::policy::Policies;
 use crate::sip_uri::SipUri;
 use crate::time::{LocalTime, TimeWindow, format_duration};
 
@@ -28,6 +29,8 @@ pub struct Dialplan {
     pub(crate) last_resort: RouteDefinition,
     /// Every route except the last resort.
     pub(crate) routes: BTreeMap<RouteId, RouteDefinition>,
+    /// `[policies]` (its defaults when the plan has none).
+    pub(crate) policies: Policies,
 }
 
 /// The centre the plan belongs to.
@@ -291,6 +294,11 @@ impl fmt::Display for PromptRef {
 impl Dialplan {
     pub fn centre(&self) -> &Centre {
         &self.centre
+    }
+
+    /// What repeat callers, watched and blocked numbers meet.
+    pub fn policies(&self) -> &Policies {
+        &self.policies
     }
 
     /// The last-resort route's name.

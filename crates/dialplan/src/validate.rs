@@ -20,6 +20,8 @@ use crate::raw::{
 use crate::sip_uri::SipUri;
 use crate::time::{ClockTime, DaySet, TimeWindow, parse_duration};
 
+mod policies;
+
 /// Defaults for keys a plan may leave out. Documented in `docs/dialplan.md`.
 mod defaults {
     use std::time::Duration;
@@ -133,6 +135,7 @@ struct Merged {
     entries: Vec<(FileIndex, Spanned<RawEmergency>)>,
     menus: BTreeMap<String, (FileIndex, Text, RawMenu)>,
     routes: BTreeMap<String, (FileIndex, Text, RawRoute)>,
+    policies: Option<(FileIndex, Spanned<crate::raw::RawPolicies>)>,
 }
 
 /// Names that exist in the merged plan, for resolving references and for hints.
@@ -210,6 +213,7 @@ impl Validator<'_> {
         let (numbers, services) = self.check_entries(&merged, &known);
         self.check_fallback_cycles(&merged, &known);
         self.check_menu_loops(&merged);
+        let policies = self.check_policies(&merged);
 
         let (base_dir, centre) = centre?;
         let last_resort = routes.remove(&centre.last_resort)?;
@@ -221,6 +225,7 @@ impl Validator<'_> {
             menus,
             last_resort,
             routes,
+            policies: policies?,
         })
     }
 
@@ -259,6 +264,24 @@ impl Validator<'_> {
             merged
                 .entries
                 .extend(raw.emergency.into_iter().map(|entry| (file, entry)));
+            if let Some(policies) = raw.policies {
+                match &merged.policies {
+                    Some((first_file, first)) => {
+                        let first = self.location(*first_file, first.span());
+                        self.report(
+                            file,
+                            policies.span(),
+                            Problem::DuplicateDefinition {
+                                what: "table",
+                                name: "[policies]".into(),
+                                first,
+                            },
+                            "keep [policies] in one plan file only",
+                        );
+                    }
+                    None => merged.policies = Some((file, policies)),
+                }
+            }
             for (key, menu) in raw.menus {
                 self.merge_definition(&mut merged.menus, "menu", file, key, menu);
             }
