@@ -97,7 +97,7 @@ impl fmt::Display for CallRate {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Policies {
     /// A number that calls this often is a repeat caller: warned, then queued behind others.
-    /// `None`: the repeat-caller path is off.
+    /// `None` (the default): the repeat-caller path is off.
     pub repeat_caller: Option<CallRate>,
     /// A blocked number that calls this often reaches a person anyway.
     pub block_override: CallRate,
@@ -117,10 +117,9 @@ pub struct Policies {
 impl Default for Policies {
     fn default() -> Self {
         Policies {
-            repeat_caller: Some(CallRate {
-                calls: 5,
-                within: Duration::from_secs(10 * 60),
-            }),
+            // Off unless the plan turns it on: a count alone cannot tell a prank from someone
+            // calling back in a real emergency, and it lowers the caller's priority.
+            repeat_caller: None,
             block_override: CallRate {
                 calls: 3,
                 within: Duration::from_secs(15 * 60),
@@ -597,7 +596,13 @@ mod tests {
     #[test]
     fn watched_and_repeat_callers_are_warned_and_anonymous_callers_are_not_counted() {
         let t0 = Instant::now();
-        let policies = Policies::default();
+        let policies = Policies {
+            repeat_caller: Some(CallRate {
+                calls: 5,
+                within: Duration::from_secs(600),
+            }),
+            ..Policies::default()
+        };
         let watched = number("+628111111111");
         let other = number("+628222222222");
         let lists = NumberLists::new([(
@@ -657,12 +662,13 @@ mod tests {
             }
         }
         assert_eq!(counter.tracked(), 100);
-        // The newest number is still counted, up to what a decision needs.
+        // The newest number is still counted, up to what a decision needs (the block
+        // override's 3 calls).
         let last = CallerNumber::normalise("+628110009999", Some("62")).expect("n");
         let within = Duration::from_secs(600);
         assert_eq!(
             counter.count_within(&last, within, t0 + Duration::from_secs(10)),
-            5
+            3
         );
     }
 }

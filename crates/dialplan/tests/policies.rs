@@ -18,13 +18,7 @@ fn a_plan_without_policies_gets_the_defaults() {
     let plan = check(SMALL_PLAN).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(plan.policies(), &Policies::default());
     let d = Policies::default();
-    assert_eq!(
-        d.repeat_caller,
-        Some(CallRate {
-            calls: 5,
-            within: Duration::from_secs(600)
-        })
-    );
+    assert_eq!(d.repeat_caller, None, "the repeat-caller path is opt-in");
     assert_eq!(d.block_override.calls, 3);
     assert_eq!(d.max_block, Duration::from_secs(7 * 86_400));
 }
