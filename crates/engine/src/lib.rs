@@ -18,7 +18,8 @@
 //!
 //! Around them: `io` (the engine's doors), `net` (flows), `ids` (newtypes), `timers` (one
 //! queue), `directory` (where agencies are), `restart` (dialogs a crash left up),
-//! `source_limits` (per-source budgets before parsing), `config`, `end_reason`.
+//! `source_limits` (per-source budgets before parsing), `route_queue` (who waits first),
+//! `config`, `end_reason`.
 
 mod agency;
 pub mod call;
@@ -34,6 +35,7 @@ pub mod io;
 pub mod net;
 pub mod noncall;
 pub mod restart;
+mod route_queue;
 mod session;
 pub mod sip;
 pub mod source_limits;
@@ -41,6 +43,7 @@ pub mod timeline;
 pub mod timers;
 pub mod transaction;
 
+pub use agency::QueuePriority;
 pub use config::{EngineConfig, SilentCallerProbe};
 pub use directory::{Directory, Hop};
 pub use engine::Engine;

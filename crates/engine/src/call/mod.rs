@@ -28,7 +28,7 @@ use std::sync::Arc;
 use rsipstack::sip::Request;
 use siaga_dialplan::{Dialplan, Entry, IvrSession, RouteId, RouteReason};
 
-use crate::agency::{AgencySide, CallerView};
+use crate::agency::{AgencySide, CallerView, QueuePriority};
 use crate::effects::Effects;
 pub use crate::end_reason::EndReason;
 use crate::ids::{Branch, CallId, CallRef, Tag};
@@ -148,6 +148,8 @@ pub struct Call {
     pub repeated_acks: u32,
     /// Counted for the call's signals, logged at its end.
     pub signals: signals::SignalCounters,
+    /// Where the caller waits in a busy queue (lowered by a policy, issue 12).
+    pub priority: QueuePriority,
     pub span: tracing::Span,
 }
 
@@ -222,6 +224,7 @@ impl Call {
             local: self.flow.local,
             privacy: self.privacy_requested(),
             ending: matches!(self.state, CallState::HangingUp { .. } | CallState::Ended),
+            priority: self.priority,
             span: &self.span,
         }
     }

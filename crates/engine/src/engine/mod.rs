@@ -140,7 +140,7 @@ impl Engine {
                     .fx
                     .queues
                     .values()
-                    .filter_map(|q| q.front().copied())
+                    .filter_map(|q| q.front())
                     .filter(|c| *c != by)
                     .collect();
                 for head in heads {

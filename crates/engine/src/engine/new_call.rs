@@ -192,6 +192,7 @@ impl Engine {
             merged_requests: 0,
             repeated_acks: 0,
             signals: Default::default(),
+            priority: Default::default(),
             span,
         };
         if kind == CallKind::Test {
