@@ -10,7 +10,8 @@
 //! - `media_events`: what the media side reports about the call's legs;
 //! - `location`: the caller's location hints, read and logged;
 //! - `agency_glue`: handing agency traffic to the call's `AgencySide`;
-//! - `signals`: what the call counts for its signals (digits, times, voice, identity).
+//! - `signals`: what the call counts for its signals (digits, times, voice, identity);
+//! - `policy`: number policies (repeat callers, watch and block lists) and their announcements.
 
 mod agency_glue;
 mod dialog;
@@ -18,6 +19,7 @@ mod ending;
 mod ivr;
 pub(crate) mod location;
 mod media_events;
+pub(crate) mod policy;
 mod probe;
 pub mod signals;
 
@@ -150,6 +152,8 @@ pub struct Call {
     pub signals: signals::SignalCounters,
     /// Where the caller waits in a busy queue (lowered by a policy, issue 12).
     pub priority: QueuePriority,
+    /// A policy's announcement, played after the answer before the IVR or the end.
+    pub announcement: Option<policy::PolicyAnnouncement>,
     pub span: tracing::Span,
 }
 
@@ -181,7 +185,11 @@ impl Call {
             (CallState::Answered | CallState::Confirmed, Probe::Again(at)) => Some(*at),
             _ => None,
         };
-        [ring, hang_up, ivr, agency, linger, probe]
+        let announcement = match &self.state {
+            CallState::Answered | CallState::Confirmed => self.policy_deadline(),
+            _ => None,
+        };
+        [ring, hang_up, ivr, agency, linger, probe, announcement]
             .into_iter()
             .flatten()
             .min()
