@@ -6,6 +6,7 @@ mod config;
 mod gateway;
 mod media;
 mod memory;
+mod numbers;
 mod plan;
 mod restart;
 mod transport;
@@ -42,6 +43,9 @@ enum Command {
     /// Check a dialplan, or simulate a call through it without placing one.
     #[command(subcommand)]
     Dialplan(DialplanCommand),
+    /// Watch and block lists for callers' numbers (dialplan [policies]); every entry expires.
+    #[command(subcommand)]
+    Numbers(numbers::NumbersCommand),
 }
 
 #[derive(Subcommand)]
@@ -423,6 +427,7 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => serve(args),
         Command::Dialplan(cmd) => dialplan_command(cmd),
+        Command::Numbers(cmd) => numbers::run(cmd),
         Command::Calls(CallsCommand::List {
             db,
             limit,

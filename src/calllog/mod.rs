@@ -4,6 +4,7 @@
 //! verbatim and linked to its call.
 
 mod gateway_event;
+pub mod numbers;
 mod ops;
 pub mod query;
 mod schema;
@@ -28,7 +29,6 @@ use siaga_engine::timeline::CallEventKind;
 
 pub use gateway_event::GatewayEventKind;
 use ops::Entry;
-#[cfg(test)]
 pub use schema::open;
 pub use schema::{Recovery, UnfinishedRecording, check_db_file, open_read_only};
 pub use view::open_calls_with_spill;

@@ -156,6 +156,11 @@ impl Call {
             let playback = PlaybackId(POLICY_PLAYBACK | fx.next_playback);
             announcement.playing = Some(playback);
             announcement.give_up_at = Some(now + PROMPT_WATCHDOG);
+            fx.timeline(
+                self.call_ref,
+                CallEventKind::PromptStarted,
+                format!("play {} (policy announcement)", prompt.display()),
+            );
             fx.media(MediaCommand::Play {
                 call: self.call_ref,
                 leg: LegId::Caller,
