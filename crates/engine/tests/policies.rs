@@ -56,7 +56,11 @@ struct Placed {
 
 impl Sim {
     fn new() -> Self {
-        let mut h = Harness::new(EngineConfig::default(), default_plan(), Instant::now());
+        Self::with_plan(default_plan())
+    }
+
+    fn with_plan(plan: Arc<siaga_dialplan::Dialplan>) -> Self {
+        let mut h = Harness::new(EngineConfig::default(), plan, Instant::now());
         h.media_side = MediaSide {
             prompts: Prompts::EndAtOnce,
             first_packet_on_start: false,
@@ -381,4 +385,61 @@ fn a_watched_caller_is_warned_and_waits_behind_normal_callers_in_a_busy_queue() 
         sim.desk_invites(TAKER_1, "628111111111").is_empty(),
         "the watched caller waits behind the normal one"
     );
+}
+
+#[test]
+fn a_blocked_caller_hanging_up_during_the_announcement_is_not_a_call_back() {
+    let mut sim = Sim::new();
+    let t0 = sim.h.now;
+    sim.list(BLOCKED, ListKind::Block, t0 + minutes(60));
+    // Prompts play until the test says otherwise: the caller hangs up in the middle.
+    sim.h.media_side.prompts = Prompts::Manual;
+    let placed = sim.call(BLOCKED, "sip:112@198.51.100.1", "", None);
+    assert_eq!(sim.played(placed.call), ["number-blocked.wav"]);
+    let bye = sim.in_dialog(&placed, "BYE", 2);
+    sim.h.sip(flow_from(CALLER), bye.as_bytes());
+    assert_eq!(sim.end_reason(placed.call), Some(EndReason::BlockedNumber));
+    assert!(!EndReason::BlockedNumber.calls_for_call_back());
+}
+
+#[test]
+fn with_the_repeat_caller_path_on_the_fifth_call_in_ten_minutes_is_warned_and_still_answered() {
+    let text = include_str!("../../../dialplans/default.toml").replace(
+        "repeat_caller = { calls = 0, within = \"10min\" }",
+        "repeat_caller = { calls = 5, within = \"10min\" }",
+    );
+    let plan = harness::plan(
+        concat!(env!("CARGO_MANIFEST_DIR"), "/../../dialplans/default.toml"),
+        &text,
+    );
+    assert!(plan.policies().repeat_caller.is_some(), "the edit applied");
+    let mut sim = Sim::with_plan(plan);
+    let number = "+628444444444";
+    let mut calls = Vec::new();
+    for i in 0..6u64 {
+        calls.push(sim.call(number, "sip:112@198.51.100.1", "", None));
+        sim.h.advance(minutes(1) + Duration::from_secs(i));
+    }
+    for placed in &calls[..4] {
+        assert!(sim.timeline(placed.call, "policy_repeat_caller").is_empty());
+        assert_eq!(sim.played(placed.call)[0], "welcome.wav");
+    }
+    for placed in &calls[4..] {
+        let repeat = sim.timeline(placed.call, "policy_repeat_caller");
+        assert_eq!(repeat.len(), 1);
+        assert!(
+            repeat[0].starts_with("5 calls from this number within 10min"),
+            "{repeat:?}"
+        );
+        assert_eq!(
+            sim.played(placed.call)[..3],
+            ["misuse-warning.wav", "misuse-warning.wav", "welcome.wav"],
+            "warned, then the menu as for anyone"
+        );
+    }
+    // Anonymous callers are never counted.
+    for _ in 0..6 {
+        let placed = sim.call("anonymous", "sip:112@198.51.100.1", "", None);
+        assert_eq!(sim.played(placed.call)[0], "welcome.wav");
+    }
 }

@@ -167,6 +167,10 @@ impl Call {
             Method::Bye => {
                 let reason = if self.kind == CallKind::Test {
                     EndReason::TestCallEnded
+                } else if self.is_being_blocked() {
+                    // Gone during the blocked announcement: the policy's end, not a caller
+                    // to call back.
+                    EndReason::BlockedNumber
                 } else if self.agency.is_none() {
                     // Gone before the IVR chose an agency: a call the centre calls back.
                     EndReason::AbandonedInIvr

@@ -208,6 +208,13 @@ impl Call {
         }
     }
 
+    /// The caller hears the blocked announcement (or waits for its end).
+    pub(crate) fn is_being_blocked(&self) -> bool {
+        self.announcement
+            .as_ref()
+            .is_some_and(|a| a.then == AfterAnnouncement::HangUp)
+    }
+
     /// When a policy prompt that never ends is given up on.
     pub(crate) fn policy_deadline(&self) -> Option<Instant> {
         self.announcement.as_ref().and_then(|a| a.give_up_at)
