@@ -113,6 +113,17 @@ fn a_blocked_number_is_let_go_but_reaches_a_call_taker_when_it_keeps_calling() {
         );
     }
 
+    // Supervisors find them like any other call.
+    let shown = gw.calls_cli(&["show", "1"]);
+    assert!(
+        shown.contains("blocked_number") && shown.contains("policy_blocked"),
+        "{shown}"
+    );
+    let blocked = gw.calls_json(&["list", "--end", "blocked_number"]);
+    assert_eq!(blocked.as_array().map(Vec::len), Some(2), "{blocked}");
+    let call_backs = gw.calls_json(&["list", "--call-backs"]);
+    assert_eq!(call_backs.as_array().map(Vec::len), Some(0), "{call_backs}");
+
     // The third call within 15 minutes reaches a call-taker (a SIPp agency).
     let desk = sipp_agency("agency_answer.xml", ports.calltaker, &["-m", "1"]);
     let caller = gw.sipp(

@@ -451,13 +451,13 @@ impl Applied {
             }
             Applied::BlockOverridden { entry, reason } => match reason {
                 Override::CalledAgain { calls, rate } => format!(
-                    "blocked ({}), but {calls} calls within {} (override at {}): to a call-taker, warned, lower queue priority",
+                    "blocked ({}), but {calls} calls within {} (override at {}): put through, warned, lower queue priority",
                     entry_text(entry),
                     format_duration(rate.within),
                     rate.calls
                 ),
                 Override::UrnWithLocation => format!(
-                    "blocked ({}), but dialled a service URN with a PIDF-LO location: to a call-taker",
+                    "blocked ({}), but dialled a service URN with a PIDF-LO location: put through",
                     entry_text(entry)
                 ),
             },

@@ -255,9 +255,12 @@ fn a_blocked_number_calling_repeatedly_reaches_a_call_taker_and_its_block_expire
         ["misuse-warning.wav", "misuse-warning.wav", "welcome.wav"]
     );
     sim.h.advance(Duration::from_secs(20));
-    assert!(
-        !sim.desk_invites(TAKER_1, "628123456789").is_empty(),
-        "the blocked number reached a call-taker"
+    let desk = sim.desk_invites(TAKER_1, "628123456789");
+    assert!(!desk.is_empty(), "the blocked number reached a call-taker");
+    assert_eq!(
+        header(&desk[0], "X-Siaga-Policy"),
+        "blocked number, let through: called again",
+        "the call-taker is told why the caller was warned"
     );
     assert_eq!(sim.end_reason(third.call), None, "nobody hung up on it");
 

@@ -61,6 +61,8 @@ pub(crate) struct CallerView<'a> {
     pub(crate) ending: bool,
     /// Where the caller waits in a busy route's queue (lower for repeat and watched callers).
     pub(crate) priority: QueuePriority,
+    /// Which number policies applied to the call (told to the agency).
+    pub(crate) policy_note: Option<&'a str>,
     pub(crate) span: &'a tracing::Span,
 }
 

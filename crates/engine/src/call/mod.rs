@@ -154,6 +154,8 @@ pub struct Call {
     pub priority: QueuePriority,
     /// A policy's announcement, played after the answer before the IVR or the end.
     pub announcement: Option<policy::PolicyAnnouncement>,
+    /// Which policies applied, for the agency (`X-Siaga-Policy`).
+    pub policy_note: Option<String>,
     pub span: tracing::Span,
 }
 
@@ -233,6 +235,7 @@ impl Call {
             privacy: self.privacy_requested(),
             ending: matches!(self.state, CallState::HangingUp { .. } | CallState::Ended),
             priority: self.priority,
+            policy_note: self.policy_note.as_deref(),
             span: &self.span,
         }
     }

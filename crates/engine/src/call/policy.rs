@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use siaga_dialplan::{
     Applied, CallFacts, CallerNumber, Decision, Dialled, Dialplan, IvrSession, NumberLists,
-    PROMPT_WATCHDOG, PolicyAction, RepeatCounter,
+    Override, PROMPT_WATCHDOG, PolicyAction, RepeatCounter,
 };
 
 use super::{Call, CallState};
@@ -46,6 +46,15 @@ pub struct PolicyAnnouncement {
     give_up_at: Option<Instant>,
 }
 
+/// What a call does with the policies that applied to it.
+#[derive(Debug, Default)]
+pub(crate) struct PolicyOutcome {
+    pub(crate) priority: QueuePriority,
+    pub(crate) announcement: Option<PolicyAnnouncement>,
+    /// For the agency (`X-Siaga-Policy`): which policies applied, no personal data.
+    pub(crate) note: Option<String>,
+}
+
 /// The engine's side of the policies: the lists the shell hands in and the recent calls.
 #[derive(Debug)]
 pub(crate) struct NumberPolicies {
@@ -68,8 +77,8 @@ impl NumberPolicies {
         }
     }
 
-    /// Decides for a new emergency call, puts what applied on its timeline, and returns the
-    /// caller's queue priority and the announcement to play after the answer.
+    /// Decides for a new emergency call, puts what applied on its timeline, and returns what
+    /// the call does with it.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn start_call(
         &mut self,
@@ -80,7 +89,7 @@ impl NumberPolicies {
         identity: &CallerIdentity,
         dialled: &str,
         location: Option<&siaga_location::LocationReport>,
-    ) -> (QueuePriority, Option<PolicyAnnouncement>) {
+    ) -> PolicyOutcome {
         let country = plan.centre().country_code.as_deref();
         let number = super::signals::caller_number(identity)
             .and_then(|n| CallerNumber::normalise(&n, country).ok());
@@ -115,7 +124,24 @@ impl NumberPolicies {
                 give_up_at: None,
             })
         };
-        match action {
+        let note = applied
+            .iter()
+            .map(|a| match a {
+                Applied::RepeatCaller { .. } => "repeat caller",
+                Applied::Watched(_) => "watched number",
+                Applied::Blocked(_) => "blocked number",
+                Applied::BlockOverridden {
+                    reason: Override::CalledAgain { .. },
+                    ..
+                } => "blocked number, let through: called again",
+                Applied::BlockOverridden {
+                    reason: Override::UrnWithLocation,
+                    ..
+                } => "blocked number, let through: URN with location",
+            })
+            .collect::<Vec<_>>()
+            .join("; ");
+        let (priority, announcement) = match action {
             PolicyAction::Normal => (QueuePriority::Normal, None),
             PolicyAction::WarnLowPriority => (
                 QueuePriority::Low,
@@ -125,6 +151,11 @@ impl NumberPolicies {
                 QueuePriority::Normal,
                 announcement(&policies.blocked_prompt, AfterAnnouncement::HangUp),
             ),
+        };
+        PolicyOutcome {
+            priority,
+            announcement,
+            note: (!note.is_empty()).then_some(note),
         }
     }
 }

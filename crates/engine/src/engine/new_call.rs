@@ -105,7 +105,7 @@ impl Engine {
         // each problem goes on the timeline with its reason.
         let location = crate::call::location::record(fx, call_ref, "invite", &req, true);
         // Number policies (issue 12): a test call is never subject to them.
-        let (priority, announcement) = match &kind {
+        let policy = match &kind {
             CallKind::Emergency { .. } => self.numbers.start_call(
                 now,
                 fx,
@@ -205,8 +205,9 @@ impl Engine {
             merged_requests: 0,
             repeated_acks: 0,
             signals: Default::default(),
-            priority,
-            announcement,
+            priority: policy.priority,
+            announcement: policy.announcement,
+            policy_note: policy.note,
             span,
         };
         if kind == CallKind::Test {
