@@ -11,6 +11,7 @@
 //! | the message routed to its call, or answered statelessly | `engine` (the dispatcher), `noncall` |
 //! | an INVITE becomes a call | `engine::new_call`, `call::location` |
 //! | ringing, answer, the caller's dialog | `call::dialog`, `session` (SDP) |
+//! | number policies: warning, block, queue priority | `call::policy`, `route_queue` |
 //! | IVR: prompts, digits, the route decision | `call::ivr`, `call::media_events` |
 //! | an agency rung, failover, queue, transfer | `agency` (`legs`, `payload`, `queue`, `transfer`) |
 //! | hang-up and the call's end | `call::ending`, `call::probe` |
