@@ -225,7 +225,12 @@ pub async fn run(
     // The supervisors' number lists, re-read every few seconds and on SIGHUP.
     let (lists_tx, mut lists_rx) = mpsc::channel::<Vec<calllog::numbers::ListRow>>(2);
     let (reread_tx, reread_rx) = mpsc::channel::<()>(1);
-    let lists_reader = tokio::spawn(read_number_lists(settings.db.clone(), lists_tx, reread_rx));
+    let lists_reader = tokio::spawn(read_number_lists(
+        settings.db.clone(),
+        settings.number_lists_every,
+        lists_tx,
+        reread_rx,
+    ));
     let mut lists_in_force = None;
     loop {
         // While draining, wake at the drain deadline too: a gateway with nothing left to do
@@ -480,15 +485,16 @@ fn apply_reload(
     });
 }
 
-/// Reads the live watch and block entries every `LIST_REFRESH` and when nudged (SIGHUP), off
-/// the engine task. A log that cannot be read keeps the last snapshot in force (its entries
+/// Reads the live watch and block entries every `every` and when nudged (SIGHUP), off the
+/// engine task. A log that cannot be read keeps the last snapshot in force (its entries
 /// still expire on time) and is reported once per new reason.
 async fn read_number_lists(
     db: std::path::PathBuf,
+    every: std::time::Duration,
     out: mpsc::Sender<Vec<calllog::numbers::ListRow>>,
     mut reread: mpsc::Receiver<()>,
 ) {
-    let mut tick = tokio::time::interval(crate::numbers::LIST_REFRESH);
+    let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut last_error = String::new();
     loop {

@@ -1,7 +1,7 @@
 //! `siaga numbers`: supervisors' watch and block lists for callers' numbers (issue 12). Every
 //! change is a row of the call log with who, when, why and until when; a block always expires
 //! (at most the plan's `[policies] max_block`). A running gateway picks changes up within
-//! `LIST_REFRESH` (or at once on SIGHUP).
+//! `[calls] number_lists_every_s` (default `LIST_REFRESH`), or at once on SIGHUP.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -12,7 +12,7 @@ use siaga_engine::dialplan::{CallerNumber, format_list_duration, parse_list_dura
 
 use crate::calllog::{self, numbers};
 
-/// How often the gateway re-reads the lists.
+/// How often the gateway re-reads the lists unless configured.
 pub const LIST_REFRESH: Duration = Duration::from_secs(5);
 
 /// How long an entry lasts when `--for` is not given (always capped by the plan's maximum).

@@ -174,6 +174,41 @@ fn a_blocked_number_is_let_go_but_reaches_a_call_taker_when_it_keeps_calling() {
     assert!(all.contains("unblock") && all.contains("budi"), "{all}");
 }
 
+#[test]
+fn sighup_applies_a_list_change_at_once() {
+    // Lists re-read only hourly: a change shows up before that only through the SIGHUP.
+    let dir = tempfile::tempdir().expect("dir");
+    let config = dir.path().join("siaga.toml");
+    std::fs::write(&config, "[calls]\nnumber_lists_every_s = 3600\n").expect("config");
+    let plan = Path::new(env!("CARGO_MANIFEST_DIR")).join("dialplans/default.toml");
+    let mut gw = Gateway::start(&["--config", config.to_str().expect("utf8 path")]);
+    // The read at start, before the change.
+    gw.stdout_line("number lists: 0 entries in force");
+    ok_text(&numbers(
+        &gw.db_path(),
+        &plan,
+        &[
+            "block",
+            SIPP_NUMBER,
+            "--for",
+            "1h",
+            "--by",
+            "sari",
+            "--why",
+            "pranks",
+        ],
+    ));
+    let hup = Command::new("kill")
+        .args(["-HUP", &gw.pid().to_string()])
+        .status()
+        .expect("kill");
+    assert!(hup.success());
+    gw.stdout_line("number lists: 1 entries in force");
+    let sipp = gw.sipp("uac_gateway_bye.xml", false, &["-s", "112", "-m", "1"]);
+    assert_sipp_ok(&sipp, "blocked right after the SIGHUP");
+    assert_eq!(end_reason(&gw.db(), 1).as_deref(), Some("blocked_number"));
+}
+
 fn db_path(gw: &Gateway) -> std::path::PathBuf {
     gw.db_path()
 }
