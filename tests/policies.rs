@@ -38,6 +38,21 @@ fn numbers(db: &Path, plan: &Path, args: &[&str]) -> std::process::Output {
     cmd.output().expect("run siaga numbers")
 }
 
+/// A supervisor ("sari") puts `number` on a list (`watch` or `block`) for `duration`.
+fn put_on_list(
+    db: &Path,
+    plan: &Path,
+    change: &str,
+    number: &str,
+    duration: &str,
+    why: &str,
+) -> String {
+    let args = [
+        change, number, "--for", duration, "--by", "sari", "--why", why,
+    ];
+    ok_text(&numbers(db, plan, &args))
+}
+
 fn ok_text(out: &std::process::Output) -> String {
     assert!(
         out.status.success(),
@@ -72,20 +87,14 @@ fn end_reason(db: &rusqlite::Connection, call: i64) -> Option<String> {
 fn a_blocked_number_is_let_go_but_reaches_a_call_taker_when_it_keeps_calling() {
     let (mut gw, ports, _plan_dir, plan) = start();
     let db = gw.db_path();
-    let out = ok_text(&numbers(
+    let out = put_on_list(
         &db,
         &plan,
-        &[
-            "block",
-            SIPP_NUMBER_NATIONAL,
-            "--for",
-            "2h",
-            "--by",
-            "sari",
-            "--why",
-            "prank calls",
-        ],
-    ));
+        "block",
+        SIPP_NUMBER_NATIONAL,
+        "2h",
+        "prank calls",
+    );
     assert!(
         out.starts_with(&format!("blocked {SIPP_NUMBER} for 2h")),
         "{out}"
@@ -184,20 +193,7 @@ fn sighup_applies_a_list_change_at_once() {
     let mut gw = Gateway::start(&["--config", config.to_str().expect("utf8 path")]);
     // The read at start, before the change.
     gw.stdout_line("number lists: 0 entries in force");
-    ok_text(&numbers(
-        &gw.db_path(),
-        &plan,
-        &[
-            "block",
-            SIPP_NUMBER,
-            "--for",
-            "1h",
-            "--by",
-            "sari",
-            "--why",
-            "pranks",
-        ],
-    ));
+    put_on_list(&gw.db_path(), &plan, "block", SIPP_NUMBER, "1h", "pranks");
     let hup = Command::new("kill")
         .args(["-HUP", &gw.pid().to_string()])
         .status()
@@ -217,20 +213,7 @@ fn db_path(gw: &Gateway) -> std::path::PathBuf {
 fn a_watched_number_hears_the_warning_then_reaches_the_agency() {
     let (mut gw, ports, _plan_dir, plan) = start();
     let db = gw.db_path();
-    ok_text(&numbers(
-        &db,
-        &plan,
-        &[
-            "watch",
-            SIPP_NUMBER,
-            "--for",
-            "1h",
-            "--by",
-            "sari",
-            "--why",
-            "hoax calls",
-        ],
-    ));
+    put_on_list(&db, &plan, "watch", SIPP_NUMBER, "1h", "hoax calls");
     gw.stdout_line("number lists: 1 entries in force");
     let desk = sipp_agency("agency_answer.xml", ports.calltaker, &["-m", "1"]);
     let caller = gw.sipp(
