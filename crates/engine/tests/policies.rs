@@ -446,3 +446,41 @@ fn with_the_repeat_caller_path_on_the_fifth_call_in_ten_minutes_is_warned_and_st
         assert_eq!(sim.played(placed.call)[0], "welcome.wav");
     }
 }
+
+#[test]
+fn a_warned_silent_caller_still_reaches_the_call_takers_15_s_after_the_answer() {
+    let mut sim = Sim::new();
+    let t0 = sim.h.now;
+    let watched = "+628555555555";
+    sim.list(watched, ListKind::Watch, t0 + minutes(60));
+    // Prompts end when the test says: the warning takes 4 s in each language.
+    sim.h.media_side.prompts = Prompts::Manual;
+    let placed = sim.call(watched, "sip:112@198.51.100.1", "", None);
+    for _ in 0..2 {
+        sim.h.advance(Duration::from_secs(4));
+        let playback = sim
+            .h
+            .media
+            .iter()
+            .rev()
+            .find_map(|m| match m {
+                MediaCommand::Play { call, playback, .. } if *call == placed.call => {
+                    Some(*playback)
+                }
+                _ => None,
+            })
+            .expect("a prompt plays");
+        let event = MediaEvent::PromptFinished { playback };
+        sim.h.media_event(placed.call, LegId::Caller, event);
+    }
+    assert_eq!(
+        sim.played(placed.call)[2],
+        "welcome.wav",
+        "the menu after 8 s"
+    );
+    // Silent: handed to the call-takers 15 s after the answer, as any silent caller.
+    sim.h.advance_to(t0 + Duration::from_millis(14_999));
+    assert!(sim.desk_invites(TAKER_1, "628555555555").is_empty());
+    sim.h.advance_to(t0 + Duration::from_secs(15));
+    assert_eq!(sim.desk_invites(TAKER_1, "628555555555").len(), 1);
+}

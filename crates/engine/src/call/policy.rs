@@ -170,10 +170,13 @@ impl Call {
         }
     }
 
-    /// The IVR starts: the caller hears the centre, and prompts reach the recording.
+    /// The IVR starts: the caller hears the centre, and prompts reach the recording. A menu's
+    /// `offer_after` counts from the answer, the warning included.
     fn start_ivr(&mut self, now: Instant, fx: &mut Effects) {
         if let Some(entry) = self.entry.clone() {
-            self.ivr = Some(IvrSession::start(self.plan.clone(), &entry, now));
+            let answered = self.signals.answered_at.unwrap_or(now);
+            let plan = self.plan.clone();
+            self.ivr = Some(IvrSession::start_after(plan, &entry, answered, now));
             self.pump_ivr(now, fx);
         }
     }
