@@ -65,6 +65,14 @@ say en connecting-calltaker "Connecting you to a 112 operator."
 say id silent-confirm "Panggilan senyap diterima. Tetap di saluran."
 say en silent-confirm "Silent call received. Stay on the line."
 
+# --- policies (issue 12) ---------------------------------------------------------------------
+# Repeat callers and watched numbers hear this, then go on to a call-taker.
+say id misuse-warning "Penyalahgunaan nomor darurat 112 adalah pelanggaran hukum."
+say en misuse-warning "Misuse of emergency number 112 is an offence."
+# A blocked number hears this and the call ends (it reaches a call-taker if it keeps calling).
+say id number-blocked "Nomor Anda diblokir karena penyalahgunaan 112."
+say en number-blocked "Your number is blocked for misuse of 112."
+
 # --- queue -------------------------------------------------------------------------------
 say id all-busy "Semua petugas sibuk. Mohon tetap di saluran."
 say en all-busy "All operators are busy. Please stay on the line."

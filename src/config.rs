@@ -93,6 +93,8 @@ pub struct Settings {
     pub max_call_duration: Option<Duration>,
     pub media_timeout: Duration,
     pub drain_timeout: Duration,
+    /// How often the gateway re-reads the watch and block lists (also at once on SIGHUP).
+    pub number_lists_every: Duration,
     /// CSV of cell ID → approximate location (`cell_id,lat,lon,radius_m,area`).
     pub cell_table: Option<PathBuf>,
     /// The trunk's default location for calls that carry none: (lat, lon, radius in m).
@@ -149,6 +151,7 @@ impl Default for Settings {
             max_call_duration: Some(Duration::from_secs(4 * 3600)),
             media_timeout: Duration::from_secs(30),
             drain_timeout: Duration::from_secs(60),
+            number_lists_every: crate::numbers::LIST_REFRESH,
             cell_table: None,
             default_location: None,
             element_domain: "siaga.invalid".to_owned(),
@@ -304,6 +307,8 @@ pub struct CallsSection {
     /// 0 disables the limit.
     pub max_duration_s: Option<Spanned<u64>>,
     pub drain_timeout_s: Option<Spanned<u64>>,
+    /// The watch and block lists are re-read this often (1–3600 s); SIGHUP re-reads at once.
+    pub number_lists_every_s: Option<Spanned<u64>>,
     /// A silent caller that answered our OPTIONS is asked again after this; 0: no probing.
     pub probe_every_s: Option<u64>,
 }
@@ -406,6 +411,13 @@ impl Settings {
         }
         if self.drain_timeout > Duration::from_secs(24 * 3600) {
             return wrong("drain_timeout_s", "drain timeout over 86400 s".into());
+        }
+        let lists = self.number_lists_every;
+        if lists.is_zero() || lists > Duration::from_secs(3600) {
+            return wrong(
+                "number_lists_every_s",
+                "use 1–3600 s (default 5): a new block or watch takes up to this long".into(),
+            );
         }
         self.validate_transport_limits()
     }
@@ -533,6 +545,10 @@ fn apply_text(settings: &mut Settings, path: &Path, text: &str) -> anyhow::Resul
         .drain_timeout_s
         .map(|v| take("drain_timeout_s", v));
     let media_timeout = file.media.timeout_s.map(|v| take("timeout_s", v));
+    let lists_every = file
+        .calls
+        .number_lists_every_s
+        .map(|v| take("number_lists_every_s", v));
     let limits = &mut settings.transport_limits;
     let lim = file.limits;
     let clamp32 = |v: u64| u32::try_from(v).unwrap_or(u32::MAX);
@@ -615,6 +631,9 @@ fn apply_text(settings: &mut Settings, path: &Path, text: &str) -> anyhow::Resul
     }
     if let Some(s) = drain {
         settings.drain_timeout = Duration::from_secs(s);
+    }
+    if let Some(s) = lists_every {
+        settings.number_lists_every = Duration::from_secs(s);
     }
     if let Some(r) = file.media.rtp_ports {
         let where_ = at(r.span());
@@ -777,6 +796,7 @@ mod tests {
                 "media timeout",
             ),
             ("[calls]\ndrain_timeout_s = 100000\n", 2, "drain timeout"),
+            ("[calls]\n\nnumber_lists_every_s = 0\n", 3, "1–3600 s"),
             (
                 "[media]\n\nrtp_ports = \"50000-40000\"\n",
                 3,

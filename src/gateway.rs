@@ -245,6 +245,16 @@ pub async fn run(
     let mut draining_since: Option<Instant> = None;
     // Reloads read files and resolve agency host names (blocking DNS): off the engine task.
     let (reloaded_tx, mut reloaded_rx) = mpsc::channel::<Reloaded>(4);
+    // The supervisors' number lists, re-read every few seconds and on SIGHUP.
+    let (lists_tx, mut lists_rx) = mpsc::channel::<Vec<calllog::numbers::ListRow>>(2);
+    let (reread_tx, reread_rx) = mpsc::channel::<()>(1);
+    let lists_reader = tokio::spawn(read_number_lists(
+        settings.db.clone(),
+        settings.number_lists_every,
+        lists_tx,
+        reread_rx,
+    ));
+    let mut lists_in_force = None;
     loop {
         // While draining, wake at the drain deadline too: a gateway with nothing left to do
         // must still notice that the time is up.
@@ -268,6 +278,7 @@ pub async fn run(
                 engine.handle_input(Instant::now(), Input::Drain);
             }
             _ = hangup.recv() => {
+                let _ = reread_tx.try_send(());
                 let files = settings.dialplans.clone();
                 let listeners = listeners.clone();
                 let done = reloaded_tx.clone();
@@ -283,6 +294,9 @@ pub async fn run(
                 if let Some(result) = reloaded {
                     apply_reload(&mut engine, &shield, result, &calllog);
                 }
+            }
+            Some(rows) = lists_rx.recv() => {
+                apply_number_lists(&mut engine, &rows, &mut lists_in_force);
             }
             _ = clock.tick() => {
                 engine.set_local_time(local_time(settings.utc_offset_minutes));
@@ -338,6 +352,7 @@ pub async fn run(
     engine.flush_noncall_counts(Instant::now());
     drain(&mut engine, &mut out, &mut media).await;
     // The reporter holds the call log open: stop it, then report what is left.
+    lists_reader.abort();
     reporter.abort();
     let _ = reporter.await;
     report_once(&shield, &calllog);
@@ -503,6 +518,63 @@ fn apply_reload(
         kind,
         detail,
     });
+}
+
+/// Reads the live watch and block entries every `every` and when nudged (SIGHUP), off the
+/// engine task. A log that cannot be read keeps the last snapshot in force (its entries
+/// still expire on time) and is reported once per new reason.
+async fn read_number_lists(
+    db: std::path::PathBuf,
+    every: std::time::Duration,
+    out: mpsc::Sender<Vec<calllog::numbers::ListRow>>,
+    mut reread: mpsc::Receiver<()>,
+) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut last_error = String::new();
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            nudge = reread.recv() => if nudge.is_none() { return },
+        }
+        let path = db.clone();
+        let read = tokio::task::spawn_blocking(move || {
+            let conn = calllog::open_read_only(&path)?;
+            anyhow::Ok(calllog::numbers::live(&conn, calllog::now_ms())?)
+        })
+        .await;
+        match read {
+            Ok(Ok(rows)) => {
+                last_error.clear();
+                if out.send(rows).await.is_err() {
+                    return;
+                }
+            }
+            Ok(Err(e)) if e.to_string() != last_error => {
+                last_error = e.to_string();
+                tracing::warn!(error = %e, "cannot read the number lists; the last ones stay in force");
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Hands the engine the lists as read, expiries on its clock; says so when they change.
+fn apply_number_lists(
+    engine: &mut Engine,
+    rows: &[calllog::numbers::ListRow],
+    in_force: &mut Option<Vec<calllog::numbers::ListRow>>,
+) {
+    let country = engine.plan().centre().country_code.clone();
+    let lists =
+        calllog::numbers::snapshot(rows, calllog::now_ms(), Instant::now(), country.as_deref());
+    if in_force.as_deref() != Some(rows) {
+        // Also on stdout, like a reload's verdict: an operator (or a test) sees it applied.
+        tracing::info!(entries = lists.len(), "number lists read");
+        println!("number lists: {} entries in force", lists.len());
+        *in_force = Some(rows.to_vec());
+    }
+    engine.set_number_lists(Arc::new(lists));
 }
 
 fn handle_net(engine: &mut Engine, out: &mut Outputs, ev: NetEvent) {

@@ -8,6 +8,7 @@ mod http;
 mod media;
 mod memory;
 mod metrics;
+mod numbers;
 mod plan;
 mod restart;
 mod transport;
@@ -50,6 +51,9 @@ enum Command {
     /// repeat or prank; the share is over the emergency calls that have a class (test calls
     /// and unclassified calls, whose signals were never logged, are not in it).
     Report(ReportArgs),
+    /// Watch and block lists for callers' numbers (dialplan [policies]); every entry expires.
+    #[command(subcommand)]
+    Numbers(numbers::NumbersCommand),
 }
 
 #[derive(Args)]
@@ -551,6 +555,7 @@ fn main() -> anyhow::Result<()> {
         Command::Serve(args) => serve(args),
         Command::Dialplan(cmd) => dialplan_command(cmd),
         Command::Report(args) => report(args),
+        Command::Numbers(cmd) => numbers::run(cmd),
         Command::Calls(CallsCommand::List {
             db,
             limit,

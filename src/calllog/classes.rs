@@ -147,7 +147,8 @@ fn ended_by(end_reason: Option<&str>) -> EndedBy {
         EndReason::GatewayHungUp
         | EndReason::NotEmergency
         | EndReason::RefusedDraining
-        | EndReason::TestCallEnded => EndedBy::Gateway,
+        | EndReason::TestCallEnded
+        | EndReason::BlockedNumber => EndedBy::Gateway,
         EndReason::NoAck | EndReason::TransportError | EndReason::CallerLost => EndedBy::Network,
     }
 }

@@ -5,6 +5,7 @@
 
 pub mod classes;
 mod gateway_event;
+pub mod numbers;
 mod ops;
 pub mod query;
 pub mod report;
@@ -30,7 +31,6 @@ use siaga_engine::timeline::CallEventKind;
 
 pub use gateway_event::GatewayEventKind;
 use ops::Entry;
-#[cfg(test)]
 pub use schema::open;
 pub use schema::{
     Recovery, UnfinishedRecording, check_db_file, open_for_corrections, open_read_only,

@@ -147,6 +147,21 @@ SELECT calls.id AS call,
                 (SELECT c.class FROM call_classes c WHERE c.call = calls.id)) AS class
 FROM calls;
 "#,
+    r#"
+-- The supervisors' number lists (issue 12, `siaga numbers`): every change is a row of its own,
+-- never updated. A number's latest row says where it is: watched or blocked until expires_at,
+-- or taken off (unblock).
+CREATE TABLE number_list (
+    id         INTEGER PRIMARY KEY,
+    number     TEXT NOT NULL,      -- one form: +<country code><digits>, or the digits as dialled
+    action     TEXT NOT NULL,      -- watch | block | unblock
+    at         INTEGER NOT NULL,   -- UTC ms
+    expires_at INTEGER,            -- UTC ms; NULL for unblock
+    set_by     TEXT NOT NULL,      -- the supervisor
+    why        TEXT NOT NULL
+);
+CREATE INDEX number_list_number ON number_list(number, id);
+"#,
 ];
 
 /// What is wrong with a call-log path, found before anything is opened or created.
@@ -357,7 +372,13 @@ pub(super) fn migrate(conn: &mut Connection, path: &Path) -> anyhow::Result<()> 
         );
     }
     for (i, sql) in MIGRATIONS.iter().enumerate().skip(version) {
-        let tx = conn.transaction()?;
+        // Under the write lock, and read again inside it: another process (the gateway
+        // starting while `siaga numbers` writes) may have migrated since the first read.
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let now: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        if usize::try_from(now).unwrap_or(0) > i {
+            continue;
+        }
         tx.execute_batch(sql)
             .with_context(|| format!("migrating call log to version {}", i + 1))?;
         tx.pragma_update(None, "user_version", (i + 1) as i64)?;

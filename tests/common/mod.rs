@@ -160,6 +160,20 @@ impl Gateway {
         }
     }
 
+    /// Waits (up to 30 s) for a line the gateway prints on stdout that starts with `prefix`,
+    /// skipping the lines before it; returns it.
+    pub fn stdout_line(&mut self, prefix: &str) -> String {
+        loop {
+            let line = self
+                .stdout_lines
+                .recv_timeout(std::time::Duration::from_secs(30))
+                .unwrap_or_else(|_| panic!("the gateway never printed {prefix:?}"));
+            if line.starts_with(prefix) {
+                return line;
+            }
+        }
+    }
+
     /// Graceful stop (SIGTERM): the gateway drains and commits its call log before exiting.
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {

@@ -264,6 +264,18 @@ impl IvrSession {
     /// Starts at `entry` (from [`Dialplan::classify`]). An entry that is a route finishes at
     /// once with [`RouteReason::Direct`].
     pub fn start(plan: Arc<Dialplan>, entry: &Entry, now: Instant) -> IvrSession {
+        Self::start_after(plan, entry, now, now)
+    }
+
+    /// As [`IvrSession::start`], for a call answered at `answered` that heard something else
+    /// first (a policy's warning): `offer_after` still counts from the answer, so a silent
+    /// caller reaches a person as soon as any other.
+    pub fn start_after(
+        plan: Arc<Dialplan>,
+        entry: &Entry,
+        answered: Instant,
+        now: Instant,
+    ) -> IvrSession {
         let languages = plan.centre().languages.clone();
         let mut session = IvrSession {
             menu: MenuId::new(""),
@@ -273,7 +285,7 @@ impl IvrSession {
             silences: 0,
             menu_entries: 0,
             next_playback: 0,
-            answered: now,
+            answered: answered.min(now),
             silent_offer: SilentOffer::NotArmed,
             phase: Phase::Finished,
             actions: VecDeque::new(),

@@ -8,6 +8,8 @@
 //! - [`IvrSession`] is the IVR state machine driven by the call engine and the simulator alike.
 //! - [`Dialplan::route`] and [`Dialplan::fallback_chain`] give the bridging engine its targets.
 //! - [`classify_call`] gives an ended call its class (genuine, silent, …) and the reasons.
+//! - [`Policies`] (`[policies]`) with [`NumberLists`] and [`RepeatCounter`] decide what a call
+//!   from a watched, blocked or repeating number meets; [`CallerNumber`] gives a number one form.
 //! - [`simulate`] runs a call through the plan in virtual time and prints its path.
 //!
 //! A [`Dialplan`] is immutable and `Send + Sync`: share it as `Arc<Dialplan>`, swap the `Arc`
@@ -21,6 +23,7 @@ mod diagnostic;
 mod ids;
 mod ivr;
 mod model;
+mod policy;
 mod raw;
 mod simulate;
 mod sip_uri;
@@ -41,6 +44,11 @@ pub use ivr::{
 pub use model::{
     Centre, Choice, Dialplan, Entry, Exit, LocationConveyance, Menu, PromptRef, Queue, Route,
     RouteDefinition, RouteVariant, Strategy, Target, Transport, TrustDomain,
+};
+pub use policy::{
+    Applied, CallRate, CallerNumber, Decision, ListEntry, ListKind, NumberError, NumberLists,
+    Override, Policies, PolicyAction, PolicyFacts, RepeatCounter, format_list_duration,
+    parse_list_duration,
 };
 pub use simulate::{
     CALLER_REACTION, CallerKeys, KEY_GAP, MenuPath, MenuPaths, RoutedCall, SimulateRequest,

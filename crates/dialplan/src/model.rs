@@ -9,6 +9,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::ids::{DigitKey, Language, MenuId, PromptName, RouteId};
+use crate::policy::Policies;
 use crate::sip_uri::SipUri;
 use crate::time::{LocalTime, TimeWindow, format_duration};
 
@@ -30,6 +31,8 @@ pub struct Dialplan {
     pub(crate) routes: BTreeMap<RouteId, RouteDefinition>,
     /// Thresholds of the call-class rules (`[classify]`, defaults when absent).
     pub(crate) classify: crate::call_class::ClassifyRules,
+    /// `[policies]` (its defaults when the plan has none).
+    pub(crate) policies: Policies,
 }
 
 /// The centre the plan belongs to.
@@ -298,6 +301,11 @@ impl Dialplan {
 
     pub fn centre(&self) -> &Centre {
         &self.centre
+    }
+
+    /// What repeat callers, watched and blocked numbers meet.
+    pub fn policies(&self) -> &Policies {
+        &self.policies
     }
 
     /// The last-resort route's name.

@@ -19,6 +19,7 @@ pub(crate) struct RawFile {
     pub menus: BTreeMap<Text, RawMenu>,
     #[serde(default)]
     pub routes: BTreeMap<Text, RawRoute>,
+    pub policies: Option<Spanned<RawPolicies>>,
     pub classify: Option<Spanned<RawClassify>>,
 }
 
@@ -129,4 +130,26 @@ pub(crate) struct RawVariant {
     pub strategy: Option<Text>,
     #[serde(default)]
     pub targets: Vec<Spanned<RawTarget>>,
+}
+
+/// `[policies]`: what repeat callers, watched and blocked numbers meet.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawPolicies {
+    /// `calls = 0` turns the repeat-caller path off.
+    pub repeat_caller: Option<Spanned<RawRate>>,
+    pub block_override: Option<Spanned<RawRate>>,
+    pub warning_prompt: Option<Text>,
+    pub blocked_prompt: Option<Text>,
+    pub max_block: Option<Text>,
+    pub max_watch: Option<Text>,
+    pub tracked_numbers: Option<Spanned<i64>>,
+}
+
+/// `{ calls = 5, within = "10min" }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRate {
+    pub calls: Spanned<i64>,
+    pub within: Text,
 }

@@ -21,6 +21,7 @@ use crate::sip_uri::SipUri;
 use crate::time::{ClockTime, DaySet, TimeWindow, parse_duration};
 
 mod classify_rules;
+mod policies;
 
 /// Defaults for keys a plan may leave out. Documented in `docs/dialplan.md`.
 mod defaults {
@@ -136,6 +137,7 @@ struct Merged {
     menus: BTreeMap<String, (FileIndex, Text, RawMenu)>,
     routes: BTreeMap<String, (FileIndex, Text, RawRoute)>,
     classify: Option<(FileIndex, Spanned<crate::raw::RawClassify>)>,
+    policies: Option<(FileIndex, Spanned<crate::raw::RawPolicies>)>,
 }
 
 /// Names that exist in the merged plan, for resolving references and for hints.
@@ -214,6 +216,7 @@ impl Validator<'_> {
         self.check_fallback_cycles(&merged, &known);
         self.check_menu_loops(&merged);
         let classify = self.check_classify(merged.classify.as_ref());
+        let policies = self.check_policies(&merged);
 
         let (base_dir, centre) = centre?;
         let last_resort = routes.remove(&centre.last_resort)?;
@@ -226,6 +229,7 @@ impl Validator<'_> {
             last_resort,
             routes,
             classify: classify?,
+            policies: policies?,
         })
     }
 
@@ -264,6 +268,24 @@ impl Validator<'_> {
             merged
                 .entries
                 .extend(raw.emergency.into_iter().map(|entry| (file, entry)));
+            if let Some(policies) = raw.policies {
+                match &merged.policies {
+                    Some((first_file, first)) => {
+                        let first = self.location(*first_file, first.span());
+                        self.report(
+                            file,
+                            policies.span(),
+                            Problem::DuplicateDefinition {
+                                what: "table",
+                                name: "[policies]".into(),
+                                first,
+                            },
+                            "keep [policies] in one plan file only",
+                        );
+                    }
+                    None => merged.policies = Some((file, policies)),
+                }
+            }
             for (key, menu) in raw.menus {
                 self.merge_definition(&mut merged.menus, "menu", file, key, menu);
             }

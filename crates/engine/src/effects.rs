@@ -70,8 +70,8 @@ pub(crate) struct Effects {
     /// (Call-ID, From tag, CSeq) of live initial INVITEs: a copy on another branch is a
     /// merged request (RFC 3261 §8.2.2.2), not a second emergency call.
     pub(crate) origins: HashMap<(CallId, Option<Tag>, u32), CallRef>,
-    /// Callers waiting for a busy route, in arrival order.
-    pub(crate) queues: HashMap<RouteId, VecDeque<CallRef>>,
+    /// Callers waiting for a busy route, in the order they are served.
+    pub(crate) queues: HashMap<RouteId, crate::route_queue::RouteQueue>,
     /// Targets a call stopped using: the heads of other calls' queues may ring them now (the
     /// dispatcher does that, as it concerns other calls).
     pub(crate) freed_targets: Vec<(CallRef, String)>,

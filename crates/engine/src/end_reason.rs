@@ -32,11 +32,14 @@ pub enum EndReason {
     /// The caller sent no RTP and its UA answered our in-dialog OPTIONS with 481/408 or not
     /// at all (a BYE lost on the way, a phone that died): call them back.
     CallerLost,
+    /// The caller's number is on the block list: it heard the announcement and the gateway
+    /// ended the call (dialplan `[policies]`).
+    BlockedNumber,
 }
 
 impl EndReason {
     /// Every reason, for tools that check a name a supervisor typed.
-    pub const ALL: [EndReason; 12] = [
+    pub const ALL: [EndReason; 13] = [
         EndReason::AbandonedBeforeAnswer,
         EndReason::CallerHungUp,
         EndReason::GatewayHungUp,
@@ -49,6 +52,7 @@ impl EndReason {
         EndReason::AbandonedWaitingForAgency,
         EndReason::AbandonedInIvr,
         EndReason::CallerLost,
+        EndReason::BlockedNumber,
     ];
 
     /// Whether an emergency call that ended this way may have left a caller without help, so
@@ -67,7 +71,8 @@ impl EndReason {
             | EndReason::NotEmergency
             | EndReason::RefusedDraining
             | EndReason::TestCallEnded
-            | EndReason::AgencyHungUp => false,
+            | EndReason::AgencyHungUp
+            | EndReason::BlockedNumber => false,
         }
     }
 
@@ -85,6 +90,7 @@ impl EndReason {
             EndReason::AbandonedWaitingForAgency => "abandoned_waiting_for_agency",
             EndReason::AbandonedInIvr => "abandoned_in_ivr",
             EndReason::CallerLost => "caller_lost",
+            EndReason::BlockedNumber => "blocked_number",
         }
     }
 }
@@ -116,9 +122,10 @@ mod tests {
             EndReason::AbandonedWaitingForAgency => 9,
             EndReason::AbandonedInIvr => 10,
             EndReason::CallerLost => 11,
+            EndReason::BlockedNumber => 12,
         };
         let mut listed: Vec<usize> = EndReason::ALL.iter().map(|&r| number(r)).collect();
         listed.sort_unstable();
-        assert_eq!(listed, (0..=11).collect::<Vec<_>>());
+        assert_eq!(listed, (0..=12).collect::<Vec<_>>());
     }
 }

@@ -320,6 +320,45 @@ pub fn header<'a>(message: &'a str, names: &[&str]) -> Option<&'a str> {
         })
 }
 
+/// A UDP flow between two `ip:port` texts (test addresses; panics on a typo).
+pub fn udp_flow(remote: &str, local: &str) -> Flow {
+    Flow {
+        transport: crate::io::Transport::Udp,
+        remote: remote.parse().expect("a remote ip:port"),
+        local: local.parse().expect("a local ip:port"),
+        conn: None,
+    }
+}
+
+/// A response to `request` (a peer's answer in a test): its Via, From, To (with `to_tag` added
+/// when given), Call-ID and CSeq, then `extra` header lines and an optional typed body.
+pub fn response_to(
+    request: &str,
+    status: u16,
+    to_tag: Option<&str>,
+    extra: &str,
+    body: Option<(&str, &str)>,
+) -> String {
+    let h = |name: &str| header(request, &[name]).unwrap_or_default();
+    let to = match to_tag {
+        Some(tag) => format!("{};tag={tag}", h("To")),
+        None => h("To").to_owned(),
+    };
+    let (content_type, body) = match body {
+        Some((ct, body)) => (format!("Content-Type: {ct}\r\n"), body),
+        None => (String::new(), ""),
+    };
+    format!(
+        "SIP/2.0 {status} X\r\nVia: {}\r\nFrom: {}\r\nTo: {to}\r\nCall-ID: {}\r\nCSeq: {}\r\n\
+         {extra}{content_type}Content-Length: {}\r\n\r\n{body}",
+        h("Via"),
+        h("From"),
+        h("Call-ID"),
+        h("CSeq"),
+        body.len()
+    )
+}
+
 /// The `tag` parameter of a From or To value.
 pub fn tag(name_addr: &str) -> Option<&str> {
     let rest = name_addr.split(";tag=").nth(1)?;

@@ -11,6 +11,7 @@
 //! | the message routed to its call, or answered statelessly | `engine` (the dispatcher), `noncall` |
 //! | an INVITE becomes a call | `engine::new_call`, `call::location` |
 //! | ringing, answer, the caller's dialog | `call::dialog`, `session` (SDP) |
+//! | number policies: warning, block, queue priority | `call::policy`, `route_queue` |
 //! | IVR: prompts, digits, the route decision | `call::ivr`, `call::media_events` |
 //! | an agency rung, failover, queue, transfer | `agency` (`legs`, `payload`, `queue`, `transfer`) |
 //! | hang-up and the call's end | `call::ending`, `call::probe` |
@@ -18,7 +19,8 @@
 //!
 //! Around them: `io` (the engine's doors), `net` (flows), `ids` (newtypes), `timers` (one
 //! queue), `directory` (where agencies are), `restart` (dialogs a crash left up),
-//! `source_limits` (per-source budgets before parsing), `config`, `end_reason`.
+//! `source_limits` (per-source budgets before parsing), `route_queue` (who waits first),
+//! `config`, `end_reason`.
 
 mod agency;
 pub mod call;
@@ -34,6 +36,7 @@ pub mod io;
 pub mod net;
 pub mod noncall;
 pub mod restart;
+mod route_queue;
 mod session;
 pub mod sip;
 pub mod source_limits;
@@ -41,6 +44,7 @@ pub mod timeline;
 pub mod timers;
 pub mod transaction;
 
+pub use agency::QueuePriority;
 pub use config::{EngineConfig, SilentCallerProbe};
 pub use directory::{Directory, Hop};
 pub use engine::Engine;

@@ -46,6 +46,17 @@ pub enum CallEventKind {
     /// The gateway stopped with the call still up.
     Shutdown,
 
+    // Number policies (dialplan `[policies]`, the supervisors' lists).
+    /// The number called often enough to be a repeat caller: warned, lower queue priority.
+    PolicyRepeatCaller,
+    /// The number is on the watch list: warned, lower queue priority.
+    PolicyWatched,
+    /// The number is on the block list: announcement, then the call ends.
+    PolicyBlocked,
+    /// The number is blocked but reaches a call-taker anyway (called again, or a URN with a
+    /// location), with the reason.
+    PolicyBlockOverridden,
+
     // Media (the engine's view).
     /// A leg's media could not be set up (the call goes on without it).
     MediaFailed,
@@ -171,7 +182,7 @@ pub enum CallEventKind {
 
 impl CallEventKind {
     /// Every kind, in the order above.
-    pub const ALL: [CallEventKind; 72] = [
+    pub const ALL: [CallEventKind; 76] = [
         CallEventKind::NotRefused,
         CallEventKind::LocationProblem,
         CallEventKind::SdpWarning,
@@ -244,6 +255,10 @@ impl CallEventKind {
         CallEventKind::RestartByeImpossible,
         CallEventKind::RestartBye,
         CallEventKind::RestartByeDone,
+        CallEventKind::PolicyRepeatCaller,
+        CallEventKind::PolicyWatched,
+        CallEventKind::PolicyBlocked,
+        CallEventKind::PolicyBlockOverridden,
     ];
 
     /// The text in the log's `kind` column: stored in existing databases, so never changed.
@@ -321,6 +336,10 @@ impl CallEventKind {
             CallEventKind::RestartByeImpossible => "restart_bye_impossible",
             CallEventKind::RestartBye => "restart_bye",
             CallEventKind::RestartByeDone => "restart_bye_done",
+            CallEventKind::PolicyRepeatCaller => "policy_repeat_caller",
+            CallEventKind::PolicyWatched => "policy_watched",
+            CallEventKind::PolicyBlocked => "policy_blocked",
+            CallEventKind::PolicyBlockOverridden => "policy_block_overridden",
         }
     }
 }
@@ -459,6 +478,10 @@ mod tests {
             CallEventKind::RestartByeImpossible => 69,
             CallEventKind::RestartBye => 70,
             CallEventKind::RestartByeDone => 71,
+            CallEventKind::PolicyRepeatCaller => 72,
+            CallEventKind::PolicyWatched => 73,
+            CallEventKind::PolicyBlocked => 74,
+            CallEventKind::PolicyBlockOverridden => 75,
         };
         let mut listed: Vec<usize> = CallEventKind::ALL.iter().map(|&k| number(k)).collect();
         listed.sort_unstable();

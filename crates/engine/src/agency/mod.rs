@@ -38,6 +38,7 @@ use crate::timeline::CallEventKind;
 use crate::transaction::ServerTxKey;
 use crate::transaction::table::ClientPurpose;
 
+pub use crate::route_queue::QueuePriority;
 pub(crate) use transfer::AgencyRequest;
 
 /// What the agency side needs to know about the caller's half of the call (read-only).
@@ -58,6 +59,10 @@ pub(crate) struct CallerView<'a> {
     pub(crate) privacy: bool,
     /// The caller's leg is hanging up or over: nothing more is rung.
     pub(crate) ending: bool,
+    /// Where the caller waits in a busy route's queue (lower for repeat and watched callers).
+    pub(crate) priority: QueuePriority,
+    /// Which number policies applied to the call (told to the agency).
+    pub(crate) policy_note: Option<&'a str>,
     pub(crate) span: &'a tracing::Span,
 }
 

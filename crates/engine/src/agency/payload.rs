@@ -52,6 +52,10 @@ impl AgencySide {
         if let Some(of) = leg.transfer_of {
             headers.push(("X-Siaga-Transferred-From", format!("leg B{of}")));
         }
+        if let Some(note) = call.policy_note {
+            // The call-taker knows what the caller already heard (a warning) and why.
+            headers.push(("X-Siaga-Policy", note.to_owned()));
+        }
         // Location, as the target is configured to take it.
         let report = call.location;
         let geolocation: Vec<String> = call

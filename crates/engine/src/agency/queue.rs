@@ -1,12 +1,12 @@
 //! Waiting for a busy route, and what the caller hears while no agency is on the line.
 
-use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use super::{ANNOUNCEMENT_PLAYBACK, AgencySide, CallerView, MIN_RINGBACK, Queued};
 use crate::effects::Effects;
 use crate::ids::{LegId, LegNo};
 use crate::io::{MediaCommand, PlaybackId};
+use crate::route_queue::{QueuePriority, RouteQueue};
 use crate::timeline::CallEventKind;
 
 impl AgencySide {
@@ -76,16 +76,21 @@ impl AgencySide {
             give_up_at: queue.max_wait.map(|w| now + w),
         });
         let route_id = self.route_id.clone();
-        let q = fx.queues.entry(route_id.clone()).or_default();
-        if !q.contains(&call_ref) {
-            q.push_back(call_ref);
-        }
-        let position = q.iter().position(|c| *c == call_ref).map_or(1, |p| p + 1);
+        let priority = call.priority;
+        let position = fx
+            .queues
+            .entry(route_id.clone())
+            .or_default()
+            .push(call_ref, priority);
+        let behind = match priority {
+            QueuePriority::Normal => String::new(),
+            QueuePriority::Low => ", at low priority (behind every normal caller)".to_owned(),
+        };
         fx.timeline(
             call_ref,
             CallEventKind::QueueEnter,
             format!(
-                "every target of \"{route_id}\" busy; waiting as number {position} in the queue"
+                "every target of \"{route_id}\" busy; waiting as number {position} in the queue{behind}"
             ),
         );
         self.queue_tick(now, call, fx);
@@ -95,14 +100,13 @@ impl AgencySide {
         let call_ref = call.call_ref;
         let mut left = None;
         for (route, q) in fx.queues.iter_mut() {
-            if let Some(i) = q.iter().position(|c| *c == call_ref) {
-                q.remove(i);
+            if q.remove(call_ref) {
                 left = Some(route.clone());
             }
         }
         if let Some(route) = left {
             let waited = self.queued.as_ref().map(|q| now.duration_since(q.since));
-            let len = fx.queues.get(&route).map_or(0, VecDeque::len);
+            let len = fx.queues.get(&route).map_or(0, RouteQueue::len);
             fx.timeline(
                 call_ref,
                 CallEventKind::QueueLeave,
@@ -144,8 +148,8 @@ impl AgencySide {
         let position = fx
             .queues
             .get(&self.route_id)
-            .and_then(|q| q.iter().position(|c| *c == call_ref))
-            .map_or(1, |p| p + 1) as u32;
+            .and_then(|q| q.position(call_ref))
+            .map_or(1, |p| p) as u32;
         let prompts = call
             .plan
             .queue_announcement(&self.route, position, &self.languages);

@@ -4,7 +4,7 @@
 use std::time::Instant;
 
 use rsipstack::sip::{Header, Method, Request};
-use siaga_dialplan::{IvrInput, IvrSession};
+use siaga_dialplan::IvrInput;
 
 use super::{Call, CallState};
 use crate::effects::Effects;
@@ -65,12 +65,9 @@ impl Call {
             leg: LegId::Caller,
             session: session.media,
         });
-        // The IVR starts with the answer: the caller hears the centre at once, and prompts
-        // reach the recording from the first packet.
-        if let Some(entry) = self.entry.clone() {
-            self.ivr = Some(IvrSession::start(self.plan.clone(), &entry, now));
-            self.pump_ivr(now, fx);
-        }
+        // The IVR starts with the answer (after a policy's announcement, if any): the caller
+        // hears the centre at once, and prompts reach the recording from the first packet.
+        self.after_answer(now, fx);
     }
 
     /// The ACK for our 2xx (matched by dialog): the call is confirmed; an INVITE without SDP
@@ -102,6 +99,7 @@ impl Call {
         self.awaiting_ack = None;
         if matches!(self.state, CallState::Answered) {
             self.state = CallState::Confirmed;
+            self.policy_acked(fx.now, fx);
         }
         // An INVITE without SDP got our offer in the 200; the answer is in this ACK.
         let needs_answer = self
@@ -169,6 +167,10 @@ impl Call {
             Method::Bye => {
                 let reason = if self.kind == CallKind::Test {
                     EndReason::TestCallEnded
+                } else if self.is_being_blocked() {
+                    // Gone during the blocked announcement: the policy's end, not a caller
+                    // to call back.
+                    EndReason::BlockedNumber
                 } else if self.agency.is_none() {
                     // Gone before the IVR chose an agency: a call the centre calls back.
                     EndReason::AbandonedInIvr

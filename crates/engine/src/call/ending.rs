@@ -165,6 +165,7 @@ impl Call {
                     self.probe = Probe::Idle;
                     self.probe_caller(fx);
                 }
+                self.policy_timer(now, fx);
                 self.with_agency(fx, |agency, view, fx| agency.on_timer(now, view, fx));
             }
             CallState::HangingUp { .. } => {}
@@ -191,6 +192,7 @@ impl Call {
                 "no ACK for 200, kept: caller media is flowing",
             );
             self.state = CallState::Confirmed;
+            self.policy_acked(now, fx);
             return;
         }
         fx.timeline(

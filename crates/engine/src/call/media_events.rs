@@ -6,6 +6,7 @@ use std::time::Instant;
 
 use siaga_dialplan::IvrInput;
 
+use super::policy::is_policy_prompt;
 use super::{Call, CallState, Probe};
 use crate::agency::is_announcement;
 use crate::effects::Effects;
@@ -92,6 +93,9 @@ impl Call {
                 self.with_agency(fx, |a, view, fx| {
                     a.announcement_finished(now, view, fx, playback)
                 });
+            }
+            (MediaEvent::PromptFinished { playback }, _) if is_policy_prompt(playback) => {
+                self.policy_prompt_finished(now, fx, playback);
             }
             (MediaEvent::PromptFinished { playback }, _) => {
                 let id = siaga_dialplan::PlaybackId(playback.0);

@@ -10,7 +10,8 @@
 //! - `media_events`: what the media side reports about the call's legs;
 //! - `location`: the caller's location hints, read and logged;
 //! - `agency_glue`: handing agency traffic to the call's `AgencySide`;
-//! - `signals`: what the call counts for its signals (digits, times, voice, identity).
+//! - `signals`: what the call counts for its signals (digits, times, voice, identity);
+//! - `policy`: number policies (repeat callers, watch and block lists) and their announcements.
 
 mod agency_glue;
 mod dialog;
@@ -18,6 +19,7 @@ mod ending;
 mod ivr;
 pub(crate) mod location;
 mod media_events;
+pub(crate) mod policy;
 mod probe;
 pub mod signals;
 
@@ -28,7 +30,7 @@ use std::sync::Arc;
 use rsipstack::sip::Request;
 use siaga_dialplan::{Dialplan, Entry, IvrSession, RouteId, RouteReason};
 
-use crate::agency::{AgencySide, CallerView};
+use crate::agency::{AgencySide, CallerView, QueuePriority};
 use crate::effects::Effects;
 pub use crate::end_reason::EndReason;
 use crate::ids::{Branch, CallId, CallRef, Tag};
@@ -148,6 +150,12 @@ pub struct Call {
     pub repeated_acks: u32,
     /// Counted for the call's signals, logged at its end.
     pub signals: signals::SignalCounters,
+    /// Where the caller waits in a busy queue (lowered by a policy, issue 12).
+    pub priority: QueuePriority,
+    /// A policy's announcement, played after the answer before the IVR or the end.
+    pub announcement: Option<policy::PolicyAnnouncement>,
+    /// Which policies applied, for the agency (`X-Siaga-Policy`).
+    pub policy_note: Option<String>,
     pub span: tracing::Span,
 }
 
@@ -179,7 +187,11 @@ impl Call {
             (CallState::Answered | CallState::Confirmed, Probe::Again(at)) => Some(*at),
             _ => None,
         };
-        [ring, hang_up, ivr, agency, linger, probe]
+        let announcement = match &self.state {
+            CallState::Answered | CallState::Confirmed => self.policy_deadline(),
+            _ => None,
+        };
+        [ring, hang_up, ivr, agency, linger, probe, announcement]
             .into_iter()
             .flatten()
             .min()
@@ -222,6 +234,8 @@ impl Call {
             local: self.flow.local,
             privacy: self.privacy_requested(),
             ending: matches!(self.state, CallState::HangingUp { .. } | CallState::Ended),
+            priority: self.priority,
+            policy_note: self.policy_note.as_deref(),
             span: &self.span,
         }
     }

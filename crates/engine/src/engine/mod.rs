@@ -48,6 +48,8 @@ pub struct Engine {
     noncall: NonCallGate,
     /// Per-process secret for the To-tags of stateless replies (the same for a retransmission).
     tag_secret: u64,
+    /// The supervisors' number lists and the recent calls per number (issue 12).
+    numbers: crate::call::policy::NumberPolicies,
 }
 
 impl Engine {
@@ -58,6 +60,7 @@ impl Engine {
         let tag_secret = cfg.seed.rotate_left(17) ^ 0x9e37_79b9_7f4a_7c15;
         let local_time = "mon 12:00".parse().unwrap_or_else(|_| unreachable_time());
         Self {
+            numbers: crate::call::policy::NumberPolicies::new(&plan),
             plan,
             accepting: true,
             calls: HashMap::new(),
@@ -82,7 +85,14 @@ impl Engine {
 
     /// A reloaded plan: new calls use it, calls in progress keep theirs.
     pub fn set_plan(&mut self, plan: Arc<Dialplan>) {
+        self.numbers.plan_changed(&self.plan, &plan);
         self.plan = plan;
+    }
+
+    /// The watch and block lists as the shell last read them. Entries expire at their own
+    /// time, checked against each call's `now`, whether or not a newer snapshot comes.
+    pub fn set_number_lists(&mut self, lists: Arc<siaga_dialplan::NumberLists>) {
+        self.numbers.lists = lists;
     }
 
     pub fn plan(&self) -> &Arc<Dialplan> {
@@ -141,7 +151,7 @@ impl Engine {
                     .fx
                     .queues
                     .values()
-                    .filter_map(|q| q.front().copied())
+                    .filter_map(|q| q.front())
                     .filter(|c| *c != by)
                     .collect();
                 for head in heads {

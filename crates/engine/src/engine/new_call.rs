@@ -104,6 +104,19 @@ impl Engine {
         // Location never fails a call: whatever the body holds, the report lists it, and
         // each problem goes on the timeline with its reason.
         let location = crate::call::location::record(fx, call_ref, "invite", &req, true);
+        // Number policies (issue 12): a test call is never subject to them.
+        let policy = match &kind {
+            CallKind::Emergency { .. } => self.numbers.start_call(
+                now,
+                fx,
+                call_ref,
+                &self.plan,
+                &identity,
+                &dialled,
+                location.as_ref(),
+            ),
+            _ => Default::default(),
+        };
 
         let mut tx = ServerTxEntry::new(true, fx.cfg.timers, flow, Some(call_ref), LegId::Caller);
         tx.initial_invite = true;
@@ -192,6 +205,9 @@ impl Engine {
             merged_requests: 0,
             repeated_acks: 0,
             signals: Default::default(),
+            priority: policy.priority,
+            announcement: policy.announcement,
+            policy_note: policy.note,
             span,
         };
         if kind == CallKind::Test {
