@@ -212,6 +212,7 @@ pub async fn run(
         udp: udp_by_local,
         calllog: calllog.clone(),
         tcp: transport::TcpPool::new(net_tx, shield.clone()),
+        capture: crate::capture::Capture::start(&settings.capture).await?,
     };
     restart_byes(&mut engine, left_open, &calllog);
     drain(&mut engine, &mut out, &mut media).await;
@@ -327,6 +328,9 @@ pub async fn run(
         kind: calllog::GatewayEventKind::Stop,
         detail: format!("{} call(s) still live at stop", engine.active_calls()),
     });
+    if let Some(capture) = out.capture.take() {
+        capture.finish().await;
+    }
     drop(out);
     drop(calllog);
     drop(media);
@@ -473,8 +477,13 @@ fn apply_reload(
 fn handle_net(engine: &mut Engine, out: &mut Outputs, ev: NetEvent) {
     match ev {
         NetEvent::Sip { flow, data, queued } => {
+            let at = out.capture.as_ref().map(|_| std::time::SystemTime::now());
             engine.handle_input(Instant::now(), Input::Sip { flow, data: &data });
             drop(queued);
+            // Issue 14: SIP capture (HEP) of what came in.
+            if let (Some(capture), Some(at)) = (&out.capture, at) {
+                capture.received(&flow, at, data);
+            }
         }
         NetEvent::ConnOpened {
             conn,
@@ -516,6 +525,8 @@ struct Outputs {
     udp: HashMap<(bool, u16), Arc<UdpSocket>>,
     calllog: CallLog,
     tcp: transport::TcpPool,
+    /// Issue 14: SIP capture (HEP), when configured.
+    capture: Option<crate::capture::Capture>,
 }
 
 async fn drain(engine: &mut Engine, out: &mut Outputs, media: &mut MediaManager) {
@@ -523,6 +534,9 @@ async fn drain(engine: &mut Engine, out: &mut Outputs, media: &mut MediaManager)
     while let Some(output) = engine.poll_output() {
         match output {
             Output::Transmit { flow, bytes } => {
+                if let Some(capture) = &out.capture {
+                    capture.sent(&flow, std::time::SystemTime::now(), &bytes);
+                }
                 if let Err(reason) = send(out, flow, bytes).await {
                     // A lost UDP datagram is what retransmission is for; only a stream that
                     // cannot carry the message is a transport failure for the engine.
