@@ -251,11 +251,12 @@ fn sngrep_receives_every_sip_message_of_both_legs_over_hep() {
     let collector_port = common::free_udp_port();
     let dir = tempfile::tempdir().expect("dir");
     let pcap = dir.path().join("capture.pcap");
-    // -N: no interface, just capture; -L: listen for HEP; -O: save what it receives. Without
+    // -N: no interface, just capture; -L: listen for HEP; -O: save what it receives; -F: no
+    // config file (a password set there would refuse our packets). Without
     // -q it prints its dialog count every half second: the test reads those lines to know it
     // is alive and to look at the file between them, without sleeping.
     let mut sngrep = Command::new("sngrep")
-        .args(["-N", "-L", &format!("udp:127.0.0.1:{collector_port}")])
+        .args(["-N", "-F", "-L", &format!("udp:127.0.0.1:{collector_port}")])
         .arg("-O")
         .arg(&pcap)
         .stdin(Stdio::null())

@@ -4,22 +4,20 @@
 /// The value of the first `Call-ID` (or compact `i`) header in the message's header
 /// section, trimmed; `None` when there is none or it is empty.
 pub fn call_id_of(message: &[u8]) -> Option<&[u8]> {
-    let headers = match find(message, b"\r\n\r\n") {
-        Some(end) => message.get(..end)?,
-        None => message,
-    };
-    // The first line is the request or status line.
-    headers.split(|&b| b == b'\n').skip(1).find_map(|line| {
-        let colon = line.iter().position(|&b| b == b':')?;
-        let name = trim(line.get(..colon)?);
-        let is_call_id = name.eq_ignore_ascii_case(b"call-id") || name.eq_ignore_ascii_case(b"i");
-        let value = trim(line.get(colon + 1..)?);
-        (is_call_id && !value.is_empty()).then_some(value)
-    })
-}
-
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack.windows(needle.len()).position(|w| w == needle)
+    // Line by line up to the blank line that ends the headers: the Call-ID is usually near
+    // the top, and the body is never read. The first line is the request or status line.
+    message
+        .split(|&b| b == b'\n')
+        .take_while(|line| !trim(line).is_empty())
+        .skip(1)
+        .find_map(|line| {
+            let colon = line.iter().position(|&b| b == b':')?;
+            let name = trim(line.get(..colon)?);
+            let is_call_id =
+                name.eq_ignore_ascii_case(b"call-id") || name.eq_ignore_ascii_case(b"i");
+            let value = trim(line.get(colon + 1..)?);
+            (is_call_id && !value.is_empty()).then_some(value)
+        })
 }
 
 fn trim(bytes: &[u8]) -> &[u8] {
