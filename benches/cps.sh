@@ -8,7 +8,8 @@
 # Environment: DURATION (s of call starts per step, default 20), HOLD_MS (call length after
 #              the ACK, default 1000), BENCH (runner dir),
 #              PLAN (dialplan; default benches/bench-plan.toml: 112 → the runner's agency UAS,
-#              so each call is answered, bridged as a B2BUA, recorded and logged).
+#              so each call is answered, bridged as a B2BUA, recorded and logged),
+#              SIAGA_ARGS (more gateway flags, e.g. "--hep udp:127.0.0.1:9060").
 # Results: one JSON line per step in $BENCH_OUT/results.jsonl (default /tmp/siaga-bench).
 set -euo pipefail
 HERE="$(cd "$(dirname "$0")/.." && pwd)"
@@ -31,7 +32,7 @@ for rate in "${RATES[@]}"; do
   ip netns exec "$NETNS" nice -n -10 "$HERE/target/release/siaga" serve \
     --listen udp:127.0.0.1:5060 --listen tcp:127.0.0.1:5060 \
     --db "$work/siaga.db" --recordings "$work/rec" --rtp-ports 30000-39999 \
-    --dialplan "$PLAN" \
+    --dialplan "$PLAN" ${SIAGA_ARGS:-} \
     > "$work/stdout" 2> "$work/stderr" &
   echo $! > "$work/gw.pid"
   # Wait (bounded) for the listener line instead of sleeping blindly.

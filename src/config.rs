@@ -123,6 +123,11 @@ pub struct Settings {
     pub transport_limits: TransportLimits,
     /// The HTTP listener (metrics, health): `None` when turned off.
     pub http: Option<SocketAddr>,
+    // --- issue 14: SIP capture (HEP) and the console log's format ---
+    /// `[capture]`: HEP v3 to a Homer or sngrep collector.
+    pub capture: crate::capture::CaptureSettings,
+    /// `[log] console_format`: text for people, JSON lines for log shippers.
+    pub log_format: crate::logging::LogFormat,
 }
 
 impl Default for Settings {
@@ -164,6 +169,8 @@ impl Default for Settings {
             origins: Vec::new(),
             transport_limits: TransportLimits::default(),
             http: Some(SocketAddr::from(([127, 0, 0, 1], 8112))),
+            capture: crate::capture::CaptureSettings::default(),
+            log_format: crate::logging::LogFormat::Text,
         }
     }
 }
@@ -207,6 +214,7 @@ pub struct FileConfig {
     pub limits: LimitsSection,
     #[serde(default)]
     pub http: HttpSection,
+    pub capture: CaptureSection,
 }
 
 /// The HTTP listener: `/metrics`, `/healthz`, `/readyz`.
@@ -237,6 +245,15 @@ pub fn parse_http_listen(text: &str, insecure: bool) -> Result<Option<SocketAddr
         ));
     }
     Ok(Some(addr))
+}
+
+/// SIP capture (issue 14): `hep = "udp:HOST:PORT"` sends every SIP message to a collector.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CaptureSection {
+    pub hep: Option<Spanned<String>>,
+    pub hep_agent_id: Option<u32>,
+    pub hep_password: Option<String>,
 }
 
 /// Per-source limits. The `noncall_*` keys bound traffic that belongs to no call.
@@ -336,6 +353,8 @@ pub struct LogSection {
     pub low_space_mb: Option<Spanned<u64>>,
     /// Free space under which an alarm is raised, MiB [default: 256; 0: never].
     pub alarm_space_mb: Option<Spanned<u64>>,
+    /// "text" (default) or "json" (one JSON object per line, for log shippers).
+    pub console_format: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -503,6 +522,37 @@ pub fn parse_utc_offset(s: &str) -> Option<i32> {
     ((0..=14).contains(&h) && (0..60).contains(&m)).then_some(sign * (h * 60 + m))
 }
 
+/// The `[capture]` keys and `[log] console_format` (issue 14).
+fn apply_capture_and_format(
+    settings: &mut Settings,
+    capture: &CaptureSection,
+    console_format: Option<Spanned<String>>,
+    at: &dyn Fn(std::ops::Range<usize>) -> String,
+) -> anyhow::Result<()> {
+    if let Some(hep) = &capture.hep {
+        let where_ = at(hep.span());
+        settings.capture.hep = Some(
+            hep.get_ref()
+                .parse()
+                .map_err(|e| anyhow::anyhow!("{where_}: capture.hep: {e}"))?,
+        );
+    }
+    if let Some(id) = capture.hep_agent_id {
+        settings.capture.agent_id = id;
+    }
+    if let Some(password) = &capture.hep_password {
+        settings.capture.password = Some(password.clone());
+    }
+    if let Some(format) = console_format {
+        let where_ = at(format.span());
+        settings.log_format = format
+            .get_ref()
+            .parse()
+            .map_err(|e| anyhow::anyhow!("{where_}: log.console_format: {e}"))?;
+    }
+    Ok(())
+}
+
 /// 1-based line of a byte offset.
 pub fn line_of(text: &str, offset: usize) -> usize {
     text.get(..offset.min(text.len()))
@@ -522,7 +572,7 @@ fn apply_text(settings: &mut Settings, path: &Path, text: &str) -> anyhow::Resul
     let file: FileConfig = toml::from_str(text).map_err(|e| {
         let line = e.span().map_or(1, |s| line_of(text, s.start));
         anyhow::anyhow!(
-            "{}:{line}: {}\n  hint: see the [sip], [calls], [media], [log], [dialplan], [location], [limits], [files] and [http] keys in README.md",
+            "{}:{line}: {}\n  hint: see the [sip], [calls], [media], [log], [dialplan], [location], [limits], [files], [capture] and [http] keys in README.md",
             path.display(),
             e.message()
         )
@@ -750,6 +800,7 @@ fn apply_text(settings: &mut Settings, path: &Path, text: &str) -> anyhow::Resul
                 .map_err(|e| anyhow::anyhow!("{where_}: limits.trusted_sources: {e}"))?,
         );
     }
+    apply_capture_and_format(settings, &file.capture, file.log.console_format, &at)?;
     if let Some(files) = file.dialplan.files {
         settings.set_origin("dialplan.files", at(files.span()));
         settings.dialplans = files.into_inner().into_iter().map(rel).collect();

@@ -235,6 +235,7 @@ pub async fn run(
         calllog: calllog.clone(),
         tcp: transport::TcpPool::new(net_tx, shield.clone()),
         calls: crate::metrics::CallTracker::default(),
+        capture: crate::capture::Capture::start(&settings.capture).await?,
     };
     restart_byes(&mut engine, left_open, &calllog);
     drain(&mut engine, &mut out, &mut media).await;
@@ -373,6 +374,9 @@ pub async fn run(
         kind: calllog::GatewayEventKind::Stop,
         detail: format!("{} call(s) still live at stop", engine.active_calls()),
     });
+    if let Some(capture) = out.capture.take() {
+        capture.finish().await;
+    }
     drop(out);
     drop(calllog);
     drop(media);
@@ -581,8 +585,13 @@ fn handle_net(engine: &mut Engine, out: &mut Outputs, ev: NetEvent) {
     match ev {
         NetEvent::Sip { flow, data, queued } => {
             crate::metrics::sip_message("in", &data);
+            let at = out.capture.as_ref().map(|_| std::time::SystemTime::now());
             engine.handle_input(Instant::now(), Input::Sip { flow, data: &data });
             drop(queued);
+            // Issue 14: SIP capture (HEP) of what came in.
+            if let (Some(capture), Some(at)) = (&out.capture, at) {
+                capture.received(&flow, at, data);
+            }
         }
         NetEvent::ConnOpened {
             conn,
@@ -625,6 +634,8 @@ struct Outputs {
     calllog: CallLog,
     tcp: transport::TcpPool,
     calls: crate::metrics::CallTracker,
+    /// Issue 14: SIP capture (HEP), when configured.
+    capture: Option<crate::capture::Capture>,
 }
 
 async fn drain(engine: &mut Engine, out: &mut Outputs, media: &mut MediaManager) {
@@ -633,6 +644,9 @@ async fn drain(engine: &mut Engine, out: &mut Outputs, media: &mut MediaManager)
         match output {
             Output::Transmit { flow, bytes } => {
                 crate::metrics::sip_message("out", &bytes);
+                if let Some(capture) = &out.capture {
+                    capture.sent(&flow, std::time::SystemTime::now(), &bytes);
+                }
                 if let Err(reason) = send(out, flow, bytes).await {
                     // A lost UDP datagram is what retransmission is for; only a stream that
                     // cannot carry the message is a transport failure for the engine.

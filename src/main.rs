@@ -1,10 +1,12 @@
 //! `siaga`: the SIP edge of an integrated 112 emergency-call centre.
 
 mod calllog;
+mod capture;
 mod civil;
 mod config;
 mod gateway;
 mod http;
+mod logging;
 mod media;
 mod memory;
 mod metrics;
@@ -157,6 +159,13 @@ struct ServeArgs {
     /// [default: 127.0.0.1:8112]
     #[arg(long, value_name = "IP:PORT|off")]
     http: Option<String>,
+    /// Send every SIP message, in and out, to a HEP v3 collector (Homer, sngrep -L)
+    /// [config: capture.hep]
+    #[arg(long, value_name = "udp:HOST:PORT")]
+    hep: Option<capture::HepCollector>,
+    /// Console log lines as text or as one JSON object per line [config: log.console_format]
+    #[arg(long, value_enum, value_name = "FORMAT")]
+    log_format: Option<logging::LogFormat>,
 }
 
 #[derive(Subcommand)]
@@ -279,6 +288,12 @@ fn settings_from(args: ServeArgs) -> anyhow::Result<Settings> {
         s.http =
             config::parse_http_listen(&http, false).map_err(|e| anyhow::anyhow!("--http: {e}"))?;
     }
+    if let Some(hep) = args.hep {
+        s.capture.hep = Some(hep);
+    }
+    if let Some(format) = args.log_format {
+        s.log_format = format;
+    }
     s.validate()?;
     Ok(s)
 }
@@ -353,6 +368,8 @@ fn check_writable_dir(dir: &std::path::Path) -> std::io::Result<()> {
 
 fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let settings = settings_from(args)?;
+    // Only now is the console format known; nothing above logs (its errors are returned).
+    logging::init(settings.log_format);
     // Before any socket or file is opened: TCP peers, RTP ports and recordings all need
     // descriptors, and a soft limit of 1024 is a common service default.
     match transport::raise_fd_limit() {
@@ -541,16 +558,10 @@ fn report(args: ReportArgs) -> anyhow::Result<()> {
 }
 
 fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        // Colour codes only for a terminal: logs redirected to a file stay greppable.
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
     let cli = Cli::parse();
+    if !matches!(cli.command, Command::Serve(_)) {
+        logging::init(logging::LogFormat::Text);
+    }
     match cli.command {
         Command::Serve(args) => serve(args),
         Command::Dialplan(cmd) => dialplan_command(cmd),
