@@ -214,6 +214,7 @@ pub struct FileConfig {
     pub limits: LimitsSection,
     #[serde(default)]
     pub http: HttpSection,
+    #[serde(default)]
     pub capture: CaptureSection,
 }
 

@@ -316,14 +316,17 @@ fn corrections(conn: &Connection, period: Period) -> rusqlite::Result<Vec<Correc
     .collect()
 }
 
-/// The timeline kinds that record a policy used on a call (issue 12 item 3): any whose name
-/// says `policy`. None yet: the section is left out until the engine logs them.
+/// The timeline kinds that record a number policy used on a call (issue 12 item 3).
 fn policy_kinds() -> Vec<&'static str> {
-    CallEventKind::ALL
-        .iter()
-        .map(|k| k.as_str())
-        .filter(|k| k.contains("policy"))
-        .collect()
+    [
+        CallEventKind::PolicyWatched,
+        CallEventKind::PolicyRepeatCaller,
+        CallEventKind::PolicyBlocked,
+        CallEventKind::PolicyBlockOverridden,
+    ]
+    .iter()
+    .map(|k| k.as_str())
+    .collect()
 }
 
 /// The gateway events of an attack (TDoS) mode (issue 12 item 4): any whose name says
