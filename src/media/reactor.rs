@@ -130,7 +130,11 @@ pub(super) fn run(
     let mut last_busy_wake: Option<Instant> = None;
     'run: loop {
         let at = now();
+        // Commands are also looked at once per tick, so a manager dropped without waking its
+        // reactors still ends them.
+        let mut ticked = false;
         if at >= next_tick {
+            ticked = true;
             reactor.on_tick(at);
             next_tick += TICK;
             if next_tick <= at {
@@ -151,8 +155,8 @@ pub(super) fn run(
         // Datagrams before commands: what arrived before a leg's release is still relayed.
         let at = now();
         last_busy_wake = reactor.receive(at).then_some(at);
-        if woken {
-            if let Some(waker) = waker.as_ref() {
+        if woken || ticked {
+            if let Some(waker) = waker.as_ref().filter(|_| woken) {
                 waker.reset();
             }
             loop {
