@@ -224,3 +224,51 @@ fn metrics_agree_with_the_call_log_after_a_sipp_run() {
 
     gw.stop();
 }
+
+#[test]
+fn a_draining_gateway_is_not_ready_but_alive_and_finishes_its_call() {
+    let mut gw = Gateway::start(&[]);
+    let http = gw.http.expect("the gateway prints its HTTP address");
+    let target = gw.udp;
+    // A caller who stays 6 s in the menu.
+    let caller = std::thread::spawn(move || {
+        common::sipp(
+            target,
+            "uac_call.xml",
+            false,
+            &["-s", "112", "-m", "1", "-d", "6000"],
+        )
+    });
+    wait_until(
+        "the call is live in /metrics",
+        Duration::from_secs(10),
+        || {
+            sum(
+                &samples(&get(http, "/metrics").1),
+                "siaga_calls_active",
+                &[],
+            ) >= 1.0
+        },
+    );
+    assert_eq!(get(http, "/readyz").0, 200);
+    // SIGTERM: the gateway drains (new calls get 503) and says so to a load balancer.
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &gw.pid().to_string()])
+        .status();
+    wait_until(
+        "/readyz turns 503 while draining",
+        Duration::from_secs(5),
+        || {
+            let (status, body) = get(http, "/readyz");
+            status == 503 && body.contains("taking_calls FAIL")
+        },
+    );
+    assert_eq!(get(http, "/healthz").0, 200, "draining is not dead");
+    let out = caller.join().expect("caller thread");
+    assert_sipp_ok(&out, "the live call finishes during the drain");
+    gw.stop();
+    assert_eq!(
+        common::end_reasons(&gw.db()),
+        vec![("abandoned_in_ivr".to_owned(), 1)]
+    );
+}
