@@ -4,7 +4,8 @@
 # per call-minute. Uses the shared SIPp runner (../shared/bench/bench.py, external-SUT mode,
 # iptables packet counters in its network namespace). Run as root after ../shared/bench/setup.sh.
 #   benches/media.sh [CONCURRENT ...]     default ladder: 100 200 400 600 800 1000
-# Environment: HOLD_S (call length, default 30), WINDOWS (default 2), BENCH, PLAN, NETNS.
+# Environment: HOLD_S (call length, default 30), WINDOWS (default 2), BENCH, PLAN, NETNS,
+#   SIAGA_ARGS (more gateway flags, e.g. "--hep udp:127.0.0.1:9060"), LABEL (label prefix).
 set -euo pipefail
 HERE="$(cd "$(dirname "$0")/.." && pwd)"
 BENCH="${BENCH:-$HERE/../shared/bench}"
@@ -26,14 +27,14 @@ for n in "${LEVELS[@]}"; do
   ip netns exec "$NETNS" nice -n -10 "$HERE/target/release/siaga" serve \
     --listen udp:127.0.0.1:5060 --listen tcp:127.0.0.1:5060 \
     --db "$work/siaga.db" --recordings "$work/rec" --rtp-ports 30000-39999 \
-    --dialplan "$PLAN" > "$work/stdout" 2> "$work/stderr" &
+    --dialplan "$PLAN" ${SIAGA_ARGS:-} > "$work/stdout" 2> "$work/stderr" &
   echo $! > "$work/gw.pid"
   for _ in $(seq 100); do grep -q '^listening udp' "$work/stdout" && break; sleep 0.1; done
   set +e
   python3 "$BENCH/bench.py" media --sut external --sut-pid "gw=@$work/gw.pid" \
     --rec-dir "$work/rec" --rec-kind wav --target 127.0.0.1:5060 --number 112 \
     --concurrent "$n" --hold-s "$HOLD_S" --windows "$WINDOWS" --netns "$NETNS" \
-    --label "siaga-media-$n"
+    --label "${LABEL:-}siaga-media-$n"
   status=$?
   set -e
   kill -TERM "$(cat "$work/gw.pid")" 2>/dev/null || true
