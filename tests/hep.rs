@@ -350,3 +350,87 @@ fn every_packet_carries_the_agent_id_the_password_and_its_call_id() {
     }
     assert_both_legs(&gw, fire_port, &logged, &seen);
 }
+
+/// The live check behind `crates/hep/tests/data`: a real Kamailio (Debian `kamailio`, its
+/// siptrace module in HEP v3 mode with an auth key and the Call-ID as correlation id) traces
+/// an INVITE to our UDP collector, and our encoder, given the fields Kamailio put in its packet
+/// (the time it received the INVITE is the one a replay cannot choose), writes the same bytes.
+#[test]
+fn our_encoder_writes_the_packet_a_live_kamailio_siptrace_sends() {
+    let dir = tempfile::tempdir().expect("dir");
+    let collector = UdpSocket::bind("127.0.0.1:0").expect("collector");
+    collector
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .expect("timeout");
+    let collector_port = collector.local_addr().expect("addr").port();
+    let kamailio_port = common::free_udp_port();
+    let modules = std::fs::read_dir("/usr/lib")
+        .expect("/usr/lib")
+        .filter_map(Result::ok)
+        .map(|e| e.path().join("kamailio/modules"))
+        .find(|p| p.join("siptrace.so").exists())
+        .expect("kamailio with its siptrace module is installed (apt-get install kamailio)");
+    let cfg = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("crates/hep/tests/data/kamailio-siptrace.cfg"),
+    )
+    .expect("cfg")
+    .replace("fork=yes", "fork=no")
+    .replace(
+        "udp:127.0.0.2:5070",
+        &format!("udp:127.0.0.1:{kamailio_port}"),
+    )
+    .replace(
+        "sip:127.0.0.1:9062",
+        &format!("sip:127.0.0.1:{collector_port}"),
+    )
+    .replace(
+        "/usr/lib/x86_64-linux-gnu/kamailio/modules/",
+        &format!("{}/", modules.display()),
+    );
+    let cfg_path = dir.path().join("kamailio.cfg");
+    std::fs::write(&cfg_path, cfg).expect("write cfg");
+    let kamailio = Command::new("kamailio")
+        .args(["-f", cfg_path.to_str().expect("utf8"), "-DD", "-E", "-w"])
+        .arg(dir.path())
+        .args(["-P", dir.path().join("k.pid").to_str().expect("utf8")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("kamailio is installed (apt-get install kamailio)");
+    let invite = std::fs::read(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("crates/hep/tests/data/kamailio-invite.sip"),
+    )
+    .expect("invite");
+    let caller = UdpSocket::bind("127.0.0.1:0").expect("caller");
+    let kamailio_addr: SocketAddr = format!("127.0.0.1:{kamailio_port}").parse().expect("addr");
+    // Kamailio needs a moment to start: the INVITE is sent again until its trace comes back.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let mut buf = [0u8; 65_536];
+    let packet = loop {
+        assert!(Instant::now() < deadline, "no HEP packet from kamailio");
+        let _ = caller.send_to(&invite, kamailio_addr);
+        if let Ok((n, _)) = collector.recv_from(&mut buf) {
+            break buf[..n].to_vec();
+        }
+    };
+    stop(kamailio);
+    let theirs = siaga_hep::decode::decode(&packet).expect("kamailio sent HEP v3");
+    assert_eq!(theirs.payload, invite, "the traced message is the INVITE");
+    assert_eq!(theirs.source, caller.local_addr().expect("addr"));
+    let ours = siaga_hep::encode(&siaga_hep::Capture {
+        source: theirs.source,
+        destination: theirs.destination,
+        proto: siaga_hep::IpProto::Udp,
+        time: theirs.time,
+        agent: siaga_hep::CaptureAgentId(2001),
+        proto_type: siaga_hep::ProtoType::SIP,
+        auth_key: Some(b"s3cret"),
+        correlation_id: siaga_hep::call_id_of(&invite),
+        payload: &invite,
+    })
+    .expect("encodes");
+    assert_eq!(
+        ours, packet,
+        "ours:\n{ours:02x?}\nkamailio's:\n{packet:02x?}"
+    );
+}
