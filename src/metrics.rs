@@ -276,15 +276,17 @@ struct Tracked {
     queued_at: Option<Instant>,
 }
 
-/// Most calls remembered at once; beyond it the oldest ended ones are forgotten (their
-/// late agency events are then counted without a route).
-const MAX_TRACKED: usize = 100_000;
+/// Most ended calls remembered while their signals are awaited; beyond it the oldest are
+/// forgotten (their late agency events are then counted without a route).
+const MAX_ENDED: usize = 100_000;
 
 /// Follows the engine's log records to count calls and agency attempts with their labels.
+/// Bounded: a call is forgotten at its last record (`CallSignals`), or once `MAX_ENDED` later
+/// calls have ended; records of a call it does not know add nothing to it.
 #[derive(Default)]
 pub struct CallTracker {
     calls: HashMap<CallRef, Tracked>,
-    ended: Vec<CallRef>,
+    ended: std::collections::VecDeque<CallRef>,
 }
 
 impl CallTracker {
@@ -306,22 +308,22 @@ impl CallTracker {
                 counter!("siaga_calls_answered_total", "kind" => kind).increment(1);
             }
             LogRecord::CallEnded { call, reason, .. } => {
-                let (kind, route) = self
-                    .calls
-                    .get(call)
-                    .map_or(("unknown", None), |t| (t.kind, t.route.clone()));
+                let (kind, route) = self.calls.get(call).map_or_else(
+                    || ("unknown", "none".to_owned()),
+                    |t| (t.kind, route_label(t)),
+                );
                 counter!(
                     "siaga_calls_ended_total",
                     "kind" => kind,
-                    "route" => route.unwrap_or_else(|| "none".to_owned()),
+                    "route" => route,
                     "reason" => reason.as_str()
                 )
                 .increment(1);
-                self.ended.push(*call);
-                if self.calls.len() > MAX_TRACKED {
-                    for call in self.ended.drain(..) {
-                        self.calls.remove(&call);
-                    }
+                self.ended.push_back(*call);
+                if self.ended.len() > MAX_ENDED
+                    && let Some(oldest) = self.ended.pop_front()
+                {
+                    self.calls.remove(&oldest);
                 }
             }
             LogRecord::CallSignals { call, .. } => {
@@ -334,8 +336,8 @@ impl CallTracker {
     }
 
     fn timeline(&mut self, call: CallRef, kind: CallEventKind, detail: &str, now: Instant) {
-        let tracked = self.calls.entry(call).or_default();
-        let route = tracked.route.clone().unwrap_or_else(|| "none".to_owned());
+        let mut unknown = Tracked::default();
+        let tracked = self.calls.get_mut(&call).unwrap_or(&mut unknown);
         let outcome = match kind {
             CallEventKind::RouteStart => {
                 // `route "police" (…)`: the call's first route labels its end.
@@ -356,7 +358,7 @@ impl CallTracker {
             }
             CallEventKind::QueueLeave | CallEventKind::QueueTimeout => {
                 if let Some(since) = tracked.queued_at.take() {
-                    histogram!("siaga_queue_wait_seconds", "route" => route)
+                    histogram!("siaga_queue_wait_seconds", "route" => route_label(tracked))
                         .record(now.saturating_duration_since(since).as_secs_f64());
                 }
                 return;
@@ -369,6 +371,7 @@ impl CallTracker {
             _ => return,
         };
         let leg = leg_number(detail).and_then(|n| tracked.legs.remove(&n));
+        let route = route_label(tracked);
         let target = leg
             .as_ref()
             .map_or_else(|| "unknown".to_owned(), |(uri, _)| uri.clone());
@@ -384,6 +387,11 @@ impl CallTracker {
         )
         .increment(1);
     }
+}
+
+/// A call's first route as a label (`none`: it never reached one).
+fn route_label(tracked: &Tracked) -> String {
+    tracked.route.clone().unwrap_or_else(|| "none".to_owned())
 }
 
 /// The text between the first pair of double quotes.
@@ -460,5 +468,46 @@ mod tests {
             Some("sip:police@10.0.0.1:5060")
         );
         assert_eq!(leg_number("queue"), None);
+    }
+
+    #[test]
+    fn a_call_is_forgotten_at_its_last_record_and_late_events_add_nothing() {
+        let mut tracker = CallTracker::default();
+        let now = Instant::now();
+        let event = |kind, detail: &str| LogRecord::Timeline {
+            call: CallRef(7),
+            kind,
+            detail: detail.to_owned(),
+        };
+        tracker.observe(
+            &event(CallEventKind::RouteStart, "route \"police\" (Polisi)"),
+            now,
+        );
+        tracker.observe(
+            &event(CallEventKind::AgencyInvite, "leg B1 → sip:p@h (udp)"),
+            now,
+        );
+        assert!(
+            tracker.calls.is_empty(),
+            "a call it never saw start is not remembered"
+        );
+        for n in 0..=MAX_ENDED as u64 {
+            let call = CallRef(n);
+            tracker.calls.insert(call, Tracked::default());
+            tracker.observe(
+                &LogRecord::CallEnded {
+                    call,
+                    reason: siaga_engine::end_reason::EndReason::CallerHungUp,
+                    detail: None,
+                },
+                now,
+            );
+        }
+        assert_eq!(
+            tracker.calls.len(),
+            MAX_ENDED,
+            "the oldest ended call is forgotten"
+        );
+        assert!(!tracker.calls.contains_key(&CallRef(0)));
     }
 }
