@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use tokio::net::{TcpListener, UdpSocket};
@@ -138,6 +138,7 @@ pub async fn run(
     let left_open =
         crate::restart::prepare(&settings.db, &settings.log.spill_dir, &bound.listeners());
     let (calllog, writer, recovery) = CallLog::start_with(&settings.db, settings.log.clone())?;
+    let bound_description = bound.describe();
     // Held until the gateway stops: a later start on this log then knows its calls are live.
     let _call_log_lock = match lock {
         Some(lock) => Some(lock),
@@ -146,7 +147,7 @@ pub async fn run(
     calllog.send(calllog::Write::Event {
         at_ms: calllog::now_ms(),
         kind: calllog::GatewayEventKind::Start,
-        detail: format!("listening on {}", bound.describe().join(", ")),
+        detail: format!("listening on {}", bound_description.join(", ")),
     });
     // Before any call: every call's class uses the thresholds of the plan running when its
     // signals are logged.
@@ -239,6 +240,19 @@ pub async fn run(
     };
     restart_byes(&mut engine, left_open, &calllog);
     drain(&mut engine, &mut out, &mut media).await;
+    let systemd = crate::systemd::Notifier::from_env();
+    let watchdog_on = systemd.watchdog_every().is_some();
+    let mut watchdog = tokio::time::interval(
+        systemd
+            .watchdog_every()
+            .unwrap_or(Duration::from_secs(3600))
+            .max(Duration::from_millis(100)),
+    );
+    watchdog.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    // The call log and the recordings are probed off the engine's task; OPTIONS follows.
+    let (storage_tx, mut storage_rx) = tokio::sync::watch::channel(true);
+    let storage_probe = tokio::spawn(probe_storage(health.clone(), storage_tx));
+    systemd.ready(&format!("taking calls on {}", bound_description.join(", ")));
 
     tokio::pin!(shutdown);
     let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
@@ -277,6 +291,7 @@ pub async fn run(
                 draining_since = Some(Instant::now());
                 health.draining.store(true, std::sync::atomic::Ordering::Relaxed);
                 engine.handle_input(Instant::now(), Input::Drain);
+                systemd.stopping(&format!("draining: {} live calls", engine.active_calls()));
             }
             _ = hangup.recv() => {
                 let _ = reread_tx.try_send(());
@@ -303,6 +318,12 @@ pub async fn run(
                 engine.set_local_time(local_time(settings.utc_offset_minutes));
             }
             _ = gauges.tick() => crate::metrics::engine_gauges(&engine),
+            _ = watchdog.tick(), if watchdog_on => systemd.alive(),
+            Ok(()) = storage_rx.changed() => {
+                let healthy = *storage_rx.borrow_and_update();
+                engine.handle_input(Instant::now(), Input::StorageHealthy(healthy));
+                storage_changed(healthy, &calllog, &systemd);
+            }
             ev = media_rx.recv() => {
                 let Some(ev) = ev else { break };
                 engine.handle_input(Instant::now(), Input::Media { call: ev.call, leg: ev.leg, event: ev.event });
@@ -349,6 +370,8 @@ pub async fn run(
         http.abort();
         let _ = http.await;
     }
+    storage_probe.abort();
+    let _ = storage_probe.await;
     drop(health);
     engine.flush_noncall_counts(Instant::now());
     drain(&mut engine, &mut out, &mut media).await;
@@ -382,6 +405,63 @@ pub async fn run(
     drop(media);
     writer.join();
     Ok(())
+}
+
+/// Probes the call log and the recordings every second and publishes whether both take
+/// writes (the watch only wakes the engine's loop on a change).
+async fn probe_storage(
+    health: Arc<crate::http::Health>,
+    healthy: tokio::sync::watch::Sender<bool>,
+) {
+    let mut every = tokio::time::interval(Duration::from_secs(1));
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        every.tick().await;
+        let health = health.clone();
+        let Ok((calllog, recordings)) = tokio::task::spawn_blocking(move || health.storage()).await
+        else {
+            continue;
+        };
+        healthy.send_if_modified(|was| {
+            let now = calllog && recordings;
+            if now != *was {
+                if !now {
+                    tracing::warn!(
+                        calllog_writable = calllog,
+                        recordings_writable = recordings,
+                        "storage failing: OPTIONS answers 503 so a load balancer sends new calls elsewhere"
+                    );
+                }
+                *was = now;
+                true
+            } else {
+                false
+            }
+        });
+    }
+}
+
+/// A change of the storage's health: on the gateway's events (the log may be the thing that
+/// fails: the record waits in the writer's queue or spill) and in systemd's status.
+fn storage_changed(healthy: bool, calllog: &CallLog, systemd: &crate::systemd::Notifier) {
+    let (kind, detail) = if healthy {
+        (
+            calllog::GatewayEventKind::Ready,
+            "call log and recordings take writes again: OPTIONS answers 200",
+        )
+    } else {
+        (
+            calllog::GatewayEventKind::Unready,
+            "call log or recordings not writable: OPTIONS answers 503, calls that still come are answered",
+        )
+    };
+    tracing::info!(healthy, "{detail}");
+    systemd.status(detail);
+    calllog.send(calllog::Write::Event {
+        at_ms: calllog::now_ms(),
+        kind,
+        detail: detail.to_owned(),
+    });
 }
 
 /// Hands the engine a BYE for every leg a crash left up; they leave with the first drain.

@@ -29,18 +29,25 @@ impl Health {
     /// dialplan loaded (it cannot run without one), the call log taking writes, the
     /// recordings directory writable, not draining.
     fn checks(&self) -> Vec<(&'static str, bool)> {
+        let (calllog, recordings) = self.storage();
+        vec![
+            ("sip_listening", true),
+            ("dialplan_loaded", true),
+            ("calllog_writable", calllog),
+            ("recordings_writable", recordings),
+            ("taking_calls", !self.draining.load(Ordering::Relaxed)),
+        ]
+    }
+
+    /// Whether the call log and the recordings directory take writes (touches the disk:
+    /// call it off the async workers). OPTIONS answers 503 while either does not.
+    pub fn storage(&self) -> (bool, bool) {
         let probe = self
             .recordings
             .join(format!(".siaga-ready-{}", std::process::id()));
         let recordings =
             std::fs::write(&probe, b"").is_ok() && std::fs::remove_file(&probe).is_ok();
-        vec![
-            ("sip_listening", true),
-            ("dialplan_loaded", true),
-            ("calllog_writable", self.calllog.writable()),
-            ("recordings_writable", recordings),
-            ("taking_calls", !self.draining.load(Ordering::Relaxed)),
-        ]
+        (self.calllog.writable(), recordings)
     }
 }
 

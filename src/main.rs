@@ -13,6 +13,7 @@ mod metrics;
 mod numbers;
 mod plan;
 mod restart;
+mod systemd;
 mod transport;
 
 use std::io::Write as _;

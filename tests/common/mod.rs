@@ -33,13 +33,19 @@ impl Gateway {
 
     /// As [`Gateway::start_in`], listening on given addresses (a restart on the same ports).
     pub fn start_on(dir: tempfile::TempDir, udp: &str, tcp: &str, extra: &[&str]) -> Gateway {
-        Self::launch(dir, udp, tcp, extra, None)
+        Self::launch(dir, udp, tcp, extra, None, &[])
     }
 
     /// Starts under an open-file limit (soft and hard), as a service manager may set it.
     pub fn start_with_file_limit(extra: &[&str], nofile: u64) -> Gateway {
         let dir = tempfile::tempdir().expect("temp dir");
-        Self::launch(dir, "127.0.0.1:0", "127.0.0.1:0", extra, Some(nofile))
+        Self::launch(dir, "127.0.0.1:0", "127.0.0.1:0", extra, Some(nofile), &[])
+    }
+
+    /// Starts with extra environment variables, as a service manager sets them
+    /// (`NOTIFY_SOCKET`, `WATCHDOG_USEC`).
+    pub fn start_with_env(dir: tempfile::TempDir, extra: &[&str], env: &[(&str, &str)]) -> Gateway {
+        Self::launch(dir, "127.0.0.1:0", "127.0.0.1:0", extra, None, env)
     }
 
     fn launch(
@@ -48,6 +54,7 @@ impl Gateway {
         tcp: &str,
         extra: &[&str],
         nofile: Option<u64>,
+        env: &[(&str, &str)],
     ) -> Gateway {
         let db = dir.path().join("siaga.db");
         let recordings = dir.path().join("recordings");
@@ -89,6 +96,7 @@ impl Gateway {
                 &["--http", "127.0.0.1:0"][..]
             })
             .env("RUST_LOG", "info")
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(stderr)
             .spawn()
@@ -252,7 +260,7 @@ impl Drop for Gateway {
     }
 }
 
-fn signal(pid: u32, sig: &str) {
+pub fn signal(pid: u32, sig: &str) {
     let _ = Command::new("kill")
         .arg(format!("-{sig}"))
         .arg(pid.to_string())
@@ -347,6 +355,18 @@ pub fn end_reasons(db: &rusqlite::Connection) -> Vec<(String, i64)> {
         .prepare("SELECT coalesce(end_reason, 'live'), count(*) FROM calls GROUP BY 1 ORDER BY 1")
         .expect("query");
     stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .expect("rows")
+        .collect::<Result<_, _>>()
+        .expect("rows")
+}
+
+/// The details of the gateway events of `kind` in the call log at `db`, in order.
+pub fn gateway_events(db: &Path, kind: &str) -> Vec<String> {
+    let conn = rusqlite::Connection::open(db).expect("db");
+    let mut stmt = conn
+        .prepare("SELECT detail FROM gateway_events WHERE kind = ?1 ORDER BY id")
+        .expect("query");
+    stmt.query_map([kind], |r| r.get(0))
         .expect("rows")
         .collect::<Result<_, _>>()
         .expect("rows")

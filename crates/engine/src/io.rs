@@ -46,6 +46,10 @@ pub enum Input<'a> {
     HangUp { call: CallRef },
     /// Stop taking new calls; calls in progress continue.
     Drain,
+    /// Whether the call log and the recordings take writes (the shell probes them). Only
+    /// OPTIONS answers change (503 while they do not), so a load balancer in front sends new
+    /// calls to another node; a call that still arrives here is answered as always.
+    StorageHealthy(bool),
     /// At start: end a dialog the previous run left up (a crash), with a BYE of its own.
     ByeAfterRestart(Box<crate::restart::OpenDialog>),
 }

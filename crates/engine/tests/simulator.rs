@@ -484,6 +484,38 @@ fn draining_refuses_new_calls_with_503_but_keeps_live_ones() {
 }
 
 #[test]
+fn options_tells_the_load_balancer_503_while_storage_fails_or_draining_and_calls_still_land() {
+    // A front (Kamailio's dispatcher) probes each node with OPTIONS and sends new calls only
+    // to the nodes that answer 200.
+    let mut sim = Sim::new(Transport::Udp);
+    let options = |n: u32| {
+        in_dialog(
+            "OPTIONS",
+            1,
+            &format!("probe{n}"),
+            "x",
+            &format!("z9hG4bKp{n}"),
+        )
+        .replace(";tag=x", "")
+    };
+    sim.send(&options(1));
+    assert_eq!(sim.statuses(), vec!["SIP/2.0 200 OK"]);
+    sim.input(Input::StorageHealthy(false));
+    sim.send(&options(2));
+    assert_eq!(sim.statuses(), vec!["SIP/2.0 503 Service Unavailable"]);
+    // A call that reaches this node anyway (no other node, or the balancer not yet told) is
+    // answered: the failing disk is the balancer's business, not the caller's.
+    sim.send(&invite("sip:112@198.51.100.1", "s1", "z9hG4bKs1"));
+    assert!(sim.statuses().iter().any(|s| s == "SIP/2.0 200 OK"));
+    sim.input(Input::StorageHealthy(true));
+    sim.send(&options(3));
+    assert_eq!(sim.statuses(), vec!["SIP/2.0 200 OK"]);
+    sim.input(Input::Drain);
+    sim.send(&options(4));
+    assert_eq!(sim.statuses(), vec!["SIP/2.0 503 Service Unavailable"]);
+}
+
+#[test]
 fn a_thousand_calls_with_random_loss_all_complete() {
     // A small deterministic lossy network: every message to the caller has a 10 % chance to
     // vanish; the scripted caller retransmits INVITE/ACK/BYE like a UAC would.

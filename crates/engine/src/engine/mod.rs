@@ -41,6 +41,8 @@ use stateless::Reply;
 pub struct Engine {
     plan: Arc<Dialplan>,
     accepting: bool,
+    /// The shell's latest probe of the call log and the recordings (OPTIONS says so).
+    storage_healthy: bool,
     calls: HashMap<CallRef, Call>,
     /// Everything calls act on: outputs, transactions, timers, shared tables.
     fx: Effects,
@@ -63,6 +65,7 @@ impl Engine {
             numbers: crate::call::policy::NumberPolicies::new(&plan),
             plan,
             accepting: true,
+            storage_healthy: true,
             calls: HashMap::new(),
             fx: Effects::new(cfg, local_time, start),
             noncall,
@@ -99,6 +102,16 @@ impl Engine {
         &self.plan
     }
 
+    /// What OPTIONS answers: 200 while this node takes calls and can keep them (log and
+    /// recordings writable), 503 while it drains or cannot.
+    fn options_status(&self) -> u16 {
+        if self.accepting && self.storage_healthy {
+            200
+        } else {
+            503
+        }
+    }
+
     pub fn active_calls(&self) -> usize {
         self.calls
             .values()
@@ -125,6 +138,7 @@ impl Engine {
                 self.with_call(call, |c, fx| c.hang_up(now, fx, EndReason::GatewayHungUp));
             }
             Input::Drain => self.accepting = false,
+            Input::StorageHealthy(healthy) => self.storage_healthy = healthy,
             Input::ByeAfterRestart(dialog) => self.bye_after_restart(*dialog),
         }
     }
@@ -275,7 +289,7 @@ impl Engine {
         }
         let (kind, status) = match req.method {
             Method::Invite => return self.on_new_invite(now, flow, msg, req, key, raw),
-            Method::Options => (NonCallKind::Options, if self.accepting { 200 } else { 503 }),
+            Method::Options => (NonCallKind::Options, self.options_status()),
             Method::Bye | Method::Info | Method::Update | Method::PRack => {
                 (NonCallKind::StrayRequest, 481)
             }
