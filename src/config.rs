@@ -121,6 +121,8 @@ pub struct Settings {
     /// Per-source and TCP limits of the transport (`[limits]` keys `source_*`,
     /// `trusted_sources`, `tcp_*`, `fd_reserve`).
     pub transport_limits: TransportLimits,
+    /// `[sip] load_balancers`: whose OPTIONS hear that this node's storage fails.
+    pub load_balancers: siaga_engine::source_limits::Trusted,
     /// The HTTP listener (metrics, health): `None` when turned off.
     pub http: Option<SocketAddr>,
     // --- issue 14: SIP capture (HEP) and the console log's format ---
@@ -168,6 +170,7 @@ impl Default for Settings {
             umask: 0o027,
             origins: Vec::new(),
             transport_limits: TransportLimits::default(),
+            load_balancers: siaga_engine::source_limits::Trusted::default(),
             http: Some(SocketAddr::from(([127, 0, 0, 1], 8112))),
             capture: crate::capture::CaptureSettings::default(),
             log_format: crate::logging::LogFormat::Text,
@@ -316,6 +319,9 @@ pub struct SipSection {
     pub t1_ms: Option<Spanned<u64>>,
     pub t2_ms: Option<Spanned<u64>>,
     pub t4_ms: Option<Spanned<u64>>,
+    /// The load balancers in front of this node (CIDRs): their OPTIONS get 503 while the call
+    /// log or the recordings cannot be written; they are trusted sources too.
+    pub load_balancers: Option<Spanned<Vec<String>>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -652,6 +658,20 @@ fn apply_text(settings: &mut Settings, path: &Path, text: &str) -> anyhow::Resul
             parse_http_listen(listen.get_ref(), file.http.insecure_http.unwrap_or(false))
                 .map_err(|e| anyhow::anyhow!("{where_}: http.listen: {e}"))?;
     }
+    if let Some(nets) = file.sip.load_balancers {
+        let where_ = at(nets.span());
+        let nets: Vec<_> = nets
+            .into_inner()
+            .iter()
+            .map(|n| n.parse())
+            .collect::<Result<_, _>>()
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "{where_}: sip.load_balancers: {e}: write CIDRs such as \"10.0.0.5/32\""
+                )
+            })?;
+        settings.load_balancers = siaga_engine::source_limits::Trusted(nets);
+    }
     if let Some(listen) = file.sip.listen {
         let where_ = at(listen.span());
         settings.listen = listen
@@ -801,6 +821,10 @@ fn apply_text(settings: &mut Settings, path: &Path, text: &str) -> anyhow::Resul
                 .map_err(|e| anyhow::anyhow!("{where_}: limits.trusted_sources: {e}"))?,
         );
     }
+    // A balancer concentrates every caller's traffic on one address: per-source limits must
+    // not ration it.
+    let balancers = settings.load_balancers.0.clone();
+    settings.transport_limits.trusted.0.extend(balancers);
     apply_capture_and_format(settings, &file.capture, file.log.console_format, &at)?;
     if let Some(files) = file.dialplan.files {
         settings.set_origin("dialplan.files", at(files.span()));
@@ -937,6 +961,30 @@ mod tests {
             s.origin("location.cell_table"),
             "location.cell_table (default)"
         );
+    }
+
+    #[test]
+    fn load_balancers_are_trusted_sources_and_a_bad_one_names_its_line() {
+        let mut s = Settings::default();
+        let text = "[sip]\nload_balancers = [\"10.0.0.5/32\"]\n[limits]\ntrusted_sources = [\"192.0.2.0/24\"]\n";
+        apply_text(&mut s, Path::new("s.toml"), text).expect("valid");
+        let balancer = "10.0.0.5".parse().expect("ip");
+        assert!(s.load_balancers.contains(balancer));
+        assert!(s.transport_limits.trusted.contains(balancer));
+        assert!(
+            s.transport_limits
+                .trusted
+                .contains("192.0.2.7".parse().expect("ip"))
+        );
+        let err = apply_text(
+            &mut Settings::default(),
+            Path::new("s.toml"),
+            "[sip]\n\nload_balancers = [\"kamailio\"]\n",
+        )
+        .expect_err("not a CIDR")
+        .to_string();
+        assert!(err.starts_with("s.toml:3: sip.load_balancers"), "{err}");
+        assert!(err.contains("10.0.0.5/32"), "says what to write: {err}");
     }
 
     #[test]

@@ -172,6 +172,7 @@ pub async fn run(
         element_domain: settings.element_domain.clone(),
         noncall: settings.noncall,
         trusted_sources: settings.transport_limits.trusted.clone(),
+        load_balancers: settings.load_balancers.clone(),
         silent_caller_probe: siaga_engine::SilentCallerProbe {
             reprobe: settings.probe_every,
         },

@@ -1,7 +1,7 @@
 //! Running under systemd and behind a load balancer: the gateway speaks systemd's notify
 //! protocol (READY=1 once it takes calls, WATCHDOG=1 from its loop, STOPPING=1 when it
 //! drains, STATUS= when storage fails), and its OPTIONS answer tells a front such as
-//! Kamailio's dispatcher whether to send it new calls. The notify socket here is the same
+//! Kamailio's dispatcher (`[sip] load_balancers`) whether to send it new calls. The notify socket here is the same
 //! kind systemd gives a `Type=notify` service (a Unix datagram socket in NOTIFY_SOCKET).
 
 mod common;
@@ -45,10 +45,14 @@ fn systemd_hears_ready_watchdog_and_stopping_and_options_follows_the_storage() {
         .set_read_timeout(Some(Duration::from_millis(500)))
         .expect("timeout");
     let socket_env = socket_path.to_str().expect("utf-8 path").to_owned();
+    // The load balancer in front is 127.0.0.1; a carrier's SBC probing directly is 127.0.0.2.
+    let config = dir.path().join("siaga.toml");
+    std::fs::write(&config, "[sip]\nload_balancers = [\"127.0.0.1/32\"]\n").expect("config");
+    let config = config.to_str().expect("utf-8 path").to_owned();
     // WatchdogSec=0.4 s: the gateway must ping every 0.2 s.
     let mut gw = Gateway::start_with_env(
         dir,
-        &[],
+        &["--config", &config],
         &[("NOTIFY_SOCKET", &socket_env), ("WATCHDOG_USEC", "400000")],
     );
 
@@ -83,7 +87,11 @@ fn systemd_hears_ready_watchdog_and_stopping_and_options_follows_the_storage() {
     assert!(status.contains("OPTIONS answers 503"), "{status}");
     assert_sipp_ok(
         &gw.sipp("uac_options_503.xml", false, &["-m", "1"]),
-        "OPTIONS while the recordings cannot be written: 503",
+        "the load balancer's OPTIONS while the recordings cannot be written: 503",
+    );
+    assert_sipp_ok(
+        &gw.sipp("uac_options.xml", false, &["-m", "1", "-i", "127.0.0.2"]),
+        "a carrier's OPTIONS meanwhile: 200 (it has no other node to send 112 to)",
     );
     // A caller that reaches this node anyway is answered (emergency first).
     assert_sipp_ok(

@@ -43,6 +43,8 @@ pub struct Engine {
     accepting: bool,
     /// The shell's latest probe of the call log and the recordings (OPTIONS says so).
     storage_healthy: bool,
+    /// Sources whose OPTIONS learn about failing storage (`EngineConfig::load_balancers`).
+    load_balancers: crate::source_limits::Trusted,
     calls: HashMap<CallRef, Call>,
     /// Everything calls act on: outputs, transactions, timers, shared tables.
     fx: Effects,
@@ -66,6 +68,7 @@ impl Engine {
             plan,
             accepting: true,
             storage_healthy: true,
+            load_balancers: cfg.load_balancers.clone(),
             calls: HashMap::new(),
             fx: Effects::new(cfg, local_time, start),
             noncall,
@@ -102,13 +105,14 @@ impl Engine {
         &self.plan
     }
 
-    /// What OPTIONS answers: 200 while this node takes calls and can keep them (log and
-    /// recordings writable), 503 while it drains or cannot.
-    fn options_status(&self) -> u16 {
-        if self.accepting && self.storage_healthy {
-            200
-        } else {
+    /// What OPTIONS answers: 503 while this node drains; to a load balancer also while it
+    /// cannot keep its calls' records (log or recordings not writable); otherwise 200.
+    fn options_status(&self, from: std::net::IpAddr) -> u16 {
+        let storage_matters = self.load_balancers.contains(from);
+        if !self.accepting || (storage_matters && !self.storage_healthy) {
             503
+        } else {
+            200
         }
     }
 
@@ -289,7 +293,7 @@ impl Engine {
         }
         let (kind, status) = match req.method {
             Method::Invite => return self.on_new_invite(now, flow, msg, req, key, raw),
-            Method::Options => (NonCallKind::Options, self.options_status()),
+            Method::Options => (NonCallKind::Options, self.options_status(flow.remote.ip())),
             Method::Bye | Method::Info | Method::Update | Method::PRack => {
                 (NonCallKind::StrayRequest, 481)
             }
