@@ -41,12 +41,17 @@ pub enum GatewayEventKind {
     Unready,
     /// Both take writes again: OPTIONS answers 200.
     Ready,
+    /// New or silent short emergency calls crossed the `[flood]` levels: under attack,
+    /// callers beyond their limits are challenged.
+    AttackStarted,
+    /// Calm again: nobody is challenged.
+    AttackEnded,
 }
 
 impl GatewayEventKind {
     /// Every kind, in the order above (for the test that no two share a text, and for
     /// `siaga report`, which looks for the kinds of attack events).
-    pub const ALL: [GatewayEventKind; 17] = [
+    pub const ALL: [GatewayEventKind; 19] = [
         GatewayEventKind::Start,
         GatewayEventKind::Stop,
         GatewayEventKind::RestartByes,
@@ -64,6 +69,8 @@ impl GatewayEventKind {
         GatewayEventKind::LogDiskAlarmCleared,
         GatewayEventKind::Unready,
         GatewayEventKind::Ready,
+        GatewayEventKind::AttackStarted,
+        GatewayEventKind::AttackEnded,
     ];
 
     /// The text in the `kind` column: stored in existing databases, so never changed.
@@ -86,6 +93,8 @@ impl GatewayEventKind {
             GatewayEventKind::LogDiskAlarmCleared => "log_disk_alarm_cleared",
             GatewayEventKind::Unready => "unready",
             GatewayEventKind::Ready => "ready",
+            GatewayEventKind::AttackStarted => "attack_started",
+            GatewayEventKind::AttackEnded => "attack_ended",
         }
     }
 }
@@ -122,6 +131,8 @@ mod tests {
             GatewayEventKind::LogDiskAlarmCleared => 14,
             GatewayEventKind::Unready => 15,
             GatewayEventKind::Ready => 16,
+            GatewayEventKind::AttackStarted => 17,
+            GatewayEventKind::AttackEnded => 18,
         };
         let mut listed: Vec<usize> = GatewayEventKind::ALL.iter().map(|&k| number(k)).collect();
         listed.sort_unstable();

@@ -322,7 +322,7 @@ fn record_call(record: &LogRecord) -> Option<u64> {
         | LogRecord::CallSignals { call, .. }
         | LogRecord::Location { call, .. } => Some(call.0),
         LogRecord::Sip { call, .. } => call.map(|c| c.0),
-        LogRecord::NonCallCounts(_) => None,
+        LogRecord::NonCallCounts(_) | LogRecord::Attack(_) => None,
     }
 }
 
@@ -406,6 +406,13 @@ fn apply(entry: &mut Entry, at_ms: i64, record: LogRecord) {
             GatewayEventKind::NonCallCounts,
             tally.to_string(),
         ),
+        LogRecord::Attack(change) => {
+            let kind = match change {
+                siaga_dialplan::AttackChange::Started { .. } => GatewayEventKind::AttackStarted,
+                siaga_dialplan::AttackChange::Ended { .. } => GatewayEventKind::AttackEnded,
+            };
+            insert_gateway_event(entry, at_ms, kind, change.detail());
+        }
         LogRecord::Location {
             call,
             source,

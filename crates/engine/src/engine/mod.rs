@@ -54,6 +54,9 @@ pub struct Engine {
     tag_secret: u64,
     /// The supervisors' number lists and the recent calls per number (issue 12).
     numbers: crate::call::policy::NumberPolicies,
+    /// Numbers with genuine calls in the call log (the shell reads them): never challenged
+    /// during a flood.
+    genuine: Arc<std::collections::HashSet<siaga_dialplan::CallerNumber>>,
 }
 
 impl Engine {
@@ -63,14 +66,19 @@ impl Engine {
         noncall.set_trusted(cfg.trusted_sources.clone());
         let tag_secret = cfg.seed.rotate_left(17) ^ 0x9e37_79b9_7f4a_7c15;
         let local_time = "mon 12:00".parse().unwrap_or_else(|_| unreachable_time());
+        let load_balancers = cfg.load_balancers.clone();
+        let mut fx = Effects::new(cfg, local_time, start);
+        fx.flood = siaga_dialplan::FloodGuard::new(plan.flood());
+        fx.silent_rules = plan.classify_rules().clone();
         Self {
             numbers: crate::call::policy::NumberPolicies::new(&plan),
+            genuine: Arc::default(),
             plan,
             accepting: true,
             storage_healthy: true,
-            load_balancers: cfg.load_balancers.clone(),
+            load_balancers,
             calls: HashMap::new(),
-            fx: Effects::new(cfg, local_time, start),
+            fx,
             noncall,
             tag_secret,
         }
@@ -92,6 +100,12 @@ impl Engine {
     /// A reloaded plan: new calls use it, calls in progress keep theirs.
     pub fn set_plan(&mut self, plan: Arc<Dialplan>) {
         self.numbers.plan_changed(&self.plan, &plan);
+        if self.plan.flood() != plan.flood() {
+            // New levels and limits count afresh; an attack in progress is re-detected.
+            self.fx.flood = siaga_dialplan::FloodGuard::new(plan.flood());
+            self.fx.flood_timer(self.fx.now);
+        }
+        self.fx.silent_rules = plan.classify_rules().clone();
         self.plan = plan;
     }
 
@@ -99,6 +113,20 @@ impl Engine {
     /// time, checked against each call's `now`, whether or not a newer snapshot comes.
     pub fn set_number_lists(&mut self, lists: Arc<siaga_dialplan::NumberLists>) {
         self.numbers.lists = lists;
+    }
+
+    /// The numbers with genuine calls in the call log, as the shell last read them: during a
+    /// flood they are never challenged.
+    pub fn set_genuine_numbers(
+        &mut self,
+        numbers: Arc<std::collections::HashSet<siaga_dialplan::CallerNumber>>,
+    ) {
+        self.genuine = numbers;
+    }
+
+    /// Whether the centre is under attack (a flood of emergency calls) now.
+    pub fn under_attack(&self) -> bool {
+        self.fx.flood.under_attack()
     }
 
     pub fn plan(&self) -> &Arc<Dialplan> {
@@ -450,6 +478,7 @@ impl Engine {
                 TimerKey::Call(call_ref) => self.call_timer(now, call_ref),
                 TimerKey::NonCall => self.roll_noncall(now),
                 TimerKey::Signals(call_ref) => self.fx.voice_overdue(call_ref),
+                TimerKey::Flood => crate::call::challenge::poll(now, &mut self.fx),
             }
         }
     }
