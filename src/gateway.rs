@@ -271,6 +271,9 @@ pub async fn run(
         reread_rx,
     ));
     let mut lists_in_force = None;
+    // Numbers with genuine calls in the last year: never challenged during a flood.
+    let (genuine_tx, mut genuine_rx) = mpsc::channel::<Vec<String>>(1);
+    let genuine_reader = tokio::spawn(read_genuine_numbers(settings.db.clone(), genuine_tx));
     loop {
         // While draining, wake at the drain deadline too: a gateway with nothing left to do
         // must still notice that the time is up.
@@ -314,6 +317,14 @@ pub async fn run(
             }
             Some(rows) = lists_rx.recv() => {
                 apply_number_lists(&mut engine, &rows, &mut lists_in_force);
+            }
+            Some(numbers) = genuine_rx.recv() => {
+                let country = engine.plan().centre().country_code.clone();
+                let set = numbers
+                    .iter()
+                    .filter_map(|n| siaga_dialplan::CallerNumber::normalise(n, country.as_deref()).ok())
+                    .collect();
+                engine.set_genuine_numbers(Arc::new(set));
             }
             _ = clock.tick() => {
                 engine.set_local_time(local_time(settings.utc_offset_minutes));
@@ -378,6 +389,7 @@ pub async fn run(
     drain(&mut engine, &mut out, &mut media).await;
     // The reporter holds the call log open: stop it, then report what is left.
     lists_reader.abort();
+    genuine_reader.abort();
     reporter.abort();
     let _ = reporter.await;
     report_once(&shield, &calllog);
@@ -640,6 +652,33 @@ async fn read_number_lists(
                 tracing::warn!(error = %e, "cannot read the number lists; the last ones stay in force");
             }
             _ => {}
+        }
+    }
+}
+
+/// Reads the numbers with genuine calls in the last year at start and every minute (they
+/// change slowly: a class is set when a call ends).
+async fn read_genuine_numbers(db: std::path::PathBuf, out: mpsc::Sender<Vec<String>>) {
+    const YEAR_MS: i64 = 365 * 24 * 3600 * 1000;
+    let mut tick = tokio::time::interval(Duration::from_secs(60));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        tick.tick().await;
+        let path = db.clone();
+        let read = tokio::task::spawn_blocking(move || {
+            let conn = calllog::open_read_only(&path)?;
+            let since = calllog::now_ms() - YEAR_MS;
+            anyhow::Ok(calllog::numbers::genuine_numbers(&conn, since)?)
+        })
+        .await;
+        match read {
+            Ok(Ok(numbers)) => {
+                if out.send(numbers).await.is_err() {
+                    return;
+                }
+            }
+            Ok(Err(e)) => tracing::debug!(error = %e, "cannot read the numbers with genuine calls"),
+            Err(_) => {}
         }
     }
 }

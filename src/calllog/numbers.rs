@@ -120,6 +120,22 @@ pub fn live(conn: &Connection, now_ms: i64) -> rusqlite::Result<Vec<ListRow>> {
     )
 }
 
+/// The most numbers with genuine calls handed to the engine (bounded memory: ~100 bytes each).
+pub const MAX_GENUINE: usize = 200_000;
+
+/// Numbers (as `calls.caller_number` holds them) with a call whose current class — people's
+/// corrections included — is `genuine`, started since `since_ms`. During a flood these
+/// callers are never challenged.
+pub fn genuine_numbers(conn: &Connection, since_ms: i64) -> rusqlite::Result<Vec<String>> {
+    let genuine = super::classes::current_class_condition(Some(siaga_dialplan::CallClass::Genuine));
+    let mut stmt = conn.prepare(&format!(
+        "SELECT DISTINCT caller_number FROM calls
+         WHERE caller_number IS NOT NULL AND started_at >= ?1 AND {genuine} LIMIT ?2"
+    ))?;
+    stmt.query_map(params![since_ms, MAX_GENUINE as i64], |r| r.get(0))?
+        .collect()
+}
+
 /// Every change, newest first (`list --all`), optionally of one number.
 pub fn history(
     conn: &Connection,
