@@ -216,6 +216,16 @@ pub struct FileConfig {
     pub http: HttpSection,
     #[serde(default)]
     pub capture: CaptureSection,
+    #[serde(default)]
+    pub node: NodeSection,
+}
+
+/// `[node]`: this gateway among several on one shared call log (issue 13).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeSection {
+    /// Its name, on every call row it logs [default: the host name].
+    pub name: Option<Spanned<String>>,
 }
 
 /// The HTTP listener: `/metrics`, `/healthz`, `/readyz`.
@@ -345,6 +355,8 @@ pub struct LogSection {
     /// Caller numbers in INFO console lines (personal data): off unless set.
     pub personal_data: Option<bool>,
     pub db: Option<Spanned<PathBuf>>,
+    /// A shared PostgreSQL (`postgres://user:password@host/db`) instead of `db`.
+    pub url: Option<Spanned<String>>,
     /// Where records wait when the database cannot be written [default: /var/tmp/siaga-spill].
     pub spill_dir: Option<Spanned<PathBuf>>,
     /// Memory for waiting records before they are spilled, MiB [default: 64].
@@ -703,6 +715,31 @@ fn apply_text(settings: &mut Settings, path: &Path, text: &str) -> anyhow::Resul
     if let Some(p) = file.log.db {
         settings.set_origin("log.db", at(p.span()));
         settings.db = rel(p.into_inner());
+    }
+    if let Some(url) = file.log.url {
+        let where_ = at(url.span());
+        let url = url.into_inner();
+        if !crate::calllog::store::is_postgres_url(&url) {
+            anyhow::bail!(
+                "{where_}: log.url must be a PostgreSQL URL, postgres://user:password@host:port/database \
+                 (for the SQLite file, set log.db instead)"
+            );
+        }
+        settings.set_origin("log.url", where_);
+        settings.log.url = Some(url);
+    }
+    if let Some(name) = file.node.name {
+        let where_ = at(name.span());
+        let name = name.into_inner();
+        if name.is_empty()
+            || name.len() > 64
+            || name.chars().any(|c| c.is_whitespace() || c.is_control())
+        {
+            anyhow::bail!(
+                "{where_}: node.name must be 1 to 64 characters without spaces, e.g. \"siaga-a\""
+            );
+        }
+        settings.log.node = name;
     }
     if let Some(p) = file.log.spill_dir {
         settings.set_origin("log.spill_dir", at(p.span()));

@@ -135,13 +135,24 @@ pub async fn run(
     // Before the call log's recovery closes them: the calls a crash left open (their legs
     // get a BYE below, their recordings' ends decide their end times). `lock` says no other
     // gateway is on this log.
-    let left_open =
-        crate::restart::prepare(&settings.db, &settings.log.spill_dir, &bound.listeners());
+    let left_open = match &settings.log.url {
+        None => crate::restart::prepare(&settings.db, &settings.log.spill_dir, &bound.listeners()),
+        Some(url) => crate::restart::prepare_node(url, &settings.log.node, &bound.listeners()),
+    };
     let (calllog, writer, recovery) = CallLog::start_with(&settings.db, settings.log.clone())?;
     // Held until the gateway stops: a later start on this log then knows its calls are live.
-    let _call_log_lock = match lock {
-        Some(lock) => Some(lock),
-        None => crate::restart::CallLogLock::acquire(&settings.db)?,
+    let _call_log_lock = match (lock, &settings.log.url) {
+        (Some(lock), _) => Some(lock),
+        (None, None) => crate::restart::CallLogLock::acquire(&settings.db)?,
+        (None, Some(_)) => None,
+    };
+    // A node of a shared database beats until the gateway stops, and closes lost nodes' calls.
+    let _heartbeat = match &settings.log.url {
+        Some(url) => Some(calllog::nodes::Heartbeat::start(
+            url.clone(),
+            settings.log.node.clone(),
+        )?),
+        None => None,
     };
     calllog.send(calllog::Write::Event {
         at_ms: calllog::now_ms(),
@@ -250,7 +261,7 @@ pub async fn run(
     let (lists_tx, mut lists_rx) = mpsc::channel::<Vec<calllog::numbers::ListRow>>(2);
     let (reread_tx, reread_rx) = mpsc::channel::<()>(1);
     let lists_reader = tokio::spawn(read_number_lists(
-        settings.db.clone(),
+        (settings.db.clone(), settings.log.url.clone()),
         settings.number_lists_every,
         lists_tx,
         reread_rx,
@@ -528,7 +539,7 @@ fn apply_reload(
 /// engine task. A log that cannot be read keeps the last snapshot in force (its entries
 /// still expire on time) and is reported once per new reason.
 async fn read_number_lists(
-    db: std::path::PathBuf,
+    (db, url): (std::path::PathBuf, Option<String>),
     every: std::time::Duration,
     out: mpsc::Sender<Vec<calllog::numbers::ListRow>>,
     mut reread: mpsc::Receiver<()>,
@@ -541,9 +552,9 @@ async fn read_number_lists(
             _ = tick.tick() => {}
             nudge = reread.recv() => if nudge.is_none() { return },
         }
-        let path = db.clone();
+        let (path, url) = (db.clone(), url.clone());
         let read = tokio::task::spawn_blocking(move || {
-            let conn = calllog::open_read_only(&path)?;
+            let conn = calllog::open_reader(&path, url.as_deref())?;
             anyhow::Ok(calllog::numbers::live(&conn, calllog::now_ms())?)
         })
         .await;

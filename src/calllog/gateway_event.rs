@@ -36,12 +36,14 @@ pub enum GatewayEventKind {
     LogDiskAlarm,
     /// Free space is back over the alarm threshold.
     LogDiskAlarmCleared,
+    /// Another node's heartbeat stopped: its open calls were closed as `node_lost`.
+    NodeLost,
 }
 
 impl GatewayEventKind {
     /// Every kind, in the order above (for the test that no two share a text, and for
     /// `siaga report`, which looks for the kinds of attack events).
-    pub const ALL: [GatewayEventKind; 15] = [
+    pub const ALL: [GatewayEventKind; 16] = [
         GatewayEventKind::Start,
         GatewayEventKind::Stop,
         GatewayEventKind::RestartByes,
@@ -57,6 +59,7 @@ impl GatewayEventKind {
         GatewayEventKind::LogDiskLowCleared,
         GatewayEventKind::LogDiskAlarm,
         GatewayEventKind::LogDiskAlarmCleared,
+        GatewayEventKind::NodeLost,
     ];
 
     /// The text in the `kind` column: stored in existing databases, so never changed.
@@ -77,6 +80,7 @@ impl GatewayEventKind {
             GatewayEventKind::LogDiskLowCleared => "log_disk_low_cleared",
             GatewayEventKind::LogDiskAlarm => "log_disk_alarm",
             GatewayEventKind::LogDiskAlarmCleared => "log_disk_alarm_cleared",
+            GatewayEventKind::NodeLost => "node_lost",
         }
     }
 }
@@ -111,6 +115,7 @@ mod tests {
             GatewayEventKind::LogDiskLowCleared => 12,
             GatewayEventKind::LogDiskAlarm => 13,
             GatewayEventKind::LogDiskAlarmCleared => 14,
+            GatewayEventKind::NodeLost => 15,
         };
         let mut listed: Vec<usize> = GatewayEventKind::ALL.iter().map(|&k| number(k)).collect();
         listed.sort_unstable();

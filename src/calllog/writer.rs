@@ -14,11 +14,13 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 use rusqlite::types::Value;
-use rusqlite::{Connection, ErrorCode, params};
+use rusqlite::{ErrorCode, params};
 
 use super::ops::{Entry, Op};
 use super::query::iso_utc;
+use super::schema::Scope;
 use super::spill::Spill;
+use super::store::{Db, Dialect};
 use super::{GatewayEventKind, LogOptions, Recovery, UnfinishedRecording, Write, now_ms, schema};
 
 /// Records per transaction at most.
@@ -30,6 +32,8 @@ const LAST_RETRY: Duration = Duration::from_secs(5);
 const INTAKE: usize = 50_000;
 /// How often the free space is looked at.
 const SPACE_CHECK: Duration = Duration::from_secs(2);
+/// 2025-01-01T00:00Z: call references from the clock on a shared database count from here.
+const CLOCK_BASE_MS: i64 = 1_735_689_600_000;
 
 /// Counters the senders update.
 pub struct Shared {
@@ -73,9 +77,12 @@ struct Space {
 }
 
 pub struct Writer {
+    /// The SQLite file; for PostgreSQL, a name for the spill file (`/postgres/<node>`).
     path: PathBuf,
     options: LogOptions,
-    conn: Option<Connection>,
+    conn: Option<Db>,
+    /// Whose calls start-up repairs and which references this node gives.
+    scope: Scope,
     memory: VecDeque<(u64, Entry)>,
     memory_bytes: usize,
     /// Sequence number of the last entry queued.
@@ -121,7 +128,21 @@ impl Writer {
         options: LogOptions,
         shared: Arc<Shared>,
         now: i64,
-    ) -> (Writer, Recovery) {
+    ) -> anyhow::Result<(Writer, Recovery)> {
+        // A node of a shared PostgreSQL: its number (its block of call references) is known
+        // before anything is written, from the database or, when it is down, from the last
+        // start (kept beside the spill file).
+        let (path, scope) = match &options.url {
+            None => (path.to_path_buf(), Scope::whole()),
+            Some(url) => {
+                let number = super::nodes::node_number(url, &options.node, &options.spill_dir)?;
+                (
+                    PathBuf::from("/postgres").join(&options.node),
+                    Scope::node(&options.node, number),
+                )
+            }
+        };
+        let path = path.as_path();
         let (spill, found) = match Spill::open(&options.spill_dir, path) {
             Ok(s) => s,
             Err(e) => {
@@ -143,6 +164,7 @@ impl Writer {
             path: path.to_path_buf(),
             options,
             conn: None,
+            scope,
             memory: VecDeque::new(),
             memory_bytes: 0,
             seq: 0,
@@ -177,8 +199,8 @@ impl Writer {
                 }
                 w.write_next().map_err(Some)?;
             }
-            let conn = w.conn.as_mut().ok_or(Some("no connection".to_owned()))?;
-            schema::recover_after_crash(conn, now).map_err(|e| Some(format!("{e:#}")))
+            let conn = w.conn.as_ref().ok_or(Some("no connection".to_owned()))?;
+            schema::recover_after_crash(conn, now, &w.scope).map_err(|e| Some(format!("{e:#}")))
         });
         let recovery = match written {
             Ok(r) => r,
@@ -200,34 +222,50 @@ impl Writer {
         let next = recovery
             .next_call_ref
             .max(found.max_call.map_or(1, |c| c + 1));
-        (
+        Ok((
             w,
             Recovery {
                 next_call_ref: next,
                 ..recovery
             },
-        )
+        ))
     }
 
     /// What the previous run left, read without writing; the first free call reference at
     /// the least.
     fn read_recovery(&self, now: i64) -> Recovery {
-        let read = |c: anyhow::Result<Connection>| {
+        let scope = &self.scope;
+        let read = |c: anyhow::Result<Db>| {
             c.map_err(|e| format!("{e:#}"))
-                .and_then(|c| schema::read_recovery(&c).map_err(|e| e.to_string()))
+                .and_then(|c| schema::read_recovery(&c, scope).map_err(|e| e.to_string()))
         };
+        let sqlite = self.options.url.is_none();
         let from_db = match &self.conn {
-            Some(c) => schema::read_recovery(c).map_err(|e| e.to_string()),
+            Some(c) => schema::read_recovery(c, scope).map_err(|e| e.to_string()),
             None => Err("not open".to_owned()),
         }
-        .or_else(|_| read(schema::open_read_only(&self.path)))
-        .or_else(|_| read(schema::open_read_only_alone(&self.path)));
+        .or_else(|e| {
+            if sqlite {
+                read(schema::open_read_only(&self.path))
+            } else {
+                Err(e)
+            }
+        })
+        .or_else(|e| {
+            if sqlite {
+                read(schema::open_read_only_alone(&self.path))
+            } else {
+                Err(e)
+            }
+        });
         let empty = |p: &Path| std::fs::metadata(p).map_or(true, |m| m.len() == 0);
         match from_db {
             Ok(r) => r,
             // A database never written (missing, or an empty file and no WAL) has given no
             // references yet.
-            Err(_) if empty(&self.path) && empty(&schema::sibling(&self.path, "-wal")) => {
+            Err(_)
+                if sqlite && empty(&self.path) && empty(&schema::sibling(&self.path, "-wal")) =>
+            {
                 Recovery {
                     next_call_ref: 1,
                     unfinished: Vec::new(),
@@ -235,8 +273,12 @@ impl Writer {
             }
             Err(error) => {
                 // Nothing readable: a reference from the clock is above any an earlier run
-                // gave, unless that run averaged more than a call per millisecond.
-                let next = u64::try_from(now).unwrap_or(1).max(1);
+                // gave, unless that run averaged more than a call per millisecond (on a
+                // shared database: inside this node's block, counted from 2025).
+                let next = match self.scope.node {
+                    None => u64::try_from(now).unwrap_or(1).max(1),
+                    Some(_) => (self.scope.first_id + (now - CLOCK_BASE_MS).max(0)) as u64,
+                };
                 tracing::error!(%error, next_call_ref = next,
                     "call log unreadable at start: call references continue from the clock");
                 Recovery {
@@ -331,7 +373,7 @@ impl Writer {
             Write::Barrier(b) => self.barriers.push((self.seq, b)),
             Write::ClassRules(rules) => self.class_rules = rules,
             write => {
-                if let Some(entry) = write.lower(&self.class_rules) {
+                if let Some(entry) = write.lower(&self.class_rules, &self.options.node) {
                     if entry.droppable && (self.space.low || self.gap.is_some()) {
                         self.space.dropped += 1;
                         if let Some(g) = &mut self.gap {
@@ -383,9 +425,16 @@ impl Writer {
         written
     }
 
-    fn connection(&mut self) -> Result<&mut Connection, String> {
+    fn connection(&mut self) -> Result<&Db, String> {
+        if self.conn.as_ref().is_some_and(Db::is_closed) {
+            self.conn = None;
+        }
         if self.conn.is_none() {
-            let conn = schema::open(&self.path).map_err(|e| format!("{e:#}"))?;
+            let conn = match &self.options.url {
+                None => schema::open(&self.path),
+                Some(url) => schema::open_postgres(url),
+            }
+            .map_err(|e| format!("{e:#}"))?;
             // Where an earlier try (or run) got to in the spill file.
             if let Some(generation) = self.spill.generation() {
                 let consumed: Option<i64> = conn
@@ -401,7 +450,7 @@ impl Writer {
             }
             self.conn = Some(conn);
         }
-        self.conn.as_mut().ok_or_else(|| "no connection".into())
+        self.conn.as_ref().ok_or_else(|| "no connection".into())
     }
 
     /// One transaction: the oldest spilled records, else the oldest in memory.
@@ -431,10 +480,11 @@ impl Writer {
                 }
             };
             let generation = self.spill.generation();
-            let conn = self.conn.as_mut().ok_or("no connection")?;
-            write_entries(conn, entries.iter(), |tx| {
+            let conn = self.conn.as_ref().ok_or("no connection")?;
+            write_entries(conn, entries.iter(), &self.scope, |tx| {
                 tx.execute(
-                    "INSERT OR REPLACE INTO log_spill (generation, consumed) VALUES (?1, ?2)",
+                    "INSERT INTO log_spill (generation, consumed) VALUES (?1, ?2)
+                     ON CONFLICT (generation) DO UPDATE SET consumed = excluded.consumed",
                     params![generation, offset as i64],
                 )
                 .map(|_| ())
@@ -444,9 +494,14 @@ impl Writer {
             return Ok(());
         }
         let n = self.memory.len().min(BATCH);
-        let conn = self.conn.as_mut().ok_or("no connection")?;
-        write_entries(conn, self.memory.iter().take(n).map(|(_, e)| e), |_| Ok(()))
-            .map_err(|e| e.to_string())?;
+        let conn = self.conn.as_ref().ok_or("no connection")?;
+        write_entries(
+            conn,
+            self.memory.iter().take(n).map(|(_, e)| e),
+            &self.scope,
+            |_| Ok(()),
+        )
+        .map_err(|e| e.to_string())?;
         for (_, e) in self.memory.drain(..n) {
             self.memory_bytes = self.memory_bytes.saturating_sub(e.bytes());
         }
@@ -473,7 +528,10 @@ impl Writer {
             });
         }
         // A connection that could not be opened is opened afresh; one that failed to write
-        // is kept (SQLite rolled the batch back).
+        // is kept (SQLite rolled the batch back), unless it is gone (PostgreSQL restarted).
+        if self.conn.as_ref().is_some_and(Db::is_closed) {
+            self.conn = None;
+        }
         self.retry_at = Instant::now() + self.backoff;
         self.backoff = (self.backoff * 2).min(LAST_RETRY);
     }
@@ -578,6 +636,10 @@ impl Writer {
 
     /// Free space on the database's file system against the two thresholds.
     fn check_space(&mut self) {
+        // A shared database's disk is its own server's to watch.
+        if self.options.url.is_some() {
+            return;
+        }
         if self
             .space_checked
             .is_some_and(|at| at.elapsed() < SPACE_CHECK)
@@ -685,19 +747,56 @@ impl Writer {
 
 /// Writes entries in one transaction (and `finish` in it too); a storage failure rolls it
 /// all back. One record that is wrong in itself is logged and skipped, so it cannot hold up
-/// the rest.
+/// the rest. (PostgreSQL aborts a whole transaction at its first error: there a batch that
+/// meets one is written again with a savepoint around each record.)
 fn write_entries<'a>(
-    conn: &mut Connection,
+    conn: &Db,
+    entries: impl Iterator<Item = &'a Entry> + Clone,
+    scope: &Scope,
+    finish: impl Fn(&Db) -> rusqlite::Result<()>,
+) -> rusqlite::Result<()> {
+    let careful = match write_batch_once(conn, entries.clone(), scope, &finish, false) {
+        Ok(()) => return Ok(()),
+        Err(e) if is_storage(&e) || conn.dialect() == Dialect::Sqlite => return Err(e),
+        Err(_) => true,
+    };
+    write_batch_once(conn, entries, scope, &finish, careful)
+}
+
+fn write_batch_once<'a>(
+    conn: &Db,
     entries: impl Iterator<Item = &'a Entry>,
-    finish: impl FnOnce(&rusqlite::Transaction) -> rusqlite::Result<()>,
+    scope: &Scope,
+    finish: &impl Fn(&Db) -> rusqlite::Result<()>,
+    careful: bool,
 ) -> rusqlite::Result<()> {
     let tx = conn.transaction()?;
+    let strict = tx.dialect() == Dialect::Postgres;
     for entry in entries {
+        if careful {
+            tx.savepoint()?;
+        }
+        let mut wrong = false;
         for op in &entry.ops {
-            match run_op(&tx, op) {
+            match run_op(&tx, op, scope) {
                 Err(e) if is_storage(&e) => return Err(e),
-                Err(e) => tracing::error!(error = %e, "call-log record not written"),
+                // PostgreSQL: the transaction is now aborted; try again record by record.
+                Err(e) if strict && !careful => return Err(e),
+                Err(e) => {
+                    tracing::error!(error = %e, "call-log record not written");
+                    wrong = true;
+                    if strict {
+                        break;
+                    }
+                }
                 Ok(()) => {}
+            }
+        }
+        if careful {
+            if wrong {
+                tx.rollback_to_savepoint()?;
+            } else {
+                tx.release_savepoint()?;
             }
         }
     }
@@ -706,13 +805,10 @@ fn write_entries<'a>(
 }
 
 /// One statement of a record.
-pub(super) fn run_op(tx: &rusqlite::Transaction, op: &Op) -> rusqlite::Result<()> {
+pub(super) fn run_op(tx: &Db, op: &Op, scope: &Scope) -> rusqlite::Result<()> {
     match op {
-        Op::Sql { sql, params } => tx
-            .prepare_cached(sql)
-            .and_then(|mut s| s.execute(rusqlite::params_from_iter(params.iter())))
-            .map(|_| ()),
-        Op::Recover { now_ms } => schema::recover_in(tx, *now_ms).map(|_| ()),
+        Op::Sql { sql, params } => tx.execute_values(sql, params).map(|_| ()),
+        Op::Recover { now_ms } => schema::recover_in(tx, *now_ms, scope).map(|_| ()),
         Op::Classify { call, at_ms, rules } => {
             super::classes::classify_in(tx, *call as i64, *at_ms, rules)
         }
@@ -935,7 +1031,7 @@ mod tests {
                 sha256: sha.map(str::to_owned),
                 duration_ms: sha.map(|_| 1000),
             }
-            .lower(&Default::default())
+            .lower(&Default::default(), "test")
             .expect("entry")
         };
         let (mut spill, _) = Spill::open(&options.spill_dir, &db).expect("spill");
