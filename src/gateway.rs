@@ -135,11 +135,24 @@ pub async fn run(
     // Before the call log's recovery closes them: the calls a crash left open (their legs
     // get a BYE below, their recordings' ends decide their end times). `lock` says no other
     // gateway is on this log.
-    let left_open = match &settings.log.url {
-        None => crate::restart::prepare(&settings.db, &settings.log.spill_dir, &bound.listeners()),
-        Some(url) => crate::restart::prepare_node(url, &settings.log.node, &bound.listeners()),
-    };
-    let (calllog, writer, recovery) = CallLog::start_with(&settings.db, settings.log.clone())?;
+    // On a thread of its own: PostgreSQL's client runs a runtime of its own, which cannot be
+    // started from this one's threads.
+    let listeners = bound.listeners();
+    let (left_open, started) = std::thread::scope(|s| {
+        s.spawn(|| {
+            let left_open = match &settings.log.url {
+                None => crate::restart::prepare(&settings.db, &settings.log.spill_dir, &listeners),
+                Some(url) => crate::restart::prepare_node(url, &settings.log.node, &listeners),
+            };
+            (
+                left_open,
+                CallLog::start_with(&settings.db, settings.log.clone()),
+            )
+        })
+        .join()
+    })
+    .map_err(|_| anyhow::anyhow!("the call log's start-up panicked"))?;
+    let (calllog, writer, recovery) = started?;
     // Held until the gateway stops: a later start on this log then knows its calls are live.
     let _call_log_lock = match (lock, &settings.log.url) {
         (Some(lock), _) => Some(lock),

@@ -38,7 +38,7 @@ const DB_NOW_MS: &str = "(extract(epoch FROM clock_timestamp()) * 1000)::bigint"
 /// the number the last start got (kept in `spill_dir`); a node that never reached it cannot
 /// start, as it could give references another node gives.
 pub fn node_number(url: &str, name: &str, spill_dir: &Path) -> anyhow::Result<i64> {
-    let kept = number_file(spill_dir, name);
+    let kept = number_file(spill_dir, url, name);
     let registered = schema::open_postgres(url).and_then(|db| register(&db, name));
     match registered {
         Ok(number) => {
@@ -71,6 +71,17 @@ pub fn node_number(url: &str, name: &str, spill_dir: &Path) -> anyhow::Result<i6
             }
         }
     }
+}
+
+/// What names node `name`'s spill file (and its kept number) for the database at `url`: one
+/// per node and database, whatever else shares the spill directory.
+pub fn spill_key(url: &str, name: &str) -> PathBuf {
+    PathBuf::from("/postgres").join(file_safe(&format!(
+        "{name}@{}",
+        super::store::redacted(url)
+            .split_once("://")
+            .map_or(url, |(_, rest)| rest)
+    )))
 }
 
 /// A name usable in a file name.
@@ -279,8 +290,13 @@ pub fn heartbeat_once(db: &Db, name: &str) -> rusqlite::Result<Vec<(String, Vec<
 }
 
 /// Where a node keeps its number between starts.
-fn number_file(spill_dir: &Path, name: &str) -> PathBuf {
-    spill_dir.join(format!("node-{}.number", file_safe(name)))
+fn number_file(spill_dir: &Path, url: &str, name: &str) -> PathBuf {
+    let key = spill_key(url, name);
+    let key = key
+        .file_name()
+        .map(|n| n.to_string_lossy())
+        .unwrap_or_default();
+    spill_dir.join(format!("node-{key}.number"))
 }
 
 #[cfg(test)]

@@ -33,6 +33,8 @@ pub struct CallRow {
     pub recording_path: Option<String>,
     pub recording_sha256: Option<String>,
     pub recording_ms: Option<i64>,
+    /// The gateway node that handled the call (`[node] name`; none in rows logged before).
+    pub node: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -113,7 +115,7 @@ pub struct CallDetail {
 pub(super) const CALL_COLUMNS: &str =
     "id, call_id, started_at, answered_at, ended_at, kind, dialled, entry,
     caller_from, caller_pai, caller_privacy, caller_contact, caller_user_agent, source, transport,
-    end_reason, end_detail, recording_path, recording_sha256, recording_ms";
+    end_reason, end_detail, recording_path, recording_sha256, recording_ms, node";
 
 pub(super) fn call_row(r: &super::store::Row) -> rusqlite::Result<CallRow> {
     let pai: Option<String> = r.get(9)?;
@@ -140,6 +142,7 @@ pub(super) fn call_row(r: &super::store::Row) -> rusqlite::Result<CallRow> {
         recording_path: r.get(17)?,
         recording_sha256: r.get(18)?,
         recording_ms: r.get(19)?,
+        node: r.get(20)?,
     })
 }
 

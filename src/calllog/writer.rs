@@ -77,7 +77,7 @@ struct Space {
 }
 
 pub struct Writer {
-    /// The SQLite file; for PostgreSQL, a name for the spill file (`/postgres/<node>`).
+    /// The SQLite file; for PostgreSQL, a name for the spill file ([`super::nodes::spill_key`]).
     path: PathBuf,
     options: LogOptions,
     conn: Option<Db>,
@@ -137,7 +137,7 @@ impl Writer {
             Some(url) => {
                 let number = super::nodes::node_number(url, &options.node, &options.spill_dir)?;
                 (
-                    PathBuf::from("/postgres").join(&options.node),
+                    super::nodes::spill_key(url, &options.node),
                     Scope::node(&options.node, number),
                 )
             }

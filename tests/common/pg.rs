@@ -180,23 +180,30 @@ impl PgCluster {
 
     /// Runs `sql` with psql on database `db`: its rows, one per line, columns split by `|`.
     pub fn psql(&self, db: &str, sql: &str) -> String {
+        self.try_psql(db, sql)
+            .unwrap_or_else(|e| panic!("psql {sql}: {e}"))
+    }
+
+    /// [`PgCluster::psql`], or what went wrong (no such table yet, the server down).
+    pub fn try_psql(&self, db: &str, sql: &str) -> Result<String, String> {
         let out = Command::new(self.bin.join("psql"))
+            .args(["-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1"])
             .args([
-                "-X",
-                "-A",
-                "-t",
-                "-v",
-                "ON_ERROR_STOP=1",
-                "-h",
-                "127.0.0.1",
                 "-U",
                 "siaga",
+                "-p",
+                &self.port.to_string(),
+                "-d",
+                db,
+                "-c",
+                sql,
             ])
-            .args(["-p", &self.port.to_string(), "-d", db, "-c", sql])
             .output()
             .expect("psql");
-        assert!(out.status.success(), "psql {sql}: {}", text(&out));
-        String::from_utf8_lossy(&out.stdout).trim_end().to_owned()
+        match out.status.success() {
+            true => Ok(String::from_utf8_lossy(&out.stdout).trim_end().to_owned()),
+            false => Err(text(&out)),
+        }
     }
 
     pub fn data_dir(&self) -> &Path {
