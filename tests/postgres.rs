@@ -124,17 +124,7 @@ fn a_killed_nodes_call_is_closed_as_node_lost_by_the_other_within_10_s_and_it_re
     let b = start_node(&node_config(config_dir.path(), &url, "b"));
 
     // A caller on node A who stays on the line.
-    let (mut cmd, _trace) = common::sipp_command(
-        a.udp,
-        "uac_call.xml",
-        false,
-        &["-s", "112", "-m", "1", "-l", "1", "-d", "120000"],
-    );
-    let mut caller = cmd
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("sipp");
+    let (mut caller, _trace) = held_call(&a);
     wait_until(
         "node A's call answered in the shared log",
         Duration::from_secs(30),
@@ -363,4 +353,70 @@ fn postgresql_restarted_while_calls_run_loses_no_record_and_keeps_their_order() 
         ),
         0
     );
+}
+
+/// A caller on the line through `gw` until the test kills it.
+fn held_call(gw: &Gateway) -> (std::process::Child, tempfile::TempDir) {
+    let (mut cmd, trace) = common::sipp_command(
+        gw.udp,
+        "uac_call.xml",
+        false,
+        &["-s", "112", "-m", "1", "-l", "1", "-d", "120000"],
+    );
+    let child = cmd
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("sipp");
+    (child, trace)
+}
+
+#[test]
+fn a_restarted_node_closes_its_own_open_calls_and_leaves_the_other_nodes_live_ones() {
+    let cluster = PgCluster::start();
+    let url = cluster.create_db();
+    let config_dir = tempfile::tempdir().expect("dir");
+    let config_a = node_config(config_dir.path(), &url, "a");
+    let a = start_node(&config_a);
+    let b = start_node(&node_config(config_dir.path(), &url, "b"));
+    let (mut caller_a, _trace_a) = held_call(&a);
+    let (mut caller_b, _trace_b) = held_call(&b);
+    wait_until("both calls answered", Duration::from_secs(30), || {
+        count_soon(
+            &cluster,
+            &url,
+            "SELECT count(*) FROM calls WHERE answered_at IS NOT NULL",
+        ) == 2
+    });
+    // Restarted at once, before node B could take A for lost.
+    let dir = a.kill9();
+    let a = Gateway::start_in(dir, &["--config", config_a.to_str().expect("utf8")]);
+    wait_until(
+        "node A to close its call at start",
+        Duration::from_secs(10),
+        || {
+            sql(
+                &cluster,
+                &url,
+                "SELECT coalesce(end_reason, '') FROM calls WHERE node = 'a'",
+            ) == "gateway_restarted"
+        },
+    );
+    let open_b = sql(
+        &cluster,
+        &url,
+        "SELECT count(*) FROM calls WHERE node = 'b' AND ended_at IS NULL",
+    );
+    assert_eq!(open_b, "1", "node B's call is live and stays open");
+    let recovery = sql(
+        &cluster,
+        &url,
+        "SELECT detail FROM gateway_events WHERE kind = 'crash_recovery'",
+    );
+    assert!(recovery.starts_with("closed 1 call(s)"), "{recovery}");
+    for caller in [&mut caller_a, &mut caller_b] {
+        let _ = caller.kill();
+        let _ = caller.wait();
+    }
+    drop((a, b));
 }

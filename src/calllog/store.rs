@@ -77,8 +77,11 @@ impl Db {
                 format!("call log {}: {e}", redacted(url)),
             )
         })?;
+        // A server that vanishes without closing (a network split) fails the connection
+        // within seconds, not TCP's minutes: the writer then queues and retries.
         config
             .connect_timeout(CONNECT_TIMEOUT)
+            .tcp_user_timeout(Duration::from_secs(10))
             .keepalives_idle(Duration::from_secs(10))
             .application_name("siaga");
         let client = config.connect(postgres::NoTls).map_err(pg_error)?;
