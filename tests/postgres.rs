@@ -114,14 +114,21 @@ fn sipp_calls_land_in_postgresql_with_their_node_and_calls_list_and_show_read_th
     );
 }
 
-#[test]
-fn a_killed_nodes_call_is_closed_as_node_lost_by_the_other_within_10_s_and_it_rejoins() {
+/// A cluster, its database, and the configs of nodes `a` and `b` (`a.toml`, `b.toml`).
+fn cluster_for_two() -> (PgCluster, String, tempfile::TempDir, PathBuf) {
     let cluster = PgCluster::start();
     let url = cluster.create_db();
     let config_dir = tempfile::tempdir().expect("dir");
+    node_config(config_dir.path(), &url, "b");
     let config_a = node_config(config_dir.path(), &url, "a");
+    (cluster, url, config_dir, config_a)
+}
+
+#[test]
+fn a_killed_nodes_call_is_closed_as_node_lost_by_the_other_within_10_s_and_it_rejoins() {
+    let (cluster, url, _config_dir, config_a) = cluster_for_two();
     let a = start_node(&config_a);
-    let b = start_node(&node_config(config_dir.path(), &url, "b"));
+    let b = start_node(&config_a.with_file_name("b.toml"));
 
     // A caller on node A who stays on the line.
     let (mut caller, _trace) = held_call(&a);
@@ -373,12 +380,9 @@ fn held_call(gw: &Gateway) -> (std::process::Child, tempfile::TempDir) {
 
 #[test]
 fn a_restarted_node_closes_its_own_open_calls_and_leaves_the_other_nodes_live_ones() {
-    let cluster = PgCluster::start();
-    let url = cluster.create_db();
-    let config_dir = tempfile::tempdir().expect("dir");
-    let config_a = node_config(config_dir.path(), &url, "a");
+    let (cluster, url, _config_dir, config_a) = cluster_for_two();
     let a = start_node(&config_a);
-    let b = start_node(&node_config(config_dir.path(), &url, "b"));
+    let b = start_node(&config_a.with_file_name("b.toml"));
     let (mut caller_a, _trace_a) = held_call(&a);
     let (mut caller_b, _trace_b) = held_call(&b);
     wait_until("both calls answered", Duration::from_secs(30), || {
