@@ -585,7 +585,7 @@ fn apply_text(settings: &mut Settings, path: &Path, text: &str) -> anyhow::Resul
     let file: FileConfig = toml::from_str(text).map_err(|e| {
         let line = e.span().map_or(1, |s| line_of(text, s.start));
         anyhow::anyhow!(
-            "{}:{line}: {}\n  hint: see the [sip], [calls], [media], [log], [dialplan], [location], [limits], [files], [capture] and [http] keys in README.md",
+            "{}:{line}: {}\n  hint: see the [sip], [calls], [media], [log], [dialplan], [location], [limits], [files], [capture], [http] and [node] keys in README.md",
             path.display(),
             e.message()
         )
@@ -1026,6 +1026,31 @@ mod tests {
                 err.starts_with(&format!("s.toml:{line}: ")) && err.contains(what),
                 "{text:?} gave {err:?}"
             );
+        }
+    }
+
+    #[test]
+    fn a_shared_call_log_and_the_node_name_are_read_and_checked() {
+        let mut s = Settings::default();
+        let text =
+            "[log]\nurl = \"postgres://siaga:pw@db:5432/siaga\"\n[node]\nname = \"siaga-a\"\n";
+        apply_text(&mut s, Path::new("siaga.toml"), text).expect("valid");
+        assert_eq!(
+            s.log.url.as_deref(),
+            Some("postgres://siaga:pw@db:5432/siaga")
+        );
+        assert_eq!(s.log.node, "siaga-a");
+        for (text, key) in [
+            (
+                "[log]\nurl = \"mysql://db/siaga\"\n",
+                "siaga.toml:2: log.url",
+            ),
+            ("[node]\n\nname = \"siaga a\"\n", "siaga.toml:3: node.name"),
+        ] {
+            let err = apply_text(&mut Settings::default(), Path::new("siaga.toml"), text)
+                .expect_err("rejected")
+                .to_string();
+            assert!(err.starts_with(key), "{err}");
         }
     }
 
