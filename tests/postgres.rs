@@ -103,6 +103,35 @@ fn sipp_calls_land_in_postgresql_with_their_node_and_calls_list_and_show_read_th
     assert_eq!(stats["calls"], 5, "{stats:#}");
     let report = gw.cli(&["report", "--log-url", &url, "--format", "csv"]);
     assert!(!report.is_empty());
+    // Supervisors' lists and corrections are written to it as well.
+    gw.cli(&[
+        "numbers",
+        "block",
+        "0812-3456-789",
+        "--for",
+        "2h",
+        "--by",
+        "sup",
+        "--why",
+        "pranks",
+        "--log-url",
+        &url,
+    ]);
+    let listed = gw.cli(&["numbers", "list", "--json", "--log-url", &url]);
+    assert!(listed.contains("\"block\""), "{listed}");
+    gw.calls_cli(&[
+        "classify",
+        &id,
+        "prank",
+        "--by",
+        "sup",
+        "--why",
+        "laughing",
+        "--log-url",
+        &url,
+    ]);
+    let shown = gw.calls_json(&["show", &id, "--log-url", &url]);
+    assert_eq!(shown["class"]["current"], "prank", "{:#}", shown["class"]);
     let events = sql(
         &cluster,
         &url,
