@@ -141,6 +141,9 @@ fn sipp_calls_land_in_postgresql_with_their_node_and_calls_list_and_show_read_th
         events.starts_with("start") && events.ends_with("stop"),
         "{events}"
     );
+    // Each gateway event says which node logged it.
+    let text = gw.calls_cli(&["events", "--log-url", &url]);
+    assert!(text.lines().all(|l| l.contains("[siaga-a] ")), "{text}");
 }
 
 /// A cluster, its database, and the configs of nodes `a` and `b` (`a.toml`, `b.toml`).
@@ -229,6 +232,14 @@ fn a_killed_nodes_call_is_closed_as_node_lost_by_the_other_within_10_s_and_it_re
     assert!(
         event.contains("node a lost") && event.contains("closed as node_lost by node b"),
         "{event}"
+    );
+    assert_eq!(
+        sql(
+            &cluster,
+            &url,
+            "SELECT node FROM gateway_events WHERE kind = 'node_lost'"
+        ),
+        "b"
     );
 
     // Node A rejoins: it beats again and its new calls carry its name, after its old ones.

@@ -322,7 +322,7 @@ impl Write {
                 at_ms,
                 kind,
                 detail,
-            } => insert_gateway_event(&mut entry, at_ms, kind, detail),
+            } => insert_gateway_event(&mut entry, at_ms, kind, detail, node),
             Write::Barrier(_) | Write::ClassRules(_) => return None,
         }
         Some(entry)
@@ -353,13 +353,20 @@ fn record_call(record: &LogRecord) -> Option<u64> {
     }
 }
 
-fn insert_gateway_event(entry: &mut Entry, at_ms: i64, kind: GatewayEventKind, detail: String) {
+fn insert_gateway_event(
+    entry: &mut Entry,
+    at_ms: i64,
+    kind: GatewayEventKind,
+    detail: String,
+    node: &str,
+) {
     entry.sql(
-        "INSERT INTO gateway_events (at, kind, detail) VALUES (?1, ?2, ?3)",
+        "INSERT INTO gateway_events (at, kind, detail, node) VALUES (?1, ?2, ?3, ?4)",
         vec![
             Value::from(at_ms),
             Value::from(kind.as_str().to_owned()),
             Value::from(detail),
+            Value::from(node.to_owned()),
         ],
     );
 }
@@ -432,6 +439,7 @@ fn apply(entry: &mut Entry, at_ms: i64, record: LogRecord, node: &str) {
             at_ms,
             GatewayEventKind::NonCallCounts,
             tally.to_string(),
+            node,
         ),
         LogRecord::Location {
             call,

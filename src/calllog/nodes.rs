@@ -268,7 +268,7 @@ pub fn heartbeat_once(db: &Db, name: &str) -> rusqlite::Result<Vec<(String, Vec<
         let closed = schema::close_open_calls(&tx, Some(&node), schema::NODE_LOST, &detail)?;
         if !closed.is_empty() {
             tx.execute(
-                "INSERT INTO gateway_events (at, kind, detail) VALUES (?1, ?2, ?3)",
+                "INSERT INTO gateway_events (at, kind, detail, node) VALUES (?1, ?2, ?3, ?4)",
                 params![
                     now_ms(),
                     GatewayEventKind::NodeLost.as_str(),
@@ -277,7 +277,8 @@ pub fn heartbeat_once(db: &Db, name: &str) -> rusqlite::Result<Vec<(String, Vec<
                          node_lost by node {name}: {closed:?}",
                         super::query::iso_utc(last_beat),
                         closed.len()
-                    )
+                    ),
+                    name
                 ],
             )?;
         }

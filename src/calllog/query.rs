@@ -53,6 +53,9 @@ pub struct EventRow {
     pub at: i64,
     pub kind: String,
     pub detail: String,
+    /// For a gateway event: the node that logged it (several nodes on one call log).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -238,6 +241,7 @@ pub fn show(conn: &Db, id: i64) -> rusqlite::Result<Option<CallDetail>> {
                 at: r.get(0)?,
                 kind: r.get(1)?,
                 detail: r.get(2)?,
+                node: None,
             })
         })?
         .collect::<Result<_, _>>()?;
@@ -455,15 +459,18 @@ fn render_signals(out: &mut String, s: &SignalsRow) {
 
 /// The gateway's own events (start, stop, reloads, call-log gaps, disk alarms), newest first.
 pub fn gateway_events(conn: &Db, limit: usize) -> rusqlite::Result<Vec<EventRow>> {
-    conn.prepare("SELECT at, kind, detail FROM gateway_events ORDER BY at DESC, id DESC LIMIT ?1")?
-        .query_map(params![limit as i64], |r| {
-            Ok(EventRow {
-                at: r.get(0)?,
-                kind: r.get(1)?,
-                detail: r.get(2)?,
-            })
-        })?
-        .collect()
+    conn.prepare(
+        "SELECT at, kind, detail, node FROM gateway_events ORDER BY at DESC, id DESC LIMIT ?1",
+    )?
+    .query_map(params![limit as i64], |r| {
+        Ok(EventRow {
+            at: r.get(0)?,
+            kind: r.get(1)?,
+            detail: r.get(2)?,
+            node: r.get(3)?,
+        })
+    })?
+    .collect()
 }
 
 pub fn render_events(events: &[EventRow]) -> String {
@@ -476,7 +483,16 @@ pub fn render_events(events: &[EventRow]) -> String {
     for ev in events {
         let kind = esc(&ev.kind);
         let pad = " ".repeat(width.saturating_sub(kind.chars().count()));
-        let _ = writeln!(out, "{}  {kind}{pad}  {}", iso_utc(ev.at), esc(&ev.detail));
+        let node = ev
+            .node
+            .as_deref()
+            .map_or(String::new(), |n| format!("[{}] ", esc(n)));
+        let _ = writeln!(
+            out,
+            "{}  {kind}{pad}  {node}{}",
+            iso_utc(ev.at),
+            esc(&ev.detail)
+        );
     }
     out
 }

@@ -170,6 +170,7 @@ CREATE INDEX number_list_number ON number_list(number, id);
 -- logged before this column), and each node's heartbeat. A node whose heartbeat stops has its
 -- open calls closed as node_lost by another node.
 ALTER TABLE calls ADD COLUMN node TEXT;
+ALTER TABLE gateway_events ADD COLUMN node TEXT;  -- the node that logged the event
 CREATE INDEX calls_node_open ON calls(node) WHERE ended_at IS NULL;
 CREATE TABLE nodes (
     name         TEXT PRIMARY KEY,
@@ -614,11 +615,12 @@ pub fn recover_in(tx: &Db, now_ms: i64, scope: &Scope) -> rusqlite::Result<Recov
     )?;
     if !closed.is_empty() {
         tx.execute(
-            "INSERT INTO gateway_events (at, kind, detail) VALUES (?1, ?2, ?3)",
+            "INSERT INTO gateway_events (at, kind, detail, node) VALUES (?1, ?2, ?3, ?4)",
             params![
                 now_ms,
                 GatewayEventKind::CrashRecovery.as_str(),
-                format!("closed {} call(s) left open: {:?}", closed.len(), closed)
+                format!("closed {} call(s) left open: {:?}", closed.len(), closed),
+                scope.node
             ],
         )?;
     }

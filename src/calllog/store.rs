@@ -248,9 +248,12 @@ pub struct Transaction<'a> {
 }
 
 impl Transaction<'_> {
+    /// Commits; a COMMIT that fails (SQLite busy, the connection lost) is rolled back when
+    /// the transaction is dropped, so the connection is never left inside it.
     pub fn commit(mut self) -> rusqlite::Result<()> {
+        self.db.execute_batch("COMMIT")?;
         self.open = false;
-        self.db.execute_batch("COMMIT")
+        Ok(())
     }
 
     /// A savepoint inside the transaction, to undo one record's statements alone.

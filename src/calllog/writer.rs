@@ -398,7 +398,7 @@ impl Writer {
 
     fn event(&mut self, kind: GatewayEventKind, detail: String) {
         let mut entry = Entry::default();
-        super::insert_gateway_event(&mut entry, now_ms(), kind, detail);
+        super::insert_gateway_event(&mut entry, now_ms(), kind, detail, &self.options.node);
         self.push(entry);
     }
 
@@ -560,7 +560,13 @@ impl Writer {
         );
         tracing::warn!("{detail}");
         let mut entry = Entry::default();
-        super::insert_gateway_event(&mut entry, gap.began_ms, GatewayEventKind::LogGap, detail);
+        super::insert_gateway_event(
+            &mut entry,
+            gap.began_ms,
+            GatewayEventKind::LogGap,
+            detail,
+            &self.options.node,
+        );
         self.push(entry);
     }
 
@@ -726,7 +732,13 @@ impl Writer {
                 gap.first_error
             );
             let mut entry = Entry::default();
-            super::insert_gateway_event(&mut entry, gap.began_ms, GatewayEventKind::LogGap, detail);
+            super::insert_gateway_event(
+                &mut entry,
+                gap.began_ms,
+                GatewayEventKind::LogGap,
+                detail,
+                &self.options.node,
+            );
             self.push(entry);
         }
         let rest: Vec<Entry> = self.memory.drain(..).map(|(_, e)| e).collect();
