@@ -397,8 +397,12 @@ impl Writer {
     }
 
     fn event(&mut self, kind: GatewayEventKind, detail: String) {
+        self.event_at(now_ms(), kind, detail);
+    }
+
+    fn event_at(&mut self, at_ms: i64, kind: GatewayEventKind, detail: String) {
         let mut entry = Entry::default();
-        super::insert_gateway_event(&mut entry, now_ms(), kind, detail, &self.options.node);
+        super::insert_gateway_event(&mut entry, at_ms, kind, detail, &self.options.node);
         self.push(entry);
     }
 
@@ -559,15 +563,7 @@ impl Writer {
             gap.first_error
         );
         tracing::warn!("{detail}");
-        let mut entry = Entry::default();
-        super::insert_gateway_event(
-            &mut entry,
-            gap.began_ms,
-            GatewayEventKind::LogGap,
-            detail,
-            &self.options.node,
-        );
-        self.push(entry);
+        self.event_at(gap.began_ms, GatewayEventKind::LogGap, detail);
     }
 
     /// Moves the oldest records in memory to the spill file while memory is over its bound.
@@ -731,15 +727,7 @@ impl Writer {
                 gap.lost,
                 gap.first_error
             );
-            let mut entry = Entry::default();
-            super::insert_gateway_event(
-                &mut entry,
-                gap.began_ms,
-                GatewayEventKind::LogGap,
-                detail,
-                &self.options.node,
-            );
-            self.push(entry);
+            self.event_at(gap.began_ms, GatewayEventKind::LogGap, detail);
         }
         let rest: Vec<Entry> = self.memory.drain(..).map(|(_, e)| e).collect();
         match self.spill.append(&rest) {
