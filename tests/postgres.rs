@@ -464,3 +464,58 @@ fn a_restarted_node_closes_its_own_open_calls_and_leaves_the_other_nodes_live_on
     }
     drop((a, b));
 }
+
+#[test]
+fn a_node_starts_and_answers_with_postgresql_down_and_its_records_land_when_it_is_back() {
+    let cluster = PgCluster::start();
+    let url = cluster.create_db();
+    let config_dir = tempfile::tempdir().expect("dir");
+    let config = node_config(config_dir.path(), &url, "a");
+    // Registered once (its number kept beside its spill file), then the database goes down.
+    let mut gw = start_node(&config);
+    gw.stop();
+    cluster.stop("fast");
+    let mut gw = Gateway::start_in(
+        tempfile::tempdir().expect("dir"),
+        &["--config", config.to_str().expect("utf8")],
+    );
+    let out = gw.sipp(
+        "uac_call.xml",
+        false,
+        &["-s", "112", "-m", "3", "-l", "3", "-d", "200"],
+    );
+    assert_sipp_ok(&out, "3 calls with the call log down");
+    cluster.start_again();
+    wait_until(
+        "the waiting records to reach PostgreSQL",
+        Duration::from_secs(60),
+        || {
+            count_soon(
+                &cluster,
+                &url,
+                "SELECT count(*) FROM calls WHERE ended_at IS NOT NULL",
+            ) == 3
+        },
+    );
+    gw.stop();
+    let number: i64 = sql(&cluster, &url, "SELECT number FROM nodes WHERE name = 'a'")
+        .parse()
+        .expect("number");
+    assert_eq!(
+        count(
+            &cluster,
+            &url,
+            &format!(
+                "SELECT count(*) FROM calls WHERE node = 'a' AND id / 1000000000000 = {number}"
+            ),
+        ),
+        3,
+        "the calls carry the node and references from its own block"
+    );
+    let gap = sql(
+        &cluster,
+        &url,
+        "SELECT detail FROM gateway_events WHERE kind = 'log_gap'",
+    );
+    assert!(gap.contains("0 lost"), "{gap}");
+}
