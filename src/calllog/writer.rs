@@ -915,6 +915,78 @@ mod tests {
         assert!(!spill_path.exists(), "a replayed spill is removed");
     }
 
+    /// On a shared PostgreSQL: an earlier run's spill is replayed into the database (in two
+    /// batches, so where the replay got to is recorded in between), then the node's own calls
+    /// still open are closed, and only its own; its next reference is in its block.
+    #[test]
+    fn a_nodes_spill_is_replayed_into_postgresql_before_it_closes_its_own_open_calls() {
+        use crate::calllog::testing::{Store, TestLog};
+        let log = TestLog::new(Store::Postgres);
+        let options = LogOptions {
+            start_replay: Duration::ZERO,
+            ..log.options.clone()
+        };
+        let url = options.url.clone().expect("url");
+        let call = |id: i64, node: &str| {
+            let mut e = Entry {
+                call: Some(id as u64),
+                ..Entry::default()
+            };
+            e.sql(
+                "INSERT INTO calls (id, call_id, started_at, kind, dialled, source, transport, node)
+                 VALUES (?1, 'c', 1, 'emergency', '112', '127.0.0.1:5060', 'udp', ?2)",
+                vec![Value::Integer(id), Value::Text(node.into())],
+            );
+            e
+        };
+        // Another node's open call, in the database; this node's, only in its spill.
+        let conn = log.open();
+        for op in call(1, "other").ops {
+            if let Op::Sql { sql, params } = op {
+                conn.execute_values(&sql, &params).expect("insert");
+            }
+        }
+        let mine: Vec<Entry> = (2..=BATCH as i64 + 2)
+            .map(|id| call(id, &options.node))
+            .collect();
+        let key = super::super::nodes::spill_key(&url, &options.node);
+        let (mut spill, _) = Spill::open(&options.spill_dir, &key).expect("spill");
+        spill.append(&mine).expect("append");
+        let spill_path = spill.path().to_path_buf();
+        drop(spill);
+
+        let (log_, writer, recovery) = CallLog::start_with(&log.db, options).expect("start");
+        assert!(log_.barrier(Duration::from_secs(60)));
+        drop(log_);
+        writer.join();
+        assert!(!spill_path.exists(), "a replayed spill is removed");
+        let number: i64 = conn
+            .query_row(
+                "SELECT number FROM nodes WHERE name = 'test-node'",
+                [],
+                |r| r.get(0),
+            )
+            .expect("registered");
+        assert_eq!(
+            recovery.next_call_ref,
+            (number * schema::IDS_PER_NODE + 1) as u64
+        );
+        let count = |sql: &str| -> i64 { conn.query_row(sql, [], |r| r.get(0)).expect("count") };
+        assert_eq!(
+            count(
+                "SELECT count(*) FROM calls WHERE node = 'test-node' AND end_reason = 'gateway_restarted'"
+            ),
+            BATCH as i64 + 1,
+            "every spilled call written, then closed"
+        );
+        assert_eq!(
+            count("SELECT count(*) FROM calls WHERE node = 'other' AND ended_at IS NULL"),
+            1,
+            "another node's call is not this node's to close"
+        );
+        assert!(count("SELECT count(*) FROM log_spill") >= 1);
+    }
+
     /// The live records a replay's senders hand over while a large spill is written.
     #[test]
     fn a_large_spill_replay_takes_new_call_records_between_batches_and_loses_none() {
