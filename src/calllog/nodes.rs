@@ -103,7 +103,7 @@ fn register(db: &Db, name: &str) -> anyhow::Result<i64> {
     let pid = i64::from(std::process::id());
     let tx = db.write_transaction()?;
     // One registration at a time: two new nodes must not take the same number.
-    tx.execute_batch("LOCK TABLE nodes IN SHARE ROW EXCLUSIVE MODE")?;
+    tx.lock_for_append("nodes")?;
     let existing: Option<(i64, String, i64, i64)> = tx
         .query_row(
             &format!(

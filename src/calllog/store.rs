@@ -11,6 +11,20 @@
 //! code says the same thing (connection lost → I/O error, disk full → full, constraint →
 //! constraint), so callers that tell "the database cannot be written now" from "this record
 //! is wrong" (the writer) work unchanged on both.
+//!
+//! Porting a module written for rusqlite:
+//! 1. `&rusqlite::Connection` → `&Db`, `&rusqlite::Row` → `&Row`, `conn.transaction()` /
+//!    `transaction_with_behavior(Immediate)` → `db.transaction()` / `db.write_transaction()`
+//!    (both take `&self`); everything else keeps its spelling and its `rusqlite::Result`.
+//! 2. SQL both engines take: `INSERT … ON CONFLICT (key) DO UPDATE SET c = excluded.c` for
+//!    `INSERT OR REPLACE`; `INSERT … RETURNING id` for `last_insert_rowid()`; an alias on every
+//!    subquery in FROM; `CAST(?1 AS BIGINT) IS NULL` where a parameter's only use is
+//!    `?1 IS NULL` (PostgreSQL must infer its type); no SQLite-only functions (`json_*`,
+//!    `strftime`, `group_concat`, two-argument `max`) and no `sqlite_master`: branch on
+//!    [`Db::dialect`] for those.
+//! 3. "Previous max + 1" numbering: `db.write_transaction()` then
+//!    [`Db::lock_for_append`]`(table)` before reading the max.
+//! 4. Run the module's tests on both stores (`calllog::testing::{Store, TestLog}`).
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -201,6 +215,19 @@ impl Db {
             db: self,
             open: true,
         })
+    }
+
+    /// Inside a [`Db::write_transaction`]: no other writer appends to `table` until it ends,
+    /// so "previous max + 1" numbering (sequence numbers, hash chains) stays gap- and
+    /// duplicate-free. SQLite's IMMEDIATE transaction already holds the whole file; PostgreSQL
+    /// locks the table (readers go on).
+    pub fn lock_for_append(&self, table: &str) -> rusqlite::Result<()> {
+        match self.dialect() {
+            Dialect::Sqlite => Ok(()),
+            Dialect::Postgres => {
+                self.execute_batch(&format!("LOCK TABLE {table} IN SHARE ROW EXCLUSIVE MODE"))
+            }
+        }
     }
 
     /// Whether the connection is known to be gone (PostgreSQL); a new one is needed.
