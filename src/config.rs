@@ -219,6 +219,16 @@ pub struct FileConfig {
     pub http: HttpSection,
     #[serde(default)]
     pub capture: CaptureSection,
+    #[serde(default)]
+    pub node: NodeSection,
+}
+
+/// `[node]`: this gateway among several on one shared call log (issue 13).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeSection {
+    /// Its name, on every call row it logs [default: the host name].
+    pub name: Option<Spanned<String>>,
 }
 
 /// The HTTP listener: `/metrics`, `/healthz`, `/readyz`.
@@ -351,6 +361,8 @@ pub struct LogSection {
     /// Caller numbers in INFO console lines (personal data): off unless set.
     pub personal_data: Option<bool>,
     pub db: Option<Spanned<PathBuf>>,
+    /// A shared PostgreSQL (`postgres://user:password@host/db`) instead of `db`.
+    pub url: Option<Spanned<String>>,
     /// Where records wait when the database cannot be written [default: /var/tmp/siaga-spill].
     pub spill_dir: Option<Spanned<PathBuf>>,
     /// Memory for waiting records before they are spilled, MiB [default: 64].
@@ -579,7 +591,7 @@ fn apply_text(settings: &mut Settings, path: &Path, text: &str) -> anyhow::Resul
     let file: FileConfig = toml::from_str(text).map_err(|e| {
         let line = e.span().map_or(1, |s| line_of(text, s.start));
         anyhow::anyhow!(
-            "{}:{line}: {}\n  hint: see the [sip], [calls], [media], [log], [dialplan], [location], [limits], [files], [capture] and [http] keys in README.md",
+            "{}:{line}: {}\n  hint: see the [sip], [calls], [media], [log], [dialplan], [location], [limits], [files], [capture], [http] and [node] keys in README.md",
             path.display(),
             e.message()
         )
@@ -723,6 +735,31 @@ fn apply_text(settings: &mut Settings, path: &Path, text: &str) -> anyhow::Resul
     if let Some(p) = file.log.db {
         settings.set_origin("log.db", at(p.span()));
         settings.db = rel(p.into_inner());
+    }
+    if let Some(url) = file.log.url {
+        let where_ = at(url.span());
+        let url = url.into_inner();
+        if !crate::calllog::store::is_postgres_url(&url) {
+            anyhow::bail!(
+                "{where_}: log.url must be a PostgreSQL URL, postgres://user:password@host:port/database \
+                 (for the SQLite file, set log.db instead)"
+            );
+        }
+        settings.set_origin("log.url", where_);
+        settings.log.url = Some(url);
+    }
+    if let Some(name) = file.node.name {
+        let where_ = at(name.span());
+        let name = name.into_inner();
+        if name.is_empty()
+            || name.len() > 64
+            || name.chars().any(|c| c.is_whitespace() || c.is_control())
+        {
+            anyhow::bail!(
+                "{where_}: node.name must be 1 to 64 characters without spaces, e.g. \"siaga-a\""
+            );
+        }
+        settings.log.node = name;
     }
     if let Some(p) = file.log.spill_dir {
         settings.set_origin("log.spill_dir", at(p.span()));
@@ -1037,6 +1074,31 @@ mod tests {
                 err.starts_with(&format!("s.toml:{line}: ")) && err.contains(what),
                 "{text:?} gave {err:?}"
             );
+        }
+    }
+
+    #[test]
+    fn a_shared_call_log_and_the_node_name_are_read_and_checked() {
+        let mut s = Settings::default();
+        let text =
+            "[log]\nurl = \"postgres://siaga:pw@db:5432/siaga\"\n[node]\nname = \"siaga-a\"\n";
+        apply_text(&mut s, Path::new("siaga.toml"), text).expect("valid");
+        assert_eq!(
+            s.log.url.as_deref(),
+            Some("postgres://siaga:pw@db:5432/siaga")
+        );
+        assert_eq!(s.log.node, "siaga-a");
+        for (text, key) in [
+            (
+                "[log]\nurl = \"mysql://db/siaga\"\n",
+                "siaga.toml:2: log.url",
+            ),
+            ("[node]\n\nname = \"siaga a\"\n", "siaga.toml:3: node.name"),
+        ] {
+            let err = apply_text(&mut Settings::default(), Path::new("siaga.toml"), text)
+                .expect_err("rejected")
+                .to_string();
+            assert!(err.starts_with(key), "{err}");
         }
     }
 

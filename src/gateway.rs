@@ -135,14 +135,38 @@ pub async fn run(
     // Before the call log's recovery closes them: the calls a crash left open (their legs
     // get a BYE below, their recordings' ends decide their end times). `lock` says no other
     // gateway is on this log.
-    let left_open =
-        crate::restart::prepare(&settings.db, &settings.log.spill_dir, &bound.listeners());
-    let (calllog, writer, recovery) = CallLog::start_with(&settings.db, settings.log.clone())?;
+    // On a thread of its own: PostgreSQL's client runs a runtime of its own, which cannot be
+    // started from this one's threads.
+    let listeners = bound.listeners();
+    let (left_open, started) = std::thread::scope(|s| {
+        s.spawn(|| {
+            let left_open = match &settings.log.url {
+                None => crate::restart::prepare(&settings.db, &settings.log.spill_dir, &listeners),
+                Some(url) => crate::restart::prepare_node(url, &settings.log.node, &listeners),
+            };
+            (
+                left_open,
+                CallLog::start_with(&settings.db, settings.log.clone()),
+            )
+        })
+        .join()
+    })
+    .map_err(|_| anyhow::anyhow!("the call log's start-up panicked"))?;
+    let (calllog, writer, recovery) = started?;
     let bound_description = bound.describe();
     // Held until the gateway stops: a later start on this log then knows its calls are live.
-    let _call_log_lock = match lock {
-        Some(lock) => Some(lock),
-        None => crate::restart::CallLogLock::acquire(&settings.db)?,
+    let _call_log_lock = match (lock, &settings.log.url) {
+        (Some(lock), _) => Some(lock),
+        (None, None) => crate::restart::CallLogLock::acquire(&settings.db)?,
+        (None, Some(_)) => None,
+    };
+    // A node of a shared database beats until the gateway stops, and closes lost nodes' calls.
+    let _heartbeat = match &settings.log.url {
+        Some(url) => Some(calllog::nodes::Heartbeat::start(
+            url.clone(),
+            settings.log.node.clone(),
+        )?),
+        None => None,
     };
     calllog.send(calllog::Write::Event {
         at_ms: calllog::now_ms(),
@@ -185,6 +209,7 @@ pub async fn run(
         draining: std::sync::atomic::AtomicBool::new(false),
         calllog: calllog.clone(),
         recordings: settings.recordings.clone(),
+        spill_dir: settings.log.spill_dir.clone(),
     });
     let http = bound.http.take().map(|listener| {
         tokio::spawn(crate::http::serve(
@@ -265,7 +290,7 @@ pub async fn run(
     let (lists_tx, mut lists_rx) = mpsc::channel::<Vec<calllog::numbers::ListRow>>(2);
     let (reread_tx, reread_rx) = mpsc::channel::<()>(1);
     let lists_reader = tokio::spawn(read_number_lists(
-        settings.db.clone(),
+        (settings.db.clone(), settings.log.url.clone()),
         settings.number_lists_every,
         lists_tx,
         reread_rx,
@@ -273,7 +298,10 @@ pub async fn run(
     let mut lists_in_force = None;
     // Numbers with genuine calls in the last year: never challenged during a flood.
     let (genuine_tx, mut genuine_rx) = mpsc::channel::<Vec<String>>(1);
-    let genuine_reader = tokio::spawn(read_genuine_numbers(settings.db.clone(), genuine_tx));
+    let genuine_reader = tokio::spawn(read_genuine_numbers(
+        (settings.db.clone(), settings.log.url.clone()),
+        genuine_tx,
+    ));
     loop {
         // While draining, wake at the drain deadline too: a gateway with nothing left to do
         // must still notice that the time is up.
@@ -621,7 +649,7 @@ fn apply_reload(
 /// engine task. A log that cannot be read keeps the last snapshot in force (its entries
 /// still expire on time) and is reported once per new reason.
 async fn read_number_lists(
-    db: std::path::PathBuf,
+    (db, url): (std::path::PathBuf, Option<String>),
     every: std::time::Duration,
     out: mpsc::Sender<Vec<calllog::numbers::ListRow>>,
     mut reread: mpsc::Receiver<()>,
@@ -634,9 +662,9 @@ async fn read_number_lists(
             _ = tick.tick() => {}
             nudge = reread.recv() => if nudge.is_none() { return },
         }
-        let path = db.clone();
+        let (path, url) = (db.clone(), url.clone());
         let read = tokio::task::spawn_blocking(move || {
-            let conn = calllog::open_read_only(&path)?;
+            let conn = calllog::open_reader(&path, url.as_deref())?;
             anyhow::Ok(calllog::numbers::live(&conn, calllog::now_ms())?)
         })
         .await;
@@ -658,15 +686,18 @@ async fn read_number_lists(
 
 /// Reads the numbers with genuine calls in the last year at start and every minute (they
 /// change slowly: a class is set when a call ends).
-async fn read_genuine_numbers(db: std::path::PathBuf, out: mpsc::Sender<Vec<String>>) {
+async fn read_genuine_numbers(
+    (db, url): (std::path::PathBuf, Option<String>),
+    out: mpsc::Sender<Vec<String>>,
+) {
     const YEAR_MS: i64 = 365 * 24 * 3600 * 1000;
     let mut tick = tokio::time::interval(Duration::from_secs(60));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     loop {
         tick.tick().await;
-        let path = db.clone();
+        let (path, url) = (db.clone(), url.clone());
         let read = tokio::task::spawn_blocking(move || {
-            let conn = calllog::open_read_only(&path)?;
+            let conn = calllog::open_reader(&path, url.as_deref())?;
             let since = calllog::now_ms() - YEAR_MS;
             anyhow::Ok(calllog::numbers::genuine_numbers(&conn, since)?)
         })

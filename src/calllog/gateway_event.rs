@@ -46,12 +46,14 @@ pub enum GatewayEventKind {
     AttackStarted,
     /// Calm again: nobody is challenged.
     AttackEnded,
+    /// Another node's heartbeat stopped: its open calls were closed as `node_lost`.
+    NodeLost,
 }
 
 impl GatewayEventKind {
     /// Every kind, in the order above (for the test that no two share a text, and for
     /// `siaga report`, which looks for the kinds of attack events).
-    pub const ALL: [GatewayEventKind; 19] = [
+    pub const ALL: [GatewayEventKind; 20] = [
         GatewayEventKind::Start,
         GatewayEventKind::Stop,
         GatewayEventKind::RestartByes,
@@ -71,6 +73,7 @@ impl GatewayEventKind {
         GatewayEventKind::Ready,
         GatewayEventKind::AttackStarted,
         GatewayEventKind::AttackEnded,
+        GatewayEventKind::NodeLost,
     ];
 
     /// The text in the `kind` column: stored in existing databases, so never changed.
@@ -95,6 +98,7 @@ impl GatewayEventKind {
             GatewayEventKind::Ready => "ready",
             GatewayEventKind::AttackStarted => "attack_started",
             GatewayEventKind::AttackEnded => "attack_ended",
+            GatewayEventKind::NodeLost => "node_lost",
         }
     }
 }
@@ -133,6 +137,7 @@ mod tests {
             GatewayEventKind::Ready => 16,
             GatewayEventKind::AttackStarted => 17,
             GatewayEventKind::AttackEnded => 18,
+            GatewayEventKind::NodeLost => 19,
         };
         let mut listed: Vec<usize> = GatewayEventKind::ALL.iter().map(|&k| number(k)).collect();
         listed.sort_unstable();

@@ -1,10 +1,13 @@
 //! Starts the real `siaga` binary on loopback port 0 and drives it with real peers (SIPp).
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
-use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+pub mod pg;
 
 /// A running gateway with its own database and recordings directory.
 pub struct Gateway {
@@ -267,6 +270,31 @@ pub fn signal(pid: u32, sig: &str) {
         .status();
 }
 
+/// GET `path` over HTTP/1.1: (status, body).
+pub fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    let mut stream = TcpStream::connect(addr).expect("connect to the HTTP listener");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )
+    .expect("request");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("response");
+    let status = response
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
+
 pub fn scenario_path(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/sipp")
@@ -276,6 +304,32 @@ pub fn scenario_path(name: &str) -> PathBuf {
 /// Runs SIPp as a UAC with a bounded timeout and returns its output (exit code 0 = every call
 /// succeeded).
 pub fn sipp(target: SocketAddr, scenario: &str, tcp: bool, args: &[&str]) -> Output {
+    let (mut cmd, trace_dir) = sipp_command(target, scenario, tcp, args);
+    let mut out = cmd
+        .output()
+        .expect("sipp is installed (apt-get install sip-tester)");
+    // Keep SIPp's error log in the output for a failing assertion to show.
+    for entry in std::fs::read_dir(trace_dir.path())
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        if entry.file_name().to_string_lossy().ends_with("_errors.log") {
+            out.stderr
+                .extend_from_slice(&std::fs::read(entry.path()).unwrap_or_default());
+        }
+    }
+    out
+}
+
+/// The SIPp UAC command [`sipp`] runs (in the returned trace directory), for a test that
+/// starts it and stops it itself.
+pub fn sipp_command(
+    target: SocketAddr,
+    scenario: &str,
+    tcp: bool,
+    args: &[&str],
+) -> (Command, tempfile::TempDir) {
     let trace_dir = tempfile::tempdir().expect("trace dir");
     let mut cmd = Command::new("sipp");
     // SIPp's media and control ports default to fixed numbers (6000, 8888): give each run
@@ -308,23 +362,8 @@ pub fn sipp(target: SocketAddr, scenario: &str, tcp: bool, args: &[&str]) -> Out
     if tcp {
         cmd.args(["-t", "t1"]);
     }
-    let mut out = cmd
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("sipp is installed (apt-get install sip-tester)");
-    // Keep SIPp's error log in the output for a failing assertion to show.
-    for entry in std::fs::read_dir(trace_dir.path())
-        .into_iter()
-        .flatten()
-        .flatten()
-    {
-        if entry.file_name().to_string_lossy().ends_with("_errors.log") {
-            out.stderr
-                .extend_from_slice(&std::fs::read(entry.path()).unwrap_or_default());
-        }
-    }
-    out
+    cmd.args(args).stdin(Stdio::null());
+    (cmd, trace_dir)
 }
 
 /// An even UDP port whose successor (and the one after next, which SIPp also uses) was free a
