@@ -69,6 +69,7 @@ def main():
     p.add_argument("--rate", type=float, required=True)
     p.add_argument("--node-a")
     p.add_argument("--node-b")
+    p.add_argument("--shared-log", action="store_true", help="the nodes log to PostgreSQL")
     a = p.parse_args()
 
     stat = read_stat(a.sipp_dir)
@@ -109,7 +110,7 @@ def main():
         q = lambda f: ms[min(len(ms) - 1, int(f * len(ms)))]  # noqa: E731
         print(f"INVITE→200 ms: p50 {q(0.5):.0f}, p99 {q(0.99):.0f}, max {ms[-1]:.0f}")
     for name, db in (("A", a.node_a), ("B", a.node_b)):
-        if db:
+        if db and not a.shared_log:
             print(f"node {name} call log by end reason: {open_calls(db)}")
 
 

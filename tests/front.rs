@@ -11,6 +11,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::pg::{PgCluster, db_name};
 use common::{Gateway, assert_sipp_ok, free_udp_port, sipp, wait_until};
 
 /// Kamailio with the shipped front configuration, in the foreground, on a free port.
@@ -192,4 +193,76 @@ fn a_killed_node_loses_only_its_own_calls_new_calls_fail_over_and_it_rejoins() {
         answered_calls(&b) > before,
         "B rejoined (the 10 calls after the kill took {failover_run:?})"
     );
+}
+
+/// A node of a cluster on one PostgreSQL call log, writing to the recordings directory all
+/// nodes share (a network file system mounted at the same path on every node).
+fn shared_node(url: &str, name: &str, recordings: &Path) -> Gateway {
+    let dir = tempfile::tempdir().expect("dir");
+    let config = dir.path().join("siaga.toml");
+    let text = format!(
+        "[sip]\nload_balancers = [\"127.0.0.1/32\"]\n[log]\nurl = \"{url}\"\nspill_dir = \"spill\"\n[node]\nname = \"{name}\"\n"
+    );
+    std::fs::write(&config, text).expect("config");
+    let config = config.display().to_string();
+    let recordings = recordings.display().to_string();
+    Gateway::start_in(dir, &["--config", &config, "--recordings", &recordings])
+}
+
+fn sha256_hex(path: &Path) -> String {
+    use sha2::Digest;
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    sha2::Sha256::digest(&bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+#[test]
+fn behind_the_front_on_one_log_every_call_and_its_recording_is_found_whichever_node_took_it() {
+    let cluster = PgCluster::start();
+    let url = cluster.create_db();
+    let shared = tempfile::tempdir().expect("shared recordings");
+    let a = shared_node(&url, "a", shared.path());
+    let b = shared_node(&url, "b", shared.path());
+    let front = Front::start(&[a.udp, b.udp]);
+    front.wait_flags(a.udp, "AP");
+    front.wait_flags(b.udp, "AP");
+
+    calls_through(&front, 10, "10 calls through the front");
+    wait_until(
+        "every call ended in the shared log",
+        Duration::from_secs(30),
+        || {
+            cluster
+            .try_psql(db_name(&url), "SELECT count(*) FROM calls WHERE ended_at IS NOT NULL AND recording_sha256 IS NOT NULL")
+            .is_ok_and(|n| n == "10")
+        },
+    );
+    let by_node = cluster.psql(
+        db_name(&url),
+        "SELECT node || ':' || count(*) FROM calls GROUP BY node ORDER BY node",
+    );
+    let nodes: Vec<&str> = by_node.lines().collect();
+    assert_eq!(nodes.len(), 2, "both nodes took calls: {by_node}");
+
+    // A supervisor's CLI anywhere reads every call from the shared log, and the recording it
+    // names is there and matches its digest, whichever node recorded it.
+    let listed = a.calls_json(&["list", "--log-url", &url]);
+    let rows = listed.as_array().expect("a list");
+    assert_eq!(rows.len(), 10, "{listed:#}");
+    for row in rows {
+        let id = row["id"].to_string();
+        let shown = b.calls_json(&["show", &id, "--log-url", &url]);
+        let text = shown.to_string();
+        let path = shown["recording_path"]
+            .as_str()
+            .unwrap_or_else(|| panic!("call {id} names its recording: {text}"));
+        let digest = shown["recording_sha256"]
+            .as_str()
+            .unwrap_or_else(|| panic!("call {id} has its digest: {text}"));
+        let path = Path::new(path);
+        assert!(path.starts_with(shared.path()), "{}", path.display());
+        assert_eq!(sha256_hex(path), digest, "call {id}'s recording is intact");
+    }
 }

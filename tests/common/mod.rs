@@ -89,8 +89,15 @@ impl Gateway {
             .arg(format!("tcp:{tcp}"))
             .arg("--db")
             .arg(&db)
-            .arg("--recordings")
-            .arg(&recordings)
+            // Nodes sharing one recordings directory pass their own.
+            .args(if extra.contains(&"--recordings") {
+                Vec::new()
+            } else {
+                vec![
+                    std::ffi::OsString::from("--recordings"),
+                    recordings.into_os_string(),
+                ]
+            })
             .args(extra)
             // Side-by-side gateways must not all want the default HTTP port.
             .args(if extra.contains(&"--http") {
