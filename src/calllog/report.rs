@@ -330,8 +330,8 @@ fn policy_kinds() -> Vec<&'static str> {
     .collect()
 }
 
-/// The gateway events of an attack (TDoS) mode (issue 12 item 4): any whose name says
-/// `attack`. None yet: the section is left out until the gateway logs them.
+/// The gateway events of the attack (TDoS) mode (issue 12 item 4): `attack_started` and
+/// `attack_ended`, any kind whose name says `attack`.
 fn attack_kinds() -> Vec<&'static str> {
     GatewayEventKind::ALL
         .iter()
