@@ -26,21 +26,9 @@ NETNS="${NETNS:-cluster112}"
 PLAN="${PLAN:-$HERE/benches/bench-plan.toml}"
 MODE="${1:?usage: benches/cluster.sh failover | cps RATE…}"
 shift
-if [ -z "${BIN:-}" ]; then
-  cargo build --release --manifest-path "$HERE/Cargo.toml" --bin siaga
-  BIN="$HERE/target/release/siaga"
-fi
-ip netns list | grep -qw "$NETNS" || ip netns add "$NETNS"
-ip netns exec "$NETNS" ip link set lo up
-NS=(ip netns exec "$NETNS")
-work="$(mktemp -d /tmp/siaga-cluster.XXXX)"
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  [ "${KEEP:-0}" = 1 ] && echo "work directory kept: $work" || rm -rf "$work"
-}
-trap cleanup EXIT
+WORK_PREFIX=siaga-cluster
+# shellcheck source=netns_run.sh
+source "$HERE/benches/netns_run.sh"
 
 # A throw-away PostgreSQL in the namespace (as the postgres user: initdb refuses root).
 LOG_URL=""
