@@ -24,15 +24,16 @@ impl std::str::FromStr for Listen {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let (transport, addr) = s
-            .split_once(':')
-            .ok_or_else(|| format!("{s:?}: expected udp:ADDR:PORT or tcp:ADDR:PORT"))?;
+        let (transport, addr) = s.split_once(':').ok_or_else(|| {
+            format!("{s:?}: expected udp:ADDR:PORT, tcp:ADDR:PORT or tls:ADDR:PORT")
+        })?;
         let transport = match transport.to_ascii_lowercase().as_str() {
             "udp" => Transport::Udp,
             "tcp" => Transport::Tcp,
+            "tls" => Transport::Tls,
             other => {
                 return Err(format!(
-                    "{s:?}: unknown transport {other:?} (use udp or tcp)"
+                    "{s:?}: unknown transport {other:?} (use udp, tcp or tls)"
                 ));
             }
         };
@@ -128,6 +129,10 @@ pub struct Settings {
     pub capture: crate::capture::CaptureSettings,
     /// `[log] console_format`: text for people, JSON lines for log shippers.
     pub log_format: crate::logging::LogFormat,
+    // --- issue 14: SIP over TLS ---
+    /// `[sip] tls_cert`, `tls_key`: the TLS listeners' certificate chain and key (PEM).
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
 }
 
 impl Default for Settings {
@@ -171,6 +176,8 @@ impl Default for Settings {
             http: Some(SocketAddr::from(([127, 0, 0, 1], 8112))),
             capture: crate::capture::CaptureSettings::default(),
             log_format: crate::logging::LogFormat::Text,
+            tls_cert: None,
+            tls_key: None,
         }
     }
 }
@@ -283,6 +290,9 @@ pub struct LimitsSection {
     pub tcp_idle_s: Option<Spanned<u64>>,
     pub tcp_idle_with_call_s: Option<Spanned<u64>>,
     pub fd_reserve: Option<Spanned<u64>>,
+    pub tls_handshakes_per_source: Option<Spanned<u64>>,
+    pub tls_max_handshakes: Option<Spanned<u64>>,
+    pub tls_handshake_timeout_ms: Option<Spanned<u64>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -316,6 +326,9 @@ pub struct SipSection {
     pub t1_ms: Option<Spanned<u64>>,
     pub t2_ms: Option<Spanned<u64>>,
     pub t4_ms: Option<Spanned<u64>>,
+    /// The TLS listeners' certificate chain and private key (PEM), read again on SIGHUP.
+    pub tls_cert: Option<Spanned<PathBuf>>,
+    pub tls_key: Option<Spanned<PathBuf>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -643,6 +656,16 @@ fn apply_text(settings: &mut Settings, path: &Path, text: &str) -> anyhow::Resul
     if let Some(v) = lim.fd_reserve {
         limits.fd_reserve = take("fd_reserve", v);
     }
+    if let Some(v) = lim.tls_handshakes_per_source {
+        limits.tls_handshakes_per_source = clamp32(take("tls_handshakes_per_source", v));
+    }
+    if let Some(v) = lim.tls_max_handshakes {
+        limits.tls_max_handshakes =
+            usize::try_from(take("tls_max_handshakes", v)).unwrap_or(usize::MAX);
+    }
+    if let Some(v) = lim.tls_handshake_timeout_ms {
+        limits.tls_handshake_timeout = Duration::from_millis(take("tls_handshake_timeout_ms", v));
+    }
     let line = |key: &str| lines.iter().find(|(k, _)| *k == key).map(|&(_, l)| l);
     let at =
         |span: std::ops::Range<usize>| format!("{}:{}", path.display(), line_of(text, span.start));
@@ -780,6 +803,15 @@ fn apply_text(settings: &mut Settings, path: &Path, text: &str) -> anyhow::Resul
             );
         }
         settings.default_location = Some((d.lat, d.lon, d.radius_m));
+    }
+    for (key, value, slot) in [
+        ("sip.tls_cert", file.sip.tls_cert, &mut settings.tls_cert),
+        ("sip.tls_key", file.sip.tls_key, &mut settings.tls_key),
+    ] {
+        if let Some(p) = value {
+            settings.origins.push((key, at(p.span())));
+            *slot = Some(rel(p.into_inner()));
+        }
     }
     if let Some(d) = file.sip.element_domain {
         settings.element_domain = d;

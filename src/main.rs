@@ -13,6 +13,7 @@ mod metrics;
 mod numbers;
 mod plan;
 mod restart;
+mod tls;
 mod transport;
 
 use std::io::Write as _;
@@ -127,7 +128,7 @@ struct ServeArgs {
     /// A TOML config file; flags given here override it.
     #[arg(long, short)]
     config: Option<PathBuf>,
-    /// SIP listener as udp:IP:PORT or tcp:IP:PORT; repeat for several
+    /// SIP listener as udp:IP:PORT, tcp:IP:PORT or tls:IP:PORT; repeat for several
     /// [default: udp:0.0.0.0:5060 udp:[::]:5060 tcp:0.0.0.0:5060 tcp:[::]:5060]
     #[arg(long = "listen", value_name = "TRANSPORT:IP:PORT")]
     listen: Vec<Listen>,
@@ -163,6 +164,12 @@ struct ServeArgs {
     /// [config: capture.hep]
     #[arg(long, value_name = "udp:HOST:PORT")]
     hep: Option<capture::HepCollector>,
+    /// The TLS listeners' certificate chain (PEM), reloaded on SIGHUP [config: sip.tls_cert]
+    #[arg(long, value_name = "PEM")]
+    tls_cert: Option<PathBuf>,
+    /// The TLS listeners' private key (PEM), reloaded on SIGHUP [config: sip.tls_key]
+    #[arg(long, value_name = "PEM")]
+    tls_key: Option<PathBuf>,
     /// Console log lines as text or as one JSON object per line [config: log.console_format]
     #[arg(long, value_enum, value_name = "FORMAT")]
     log_format: Option<logging::LogFormat>,
@@ -293,6 +300,12 @@ fn settings_from(args: ServeArgs) -> anyhow::Result<Settings> {
     }
     if let Some(format) = args.log_format {
         s.log_format = format;
+    }
+    if let Some(cert) = args.tls_cert {
+        s.tls_cert = Some(cert);
+    }
+    if let Some(key) = args.tls_key {
+        s.tls_key = Some(key);
     }
     s.validate()?;
     Ok(s)

@@ -203,9 +203,16 @@ pub struct DialogRequest<'a> {
 
 pub fn dialog_request(r: &DialogRequest) -> Vec<u8> {
     let mut out = String::with_capacity(512);
+    // Over TLS our Via names our listener: `alias` lets the peer send its requests back on
+    // this connection instead of opening one to it (RFC 5923).
+    let alias = if r.via_transport == "TLS" {
+        ";alias"
+    } else {
+        ""
+    };
     let _ = write!(
         out,
-        "{} {} SIP/2.0\r\nVia: SIP/2.0/{} {};branch={};rport\r\nMax-Forwards: 70\r\n",
+        "{} {} SIP/2.0\r\nVia: SIP/2.0/{} {};branch={};rport{alias}\r\nMax-Forwards: 70\r\n",
         r.method,
         r.request_uri,
         r.via_transport,
@@ -230,13 +237,17 @@ pub fn dialog_request(r: &DialogRequest) -> Vec<u8> {
     finish(out, r.body)
 }
 
-/// The Contact we advertise on a flow.
+/// The Contact we advertise on a flow. Over TLS it is a `sips:` URI: a dialog whose request
+/// was `sips:` must have one (RFC 3261 §8.1.1.8, §12.1.1), and it tells every peer to come
+/// back over TLS, never in clear.
 pub fn contact_for(flow: Flow) -> String {
-    let transport = match flow.transport {
-        crate::net::Transport::Udp => "",
-        crate::net::Transport::Tcp => ";transport=tcp",
-    };
-    format!("<sip:siaga@{}{transport}>", host_port(flow.local))
+    match flow.transport {
+        crate::net::Transport::Udp => format!("<sip:siaga@{}>", host_port(flow.local)),
+        crate::net::Transport::Tcp => {
+            format!("<sip:siaga@{};transport=tcp>", host_port(flow.local))
+        }
+        crate::net::Transport::Tls => format!("<sips:siaga@{}>", host_port(flow.local)),
+    }
 }
 
 /// The ACK a client INVITE transaction sends for a 3xx–6xx (RFC 3261 §17.1.1.3): the
