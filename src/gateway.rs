@@ -669,7 +669,10 @@ fn handle_net(engine: &mut Engine, out: &mut Outputs, ev: NetEvent) {
             remote,
             writer,
             calls,
-        } => out.tcp.opened(conn, transport, remote, writer, calls),
+            peer_certs,
+        } => out
+            .tcp
+            .opened(conn, transport, remote, writer, calls, peer_certs),
         NetEvent::ConnClosed { flow, reason } => {
             out.tcp.closed(&flow);
             engine.handle_input(Instant::now(), Input::TransportError { flow, reason });

@@ -1,6 +1,10 @@
 //! SIP over TLS: the listener's certificate (reloaded on SIGHUP) and the client side towards
 //! agency targets (their certificate checked against a CA file, the system's CAs or a SHA-256
 //! pin; our certificate presented for mutual TLS). rustls with the ring provider.
+//!
+//! The listener asks for a client certificate but does not require one: a peer that sends one
+//! can later claim, with `;alias` in its Via (RFC 5923 §5), to be a TLS target, and that claim
+//! is held against the target's own checks; without one, TLS aliases are not honoured.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -16,6 +20,7 @@ use tokio_rustls::rustls::{
     client::WebPkiServerVerifier,
     client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier},
     crypto::CryptoProvider,
+    server::danger::{ClientCertVerified, ClientCertVerifier},
 };
 
 use siaga_engine::dialplan::{CertPin, Dialplan, TargetTls};
@@ -88,7 +93,9 @@ impl TlsServer {
         let config = ServerConfig::builder_with_provider(provider())
             .with_safe_default_protocol_versions()
             .context("TLS versions")?
-            .with_no_client_auth()
+            .with_client_cert_verifier(Arc::new(OptionalClientCert {
+                provider: provider(),
+            }))
             .with_single_cert(chain, private)
             .with_context(|| {
                 format!(
@@ -133,6 +140,21 @@ pub struct TlsPeer {
     pub name: ServerName<'static>,
     /// For log lines: the target as written in the plan.
     pub target: String,
+    verifier: Arc<TargetVerifier>,
+}
+
+impl TlsPeer {
+    /// Whether a certificate chain a peer presented on a connection it opened passes this
+    /// target's checks (pin, CA and name): only then may that connection carry our requests to
+    /// the target (RFC 5923 §5).
+    pub fn vouches_for(&self, chain: &[CertificateDer<'static>]) -> Result<(), String> {
+        let (end_entity, intermediates) = chain
+            .split_first()
+            .ok_or("the peer presented no certificate")?;
+        self.verifier
+            .check(end_entity, intermediates, &self.name, UnixTime::now())
+            .map_err(|e| describe(&e))
+    }
 }
 
 /// The TLS settings of every TLS target in a plan, by resolved address.
@@ -204,6 +226,7 @@ fn client_for(tls: &TargetTls, host: &str, uri: &str) -> anyhow::Result<TlsPeer>
         target: uri.to_owned(),
         provider: provider.clone(),
     });
+    let verifier_for_alias = verifier.clone();
     let builder = ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .context("TLS versions")?
@@ -225,6 +248,7 @@ fn client_for(tls: &TargetTls, host: &str, uri: &str) -> anyhow::Result<TlsPeer>
         config: Arc::new(config),
         name,
         target: uri.to_owned(),
+        verifier: verifier_for_alias,
     })
 }
 
@@ -252,6 +276,55 @@ struct TargetVerifier {
     provider: Arc<CryptoProvider>,
 }
 
+/// A rustls error in words: its own Display shows our pin mismatch in Debug form.
+fn describe(e: &rustls::Error) -> String {
+    match e {
+        rustls::Error::InvalidCertificate(rustls::CertificateError::Other(other)) => {
+            format!("invalid peer certificate: {}", other.0)
+        }
+        other => other.to_string(),
+    }
+}
+
+/// Why a TLS handshake (as tokio-rustls reports it) failed.
+pub fn handshake_error(e: &std::io::Error) -> String {
+    e.get_ref()
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+        .map_or_else(|| e.to_string(), describe)
+}
+
+/// The handshake signature checks both verifiers share: the provider's algorithms, on a
+/// `provider` field.
+macro_rules! signature_checks {
+    () => {
+        fn verify_tls12_signature(
+            &self,
+            message: &[u8],
+            cert: &CertificateDer<'_>,
+            dss: &DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, rustls::Error> {
+            let algorithms = &self.provider.signature_verification_algorithms;
+            rustls::crypto::verify_tls12_signature(message, cert, dss, algorithms)
+        }
+
+        fn verify_tls13_signature(
+            &self,
+            message: &[u8],
+            cert: &CertificateDer<'_>,
+            dss: &DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, rustls::Error> {
+            let algorithms = &self.provider.signature_verification_algorithms;
+            rustls::crypto::verify_tls13_signature(message, cert, dss, algorithms)
+        }
+
+        fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+            self.provider
+                .signature_verification_algorithms
+                .supported_schemes()
+        }
+    };
+}
+
 /// The certificate presented is not the pinned one.
 #[derive(Debug, thiserror::Error)]
 #[error("the certificate's SHA-256 is {got}, not the tls_pin {want}")]
@@ -260,66 +333,80 @@ struct PinMismatch {
     want: CertPin,
 }
 
+impl TargetVerifier {
+    fn check(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        now: UnixTime,
+    ) -> Result<(), rustls::Error> {
+        if let Some(chain) = &self.chain_check {
+            chain.verify_server_cert(end_entity, intermediates, server_name, &[], now)?;
+        }
+        if let Some(want) = self.pin {
+            let got = fingerprint(end_entity);
+            if got != want {
+                let mismatch = PinMismatch { got, want };
+                return Err(rustls::Error::InvalidCertificate(
+                    rustls::CertificateError::Other(rustls::OtherError(Arc::new(mismatch))),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
 impl ServerCertVerifier for TargetVerifier {
     fn verify_server_cert(
         &self,
         end_entity: &CertificateDer<'_>,
         intermediates: &[CertificateDer<'_>],
         server_name: &ServerName<'_>,
-        ocsp_response: &[u8],
+        _ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        if let Some(chain) = &self.chain_check {
-            chain
-                .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
-                .inspect_err(|e| {
-                    tracing::warn!(target_uri = %self.target, error = %e, "agency TLS certificate refused");
-                })?;
-        }
-        if let Some(want) = self.pin {
-            let got = fingerprint(end_entity);
-            if got != want {
-                let mismatch = PinMismatch { got, want };
-                tracing::warn!(target_uri = %self.target, "agency TLS certificate refused: {mismatch}");
-                return Err(rustls::Error::InvalidCertificate(
-                    rustls::CertificateError::Other(rustls::OtherError(Arc::new(mismatch))),
-                ));
-            }
-        }
+        self.check(end_entity, intermediates, server_name, now)
+            .inspect_err(|e| {
+                let why = describe(e);
+                tracing::warn!(target_uri = %self.target, "agency TLS certificate refused: {why}");
+            })?;
         Ok(ServerCertVerified::assertion())
     }
 
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
+    signature_checks!();
+}
+
+/// The listener's client certificates: asked for, never required, and accepted as presented
+/// (the handshake still proves the peer holds the key). A certificate stands for nothing by
+/// itself; it is checked against a target's pin or CA only when the peer claims to be that
+/// target (an RFC 5923 alias).
+#[derive(Debug)]
+struct OptionalClientCert {
+    provider: Arc<CryptoProvider>,
+}
+
+impl ClientCertVerifier for OptionalClientCert {
+    fn offer_client_auth(&self) -> bool {
+        true
     }
 
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
+    fn client_auth_mandatory(&self) -> bool {
+        false
     }
 
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider
-            .signature_verification_algorithms
-            .supported_schemes()
+    fn root_hint_subjects(&self) -> &[rustls::DistinguishedName] {
+        &[]
     }
+
+    fn verify_client_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        Ok(ClientCertVerified::assertion())
+    }
+
+    signature_checks!();
 }

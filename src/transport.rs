@@ -34,6 +34,9 @@ use siaga_engine::source_limits::{
 
 use crate::tls::{TlsPeer, TlsPeers, TlsServer};
 
+/// A TLS peer's certificate chain, end entity first.
+pub type PeerCerts = Arc<[rustls_pki_types::CertificateDer<'static>]>;
+
 /// What the network tasks tell the engine task.
 pub enum NetEvent {
     Sip {
@@ -49,6 +52,8 @@ pub enum NetEvent {
         writer: mpsc::Sender<Vec<u8>>,
         /// Live calls whose caller came in on this connection (kept by [`TcpPool`]).
         calls: Arc<AtomicU32>,
+        /// The certificate chain the peer presented on a TLS connection it opened.
+        peer_certs: Option<PeerCerts>,
     },
     ConnClosed {
         flow: Flow,
@@ -782,12 +787,16 @@ async fn accept_loop(
         };
         match &tls {
             None => {
+                let accepted = Accepted {
+                    admitted,
+                    peer_certs: None,
+                };
                 tokio::spawn(tcp_connection(
                     stream,
                     flow,
                     tx.clone(),
                     shield.clone(),
-                    Some(admitted),
+                    Some(accepted),
                 ));
             }
             Some(server) => {
@@ -823,10 +832,18 @@ async fn tls_accepted(
     let handshake = tokio::time::timeout(shield.handshake_timeout, acceptor.accept(stream)).await;
     drop(slot);
     match handshake {
-        Ok(Ok(stream)) => tcp_connection(stream, flow, tx, shield, Some(admitted)).await,
+        Ok(Ok(stream)) => {
+            let peer_certs = stream.get_ref().1.peer_certificates().map(Arc::from);
+            let accepted = Accepted {
+                admitted,
+                peer_certs,
+            };
+            tcp_connection(stream, flow, tx, shield, Some(accepted)).await;
+        }
         Ok(Err(e)) => {
-            tracing::debug!(remote = %flow.remote, error = %e, "tls handshake failed");
-            shield.handshake_failed(format!("{}: {e}", flow.remote));
+            let why = crate::tls::handshake_error(&e);
+            tracing::debug!(remote = %flow.remote, error = %why, "tls handshake failed");
+            shield.handshake_failed(format!("{}: {why}", flow.remote));
         }
         Err(_) => {
             tracing::debug!(remote = %flow.remote, "tls handshake timed out");
@@ -842,19 +859,30 @@ async fn tls_accepted(
 /// How often dropped and refused traffic is reported (and accept failures logged).
 pub const REPORT_EVERY: Duration = Duration::from_secs(10);
 
+/// A connection a peer opened: counted against its source, with the certificate it presented
+/// over TLS.
+struct Accepted {
+    admitted: Admitted,
+    peer_certs: Option<PeerCerts>,
+}
+
 /// Runs one connection until the peer closes it, a deadline passes or the gateway drops it.
-/// `admitted` is `None` for connections we opened to agencies: they always count as carrying
+/// `accepted` is `None` for connections we opened to agencies: they always count as carrying
 /// calls.
 async fn tcp_connection<S>(
     stream: S,
     flow: Flow,
     tx: NetTx,
     shield: Arc<Shield>,
-    admitted: Option<Admitted>,
+    accepted: Option<Accepted>,
 ) where
     S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
 {
     let Some(conn) = flow.conn else { return };
+    let (admitted, peer_certs) = match accepted {
+        Some(a) => (Some(a.admitted), a.peer_certs),
+        None => (None, None),
+    };
     let outbound = admitted.is_none();
     let handle = admitted
         .as_ref()
@@ -868,6 +896,7 @@ async fn tcp_connection<S>(
         remote: flow.remote,
         writer: write_tx.clone(),
         calls: calls.clone(),
+        peer_certs,
     };
     if tx.control(opened).await.is_err() {
         return;
@@ -992,7 +1021,11 @@ async fn stream_connect(
                     tcp_connection(stream, flow, tx, shield, None).await;
                     return;
                 }
-                Ok(Err(e)) => format!("tls handshake with {remote} ({}): {e}", peer.target),
+                Ok(Err(e)) => format!(
+                    "tls handshake with {remote} ({}): {}",
+                    peer.target,
+                    crate::tls::handshake_error(&e)
+                ),
                 Err(_) => format!(
                     "tls handshake with {remote} ({}): no answer within {} ms",
                     peer.target,
@@ -1034,6 +1067,8 @@ pub struct TcpPool {
     /// engine: the shell already sees every call start and end, and the engine stays as it is.
     calls: HashMap<ConnId, Arc<AtomicU32>>,
     call_conns: HashMap<CallRef, ConnId>,
+    /// The certificates peers presented on the TLS connections they opened.
+    peer_certs: HashMap<ConnId, PeerCerts>,
     next_outbound: u64,
     events: NetTx,
     shield: Arc<Shield>,
@@ -1049,6 +1084,7 @@ impl TcpPool {
             pending: HashMap::new(),
             calls: HashMap::new(),
             call_conns: HashMap::new(),
+            peer_certs: HashMap::new(),
             next_outbound: FIRST_OUTBOUND,
             events,
             shield,
@@ -1068,7 +1104,11 @@ impl TcpPool {
         remote: SocketAddr,
         writer: mpsc::Sender<Vec<u8>>,
         calls: Arc<AtomicU32>,
+        peer_certs: Option<PeerCerts>,
     ) {
+        if let Some(certs) = peer_certs {
+            self.peer_certs.insert(conn, certs);
+        }
         for bytes in self
             .pending
             .remove(&(transport, remote))
@@ -1085,6 +1125,7 @@ impl TcpPool {
         if let Some(conn) = flow.conn {
             self.writers.remove(&conn);
             self.calls.remove(&conn);
+            self.peer_certs.remove(&conn);
             self.by_remote.retain(|_, c| *c != conn);
         }
         self.pending.remove(&(flow.transport, flow.remote));
@@ -1093,7 +1134,9 @@ impl TcpPool {
     /// RFC 5923: a request that came on a connection the peer opened, whose top Via asks
     /// with `;alias`, makes that connection the way to the Via's address. Only an address on
     /// the connection's own source IP is taken (the connection proves the IP, not a claim
-    /// about another host), and a connection already serving that address stays.
+    /// about another host), and a connection already serving that address stays. Over TLS the
+    /// address must be a TLS target and the certificate the peer presented must pass that
+    /// target's checks (§5): a pinned target is never reached over an unchecked connection.
     pub fn learn_alias(&mut self, flow: Flow, message: &[u8]) {
         let Some(conn) = flow.conn.filter(|c| c.0 < FIRST_OUTBOUND) else {
             return;
@@ -1108,6 +1151,20 @@ impl TcpPool {
         }
         let key = (flow.transport, alias);
         let current = self.by_remote.get(&key).copied();
+        if current == Some(conn) {
+            return;
+        }
+        if flow.transport == Transport::Tls {
+            let verdict = match (self.tls_peers.get(&alias), self.peer_certs.get(&conn)) {
+                (Some(peer), Some(certs)) => peer.vouches_for(certs),
+                (Some(_), None) => Err("the peer presented no certificate".to_owned()),
+                (None, _) => Err("not a TLS target of the dialplan".to_owned()),
+            };
+            if let Err(why) = verdict {
+                tracing::debug!(remote = %flow.remote, %alias, %why, "tls alias not taken");
+                return;
+            }
+        }
         if current.is_none_or(|c| !self.writers.contains_key(&c)) {
             // One alias per connection: an earlier one of this connection is forgotten.
             self.by_remote

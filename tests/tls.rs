@@ -157,54 +157,97 @@ fn presented_fingerprint(addr: SocketAddr) -> String {
     fingerprint_of_pem(text[pem_start..pem_end].as_bytes())
 }
 
-/// Sends an OPTIONS through `openssl s_client` (checking the gateway's certificate against the
-/// test CA and its name) and returns the first line of the answer.
+/// A SIP peer on a TLS connection to the gateway: `openssl s_client` (checking the gateway's
+/// certificate against the test CA and its name, presenting `cert` if given), its received
+/// lines read on a thread.
+struct TlsClient {
+    child: Child,
+    stdin: std::process::ChildStdin,
+    lines: std::sync::mpsc::Receiver<String>,
+}
+
+impl TlsClient {
+    fn connect(addr: SocketAddr, ca: &Path, cert: Option<(&Path, &Path)>) -> TlsClient {
+        let mut command = Command::new("openssl");
+        command
+            .args(["s_client", "-quiet", "-ign_eof", "-verify_return_error"])
+            .args([
+                "-verify_hostname",
+                "localhost",
+                "-connect",
+                &addr.to_string(),
+            ])
+            .arg("-CAfile")
+            .arg(ca);
+        if let Some((cert, key)) = cert {
+            command.arg("-cert").arg(cert).arg("-key").arg(key);
+        }
+        let mut child = command
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("openssl s_client");
+        let stdin = child.stdin.take().expect("stdin");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        TlsClient {
+            child,
+            stdin,
+            lines,
+        }
+    }
+
+    /// Sends an OPTIONS whose Via names `via` (with `;alias` if asked) and returns the first
+    /// line of the answer.
+    fn options(&mut self, addr: SocketAddr, via: &str, alias: bool) -> String {
+        static PROBES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = PROBES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let alias = if alias { ";alias" } else { "" };
+        let request = format!(
+            "OPTIONS sip:siaga@{addr} SIP/2.0\r\nVia: SIP/2.0/TLS {via};branch=z9hG4bK{n}{alias}\r\n\
+             From: <sip:probe@{via}>;tag=p1\r\nTo: <sip:siaga@{addr}>\r\n\
+             Call-ID: probe-{}-{n}@test\r\nCSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\n\
+             Content-Length: 0\r\n\r\n",
+            std::process::id(),
+        );
+        self.stdin.write_all(request.as_bytes()).expect("write");
+        self.stdin.flush().expect("flush");
+        self.wait_for("SIP/2.0", Duration::from_secs(10))
+            .unwrap_or_else(|| panic!("no SIP answer over TLS from {addr}"))
+    }
+
+    /// The first received line starting with `prefix` within `within`.
+    fn wait_for(&self, prefix: &str, within: Duration) -> Option<String> {
+        let deadline = Instant::now() + within;
+        loop {
+            let left = deadline.checked_duration_since(Instant::now())?;
+            let line = self.lines.recv_timeout(left).ok()?;
+            if line.starts_with(prefix) {
+                return Some(line);
+            }
+        }
+    }
+}
+
+impl Drop for TlsClient {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One OPTIONS on a fresh TLS connection (source address `source` in its Via): the first
+/// line of the answer.
 fn options_over_tls(addr: SocketAddr, ca: &Path, source: &str) -> String {
-    let mut child = Command::new("openssl")
-        .args([
-            "s_client",
-            "-quiet",
-            "-verify_return_error",
-            "-verify_hostname",
-            "localhost",
-        ])
-        .args(["-connect", &addr.to_string(), "-CAfile"])
-        .arg(ca)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("openssl s_client");
-    static PROBES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let n = PROBES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let request = format!(
-        "OPTIONS sip:siaga@{addr} SIP/2.0\r\nVia: SIP/2.0/TLS {source}:5061;branch=z9hG4bK{}\r\n\
-         From: <sip:probe@{source}>;tag=p1\r\nTo: <sip:siaga@{addr}>\r\nCall-ID: probe-{}@test\r\n\
-         CSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n",
-        std::process::id(),
-        n
-    );
-    let mut stdin = child.stdin.take().expect("stdin");
-    stdin.write_all(request.as_bytes()).expect("write");
-    let stdout = child.stdout.take().expect("stdout");
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let first = BufReader::new(stdout)
-            .lines()
-            .map_while(Result::ok)
-            .find(|l| l.starts_with("SIP/2.0"));
-        let _ = tx.send(first);
-    });
-    let answer = rx.recv_timeout(Duration::from_secs(10)).ok().flatten();
-    drop(stdin);
-    let _ = child.kill();
-    let out = child.wait_with_output().expect("s_client");
-    answer.unwrap_or_else(|| {
-        panic!(
-            "no SIP answer over TLS from {addr}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        )
-    })
+    TlsClient::connect(addr, ca, None).options(addr, &format!("{source}:5061"), false)
 }
 
 fn free_tcp_port() -> u16 {
@@ -716,22 +759,13 @@ fn garbage_and_handshakes_that_never_finish_are_bounded_and_other_calls_go_on() 
     // Each watched from its own thread: when did the gateway close it?
     let stalled: Vec<std::thread::JoinHandle<Option<Duration>>> = (0..8)
         .map(|_| {
-            let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
-                .expect("socket");
-            socket
-                .bind(&"127.0.0.2:0".parse::<SocketAddr>().expect("addr").into())
-                .expect("bind 127.0.0.2");
-            socket.connect(&tls.into()).expect("connect");
-            let mut stream: TcpStream = socket.into();
-            stream
-                .write_all(&[0x16, 0x03, 0x01, 0x02, 0x00, 0x01])
-                .expect("write");
+            let mut stream = stalled_client(tls);
             std::thread::spawn(move || {
                 closed_within(&mut stream, Duration::from_secs(8)).map(|()| stalled_at.elapsed())
             })
         })
         .collect();
-    // Meanwhile another address is served, over TLS and over UDP.
+    // Meanwhile another address (127.0.0.1) is served, over TLS and over UDP.
     assert_eq!(options_over_tls(tls, &ca, "127.0.0.1"), "SIP/2.0 200 OK");
     let out = gw.sipp(
         "uac_call.xml",
@@ -768,8 +802,23 @@ fn garbage_and_handshakes_that_never_finish_are_bounded_and_other_calls_go_on() 
         ends.iter().all(|d| *d < Duration::from_secs(6)),
         "none outlives the deadline by much: {ends:?}"
     );
-    // After the deadline the source is served again.
-    assert_eq!(options_over_tls(tls, &ca, "127.0.0.2"), "SIP/2.0 200 OK");
+    // After the deadline the source has its slots back: three new handshakes are held, not
+    // reset.
+    let mut again: Vec<TcpStream> = (0..3).map(|_| stalled_client(tls)).collect();
+    // (3 × 300 ms stays under the 1.5 s deadline of the first.)
+    let again_at = Instant::now();
+    for (i, stream) in again.iter_mut().enumerate() {
+        let mut b = [0u8; 64];
+        stream
+            .set_read_timeout(Some(Duration::from_millis(300)))
+            .unwrap();
+        let r = stream.read(&mut b);
+        assert!(
+            matches!(&r, Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
+            "a slot given back after the deadline is free again: {i} {r:?} {:?}",
+            again_at.elapsed()
+        );
+    }
     common::wait_until("the limits report", Duration::from_secs(25), || {
         gw.log().contains("TLS handshake(s) failed or timed out")
     });
@@ -779,6 +828,20 @@ fn garbage_and_handshakes_that_never_finish_are_bounded_and_other_calls_go_on() 
         "{log}"
     );
     gw.stop();
+}
+
+/// A client from 127.0.0.2 that sends the first bytes of a ClientHello and stops.
+fn stalled_client(tls: SocketAddr) -> TcpStream {
+    let socket =
+        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
+    socket
+        .bind(&"127.0.0.2:0".parse::<SocketAddr>().expect("addr").into())
+        .expect("bind 127.0.0.2");
+    socket.connect(&tls.into()).expect("connect");
+    let mut stream: TcpStream = socket.into();
+    // A refused connection may be reset before this is written.
+    let _ = stream.write_all(&[0x16, 0x03, 0x01, 0x02, 0x00, 0x01]);
+    stream
 }
 
 /// How a connection ended, as seen by the client: `Some` when the peer closed or reset it
@@ -854,6 +917,90 @@ fn a_bad_certificate_or_key_is_refused_at_start_and_on_reload() {
         gw.log().contains("holds no PEM certificate"),
         "{}",
         gw.log()
+    );
+    gw.stop();
+}
+
+/// RFC 5923 over TLS: a carrier that opened a connection and puts `;alias` in its Via gets
+/// our requests for that address on its connection, but only when the certificate it
+/// presented passes that target's checks (here its pin). An impostor's alias is ignored: the
+/// gateway connects to the address itself (nothing listens there), fails over, and the
+/// impostor sees nothing.
+#[test]
+fn a_tls_alias_is_honoured_only_for_a_peer_whose_certificate_passes_the_targets_pin() {
+    let pki = Pki::new();
+    let ports = AgencyPorts::new();
+    let sbc_port = free_tcp_port();
+    let plan_dir = tempfile::tempdir().expect("dir");
+    let plan = test_plan(
+        plan_dir.path(),
+        &ports,
+        &[(
+            &format!(
+                "uri = \"sip:polisi@127.0.0.1:{}\"\nring_timeout = \"20s\"",
+                ports.police
+            ),
+            &format!(
+                "uri = \"sips:polisi@127.0.0.1:{sbc_port}\"\nring_timeout = \"2s\"\ntls_pin = \"{}\"",
+                pki.fingerprint("kam.pem")
+            ),
+        )],
+    );
+    let plan_arg = plan.display().to_string();
+    let (mut gw, tls) = start_tls_gateway(&pki, &["--dialplan", &plan_arg]);
+    let ca = pki.path("ca.pem");
+    let via = format!("127.0.0.1:{sbc_port}");
+
+    let mut impostor = TlsClient::connect(
+        tls,
+        &ca,
+        Some((&pki.path("rogue.pem"), &pki.path("rogue.key"))),
+    );
+    assert_eq!(impostor.options(tls, &via, true), "SIP/2.0 200 OK");
+    let agency = sipp_agency("agency_answer.xml", ports.police2, &["-m", "1"]);
+    let out = gw.sipp(
+        "uac_call.xml",
+        false,
+        &["-s", "110", "-m", "1", "-d", "500"],
+    );
+    assert_sipp_ok(
+        &out,
+        "a police call while an impostor claims the target's address",
+    );
+    assert_eq!(
+        impostor.wait_for("INVITE", Duration::from_millis(200)),
+        None,
+        "the impostor's connection carried no INVITE"
+    );
+    let events = call_events(&gw, 1);
+    assert!(
+        events.iter().any(|(kind, detail)| kind == "agency_failed"
+            && detail.starts_with("leg B1:")
+            && detail.contains(&format!("tls connect to 127.0.0.1:{sbc_port}"))),
+        "the gateway tried the address itself: {events:#?}"
+    );
+    drop(impostor);
+
+    let mut sbc = TlsClient::connect(tls, &ca, Some((&pki.path("kam.pem"), &pki.path("kam.key"))));
+    assert_eq!(sbc.options(tls, &via, true), "SIP/2.0 200 OK");
+    let out = gw.sipp(
+        "uac_call.xml",
+        false,
+        &["-s", "110", "-m", "1", "-d", "500"],
+    );
+    assert_sipp_ok(&out, "a police call with the carrier's connection aliased");
+    let invite = sbc
+        .wait_for("INVITE", Duration::from_secs(1))
+        .expect("the INVITE came on the carrier's own connection");
+    assert!(
+        invite.starts_with(&format!("INVITE sips:polisi@127.0.0.1:{sbc_port} SIP/2.0")),
+        "{invite}"
+    );
+    // The caller hangs up before the carrier answers anything: no CANCEL is due before a
+    // provisional response (RFC 3261 §9.1), and the second target is not rung.
+    finish_agency(
+        agency,
+        "the second police target, after the first call's failed attempt",
     );
     gw.stop();
 }
