@@ -62,7 +62,8 @@ const REASON: &str = "SIP;cause=200;text=\"gateway_restarted\"";
 impl OpenDialog {
     /// The BYE for this dialog, with a fresh `branch`.
     pub fn bye(&self, branch: &Branch) -> Vec<u8> {
-        let contact = contact_for(self.flow);
+        // The logged dialog does not say whether it was sips: the peer reads either.
+        let contact = contact_for(self.flow, false);
         build::dialog_request(&DialogRequest {
             method: "BYE",
             request_uri: &self.request_uri,
