@@ -14,7 +14,8 @@ use std::time::{Duration, Instant};
 use common::{AgencyPorts, Gateway, assert_sipp_ok, finish_agency, sipp_agency, test_plan};
 
 /// A throw-away PKI: a CA, the gateway's certificates (two, for reloads), Kamailio's, the
-/// gateway's client certificate for mutual TLS, and a self-signed impostor.
+/// gateway's client certificate for mutual TLS, and an impostor: a self-signed certificate
+/// (`rogue`, also a CA) and a leaf it signed (`imp`).
 struct Pki {
     dir: tempfile::TempDir,
 }
@@ -62,11 +63,13 @@ impl Pki {
             "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth,clientAuth\n",
         )
         .expect("ext");
-        for (name, cn) in [
-            ("gw", "siaga"),
-            ("gw2", "siaga"),
-            ("kam", "kamailio"),
-            ("client", "siaga client"),
+        for (name, cn, ca) in [
+            ("gw", "siaga", "ca"),
+            ("gw2", "siaga", "ca"),
+            ("kam", "kamailio", "ca"),
+            ("client", "siaga client", "ca"),
+            // A proper leaf, with the right names, from the wrong CA.
+            ("imp", "impostor", "rogue"),
         ] {
             let (key, csr, pem, subj) = (
                 format!("{name}.key"),
@@ -74,6 +77,7 @@ impl Pki {
                 format!("{name}.pem"),
                 format!("/CN={cn}"),
             );
+            let (ca_pem, ca_key) = (format!("{ca}.pem"), format!("{ca}.key"));
             let mut args = vec!["req"];
             args.extend(ec);
             args.extend(["-keyout", &key, "-out", &csr, "-subj", &subj]);
@@ -86,9 +90,9 @@ impl Pki {
                     "-in",
                     &csr,
                     "-CA",
-                    "ca.pem",
+                    &ca_pem,
                     "-CAkey",
-                    "ca.key",
+                    &ca_key,
                     "-CAcreateserial",
                     "-out",
                     &pem,
@@ -1102,4 +1106,65 @@ fn baresip_calls_over_tls_and_is_answered_and_recorded() {
         loud > 800,
         "the caller's voice is recorded: {loud} loud samples"
     );
+}
+
+/// A target whose certificate is not from the CA its plan entry names (`openssl s_server`
+/// presenting a leaf of another CA, with the right names) is a failed attempt with the reason on
+/// the call's timeline, and the call goes on to the next target (here over UDP) at once.
+#[test]
+fn a_target_whose_certificate_is_not_from_its_ca_fails_over_at_once() {
+    let pki = Pki::new();
+    let ports = AgencyPorts::new();
+    let impostor_port = free_tcp_port();
+    let mut impostor = Command::new("openssl")
+        .args(["s_server", "-quiet", "-accept"])
+        .arg(format!("127.0.0.1:{impostor_port}"))
+        .args(["-cert", &pki.arg("imp.pem"), "-key", &pki.arg("imp.key")])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("openssl s_server");
+    common::wait_until("s_server listens", Duration::from_secs(10), || {
+        TcpStream::connect(("127.0.0.1", impostor_port)).is_ok()
+    });
+    let plan_dir = tempfile::tempdir().expect("dir");
+    let plan = test_plan(
+        plan_dir.path(),
+        &ports,
+        &[(
+            &format!("uri = \"sip:polisi@127.0.0.1:{}\"", ports.police),
+            &format!(
+                "uri = \"sips:polisi@127.0.0.1:{impostor_port}\"\ntls_ca = \"{}\"",
+                pki.arg("ca.pem")
+            ),
+        )],
+    );
+    let plan_arg = plan.display().to_string();
+    let (mut gw, _tls) = start_tls_gateway(&pki, &["--dialplan", &plan_arg]);
+    let agency = sipp_agency("agency_answer.xml", ports.police2, &["-m", "1"]);
+    let out = gw.sipp(
+        "uac_call.xml",
+        false,
+        &["-s", "110", "-m", "1", "-d", "1000"],
+    );
+    assert_sipp_ok(&out, "a police call whose first target is an impostor");
+    finish_agency(agency, "the second police target");
+    gw.stop();
+    let _ = impostor.kill();
+    let _ = impostor.wait();
+    let events = call_events(&gw, 1);
+    let failed = events
+        .iter()
+        .find(|(kind, detail)| kind == "agency_failed" && detail.starts_with("leg B1:"))
+        .unwrap_or_else(|| panic!("no failed first attempt: {events:#?}"));
+    assert!(
+        failed.1.contains("invalid peer certificate") && failed.1.contains("UnknownIssuer"),
+        "{failed:?}"
+    );
+    assert!(
+        events.iter().any(|(kind, _)| kind == "agency_answered"),
+        "{events:#?}"
+    );
+    assert!(gw.log().contains("agency TLS certificate refused"));
 }
