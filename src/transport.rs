@@ -1092,9 +1092,32 @@ impl TcpPool {
         }
     }
 
-    /// A reloaded plan's TLS targets; connections already open stay as they are.
+    /// A reloaded plan's TLS targets. Connections we opened stay as they are (their
+    /// certificates passed the checks in force when they opened); connections peers opened
+    /// must pass the new checks again before they stand for a target.
     pub fn set_tls_peers(&mut self, peers: Arc<TlsPeers>) {
         self.tls_peers = peers;
+        self.by_remote
+            .retain(|(t, _), c| *t != Transport::Tls || c.0 >= FIRST_OUTBOUND);
+    }
+
+    /// Whether an accepted connection may carry requests for `addr`: over TLS, when the
+    /// address is a target, only if the peer's certificate passes its checks (a carrier whose
+    /// SBC connects from its own 5061 must not stand in for a pinned target unchecked).
+    fn stands_for(
+        &self,
+        transport: Transport,
+        addr: SocketAddr,
+        certs: Option<&PeerCerts>,
+    ) -> Result<(), String> {
+        if transport != Transport::Tls {
+            return Ok(());
+        }
+        match (self.tls_peers.get(&addr), certs) {
+            (None, _) => Ok(()),
+            (Some(peer), Some(certs)) => peer.vouches_for(certs),
+            (Some(_), None) => Err("the peer presented no certificate".to_owned()),
+        }
     }
 
     pub fn opened(
@@ -1106,6 +1129,14 @@ impl TcpPool {
         calls: Arc<AtomicU32>,
         peer_certs: Option<PeerCerts>,
     ) {
+        let accepted = conn.0 < FIRST_OUTBOUND;
+        if !accepted
+            || self
+                .stands_for(transport, remote, peer_certs.as_ref())
+                .is_ok()
+        {
+            self.by_remote.entry((transport, remote)).or_insert(conn);
+        }
         if let Some(certs) = peer_certs {
             self.peer_certs.insert(conn, certs);
         }
@@ -1116,7 +1147,6 @@ impl TcpPool {
         {
             let _ = writer.try_send(bytes);
         }
-        self.by_remote.entry((transport, remote)).or_insert(conn);
         self.writers.insert(conn, writer);
         self.calls.insert(conn, calls);
     }
@@ -1155,10 +1185,10 @@ impl TcpPool {
             return;
         }
         if flow.transport == Transport::Tls {
-            let verdict = match (self.tls_peers.get(&alias), self.peer_certs.get(&conn)) {
-                (Some(peer), Some(certs)) => peer.vouches_for(certs),
-                (Some(_), None) => Err("the peer presented no certificate".to_owned()),
-                (None, _) => Err("not a TLS target of the dialplan".to_owned()),
+            let verdict = if self.tls_peers.contains_key(&alias) {
+                self.stands_for(flow.transport, alias, self.peer_certs.get(&conn))
+            } else {
+                Err("not a TLS target of the dialplan".to_owned())
             };
             if let Err(why) = verdict {
                 tracing::debug!(remote = %flow.remote, %alias, %why, "tls alias not taken");
