@@ -458,7 +458,7 @@ impl Settings {
     fn validate_transport_limits(&self) -> Result<(), SettingError> {
         let l = &self.transport_limits;
         // (out of range, key, what to write instead), first match reported.
-        let checks: [(bool, &'static str, &str); 11] = [
+        let checks: [(bool, &'static str, &str); 14] = [
             (
                 l.source_messages_per_s == 0,
                 "source_messages_per_s",
@@ -513,6 +513,21 @@ impl Settings {
                 l.tcp.idle_with_call > Duration::from_secs(24 * 3600),
                 "tcp_idle_with_call_s",
                 "use at most 86400 s (default 3600)",
+            ),
+            (
+                l.tls_handshakes_per_source == 0,
+                "tls_handshakes_per_source",
+                "0 would refuse every TLS connection; use at least 1 (default 16)",
+            ),
+            (
+                l.tls_max_handshakes == 0,
+                "tls_max_handshakes",
+                "use at least 1 (default 256)",
+            ),
+            (
+                !(100..=60_000).contains(&l.tls_handshake_timeout.as_millis()),
+                "tls_handshake_timeout_ms",
+                "use 100–60000 ms (default 5000)",
             ),
         ];
         match checks.into_iter().find(|(bad, _, _)| *bad) {
@@ -969,6 +984,37 @@ mod tests {
             s.origin("location.cell_table"),
             "location.cell_table (default)"
         );
+    }
+
+    /// Issue 14: a tls: listener with its certificate and key (relative to the config file,
+    /// with where they were set) and the TLS handshake limits.
+    #[test]
+    fn tls_listener_keys_and_limits_are_read() {
+        let text = "[sip]\nlisten = [\"udp:0.0.0.0:5060\", \"tls:0.0.0.0:5061\"]\n\
+                    tls_cert = \"tls/siaga.pem\"\ntls_key = \"/etc/ssl/private/siaga.key\"\n\
+                    [limits]\ntls_handshakes_per_source = 4\ntls_max_handshakes = 64\n\
+                    tls_handshake_timeout_ms = 2000\n";
+        let mut s = Settings::default();
+        apply_text(&mut s, Path::new("/etc/siaga/siaga.toml"), text).expect("valid");
+        assert_eq!(
+            s.listen.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            ["udp:0.0.0.0:5060", "tls:0.0.0.0:5061"]
+        );
+        assert_eq!(
+            s.tls_cert.as_deref(),
+            Some(Path::new("/etc/siaga/tls/siaga.pem"))
+        );
+        assert_eq!(
+            s.tls_key.as_deref(),
+            Some(Path::new("/etc/ssl/private/siaga.key"))
+        );
+        assert_eq!(
+            s.origin("sip.tls_cert"),
+            "/etc/siaga/siaga.toml:3: sip.tls_cert"
+        );
+        let l = &s.transport_limits;
+        assert_eq!((l.tls_handshakes_per_source, l.tls_max_handshakes), (4, 64));
+        assert_eq!(l.tls_handshake_timeout, Duration::from_secs(2));
     }
 
     #[test]

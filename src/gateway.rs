@@ -445,8 +445,13 @@ fn tls_server_for(
              (or --tls-cert and --tls-key)"
         );
     };
-    let server = crate::tls::TlsServer::load(cert, key)
-        .context("loading the TLS listener's certificate (sip.tls_cert, sip.tls_key)")?;
+    let server = crate::tls::TlsServer::load(cert, key).with_context(|| {
+        format!(
+            "loading the TLS listener's certificate ({}, {})",
+            settings.origin("sip.tls_cert"),
+            settings.origin("sip.tls_key")
+        )
+    })?;
     if let Some(pin) = server.fingerprint() {
         tracing::info!(sha256 = %pin, "tls certificate loaded");
     }

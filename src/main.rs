@@ -302,9 +302,11 @@ fn settings_from(args: ServeArgs) -> anyhow::Result<Settings> {
         s.log_format = format;
     }
     if let Some(cert) = args.tls_cert {
+        s.set_origin("sip.tls_cert", "--tls-cert".into());
         s.tls_cert = Some(cert);
     }
     if let Some(key) = args.tls_key {
+        s.set_origin("sip.tls_key", "--tls-key".into());
         s.tls_key = Some(key);
     }
     s.validate()?;
