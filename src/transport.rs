@@ -285,6 +285,7 @@ impl Shield {
                 if let Some(n) = self.handshakes_refused.get(i) {
                     n.fetch_add(1, Ordering::Relaxed);
                 }
+                crate::metrics::tls_handshake("server", "refused");
                 None
             }
         }
@@ -833,6 +834,7 @@ async fn tls_accepted(
     drop(slot);
     match handshake {
         Ok(Ok(stream)) => {
+            crate::metrics::tls_handshake("server", "ok");
             let peer_certs = stream.get_ref().1.peer_certificates().map(Arc::from);
             let accepted = Accepted {
                 admitted,
@@ -841,11 +843,13 @@ async fn tls_accepted(
             tcp_connection(stream, flow, tx, shield, Some(accepted)).await;
         }
         Ok(Err(e)) => {
+            crate::metrics::tls_handshake("server", "failed");
             let why = crate::tls::handshake_error(&e);
             tracing::debug!(remote = %flow.remote, error = %why, "tls handshake failed");
             shield.handshake_failed(format!("{}: {why}", flow.remote));
         }
         Err(_) => {
+            crate::metrics::tls_handshake("server", "timeout");
             tracing::debug!(remote = %flow.remote, "tls handshake timed out");
             shield.handshake_failed(format!(
                 "{}: no handshake within {} ms",
@@ -1016,6 +1020,12 @@ async fn stream_connect(
                 connector.connect(peer.name.clone(), stream),
             )
             .await;
+            let outcome = match &handshake {
+                Ok(Ok(_)) => "ok",
+                Ok(Err(_)) => "failed",
+                Err(_) => "timeout",
+            };
+            crate::metrics::tls_handshake("client", outcome);
             match handshake {
                 Ok(Ok(stream)) => {
                     tcp_connection(stream, flow, tx, shield, None).await;

@@ -834,7 +834,50 @@ fn garbage_and_handshakes_that_never_finish_are_bounded_and_other_calls_go_on() 
         log.contains("5 TLS connection(s) refused: the source had its share in progress"),
         "{log}"
     );
+    // The same on /metrics, for the dashboards: 3 + 3 held until their deadline.
+    let http = gw.http.expect("the HTTP listener");
+    let handshakes = |metrics: &str, outcome: &str| -> f64 {
+        metrics
+            .lines()
+            .find(|l| {
+                l.starts_with("siaga_tls_handshakes_total{")
+                    && l.contains("side=\"server\"")
+                    && l.contains(&format!("outcome=\"{outcome}\""))
+            })
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0.0)
+    };
+    common::wait_until("6 handshake timeouts", Duration::from_secs(10), || {
+        handshakes(&scrape(http), "timeout") == 6.0
+    });
+    let metrics = scrape(http);
+    assert_eq!(handshakes(&metrics, "refused"), 5.0, "{metrics}");
+    assert_eq!(
+        handshakes(&metrics, "failed"),
+        1.0,
+        "the garbage: {metrics}"
+    );
+    assert_eq!(
+        handshakes(&metrics, "ok"),
+        2.0,
+        "the OPTIONS clients: {metrics}"
+    );
     gw.stop();
+}
+
+/// The text of `/metrics`.
+fn scrape(http: SocketAddr) -> String {
+    let mut stream = TcpStream::connect(http).expect("connect to the HTTP listener");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .expect("request");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("response");
+    response
 }
 
 /// A client from 127.0.0.2 that sends the first bytes of a ClientHello and stops.
