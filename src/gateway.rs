@@ -26,6 +26,8 @@ pub struct Bound {
     pub tcp: Vec<TcpListener>,
     /// TLS listeners: TCP sockets whose connections start with a TLS handshake.
     pub tls: Vec<TcpListener>,
+    /// Their certificate (see [`tls_server_for`]).
+    pub tls_server: Option<Arc<crate::tls::TlsServer>>,
     /// The HTTP listener (metrics, health), if configured and bound.
     pub http: Option<TcpListener>,
 }
@@ -95,6 +97,7 @@ pub fn bind(listen: &[Listen]) -> anyhow::Result<Bound> {
         udp: Vec::new(),
         tcp: Vec::new(),
         tls: Vec::new(),
+        tls_server: None,
         http: None,
     };
     for l in listen {
@@ -212,7 +215,11 @@ pub async fn run(
         fd_limit,
         plan.clone(),
     ));
-    let tls_server = tls_server_for(&settings, &bound)?;
+    let tls_server = match bound.tls_server.take() {
+        Some(server) => Some(server),
+        None if bound.tls.is_empty() => None,
+        None => tls_server_for(&settings)?,
+    };
     let (directory, tls_peers) = directory_for(&plan, &listeners)
         .map_err(|e| anyhow::anyhow!("the dialplan's TLS targets:\n{e}"))?;
     shield.set_plan(plan.clone(), agency_addresses(&directory));
@@ -430,13 +437,14 @@ fn restart_byes(engine: &mut Engine, left: crate::restart::LeftOpen, calllog: &C
     }
 }
 
-/// The TLS listeners' certificate, when there are any: read now, so a missing or bad file
-/// stops the start with its name.
-fn tls_server_for(
-    settings: &Settings,
-    bound: &Bound,
-) -> anyhow::Result<Option<Arc<crate::tls::TlsServer>>> {
-    if bound.tls.is_empty() {
+/// The TLS listeners' certificate, when there are any: read before anything listens, so a
+/// missing or bad file stops the start with its name.
+pub fn tls_server_for(settings: &Settings) -> anyhow::Result<Option<Arc<crate::tls::TlsServer>>> {
+    if !settings
+        .listen
+        .iter()
+        .any(|l| l.transport == Transport::Tls)
+    {
         return Ok(None);
     }
     let (Some(cert), Some(key)) = (&settings.tls_cert, &settings.tls_key) else {

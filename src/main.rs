@@ -401,11 +401,13 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .context("starting the tokio runtime")?;
     runtime.block_on(async {
         let dialplan = check_files(&settings)?;
+        let tls_server = gateway::tls_server_for(&settings)?;
         let shutdown = shutdown_signal()?;
         // Before any port is bound: a second gateway on this call log would close the first
         // one's live calls at start.
         let lock = restart::CallLogLock::acquire(&settings.db)?;
         let mut bound = gateway::bind(&settings.listen)?;
+        bound.tls_server = tls_server;
         let mut stdout = std::io::stdout();
         // Metrics and health are not worth a refused start: a gateway whose HTTP port is
         // taken still answers 112, and says why it has no /metrics.

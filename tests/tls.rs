@@ -946,6 +946,10 @@ fn a_bad_certificate_or_key_is_refused_at_start_and_on_reload() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "started with a key of another cert");
     assert!(
+        !String::from_utf8_lossy(&out.stdout).contains("listening"),
+        "refused before anything listens"
+    );
+    assert!(
         stderr.contains(&pki.arg("gw.pem"))
             && stderr.contains(&pki.arg("rogue.key"))
             && stderr.contains("does not fit"),
