@@ -24,15 +24,16 @@ impl std::str::FromStr for Listen {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let (transport, addr) = s
-            .split_once(':')
-            .ok_or_else(|| format!("{s:?}: expected udp:ADDR:PORT or tcp:ADDR:PORT"))?;
+        let (transport, addr) = s.split_once(':').ok_or_else(|| {
+            format!("{s:?}: expected udp:ADDR:PORT, tcp:ADDR:PORT or tls:ADDR:PORT")
+        })?;
         let transport = match transport.to_ascii_lowercase().as_str() {
             "udp" => Transport::Udp,
             "tcp" => Transport::Tcp,
+            "tls" => Transport::Tls,
             other => {
                 return Err(format!(
-                    "{s:?}: unknown transport {other:?} (use udp or tcp)"
+                    "{s:?}: unknown transport {other:?} (use udp, tcp or tls)"
                 ));
             }
         };
@@ -130,6 +131,10 @@ pub struct Settings {
     pub capture: crate::capture::CaptureSettings,
     /// `[log] console_format`: text for people, JSON lines for log shippers.
     pub log_format: crate::logging::LogFormat,
+    // --- issue 14: SIP over TLS ---
+    /// `[sip] tls_cert`, `tls_key`: the TLS listeners' certificate chain and key (PEM).
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
 }
 
 impl Default for Settings {
@@ -174,6 +179,8 @@ impl Default for Settings {
             http: Some(SocketAddr::from(([127, 0, 0, 1], 8112))),
             capture: crate::capture::CaptureSettings::default(),
             log_format: crate::logging::LogFormat::Text,
+            tls_cert: None,
+            tls_key: None,
         }
     }
 }
@@ -296,6 +303,9 @@ pub struct LimitsSection {
     pub tcp_idle_s: Option<Spanned<u64>>,
     pub tcp_idle_with_call_s: Option<Spanned<u64>>,
     pub fd_reserve: Option<Spanned<u64>>,
+    pub tls_handshakes_per_source: Option<Spanned<u64>>,
+    pub tls_max_handshakes: Option<Spanned<u64>>,
+    pub tls_handshake_timeout_ms: Option<Spanned<u64>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -332,6 +342,9 @@ pub struct SipSection {
     /// The load balancers in front of this node (CIDRs): their OPTIONS get 503 while the call
     /// log or the recordings cannot be written; they are trusted sources too.
     pub load_balancers: Option<Spanned<Vec<String>>>,
+    /// The TLS listeners' certificate chain and private key (PEM), read again on SIGHUP.
+    pub tls_cert: Option<Spanned<PathBuf>>,
+    pub tls_key: Option<Spanned<PathBuf>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -463,7 +476,7 @@ impl Settings {
     fn validate_transport_limits(&self) -> Result<(), SettingError> {
         let l = &self.transport_limits;
         // (out of range, key, what to write instead), first match reported.
-        let checks: [(bool, &'static str, &str); 11] = [
+        let checks: [(bool, &'static str, &str); 14] = [
             (
                 l.source_messages_per_s == 0,
                 "source_messages_per_s",
@@ -518,6 +531,21 @@ impl Settings {
                 l.tcp.idle_with_call > Duration::from_secs(24 * 3600),
                 "tcp_idle_with_call_s",
                 "use at most 86400 s (default 3600)",
+            ),
+            (
+                l.tls_handshakes_per_source == 0,
+                "tls_handshakes_per_source",
+                "0 would refuse every TLS connection; use at least 1 (default 16)",
+            ),
+            (
+                l.tls_max_handshakes == 0,
+                "tls_max_handshakes",
+                "use at least 1 (default 256)",
+            ),
+            (
+                !(100..=60_000).contains(&l.tls_handshake_timeout.as_millis()),
+                "tls_handshake_timeout_ms",
+                "use 100–60000 ms (default 5000)",
             ),
         ];
         match checks.into_iter().find(|(bad, _, _)| *bad) {
@@ -660,6 +688,16 @@ fn apply_text(settings: &mut Settings, path: &Path, text: &str) -> anyhow::Resul
     }
     if let Some(v) = lim.fd_reserve {
         limits.fd_reserve = take("fd_reserve", v);
+    }
+    if let Some(v) = lim.tls_handshakes_per_source {
+        limits.tls_handshakes_per_source = clamp32(take("tls_handshakes_per_source", v));
+    }
+    if let Some(v) = lim.tls_max_handshakes {
+        limits.tls_max_handshakes =
+            usize::try_from(take("tls_max_handshakes", v)).unwrap_or(usize::MAX);
+    }
+    if let Some(v) = lim.tls_handshake_timeout_ms {
+        limits.tls_handshake_timeout = Duration::from_millis(take("tls_handshake_timeout_ms", v));
     }
     let line = |key: &str| lines.iter().find(|(k, _)| *k == key).map(|&(_, l)| l);
     let at =
@@ -838,6 +876,15 @@ fn apply_text(settings: &mut Settings, path: &Path, text: &str) -> anyhow::Resul
         }
         settings.default_location = Some((d.lat, d.lon, d.radius_m));
     }
+    for (key, value, slot) in [
+        ("sip.tls_cert", file.sip.tls_cert, &mut settings.tls_cert),
+        ("sip.tls_key", file.sip.tls_key, &mut settings.tls_key),
+    ] {
+        if let Some(p) = value {
+            settings.origins.push((key, at(p.span())));
+            *slot = Some(rel(p.into_inner()));
+        }
+    }
     if let Some(d) = file.sip.element_domain {
         settings.element_domain = d;
     }
@@ -998,6 +1045,37 @@ mod tests {
             s.origin("location.cell_table"),
             "location.cell_table (default)"
         );
+    }
+
+    /// Issue 14: a tls: listener with its certificate and key (relative to the config file,
+    /// with where they were set) and the TLS handshake limits.
+    #[test]
+    fn tls_listener_keys_and_limits_are_read() {
+        let text = "[sip]\nlisten = [\"udp:0.0.0.0:5060\", \"tls:0.0.0.0:5061\"]\n\
+                    tls_cert = \"tls/siaga.pem\"\ntls_key = \"/etc/ssl/private/siaga.key\"\n\
+                    [limits]\ntls_handshakes_per_source = 4\ntls_max_handshakes = 64\n\
+                    tls_handshake_timeout_ms = 2000\n";
+        let mut s = Settings::default();
+        apply_text(&mut s, Path::new("/etc/siaga/siaga.toml"), text).expect("valid");
+        assert_eq!(
+            s.listen.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            ["udp:0.0.0.0:5060", "tls:0.0.0.0:5061"]
+        );
+        assert_eq!(
+            s.tls_cert.as_deref(),
+            Some(Path::new("/etc/siaga/tls/siaga.pem"))
+        );
+        assert_eq!(
+            s.tls_key.as_deref(),
+            Some(Path::new("/etc/ssl/private/siaga.key"))
+        );
+        assert_eq!(
+            s.origin("sip.tls_cert"),
+            "/etc/siaga/siaga.toml:3: sip.tls_cert"
+        );
+        let l = &s.transport_limits;
+        assert_eq!((l.tls_handshakes_per_source, l.tls_max_handshakes), (4, 64));
+        assert_eq!(l.tls_handshake_timeout, Duration::from_secs(2));
     }
 
     #[test]

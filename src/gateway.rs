@@ -24,6 +24,10 @@ use crate::transport::{self, NetEvent};
 pub struct Bound {
     pub udp: Vec<Arc<UdpSocket>>,
     pub tcp: Vec<TcpListener>,
+    /// TLS listeners: TCP sockets whose connections start with a TLS handshake.
+    pub tls: Vec<TcpListener>,
+    /// Their certificate (see [`tls_server_for`]).
+    pub tls_server: Option<Arc<crate::tls::TlsServer>>,
     /// The HTTP listener (metrics, health), if configured and bound.
     pub http: Option<TcpListener>,
 }
@@ -42,23 +46,20 @@ impl Bound {
                 out.push((Transport::Tcp, a));
             }
         }
+        for l in &self.tls {
+            if let Ok(a) = l.local_addr() {
+                out.push((Transport::Tls, a));
+            }
+        }
         out
     }
 
     /// The bound addresses as `udp ADDR` / `tcp ADDR` lines (printed at start-up).
     pub fn describe(&self) -> Vec<String> {
-        let mut out = Vec::new();
-        for s in &self.udp {
-            if let Ok(a) = s.local_addr() {
-                out.push(format!("udp {a}"));
-            }
-        }
-        for l in &self.tcp {
-            if let Ok(a) = l.local_addr() {
-                out.push(format!("tcp {a}"));
-            }
-        }
-        out
+        self.listeners()
+            .into_iter()
+            .map(|(t, a)| format!("{} {a}", t.as_str()))
+            .collect()
     }
 }
 
@@ -95,6 +96,8 @@ pub fn bind(listen: &[Listen]) -> anyhow::Result<Bound> {
     let mut bound = Bound {
         udp: Vec::new(),
         tcp: Vec::new(),
+        tls: Vec::new(),
+        tls_server: None,
         http: None,
     };
     for l in listen {
@@ -103,11 +106,17 @@ pub fn bind(listen: &[Listen]) -> anyhow::Result<Bound> {
                 let std_socket: std::net::UdpSocket = s.into();
                 UdpSocket::from_std(std_socket).map(|s| bound.udp.push(Arc::new(s)))
             }),
-            Transport::Tcp => socket_for(l.addr, socket2::Type::STREAM).and_then(|s| {
-                s.listen(1024)?;
-                let std_listener: std::net::TcpListener = s.into();
-                TcpListener::from_std(std_listener).map(|l| bound.tcp.push(l))
-            }),
+            Transport::Tcp | Transport::Tls => {
+                socket_for(l.addr, socket2::Type::STREAM).and_then(|s| {
+                    s.listen(1024)?;
+                    let std_listener: std::net::TcpListener = s.into();
+                    let list = match l.transport {
+                        Transport::Tls => &mut bound.tls,
+                        _ => &mut bound.tcp,
+                    };
+                    TcpListener::from_std(std_listener).map(|l| list.push(l))
+                })
+            }
         };
         match result {
             Ok(()) => {}
@@ -233,7 +242,13 @@ pub async fn run(
         fd_limit,
         plan.clone(),
     ));
-    let directory = directory_for(&plan, &listeners);
+    let tls_server = match bound.tls_server.take() {
+        Some(server) => Some(server),
+        None if bound.tls.is_empty() => None,
+        None => tls_server_for(&settings)?,
+    };
+    let (directory, tls_peers) = directory_for(&plan, &listeners)
+        .map_err(|e| anyhow::anyhow!("the dialplan's TLS targets:\n{e}"))?;
     shield.set_plan(plan.clone(), agency_addresses(&directory));
     engine.set_directory(directory);
     let mut udp_by_local: HashMap<(bool, u16), Arc<UdpSocket>> = HashMap::new();
@@ -254,13 +269,24 @@ pub async fn run(
             i as u64 + 1,
         ));
     }
+    if let Some(server) = &tls_server {
+        for (i, l) in bound.tls.into_iter().enumerate() {
+            tokio::spawn(transport::tls_acceptor(
+                l,
+                net_tx.clone(),
+                shield.clone(),
+                32 + i as u64,
+                server.clone(),
+            ));
+        }
+    }
     let reporter = tokio::spawn(report_limits(shield.clone(), calllog.clone()));
     crate::memory::spawn_trimmer();
     let mut media = MediaManager::new(&settings, media_tx, calllog.clone(), recovery.unfinished);
     let mut out = Outputs {
         udp: udp_by_local,
         calllog: calllog.clone(),
-        tcp: transport::TcpPool::new(net_tx, shield.clone()),
+        tcp: transport::TcpPool::new(net_tx, shield.clone(), Arc::new(tls_peers)),
         calls: crate::metrics::CallTracker::default(),
         capture: crate::capture::Capture::start(&settings.capture).await?,
     };
@@ -327,20 +353,23 @@ pub async fn run(
             }
             _ = hangup.recv() => {
                 let _ = reread_tx.try_send(());
+                if let Some(server) = &tls_server {
+                    reload_tls_certificate(server.clone());
+                }
                 let files = settings.dialplans.clone();
                 let listeners = listeners.clone();
                 let done = reloaded_tx.clone();
                 tokio::task::spawn_blocking(move || {
-                    let result = crate::plan::load(&files).map(|plan| {
-                        let directory = directory_for(&plan, &listeners);
-                        (plan, directory)
+                    let result = crate::plan::load(&files).and_then(|plan| {
+                        let (directory, peers) = directory_for(&plan, &listeners)?;
+                        Ok((plan, directory, peers))
                     });
                     let _ = done.blocking_send(result);
                 });
             }
             reloaded = reloaded_rx.recv() => {
                 if let Some(result) = reloaded {
-                    apply_reload(&mut engine, &shield, result, &calllog);
+                    apply_reload(&mut engine, &shield, &mut out.tcp, result, &calllog);
                 }
             }
             Some(rows) = lists_rx.recv() => {
@@ -529,26 +558,71 @@ fn restart_byes(engine: &mut Engine, left: crate::restart::LeftOpen, calllog: &C
     }
 }
 
+/// The TLS listeners' certificate, when there are any: read before anything listens, so a
+/// missing or bad file stops the start with its name.
+pub fn tls_server_for(settings: &Settings) -> anyhow::Result<Option<Arc<crate::tls::TlsServer>>> {
+    if !settings
+        .listen
+        .iter()
+        .any(|l| l.transport == Transport::Tls)
+    {
+        return Ok(None);
+    }
+    let (Some(cert), Some(key)) = (&settings.tls_cert, &settings.tls_key) else {
+        anyhow::bail!(
+            "a tls: listener needs a certificate and its key: set sip.tls_cert and sip.tls_key \
+             (or --tls-cert and --tls-key)"
+        );
+    };
+    let server = crate::tls::TlsServer::load(cert, key).with_context(|| {
+        format!(
+            "loading the TLS listener's certificate ({}, {})",
+            settings.origin("sip.tls_cert"),
+            settings.origin("sip.tls_key")
+        )
+    })?;
+    if let Some(pin) = server.fingerprint() {
+        tracing::info!(sha256 = %pin, "tls certificate loaded");
+    }
+    Ok(Some(Arc::new(server)))
+}
+
+/// SIGHUP: the TLS listener's certificate and key are read again, off the engine task; a bad
+/// pair keeps the old one. Connections and calls already up are not touched.
+fn reload_tls_certificate(server: Arc<crate::tls::TlsServer>) {
+    tokio::task::spawn_blocking(move || match server.reload() {
+        Ok(pin) => {
+            tracing::info!(sha256 = %pin, "tls certificate reloaded");
+            println!("tls certificate reloaded: sha256 {pin}");
+        }
+        Err(e) => {
+            tracing::error!("tls certificate rejected, keeping the old one: {e:#}");
+            println!("tls certificate rejected, keeping the old one");
+        }
+    });
+}
+
 /// Resolves every agency target of the plan: DNS for host names, and our local address on the
 /// path to each (the engine puts it in Via, Contact and SDP). Unresolvable targets are left
-/// out; the engine then skips them to the next target and logs why.
-fn directory_for(plan: &Dialplan, listeners: &[(Transport, SocketAddr)]) -> Directory {
+/// out; the engine then skips them to the next target and logs why. TLS targets also get
+/// their certificate checks and client certificates, read from their files: one that cannot
+/// be read rejects the plan.
+fn directory_for(
+    plan: &Dialplan,
+    listeners: &[(Transport, SocketAddr)],
+) -> Result<(Directory, crate::tls::TlsPeers), String> {
     use std::net::ToSocketAddrs;
     let mut locals = transport::LocalAddrCache::default();
     let mut hops = HashMap::new();
-    let targets = plan.routes().flat_map(|def| {
-        std::iter::once(&def.base)
-            .chain(def.variants.iter().map(|v| &v.route))
-            .flat_map(|r| r.targets.iter())
-    });
-    for target in targets {
+    for target in plan.targets() {
         let Some(key) = Directory::key_of(target.uri.as_str()) else {
             continue;
         };
         if hops.contains_key(&key) {
             continue;
         }
-        let port = target.uri.port().unwrap_or(5060);
+        let transport = siaga_engine::agency_transport(target.transport);
+        let port = target.uri.port().unwrap_or(transport.default_port());
         let remote = (target.uri.host(), port)
             .to_socket_addrs()
             .ok()
@@ -567,13 +641,17 @@ fn directory_for(plan: &Dialplan, listeners: &[(Transport, SocketAddr)]) -> Dire
             remote,
             local_udp: local_for(Transport::Udp, &mut locals),
             local_tcp: local_for(Transport::Tcp, &mut locals),
+            local_tls: local_for(Transport::Tls, &mut locals),
         };
         hops.insert(key, hop);
     }
-    Directory {
+    let resolved = hops.iter().map(|(k, h)| (k.clone(), h.remote)).collect();
+    let peers = crate::tls::peers_for(plan, &resolved)?;
+    let directory = Directory {
         hops,
         listeners: listeners.to_vec(),
-    }
+    };
+    Ok((directory, peers))
 }
 
 /// The addresses of the plan's agencies: the transport exempts them from its budgets.
@@ -605,18 +683,20 @@ pub(crate) fn load_cell_table(
 }
 
 /// A plan read and resolved off the engine task, or why it was refused.
-type Reloaded = Result<(Arc<Dialplan>, Directory), String>;
+type Reloaded = Result<(Arc<Dialplan>, Directory, crate::tls::TlsPeers), String>;
 
 /// SIGHUP: swap the dialplan all-or-nothing. A bad plan is rejected and logged; the old one
 /// stays, and calls in progress keep the plan they started with either way.
 fn apply_reload(
     engine: &mut Engine,
     shield: &transport::Shield,
+    streams: &mut transport::TcpPool,
     result: Reloaded,
     calllog: &CallLog,
 ) {
     let (kind, detail) = match result {
-        Ok((plan, directory)) => {
+        Ok((plan, directory, tls_peers)) => {
+            streams.set_tls_peers(Arc::new(tls_peers));
             let name = plan.centre().name.clone();
             shield.set_plan(plan.clone(), agency_addresses(&directory));
             crate::metrics::register_routes(&plan);
@@ -736,6 +816,9 @@ fn handle_net(engine: &mut Engine, out: &mut Outputs, ev: NetEvent) {
     match ev {
         NetEvent::Sip { flow, data, queued } => {
             crate::metrics::sip_message("in", &data);
+            if flow.conn.is_some() {
+                out.tcp.learn_alias(flow, &data);
+            }
             let at = out.capture.as_ref().map(|_| std::time::SystemTime::now());
             engine.handle_input(Instant::now(), Input::Sip { flow, data: &data });
             drop(queued);
@@ -746,10 +829,14 @@ fn handle_net(engine: &mut Engine, out: &mut Outputs, ev: NetEvent) {
         }
         NetEvent::ConnOpened {
             conn,
+            transport,
             remote,
             writer,
             calls,
-        } => out.tcp.opened(conn, remote, writer, calls),
+            peer_certs,
+        } => out
+            .tcp
+            .opened(conn, transport, remote, writer, calls, peer_certs),
         NetEvent::ConnClosed { flow, reason } => {
             out.tcp.closed(&flow);
             engine.handle_input(Instant::now(), Input::TransportError { flow, reason });
@@ -803,7 +890,7 @@ async fn drain(engine: &mut Engine, out: &mut Outputs, media: &mut MediaManager)
                     // cannot carry the message is a transport failure for the engine.
                     match flow.transport {
                         Transport::Udp => tracing::debug!(%reason, "udp send failed"),
-                        Transport::Tcp => engine
+                        Transport::Tcp | Transport::Tls => engine
                             .handle_input(Instant::now(), Input::TransportError { flow, reason }),
                     }
                 }
@@ -848,7 +935,7 @@ async fn send(out: &mut Outputs, flow: Flow, bytes: Vec<u8>) -> Result<(), Strin
                 .map(|_| ())
                 .map_err(|e| format!("udp send to {}: {e}", flow.remote))
         }
-        Transport::Tcp => out.tcp.send(flow, bytes),
+        Transport::Tcp | Transport::Tls => out.tcp.send(flow, bytes),
     }
 }
 

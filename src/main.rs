@@ -14,6 +14,7 @@ mod numbers;
 mod plan;
 mod restart;
 mod systemd;
+mod tls;
 mod transport;
 
 use std::io::Write as _;
@@ -137,7 +138,7 @@ struct ServeArgs {
     /// A TOML config file; flags given here override it.
     #[arg(long, short)]
     config: Option<PathBuf>,
-    /// SIP listener as udp:IP:PORT or tcp:IP:PORT; repeat for several
+    /// SIP listener as udp:IP:PORT, tcp:IP:PORT or tls:IP:PORT; repeat for several
     /// [default: udp:0.0.0.0:5060 udp:[::]:5060 tcp:0.0.0.0:5060 tcp:[::]:5060]
     #[arg(long = "listen", value_name = "TRANSPORT:IP:PORT")]
     listen: Vec<Listen>,
@@ -173,6 +174,12 @@ struct ServeArgs {
     /// [config: capture.hep]
     #[arg(long, value_name = "udp:HOST:PORT")]
     hep: Option<capture::HepCollector>,
+    /// The TLS listeners' certificate chain (PEM), reloaded on SIGHUP [config: sip.tls_cert]
+    #[arg(long, value_name = "PEM")]
+    tls_cert: Option<PathBuf>,
+    /// The TLS listeners' private key (PEM), reloaded on SIGHUP [config: sip.tls_key]
+    #[arg(long, value_name = "PEM")]
+    tls_key: Option<PathBuf>,
     /// Console log lines as text or as one JSON object per line [config: log.console_format]
     #[arg(long, value_enum, value_name = "FORMAT")]
     log_format: Option<logging::LogFormat>,
@@ -315,6 +322,14 @@ fn settings_from(args: ServeArgs, log_url: Option<String>) -> anyhow::Result<Set
     if let Some(format) = args.log_format {
         s.log_format = format;
     }
+    if let Some(cert) = args.tls_cert {
+        s.set_origin("sip.tls_cert", "--tls-cert".into());
+        s.tls_cert = Some(cert);
+    }
+    if let Some(key) = args.tls_key {
+        s.set_origin("sip.tls_key", "--tls-key".into());
+        s.tls_key = Some(key);
+    }
     s.validate()?;
     Ok(s)
 }
@@ -409,6 +424,7 @@ fn serve(args: ServeArgs, log_url: Option<String>) -> anyhow::Result<()> {
         .context("starting the tokio runtime")?;
     runtime.block_on(async {
         let dialplan = check_files(&settings)?;
+        let tls_server = gateway::tls_server_for(&settings)?;
         let shutdown = shutdown_signal()?;
         // Before any port is bound: a second gateway on this call log would close the first
         // one's live calls at start.
@@ -418,6 +434,7 @@ fn serve(args: ServeArgs, log_url: Option<String>) -> anyhow::Result<()> {
             Some(_) => None,
         };
         let mut bound = gateway::bind(&settings.listen)?;
+        bound.tls_server = tls_server;
         let mut stdout = std::io::stdout();
         // Metrics and health are not worth a refused start: a gateway whose HTTP port is
         // taken still answers 112, and says why it has no /metrics.

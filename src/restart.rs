@@ -310,6 +310,7 @@ fn dialogs_of(conn: &Db, call: i64) -> anyhow::Result<Vec<Built>> {
                     transport: match transport.as_str() {
                         "udp" => Transport::Udp,
                         "tcp" => Transport::Tcp,
+                        "tls" => Transport::Tls,
                         _ => return None,
                     },
                     local: local.parse().ok()?,
@@ -343,7 +344,7 @@ fn to_caller_source(
     mut dialog: OpenDialog,
     source: Option<SocketAddr>,
 ) -> Result<(OpenDialog, Option<String>), (LegId, String)> {
-    if dialog.leg != LegId::Caller || dialog.flow.transport != Transport::Tcp {
+    if dialog.leg != LegId::Caller || !dialog.flow.transport.is_stream() {
         return Ok((dialog, None));
     }
     let Some(source) = source else {

@@ -47,8 +47,8 @@ pub use ivr::{
     TimelineKind, TimeoutKind,
 };
 pub use model::{
-    Centre, Choice, Dialplan, Entry, Exit, LocationConveyance, Menu, PromptRef, Queue, Route,
-    RouteDefinition, RouteVariant, Strategy, Target, Transport, TrustDomain,
+    Centre, CertPin, Choice, Dialplan, Entry, Exit, LocationConveyance, Menu, PromptRef, Queue,
+    Route, RouteDefinition, RouteVariant, Strategy, Target, TargetTls, Transport, TrustDomain,
 };
 pub use policy::{
     Applied, CallRate, CallerNumber, Decision, ListEntry, ListKind, NumberError, NumberLists,

@@ -109,6 +109,12 @@ pub(crate) struct RawTarget {
     pub transport: Option<Text>,
     pub location: Option<Text>,
     pub trusted: Option<bool>,
+    // TLS targets (`sips:`, `;transport=tls` or transport = "tls").
+    pub tls_ca: Option<Text>,
+    pub tls_pin: Option<Text>,
+    pub tls_cert: Option<Text>,
+    pub tls_key: Option<Text>,
+    pub tls_server_name: Option<Text>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -218,7 +218,8 @@ impl Call {
 
     /// Our Contact, as put in responses and requests on this dialog.
     pub fn contact(&self) -> String {
-        crate::sip::build::contact_for(self.flow)
+        let sips = self.invite.uri.to_string().get(..5) == Some("sips:");
+        crate::sip::build::contact_for(self.flow, sips)
     }
 
     /// Over, and no agency leg needs it any more: the dispatcher may forget it.

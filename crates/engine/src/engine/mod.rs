@@ -234,7 +234,7 @@ impl Engine {
     fn on_sip(&mut self, now: Instant, flow: Flow, data: &[u8]) {
         let framing = match flow.transport {
             Transport::Udp => Framing::Datagram,
-            Transport::Tcp => Framing::Stream,
+            Transport::Tcp | Transport::Tls => Framing::Stream,
         };
         match parse::parse(data, framing) {
             Err(rejection) => {
