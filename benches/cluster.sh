@@ -134,7 +134,7 @@ failover)
     done
     echo "node b's $held open calls closed by node a $(echo "${t_node_lost:-nan} - $kill_time" | bc 2>/dev/null) s after the kill:"
     psql_q "select end_reason, count(*) from calls where node = 'b' and ended_at >= (extract(epoch from now()) * 1000 - 60000) group by 1"
-    echo "on the call-back list: $("$BIN" calls list --call-backs --log-url "$LOG_URL" | grep -c node_lost || true)"
+    echo "on the call-back list: $("${NS[@]}" "$BIN" calls list --call-backs --log-url "$LOG_URL" | grep -c node_lost || true)"
   fi
   if [ -n "${PG_RESTART_AT:-}" ] && [ -n "$LOG_URL" ]; then
     sleep "$(echo "$PG_RESTART_AT - $KILL_AT" | bc)"

@@ -207,7 +207,9 @@ pub fn list(conn: &Db, limit: usize, filter: &ListFilter) -> rusqlite::Result<Ve
 }
 
 /// The SQL condition (on `calls`) of the call-back list: emergency calls that may have left
-/// the caller without help and that no agency answered.
+/// the caller without help and that no agency answered — and every emergency call the gateway
+/// itself cut (a crash and restart, a lost node), answered or not: the caller was cut off
+/// mid-call, and the agency that had them lost them too.
 pub fn call_back_condition() -> String {
     // The names are our own constants, so they can be inlined as SQL literals.
     let reasons: Vec<String> = logged_end_reasons()
@@ -215,8 +217,9 @@ pub fn call_back_condition() -> String {
         .map(|(name, _)| format!("'{name}'"))
         .collect();
     format!(
-        "calls.kind = 'emergency' AND calls.end_reason IN ({}) AND NOT EXISTS \
-         (SELECT 1 FROM call_events e WHERE e.call = calls.id AND e.kind = '{}')",
+        "calls.kind = 'emergency' AND (calls.end_reason IN ('{GATEWAY_RESTARTED}', '{NODE_LOST}') \
+         OR (calls.end_reason IN ({}) AND NOT EXISTS \
+         (SELECT 1 FROM call_events e WHERE e.call = calls.id AND e.kind = '{}')))",
         reasons.join(", "),
         CallEventKind::AgencyAnswered
     )
