@@ -21,7 +21,7 @@ static CLUSTER: OnceLock<pg::PgCluster> = OnceLock::new();
 
 extern "C" fn stop_cluster() {
     if let Some(cluster) = CLUSTER.get() {
-        cluster.stop("immediate");
+        cluster.stop_and_remove();
     }
 }
 

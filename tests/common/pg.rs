@@ -209,6 +209,13 @@ impl PgCluster {
     pub fn data_dir(&self) -> &Path {
         &self.data
     }
+
+    /// Stops the cluster and deletes its files, errors ignored: for a cluster held in a static,
+    /// whose destructor (and its temporary directory's) never runs.
+    pub fn stop_and_remove(&self) {
+        let _ = self.pg_ctl_stop("immediate");
+        let _ = std::fs::remove_dir_all(self._dir.path());
+    }
 }
 
 impl Drop for PgCluster {
