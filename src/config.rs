@@ -128,6 +128,10 @@ pub struct Settings {
     pub capture: crate::capture::CaptureSettings,
     /// `[log] console_format`: text for people, JSON lines for log shippers.
     pub log_format: crate::logging::LogFormat,
+    // --- issue 11: retention and evidence ---
+    pub retention: crate::calllog::retention::RetentionPeriods,
+    /// The centre's signing key directory (`[evidence] key_dir`).
+    pub key_dir: PathBuf,
 }
 
 impl Default for Settings {
@@ -171,6 +175,8 @@ impl Default for Settings {
             http: Some(SocketAddr::from(([127, 0, 0, 1], 8112))),
             capture: crate::capture::CaptureSettings::default(),
             log_format: crate::logging::LogFormat::Text,
+            retention: Default::default(),
+            key_dir: PathBuf::from("keys"),
         }
     }
 }
@@ -216,6 +222,26 @@ pub struct FileConfig {
     pub http: HttpSection,
     #[serde(default)]
     pub capture: CaptureSection,
+    #[serde(default)]
+    pub retention: RetentionSection,
+    #[serde(default)]
+    pub evidence: EvidenceSection,
+}
+
+/// `[retention]` (issue 11 item 6): days to keep recordings and verbatim SIP messages; 0 or
+/// absent keeps them for ever.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetentionSection {
+    pub recordings_days: Option<u32>,
+    pub sip_bodies_days: Option<u32>,
+}
+
+/// `[evidence]`: where the centre's signing key lives (`siaga keys init`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EvidenceSection {
+    pub key_dir: Option<Spanned<PathBuf>>,
 }
 
 /// The HTTP listener: `/metrics`, `/healthz`, `/readyz`.
@@ -573,7 +599,7 @@ fn apply_text(settings: &mut Settings, path: &Path, text: &str) -> anyhow::Resul
     let file: FileConfig = toml::from_str(text).map_err(|e| {
         let line = e.span().map_or(1, |s| line_of(text, s.start));
         anyhow::anyhow!(
-            "{}:{line}: {}\n  hint: see the [sip], [calls], [media], [log], [dialplan], [location], [limits], [files], [capture] and [http] keys in README.md",
+            "{}:{line}: {}\n  hint: see the [sip], [calls], [media], [log], [dialplan], [location], [limits], [files], [capture], [http], [retention] and [evidence] keys in README.md",
             path.display(),
             e.message()
         )
@@ -802,6 +828,16 @@ fn apply_text(settings: &mut Settings, path: &Path, text: &str) -> anyhow::Resul
         );
     }
     apply_capture_and_format(settings, &file.capture, file.log.console_format, &at)?;
+    if let Some(d) = file.retention.recordings_days {
+        settings.retention.recordings_days = d;
+    }
+    if let Some(d) = file.retention.sip_bodies_days {
+        settings.retention.sip_bodies_days = d;
+    }
+    if let Some(dir) = file.evidence.key_dir {
+        settings.set_origin("evidence.key_dir", at(dir.span()));
+        settings.key_dir = rel(dir.into_inner());
+    }
     if let Some(files) = file.dialplan.files {
         settings.set_origin("dialplan.files", at(files.span()));
         settings.dialplans = files.into_inner().into_iter().map(rel).collect();

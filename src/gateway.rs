@@ -184,6 +184,8 @@ pub async fn run(
         calllog: calllog.clone(),
         recordings: settings.recordings.clone(),
     });
+    // Issue 11 item 6: the daily retention sweep (off unless [retention] sets a period).
+    crate::evidence::spawn_daily_retention(settings.db.clone(), settings.retention);
     let http = bound.http.take().map(|listener| {
         tokio::spawn(crate::http::serve(
             listener,

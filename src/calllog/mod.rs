@@ -3,12 +3,15 @@
 //! gets a row the moment its first INVITE is accepted; every SIP message in and out is kept
 //! verbatim and linked to its call.
 
+pub mod access;
+pub mod chain;
 pub mod classes;
 mod gateway_event;
 pub mod numbers;
 mod ops;
 pub mod query;
 pub mod report;
+pub mod retention;
 mod schema;
 mod spill;
 pub mod stats;
@@ -281,6 +284,7 @@ impl Write {
                 duration_ms,
             } => {
                 entry.call = Some(call);
+                let finished = sha256.is_some();
                 entry.sql(
                     SET_RECORDING,
                     vec![
@@ -290,6 +294,13 @@ impl Write {
                         Value::from(duration_ms),
                     ],
                 );
+                // In the same transaction as the digest it commits to.
+                if finished {
+                    entry.ops.push(ops::Op::ChainRecording {
+                        call,
+                        at_ms: now_ms(),
+                    });
+                }
             }
             Write::Event {
                 at_ms,

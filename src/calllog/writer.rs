@@ -28,6 +28,8 @@ const FIRST_RETRY: Duration = Duration::from_millis(100);
 const LAST_RETRY: Duration = Duration::from_secs(5);
 /// Records taken off the channel in one loop pass at most (memory is bounded as they come).
 const INTAKE: usize = 50_000;
+/// How long after its end a call is sealed in the chain.
+const SEAL_DELAY: Duration = Duration::from_millis(super::chain::SEAL_DELAY_MS as u64);
 /// How often the free space is looked at.
 const SPACE_CHECK: Duration = Duration::from_secs(2);
 
@@ -90,6 +92,10 @@ pub struct Writer {
     shared: Arc<Shared>,
     /// The thresholds calls are classed with (the running plan's, once the gateway says).
     class_rules: siaga_dialplan::ClassifyRules,
+    /// Ended calls waiting to be sealed in the chain, due in this order.
+    seals: VecDeque<(Instant, u64)>,
+    /// Whether the ended calls an earlier run left unsealed were looked for.
+    unsealed_scanned: bool,
 }
 
 /// A failure that says nothing about the record: the database cannot be written now.
@@ -155,6 +161,8 @@ impl Writer {
             space_checked: None,
             shared,
             class_rules: Default::default(),
+            seals: VecDeque::new(),
+            unsealed_scanned: false,
         };
         if damaged.places > 0 {
             let detail = format!(
@@ -308,6 +316,7 @@ impl Writer {
                 Err(RecvTimeoutError::Disconnected) => break,
             }
             self.check_space();
+            self.queue_seals(false);
             self.count_lost_at_door();
             if self.gap.is_none() || Instant::now() >= self.retry_at {
                 self.flush();
@@ -331,6 +340,13 @@ impl Writer {
             Write::Barrier(b) => self.barriers.push((self.seq, b)),
             Write::ClassRules(rules) => self.class_rules = rules,
             write => {
+                if let Write::Engine {
+                    record: siaga_engine::io::LogRecord::CallEnded { call, .. },
+                    ..
+                } = &write
+                {
+                    self.seals.push_back((Instant::now() + SEAL_DELAY, call.0));
+                }
                 if let Some(entry) = write.lower(&self.class_rules) {
                     if entry.droppable && (self.space.low || self.gap.is_some()) {
                         self.space.dropped += 1;
@@ -354,6 +370,58 @@ impl Writer {
         self.memory.push_back((self.seq, entry));
     }
 
+    /// Queues the seals that are due (all of them at stop), in the stream with every other
+    /// record, so they are spilled and replayed like the rest.
+    fn queue_seals(&mut self, all: bool) {
+        let now = Instant::now();
+        let mut calls = Vec::new();
+        while let Some(&(due, call)) = self.seals.front() {
+            if !all && due > now {
+                break;
+            }
+            calls.push(call);
+            self.seals.pop_front();
+        }
+        if !calls.is_empty() {
+            self.push(Entry {
+                ops: vec![Op::Seal {
+                    calls,
+                    at_ms: now_ms(),
+                }],
+                ..Entry::default()
+            });
+        }
+    }
+
+    /// Once the database can be read: the calls an earlier run ended (or a crash left open
+    /// and start-up closed) without sealing them are sealed after the same delay.
+    fn scan_unsealed(&mut self) {
+        if self.unsealed_scanned {
+            return;
+        }
+        let Some(conn) = &self.conn else {
+            return;
+        };
+        match super::chain::unsealed_ended_calls(conn) {
+            Ok(calls) => {
+                self.unsealed_scanned = true;
+                let due = Instant::now() + SEAL_DELAY;
+                let known: std::collections::HashSet<u64> =
+                    self.seals.iter().map(|&(_, c)| c).collect();
+                let mut front: VecDeque<(Instant, u64)> = calls
+                    .into_iter()
+                    .map(|c| c as u64)
+                    .filter(|c| !known.contains(c))
+                    .map(|c| (due, c))
+                    .collect();
+                // Due no later than the calls already waiting.
+                front.append(&mut self.seals);
+                self.seals = front;
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot look for unsealed calls yet"),
+        }
+    }
+
     fn event(&mut self, kind: GatewayEventKind, detail: String) {
         let mut entry = Entry::default();
         super::insert_gateway_event(&mut entry, now_ms(), kind, detail);
@@ -370,6 +438,7 @@ impl Writer {
             }
             _ => {
                 self.backoff = FIRST_RETRY;
+                self.scan_unsealed();
                 if !self.backlog()
                     && let Some(gap) = self.gap.take()
                 {
@@ -646,6 +715,8 @@ impl Writer {
     /// At stop: one last try, and whatever still cannot be written goes to the spill file
     /// for the next start.
     fn stop(mut self) {
+        // Nothing more comes for the calls that ended: seal them now.
+        self.queue_seals(true);
         self.count_lost_at_door();
         // The first pass also ends a gap with nothing left waiting (its event is then written).
         while self.flush() && self.backlog() {}
@@ -715,6 +786,12 @@ pub(super) fn run_op(tx: &rusqlite::Transaction, op: &Op) -> rusqlite::Result<()
         Op::Recover { now_ms } => schema::recover_in(tx, *now_ms).map(|_| ()),
         Op::Classify { call, at_ms, rules } => {
             super::classes::classify_in(tx, *call as i64, *at_ms, rules)
+        }
+        Op::Seal { calls, at_ms } => calls
+            .iter()
+            .try_for_each(|c| super::chain::seal_call(tx, *c as i64, *at_ms)),
+        Op::ChainRecording { call, at_ms } => {
+            super::chain::chain_recording(tx, *call as i64, *at_ms)
         }
     }
 }

@@ -259,6 +259,21 @@ fn signal(pid: u32, sig: &str) {
         .status();
 }
 
+/// The number every scenario in tests/sipp calls from.
+pub const SCENARIO_NUMBER: &str = "+6281234567890";
+
+/// A copy of a tests/sipp scenario in `dir` calling from `number` instead.
+pub fn scenario_from_number(dir: &Path, scenario: &str, number: &str) -> PathBuf {
+    let text = std::fs::read_to_string(scenario_path(scenario)).expect("scenario");
+    assert!(
+        text.contains(SCENARIO_NUMBER),
+        "{scenario} has a caller number"
+    );
+    let path = dir.join(format!("{number}-{scenario}"));
+    std::fs::write(&path, text.replace(SCENARIO_NUMBER, number)).expect("write scenario");
+    path
+}
+
 pub fn scenario_path(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/sipp")

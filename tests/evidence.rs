@@ -1,0 +1,480 @@
+//! Evidence through the whole gateway (issue 11 items 2, 3, 4 and 6): real SIPp calls fill
+//! the call log — one abandoned in the menu, one answered by a SIPp police desk, one more —
+//! then the CLI finds them by its filters, paging and i3 ids; an evidence package verifies on
+//! a copy moved elsewhere and fails once a WAV byte, the manifest or the signature changes;
+//! retention deletes exactly the old unheld recordings and the chain still verifies; and a
+//! WAV byte, an access-trail row or a deleted call row each make `siaga audit verify` fail
+//! naming that entry.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::{AgencyPorts, Gateway, assert_sipp_ok, finish_agency, sipp_agency, test_plan};
+
+/// `siaga ARGS` (no --db added): (success, stdout, stderr).
+fn siaga(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_siaga"))
+        .args(args)
+        .output()
+        .expect("run siaga");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn ids(gw: &Gateway, args: &[&str]) -> Vec<i64> {
+    let mut args = args.to_vec();
+    args.insert(0, "list");
+    gw.calls_json(&args)
+        .as_array()
+        .expect("a list")
+        .iter()
+        .map(|c| c["id"].as_i64().expect("id"))
+        .collect()
+}
+
+/// `siaga audit verify`: (ok, first line).
+fn audit(db: &Path) -> (bool, String) {
+    let (ok, out, _) = siaga(&["audit", "verify", "--db", db.to_str().expect("utf8")]);
+    (ok, out.lines().next().unwrap_or_default().to_owned())
+}
+
+fn flip_byte(path: &Path, at: usize) {
+    let mut bytes = std::fs::read(path).expect("read");
+    bytes[at] ^= 0x01;
+    std::fs::write(path, bytes).expect("write");
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("mkdir");
+    for entry in std::fs::read_dir(from).expect("read dir").flatten() {
+        let target = to.join(entry.file_name());
+        if entry.file_type().expect("type").is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).expect("copy");
+        }
+    }
+}
+
+#[test]
+fn calls_are_found_exported_verified_swept_and_tampering_is_named() {
+    let ports = AgencyPorts::new();
+    let dir = tempfile::tempdir().expect("dir");
+    let plan = test_plan(dir.path(), &ports, &[]);
+    let mut gw = Gateway::start(&["--dialplan", plan.to_str().expect("utf8 path")]);
+    let run = |scenario: &str, number: &str, args: &[&str], what: &str| {
+        let path = common::scenario_from_number(dir.path(), scenario, number);
+        let out = gw.sipp(path.to_str().expect("utf8 path"), false, args);
+        assert_sipp_ok(&out, what);
+    };
+    // 1: 112, hangs up in the menu after 1 s.
+    run(
+        "uac_call.xml",
+        "+6281100000001",
+        &["-s", "112", "-m", "1", "-d", "1000"],
+        "caller 1",
+    );
+    // 2: 110, answered by the police desk (SIPp), on the line 4 s.
+    let police = sipp_agency("agency_answer.xml", ports.police, &["-m", "1"]);
+    run(
+        "uac_call.xml",
+        "+6281100000002",
+        &["-s", "110", "-m", "1", "-d", "4000"],
+        "caller 2 to the police",
+    );
+    finish_agency(police, "police answers");
+    // 3: 112 again, 2 s.
+    run(
+        "uac_call.xml",
+        "+6281100000003",
+        &["-s", "112", "-m", "1", "-d", "2000"],
+        "caller 3",
+    );
+    // A graceful stop seals every ended call in the chain.
+    gw.stop();
+    let db = gw.db_path();
+    let db_arg = db.to_str().expect("utf8").to_owned();
+
+    // --- item 2: filters, paging, i3 ids, outcome, legs ---
+    assert_eq!(ids(&gw, &[]), [3, 2, 1]);
+    assert_eq!(ids(&gw, &["--caller", "0811-0000-0001"]), [1]);
+    assert_eq!(ids(&gw, &["--caller", "+6281100000003"]), [3]);
+    assert_eq!(ids(&gw, &["--dialled", "110"]), [2]);
+    assert_eq!(ids(&gw, &["--dialled", "112"]), [3, 1]);
+    assert_eq!(ids(&gw, &["--route", "police"]), [2]);
+    assert_eq!(ids(&gw, &["--answered"]), [2]);
+    assert_eq!(ids(&gw, &["--unanswered"]), [3, 1]);
+    assert_eq!(ids(&gw, &["--min-secs", "3.5"]), [2]);
+    assert_eq!(
+        ids(
+            &gw,
+            &["--end", "abandoned_in_ivr", "--caller", "081100000001"]
+        ),
+        [1]
+    );
+    assert_eq!(
+        ids(&gw, &["--since", "2000-01-01", "--until", "2000-01-02"]),
+        Vec::<i64>::new()
+    );
+    assert_eq!(ids(&gw, &["-n", "2"]), [3, 2]);
+    assert_eq!(ids(&gw, &["-n", "2", "--before", "2"]), [1]);
+    let page = gw.calls_cli(&["list", "-n", "2"]);
+    assert!(page.contains("(more: add --before 2)"), "{page}");
+    let local = gw.calls_cli(&["list", "--local", "--utc-offset", "+08:00"]);
+    assert!(
+        local.contains("started (+08:00)") && local.contains("+08:00  "),
+        "{local}"
+    );
+
+    let shown = gw.calls_json(&["show", "2"]);
+    let call_id = shown["emergency_call_id"]
+        .as_str()
+        .expect("i3 call id")
+        .to_owned();
+    let incident = shown["incident_id"]
+        .as_str()
+        .expect("i3 incident id")
+        .to_owned();
+    assert!(
+        call_id.starts_with("urn:emergency:uid:callid:") && call_id.ends_with(":siaga.invalid"),
+        "{call_id}"
+    );
+    assert!(
+        incident.starts_with("urn:emergency:uid:incidentid:"),
+        "{incident}"
+    );
+    assert_eq!(gw.calls_json(&["show", &call_id])["id"], 2);
+    assert_eq!(gw.calls_json(&["show", &incident])["id"], 2);
+    let outcome = shown["outcome"].as_str().expect("outcome");
+    assert!(outcome.starts_with("answered by police (sip:"), "{outcome}");
+    assert!(
+        outcome.contains(" after the call came in; talk "),
+        "{outcome}"
+    );
+    let legs: Vec<&str> = shown["messages"]
+        .as_array()
+        .expect("messages")
+        .iter()
+        .filter_map(|m| m["leg"].as_str())
+        .collect();
+    assert!(legs.contains(&"A") && legs.contains(&"B1"), "{legs:?}");
+    let text = gw.calls_cli(&["show", &incident, "--local", "--utc-offset", "+08:00"]);
+    assert!(text.contains("  outcome     answered by police"), "{text}");
+    assert!(text.contains(&format!("  i3 call id  {call_id}")), "{text}");
+    assert!(text.contains("sip B1 -> "), "{text}");
+    assert!(text.contains("+08:00"), "{text}");
+    let one = gw.calls_json(&["show", "1"]);
+    assert!(
+        one["outcome"]
+            .as_str()
+            .is_some_and(|o| o.starts_with("no agency answered; ended abandoned_in_ivr after ")),
+        "{one}"
+    );
+    let (ok, events, _) = siaga(&["events", "--db", &db_arg, "--kind", "start"]);
+    assert!(
+        ok && events.lines().count() == 1 && events.contains("  start  listening on"),
+        "{events}"
+    );
+
+    // --- item 4: the chain verifies ---
+    let (ok, first) = audit(&db);
+    assert!(ok, "{first}");
+    let recordings: Vec<(i64, String)> = {
+        let conn = gw.db();
+        let mut stmt = conn
+            .prepare("SELECT id, recording_path FROM calls WHERE recording_sha256 IS NOT NULL ORDER BY id")
+            .expect("query");
+        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .expect("rows")
+            .collect::<Result<_, _>>()
+            .expect("rows")
+    };
+    assert_eq!(
+        recordings.iter().map(|r| r.0).collect::<Vec<_>>(),
+        [1, 2, 3],
+        "every call recorded"
+    );
+
+    // --- item 3: keys, export, verify elsewhere, tampering ---
+    let keys = dir.path().join("keys");
+    let keys_arg = keys.to_str().expect("utf8");
+    let (ok, public, err) = siaga(&["keys", "init", "--key-dir", keys_arg, "--db", &db_arg]);
+    assert!(ok, "{err}");
+    let public = public.trim().to_owned();
+    assert_eq!(public.len(), 64);
+    let (ok, _, err) = siaga(&["keys", "init", "--key-dir", keys_arg]);
+    assert!(!ok && err.contains("refusing to overwrite"), "{err}");
+    assert_eq!(
+        siaga(&["keys", "show", "--key-dir", keys_arg]).1.trim(),
+        public
+    );
+    let out = dir.path().join("out");
+    let (ok, _, err) = siaga(&[
+        "calls",
+        "export",
+        "2",
+        "--out",
+        out.to_str().expect("utf8"),
+        "--db",
+        &db_arg,
+        "--key-dir",
+        keys_arg,
+        "--reason",
+        " ",
+    ]);
+    assert!(!ok && err.contains("needs a reason"), "{err}");
+    let (ok, package, err) = siaga(&[
+        "calls",
+        "export",
+        "2",
+        &incident,
+        "3",
+        "--out",
+        out.to_str().expect("utf8"),
+        "--db",
+        &db_arg,
+        "--key-dir",
+        keys_arg,
+        "--reason",
+        "Polresta Samarinda request B/123/XII/2026",
+    ]);
+    assert!(ok, "{err}");
+    let package = PathBuf::from(package.trim());
+    for file in [
+        "manifest.json",
+        "manifest.sig",
+        "calls/2/recording.wav",
+        "calls/2/call.json",
+        "calls/2/timeline.json",
+        "calls/2/locations.json",
+        "calls/2/sip_messages.json",
+        "calls/3/recording.wav",
+    ] {
+        assert!(
+            package.join(file).is_file(),
+            "{file} in {}",
+            package.display()
+        );
+    }
+    let trail = gw.cli(&["audit", "trail"]);
+    assert!(
+        trail.contains("export") && trail.contains("Polresta Samarinda request"),
+        "{trail}"
+    );
+    // A copy on another machine: moved away, the call log gone.
+    let elsewhere = tempfile::tempdir().expect("elsewhere");
+    let copy = elsewhere.path().join("package");
+    copy_dir(&package, &copy);
+    let moved_db = dir.path().join("moved.db");
+    std::fs::rename(&db, &moved_db).expect("move the db away");
+    let copy_arg = copy.to_str().expect("utf8").to_owned();
+    let verify = |key: &str| siaga(&["evidence", "verify", &copy_arg, "--key", key]);
+    let (ok, said, err) = verify(&public);
+    assert!(ok, "{err}");
+    assert!(
+        said.starts_with("ok: 12 file(s) of call(s) [2, 3] intact"),
+        "{said}"
+    );
+    // One byte of the WAV.
+    let wav = copy.join("calls/2/recording.wav");
+    flip_byte(&wav, 5000);
+    let (ok, _, err) = verify(&public);
+    assert!(
+        !ok && err.contains("calls/2/recording.wav: SHA-256"),
+        "{err}"
+    );
+    flip_byte(&wav, 5000);
+    assert!(verify(&public).0);
+    // The manifest (its reason).
+    let manifest = copy.join("manifest.json");
+    let original = std::fs::read_to_string(&manifest).expect("manifest");
+    std::fs::write(&manifest, original.replace("B/123", "B/124")).expect("edit");
+    let (ok, _, err) = verify(&public);
+    assert!(
+        !ok && err.contains("manifest.sig: the signature does not match"),
+        "{err}"
+    );
+    std::fs::write(&manifest, &original).expect("restore");
+    // The signature.
+    let sig = copy.join("manifest.sig");
+    let sig_text = std::fs::read_to_string(&sig).expect("sig");
+    let mut chars: Vec<char> = sig_text.chars().collect();
+    chars[10] = if chars[10] == '0' { '1' } else { '0' };
+    std::fs::write(&sig, chars.iter().collect::<String>()).expect("edit");
+    let (ok, _, err) = verify(&public);
+    assert!(!ok && err.contains("manifest.sig"), "{err}");
+    std::fs::write(&sig, &sig_text).expect("restore");
+    // Another key than the centre's.
+    let other = tempfile::tempdir().expect("other key");
+    let (_, other_key, _) = siaga(&[
+        "keys",
+        "init",
+        "--key-dir",
+        other.path().to_str().expect("utf8"),
+    ]);
+    let (ok, _, err) = verify(other_key.trim());
+    assert!(!ok && err.contains("not the key given"), "{err}");
+    // A file slipped in.
+    std::fs::write(copy.join("calls/2/note.txt"), "added").expect("add");
+    let (ok, _, err) = verify(&public);
+    assert!(
+        !ok && err.contains("calls/2/note.txt: not in the manifest"),
+        "{err}"
+    );
+    std::fs::remove_file(copy.join("calls/2/note.txt")).expect("remove");
+    assert!(verify(&public).0);
+    std::fs::rename(&moved_db, &db).expect("db back");
+
+    // --- item 6: retention with a legal hold ---
+    let (ok, _, err) = siaga(&[
+        "calls",
+        "hold",
+        &call_id,
+        "--reason",
+        "case 17/2026",
+        "--db",
+        &db_arg,
+    ]);
+    assert!(ok, "{err}");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs() as i64;
+    let day = |days_ahead: i64| {
+        let out = Command::new("date")
+            .args([
+                "-u",
+                "-d",
+                &format!("@{}", now + days_ahead * 86_400),
+                "+%Y-%m-%d",
+            ])
+            .output()
+            .expect("date");
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    };
+    let sweep = |as_of: &str| {
+        let (ok, out, err) = siaga(&[
+            "retention",
+            "run",
+            "--db",
+            &db_arg,
+            "--recordings-days",
+            "30",
+            "--sip-bodies-days",
+            "30",
+            "--as-of",
+            as_of,
+            "--json",
+        ]);
+        assert!(ok, "{err}");
+        serde_json::from_str::<serde_json::Value>(&out).expect("json")
+    };
+    // 29 days on, nothing is old enough.
+    let early = sweep(&day(29));
+    assert_eq!(
+        early["recordings_deleted"],
+        serde_json::json!([]),
+        "{early}"
+    );
+    let swept = sweep(&day(32));
+    assert_eq!(
+        swept["recordings_deleted"],
+        serde_json::json!([1, 3]),
+        "{swept}"
+    );
+    assert_eq!(
+        swept["sip_messages_deleted_for"],
+        serde_json::json!([1, 3]),
+        "{swept}"
+    );
+    for (call, path) in &recordings {
+        assert_eq!(
+            Path::new(path).exists(),
+            *call == 2,
+            "call {call}'s recording {path}"
+        );
+    }
+    let conn = gw.db();
+    let stripped: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM sip_messages WHERE call IN (1, 3) AND length(raw) > 0",
+            [],
+            |r| r.get(0),
+        )
+        .expect("count");
+    assert_eq!(stripped, 0);
+    let kept: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM sip_messages WHERE call = 2 AND length(raw) > 0",
+            [],
+            |r| r.get(0),
+        )
+        .expect("count");
+    assert!(kept > 0);
+    let trail = gw.cli(&["audit", "trail", "--json"]);
+    assert_eq!(trail.matches("\"retention_delete\"").count(), 4, "{trail}");
+    let (ok, first) = audit(&db);
+    assert!(ok, "after retention: {first}");
+    let (ok, listed, _) = siaga(&["recordings", "verify", "--db", &db_arg, "--all"]);
+    assert!(
+        ok && listed.contains("3 recording(s): 1 ok, 0 missing, 0 altered, 2 deleted by retention"),
+        "{listed}"
+    );
+
+    // --- item 4: tampering, each named ---
+    let held_wav = &recordings[1].1;
+    flip_byte(Path::new(held_wav), 3000);
+    let (ok, first) = audit(&db);
+    assert!(!ok, "a changed WAV byte fails");
+    assert!(
+        first.starts_with("FAILED: entry #")
+            && first.contains(&format!("call 2's recording {held_wav} was altered")),
+        "{first}"
+    );
+    let (ok, listed, _) = siaga(&["recordings", "verify", "--db", &db_arg]);
+    assert!(
+        !ok && listed.starts_with("altered") && listed.contains(held_wav),
+        "{listed}"
+    );
+    flip_byte(Path::new(held_wav), 3000);
+    assert!(audit(&db).0);
+
+    let detail: String = conn
+        .query_row("SELECT detail FROM access_trail WHERE seq = 2", [], |r| {
+            r.get(0)
+        })
+        .expect("row");
+    conn.execute(
+        "UPDATE access_trail SET detail = 'nothing to see' WHERE seq = 2",
+        [],
+    )
+    .expect("edit");
+    let (ok, first) = audit(&db);
+    assert!(
+        !ok && first.contains("access-trail entry 2 was changed"),
+        "{first}"
+    );
+    conn.execute(
+        "UPDATE access_trail SET detail = ?1 WHERE seq = 2",
+        [&detail],
+    )
+    .expect("restore");
+    assert!(audit(&db).0);
+
+    // As the sqlite3 shell would (foreign keys off by default there).
+    conn.pragma_update(None, "foreign_keys", "OFF")
+        .expect("pragma");
+    conn.execute("DELETE FROM calls WHERE id = 3", [])
+        .expect("delete");
+    let (ok, first) = audit(&db);
+    assert!(
+        !ok && first.contains("call 3's record is missing (deleted)"),
+        "{first}"
+    );
+    assert!(first.starts_with("FAILED: entry #"), "{first}");
+}
