@@ -856,6 +856,26 @@ mod tests {
     use super::*;
 
     #[test]
+    fn retention_and_the_key_directory_are_read_relative_to_the_file() {
+        let mut s = Settings::default();
+        assert!(s.retention.is_off());
+        let text = "[retention]\nrecordings_days = 365\nsip_bodies_days = 90\n\n[evidence]\nkey_dir = \"keys\"\n";
+        apply_text(&mut s, Path::new("/etc/siaga/siaga.toml"), text).expect("valid");
+        assert_eq!(
+            (s.retention.recordings_days, s.retention.sip_bodies_days),
+            (365, 90)
+        );
+        assert_eq!(s.key_dir, PathBuf::from("/etc/siaga/keys"));
+        let err = apply_text(
+            &mut Settings::default(),
+            Path::new("s.toml"),
+            "[retention]\nrecording_days = 30\n",
+        )
+        .expect_err("a typo");
+        assert!(err.to_string().starts_with("s.toml:2:"), "{err}");
+    }
+
+    #[test]
     fn listen_specs_parse_v4_and_v6_and_reject_nonsense() {
         let l: Listen = "udp:[::1]:5060".parse().expect("v6");
         assert_eq!(l.addr, "[::1]:5060".parse().expect("addr"));

@@ -330,6 +330,50 @@ fn calls_are_found_exported_verified_swept_and_tampering_is_named() {
     assert!(verify(&public).0);
     std::fs::rename(&moved_db, &db).expect("db back");
 
+    // --- the limit of the chain, and its anchor: a signed head ---
+    let (ok, head, err) = siaga(&["audit", "head", "--db", &db_arg, "--key-dir", keys_arg]);
+    assert!(ok, "{err}");
+    let head_file = dir.path().join("head.json");
+    std::fs::write(&head_file, &head).expect("head");
+    let head_arg = head_file.to_str().expect("utf8");
+    let with_head = || {
+        siaga(&[
+            "audit", "verify", "--db", &db_arg, "--head", head_arg, "--key", &public,
+        ])
+    };
+    assert!(with_head().0, "{}", with_head().1);
+    // Someone with write access erases the export from the trail, with every chain entry
+    // from there on: the chain alone cannot tell, the signed head can.
+    {
+        let conn = gw.db();
+        let first_export: i64 = conn
+            .query_row(
+                "SELECT min(seq) FROM access_trail WHERE action = 'export'",
+                [],
+                |r| r.get(0),
+            )
+            .expect("export entry");
+        let chained: i64 = conn
+            .query_row(
+                "SELECT seq FROM audit_chain WHERE kind = 'access' AND subject = ?1",
+                [first_export],
+                |r| r.get(0),
+            )
+            .expect("its chain entry");
+        conn.execute("DELETE FROM access_trail WHERE seq >= ?1", [first_export])
+            .expect("erase");
+        conn.execute("DELETE FROM audit_chain WHERE seq >= ?1", [chained])
+            .expect("erase");
+    }
+    let (ok, first) = audit(&db);
+    assert!(ok, "a truncated chain verifies on its own: {first}");
+    let (ok, said, _) = with_head();
+    let first = said.lines().next().unwrap_or_default();
+    assert!(
+        !ok && first.starts_with("FAILED: entry #") && first.contains("signed head"),
+        "{said}"
+    );
+
     // --- item 6: retention with a legal hold ---
     let (ok, _, err) = siaga(&[
         "calls",

@@ -201,9 +201,10 @@ pub(super) fn access_digest(row: &AccessRow) -> String {
     chain::sha256_hex(value.to_string().as_bytes())
 }
 
-/// Who runs a command: `cli:<unix user>`.
+/// Who runs a command: `cli:<unix user>` (the one behind sudo, if any).
 pub fn cli_user() -> String {
-    let name = std::env::var("USER")
+    let name = std::env::var("SUDO_USER")
+        .or_else(|_| std::env::var("USER"))
         .or_else(|_| std::env::var("LOGNAME"))
         .unwrap_or_else(|_| {
             // SAFETY: getuid cannot fail and touches no memory of ours.

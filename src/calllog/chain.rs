@@ -594,3 +594,173 @@ pub fn check_recordings(conn: &Connection) -> rusqlite::Result<Vec<RecordingChec
     }
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use siaga_engine::ids::CallRef;
+    use siaga_engine::io::LogRecord;
+
+    use super::*;
+    use crate::calllog::access::{AccessAction, AccessEntry, record_access};
+    use crate::calllog::{CallLog, open};
+
+    const HOUR: i64 = 3_600_000;
+
+    fn insert_call(conn: &Connection, id: i64, ended: Option<i64>) {
+        conn.execute(
+            "INSERT INTO calls (id, call_id, started_at, ended_at, kind, dialled, source, transport)
+             VALUES (?1, 'c', 1000, ?2, 'emergency', 'sip:112@gw', '192.0.2.1:5060', 'udp')",
+            params![id, ended],
+        )
+        .expect("call");
+        conn.execute(
+            "INSERT INTO sip_messages (call, at, direction, transport, local, remote, first_line, raw, leg)
+             VALUES (?1, 1000, 'in', 'udp', 'a', 'b', 'INVITE sip:112@gw SIP/2.0', X'494e56495445', 'A')",
+            params![id],
+        )
+        .expect("message");
+        conn.execute(
+            "INSERT INTO call_events (call, at, kind, detail) VALUES (?1, 1001, 'answered', '')",
+            params![id],
+        )
+        .expect("event");
+    }
+
+    fn access(conn: &Connection, detail: &str) {
+        record_access(
+            conn,
+            &AccessEntry {
+                at_ms: 5,
+                user: "sari",
+                address: "cli",
+                action: AccessAction::CallView,
+                call: Some(1),
+                detail,
+            },
+        )
+        .expect("access");
+    }
+
+    fn first_problem(conn: &Connection) -> String {
+        verify(conn, 100 * HOUR)
+            .expect("verify")
+            .problems
+            .first()
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn verify_names_the_entry_that_was_edited_deleted_or_linked_out_of_order() {
+        let dir = tempfile::tempdir().expect("dir");
+        let conn = open(&dir.path().join("siaga.db")).expect("db");
+        insert_call(&conn, 1, Some(2000));
+        seal_call(&conn, 1, 3000).expect("seal");
+        seal_call(&conn, 1, 3001).expect("sealed once");
+        access(&conn, "first");
+        access(&conn, "second");
+        let v = verify(&conn, 100 * HOUR).expect("verify");
+        assert!(v.problems.is_empty(), "{:?}", v.problems);
+        assert_eq!((v.entries, v.calls, v.access_entries), (3, 1, 2));
+
+        // A SIP message's bytes.
+        conn.execute("UPDATE sip_messages SET raw = X'41' WHERE call = 1", [])
+            .expect("edit");
+        assert_eq!(
+            first_problem(&conn),
+            "entry #1: call 1's record (row, timeline, locations or SIP messages) was changed after it was sealed"
+        );
+        conn.execute(
+            "UPDATE sip_messages SET raw = X'494e56495445' WHERE call = 1",
+            [],
+        )
+        .expect("restore");
+        // Retention's form of the same message (bytes replaced by their digest) is the same record.
+        conn.execute(
+            "UPDATE sip_messages SET raw = X'', raw_sha256 = ?1 WHERE call = 1",
+            [sha256_hex(b"INVITE")],
+        )
+        .expect("strip");
+        assert_eq!(first_problem(&conn), "");
+
+        // An ended call nobody sealed, ten minutes on.
+        insert_call(&conn, 2, Some(2000));
+        assert_eq!(
+            first_problem(&conn),
+            "call 2 is not in the chain (added outside the gateway, or its seal was deleted)"
+        );
+        seal_call(&conn, 2, 4000).expect("seal");
+        assert_eq!(first_problem(&conn), "");
+
+        // The chain's own entries: an edited one, a deleted one.
+        conn.execute("UPDATE audit_chain SET at = 7 WHERE seq = 2", [])
+            .expect("edit");
+        assert_eq!(
+            first_problem(&conn),
+            "entry #2: its own hash does not match its fields (the entry was edited)"
+        );
+        conn.execute("UPDATE audit_chain SET at = 5 WHERE seq = 2", [])
+            .expect("restore");
+        conn.execute("DELETE FROM audit_chain WHERE seq = 2", [])
+            .expect("delete");
+        let v = verify(&conn, 100 * HOUR).expect("verify");
+        assert_eq!(
+            v.problems[..2],
+            [
+                "entry #2: missing (the chain jumps from #1 to #3): deleted".to_owned(),
+                "entry #3: does not link to the entry before it (changed, or inserted out of order)"
+                    .to_owned()
+            ]
+        );
+        assert!(
+            v.problems.contains(
+                &"access-trail entry 1 is not in the chain (added outside Siaga)".to_owned()
+            ),
+            "{:?}",
+            v.problems
+        );
+    }
+
+    #[test]
+    fn the_writer_seals_an_ended_call_and_chains_its_recording_digest() {
+        let dir = tempfile::tempdir().expect("dir");
+        let db = dir.path().join("siaga.db");
+        let conn = open(&db).expect("db");
+        insert_call(&conn, 1, None);
+        let (log, writer, _) = CallLog::start(&db).expect("log");
+        log.engine(
+            2000,
+            LogRecord::CallEnded {
+                call: CallRef(1),
+                reason: siaga_engine::call::EndReason::CallerHungUp,
+                detail: None,
+            },
+        );
+        log.send(crate::calllog::Write::Recording {
+            call: 1,
+            path: dir.path().join("1.wav").to_string_lossy().into_owned(),
+            sha256: Some(sha256_hex(b"")),
+            duration_ms: Some(0),
+        });
+        std::fs::write(dir.path().join("1.wav"), b"").expect("wav");
+        assert!(log.barrier(Duration::from_secs(10)));
+        // Written, not sealed yet: the seal waits for late messages.
+        let kinds = |conn: &Connection| -> Vec<String> {
+            conn.prepare("SELECT kind FROM audit_chain ORDER BY seq")
+                .expect("query")
+                .query_map([], |r| r.get(0))
+                .expect("rows")
+                .collect::<Result<_, _>>()
+                .expect("rows")
+        };
+        assert_eq!(kinds(&conn), ["recording"]);
+        // A stop seals it at once.
+        drop(log);
+        writer.join();
+        assert_eq!(kinds(&conn), ["recording", "call"]);
+        let v = verify(&conn, crate::calllog::now_ms()).expect("verify");
+        assert!(v.problems.is_empty(), "{:?}", v.problems);
+    }
+}

@@ -207,6 +207,11 @@ CREATE TABLE retention_deletions (
 );
 ALTER TABLE sip_messages ADD COLUMN raw_sha256 TEXT;   -- set when retention deleted raw
 "#,
+    r#"
+-- `siaga calls show` finds a call by its NENA i3 call or incident id (issue 11 item 2).
+CREATE INDEX calls_emergency_call_id ON calls(emergency_call_id);
+CREATE INDEX calls_incident_id ON calls(incident_id);
+"#,
 ];
 
 /// What is wrong with a call-log path, found before anything is opened or created.

@@ -30,6 +30,8 @@ const LAST_RETRY: Duration = Duration::from_secs(5);
 const INTAKE: usize = 50_000;
 /// How long after its end a call is sealed in the chain.
 const SEAL_DELAY: Duration = Duration::from_millis(super::chain::SEAL_DELAY_MS as u64);
+/// Calls sealed per pass of the writer's loop at most (except at stop).
+const SEALS_PER_PASS: usize = 500;
 /// How often the free space is looked at.
 const SPACE_CHECK: Duration = Duration::from_secs(2);
 
@@ -376,7 +378,9 @@ impl Writer {
         let now = Instant::now();
         let mut calls = Vec::new();
         while let Some(&(due, call)) = self.seals.front() {
-            if !all && due > now {
+            // A bounded transaction: a log upgraded with many calls to seal catches up over
+            // several passes, never holding the database for long.
+            if !all && (due > now || calls.len() >= SEALS_PER_PASS) {
                 break;
             }
             calls.push(call);

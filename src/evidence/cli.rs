@@ -182,6 +182,9 @@ pub struct TimeArgs {
         requires = "local"
     )]
     pub utc_offset: Option<String>,
+    /// The gateway's config file: --local uses its [dialplan] utc_offset.
+    #[arg(long = "config", value_name = "FILE", requires = "local")]
+    pub config: Option<PathBuf>,
 }
 
 impl TimeArgs {
@@ -190,6 +193,14 @@ impl TimeArgs {
             return Ok(Zone::Utc);
         }
         match &self.utc_offset {
+            None if self.config.is_some() => Ok(Zone::Offset(
+                KeyDirArgs {
+                    key_dir: None,
+                    config: self.config.clone(),
+                }
+                .settings()?
+                .utc_offset_minutes,
+            )),
             None => Ok(Zone::system()),
             Some(text) => crate::config::parse_utc_offset(text)
                 .map(Zone::Offset)
