@@ -632,7 +632,7 @@ fn check_head(
     })?;
     let public = match key {
         Some(k) => keys::parse_public(k)?,
-        None => keys::parse_public(&signed.public_key)?,
+        None => keys::parse_public_hex(&signed.public_key)?,
     };
     if !keys::check(
         &public,

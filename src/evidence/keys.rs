@@ -3,7 +3,7 @@
 //! the audit head.
 
 use std::io::Write as _;
-use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
@@ -20,8 +20,14 @@ pub fn secret_path(dir: &Path) -> PathBuf {
 
 /// Creates the key; refuses if one is there (a new key would orphan every signature made).
 pub fn init(dir: &Path) -> anyhow::Result<VerifyingKey> {
-    std::fs::create_dir_all(dir)
-        .with_context(|| format!("creating the key directory {}", dir.display()))?;
+    if !dir.exists() {
+        // Only its owner lists the directory of the centre's secret.
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .with_context(|| format!("creating the key directory {}", dir.display()))?;
+    }
     let secret = secret_path(dir);
     if secret.exists() {
         anyhow::bail!(
@@ -79,17 +85,19 @@ pub fn load_signing(dir: &Path) -> anyhow::Result<SigningKey> {
 /// A public key given as 64 hex digits, or the path of a file holding them.
 pub fn parse_public(text: &str) -> anyhow::Result<VerifyingKey> {
     let text = text.trim();
-    let hex_text = if text.len() == 64 && text.bytes().all(|b| b.is_ascii_hexdigit()) {
-        text.to_owned()
-    } else {
-        std::fs::read_to_string(text)
-            .with_context(|| format!("{text}: neither 64 hex digits nor a readable key file"))?
-            .trim()
-            .to_owned()
-    };
-    let bytes: [u8; 32] = unhex(&hex_text)
+    if text.len() == 64 && text.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return parse_public_hex(text);
+    }
+    let read = std::fs::read_to_string(text)
+        .with_context(|| format!("{text}: neither 64 hex digits nor a readable key file"))?;
+    parse_public_hex(read.trim()).with_context(|| format!("key file {text}"))
+}
+
+/// A public key as 64 hex digits only (what a manifest or a head file names: never a path).
+pub fn parse_public_hex(text: &str) -> anyhow::Result<VerifyingKey> {
+    let bytes: [u8; 32] = unhex(text.trim())
         .and_then(|b| b.try_into().ok())
-        .with_context(|| format!("{text}: not a 64-digit hex Ed25519 public key"))?;
+        .with_context(|| format!("{text:?}: not a 64-digit hex Ed25519 public key"))?;
     VerifyingKey::from_bytes(&bytes).map_err(|e| anyhow::anyhow!("{text}: {e}"))
 }
 

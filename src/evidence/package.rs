@@ -51,7 +51,8 @@ pub struct CallNote {
     /// The recording as the log knows it; `recording_file` says what the package holds.
     pub recording_sha256: Option<String>,
     /// included | deleted_by_retention | missing | altered (the file's digest differs from the
-    /// log's: included, but not the recording the log vouches for) | none
+    /// log's: included, but not the recording the log vouches for) | unfinished (the call is
+    /// live: a partial file, no digest logged yet) | none
     pub recording_file: String,
 }
 
@@ -124,10 +125,10 @@ pub fn export(conn: &Connection, req: &ExportRequest<'_>) -> anyhow::Result<Path
                 match std::fs::copy(path, dir.join(&rel)) {
                     Ok(bytes) => {
                         let sha = sha256_file(&dir.join(&rel))?;
-                        let status = if Some(&sha) == logged.as_ref() {
-                            "included"
-                        } else {
-                            "altered"
+                        let status = match logged {
+                            None => "unfinished",
+                            Some(l) if *l == sha => "included",
+                            Some(_) => "altered",
                         };
                         files.push(FileEntry {
                             path: rel,
@@ -291,7 +292,7 @@ pub fn verify(dir: &Path, given: Option<&VerifyingKey>) -> Result<Verified, Stri
         .map_err(|e| format!("{SIGNATURE}: cannot be read: {e}"))?;
     let manifest: Manifest = serde_json::from_slice(&manifest_bytes)
         .map_err(|e| format!("{MANIFEST}: not a Siaga evidence manifest: {e}"))?;
-    let named = keys::parse_public(&manifest.public_key)
+    let named = keys::parse_public_hex(&manifest.public_key)
         .map_err(|e| format!("{MANIFEST}: public_key: {e:#}"))?;
     let key = match given {
         Some(k) if *k != named => {
