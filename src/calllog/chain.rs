@@ -764,3 +764,65 @@ mod tests {
         assert!(v.problems.is_empty(), "{:?}", v.problems);
     }
 }
+
+/// What sealing and verifying cost (`cargo test --release --bin siaga -- --ignored
+/// chain_cost --nocapture`): 10,000 calls of 12 SIP messages (800 bytes each) and 15 events.
+#[cfg(test)]
+mod cost {
+    use std::time::Instant;
+
+    use rusqlite::params;
+
+    use super::{seal_call, verify};
+
+    #[test]
+    #[ignore]
+    fn chain_cost() {
+        let dir = tempfile::tempdir().expect("dir");
+        let mut conn = crate::calllog::open(&dir.path().join("siaga.db")).expect("db");
+        const CALLS: i64 = 10_000;
+        let raw = vec![b'x'; 800];
+        let tx = conn.transaction().expect("tx");
+        for id in 1..=CALLS {
+            tx.execute(
+                "INSERT INTO calls (id, call_id, started_at, ended_at, kind, dialled, source, transport)
+                 VALUES (?1, 'c', 1000, 2000, 'emergency', 'sip:112@gw', '192.0.2.1:5060', 'udp')",
+                params![id],
+            )
+            .expect("call");
+            for m in 0..12 {
+                tx.execute(
+                    "INSERT INTO sip_messages (call, at, direction, transport, local, remote, first_line, raw, leg)
+                     VALUES (?1, ?2, 'in', 'udp', 'a', 'b', 'INVITE sip:112@gw SIP/2.0', ?3, 'A')",
+                    params![id, 1000 + m, raw],
+                )
+                .expect("message");
+            }
+            for e in 0..15 {
+                tx.execute(
+                    "INSERT INTO call_events (call, at, kind, detail) VALUES (?1, ?2, 'prompt', 'welcome')",
+                    params![id, 1000 + e],
+                )
+                .expect("event");
+            }
+        }
+        tx.commit().expect("commit");
+        let started = Instant::now();
+        let tx = conn.transaction().expect("tx");
+        for id in 1..=CALLS {
+            seal_call(&tx, id, 3000).expect("seal");
+        }
+        tx.commit().expect("commit");
+        let sealed = started.elapsed();
+        let started = Instant::now();
+        let v = verify(&conn, 4000).expect("verify");
+        let verified = started.elapsed();
+        assert!(v.problems.is_empty(), "{:?}", v.problems);
+        println!(
+            "{CALLS} calls: sealed in {:.2} s ({:.0} µs per call), verified in {:.2} s",
+            sealed.as_secs_f64(),
+            sealed.as_secs_f64() * 1e6 / CALLS as f64,
+            verified.as_secs_f64()
+        );
+    }
+}
