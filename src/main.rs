@@ -691,6 +691,18 @@ fn main() -> anyhow::Result<()> {
             let conn = calllog::open_for_corrections(&db)?;
             let correction =
                 calllog::classes::correct(&conn, id, class, &by, &why, calllog::now_ms())?;
+            // Issue 11 item 5: a class change is on the access trail (and so in the chain).
+            calllog::access::record_access(
+                &conn,
+                &calllog::access::AccessEntry {
+                    at_ms: calllog::now_ms(),
+                    user: &calllog::access::cli_user(),
+                    address: "cli",
+                    action: calllog::access::AccessAction::ClassChange,
+                    call: Some(id),
+                    detail: &format!("→ {} by {by}: {why}", correction.to),
+                },
+            )?;
             if json {
                 print_json(&correction)?;
             } else {
