@@ -206,11 +206,39 @@ pub fn cli_user() -> String {
     let name = std::env::var("SUDO_USER")
         .or_else(|_| std::env::var("USER"))
         .or_else(|_| std::env::var("LOGNAME"))
-        .unwrap_or_else(|_| {
+        .ok()
+        .or_else(account_name)
+        .unwrap_or_else(|| {
             // SAFETY: getuid cannot fail and touches no memory of ours.
             format!("uid{}", unsafe { libc::getuid() })
         });
     format!("cli:{name}")
+}
+
+/// The account name of the process's user, from the password database.
+fn account_name() -> Option<String> {
+    // SAFETY: passwd is plain data for getpwuid_r to fill; `buf` outlives the call and
+    // the name it points into is copied out before `buf` goes.
+    unsafe {
+        let mut pwd: libc::passwd = std::mem::zeroed();
+        let mut buf = vec![0 as libc::c_char; 4096];
+        let mut found: *mut libc::passwd = std::ptr::null_mut();
+        let rc = libc::getpwuid_r(
+            libc::getuid(),
+            &mut pwd,
+            buf.as_mut_ptr(),
+            buf.len(),
+            &mut found,
+        );
+        if rc != 0 || found.is_null() || pwd.pw_name.is_null() {
+            return None;
+        }
+        Some(
+            std::ffi::CStr::from_ptr(pwd.pw_name)
+                .to_string_lossy()
+                .into_owned(),
+        )
+    }
 }
 
 #[cfg(test)]
