@@ -470,6 +470,37 @@ fn calls_are_found_exported_verified_swept_and_tampering_is_named() {
         "{listed}"
     );
 
+    // A WAV nobody recorded, slipped into the recordings directory.
+    let stray = gw.recordings().join("call-99-forged.wav");
+    std::fs::write(&stray, b"RIFF").expect("stray");
+    let recordings_arg = gw.recordings().to_str().expect("utf8").to_owned();
+    let (ok, listed, _) = siaga(&[
+        "recordings",
+        "verify",
+        "--db",
+        &db_arg,
+        "--recordings",
+        &recordings_arg,
+    ]);
+    assert!(
+        !ok && listed.starts_with("unknown") && listed.contains("call-99-forged.wav"),
+        "{listed}"
+    );
+    assert!(
+        listed.contains("; 1 unknown file(s) in the recordings directory"),
+        "{listed}"
+    );
+    std::fs::remove_file(&stray).expect("remove");
+    let (ok, listed, _) = siaga(&[
+        "recordings",
+        "verify",
+        "--db",
+        &db_arg,
+        "--recordings",
+        &recordings_arg,
+    ]);
+    assert!(ok, "{listed}");
+
     // --- item 4: tampering, each named ---
     let held_wav = &recordings[1].1;
     flip_byte(Path::new(held_wav), 3000);

@@ -551,7 +551,8 @@ fn check_recording_file(
 pub struct RecordingCheck {
     pub call: i64,
     pub path: String,
-    /// ok | missing | altered | deleted_by_retention | unreadable | unfinished
+    /// ok | missing | altered | deleted_by_retention | unreadable | unfinished | unknown (a
+    /// WAV in the recordings directory no call has; `call` is 0)
     pub status: &'static str,
     pub detail: String,
 }
@@ -592,6 +593,42 @@ pub fn check_recordings(conn: &Connection) -> rusqlite::Result<Vec<RecordingChec
             detail,
         });
     }
+    Ok(out)
+}
+
+/// WAV files under `dir` that no call's recording is: put there from outside (a recording
+/// the log would vouch for is never among them).
+pub fn unknown_recordings(conn: &Connection, dir: &Path) -> anyhow::Result<Vec<RecordingCheck>> {
+    let known: std::collections::HashSet<std::path::PathBuf> = conn
+        .prepare("SELECT recording_path FROM calls WHERE recording_path IS NOT NULL")?
+        .query_map([], |r| r.get::<_, String>(0))?
+        .filter_map(|p| p.ok().and_then(|p| std::fs::canonicalize(p).ok()))
+        .collect();
+    let mut out = Vec::new();
+    let mut stack = vec![(dir.to_path_buf(), 0)];
+    while let Some((d, depth)) = stack.pop() {
+        let entries = std::fs::read_dir(&d)
+            .map_err(|e| anyhow::anyhow!("recordings directory {}: {e}", d.display()))?;
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                // <recordings>/<day>/call-….wav: no deeper.
+                if depth < 2 {
+                    stack.push((path, depth + 1));
+                }
+            } else if path.extension().is_some_and(|e| e == "wav")
+                && !std::fs::canonicalize(&path).is_ok_and(|p| known.contains(&p))
+            {
+                out.push(RecordingCheck {
+                    call: 0,
+                    path: path.to_string_lossy().into_owned(),
+                    status: "unknown",
+                    detail: "no call in the log has this recording (added from outside)".to_owned(),
+                });
+            }
+        }
+    }
+    out.sort_by(|a, b| a.path.cmp(&b.path));
     Ok(out)
 }
 

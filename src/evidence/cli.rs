@@ -126,6 +126,10 @@ pub enum RecordingsCommand {
     Verify {
         #[arg(long, default_value = DEFAULT_DB)]
         db: PathBuf,
+        /// Also list WAV files in this recordings directory that no call has (added from
+        /// outside) [config: media.recordings].
+        #[arg(long, value_name = "DIR")]
+        recordings: Option<PathBuf>,
         /// List every recording, not only the problems.
         #[arg(long)]
         all: bool,
@@ -695,10 +699,20 @@ fn render_verification(v: &chain::Verification) -> String {
 }
 
 pub fn recordings_command(cmd: RecordingsCommand) -> anyhow::Result<()> {
-    let RecordingsCommand::Verify { db, all, json } = cmd;
+    let RecordingsCommand::Verify {
+        db,
+        recordings,
+        all,
+        json,
+    } = cmd;
     let conn = calllog::open_read_only(&db)?;
-    let checks = chain::check_recordings(&conn)?;
-    let bad = |c: &&chain::RecordingCheck| matches!(c.status, "missing" | "altered" | "unreadable");
+    let mut checks = chain::check_recordings(&conn)?;
+    if let Some(dir) = &recordings {
+        checks.extend(chain::unknown_recordings(&conn, dir)?);
+    }
+    let bad = |c: &&chain::RecordingCheck| {
+        matches!(c.status, "missing" | "altered" | "unreadable" | "unknown")
+    };
     let failed = checks.iter().filter(bad).count();
     if json {
         crate::print_json(&checks)?;
@@ -714,13 +728,17 @@ pub fn recordings_command(cmd: RecordingsCommand) -> anyhow::Result<()> {
         }
         let count = |s: &str| checks.iter().filter(|c| c.status == s).count();
         println!(
-            "{} recording(s): {} ok, {} missing, {} altered, {} deleted by retention, {} unfinished",
-            checks.len(),
+            "{} recording(s): {} ok, {} missing, {} altered, {} deleted by retention, {} unfinished{}",
+            checks.len() - count("unknown"),
             count("ok"),
             count("missing"),
             count("altered"),
             count("deleted_by_retention"),
-            count("unfinished")
+            count("unfinished"),
+            match count("unknown") {
+                0 => String::new(),
+                n => format!("; {n} unknown file(s) in the recordings directory"),
+            }
         );
     }
     if failed > 0 {
