@@ -474,14 +474,17 @@ fn calls_are_found_exported_verified_swept_and_tampering_is_named() {
     let stray = gw.recordings().join("call-99-forged.wav");
     std::fs::write(&stray, b"RIFF").expect("stray");
     let recordings_arg = gw.recordings().to_str().expect("utf8").to_owned();
-    let (ok, listed, _) = siaga(&[
-        "recordings",
-        "verify",
-        "--db",
-        &db_arg,
-        "--recordings",
-        &recordings_arg,
-    ]);
+    let check_dir = || {
+        siaga(&[
+            "recordings",
+            "verify",
+            "--db",
+            &db_arg,
+            "--recordings",
+            &recordings_arg,
+        ])
+    };
+    let (ok, listed, _) = check_dir();
     assert!(
         !ok && listed.starts_with("unknown") && listed.contains("call-99-forged.wav"),
         "{listed}"
@@ -491,14 +494,7 @@ fn calls_are_found_exported_verified_swept_and_tampering_is_named() {
         "{listed}"
     );
     std::fs::remove_file(&stray).expect("remove");
-    let (ok, listed, _) = siaga(&[
-        "recordings",
-        "verify",
-        "--db",
-        &db_arg,
-        "--recordings",
-        &recordings_arg,
-    ]);
+    let (ok, listed, _) = check_dir();
     assert!(ok, "{listed}");
 
     // --- item 4: tampering, each named ---
