@@ -121,6 +121,8 @@ pub struct Settings {
     /// Per-source and TCP limits of the transport (`[limits]` keys `source_*`,
     /// `trusted_sources`, `tcp_*`, `fd_reserve`).
     pub transport_limits: TransportLimits,
+    /// `[sip] load_balancers`: whose OPTIONS hear that this node's storage fails.
+    pub load_balancers: siaga_engine::source_limits::Trusted,
     /// The HTTP listener (metrics, health): `None` when turned off.
     pub http: Option<SocketAddr>,
     // --- issue 14: SIP capture (HEP) and the console log's format ---
@@ -172,6 +174,7 @@ impl Default for Settings {
             umask: 0o027,
             origins: Vec::new(),
             transport_limits: TransportLimits::default(),
+            load_balancers: siaga_engine::source_limits::Trusted::default(),
             http: Some(SocketAddr::from(([127, 0, 0, 1], 8112))),
             capture: crate::capture::CaptureSettings::default(),
             log_format: crate::logging::LogFormat::Text,
@@ -226,6 +229,8 @@ pub struct FileConfig {
     pub retention: RetentionSection,
     #[serde(default)]
     pub evidence: EvidenceSection,
+    #[serde(default)]
+    pub node: NodeSection,
 }
 
 /// `[retention]` (issue 11 item 6): days to keep recordings and verbatim SIP messages; 0 or
@@ -242,6 +247,14 @@ pub struct RetentionSection {
 #[serde(deny_unknown_fields)]
 pub struct EvidenceSection {
     pub key_dir: Option<Spanned<PathBuf>>,
+}
+
+/// `[node]`: this gateway among several on one shared call log (issue 13).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeSection {
+    /// Its name, on every call row it logs [default: the host name].
+    pub name: Option<Spanned<String>>,
 }
 
 /// The HTTP listener: `/metrics`, `/healthz`, `/readyz`.
@@ -342,6 +355,9 @@ pub struct SipSection {
     pub t1_ms: Option<Spanned<u64>>,
     pub t2_ms: Option<Spanned<u64>>,
     pub t4_ms: Option<Spanned<u64>>,
+    /// The load balancers in front of this node (CIDRs): their OPTIONS get 503 while the call
+    /// log or the recordings cannot be written; they are trusted sources too.
+    pub load_balancers: Option<Spanned<Vec<String>>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -371,6 +387,8 @@ pub struct LogSection {
     /// Caller numbers in INFO console lines (personal data): off unless set.
     pub personal_data: Option<bool>,
     pub db: Option<Spanned<PathBuf>>,
+    /// A shared PostgreSQL (`postgres://user:password@host/db`) instead of `db`.
+    pub url: Option<Spanned<String>>,
     /// Where records wait when the database cannot be written [default: /var/tmp/siaga-spill].
     pub spill_dir: Option<Spanned<PathBuf>>,
     /// Memory for waiting records before they are spilled, MiB [default: 64].
@@ -599,7 +617,7 @@ fn apply_text(settings: &mut Settings, path: &Path, text: &str) -> anyhow::Resul
     let file: FileConfig = toml::from_str(text).map_err(|e| {
         let line = e.span().map_or(1, |s| line_of(text, s.start));
         anyhow::anyhow!(
-            "{}:{line}: {}\n  hint: see the [sip], [calls], [media], [log], [dialplan], [location], [limits], [files], [capture], [http], [retention] and [evidence] keys in README.md",
+            "{}:{line}: {}\n  hint: see the [sip], [calls], [media], [log], [dialplan], [location], [limits], [files], [capture], [http], [node], [retention] and [evidence] keys in README.md",
             path.display(),
             e.message()
         )
@@ -678,6 +696,20 @@ fn apply_text(settings: &mut Settings, path: &Path, text: &str) -> anyhow::Resul
             parse_http_listen(listen.get_ref(), file.http.insecure_http.unwrap_or(false))
                 .map_err(|e| anyhow::anyhow!("{where_}: http.listen: {e}"))?;
     }
+    if let Some(nets) = file.sip.load_balancers {
+        let where_ = at(nets.span());
+        let nets: Vec<_> = nets
+            .into_inner()
+            .iter()
+            .map(|n| n.parse())
+            .collect::<Result<_, _>>()
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "{where_}: sip.load_balancers: {e}: write CIDRs such as \"10.0.0.5/32\""
+                )
+            })?;
+        settings.load_balancers = siaga_engine::source_limits::Trusted(nets);
+    }
     if let Some(listen) = file.sip.listen {
         let where_ = at(listen.span());
         settings.listen = listen
@@ -729,6 +761,31 @@ fn apply_text(settings: &mut Settings, path: &Path, text: &str) -> anyhow::Resul
     if let Some(p) = file.log.db {
         settings.set_origin("log.db", at(p.span()));
         settings.db = rel(p.into_inner());
+    }
+    if let Some(url) = file.log.url {
+        let where_ = at(url.span());
+        let url = url.into_inner();
+        if !crate::calllog::store::is_postgres_url(&url) {
+            anyhow::bail!(
+                "{where_}: log.url must be a PostgreSQL URL, postgres://user:password@host:port/database \
+                 (for the SQLite file, set log.db instead)"
+            );
+        }
+        settings.set_origin("log.url", where_);
+        settings.log.url = Some(url);
+    }
+    if let Some(name) = file.node.name {
+        let where_ = at(name.span());
+        let name = name.into_inner();
+        if name.is_empty()
+            || name.len() > 64
+            || name.chars().any(|c| c.is_whitespace() || c.is_control())
+        {
+            anyhow::bail!(
+                "{where_}: node.name must be 1 to 64 characters without spaces, e.g. \"siaga-a\""
+            );
+        }
+        settings.log.node = name;
     }
     if let Some(p) = file.log.spill_dir {
         settings.set_origin("log.spill_dir", at(p.span()));
@@ -827,6 +884,10 @@ fn apply_text(settings: &mut Settings, path: &Path, text: &str) -> anyhow::Resul
                 .map_err(|e| anyhow::anyhow!("{where_}: limits.trusted_sources: {e}"))?,
         );
     }
+    // A balancer concentrates every caller's traffic on one address: per-source limits must
+    // not ration it.
+    let balancers = settings.load_balancers.0.clone();
+    settings.transport_limits.trusted.0.extend(balancers);
     apply_capture_and_format(settings, &file.capture, file.log.console_format, &at)?;
     if let Some(d) = file.retention.recordings_days {
         settings.retention.recordings_days = d;
@@ -996,6 +1057,30 @@ mod tests {
     }
 
     #[test]
+    fn load_balancers_are_trusted_sources_and_a_bad_one_names_its_line() {
+        let mut s = Settings::default();
+        let text = "[sip]\nload_balancers = [\"10.0.0.5/32\"]\n[limits]\ntrusted_sources = [\"192.0.2.0/24\"]\n";
+        apply_text(&mut s, Path::new("s.toml"), text).expect("valid");
+        let balancer = "10.0.0.5".parse().expect("ip");
+        assert!(s.load_balancers.contains(balancer));
+        assert!(s.transport_limits.trusted.contains(balancer));
+        assert!(
+            s.transport_limits
+                .trusted
+                .contains("192.0.2.7".parse().expect("ip"))
+        );
+        let err = apply_text(
+            &mut Settings::default(),
+            Path::new("s.toml"),
+            "[sip]\n\nload_balancers = [\"kamailio\"]\n",
+        )
+        .expect_err("not a CIDR")
+        .to_string();
+        assert!(err.starts_with("s.toml:3: sip.load_balancers"), "{err}");
+        assert!(err.contains("10.0.0.5/32"), "says what to write: {err}");
+    }
+
+    #[test]
     fn transport_limits_are_read_and_a_bad_one_names_its_line() {
         let mut s = Settings::default();
         let text = "[limits]\nsource_messages_per_s = 50\nsource_burst = 100\n\
@@ -1045,6 +1130,31 @@ mod tests {
                 err.starts_with(&format!("s.toml:{line}: ")) && err.contains(what),
                 "{text:?} gave {err:?}"
             );
+        }
+    }
+
+    #[test]
+    fn a_shared_call_log_and_the_node_name_are_read_and_checked() {
+        let mut s = Settings::default();
+        let text =
+            "[log]\nurl = \"postgres://siaga:pw@db:5432/siaga\"\n[node]\nname = \"siaga-a\"\n";
+        apply_text(&mut s, Path::new("siaga.toml"), text).expect("valid");
+        assert_eq!(
+            s.log.url.as_deref(),
+            Some("postgres://siaga:pw@db:5432/siaga")
+        );
+        assert_eq!(s.log.node, "siaga-a");
+        for (text, key) in [
+            (
+                "[log]\nurl = \"mysql://db/siaga\"\n",
+                "siaga.toml:2: log.url",
+            ),
+            ("[node]\n\nname = \"siaga a\"\n", "siaga.toml:3: node.name"),
+        ] {
+            let err = apply_text(&mut Settings::default(), Path::new("siaga.toml"), text)
+                .expect_err("rejected")
+                .to_string();
+            assert!(err.starts_with(key), "{err}");
         }
     }
 

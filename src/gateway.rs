@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use tokio::net::{TcpListener, UdpSocket};
@@ -135,18 +135,43 @@ pub async fn run(
     // Before the call log's recovery closes them: the calls a crash left open (their legs
     // get a BYE below, their recordings' ends decide their end times). `lock` says no other
     // gateway is on this log.
-    let left_open =
-        crate::restart::prepare(&settings.db, &settings.log.spill_dir, &bound.listeners());
-    let (calllog, writer, recovery) = CallLog::start_with(&settings.db, settings.log.clone())?;
+    // On a thread of its own: PostgreSQL's client runs a runtime of its own, which cannot be
+    // started from this one's threads.
+    let listeners = bound.listeners();
+    let (left_open, started) = std::thread::scope(|s| {
+        s.spawn(|| {
+            let left_open = match &settings.log.url {
+                None => crate::restart::prepare(&settings.db, &settings.log.spill_dir, &listeners),
+                Some(url) => crate::restart::prepare_node(url, &settings.log.node, &listeners),
+            };
+            (
+                left_open,
+                CallLog::start_with(&settings.db, settings.log.clone()),
+            )
+        })
+        .join()
+    })
+    .map_err(|_| anyhow::anyhow!("the call log's start-up panicked"))?;
+    let (calllog, writer, recovery) = started?;
+    let bound_description = bound.describe();
     // Held until the gateway stops: a later start on this log then knows its calls are live.
-    let _call_log_lock = match lock {
-        Some(lock) => Some(lock),
-        None => crate::restart::CallLogLock::acquire(&settings.db)?,
+    let _call_log_lock = match (lock, &settings.log.url) {
+        (Some(lock), _) => Some(lock),
+        (None, None) => crate::restart::CallLogLock::acquire(&settings.db)?,
+        (None, Some(_)) => None,
+    };
+    // A node of a shared database beats until the gateway stops, and closes lost nodes' calls.
+    let _heartbeat = match &settings.log.url {
+        Some(url) => Some(calllog::nodes::Heartbeat::start(
+            url.clone(),
+            settings.log.node.clone(),
+        )?),
+        None => None,
     };
     calllog.send(calllog::Write::Event {
         at_ms: calllog::now_ms(),
         kind: calllog::GatewayEventKind::Start,
-        detail: format!("listening on {}", bound.describe().join(", ")),
+        detail: format!("listening on {}", bound_description.join(", ")),
     });
     // Before any call: every call's class uses the thresholds of the plan running when its
     // signals are logged.
@@ -171,6 +196,7 @@ pub async fn run(
         element_domain: settings.element_domain.clone(),
         noncall: settings.noncall,
         trusted_sources: settings.transport_limits.trusted.clone(),
+        load_balancers: settings.load_balancers.clone(),
         silent_caller_probe: siaga_engine::SilentCallerProbe {
             reprobe: settings.probe_every,
         },
@@ -183,9 +209,15 @@ pub async fn run(
         draining: std::sync::atomic::AtomicBool::new(false),
         calllog: calllog.clone(),
         recordings: settings.recordings.clone(),
+        spill_dir: settings.log.spill_dir.clone(),
     });
     // Issue 11 item 6: the daily retention sweep (off unless [retention] sets a period).
-    crate::evidence::spawn_daily_retention(settings.db.clone(), settings.retention);
+    crate::evidence::spawn_daily_retention(
+        settings.db.clone(),
+        settings.log.url.clone(),
+        settings.log.node.clone(),
+        settings.retention,
+    );
     let http = bound.http.take().map(|listener| {
         tokio::spawn(crate::http::serve(
             listener,
@@ -241,6 +273,19 @@ pub async fn run(
     };
     restart_byes(&mut engine, left_open, &calllog);
     drain(&mut engine, &mut out, &mut media).await;
+    let systemd = crate::systemd::Notifier::from_env();
+    let watchdog_on = systemd.watchdog_every().is_some();
+    let mut watchdog = tokio::time::interval(
+        systemd
+            .watchdog_every()
+            .unwrap_or(Duration::from_secs(3600))
+            .max(Duration::from_millis(100)),
+    );
+    watchdog.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    // The call log and the recordings are probed off the engine's task; OPTIONS follows.
+    let (storage_tx, mut storage_rx) = tokio::sync::watch::channel(true);
+    let storage_probe = tokio::spawn(probe_storage(health.clone(), storage_tx));
+    systemd.ready(&format!("taking calls on {}", bound_description.join(", ")));
 
     tokio::pin!(shutdown);
     let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
@@ -252,12 +297,18 @@ pub async fn run(
     let (lists_tx, mut lists_rx) = mpsc::channel::<Vec<calllog::numbers::ListRow>>(2);
     let (reread_tx, reread_rx) = mpsc::channel::<()>(1);
     let lists_reader = tokio::spawn(read_number_lists(
-        settings.db.clone(),
+        (settings.db.clone(), settings.log.url.clone()),
         settings.number_lists_every,
         lists_tx,
         reread_rx,
     ));
     let mut lists_in_force = None;
+    // Numbers with genuine calls in the last year: never challenged during a flood.
+    let (genuine_tx, mut genuine_rx) = mpsc::channel::<Vec<String>>(1);
+    let genuine_reader = tokio::spawn(read_genuine_numbers(
+        (settings.db.clone(), settings.log.url.clone()),
+        genuine_tx,
+    ));
     loop {
         // While draining, wake at the drain deadline too: a gateway with nothing left to do
         // must still notice that the time is up.
@@ -279,6 +330,7 @@ pub async fn run(
                 draining_since = Some(Instant::now());
                 health.draining.store(true, std::sync::atomic::Ordering::Relaxed);
                 engine.handle_input(Instant::now(), Input::Drain);
+                systemd.stopping(&format!("draining: {} live calls", engine.active_calls()));
             }
             _ = hangup.recv() => {
                 let _ = reread_tx.try_send(());
@@ -301,10 +353,24 @@ pub async fn run(
             Some(rows) = lists_rx.recv() => {
                 apply_number_lists(&mut engine, &rows, &mut lists_in_force);
             }
+            Some(numbers) = genuine_rx.recv() => {
+                let country = engine.plan().centre().country_code.clone();
+                let set = numbers
+                    .iter()
+                    .filter_map(|n| siaga_dialplan::CallerNumber::normalise(n, country.as_deref()).ok())
+                    .collect();
+                engine.set_genuine_numbers(Arc::new(set));
+            }
             _ = clock.tick() => {
                 engine.set_local_time(local_time(settings.utc_offset_minutes));
             }
             _ = gauges.tick() => crate::metrics::engine_gauges(&engine),
+            _ = watchdog.tick(), if watchdog_on => systemd.alive(),
+            Ok(()) = storage_rx.changed() => {
+                let healthy = *storage_rx.borrow_and_update();
+                engine.handle_input(Instant::now(), Input::StorageHealthy(healthy));
+                storage_changed(healthy, &calllog, &systemd);
+            }
             ev = media_rx.recv() => {
                 let Some(ev) = ev else { break };
                 engine.handle_input(Instant::now(), Input::Media { call: ev.call, leg: ev.leg, event: ev.event });
@@ -351,11 +417,14 @@ pub async fn run(
         http.abort();
         let _ = http.await;
     }
+    storage_probe.abort();
+    let _ = storage_probe.await;
     drop(health);
     engine.flush_noncall_counts(Instant::now());
     drain(&mut engine, &mut out, &mut media).await;
     // The reporter holds the call log open: stop it, then report what is left.
     lists_reader.abort();
+    genuine_reader.abort();
     reporter.abort();
     let _ = reporter.await;
     report_once(&shield, &calllog);
@@ -384,6 +453,63 @@ pub async fn run(
     drop(media);
     writer.join();
     Ok(())
+}
+
+/// Probes the call log and the recordings every second and publishes whether both take
+/// writes (the watch only wakes the engine's loop on a change).
+async fn probe_storage(
+    health: Arc<crate::http::Health>,
+    healthy: tokio::sync::watch::Sender<bool>,
+) {
+    let mut every = tokio::time::interval(Duration::from_secs(1));
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        every.tick().await;
+        let health = health.clone();
+        let Ok((calllog, recordings)) = tokio::task::spawn_blocking(move || health.storage()).await
+        else {
+            continue;
+        };
+        healthy.send_if_modified(|was| {
+            let now = calllog && recordings;
+            if now != *was {
+                if !now {
+                    tracing::warn!(
+                        calllog_writable = calllog,
+                        recordings_writable = recordings,
+                        "storage failing: OPTIONS answers 503 so a load balancer sends new calls elsewhere"
+                    );
+                }
+                *was = now;
+                true
+            } else {
+                false
+            }
+        });
+    }
+}
+
+/// A change of the storage's health: on the gateway's events (the log may be the thing that
+/// fails: the record waits in the writer's queue or spill) and in systemd's status.
+fn storage_changed(healthy: bool, calllog: &CallLog, systemd: &crate::systemd::Notifier) {
+    let (kind, detail) = if healthy {
+        (
+            calllog::GatewayEventKind::Ready,
+            "call log and recordings take writes again: OPTIONS answers 200",
+        )
+    } else {
+        (
+            calllog::GatewayEventKind::Unready,
+            "call log or recordings not writable: OPTIONS answers 503, calls that still come are answered",
+        )
+    };
+    tracing::info!(healthy, "{detail}");
+    systemd.status(detail);
+    calllog.send(calllog::Write::Event {
+        at_ms: calllog::now_ms(),
+        kind,
+        detail: detail.to_owned(),
+    });
 }
 
 /// Hands the engine a BYE for every leg a crash left up; they leave with the first drain.
@@ -530,7 +656,7 @@ fn apply_reload(
 /// engine task. A log that cannot be read keeps the last snapshot in force (its entries
 /// still expire on time) and is reported once per new reason.
 async fn read_number_lists(
-    db: std::path::PathBuf,
+    (db, url): (std::path::PathBuf, Option<String>),
     every: std::time::Duration,
     out: mpsc::Sender<Vec<calllog::numbers::ListRow>>,
     mut reread: mpsc::Receiver<()>,
@@ -543,9 +669,9 @@ async fn read_number_lists(
             _ = tick.tick() => {}
             nudge = reread.recv() => if nudge.is_none() { return },
         }
-        let path = db.clone();
+        let (path, url) = (db.clone(), url.clone());
         let read = tokio::task::spawn_blocking(move || {
-            let conn = calllog::open_read_only(&path)?;
+            let conn = calllog::open_reader(&path, url.as_deref())?;
             anyhow::Ok(calllog::numbers::live(&conn, calllog::now_ms())?)
         })
         .await;
@@ -561,6 +687,36 @@ async fn read_number_lists(
                 tracing::warn!(error = %e, "cannot read the number lists; the last ones stay in force");
             }
             _ => {}
+        }
+    }
+}
+
+/// Reads the numbers with genuine calls in the last year at start and every minute (they
+/// change slowly: a class is set when a call ends).
+async fn read_genuine_numbers(
+    (db, url): (std::path::PathBuf, Option<String>),
+    out: mpsc::Sender<Vec<String>>,
+) {
+    const YEAR_MS: i64 = 365 * 24 * 3600 * 1000;
+    let mut tick = tokio::time::interval(Duration::from_secs(60));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        tick.tick().await;
+        let (path, url) = (db.clone(), url.clone());
+        let read = tokio::task::spawn_blocking(move || {
+            let conn = calllog::open_reader(&path, url.as_deref())?;
+            let since = calllog::now_ms() - YEAR_MS;
+            anyhow::Ok(calllog::numbers::genuine_numbers(&conn, since)?)
+        })
+        .await;
+        match read {
+            Ok(Ok(numbers)) => {
+                if out.send(numbers).await.is_err() {
+                    return;
+                }
+            }
+            Ok(Err(e)) => tracing::debug!(error = %e, "cannot read the numbers with genuine calls"),
+            Err(_) => {}
         }
     }
 }

@@ -14,6 +14,7 @@ mod metrics;
 mod numbers;
 mod plan;
 mod restart;
+mod systemd;
 mod transport;
 
 use std::io::Write as _;
@@ -33,6 +34,15 @@ use crate::config::{Listen, PortRange, Settings};
              bridges it to the right agency and logs it for audit."
 )]
 struct Cli {
+    /// A shared PostgreSQL call log (several gateway nodes) instead of the SQLite file of
+    /// --db, for every command [config: log.url]
+    #[arg(
+        long,
+        global = true,
+        env = "SIAGA_LOG_URL",
+        value_name = "postgres://…"
+    )]
+    log_url: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -185,6 +195,10 @@ struct ServeArgs {
     /// Console log lines as text or as one JSON object per line [config: log.console_format]
     #[arg(long, value_enum, value_name = "FORMAT")]
     log_format: Option<logging::LogFormat>,
+    /// This gateway's name among several on one call log; every call row carries it
+    /// [config: node.name; default: the host name]
+    #[arg(long, value_name = "NAME")]
+    node: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -279,10 +293,17 @@ enum CallsCommand {
     },
 }
 
-fn settings_from(args: ServeArgs) -> anyhow::Result<Settings> {
+fn settings_from(args: ServeArgs, log_url: Option<String>) -> anyhow::Result<Settings> {
     let mut s = Settings::default();
     if let Some(path) = &args.config {
         config::apply_file(&mut s, path)?;
+    }
+    if let Some(url) = log_url {
+        s.set_origin("log.url", "--log-url".into());
+        s.log.url = Some(url);
+    }
+    if let Some(node) = args.node {
+        s.log.node = node;
     }
     if !args.listen.is_empty() {
         s.listen = args.listen;
@@ -355,8 +376,10 @@ fn check_files(settings: &Settings) -> anyhow::Result<Arc<siaga_engine::dialplan
             )
         })?;
     }
-    calllog::check_db_file(&settings.db, false)
-        .map_err(|e| anyhow::anyhow!("{}: {e}", settings.origin("log.db")))?;
+    if settings.log.url.is_none() {
+        calllog::check_db_file(&settings.db, false)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", settings.origin("log.db")))?;
+    }
     std::fs::create_dir_all(&settings.recordings).map_err(|e| {
         anyhow::anyhow!(
             "{}: cannot create the recordings directory {}: {e}\n  hint: create it, or \
@@ -397,8 +420,8 @@ fn check_writable_dir(dir: &std::path::Path) -> std::io::Result<()> {
     std::fs::remove_file(&probe)
 }
 
-fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    let settings = settings_from(args)?;
+fn serve(args: ServeArgs, log_url: Option<String>) -> anyhow::Result<()> {
+    let settings = settings_from(args, log_url)?;
     // Only now is the console format known; nothing above logs (its errors are returned).
     logging::init(settings.log_format);
     // Before any socket or file is opened: TCP peers, RTP ports and recordings all need
@@ -420,7 +443,11 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         let shutdown = shutdown_signal()?;
         // Before any port is bound: a second gateway on this call log would close the first
         // one's live calls at start.
-        let lock = restart::CallLogLock::acquire(&settings.db)?;
+        // (A shared PostgreSQL has no such lock: each node repairs only its own calls.)
+        let lock = match settings.log.url {
+            None => restart::CallLogLock::acquire(&settings.db)?,
+            Some(_) => None,
+        };
         let mut bound = gateway::bind(&settings.listen)?;
         let mut stdout = std::io::stdout();
         // Metrics and health are not worth a refused start: a gateway whose HTTP port is
@@ -444,7 +471,11 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             writeln!(stdout, "listening {line}")?;
         }
         stdout.flush()?;
-        tracing::info!(db = %settings.db.display(), "Siaga 112 gateway running");
+        match &settings.log.url {
+            None => tracing::info!(db = %settings.db.display(), "Siaga 112 gateway running"),
+            Some(url) => tracing::info!(log = %calllog::store::redacted(url),
+                node = %settings.log.node, "Siaga 112 gateway running"),
+        }
         gateway::run(settings, dialplan, bound, lock, shutdown).await
     })
 }
@@ -545,7 +576,7 @@ pub(crate) fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn report(args: ReportArgs) -> anyhow::Result<()> {
+fn report(args: ReportArgs, log_url: Option<&str>) -> anyhow::Result<()> {
     let day_or_minute = |flag: &str, text: &str| {
         calllog::stats::parse_utc(text).ok_or_else(|| {
             anyhow::anyhow!(
@@ -578,7 +609,7 @@ fn report(args: ReportArgs) -> anyhow::Result<()> {
     if period.from_ms >= period.to_ms {
         anyhow::bail!("--from must be before --to");
     }
-    let conn = calllog::open_read_only(&args.db)?;
+    let conn = calllog::open_reader(&args.db, log_url)?;
     let report = calllog::report::report(&conn, period, args.top)?;
     match args.format {
         ReportFormat::Table => print!("{}", calllog::report::render_table(&report)),
@@ -593,20 +624,21 @@ fn main() -> anyhow::Result<()> {
     if !matches!(cli.command, Command::Serve(_)) {
         logging::init(logging::LogFormat::Text);
     }
+    let log_url = cli.log_url.as_deref();
     match cli.command {
-        Command::Serve(args) => serve(args),
+        Command::Serve(args) => serve(args, cli.log_url),
         Command::Dialplan(cmd) => dialplan_command(cmd),
-        Command::Report(args) => report(args),
-        Command::Numbers(cmd) => numbers::run(cmd),
-        Command::Events(args) => evidence::cli::events(args),
-        Command::Keys(cmd) => evidence::cli::keys_command(cmd),
+        Command::Report(args) => report(args, log_url),
+        Command::Numbers(cmd) => numbers::run(cmd, log_url),
+        Command::Events(args) => evidence::cli::events(args, log_url),
+        Command::Keys(cmd) => evidence::cli::keys_command(cmd, log_url),
         Command::Evidence(cmd) => evidence::cli::evidence_command(cmd),
-        Command::Audit(cmd) => evidence::cli::audit_command(cmd),
-        Command::Recordings(cmd) => evidence::cli::recordings_command(cmd),
-        Command::Retention(cmd) => evidence::cli::retention_command(cmd),
-        Command::Calls(CallsCommand::Export(args)) => evidence::cli::export(args),
-        Command::Calls(CallsCommand::Hold(args)) => evidence::cli::hold(args, true),
-        Command::Calls(CallsCommand::Unhold(args)) => evidence::cli::hold(args, false),
+        Command::Audit(cmd) => evidence::cli::audit_command(cmd, log_url),
+        Command::Recordings(cmd) => evidence::cli::recordings_command(cmd, log_url),
+        Command::Retention(cmd) => evidence::cli::retention_command(cmd, log_url),
+        Command::Calls(CallsCommand::Export(args)) => evidence::cli::export(args, log_url),
+        Command::Calls(CallsCommand::Hold(args)) => evidence::cli::hold(args, true, log_url),
+        Command::Calls(CallsCommand::Unhold(args)) => evidence::cli::hold(args, false, log_url),
         Command::Calls(CallsCommand::List {
             db,
             limit,
@@ -623,7 +655,7 @@ fn main() -> anyhow::Result<()> {
                     known.join(", ")
                 );
             }
-            let conn = calllog::open_read_only(&db)?;
+            let conn = calllog::open_reader(&db, log_url)?;
             let class = match class.as_deref() {
                 None => None,
                 Some("unclassified") => Some(None),
@@ -661,7 +693,7 @@ fn main() -> anyhow::Result<()> {
                 from_ms: bound("since", since)?,
                 to_ms: bound("until", until)?,
             };
-            let conn = calllog::open_read_only(&db)?;
+            let conn = calllog::open_reader(&db, log_url)?;
             let stats = calllog::stats::stats(&conn, window)?;
             if json {
                 print_json(&stats)?;
@@ -671,7 +703,7 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Calls(CallsCommand::Events { db, limit, json }) => {
-            let conn = calllog::open_read_only(&db)?;
+            let conn = calllog::open_reader(&db, log_url)?;
             let events = calllog::query::gateway_events(&conn, limit)?;
             if json {
                 print_json(&events)?;
@@ -688,7 +720,7 @@ fn main() -> anyhow::Result<()> {
             db,
             json,
         }) => {
-            let conn = calllog::open_for_corrections(&db)?;
+            let conn = calllog::open_for_corrections(&db, log_url)?;
             let correction =
                 calllog::classes::correct(&conn, id, class, &by, &why, calllog::now_ms())?;
             // Issue 11 item 5: a class change is on the access trail (and so in the chain).
@@ -725,7 +757,7 @@ fn main() -> anyhow::Result<()> {
             messages,
             json,
         }) => {
-            let conn = calllog::open_read_only(&db)?;
+            let conn = calllog::open_reader(&db, log_url)?;
             let id = evidence::cli::resolve_call(&conn, &id, &db)?;
             let detail = calllog::query::show(&conn, id)?
                 .with_context(|| format!("no call {id} in {}", db.display()))?;

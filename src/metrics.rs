@@ -259,6 +259,8 @@ pub fn engine_gauges(engine: &Engine) {
     counter!("siaga_sip_retransmissions_total", "direction" => "out")
         .absolute(tx.retransmissions_sent);
     counter!("siaga_sip_transaction_timeouts_total").absolute(tx.timeouts);
+    // 1 while a flood of emergency calls is detected (callers beyond their limits challenged).
+    gauge!("siaga_under_attack").set(if engine.under_attack() { 1.0 } else { 0.0 });
 }
 
 /// A dialplan reload: `applied` or `rejected`.

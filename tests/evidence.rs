@@ -176,8 +176,12 @@ fn calls_are_found_exported_verified_swept_and_tampering_is_named() {
         "{one}"
     );
     let (ok, events, _) = siaga(&["events", "--db", &db_arg, "--kind", "start"]);
+    // Since issue 13 each event names its node: `start  [<host name>] listening on …`.
     assert!(
-        ok && events.lines().count() == 1 && events.contains("  start  listening on"),
+        ok && events.lines().count() == 1
+            && events
+                .split_once("  start  [")
+                .is_some_and(|(_, rest)| rest.contains("] listening on")),
         "{events}"
     );
 

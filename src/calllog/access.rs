@@ -3,7 +3,9 @@
 //! transaction as its row ([`super::chain`]), so an entry edited or deleted later is named by
 //! `siaga audit verify`. The console and the CLI write it through this API only.
 
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{OptionalExtension, params};
+
+use super::store::{Db, Row};
 use serde::Serialize;
 
 use super::chain;
@@ -89,19 +91,23 @@ pub struct AccessRow {
     pub detail: String,
 }
 
-/// Appends one entry (seq = previous max + 1, in one immediate transaction) and its chain
-/// entry; returns its seq.
-pub fn record_access(conn: &Connection, entry: &AccessEntry<'_>) -> anyhow::Result<i64> {
-    let tx = rusqlite::Transaction::new_unchecked(conn, rusqlite::TransactionBehavior::Immediate)?;
+/// Appends one entry (seq = previous max + 1, in one write transaction) and its chain entry;
+/// returns its seq.
+pub fn record_access(conn: &Db, entry: &AccessEntry<'_>) -> anyhow::Result<i64> {
+    let tx = conn.write_transaction()?;
     let seq = record_access_in(&tx, entry)?;
     tx.commit()?;
     Ok(seq)
 }
 
-/// [`record_access`] inside a transaction of the caller's (which must hold the write lock:
-/// an immediate transaction, or one that has written already), so the entry commits or
-/// rolls back with what it records.
-pub fn record_access_in(conn: &Connection, entry: &AccessEntry<'_>) -> rusqlite::Result<i64> {
+/// [`record_access`] inside a transaction of the caller's (a [`Db::write_transaction`], or
+/// one that has written already on SQLite), so the entry commits or rolls back with what it
+/// records.
+pub fn record_access_in(conn: &Db, entry: &AccessEntry<'_>) -> rusqlite::Result<i64> {
+    // Several nodes (and the CLI) append to one trail and one chain on PostgreSQL: both are
+    // numbered "previous max + 1", so both are locked first, always in this order.
+    conn.lock_for_append("access_trail")?;
+    conn.lock_for_append("audit_chain")?;
     let seq: i64 = conn.query_row(
         "SELECT coalesce(max(seq), 0) + 1 FROM access_trail",
         [],
@@ -141,7 +147,7 @@ pub fn record_access_in(conn: &Connection, entry: &AccessEntry<'_>) -> rusqlite:
 
 /// Newest first; `before_seq` pages backwards.
 pub fn list_access(
-    conn: &Connection,
+    conn: &Db,
     before_seq: Option<i64>,
     limit: usize,
 ) -> anyhow::Result<Vec<AccessRow>> {
@@ -159,7 +165,7 @@ pub fn list_access(
 }
 
 /// One entry, if it exists.
-pub fn access_by_seq(conn: &Connection, seq: i64) -> rusqlite::Result<Option<AccessRow>> {
+pub fn access_by_seq(conn: &Db, seq: i64) -> rusqlite::Result<Option<AccessRow>> {
     conn.query_row(
         "SELECT seq, at, user_name, address, action, call, detail FROM access_trail
          WHERE seq = ?1",
@@ -170,7 +176,7 @@ pub fn access_by_seq(conn: &Connection, seq: i64) -> rusqlite::Result<Option<Acc
 }
 
 /// Entries the chain does not know (inserted behind Siaga's back), oldest first.
-pub(super) fn unchained(conn: &Connection) -> rusqlite::Result<Vec<i64>> {
+pub(super) fn unchained(conn: &Db) -> rusqlite::Result<Vec<i64>> {
     conn.prepare(
         "SELECT seq FROM access_trail a WHERE NOT EXISTS
             (SELECT 1 FROM audit_chain c WHERE c.kind = 'access' AND c.subject = a.seq)
@@ -180,7 +186,7 @@ pub(super) fn unchained(conn: &Connection) -> rusqlite::Result<Vec<i64>> {
     .collect()
 }
 
-fn access_row(r: &rusqlite::Row) -> rusqlite::Result<AccessRow> {
+fn access_row(r: &Row) -> rusqlite::Result<AccessRow> {
     Ok(AccessRow {
         seq: r.get(0)?,
         at_ms: r.get(1)?,

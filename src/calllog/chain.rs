@@ -12,7 +12,9 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{OptionalExtension, params};
+
+use super::store::Db;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
@@ -61,7 +63,7 @@ pub struct Head {
     pub hash: String,
 }
 
-pub fn head(conn: &Connection) -> rusqlite::Result<Option<Head>> {
+pub fn head(conn: &Db) -> rusqlite::Result<Option<Head>> {
     conn.query_row(
         "SELECT seq, at, hash FROM audit_chain ORDER BY seq DESC LIMIT 1",
         [],
@@ -90,7 +92,7 @@ pub struct Entry {
 
 /// The entries matching an SQL condition, in chain order.
 fn entries_where(
-    conn: &Connection,
+    conn: &Db,
     condition: &str,
     values: impl rusqlite::Params,
 ) -> rusqlite::Result<Vec<Entry>> {
@@ -113,7 +115,7 @@ fn entries_where(
 }
 
 /// A call's entries: its seal and its recording's.
-pub fn entries_of_call(conn: &Connection, call: i64) -> rusqlite::Result<Vec<Entry>> {
+pub fn entries_of_call(conn: &Db, call: i64) -> rusqlite::Result<Vec<Entry>> {
     entries_where(
         conn,
         "kind IN ('call', 'recording') AND subject = ?1",
@@ -124,12 +126,14 @@ pub fn entries_of_call(conn: &Connection, call: i64) -> rusqlite::Result<Vec<Ent
 /// Appends an entry; the caller's transaction holds the write lock (the seq and the link are
 /// read inside it). Returns its seq.
 pub fn append(
-    conn: &Connection,
+    conn: &Db,
     at: i64,
     kind: ChainKind,
     subject: i64,
     digest: &str,
 ) -> rusqlite::Result<i64> {
+    // Nodes sharing a PostgreSQL append to one chain: no other may read the same head.
+    conn.lock_for_append("audit_chain")?;
     let (seq, prev) = match head(conn)? {
         Some(h) => (h.seq + 1, h.hash),
         None => (1, GENESIS.to_owned()),
@@ -145,7 +149,7 @@ pub fn append(
 
 /// The call's canonical JSON: its row (without the recording, chained on its own), timeline,
 /// locations and SIP messages (each by the SHA-256 of its bytes); `None` without a row.
-pub fn call_canonical(conn: &Connection, call: i64) -> rusqlite::Result<Option<serde_json::Value>> {
+pub fn call_canonical(conn: &Db, call: i64) -> rusqlite::Result<Option<serde_json::Value>> {
     use rusqlite::types::Value as Sql;
     let to_json = |v: Sql| match v {
         Sql::Null => serde_json::Value::Null,
@@ -238,12 +242,12 @@ pub fn call_canonical(conn: &Connection, call: i64) -> rusqlite::Result<Option<s
     })))
 }
 
-fn call_digest(conn: &Connection, call: i64) -> rusqlite::Result<Option<String>> {
+fn call_digest(conn: &Db, call: i64) -> rusqlite::Result<Option<String>> {
     Ok(call_canonical(conn, call)?.map(|v| sha256_hex(v.to_string().as_bytes())))
 }
 
 /// A recording as the log knows it: path, digest and length (`None` without a finished one).
-fn recording_canonical(conn: &Connection, call: i64) -> rusqlite::Result<Option<(String, String)>> {
+fn recording_canonical(conn: &Db, call: i64) -> rusqlite::Result<Option<(String, String)>> {
     let row: Option<(Option<String>, Option<String>, Option<i64>)> = conn
         .query_row(
             "SELECT recording_path, recording_sha256, recording_ms FROM calls WHERE id = ?1",
@@ -260,8 +264,11 @@ fn recording_canonical(conn: &Connection, call: i64) -> rusqlite::Result<Option<
     })
 }
 
-/// Seals a finished call: one `call` entry for its record as it stands. Idempotent.
-pub fn seal_call(conn: &Connection, call: i64, at: i64) -> rusqlite::Result<()> {
+/// Seals a finished call: one `call` entry for its record as it stands, in the caller's
+/// transaction. Idempotent.
+pub fn seal_call(conn: &Db, call: i64, at: i64) -> rusqlite::Result<()> {
+    // Before looking: two nodes sealing the same call (after a node was lost) seal it once.
+    conn.lock_for_append("audit_chain")?;
     let sealed: bool = conn.query_row(
         "SELECT EXISTS (SELECT 1 FROM audit_chain WHERE kind = 'call' AND subject = ?1)",
         params![call],
@@ -277,7 +284,7 @@ pub fn seal_call(conn: &Connection, call: i64, at: i64) -> rusqlite::Result<()> 
 }
 
 /// Chains the call's finished recording (path, digest, length).
-pub fn chain_recording(conn: &Connection, call: i64, at: i64) -> rusqlite::Result<()> {
+pub fn chain_recording(conn: &Db, call: i64, at: i64) -> rusqlite::Result<()> {
     if let Some((_, digest)) = recording_canonical(conn, call)? {
         append(conn, at, ChainKind::Recording, call, &digest)?;
     }
@@ -285,7 +292,7 @@ pub fn chain_recording(conn: &Connection, call: i64, at: i64) -> rusqlite::Resul
 }
 
 /// Ended calls without a seal (left by a crash or a stop before their seal was due).
-pub fn unsealed_ended_calls(conn: &Connection) -> rusqlite::Result<Vec<i64>> {
+pub fn unsealed_ended_calls(conn: &Db) -> rusqlite::Result<Vec<i64>> {
     conn.prepare(
         "SELECT id FROM calls WHERE ended_at IS NOT NULL AND NOT EXISTS
             (SELECT 1 FROM audit_chain c WHERE c.kind = 'call' AND c.subject = calls.id)
@@ -332,7 +339,7 @@ const MAX_PROBLEMS: usize = 1000;
 
 /// Walks the chain: links and hashes, then each entry's subject against the log and the
 /// recording files, then what the log holds that the chain does not cover.
-pub fn verify(conn: &Connection, now_ms: i64) -> rusqlite::Result<Verification> {
+pub fn verify(conn: &Db, now_ms: i64) -> rusqlite::Result<Verification> {
     let mut v = Verification::default();
     let mut problem = |v: &mut Verification, text: String| {
         if v.problems.len() < MAX_PROBLEMS {
@@ -506,7 +513,7 @@ pub fn verify(conn: &Connection, now_ms: i64) -> rusqlite::Result<Verification> 
 /// Re-hashes one chained recording; a file retention deleted is fine when the deletion is
 /// on the access trail.
 fn check_recording_file(
-    conn: &Connection,
+    conn: &Db,
     v: &mut Verification,
     seq: i64,
     call: i64,
@@ -558,7 +565,7 @@ pub struct RecordingCheck {
 }
 
 /// Re-hashes every recording the log knows against its logged digest.
-pub fn check_recordings(conn: &Connection) -> rusqlite::Result<Vec<RecordingCheck>> {
+pub fn check_recordings(conn: &Db) -> rusqlite::Result<Vec<RecordingCheck>> {
     let rows: Vec<(i64, String, Option<String>)> = conn
         .prepare(
             "SELECT id, recording_path, recording_sha256 FROM calls
@@ -598,7 +605,7 @@ pub fn check_recordings(conn: &Connection) -> rusqlite::Result<Vec<RecordingChec
 
 /// WAV files under `dir` that no call's recording is: put there from outside (a recording
 /// the log would vouch for is never among them).
-pub fn unknown_recordings(conn: &Connection, dir: &Path) -> anyhow::Result<Vec<RecordingCheck>> {
+pub fn unknown_recordings(conn: &Db, dir: &Path) -> anyhow::Result<Vec<RecordingCheck>> {
     let known: std::collections::HashSet<std::path::PathBuf> = conn
         .prepare("SELECT recording_path FROM calls WHERE recording_path IS NOT NULL")?
         .query_map([], |r| r.get::<_, String>(0))?
@@ -645,7 +652,7 @@ mod tests {
 
     const HOUR: i64 = 3_600_000;
 
-    fn insert_call(conn: &Connection, id: i64, ended: Option<i64>) {
+    fn insert_call(conn: &crate::calllog::Db, id: i64, ended: Option<i64>) {
         conn.execute(
             "INSERT INTO calls (id, call_id, started_at, ended_at, kind, dialled, source, transport)
              VALUES (?1, 'c', 1000, ?2, 'emergency', 'sip:112@gw', '192.0.2.1:5060', 'udp')",
@@ -665,7 +672,7 @@ mod tests {
         .expect("event");
     }
 
-    fn access(conn: &Connection, detail: &str) {
+    fn access(conn: &crate::calllog::Db, detail: &str) {
         record_access(
             conn,
             &AccessEntry {
@@ -680,7 +687,7 @@ mod tests {
         .expect("access");
     }
 
-    fn first_problem(conn: &Connection) -> String {
+    fn first_problem(conn: &crate::calllog::Db) -> String {
         verify(conn, 100 * HOUR)
             .expect("verify")
             .problems
@@ -784,7 +791,7 @@ mod tests {
         std::fs::write(dir.path().join("1.wav"), b"").expect("wav");
         assert!(log.barrier(Duration::from_secs(10)));
         // Written, not sealed yet: the seal waits for late messages.
-        let kinds = |conn: &Connection| -> Vec<String> {
+        let kinds = |conn: &crate::calllog::Db| -> Vec<String> {
             conn.prepare("SELECT kind FROM audit_chain ORDER BY seq")
                 .expect("query")
                 .query_map([], |r| r.get(0))
@@ -816,7 +823,7 @@ mod cost {
     #[ignore]
     fn chain_cost() {
         let dir = tempfile::tempdir().expect("dir");
-        let mut conn = crate::calllog::open(&dir.path().join("siaga.db")).expect("db");
+        let conn = crate::calllog::open(&dir.path().join("siaga.db")).expect("db");
         const CALLS: i64 = 10_000;
         let raw = vec![b'x'; 800];
         let tx = conn.transaction().expect("tx");

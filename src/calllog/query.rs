@@ -2,12 +2,13 @@
 
 use std::fmt::Write as _;
 
-use rusqlite::{Connection, OptionalExtension, params};
+use super::store::Db;
+use rusqlite::{OptionalExtension, params};
 use serde::Serialize;
 use siaga_engine::call::EndReason;
 use siaga_engine::timeline::CallEventKind;
 
-use super::schema::GATEWAY_RESTARTED;
+use super::schema::{GATEWAY_RESTARTED, NODE_LOST};
 use super::text::{esc, fit, message_lines};
 
 #[derive(Debug, Serialize)]
@@ -36,6 +37,8 @@ pub struct CallRow {
     pub emergency_call_id: Option<String>,
     /// NENA i3 `urn:emergency:uid:incidentid:…`.
     pub incident_id: Option<String>,
+    /// The gateway node that handled the call (`[node] name`; none in rows logged before).
+    pub node: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -56,6 +59,9 @@ pub struct EventRow {
     pub at: i64,
     pub kind: String,
     pub detail: String,
+    /// For a gateway event: the node that logged it (several nodes on one call log).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -121,9 +127,9 @@ pub(super) const CALL_COLUMNS: &str =
     "id, call_id, started_at, answered_at, ended_at, kind, dialled, entry,
     caller_from, caller_pai, caller_privacy, caller_contact, caller_user_agent, source, transport,
     end_reason, end_detail, recording_path, recording_sha256, recording_ms, emergency_call_id,
-    incident_id";
+    incident_id, node";
 
-pub(super) fn call_row(r: &rusqlite::Row) -> rusqlite::Result<CallRow> {
+pub(super) fn call_row(r: &super::store::Row) -> rusqlite::Result<CallRow> {
     let pai: Option<String> = r.get(9)?;
     Ok(CallRow {
         id: r.get(0)?,
@@ -150,6 +156,7 @@ pub(super) fn call_row(r: &rusqlite::Row) -> rusqlite::Result<CallRow> {
         recording_ms: r.get(19)?,
         emergency_call_id: r.get(20)?,
         incident_id: r.get(21)?,
+        node: r.get(22)?,
     })
 }
 
@@ -183,12 +190,13 @@ pub struct ListFilter {
 }
 
 /// Every end reason the log can hold, with whether it puts an emergency call on the call-back
-/// list: the engine's, and the one crash recovery writes (a crash also leaves callers waiting).
+/// list: the engine's, and the ones crash recovery and node-loss recovery write (a crash also
+/// leaves callers waiting).
 fn logged_end_reasons() -> impl Iterator<Item = (&'static str, bool)> {
     EndReason::ALL
         .iter()
         .map(|r| (r.as_str(), r.calls_for_call_back()))
-        .chain([(GATEWAY_RESTARTED, true)])
+        .chain([(GATEWAY_RESTARTED, true), (NODE_LOST, true)])
 }
 
 /// The end reason names a supervisor may filter on.
@@ -196,11 +204,7 @@ pub fn known_end_reasons() -> Vec<&'static str> {
     logged_end_reasons().map(|(name, _)| name).collect()
 }
 
-pub fn list(
-    conn: &Connection,
-    limit: usize,
-    filter: &ListFilter,
-) -> rusqlite::Result<Vec<CallRow>> {
+pub fn list(conn: &Db, limit: usize, filter: &ListFilter) -> rusqlite::Result<Vec<CallRow>> {
     use rusqlite::types::Value;
     // ?1 is the limit; each condition's values follow as ?2, ?3, …
     let mut values: Vec<Value> = vec![Value::from(limit as i64)];
@@ -318,7 +322,7 @@ fn like_escape(text: &str) -> String {
 }
 
 /// A call named by its id or by either NENA i3 identifier.
-pub fn find_call(conn: &Connection, key: &str) -> rusqlite::Result<Option<i64>> {
+pub fn find_call(conn: &Db, key: &str) -> rusqlite::Result<Option<i64>> {
     let key = key.trim();
     if let Ok(id) = key.parse::<i64>() {
         return Ok(Some(id));
@@ -347,7 +351,7 @@ pub fn call_back_condition() -> String {
     )
 }
 
-pub fn show(conn: &Connection, id: i64) -> rusqlite::Result<Option<CallDetail>> {
+pub fn show(conn: &Db, id: i64) -> rusqlite::Result<Option<CallDetail>> {
     let Some(call) = call_by_id(conn, id)? else {
         return Ok(None);
     };
@@ -358,6 +362,7 @@ pub fn show(conn: &Connection, id: i64) -> rusqlite::Result<Option<CallDetail>> 
                 at: r.get(0)?,
                 kind: r.get(1)?,
                 detail: r.get(2)?,
+                node: None,
             })
         })?
         .collect::<Result<_, _>>()?;
@@ -409,7 +414,7 @@ pub fn show(conn: &Connection, id: i64) -> rusqlite::Result<Option<CallDetail>> 
 }
 
 /// The call's row, if the log has it.
-pub(super) fn call_by_id(conn: &Connection, id: i64) -> rusqlite::Result<Option<CallRow>> {
+pub(super) fn call_by_id(conn: &Db, id: i64) -> rusqlite::Result<Option<CallRow>> {
     conn.query_row(
         &format!("SELECT {CALL_COLUMNS} FROM calls WHERE id = ?1"),
         params![id],
@@ -419,7 +424,7 @@ pub(super) fn call_by_id(conn: &Connection, id: i64) -> rusqlite::Result<Option<
 }
 
 /// The call's signals, once logged.
-pub(super) fn signals_of(conn: &Connection, id: i64) -> rusqlite::Result<Option<SignalsRow>> {
+pub(super) fn signals_of(conn: &Db, id: i64) -> rusqlite::Result<Option<SignalsRow>> {
     conn.query_row(
         "SELECT digits, answered_ms, agency_talk_ms, usable_identity, voice_frames,
             speech_frames, longest_speech_ms FROM call_signals WHERE call = ?1",
@@ -458,10 +463,7 @@ const MINUTE_MS: i64 = 60_000;
 /// Calls from `call`'s number in the 10 minutes, the hour and the day before it started,
 /// each up to [`EARLIER_CALLS_COUNTED`]. By the `caller_number` column (indexed) where the
 /// call has it; in a log written before it existed, by reading the numbers of the day's calls.
-pub(super) fn earlier_calls(
-    conn: &Connection,
-    call: &CallRow,
-) -> rusqlite::Result<Option<EarlierCalls>> {
+pub(super) fn earlier_calls(conn: &Db, call: &CallRow) -> rusqlite::Result<Option<EarlierCalls>> {
     let stored: Option<String> = conn.query_row(
         "SELECT caller_number FROM calls WHERE id = ?1",
         params![call.id],
@@ -474,7 +476,7 @@ pub(super) fn earlier_calls(
         conn.prepare_cached(
             "SELECT count(*) FROM (SELECT 1 FROM calls
              WHERE caller_number = ?1 AND started_at >= ?2 AND started_at <= ?3 AND id != ?4
-             LIMIT ?5)",
+             LIMIT ?5) AS earlier",
         )?
         .query_row(
             params![
@@ -498,10 +500,7 @@ pub(super) fn earlier_calls(
 
 /// [`earlier_calls`] for a call logged before `caller_number` existed: the numbers of the
 /// day's calls are read and compared as sent.
-fn earlier_calls_by_reading(
-    conn: &Connection,
-    call: &CallRow,
-) -> rusqlite::Result<Option<EarlierCalls>> {
+fn earlier_calls_by_reading(conn: &Db, call: &CallRow) -> rusqlite::Result<Option<EarlierCalls>> {
     let Some(number) = number_of(call.caller_from.clone(), call.caller_pai.clone()) else {
         return Ok(None);
     };
@@ -629,21 +628,13 @@ fn render_signals(out: &mut String, s: &SignalsRow) {
 }
 
 /// The gateway's own events (start, stop, reloads, call-log gaps, disk alarms), newest first.
-pub fn gateway_events(conn: &Connection, limit: usize) -> rusqlite::Result<Vec<EventRow>> {
-    conn.prepare("SELECT at, kind, detail FROM gateway_events ORDER BY at DESC, id DESC LIMIT ?1")?
-        .query_map(params![limit as i64], |r| {
-            Ok(EventRow {
-                at: r.get(0)?,
-                kind: r.get(1)?,
-                detail: r.get(2)?,
-            })
-        })?
-        .collect()
+pub fn gateway_events(conn: &Db, limit: usize) -> rusqlite::Result<Vec<EventRow>> {
+    gateway_events_filtered(conn, &[], None, None, limit)
 }
 
 /// Gateway events of the given kinds (all when empty) in `[since, until)`, newest first.
 pub fn gateway_events_filtered(
-    conn: &Connection,
+    conn: &Db,
     kinds: &[String],
     since_ms: Option<i64>,
     until_ms: Option<i64>,
@@ -667,7 +658,7 @@ pub fn gateway_events_filtered(
         kind_sql = format!("AND kind IN ({})", marks.join(", "));
     }
     conn.prepare(&format!(
-        "SELECT at, kind, detail FROM gateway_events WHERE at >= ?2 AND at < ?3 {kind_sql}
+        "SELECT at, kind, detail, node FROM gateway_events WHERE at >= ?2 AND at < ?3 {kind_sql}
          ORDER BY at DESC, id DESC LIMIT ?1"
     ))?
     .query_map(rusqlite::params_from_iter(values.iter()), |r| {
@@ -675,6 +666,7 @@ pub fn gateway_events_filtered(
             at: r.get(0)?,
             kind: r.get(1)?,
             detail: r.get(2)?,
+            node: r.get(3)?,
         })
     })?
     .collect()
@@ -695,9 +687,13 @@ pub fn render_events_in(events: &[EventRow], zone: Zone) -> String {
     for ev in events {
         let kind = esc(&ev.kind);
         let pad = " ".repeat(width.saturating_sub(kind.chars().count()));
+        let node = ev
+            .node
+            .as_deref()
+            .map_or(String::new(), |n| format!("[{}] ", esc(n)));
         let _ = writeln!(
             out,
-            "{}  {kind}{pad}  {}",
+            "{}  {kind}{pad}  {node}{}",
             stamp(ev.at, zone),
             esc(&ev.detail)
         );
@@ -1017,14 +1013,28 @@ mod tests {
     use siaga_engine::io::{CallSignals, LogRecord};
 
     use super::{iso_utc, render_detail, show};
-    use crate::calllog::CallLog;
+    use crate::calllog::testing::{Store, TestLog};
 
     #[test]
     fn signals_are_written_by_the_log_and_shown_with_earlier_calls_from_the_number() {
-        let dir = tempfile::tempdir().expect("dir");
-        let db = dir.path().join("siaga.db");
-        let (calllog, _writer, _) = CallLog::start(&db).expect("log");
-        let conn = crate::calllog::open(&db).expect("db");
+        signals_are_written_by_the_log_and_shown_with_earlier_calls_from_the_number_on(
+            Store::Sqlite,
+        )
+    }
+
+    #[test]
+    fn signals_are_written_by_the_log_and_shown_with_earlier_calls_from_the_number_on_postgres() {
+        signals_are_written_by_the_log_and_shown_with_earlier_calls_from_the_number_on(
+            Store::Postgres,
+        )
+    }
+
+    fn signals_are_written_by_the_log_and_shown_with_earlier_calls_from_the_number_on(
+        store: Store,
+    ) {
+        let log = TestLog::new(store);
+        let (calllog, _writer, _) = log.start();
+        let conn = log.open();
         const MINUTE: i64 = 60_000;
         let start = 100 * 24 * 60 * MINUTE;
         // Call 4 at `start`; before it, from the same number: 2 h, 30 min and 5 min

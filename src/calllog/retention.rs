@@ -3,7 +3,9 @@
 //! recording's path and SHA-256, each message's first line, addresses and SHA-256, and an
 //! access-trail entry per deletion. The chain commits to digests, so it still verifies.
 
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{OptionalExtension, params};
+
+use super::store::Db;
 use serde::Serialize;
 
 use super::access::{AccessAction, AccessEntry, record_access_in};
@@ -40,11 +42,14 @@ pub struct SweepReport {
 /// (the gateway's writer shares it).
 const CALLS_PER_TRANSACTION: usize = 50;
 
-/// Runs one sweep at `now_ms` as `user` (`retention` for the gateway's daily sweep).
+/// Runs one sweep at `now_ms` as `user` (`retention` for the gateway's daily sweep). On a
+/// shared database `node` limits the recordings to that node's calls: the files are on its
+/// own disk (`None`: every call's, one gateway).
 pub fn sweep(
-    conn: &Connection,
+    conn: &Db,
     periods: RetentionPeriods,
     now_ms: i64,
+    node: Option<&str>,
     user: &str,
     address: &str,
 ) -> anyhow::Result<SweepReport> {
@@ -57,12 +62,15 @@ pub fn sweep(
             .prepare(
                 "SELECT id, recording_path, recording_sha256 FROM calls
                  WHERE started_at < ?1 AND recording_sha256 IS NOT NULL
+                   AND (CAST(?2 AS TEXT) IS NULL OR node = ?2)
                    AND NOT EXISTS (SELECT 1 FROM legal_holds h WHERE h.call = calls.id)
                    AND NOT EXISTS (SELECT 1 FROM retention_deletions d
                                    WHERE d.call = calls.id AND d.what = 'recording')
                  ORDER BY id",
             )?
-            .query_map(params![cutoff], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+            .query_map(params![cutoff, node], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })?
             .collect::<Result<_, _>>()?;
         for chunk in due.chunks(CALLS_PER_TRANSACTION) {
             in_transaction(conn, |tx| {
@@ -145,18 +153,15 @@ pub fn sweep(
 
 /// Runs `f` in an immediate transaction (the write lock from the start: the access trail's
 /// and the chain's next numbers are read inside it).
-fn in_transaction(
-    conn: &Connection,
-    f: impl FnOnce(&Connection) -> rusqlite::Result<()>,
-) -> rusqlite::Result<()> {
-    let tx = rusqlite::Transaction::new_unchecked(conn, rusqlite::TransactionBehavior::Immediate)?;
+fn in_transaction(conn: &Db, f: impl FnOnce(&Db) -> rusqlite::Result<()>) -> rusqlite::Result<()> {
+    let tx = conn.write_transaction()?;
     f(&tx)?;
     tx.commit()
 }
 
 /// The access-trail entry and the deletion row, in the caller's transaction.
 fn mark_deleted(
-    tx: &Connection,
+    tx: &Db,
     call: i64,
     what: &str,
     now_ms: i64,
@@ -184,7 +189,7 @@ fn mark_deleted(
 
 /// Replaces the verbatim bytes of a call's messages (or, `None`, of sampled messages of no
 /// call older than `cutoff`) by their SHA-256; returns how many.
-fn strip_messages(tx: &Connection, call: Option<i64>, cutoff: i64) -> rusqlite::Result<usize> {
+fn strip_messages(tx: &Db, call: Option<i64>, cutoff: i64) -> rusqlite::Result<usize> {
     let rows: Vec<(i64, Vec<u8>)> = match call {
         Some(call) => tx
             .prepare("SELECT id, raw FROM sip_messages WHERE call = ?1 AND raw_sha256 IS NULL")?
@@ -198,21 +203,18 @@ fn strip_messages(tx: &Connection, call: Option<i64>, cutoff: i64) -> rusqlite::
             .query_map(params![cutoff], |r| Ok((r.get(0)?, r.get(1)?)))?
             .collect::<Result<_, _>>()?,
     };
-    let mut update =
-        tx.prepare("UPDATE sip_messages SET raw = ?2, raw_sha256 = ?3 WHERE id = ?1")?;
     for (id, raw) in &rows {
-        update.execute(params![id, Vec::<u8>::new(), sha256_hex(raw)])?;
+        tx.execute(
+            "UPDATE sip_messages SET raw = ?2, raw_sha256 = ?3 WHERE id = ?1",
+            params![id, Vec::<u8>::new(), sha256_hex(raw)],
+        )?;
     }
     Ok(rows.len())
 }
 
 /// When retention deleted `what` (recording | sip_messages) of the call, if it did and its
 /// access-trail entry is there.
-pub fn deleted_by_retention(
-    conn: &Connection,
-    call: i64,
-    what: &str,
-) -> rusqlite::Result<Option<i64>> {
+pub fn deleted_by_retention(conn: &Db, call: i64, what: &str) -> rusqlite::Result<Option<i64>> {
     conn.query_row(
         "SELECT d.at FROM retention_deletions d JOIN access_trail a ON a.seq = d.access_seq
          WHERE d.call = ?1 AND d.what = ?2 AND a.action = 'retention_delete' AND a.call = ?1",
@@ -233,7 +235,7 @@ pub struct Hold {
 
 /// Puts a call on legal hold (or `hold = false`: releases it), with its access-trail entry.
 pub fn set_hold(
-    conn: &Connection,
+    conn: &Db,
     call: i64,
     hold: bool,
     reason: &str,
@@ -241,7 +243,7 @@ pub fn set_hold(
     user: &str,
     address: &str,
 ) -> anyhow::Result<()> {
-    let tx = rusqlite::Transaction::new_unchecked(conn, rusqlite::TransactionBehavior::Immediate)?;
+    let tx = conn.write_transaction()?;
     let exists: bool = tx.query_row(
         "SELECT EXISTS (SELECT 1 FROM calls WHERE id = ?1)",
         params![call],
@@ -274,7 +276,7 @@ pub fn set_hold(
     Ok(())
 }
 
-pub fn holds(conn: &Connection) -> rusqlite::Result<Vec<Hold>> {
+pub fn holds(conn: &Db) -> rusqlite::Result<Vec<Hold>> {
     conn.prepare("SELECT call, at, user_name, reason FROM legal_holds ORDER BY call")?
         .query_map([], |r| {
             Ok(Hold {

@@ -5,7 +5,8 @@
 
 use std::fmt::Write as _;
 
-use rusqlite::{Connection, params};
+use super::store::Db;
+use rusqlite::params;
 use serde::Serialize;
 use siaga_engine::timeline::CallEventKind;
 
@@ -48,10 +49,10 @@ const ROUTE: &str = CallEventKind::RouteDecided.as_str();
 const TRANSFERRED: &str = CallEventKind::TransferDone.as_str();
 
 /// `started_at` bounds as SQL, numbered `?1`/`?2`.
-const IN_WINDOW: &str =
-    "(?1 IS NULL OR calls.started_at >= ?1) AND (?2 IS NULL OR calls.started_at < ?2)";
+const IN_WINDOW: &str = "(CAST(?1 AS BIGINT) IS NULL OR calls.started_at >= ?1)
+     AND (CAST(?2 AS BIGINT) IS NULL OR calls.started_at < ?2)";
 
-pub fn stats(conn: &Connection, window: Window) -> rusqlite::Result<Stats> {
+pub fn stats(conn: &Db, window: Window) -> rusqlite::Result<Stats> {
     let bounds = params![window.from_ms, window.to_ms];
     let count = |condition: &str| -> rusqlite::Result<i64> {
         conn.query_row(
@@ -254,6 +255,7 @@ pub fn parse_utc(text: &str) -> Option<i64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::calllog::testing::{Store, TestLog};
 
     #[test]
     fn utc_dates_parse_and_read_back() {
@@ -295,8 +297,17 @@ mod tests {
 
     #[test]
     fn a_periods_figures_count_only_its_calls() {
-        let dir = tempfile::tempdir().expect("dir");
-        let conn = crate::calllog::open(&dir.path().join("siaga.db")).expect("db");
+        a_periods_figures_count_only_its_calls_on(Store::Sqlite)
+    }
+
+    #[test]
+    fn a_periods_figures_count_only_its_calls_on_postgres() {
+        a_periods_figures_count_only_its_calls_on(Store::Postgres)
+    }
+
+    fn a_periods_figures_count_only_its_calls_on(store: Store) {
+        let log = TestLog::new(store);
+        let conn = log.open();
         // (id, kind, started, end reason)
         let calls = [
             (1, "emergency", 1_000, Some("caller_hung_up")),

@@ -325,7 +325,7 @@ pub struct EventsArgs {
     json: bool,
 }
 
-pub fn events(args: EventsArgs) -> anyhow::Result<()> {
+pub fn events(args: EventsArgs, log_url: Option<&str>) -> anyhow::Result<()> {
     let known: Vec<&str> = calllog::GatewayEventKind::ALL
         .iter()
         .map(|k| k.as_str())
@@ -337,7 +337,7 @@ pub fn events(args: EventsArgs) -> anyhow::Result<()> {
         );
     }
     let zone = args.time.zone()?;
-    let conn = calllog::open_read_only(&args.db)?;
+    let conn = calllog::open_reader(&args.db, log_url)?;
     let rows = query::gateway_events_filtered(
         &conn,
         &args.kinds,
@@ -354,7 +354,7 @@ pub fn events(args: EventsArgs) -> anyhow::Result<()> {
 }
 
 /// A call named by its id or its NENA i3 call or incident id.
-pub fn resolve_call(conn: &rusqlite::Connection, key: &str, db: &Path) -> anyhow::Result<i64> {
+pub fn resolve_call(conn: &crate::calllog::Db, key: &str, db: &Path) -> anyhow::Result<i64> {
     query::find_call(conn, key)?.with_context(|| {
         format!(
             "no call {key:?} in {} (an id, or an i3 call or incident id)",
@@ -381,8 +381,8 @@ pub struct ExportArgs {
     key: KeyDirArgs,
 }
 
-pub fn export(args: ExportArgs) -> anyhow::Result<()> {
-    let conn = calllog::open_for_corrections(&args.db)?;
+pub fn export(args: ExportArgs, log_url: Option<&str>) -> anyhow::Result<()> {
+    let conn = calllog::open_for_corrections(&args.db, log_url)?;
     let calls = args
         .calls
         .iter()
@@ -417,11 +417,11 @@ pub struct HoldArgs {
     db: PathBuf,
 }
 
-pub fn hold(args: HoldArgs, on: bool) -> anyhow::Result<()> {
+pub fn hold(args: HoldArgs, on: bool, log_url: Option<&str>) -> anyhow::Result<()> {
     if args.reason.trim().is_empty() {
         anyhow::bail!("--reason is required: the case or order the hold is for");
     }
-    let conn = calllog::open_for_corrections(&args.db)?;
+    let conn = calllog::open_for_corrections(&args.db, log_url)?;
     let call = resolve_call(&conn, &args.call, &args.db)?;
     retention::set_hold(
         &conn,
@@ -443,13 +443,13 @@ pub fn hold(args: HoldArgs, on: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub fn keys_command(cmd: KeysCommand) -> anyhow::Result<()> {
+pub fn keys_command(cmd: KeysCommand, log_url: Option<&str>) -> anyhow::Result<()> {
     match cmd {
         KeysCommand::Init { key, db } => {
             let dir = key.dir()?;
             let public = keys::init(&dir)?;
-            if db.exists() {
-                let conn = calllog::open_for_corrections(&db)?;
+            if log_url.is_some() || db.exists() {
+                let conn = calllog::open_for_corrections(&db, log_url)?;
                 access::record_access(
                     &conn,
                     &AccessEntry {
@@ -533,7 +533,7 @@ fn head_message(seq: i64, at: i64, hash: &str) -> Vec<u8> {
     format!("{HEAD_FORMAT}\n{seq}\n{at}\n{hash}").into_bytes()
 }
 
-pub fn audit_command(cmd: AuditCommand) -> anyhow::Result<()> {
+pub fn audit_command(cmd: AuditCommand, log_url: Option<&str>) -> anyhow::Result<()> {
     match cmd {
         AuditCommand::Trail {
             db,
@@ -541,7 +541,7 @@ pub fn audit_command(cmd: AuditCommand) -> anyhow::Result<()> {
             before,
             json,
         } => {
-            let conn = calllog::open_read_only(&db)?;
+            let conn = calllog::open_reader(&db, log_url)?;
             let rows = access::list_access(&conn, before, limit)?;
             if json {
                 return crate::print_json(&rows);
@@ -562,7 +562,7 @@ pub fn audit_command(cmd: AuditCommand) -> anyhow::Result<()> {
         }
         AuditCommand::Head { db, key } => {
             let signing = keys::load_signing(&key.dir()?)?;
-            let conn = calllog::open_read_only(&db)?;
+            let conn = calllog::open_reader(&db, log_url)?;
             let head = chain::head(&conn)?.context("the chain is empty: nothing to sign yet")?;
             let signed = SignedHead {
                 format: HEAD_FORMAT.to_owned(),
@@ -581,7 +581,7 @@ pub fn audit_command(cmd: AuditCommand) -> anyhow::Result<()> {
             key,
             json,
         } => {
-            let conn = calllog::open_read_only(&db)?;
+            let conn = calllog::open_reader(&db, log_url)?;
             let mut v = chain::verify(&conn, calllog::now_ms())?;
             if let Some(path) = &head
                 && let Some(problem) = check_head(&conn, path, key.as_deref())?
@@ -590,7 +590,7 @@ pub fn audit_command(cmd: AuditCommand) -> anyhow::Result<()> {
             }
             drop(conn);
             // The verification itself is on the trail when the log can be written.
-            if let Ok(conn) = calllog::open_for_corrections(&db) {
+            if let Ok(conn) = calllog::open_for_corrections(&db, log_url) {
                 let detail = match v.problems.first() {
                     None => format!("ok: {} entries", v.entries),
                     Some(p) => format!("FAILED: {p}"),
@@ -622,7 +622,7 @@ pub fn audit_command(cmd: AuditCommand) -> anyhow::Result<()> {
 
 /// Whether the chain still holds a signed head; `Some(problem)` if not.
 fn check_head(
-    conn: &rusqlite::Connection,
+    conn: &crate::calllog::Db,
     path: &Path,
     key: Option<&str>,
 ) -> anyhow::Result<Option<String>> {
@@ -698,14 +698,14 @@ fn render_verification(v: &chain::Verification) -> String {
     out
 }
 
-pub fn recordings_command(cmd: RecordingsCommand) -> anyhow::Result<()> {
+pub fn recordings_command(cmd: RecordingsCommand, log_url: Option<&str>) -> anyhow::Result<()> {
     let RecordingsCommand::Verify {
         db,
         recordings,
         all,
         json,
     } = cmd;
-    let conn = calllog::open_read_only(&db)?;
+    let conn = calllog::open_reader(&db, log_url)?;
     let mut checks = chain::check_recordings(&conn)?;
     if let Some(dir) = &recordings {
         checks.extend(chain::unknown_recordings(&conn, dir)?);
@@ -747,7 +747,7 @@ pub fn recordings_command(cmd: RecordingsCommand) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub fn retention_command(cmd: RetentionCommand) -> anyhow::Result<()> {
+pub fn retention_command(cmd: RetentionCommand, log_url: Option<&str>) -> anyhow::Result<()> {
     match cmd {
         RetentionCommand::Run {
             db,
@@ -776,8 +776,10 @@ pub fn retention_command(cmd: RetentionCommand) -> anyhow::Result<()> {
                      --config with [retention]"
                 );
             }
-            let conn = calllog::open_for_corrections(&db)?;
-            let report = retention::sweep(&conn, periods, now, &access::cli_user(), "cli")?;
+            let conn = calllog::open_for_corrections(&db, log_url)?;
+            // On a shared PostgreSQL, this box's recordings are its node's calls' only.
+            let node = log_url.map(|_| settings.log.node.as_str());
+            let report = retention::sweep(&conn, periods, now, node, &access::cli_user(), "cli")?;
             if json {
                 crate::print_json(&report)?;
             } else {
@@ -800,7 +802,7 @@ pub fn retention_command(cmd: RetentionCommand) -> anyhow::Result<()> {
             Ok(())
         }
         RetentionCommand::Holds { db, json } => {
-            let conn = calllog::open_read_only(&db)?;
+            let conn = calllog::open_reader(&db, log_url)?;
             let holds = retention::holds(&conn)?;
             if json {
                 return crate::print_json(&holds);

@@ -16,8 +16,15 @@ const FIRST_SWEEP: Duration = Duration::from_secs(60);
 const SWEEP_EVERY: Duration = Duration::from_secs(24 * 3600);
 
 /// Runs the retention sweep daily in the gateway, on a connection of its own off the
-/// runtime's threads. Nothing to do when no period is set.
-pub fn spawn_daily_retention(db: PathBuf, periods: RetentionPeriods) {
+/// runtime's threads. Nothing to do when no period is set. On a shared PostgreSQL (`url`)
+/// each node sweeps the recordings of its own calls (on its own disk); any node may strip
+/// the SIP messages.
+pub fn spawn_daily_retention(
+    db: PathBuf,
+    url: Option<String>,
+    node: String,
+    periods: RetentionPeriods,
+) {
     if periods.is_off() {
         return;
     }
@@ -26,13 +33,17 @@ pub fn spawn_daily_retention(db: PathBuf, periods: RetentionPeriods) {
             tokio::time::interval_at(tokio::time::Instant::now() + FIRST_SWEEP, SWEEP_EVERY);
         loop {
             every.tick().await;
-            let db = db.clone();
+            let (db, url, node) = (db.clone(), url.clone(), node.clone());
             let swept = tokio::task::spawn_blocking(move || {
-                let conn = crate::calllog::open(&db)?;
+                let conn = match &url {
+                    Some(url) => crate::calllog::open_postgres_existing(url)?,
+                    None => crate::calllog::open(&db)?,
+                };
                 sweep(
                     &conn,
                     periods,
                     crate::calllog::now_ms(),
+                    url.as_ref().map(|_| node.as_str()),
                     "retention",
                     "gateway",
                 )

@@ -7,9 +7,9 @@
 
 use std::path::{Component, Path, PathBuf};
 
+use crate::calllog::Db;
 use anyhow::Context;
 use ed25519_dalek::VerifyingKey;
-use rusqlite::Connection;
 use serde::{Deserialize, Serialize};
 
 use super::keys;
@@ -75,7 +75,7 @@ pub struct Manifest {
 
 /// Writes one package for the request and records the export on the access trail; returns
 /// the package's directory. `conn` must be writable (the access trail).
-pub fn export(conn: &Connection, req: &ExportRequest<'_>) -> anyhow::Result<PathBuf> {
+pub fn export(conn: &Db, req: &ExportRequest<'_>) -> anyhow::Result<PathBuf> {
     let reason = req.reason.trim();
     if reason.is_empty() {
         anyhow::bail!("an export needs a reason (--reason \"…\"): who asked for it and why");
@@ -160,7 +160,7 @@ pub fn export(conn: &Connection, req: &ExportRequest<'_>) -> anyhow::Result<Path
         });
     }
     // The export is on the trail before the manifest names its entries.
-    let tx = rusqlite::Transaction::new_unchecked(conn, rusqlite::TransactionBehavior::Immediate)?;
+    let tx = conn.write_transaction()?;
     let mut trail = Vec::new();
     for &id in &calls {
         trail.push(record_access_in(
@@ -250,7 +250,7 @@ impl<'a> From<&'a query::CallDetail> for CallJson<'a> {
 
 /// The call's chain entries and the canonical JSON its seal's digest was computed from, so
 /// a recipient can recompute the digest and compare it with a head the centre published.
-fn chain_json(conn: &Connection, call: i64) -> anyhow::Result<serde_json::Value> {
+fn chain_json(conn: &Db, call: i64) -> anyhow::Result<serde_json::Value> {
     let entries = chain::entries_of_call(conn, call)?;
     Ok(serde_json::json!({
         "entries": entries,

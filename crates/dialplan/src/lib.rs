@@ -20,6 +20,7 @@
 mod call_class;
 mod classify;
 mod diagnostic;
+mod flood;
 mod ids;
 mod ivr;
 mod model;
@@ -36,6 +37,10 @@ pub use call_class::{
 };
 pub use classify::{Classified, Dialled};
 pub use diagnostic::{Diagnostic, Problem, Source, SourceLocation, ValidationErrors};
+pub use flood::{
+    AttackChange, ChallengeReason, ChallengeScope, FloodGuard, FloodRules, FloodVerdict,
+    NewCallFacts,
+};
 pub use ids::{DigitKey, Language, MenuId, PromptName, RouteId};
 pub use ivr::{
     IvrAction, IvrInput, IvrSession, PROMPT_WATCHDOG, PlaybackId, RouteReason, TimelineEvent,

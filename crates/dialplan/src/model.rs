@@ -33,6 +33,8 @@ pub struct Dialplan {
     pub(crate) classify: crate::call_class::ClassifyRules,
     /// `[policies]` (its defaults when the plan has none).
     pub(crate) policies: Policies,
+    /// `[flood]` (its defaults when the plan has none).
+    pub(crate) flood: crate::flood::FloodRules,
 }
 
 /// The centre the plan belongs to.
@@ -306,6 +308,11 @@ impl Dialplan {
     /// What repeat callers, watched and blocked numbers meet.
     pub fn policies(&self) -> &Policies {
         &self.policies
+    }
+
+    /// When the centre is under attack and who is challenged then (`[flood]`).
+    pub fn flood(&self) -> &crate::flood::FloodRules {
+        &self.flood
     }
 
     /// The last-resort route's name.

@@ -21,6 +21,7 @@ use crate::sip_uri::SipUri;
 use crate::time::{ClockTime, DaySet, TimeWindow, parse_duration};
 
 mod classify_rules;
+mod flood;
 mod policies;
 
 /// Defaults for keys a plan may leave out. Documented in `docs/dialplan.md`.
@@ -138,6 +139,7 @@ struct Merged {
     routes: BTreeMap<String, (FileIndex, Text, RawRoute)>,
     classify: Option<(FileIndex, Spanned<crate::raw::RawClassify>)>,
     policies: Option<(FileIndex, Spanned<crate::raw::RawPolicies>)>,
+    flood: Option<(FileIndex, Spanned<crate::raw::RawFlood>)>,
 }
 
 /// Names that exist in the merged plan, for resolving references and for hints.
@@ -217,6 +219,7 @@ impl Validator<'_> {
         self.check_menu_loops(&merged);
         let classify = self.check_classify(merged.classify.as_ref());
         let policies = self.check_policies(&merged);
+        let flood = self.check_flood(&merged);
 
         let (base_dir, centre) = centre?;
         let last_resort = routes.remove(&centre.last_resort)?;
@@ -230,6 +233,7 @@ impl Validator<'_> {
             routes,
             classify: classify?,
             policies: policies?,
+            flood: flood?,
         })
     }
 
@@ -268,50 +272,46 @@ impl Validator<'_> {
             merged
                 .entries
                 .extend(raw.emergency.into_iter().map(|entry| (file, entry)));
-            if let Some(policies) = raw.policies {
-                match &merged.policies {
-                    Some((first_file, first)) => {
-                        let first = self.location(*first_file, first.span());
-                        self.report(
-                            file,
-                            policies.span(),
-                            Problem::DuplicateDefinition {
-                                what: "table",
-                                name: "[policies]".into(),
-                                first,
-                            },
-                            "keep [policies] in one plan file only",
-                        );
-                    }
-                    None => merged.policies = Some((file, policies)),
-                }
-            }
+            self.merge_table(&mut merged.policies, "[policies]", file, raw.policies);
+            self.merge_table(&mut merged.flood, "[flood]", file, raw.flood);
             for (key, menu) in raw.menus {
                 self.merge_definition(&mut merged.menus, "menu", file, key, menu);
             }
             for (key, route) in raw.routes {
                 self.merge_definition(&mut merged.routes, "route", file, key, route);
             }
-            if let Some(classify) = raw.classify {
-                match &merged.classify {
-                    Some((first_file, first)) => {
-                        let first = self.location(*first_file, first.span());
-                        self.report(
-                            file,
-                            classify.span(),
-                            Problem::DuplicateDefinition {
-                                what: "table",
-                                name: "[classify]".into(),
-                                first,
-                            },
-                            "keep one [classify] table, in the main plan file",
-                        );
-                    }
-                    None => merged.classify = Some((file, classify)),
-                }
-            }
+            self.merge_table(&mut merged.classify, "[classify]", file, raw.classify);
         }
         merged
+    }
+
+    /// A table that may appear in one plan file only: the first is kept, a second reported.
+    fn merge_table<T>(
+        &mut self,
+        into: &mut Option<(FileIndex, Spanned<T>)>,
+        name: &str,
+        file: FileIndex,
+        table: Option<Spanned<T>>,
+    ) {
+        let Some(table) = table else {
+            return;
+        };
+        match into {
+            Some((first_file, first)) => {
+                let first = self.location(*first_file, first.span());
+                self.report(
+                    file,
+                    table.span(),
+                    Problem::DuplicateDefinition {
+                        what: "table",
+                        name: name.into(),
+                        first,
+                    },
+                    format!("keep {name} in one plan file only"),
+                );
+            }
+            None => *into = Some((file, table)),
+        }
     }
 
     fn merge_definition<T>(

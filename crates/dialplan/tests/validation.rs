@@ -754,7 +754,10 @@ fn the_default_plan_reports_missing_prompts_when_they_are_gone() {
         "{report}"
     );
     // welcome, main-menu, invalid, 6 connecting prompts, silent-confirm, all-busy,
-    // you-are-number, number-1..9, the policies' misuse-warning and number-blocked — each in
-    // id and en (all-busy is referenced twice).
-    assert_eq!(report.diagnostics.len(), 2 * (3 + 6 + 1 + 2 + 1 + 9 + 2));
+    // you-are-number, number-1..9, the policies' misuse-warning and number-blocked, the flood
+    // challenge — each in id and en (all-busy is referenced twice).
+    assert_eq!(
+        report.diagnostics.len(),
+        2 * (3 + 6 + 1 + 2 + 1 + 9 + 2 + 1)
+    );
 }
