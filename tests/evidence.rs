@@ -61,6 +61,28 @@ fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
+/// Caller 1 hangs up in the 112 menu after 1 s; caller 2 dials 110 and is answered by a SIPp
+/// police desk, on the line `police_ms`.
+fn menu_call_then_police_call(gw: &Gateway, dir: &Path, ports: &AgencyPorts, police_ms: &str) {
+    let run = |number: &str, args: &[&str], what: &str| {
+        let path = common::scenario_from_number(dir, "uac_call.xml", number);
+        let out = gw.sipp(path.to_str().expect("utf8 path"), false, args);
+        assert_sipp_ok(&out, what);
+    };
+    run(
+        "+6281100000001",
+        &["-s", "112", "-m", "1", "-d", "1000"],
+        "caller 1",
+    );
+    let police = sipp_agency("agency_answer.xml", ports.police, &["-m", "1"]);
+    run(
+        "+6281100000002",
+        &["-s", "110", "-m", "1", "-d", police_ms],
+        "caller 2 to the police",
+    );
+    finish_agency(police, "police answers");
+}
+
 #[test]
 fn calls_are_found_exported_verified_swept_and_tampering_is_named() {
     let ports = AgencyPorts::new();
@@ -72,22 +94,8 @@ fn calls_are_found_exported_verified_swept_and_tampering_is_named() {
         let out = gw.sipp(path.to_str().expect("utf8 path"), false, args);
         assert_sipp_ok(&out, what);
     };
-    // 1: 112, hangs up in the menu after 1 s.
-    run(
-        "uac_call.xml",
-        "+6281100000001",
-        &["-s", "112", "-m", "1", "-d", "1000"],
-        "caller 1",
-    );
-    // 2: 110, answered by the police desk (SIPp), on the line 4 s.
-    let police = sipp_agency("agency_answer.xml", ports.police, &["-m", "1"]);
-    run(
-        "uac_call.xml",
-        "+6281100000002",
-        &["-s", "110", "-m", "1", "-d", "4000"],
-        "caller 2 to the police",
-    );
-    finish_agency(police, "police answers");
+    // 1: 112, hangs up in the menu; 2: 110, answered by the police desk, on the line 4 s.
+    menu_call_then_police_call(&gw, dir.path(), &ports, "4000");
     // 3: 112 again, 2 s.
     run(
         "uac_call.xml",
@@ -552,4 +560,187 @@ fn calls_are_found_exported_verified_swept_and_tampering_is_named() {
         "{first}"
     );
     assert!(first.starts_with("FAILED: entry #"), "{first}");
+}
+
+/// `siaga ARGS --log-url URL`, which must succeed: its stdout.
+fn siaga_pg(url: &str, args: &[&str]) -> String {
+    let mut args = args.to_vec();
+    args.extend(["--log-url", url]);
+    let (ok, out, err) = siaga(&args);
+    assert!(ok, "siaga {args:?}: {out}{err}");
+    out
+}
+
+/// `siaga audit verify` on PostgreSQL: (ok, first line).
+fn audit_pg(url: &str) -> (bool, String) {
+    let (ok, out, _) = siaga(&["audit", "verify", "--log-url", url]);
+    (ok, out.lines().next().unwrap_or_default().to_owned())
+}
+
+/// The same evidence flow on a shared PostgreSQL call log (issue 13): SIPp calls through a
+/// gateway node on PostgreSQL are sealed in the chain, found by the CLI's filters and i3 ids,
+/// exported into a package that verifies, held and swept; then a call row or an access-trail
+/// row edited in PostgreSQL makes `siaga audit verify` fail naming it.
+#[test]
+fn on_postgresql_calls_are_sealed_exported_swept_and_tampering_is_named() {
+    let cluster = common::pg::PgCluster::start();
+    let url = cluster.create_db();
+    let db = common::pg::db_name(&url).to_owned();
+    let ports = AgencyPorts::new();
+    let dir = tempfile::tempdir().expect("dir");
+    let plan = test_plan(dir.path(), &ports, &[]);
+    let config = dir.path().join("node.toml");
+    std::fs::write(
+        &config,
+        format!("[log]\nurl = \"{url}\"\nspill_dir = \"spill\"\n\n[node]\nname = \"siaga-a\"\n"),
+    )
+    .expect("config");
+    let config_arg = config.to_str().expect("utf8").to_owned();
+    let mut gw = Gateway::start(&[
+        "--config",
+        &config_arg,
+        "--dialplan",
+        plan.to_str().expect("utf8 path"),
+    ]);
+    menu_call_then_police_call(&gw, dir.path(), &ports, "3000");
+    // The stop seals both calls; their recordings were chained when finished.
+    gw.stop();
+    let count = |query: &str| -> i64 { cluster.psql(&db, query).parse().expect("a count") };
+    assert_eq!(
+        count("SELECT count(*) FROM audit_chain WHERE kind = 'call'"),
+        2
+    );
+    assert_eq!(
+        count("SELECT count(*) FROM audit_chain WHERE kind = 'recording'"),
+        2
+    );
+    let (ok, first) = audit_pg(&url);
+    assert_eq!(
+        (ok, first.as_str()),
+        (true, "ok: the chain and the recordings verify")
+    );
+
+    // The CLI's filters and i3 lookup read PostgreSQL.
+    let list = |args: &[&str]| -> Vec<i64> {
+        let mut all = vec!["calls", "list", "--json"];
+        all.extend(args);
+        let out = siaga_pg(&url, &all);
+        serde_json::from_str::<serde_json::Value>(&out)
+            .expect("json")
+            .as_array()
+            .expect("a list")
+            .iter()
+            .map(|c| c["id"].as_i64().expect("id"))
+            .collect()
+    };
+    let all = list(&[]);
+    assert_eq!(all.len(), 2, "{all:?}");
+    let (police_call, menu_call) = (all[0], all[1]);
+    assert_eq!(list(&["--dialled", "110"]), [police_call]);
+    assert_eq!(list(&["--caller", "081100000001"]), [menu_call]);
+    assert_eq!(list(&["--answered"]), [police_call]);
+    assert_eq!(list(&["--route", "police"]), [police_call]);
+    let shown: serde_json::Value = serde_json::from_str(&siaga_pg(
+        &url,
+        &["calls", "show", &police_call.to_string(), "--json"],
+    ))
+    .expect("json");
+    let incident = shown["incident_id"].as_str().expect("incident id");
+    let by_incident: serde_json::Value =
+        serde_json::from_str(&siaga_pg(&url, &["calls", "show", incident, "--json"]))
+            .expect("json");
+    assert_eq!(by_incident["id"], police_call);
+    let events = siaga_pg(&url, &["events", "--kind", "start"]);
+    assert_eq!(events.lines().count(), 1, "{events}");
+
+    // Keys, an export on the trail, and the package verifies without the database.
+    let keys = dir.path().join("keys");
+    let keys_arg = keys.to_str().expect("utf8");
+    siaga_pg(&url, &["keys", "init", "--key-dir", keys_arg]);
+    let out = dir.path().join("out");
+    let package = siaga_pg(
+        &url,
+        &[
+            "calls",
+            "export",
+            &police_call.to_string(),
+            "--out",
+            out.to_str().expect("utf8"),
+            "--key-dir",
+            keys_arg,
+            "--reason",
+            "Polresta request B/7/XII/2026",
+        ],
+    );
+    let (ok, verified, err) = siaga(&["evidence", "verify", package.trim()]);
+    assert!(ok && verified.starts_with("ok: "), "{verified}{err}");
+    let trail = siaga_pg(&url, &["audit", "trail"]);
+    assert!(
+        trail.contains("export") && trail.contains("keys_init"),
+        "{trail}"
+    );
+
+    // Hold the police call, sweep everything older than a day as of next year: only the
+    // menu call's recording goes, on the trail, and the chain still verifies.
+    siaga_pg(
+        &url,
+        &[
+            "calls",
+            "hold",
+            &police_call.to_string(),
+            "--reason",
+            "court order 12/2026",
+        ],
+    );
+    let next_year = {
+        let out = Command::new("date")
+            .args(["-u", "-d", "+365 days", "+%Y-%m-%d"])
+            .output()
+            .expect("date");
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    };
+    let swept: serde_json::Value = serde_json::from_str(&siaga_pg(
+        &url,
+        &[
+            "retention",
+            "run",
+            "--config",
+            &config_arg,
+            "--recordings-days",
+            "1",
+            "--as-of",
+            &next_year,
+            "--json",
+        ],
+    ))
+    .expect("json");
+    assert_eq!(swept["recordings_deleted"], serde_json::json!([menu_call]));
+    let (ok, first) = audit_pg(&url);
+    assert!(ok, "{first}");
+    let recordings = siaga_pg(&url, &["recordings", "verify", "--all"]);
+    assert!(
+        recordings.contains("1 ok") && recordings.contains("1 deleted by retention"),
+        "{recordings}"
+    );
+
+    // Tampering in PostgreSQL is named.
+    cluster.psql(
+        &db,
+        &format!("UPDATE calls SET caller_from = 'sip:nobody@x' WHERE id = {menu_call}"),
+    );
+    let (ok, first) = audit_pg(&url);
+    assert!(
+        !ok && first.contains(&format!("call {menu_call}'s record")) && first.contains("changed"),
+        "{first}"
+    );
+    let original = cluster.psql(&db, "SELECT detail FROM access_trail WHERE seq = 1");
+    cluster.psql(
+        &db,
+        "UPDATE access_trail SET detail = 'nothing to see' WHERE seq = 1",
+    );
+    let (_, out, _) = siaga(&["audit", "verify", "--log-url", &url]);
+    assert!(
+        out.contains("access-trail entry 1 was changed"),
+        "{out}\n(was {original:?})"
+    );
 }

@@ -648,11 +648,11 @@ mod tests {
 
     use super::*;
     use crate::calllog::access::{AccessAction, AccessEntry, record_access};
-    use crate::calllog::{CallLog, open};
+    use crate::calllog::testing::{Store, TestLog};
 
     const HOUR: i64 = 3_600_000;
 
-    fn insert_call(conn: &crate::calllog::Db, id: i64, ended: Option<i64>) {
+    fn insert_call(conn: &Db, id: i64, ended: Option<i64>) {
         conn.execute(
             "INSERT INTO calls (id, call_id, started_at, ended_at, kind, dialled, source, transport)
              VALUES (?1, 'c', 1000, ?2, 'emergency', 'sip:112@gw', '192.0.2.1:5060', 'udp')",
@@ -661,8 +661,8 @@ mod tests {
         .expect("call");
         conn.execute(
             "INSERT INTO sip_messages (call, at, direction, transport, local, remote, first_line, raw, leg)
-             VALUES (?1, 1000, 'in', 'udp', 'a', 'b', 'INVITE sip:112@gw SIP/2.0', X'494e56495445', 'A')",
-            params![id],
+             VALUES (?1, 1000, 'in', 'udp', 'a', 'b', 'INVITE sip:112@gw SIP/2.0', ?2, 'A')",
+            params![id, b"INVITE".to_vec()],
         )
         .expect("message");
         conn.execute(
@@ -672,7 +672,14 @@ mod tests {
         .expect("event");
     }
 
-    fn access(conn: &crate::calllog::Db, detail: &str) {
+    /// As the writer seals: inside its transaction.
+    fn seal(conn: &Db, call: i64, at: i64) -> rusqlite::Result<()> {
+        let tx = conn.write_transaction()?;
+        seal_call(&tx, call, at)?;
+        tx.commit()
+    }
+
+    fn access(conn: &Db, detail: &str) {
         record_access(
             conn,
             &AccessEntry {
@@ -687,7 +694,7 @@ mod tests {
         .expect("access");
     }
 
-    fn first_problem(conn: &crate::calllog::Db) -> String {
+    fn first_problem(conn: &Db) -> String {
         verify(conn, 100 * HOUR)
             .expect("verify")
             .problems
@@ -698,11 +705,20 @@ mod tests {
 
     #[test]
     fn verify_names_the_entry_that_was_edited_deleted_or_linked_out_of_order() {
-        let dir = tempfile::tempdir().expect("dir");
-        let conn = open(&dir.path().join("siaga.db")).expect("db");
+        verify_names_the_entry_that_was_edited_deleted_or_linked_out_of_order_on(Store::Sqlite)
+    }
+
+    #[test]
+    fn verify_names_the_entry_that_was_edited_deleted_or_linked_out_of_order_on_postgres() {
+        verify_names_the_entry_that_was_edited_deleted_or_linked_out_of_order_on(Store::Postgres)
+    }
+
+    fn verify_names_the_entry_that_was_edited_deleted_or_linked_out_of_order_on(store: Store) {
+        let log = TestLog::new(store);
+        let conn = log.open();
         insert_call(&conn, 1, Some(2000));
-        seal_call(&conn, 1, 3000).expect("seal");
-        seal_call(&conn, 1, 3001).expect("sealed once");
+        seal(&conn, 1, 3000).expect("seal");
+        seal(&conn, 1, 3001).expect("sealed once");
         access(&conn, "first");
         access(&conn, "second");
         let v = verify(&conn, 100 * HOUR).expect("verify");
@@ -710,21 +726,24 @@ mod tests {
         assert_eq!((v.entries, v.calls, v.access_entries), (3, 1, 2));
 
         // A SIP message's bytes.
-        conn.execute("UPDATE sip_messages SET raw = X'41' WHERE call = 1", [])
-            .expect("edit");
+        conn.execute(
+            "UPDATE sip_messages SET raw = ?1 WHERE call = 1",
+            [b"A".to_vec()],
+        )
+        .expect("edit");
         assert_eq!(
             first_problem(&conn),
             "entry #1: call 1's record (row, timeline, locations or SIP messages) was changed after it was sealed"
         );
         conn.execute(
-            "UPDATE sip_messages SET raw = X'494e56495445' WHERE call = 1",
-            [],
+            "UPDATE sip_messages SET raw = ?1 WHERE call = 1",
+            [b"INVITE".to_vec()],
         )
         .expect("restore");
         // Retention's form of the same message (bytes replaced by their digest) is the same record.
         conn.execute(
-            "UPDATE sip_messages SET raw = X'', raw_sha256 = ?1 WHERE call = 1",
-            [sha256_hex(b"INVITE")],
+            "UPDATE sip_messages SET raw = ?2, raw_sha256 = ?1 WHERE call = 1",
+            params![sha256_hex(b"INVITE"), Vec::<u8>::new()],
         )
         .expect("strip");
         assert_eq!(first_problem(&conn), "");
@@ -735,7 +754,7 @@ mod tests {
             first_problem(&conn),
             "call 2 is not in the chain (added outside the gateway, or its seal was deleted)"
         );
-        seal_call(&conn, 2, 4000).expect("seal");
+        seal(&conn, 2, 4000).expect("seal");
         assert_eq!(first_problem(&conn), "");
 
         // The chain's own entries: an edited one, a deleted one.
@@ -769,11 +788,20 @@ mod tests {
 
     #[test]
     fn the_writer_seals_an_ended_call_and_chains_its_recording_digest() {
+        the_writer_seals_an_ended_call_and_chains_its_recording_digest_on(Store::Sqlite)
+    }
+
+    #[test]
+    fn the_writer_seals_an_ended_call_and_chains_its_recording_digest_on_postgres() {
+        the_writer_seals_an_ended_call_and_chains_its_recording_digest_on(Store::Postgres)
+    }
+
+    fn the_writer_seals_an_ended_call_and_chains_its_recording_digest_on(store: Store) {
         let dir = tempfile::tempdir().expect("dir");
-        let db = dir.path().join("siaga.db");
-        let conn = open(&db).expect("db");
+        let test_log = TestLog::new(store);
+        let conn = test_log.open();
         insert_call(&conn, 1, None);
-        let (log, writer, _) = CallLog::start(&db).expect("log");
+        let (log, writer, _) = test_log.start();
         log.engine(
             2000,
             LogRecord::CallEnded {
@@ -791,7 +819,7 @@ mod tests {
         std::fs::write(dir.path().join("1.wav"), b"").expect("wav");
         assert!(log.barrier(Duration::from_secs(10)));
         // Written, not sealed yet: the seal waits for late messages.
-        let kinds = |conn: &crate::calllog::Db| -> Vec<String> {
+        let kinds = |conn: &Db| -> Vec<String> {
             conn.prepare("SELECT kind FROM audit_chain ORDER BY seq")
                 .expect("query")
                 .query_map([], |r| r.get(0))
