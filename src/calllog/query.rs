@@ -254,6 +254,8 @@ pub fn list(conn: &Db, limit: usize, filter: &ListFilter) -> rusqlite::Result<Ve
              OR caller_pai LIKE {pattern} ESCAPE '\\')"
         ));
     }
+    // LIKE ignores case in SQLite, not in PostgreSQL: lower() on both sides, so both stores
+    // find `SIP:112@…` and route "Police" alike.
     if let Some(dialled) = &filter.dialled {
         if dialled.contains(':') {
             conditions.push(format!(
@@ -267,8 +269,9 @@ pub fn list(conn: &Db, limit: usize, filter: &ListFilter) -> rusqlite::Result<Ve
             let tel = next(Value::from(format!("tel:{dialled}")), &mut values);
             let tel_params = next(Value::from(format!("tel:{e};%")), &mut values);
             conditions.push(format!(
-                "(dialled LIKE {sip} ESCAPE '\\' OR dialled LIKE {sips} ESCAPE '\\' \
-                 OR dialled = {tel} OR dialled LIKE {tel_params} ESCAPE '\\')"
+                "(lower(dialled) LIKE lower({sip}) ESCAPE '\\' \
+                 OR lower(dialled) LIKE lower({sips}) ESCAPE '\\' OR dialled = {tel} \
+                 OR lower(dialled) LIKE lower({tel_params}) ESCAPE '\\')"
             ));
         }
     }
@@ -280,7 +283,7 @@ pub fn list(conn: &Db, limit: usize, filter: &ListFilter) -> rusqlite::Result<Ve
         );
         conditions.push(format!(
             "EXISTS (SELECT 1 FROM call_events e WHERE e.call = calls.id AND e.kind = '{}' \
-             AND e.detail LIKE {pattern} ESCAPE '\\')",
+             AND lower(e.detail) LIKE lower({pattern}) ESCAPE '\\')",
             CallEventKind::RouteStart
         ));
     }
@@ -1012,8 +1015,45 @@ mod tests {
     use siaga_engine::ids::CallRef;
     use siaga_engine::io::{CallSignals, LogRecord};
 
-    use super::{iso_utc, render_detail, show};
+    use super::{ListFilter, iso_utc, list, render_detail, show};
     use crate::calllog::testing::{Store, TestLog};
+
+    #[test]
+    fn dialled_and_route_filters_ignore_case_on_both_stores() {
+        for store in [Store::Sqlite, Store::Postgres] {
+            let log = TestLog::new(store);
+            let db = log.open();
+            for (id, dialled, route) in [(1, "SIP:112@GW", "Police"), (2, "sip:110@gw", "fire")] {
+                db.execute(
+                    "INSERT INTO calls (id, call_id, started_at, kind, dialled, source, transport)
+                     VALUES (?1, 'c', 1000, 'emergency', ?2, '192.0.2.1:5060', 'udp')",
+                    rusqlite::params![id, dialled],
+                )
+                .expect("call");
+                db.execute(
+                    "INSERT INTO call_events (call, at, kind, detail) VALUES (?1, 1001, 'route_start', ?2)",
+                    rusqlite::params![id, format!("route \"{route}\" (desk), attempt 1")],
+                )
+                .expect("event");
+            }
+            let ids = |filter: ListFilter| -> Vec<i64> {
+                list(&db, 10, &filter)
+                    .expect("list")
+                    .iter()
+                    .map(|c| c.id)
+                    .collect()
+            };
+            let by_dialled = ids(ListFilter {
+                dialled: Some("112".into()),
+                ..ListFilter::default()
+            });
+            let by_route = ids(ListFilter {
+                route: Some("police".into()),
+                ..ListFilter::default()
+            });
+            assert_eq!((by_dialled, by_route), (vec![1], vec![1]), "{store:?}");
+        }
+    }
 
     #[test]
     fn signals_are_written_by_the_log_and_shown_with_earlier_calls_from_the_number() {
