@@ -571,9 +571,10 @@ fn siaga_pg(url: &str, args: &[&str]) -> String {
     out
 }
 
-/// `siaga audit verify` on PostgreSQL: (ok, first line).
+/// `siaga audit verify` on PostgreSQL as node siaga-a (whose recordings are here): (ok,
+/// first line).
 fn audit_pg(url: &str) -> (bool, String) {
-    let (ok, out, _) = siaga(&["audit", "verify", "--log-url", url]);
+    let (ok, out, _) = siaga(&["audit", "verify", "--log-url", url, "--node", "siaga-a"]);
     (ok, out.lines().next().unwrap_or_default().to_owned())
 }
 
@@ -618,6 +619,12 @@ fn on_postgresql_calls_are_sealed_exported_swept_and_tampering_is_named() {
     assert_eq!(
         (ok, first.as_str()),
         (true, "ok: the chain and the recordings verify")
+    );
+    // Run as another node (this host's name), siaga-a's recordings are left to siaga-a.
+    let elsewhere = siaga_pg(&url, &["audit", "verify"]);
+    assert!(
+        elsewhere.contains("2 recording(s) of other nodes' calls not re-hashed here"),
+        "{elsewhere}"
     );
 
     // The CLI's filters and i3 lookup read PostgreSQL.
@@ -717,13 +724,28 @@ fn on_postgresql_calls_are_sealed_exported_swept_and_tampering_is_named() {
     assert_eq!(swept["recordings_deleted"], serde_json::json!([menu_call]));
     let (ok, first) = audit_pg(&url);
     assert!(ok, "{first}");
-    let recordings = siaga_pg(&url, &["recordings", "verify", "--all"]);
+    let recordings = siaga_pg(
+        &url,
+        &["recordings", "verify", "--all", "--node", "siaga-a"],
+    );
     assert!(
         recordings.contains("1 ok") && recordings.contains("1 deleted by retention"),
         "{recordings}"
     );
 
-    // Tampering in PostgreSQL is named.
+    // Tampering is named: a recording's byte on this node's disk, a row in PostgreSQL.
+    let wav = cluster.psql(
+        &db,
+        &format!("SELECT recording_path FROM calls WHERE id = {police_call}"),
+    );
+    flip_byte(Path::new(&wav), 100);
+    let (ok, first) = audit_pg(&url);
+    assert!(
+        !ok && first.contains(&format!("call {police_call}'s recording {wav} was altered")),
+        "{first}"
+    );
+    flip_byte(Path::new(&wav), 100);
+    assert!(audit_pg(&url).0);
     cluster.psql(
         &db,
         &format!("UPDATE calls SET caller_from = 'sip:nobody@x' WHERE id = {menu_call}"),

@@ -409,7 +409,7 @@ fn postgresql_restarted_while_calls_run_loses_no_record_and_keeps_their_order() 
         ),
         CALLS
     );
-    let verified = gw.cli(&["audit", "verify", "--log-url", &url]);
+    let verified = gw.cli(&["audit", "verify", "--log-url", &url, "--node", "a"]);
     assert!(
         verified.starts_with("ok: the chain and the recordings verify"),
         "{verified}"

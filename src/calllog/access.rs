@@ -353,7 +353,7 @@ mod tests {
             .rev()
             .collect();
         assert_eq!(seqs, (1..=WRITERS * EACH).collect::<Vec<_>>());
-        let v = chain::verify(&conn, 0).expect("verify");
+        let v = chain::verify(&conn, 0, None).expect("verify");
         assert!(v.problems.is_empty(), "{:?}", v.problems);
         assert_eq!(v.access_entries, WRITERS * EACH);
     }

@@ -327,6 +327,9 @@ pub struct Verification {
     pub access_entries: i64,
     /// Recordings deleted by retention (their digest still chained).
     pub recordings_deleted_by_retention: i64,
+    /// Recordings of other nodes' calls on a shared log: on their disks, not re-hashed here
+    /// (their chain entries and logged digests are checked).
+    pub recordings_on_other_nodes: i64,
     /// Calls ended too recently to be sealed yet.
     pub calls_awaiting_seal: Vec<i64>,
     pub head: Option<Head>,
@@ -338,8 +341,10 @@ pub struct Verification {
 const MAX_PROBLEMS: usize = 1000;
 
 /// Walks the chain: links and hashes, then each entry's subject against the log and the
-/// recording files, then what the log holds that the chain does not cover.
-pub fn verify(conn: &Db, now_ms: i64) -> rusqlite::Result<Verification> {
+/// recording files, then what the log holds that the chain does not cover. On node `here` of
+/// a shared log only the recordings of its own calls (and of calls logged without a node)
+/// are re-hashed: the files of the others are on their nodes (`None`: every one).
+pub fn verify(conn: &Db, now_ms: i64, here: Option<&str>) -> rusqlite::Result<Verification> {
     let mut v = Verification::default();
     let mut problem = |v: &mut Verification, text: String| {
         if v.problems.len() < MAX_PROBLEMS {
@@ -441,6 +446,9 @@ pub fn verify(conn: &Db, now_ms: i64) -> rusqlite::Result<Verification> {
                             "entry #{seq}: call {subject}'s recording path, digest or length was changed in the log"
                         ),
                     ),
+                    Some(_) if latest && elsewhere(conn, *subject, here)?.is_some() => {
+                        v.recordings_on_other_nodes += 1
+                    }
                     Some((path, _)) if latest => {
                         check_recording_file(conn, &mut v, *seq, *subject, &path, &mut problem)?
                     }
@@ -558,23 +566,50 @@ fn check_recording_file(
 pub struct RecordingCheck {
     pub call: i64,
     pub path: String,
-    /// ok | missing | altered | deleted_by_retention | unreadable | unfinished | unknown (a
-    /// WAV in the recordings directory no call has; `call` is 0)
+    /// ok | missing | altered | deleted_by_retention | unreadable | unfinished | other_node (a
+    /// shared log: the file is on the call's node) | unknown (a WAV in the recordings
+    /// directory no call has; `call` is 0)
     pub status: &'static str,
     pub detail: String,
 }
 
-/// Re-hashes every recording the log knows against its logged digest.
-pub fn check_recordings(conn: &Db) -> rusqlite::Result<Vec<RecordingCheck>> {
-    let rows: Vec<(i64, String, Option<String>)> = conn
+/// The node a call's files are on when it is not `here` (`None`: here, or a single gateway).
+fn elsewhere(conn: &Db, call: i64, here: Option<&str>) -> rusqlite::Result<Option<String>> {
+    let Some(here) = here else {
+        return Ok(None);
+    };
+    let node: Option<String> = conn
+        .query_row("SELECT node FROM calls WHERE id = ?1", params![call], |r| {
+            r.get(0)
+        })
+        .optional()?
+        .flatten();
+    Ok(node.filter(|n| n != here))
+}
+
+/// Re-hashes every recording the log knows against its logged digest; on node `here` of a
+/// shared log, other nodes' recordings are listed as `other_node`, not re-hashed.
+pub fn check_recordings(conn: &Db, here: Option<&str>) -> rusqlite::Result<Vec<RecordingCheck>> {
+    let rows: Vec<(i64, String, Option<String>, Option<String>)> = conn
         .prepare(
-            "SELECT id, recording_path, recording_sha256 FROM calls
+            "SELECT id, recording_path, recording_sha256, node FROM calls
              WHERE recording_path IS NOT NULL ORDER BY id",
         )?
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
         .collect::<Result<_, _>>()?;
     let mut out = Vec::with_capacity(rows.len());
-    for (call, path, logged) in rows {
+    for (call, path, logged, node) in rows {
+        if let (Some(here), Some(node)) = (here, &node)
+            && node != here
+        {
+            out.push(RecordingCheck {
+                call,
+                path,
+                status: "other_node",
+                detail: format!("on node {node}: run recordings verify there"),
+            });
+            continue;
+        }
         let (status, detail) = match (&logged, sha256_file(Path::new(&path))) {
             (None, _) => (
                 "unfinished",
@@ -695,7 +730,7 @@ mod tests {
     }
 
     fn first_problem(conn: &Db) -> String {
-        verify(conn, 100 * HOUR)
+        verify(conn, 100 * HOUR, None)
             .expect("verify")
             .problems
             .first()
@@ -721,7 +756,7 @@ mod tests {
         seal(&conn, 1, 3001).expect("sealed once");
         access(&conn, "first");
         access(&conn, "second");
-        let v = verify(&conn, 100 * HOUR).expect("verify");
+        let v = verify(&conn, 100 * HOUR, None).expect("verify");
         assert!(v.problems.is_empty(), "{:?}", v.problems);
         assert_eq!((v.entries, v.calls, v.access_entries), (3, 1, 2));
 
@@ -768,7 +803,7 @@ mod tests {
             .expect("restore");
         conn.execute("DELETE FROM audit_chain WHERE seq = 2", [])
             .expect("delete");
-        let v = verify(&conn, 100 * HOUR).expect("verify");
+        let v = verify(&conn, 100 * HOUR, None).expect("verify");
         assert_eq!(
             v.problems[..2],
             [
@@ -783,6 +818,38 @@ mod tests {
             ),
             "{:?}",
             v.problems
+        );
+    }
+
+    /// On a shared log a node re-hashes the recordings on its own disk; another node's call's
+    /// recording is left to that node, not called missing.
+    #[test]
+    fn another_nodes_recordings_are_left_to_it() {
+        let log = TestLog::new(Store::Postgres);
+        let conn = log.open();
+        insert_call(&conn, 1, Some(2000));
+        conn.execute(
+            "UPDATE calls SET node = 'b', recording_path = '/nowhere/call-1.wav',
+                recording_sha256 = ?1, recording_ms = 0 WHERE id = 1",
+            [sha256_hex(b"")],
+        )
+        .expect("recording");
+        let tx = conn.write_transaction().expect("tx");
+        seal_call(&tx, 1, 3000).expect("seal");
+        chain_recording(&tx, 1, 3000).expect("chain");
+        tx.commit().expect("commit");
+        let here = verify(&conn, 100 * HOUR, Some("a")).expect("verify");
+        assert!(here.problems.is_empty(), "{:?}", here.problems);
+        assert_eq!(here.recordings_on_other_nodes, 1);
+        assert_eq!(
+            first_problem(&conn),
+            "entry #2: call 1's recording /nowhere/call-1.wav is missing (deleted, not by retention)"
+        );
+        let checks = check_recordings(&conn, Some("a")).expect("checks");
+        assert_eq!(checks[0].status, "other_node");
+        assert_eq!(
+            check_recordings(&conn, Some("b")).expect("checks")[0].status,
+            "missing"
         );
     }
 
@@ -832,7 +899,7 @@ mod tests {
         drop(log);
         writer.join();
         assert_eq!(kinds(&conn), ["recording", "call"]);
-        let v = verify(&conn, crate::calllog::now_ms()).expect("verify");
+        let v = verify(&conn, crate::calllog::now_ms(), None).expect("verify");
         assert!(v.problems.is_empty(), "{:?}", v.problems);
     }
 }
@@ -887,7 +954,7 @@ mod cost {
         tx.commit().expect("commit");
         let sealed = started.elapsed();
         let started = Instant::now();
-        let v = verify(&conn, 4000).expect("verify");
+        let v = verify(&conn, 4000, None).expect("verify");
         let verified = started.elapsed();
         assert!(v.problems.is_empty(), "{:?}", v.problems);
         println!(

@@ -387,7 +387,7 @@ mod tests {
         assert_eq!(events, 1, "one event, from the node that closed the calls");
         // The lost node will never seal its calls: the node that closed them did, and the
         // chain verifies (call 3 ended long ago without a seal: the one problem left).
-        let v = super::super::chain::verify(&db, now_ms()).expect("verify");
+        let v = super::super::chain::verify(&db, now_ms(), None).expect("verify");
         assert_eq!(v.calls, 2, "calls 1 and 2 sealed");
         assert_eq!(
             v.problems,

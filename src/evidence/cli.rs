@@ -93,6 +93,10 @@ pub enum AuditCommand {
         /// The centre's public key for --head [default: the one in the head file]
         #[arg(long, value_name = "PUB")]
         key: Option<String>,
+        /// On a shared PostgreSQL log: the node this runs on, whose calls' recordings are
+        /// on this machine; other nodes' are left to them [default: the host name]
+        #[arg(long, value_name = "NAME")]
+        node: Option<String>,
         #[arg(long)]
         json: bool,
     },
@@ -133,6 +137,10 @@ pub enum RecordingsCommand {
         /// List every recording, not only the problems.
         #[arg(long)]
         all: bool,
+        /// On a shared PostgreSQL log: the node this runs on, whose calls' recordings are
+        /// on this machine; other nodes' are left to them [default: the host name]
+        #[arg(long, value_name = "NAME")]
+        node: Option<String>,
         #[arg(long)]
         json: bool,
     },
@@ -579,10 +587,12 @@ pub fn audit_command(cmd: AuditCommand, log_url: Option<&str>) -> anyhow::Result
             db,
             head,
             key,
+            node,
             json,
         } => {
             let conn = calllog::open_reader(&db, log_url)?;
-            let mut v = chain::verify(&conn, calllog::now_ms())?;
+            let here = this_node(log_url, node);
+            let mut v = chain::verify(&conn, calllog::now_ms(), here.as_deref())?;
             if let Some(path) = &head
                 && let Some(problem) = check_head(&conn, path, key.as_deref())?
             {
@@ -686,6 +696,12 @@ fn render_verification(v: &chain::Verification) -> String {
             h.hash
         ));
     }
+    if v.recordings_on_other_nodes > 0 {
+        out.push_str(&format!(
+            "  {} recording(s) of other nodes' calls not re-hashed here (run audit verify on them)\n",
+            v.recordings_on_other_nodes
+        ));
+    }
     if !v.calls_awaiting_seal.is_empty() {
         out.push_str(&format!(
             "  calls ended in the last minutes, not sealed yet: {:?}\n",
@@ -698,15 +714,23 @@ fn render_verification(v: &chain::Verification) -> String {
     out
 }
 
+/// The node whose recordings are on this machine: only on a shared PostgreSQL log (one
+/// gateway's log has all its recordings here).
+fn this_node(log_url: Option<&str>, node: Option<String>) -> Option<String> {
+    log_url.map(|_| node.unwrap_or_else(calllog::host_name))
+}
+
 pub fn recordings_command(cmd: RecordingsCommand, log_url: Option<&str>) -> anyhow::Result<()> {
     let RecordingsCommand::Verify {
         db,
         recordings,
         all,
+        node,
         json,
     } = cmd;
     let conn = calllog::open_reader(&db, log_url)?;
-    let mut checks = chain::check_recordings(&conn)?;
+    let here = this_node(log_url, node);
+    let mut checks = chain::check_recordings(&conn, here.as_deref())?;
     if let Some(dir) = &recordings {
         checks.extend(chain::unknown_recordings(&conn, dir)?);
     }
@@ -728,13 +752,17 @@ pub fn recordings_command(cmd: RecordingsCommand, log_url: Option<&str>) -> anyh
         }
         let count = |s: &str| checks.iter().filter(|c| c.status == s).count();
         println!(
-            "{} recording(s): {} ok, {} missing, {} altered, {} deleted by retention, {} unfinished{}",
+            "{} recording(s): {} ok, {} missing, {} altered, {} deleted by retention, {} unfinished{}{}",
             checks.len() - count("unknown"),
             count("ok"),
             count("missing"),
             count("altered"),
             count("deleted_by_retention"),
             count("unfinished"),
+            match count("other_node") {
+                0 => String::new(),
+                n => format!("; {n} on other nodes (verify them there)"),
+            },
             match count("unknown") {
                 0 => String::new(),
                 n => format!("; {n} unknown file(s) in the recordings directory"),
