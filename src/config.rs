@@ -135,6 +135,10 @@ pub struct Settings {
     /// `[sip] tls_cert`, `tls_key`: the TLS listeners' certificate chain and key (PEM).
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
+    // --- issue 11: retention and evidence ---
+    pub retention: crate::calllog::retention::RetentionPeriods,
+    /// The centre's signing key directory (`[evidence] key_dir`).
+    pub key_dir: PathBuf,
 }
 
 impl Default for Settings {
@@ -181,6 +185,8 @@ impl Default for Settings {
             log_format: crate::logging::LogFormat::Text,
             tls_cert: None,
             tls_key: None,
+            retention: Default::default(),
+            key_dir: PathBuf::from("keys"),
         }
     }
 }
@@ -227,7 +233,27 @@ pub struct FileConfig {
     #[serde(default)]
     pub capture: CaptureSection,
     #[serde(default)]
+    pub retention: RetentionSection,
+    #[serde(default)]
+    pub evidence: EvidenceSection,
+    #[serde(default)]
     pub node: NodeSection,
+}
+
+/// `[retention]` (issue 11 item 6): days to keep recordings and verbatim SIP messages; 0 or
+/// absent keeps them for ever.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetentionSection {
+    pub recordings_days: Option<u32>,
+    pub sip_bodies_days: Option<u32>,
+}
+
+/// `[evidence]`: where the centre's signing key lives (`siaga keys init`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EvidenceSection {
+    pub key_dir: Option<Spanned<PathBuf>>,
 }
 
 /// `[node]`: this gateway among several on one shared call log (issue 13).
@@ -619,7 +645,7 @@ fn apply_text(settings: &mut Settings, path: &Path, text: &str) -> anyhow::Resul
     let file: FileConfig = toml::from_str(text).map_err(|e| {
         let line = e.span().map_or(1, |s| line_of(text, s.start));
         anyhow::anyhow!(
-            "{}:{line}: {}\n  hint: see the [sip], [calls], [media], [log], [dialplan], [location], [limits], [files], [capture], [http] and [node] keys in README.md",
+            "{}:{line}: {}\n  hint: see the [sip], [calls], [media], [log], [dialplan], [location], [limits], [files], [capture], [http], [node], [retention] and [evidence] keys in README.md",
             path.display(),
             e.message()
         )
@@ -910,6 +936,16 @@ fn apply_text(settings: &mut Settings, path: &Path, text: &str) -> anyhow::Resul
     let balancers = settings.load_balancers.0.clone();
     settings.transport_limits.trusted.0.extend(balancers);
     apply_capture_and_format(settings, &file.capture, file.log.console_format, &at)?;
+    if let Some(d) = file.retention.recordings_days {
+        settings.retention.recordings_days = d;
+    }
+    if let Some(d) = file.retention.sip_bodies_days {
+        settings.retention.sip_bodies_days = d;
+    }
+    if let Some(dir) = file.evidence.key_dir {
+        settings.set_origin("evidence.key_dir", at(dir.span()));
+        settings.key_dir = rel(dir.into_inner());
+    }
     if let Some(files) = file.dialplan.files {
         settings.set_origin("dialplan.files", at(files.span()));
         settings.dialplans = files.into_inner().into_iter().map(rel).collect();
@@ -926,6 +962,26 @@ fn apply_text(settings: &mut Settings, path: &Path, text: &str) -> anyhow::Resul
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn retention_and_the_key_directory_are_read_relative_to_the_file() {
+        let mut s = Settings::default();
+        assert!(s.retention.is_off());
+        let text = "[retention]\nrecordings_days = 365\nsip_bodies_days = 90\n\n[evidence]\nkey_dir = \"keys\"\n";
+        apply_text(&mut s, Path::new("/etc/siaga/siaga.toml"), text).expect("valid");
+        assert_eq!(
+            (s.retention.recordings_days, s.retention.sip_bodies_days),
+            (365, 90)
+        );
+        assert_eq!(s.key_dir, PathBuf::from("/etc/siaga/keys"));
+        let err = apply_text(
+            &mut Settings::default(),
+            Path::new("s.toml"),
+            "[retention]\nrecording_days = 30\n",
+        )
+        .expect_err("a typo");
+        assert!(err.to_string().starts_with("s.toml:2:"), "{err}");
+    }
 
     #[test]
     fn listen_specs_parse_v4_and_v6_and_reject_nonsense() {

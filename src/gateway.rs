@@ -220,6 +220,13 @@ pub async fn run(
         recordings: settings.recordings.clone(),
         spill_dir: settings.log.spill_dir.clone(),
     });
+    // Issue 11 item 6: the daily retention sweep (off unless [retention] sets a period).
+    crate::evidence::spawn_daily_retention(
+        settings.db.clone(),
+        settings.log.url.clone(),
+        settings.log.node.clone(),
+        settings.retention,
+    );
     let http = bound.http.take().map(|listener| {
         tokio::spawn(crate::http::serve(
             listener,

@@ -4,6 +4,7 @@ mod calllog;
 mod capture;
 mod civil;
 mod config;
+mod evidence;
 mod gateway;
 mod http;
 mod logging;
@@ -67,6 +68,24 @@ enum Command {
     /// Watch and block lists for callers' numbers (dialplan [policies]); every entry expires.
     #[command(subcommand)]
     Numbers(numbers::NumbersCommand),
+    /// The gateway's own events, newest first (starts, stops, reloads and rejections, crash
+    /// recoveries, call-log gaps), with filters.
+    Events(evidence::cli::EventsArgs),
+    /// The centre's Ed25519 key, which signs evidence packages and the audit head.
+    #[command(subcommand)]
+    Keys(evidence::cli::KeysCommand),
+    /// Evidence packages (made by `calls export`).
+    #[command(subcommand)]
+    Evidence(evidence::cli::EvidenceCommand),
+    /// The tamper-evident chain over call records, recordings and the access trail.
+    #[command(subcommand)]
+    Audit(evidence::cli::AuditCommand),
+    /// Recordings against the digests in the call log.
+    #[command(subcommand)]
+    Recordings(evidence::cli::RecordingsCommand),
+    /// Retention of recordings and verbatim SIP messages; legal holds.
+    #[command(subcommand)]
+    Retention(evidence::cli::RetentionCommand),
 }
 
 #[derive(Args)]
@@ -209,10 +228,20 @@ enum CallsCommand {
         /// unclassified.
         #[arg(long, value_name = "CLASS")]
         class: Option<String>,
+        #[command(flatten)]
+        filters: evidence::cli::ListFilters,
         /// JSON instead of a table.
         #[arg(long)]
         json: bool,
     },
+    /// Write an evidence package of calls: recordings, records, timelines, locations and
+    /// SIP messages, with a manifest of SHA-256s signed with the centre's key; on the
+    /// access trail. Prints the package's directory.
+    Export(evidence::cli::ExportArgs),
+    /// Put a call on legal hold: retention deletes nothing of it.
+    Hold(evidence::cli::HoldArgs),
+    /// Release a legal hold.
+    Unhold(evidence::cli::HoldArgs),
     /// Figures for an audit period: calls that reached an agency and how fast, callers to
     /// call back, end reasons, first routes (silent and no-input callers too), transfers.
     Stats {
@@ -255,12 +284,14 @@ enum CallsCommand {
         #[arg(long)]
         json: bool,
     },
-    /// One call: caller, timeline, SIP messages, recording.
+    /// One call: caller, outcome, i3 ids, timeline, SIP messages, recording.
     Show {
-        /// The call's id (first column of `calls list`).
-        id: i64,
+        /// The call's id (first column of `calls list`), or its NENA i3 call or incident id.
+        id: String,
         #[arg(long, default_value = "siaga.db")]
         db: PathBuf,
+        #[command(flatten)]
+        time: evidence::cli::TimeArgs,
         /// Print every SIP message in full.
         #[arg(long)]
         messages: bool,
@@ -554,7 +585,7 @@ fn now_local_time() -> siaga_dialplan::LocalTime {
 }
 
 /// JSON for tools, with nothing in it a terminal would act on.
-fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
+pub(crate) fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
     println!(
         "{}",
         calllog::text::json_safe(serde_json::to_string_pretty(value)?)
@@ -616,12 +647,22 @@ fn main() -> anyhow::Result<()> {
         Command::Dialplan(cmd) => dialplan_command(cmd),
         Command::Report(args) => report(args, log_url),
         Command::Numbers(cmd) => numbers::run(cmd, log_url),
+        Command::Events(args) => evidence::cli::events(args, log_url),
+        Command::Keys(cmd) => evidence::cli::keys_command(cmd, log_url),
+        Command::Evidence(cmd) => evidence::cli::evidence_command(cmd),
+        Command::Audit(cmd) => evidence::cli::audit_command(cmd, log_url),
+        Command::Recordings(cmd) => evidence::cli::recordings_command(cmd, log_url),
+        Command::Retention(cmd) => evidence::cli::retention_command(cmd, log_url),
+        Command::Calls(CallsCommand::Export(args)) => evidence::cli::export(args, log_url),
+        Command::Calls(CallsCommand::Hold(args)) => evidence::cli::hold(args, true, log_url),
+        Command::Calls(CallsCommand::Unhold(args)) => evidence::cli::hold(args, false, log_url),
         Command::Calls(CallsCommand::List {
             db,
             limit,
             end_reasons,
             call_backs,
             class,
+            filters,
             json,
         }) => {
             let known = calllog::query::known_end_reasons();
@@ -640,16 +681,12 @@ fn main() -> anyhow::Result<()> {
                         .map_err(|e| anyhow::anyhow!("--class: {e}, or unclassified"))?,
                 )),
             };
-            let filter = calllog::query::ListFilter {
-                end_reasons,
-                call_backs,
-                class,
-            };
+            let filter = filters.filter(end_reasons, call_backs, class)?;
             let rows = calllog::query::list(&conn, limit, &filter)?;
             if json {
                 print_json(&rows)?;
             } else {
-                print!("{}", calllog::query::render_list(&rows));
+                evidence::cli::print_list(&rows, limit, filters.time.zone()?);
             }
             Ok(())
         }
@@ -703,6 +740,18 @@ fn main() -> anyhow::Result<()> {
             let conn = calllog::open_for_corrections(&db, log_url)?;
             let correction =
                 calllog::classes::correct(&conn, id, class, &by, &why, calllog::now_ms())?;
+            // Issue 11 item 5: a class change is on the access trail (and so in the chain).
+            calllog::access::record_access(
+                &conn,
+                &calllog::access::AccessEntry {
+                    at_ms: calllog::now_ms(),
+                    user: &calllog::access::cli_user(),
+                    address: "cli",
+                    action: calllog::access::AccessAction::ClassChange,
+                    call: Some(id),
+                    detail: &format!("→ {} by {by}: {why}", correction.to),
+                },
+            )?;
             if json {
                 print_json(&correction)?;
             } else {
@@ -721,16 +770,21 @@ fn main() -> anyhow::Result<()> {
         Command::Calls(CallsCommand::Show {
             id,
             db,
+            time,
             messages,
             json,
         }) => {
             let conn = calllog::open_reader(&db, log_url)?;
+            let id = evidence::cli::resolve_call(&conn, &id, &db)?;
             let detail = calllog::query::show(&conn, id)?
                 .with_context(|| format!("no call {id} in {}", db.display()))?;
             if json {
                 print_json(&detail)?;
             } else {
-                print!("{}", calllog::query::render_detail(&detail, messages));
+                print!(
+                    "{}",
+                    calllog::query::render_detail_in(&detail, messages, time.zone()?)
+                );
             }
             Ok(())
         }

@@ -7,24 +7,7 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-
 use common::{AgencyPorts, Gateway, assert_sipp_ok, finish_agency, sipp_agency, test_plan};
-
-/// The number every scenario in tests/sipp calls from.
-const SCENARIO_NUMBER: &str = "+6281234567890";
-
-/// A copy of a tests/sipp scenario in `dir` calling from `number` instead.
-fn from_number(dir: &Path, scenario: &str, number: &str) -> PathBuf {
-    let text = std::fs::read_to_string(common::scenario_path(scenario)).expect("scenario");
-    assert!(
-        text.contains(SCENARIO_NUMBER),
-        "{scenario} has a caller number"
-    );
-    let path = dir.join(format!("{number}-{scenario}"));
-    std::fs::write(&path, text.replace(SCENARIO_NUMBER, number)).expect("write scenario");
-    path
-}
 
 /// `calls show N --json`'s class.
 fn class(gw: &Gateway, call: &str) -> serde_json::Value {
@@ -92,7 +75,7 @@ fn each_kind_of_call_gets_its_class_and_a_correction_changes_it_and_the_report()
     );
     let mut gw = Gateway::start(&["--dialplan", plan.to_str().expect("utf8 path")]);
     let run = |scenario: &str, number: &str, args: &[&str], what: &str| {
-        let path = from_number(dir.path(), scenario, number);
+        let path = common::scenario_from_number(dir.path(), scenario, number);
         let out = gw.sipp(path.to_str().expect("utf8 path"), false, args);
         assert_sipp_ok(&out, what);
     };

@@ -400,6 +400,20 @@ fn postgresql_restarted_while_calls_run_loses_no_record_and_keeps_their_order() 
         ),
         0
     );
+    // Seals waited with the records they follow: every call is in one unbroken chain.
+    assert_eq!(
+        count(
+            &cluster,
+            &url,
+            "SELECT count(*) FROM audit_chain WHERE kind = 'call'"
+        ),
+        CALLS
+    );
+    let verified = gw.cli(&["audit", "verify", "--log-url", &url, "--node", "a"]);
+    assert!(
+        verified.starts_with("ok: the chain and the recordings verify"),
+        "{verified}"
+    );
 }
 
 /// A caller on the line through `gw` until the test kills it.

@@ -3,6 +3,8 @@
 //! gets a row the moment its first INVITE is accepted; every SIP message in and out is kept
 //! verbatim and linked to its call.
 
+pub mod access;
+pub mod chain;
 pub mod classes;
 mod gateway_event;
 pub mod nodes;
@@ -10,6 +12,7 @@ pub mod numbers;
 mod ops;
 pub mod query;
 pub mod report;
+pub mod retention;
 mod schema;
 mod spill;
 pub mod stats;
@@ -308,6 +311,7 @@ impl Write {
                 duration_ms,
             } => {
                 entry.call = Some(call);
+                let finished = sha256.is_some();
                 entry.sql(
                     SET_RECORDING,
                     vec![
@@ -317,6 +321,13 @@ impl Write {
                         Value::from(duration_ms),
                     ],
                 );
+                // In the same transaction as the digest it commits to.
+                if finished {
+                    entry.ops.push(ops::Op::ChainRecording {
+                        call,
+                        at_ms: now_ms(),
+                    });
+                }
             }
             Write::Event {
                 at_ms,

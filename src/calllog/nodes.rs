@@ -266,6 +266,10 @@ pub fn heartbeat_once(db: &Db, name: &str) -> rusqlite::Result<Vec<(String, Vec<
             LOST_AFTER.as_secs()
         );
         let closed = schema::close_open_calls(&tx, Some(&node), schema::NODE_LOST, &detail)?;
+        // Their own node will never seal them (issue 11 item 4): sealed as closed here.
+        for call in &closed {
+            super::chain::seal_call(&tx, *call, now_ms())?;
+        }
         if !closed.is_empty() {
             tx.execute(
                 "INSERT INTO gateway_events (at, kind, detail, node) VALUES (?1, ?2, ?3, ?4)",
@@ -381,6 +385,14 @@ mod tests {
             )
             .expect("events");
         assert_eq!(events, 1, "one event, from the node that closed the calls");
+        // The lost node will never seal its calls: the node that closed them did, and the
+        // chain verifies (call 3 ended long ago without a seal: the one problem left).
+        let v = super::super::chain::verify(&db, now_ms(), None).expect("verify");
+        assert_eq!(v.calls, 2, "calls 1 and 2 sealed");
+        assert_eq!(
+            v.problems,
+            ["call 3 is not in the chain (added outside the gateway, or its seal was deleted)"]
+        );
     }
 
     /// Two live gateways may not share a name; a crashed one's name is taken over.

@@ -25,6 +25,10 @@ pub enum Op {
         at_ms: i64,
         rules: siaga_dialplan::ClassifyRules,
     },
+    /// Seal finished calls in the tamper-evident chain (their record as it stands now).
+    Seal { calls: Vec<u64>, at_ms: i64 },
+    /// Chain the call's recording digest, in the transaction that stores it.
+    ChainRecording { call: u64, at_ms: i64 },
 }
 
 /// What one `Write` became: its statements, written in one go or not at all.
@@ -60,8 +64,9 @@ impl Entry {
                     let owned = if let Cow::Owned(s) = sql { s.len() } else { 0 };
                     48 + owned + params.iter().map(value).sum::<usize>()
                 }
-                Op::Recover { .. } => 16,
+                Op::Recover { .. } | Op::ChainRecording { .. } => 16,
                 Op::Classify { .. } => 128,
+                Op::Seal { calls, .. } => 16 + 8 * calls.len(),
             })
             .sum::<usize>()
     }
@@ -113,6 +118,19 @@ impl Entry {
                     let json = serde_json::to_string(rules).unwrap_or_default();
                     put_bytes(out, json.as_bytes());
                 }
+                Op::Seal { calls, at_ms } => {
+                    out.push(3);
+                    out.extend_from_slice(&at_ms.to_le_bytes());
+                    out.extend_from_slice(&(calls.len() as u32).to_le_bytes());
+                    for c in calls {
+                        out.extend_from_slice(&c.to_le_bytes());
+                    }
+                }
+                Op::ChainRecording { call, at_ms } => {
+                    out.push(4);
+                    out.extend_from_slice(&call.to_le_bytes());
+                    out.extend_from_slice(&at_ms.to_le_bytes());
+                }
             }
         }
     }
@@ -156,6 +174,19 @@ impl Entry {
                     call: u64::from_le_bytes(r.array()?),
                     at_ms: i64::from_le_bytes(r.array()?),
                     rules: serde_json::from_slice(r.bytes()?).ok()?,
+                },
+                3 => {
+                    let at_ms = i64::from_le_bytes(r.array()?);
+                    let n = r.u32()?;
+                    let mut calls = Vec::new();
+                    for _ in 0..n {
+                        calls.push(u64::from_le_bytes(r.array()?));
+                    }
+                    Op::Seal { calls, at_ms }
+                }
+                4 => Op::ChainRecording {
+                    call: u64::from_le_bytes(r.array()?),
+                    at_ms: i64::from_le_bytes(r.array()?),
                 },
                 _ => return None,
             };
@@ -208,6 +239,11 @@ mod tests {
             droppable: false,
             ops: vec![
                 Op::Recover { now_ms: -3 },
+                Op::Seal {
+                    calls: vec![3, 4],
+                    at_ms: 12,
+                },
+                Op::ChainRecording { call: 4, at_ms: 13 },
                 Op::Classify {
                     call: 7,
                     at_ms: 9,

@@ -33,6 +33,10 @@ pub struct CallRow {
     pub recording_path: Option<String>,
     pub recording_sha256: Option<String>,
     pub recording_ms: Option<i64>,
+    /// NENA i3 `urn:emergency:uid:callid:…` (sent to agencies in Call-Info).
+    pub emergency_call_id: Option<String>,
+    /// NENA i3 `urn:emergency:uid:incidentid:…`.
+    pub incident_id: Option<String>,
     /// The gateway node that handled the call (`[node] name`; none in rows logged before).
     pub node: Option<String>,
 }
@@ -40,6 +44,8 @@ pub struct CallRow {
 #[derive(Debug, Serialize)]
 pub struct MessageRow {
     pub at: i64,
+    /// A = the caller's leg, B1, B2… = agency legs.
+    pub leg: String,
     pub direction: String,
     pub transport: String,
     pub remote: String,
@@ -108,6 +114,8 @@ pub struct CallDetail {
     /// Absent when the caller sent no usable number.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub earlier_calls: Option<EarlierCalls>,
+    /// One line: which agency answered, after how long, the talk time (or why none did).
+    pub outcome: String,
     /// The call's class: the rules', people's corrections and the current one.
     pub class: super::classes::ClassView,
     pub locations: Vec<LocationRow>,
@@ -118,7 +126,8 @@ pub struct CallDetail {
 pub(super) const CALL_COLUMNS: &str =
     "id, call_id, started_at, answered_at, ended_at, kind, dialled, entry,
     caller_from, caller_pai, caller_privacy, caller_contact, caller_user_agent, source, transport,
-    end_reason, end_detail, recording_path, recording_sha256, recording_ms, node";
+    end_reason, end_detail, recording_path, recording_sha256, recording_ms, emergency_call_id,
+    incident_id, node";
 
 pub(super) fn call_row(r: &super::store::Row) -> rusqlite::Result<CallRow> {
     let pai: Option<String> = r.get(9)?;
@@ -145,7 +154,9 @@ pub(super) fn call_row(r: &super::store::Row) -> rusqlite::Result<CallRow> {
         recording_path: r.get(17)?,
         recording_sha256: r.get(18)?,
         recording_ms: r.get(19)?,
-        node: r.get(20)?,
+        emergency_call_id: r.get(20)?,
+        incident_id: r.get(21)?,
+        node: r.get(22)?,
     })
 }
 
@@ -159,6 +170,23 @@ pub struct ListFilter {
     pub call_backs: bool,
     /// Only calls whose current class is this (`Some(None)`: unclassified).
     pub class: Option<Option<siaga_dialplan::CallClass>>,
+    /// Started at or after (UTC ms).
+    pub since_ms: Option<i64>,
+    /// Started before (UTC ms).
+    pub until_ms: Option<i64>,
+    /// The caller's number: its digits anywhere in From, P-Asserted-Identity or the caller's
+    /// number (a leading 0 or + ignored, so 0812… finds +62812…).
+    pub caller: Option<String>,
+    /// What was dialled: a number (112 matches sip:112@…, tel:112) or a whole URI.
+    pub dialled: Option<String>,
+    /// Calls that went to this dialplan route (agency).
+    pub route: Option<String>,
+    /// `Some(true)`: an agency answered; `Some(false)`: none did.
+    pub answered: Option<bool>,
+    /// At least this long, INVITE to end (ms); live calls are left out.
+    pub min_duration_ms: Option<i64>,
+    /// Paging, newest first: only calls with a smaller id.
+    pub before_id: Option<i64>,
 }
 
 /// Every end reason the log can hold, with whether it puts an emergency call on the call-back
@@ -177,19 +205,100 @@ pub fn known_end_reasons() -> Vec<&'static str> {
 }
 
 pub fn list(conn: &Db, limit: usize, filter: &ListFilter) -> rusqlite::Result<Vec<CallRow>> {
-    // ?1 is the limit; the end reasons follow as ?2, ?3, …
+    use rusqlite::types::Value;
+    // ?1 is the limit; each condition's values follow as ?2, ?3, …
+    let mut values: Vec<Value> = vec![Value::from(limit as i64)];
+    let next = |v: Value, values: &mut Vec<Value>| {
+        values.push(v);
+        format!("?{}", values.len())
+    };
     let mut conditions = Vec::new();
     if !filter.end_reasons.is_empty() {
-        conditions.push(format!(
-            "end_reason IN ({})",
-            placeholders(2, filter.end_reasons.len())
-        ));
+        let marks: Vec<String> = filter
+            .end_reasons
+            .iter()
+            .map(|r| next(Value::from(r.clone()), &mut values))
+            .collect();
+        conditions.push(format!("end_reason IN ({})", marks.join(", ")));
     }
     if filter.call_backs {
         conditions.push(call_back_condition());
     }
     if let Some(class) = filter.class {
         conditions.push(super::classes::current_class_condition(class));
+    }
+    if let Some(ms) = filter.since_ms {
+        conditions.push(format!(
+            "started_at >= {}",
+            next(Value::from(ms), &mut values)
+        ));
+    }
+    if let Some(ms) = filter.until_ms {
+        conditions.push(format!(
+            "started_at < {}",
+            next(Value::from(ms), &mut values)
+        ));
+    }
+    if let Some(id) = filter.before_id {
+        conditions.push(format!("id < {}", next(Value::from(id), &mut values)));
+    }
+    if let Some(caller) = &filter.caller {
+        let digits: String = caller.chars().filter(char::is_ascii_digit).collect();
+        let digits = digits.trim_start_matches('0');
+        let pattern = next(
+            Value::from(format!("%{}%", like_escape(digits))),
+            &mut values,
+        );
+        conditions.push(format!(
+            "(caller_number LIKE {pattern} ESCAPE '\\' OR caller_from LIKE {pattern} ESCAPE '\\' \
+             OR caller_pai LIKE {pattern} ESCAPE '\\')"
+        ));
+    }
+    // LIKE ignores case in SQLite, not in PostgreSQL: lower() on both sides, so both stores
+    // find `SIP:112@…` and route "Police" alike.
+    if let Some(dialled) = &filter.dialled {
+        if dialled.contains(':') {
+            conditions.push(format!(
+                "dialled = {}",
+                next(Value::from(dialled.clone()), &mut values)
+            ));
+        } else {
+            let e = like_escape(dialled);
+            let sip = next(Value::from(format!("sip:{e}@%")), &mut values);
+            let sips = next(Value::from(format!("sips:{e}@%")), &mut values);
+            let tel = next(Value::from(format!("tel:{dialled}")), &mut values);
+            let tel_params = next(Value::from(format!("tel:{e};%")), &mut values);
+            conditions.push(format!(
+                "(lower(dialled) LIKE lower({sip}) ESCAPE '\\' \
+                 OR lower(dialled) LIKE lower({sips}) ESCAPE '\\' OR dialled = {tel} \
+                 OR lower(dialled) LIKE lower({tel_params}) ESCAPE '\\')"
+            ));
+        }
+    }
+    if let Some(route) = &filter.route {
+        // The engine's `route_start` text: `route "NAME" (label), …`.
+        let pattern = next(
+            Value::from(format!("route \"{}\" (%", like_escape(route))),
+            &mut values,
+        );
+        conditions.push(format!(
+            "EXISTS (SELECT 1 FROM call_events e WHERE e.call = calls.id AND e.kind = '{}' \
+             AND lower(e.detail) LIKE lower({pattern}) ESCAPE '\\')",
+            CallEventKind::RouteStart
+        ));
+    }
+    if let Some(answered) = filter.answered {
+        conditions.push(format!(
+            "{}EXISTS (SELECT 1 FROM call_events e WHERE e.call = calls.id AND e.kind = '{}')",
+            if answered { "" } else { "NOT " },
+            CallEventKind::AgencyAnswered
+        ));
+    }
+    if let Some(ms) = filter.min_duration_ms {
+        conditions.push(format!(
+            "ended_at IS NOT NULL AND ended_at - started_at >= {}",
+            next(Value::from(ms), &mut values)
+        ));
     }
     let filter_sql = if conditions.is_empty() {
         String::new()
@@ -199,11 +308,34 @@ pub fn list(conn: &Db, limit: usize, filter: &ListFilter) -> rusqlite::Result<Ve
     let mut stmt = conn.prepare(&format!(
         "SELECT {CALL_COLUMNS} FROM calls {filter_sql} ORDER BY id DESC LIMIT ?1"
     ))?;
-    let limit = limit as i64;
-    let params: Vec<&dyn rusqlite::ToSql> = std::iter::once(&limit as &dyn rusqlite::ToSql)
-        .chain(filter.end_reasons.iter().map(|r| r as &dyn rusqlite::ToSql))
-        .collect();
-    stmt.query_map(params.as_slice(), call_row)?.collect()
+    stmt.query_map(rusqlite::params_from_iter(values.iter()), call_row)?
+        .collect()
+}
+
+/// `text` for a LIKE pattern with `\` as the escape character.
+fn like_escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// A call named by its id or by either NENA i3 identifier.
+pub fn find_call(conn: &Db, key: &str) -> rusqlite::Result<Option<i64>> {
+    let key = key.trim();
+    if let Ok(id) = key.parse::<i64>() {
+        return Ok(Some(id));
+    }
+    conn.query_row(
+        "SELECT id FROM calls WHERE emergency_call_id = ?1 OR incident_id = ?1 ORDER BY id LIMIT 1",
+        params![key],
+        |r| r.get(0),
+    )
+    .optional()
 }
 
 /// The SQL condition (on `calls`) of the call-back list: emergency calls that may have left
@@ -225,19 +357,11 @@ pub fn call_back_condition() -> String {
     )
 }
 
-/// `?first, ?first+1, …` for `count` numbered SQL parameters.
-fn placeholders(first: usize, count: usize) -> String {
-    (first..first + count)
-        .map(|i| format!("?{i}"))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
 pub fn show(conn: &Db, id: i64) -> rusqlite::Result<Option<CallDetail>> {
     let Some(call) = call_by_id(conn, id)? else {
         return Ok(None);
     };
-    let events = conn
+    let events: Vec<EventRow> = conn
         .prepare("SELECT at, kind, detail FROM call_events WHERE call = ?1 ORDER BY at, id")?
         .query_map(params![id], |r| {
             Ok(EventRow {
@@ -250,13 +374,14 @@ pub fn show(conn: &Db, id: i64) -> rusqlite::Result<Option<CallDetail>> {
         .collect::<Result<_, _>>()?;
     let messages = conn
         .prepare(
-            "SELECT at, direction, transport, remote, first_line, note, raw
+            "SELECT at, direction, transport, remote, first_line, note, raw, leg
              FROM sip_messages WHERE call = ?1 ORDER BY at, id",
         )?
         .query_map(params![id], |r| {
             let raw: Vec<u8> = r.get(6)?;
             Ok(MessageRow {
                 at: r.get(0)?,
+                leg: r.get(7)?,
                 direction: r.get(1)?,
                 transport: r.get(2)?,
                 remote: r.get(3)?,
@@ -281,10 +406,12 @@ pub fn show(conn: &Db, id: i64) -> rusqlite::Result<Option<CallDetail>> {
     let signals = signals_of(conn, id)?;
     let earlier_calls = earlier_calls(conn, &call)?;
     let class = super::classes::of_call(conn, id)?;
+    let outcome = outcome(&call, &events, signals.as_ref());
     Ok(Some(CallDetail {
         call,
         signals,
         earlier_calls,
+        outcome,
         class,
         locations,
         events,
@@ -423,6 +550,52 @@ fn earlier_calls_by_reading(conn: &Db, call: &CallRow) -> rusqlite::Result<Optio
     }))
 }
 
+/// One line: which agency answered (the route, the target), how long after the call came in,
+/// and the talk time; or that none did and how the call ended.
+pub fn outcome(call: &CallRow, events: &[EventRow], signals: Option<&SignalsRow>) -> String {
+    let secs = |ms: i64| format!("{:.1} s", ms as f64 / 1000.0);
+    let answered = CallEventKind::AgencyAnswered.as_str();
+    match events.iter().find(|ev| ev.kind == answered) {
+        Some(ev) => {
+            let route = events
+                .iter()
+                .rfind(|r| r.kind == CallEventKind::RouteStart.as_str() && r.at <= ev.at)
+                .and_then(|r| r.detail.strip_prefix("route \""))
+                .and_then(|d| d.split_once("\" (").map(|(name, _)| name.to_owned()))
+                .unwrap_or_else(|| "an agency".to_owned());
+            // `leg B1 sip:… answered after N ms; …`
+            let target = ev
+                .detail
+                .split_once(' ')
+                .and_then(|(_, rest)| rest.split_once(' '))
+                .and_then(|(_, rest)| rest.split_once(" answered"))
+                .map(|(uri, _)| uri.to_owned())
+                .unwrap_or_default();
+            let talk = signals
+                .and_then(|s| s.agency_talk_ms)
+                .or(call.ended_at.map(|end| end - ev.at));
+            format!(
+                "answered by {route}{} {} after the call came in; talk {}",
+                if target.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({target})")
+                },
+                secs(ev.at - call.started_at),
+                talk.map_or_else(|| "still going".to_owned(), secs)
+            )
+        }
+        None => match (call.ended_at, &call.end_reason) {
+            (Some(end), reason) => format!(
+                "no agency answered; ended {} after {}",
+                reason.as_deref().unwrap_or("?"),
+                secs(end - call.started_at)
+            ),
+            (None, _) => "live; no agency has answered yet".to_owned(),
+        },
+    }
+}
+
 /// The `signals` block of `calls show`.
 fn render_signals(out: &mut String, s: &SignalsRow) {
     let secs = |ms: i64| format!("{:.1} s", ms as f64 / 1000.0);
@@ -462,10 +635,39 @@ fn render_signals(out: &mut String, s: &SignalsRow) {
 
 /// The gateway's own events (start, stop, reloads, call-log gaps, disk alarms), newest first.
 pub fn gateway_events(conn: &Db, limit: usize) -> rusqlite::Result<Vec<EventRow>> {
-    conn.prepare(
-        "SELECT at, kind, detail, node FROM gateway_events ORDER BY at DESC, id DESC LIMIT ?1",
-    )?
-    .query_map(params![limit as i64], |r| {
+    gateway_events_filtered(conn, &[], None, None, limit)
+}
+
+/// Gateway events of the given kinds (all when empty) in `[since, until)`, newest first.
+pub fn gateway_events_filtered(
+    conn: &Db,
+    kinds: &[String],
+    since_ms: Option<i64>,
+    until_ms: Option<i64>,
+    limit: usize,
+) -> rusqlite::Result<Vec<EventRow>> {
+    use rusqlite::types::Value;
+    let mut values: Vec<Value> = vec![
+        Value::from(limit as i64),
+        Value::from(since_ms.unwrap_or(i64::MIN)),
+        Value::from(until_ms.unwrap_or(i64::MAX)),
+    ];
+    let mut kind_sql = String::new();
+    if !kinds.is_empty() {
+        let marks: Vec<String> = kinds
+            .iter()
+            .map(|k| {
+                values.push(Value::from(k.clone()));
+                format!("?{}", values.len())
+            })
+            .collect();
+        kind_sql = format!("AND kind IN ({})", marks.join(", "));
+    }
+    conn.prepare(&format!(
+        "SELECT at, kind, detail, node FROM gateway_events WHERE at >= ?2 AND at < ?3 {kind_sql}
+         ORDER BY at DESC, id DESC LIMIT ?1"
+    ))?
+    .query_map(rusqlite::params_from_iter(values.iter()), |r| {
         Ok(EventRow {
             at: r.get(0)?,
             kind: r.get(1)?,
@@ -477,6 +679,11 @@ pub fn gateway_events(conn: &Db, limit: usize) -> rusqlite::Result<Vec<EventRow>
 }
 
 pub fn render_events(events: &[EventRow]) -> String {
+    render_events_in(events, Zone::Utc)
+}
+
+/// [`render_events`] with times in `zone`.
+pub fn render_events_in(events: &[EventRow], zone: Zone) -> String {
     let width = events
         .iter()
         .map(|ev| esc(&ev.kind).chars().count())
@@ -493,11 +700,69 @@ pub fn render_events(events: &[EventRow]) -> String {
         let _ = writeln!(
             out,
             "{}  {kind}{pad}  {node}{}",
-            iso_utc(ev.at),
+            stamp(ev.at, zone),
             esc(&ev.detail)
         );
     }
     out
+}
+
+/// How the CLI writes times: UTC, or the centre's local time at a fixed offset.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Zone {
+    #[default]
+    Utc,
+    /// Minutes east of UTC.
+    Offset(i32),
+}
+
+impl Zone {
+    /// The system's offset now (TZ / /etc/localtime), in minutes east of UTC.
+    pub fn system() -> Zone {
+        let now = now_secs();
+        // SAFETY: `tm` is plain data for localtime_r to fill; `now` outlives the call.
+        let mut tm: libc::tm = unsafe { std::mem::zeroed() };
+        let t: libc::time_t = now as libc::time_t;
+        // SAFETY: both pointers are valid for the call.
+        let ok = unsafe { !libc::localtime_r(&t, &mut tm).is_null() };
+        Zone::Offset(if ok { (tm.tm_gmtoff / 60) as i32 } else { 0 })
+    }
+
+    /// `UTC`, or `+08:00`.
+    pub fn label(self) -> String {
+        match self {
+            Zone::Utc => "UTC".to_owned(),
+            Zone::Offset(m) => offset_text(m),
+        }
+    }
+
+    pub fn offset_ms(self) -> i64 {
+        match self {
+            Zone::Utc => 0,
+            Zone::Offset(m) => i64::from(m) * 60_000,
+        }
+    }
+}
+
+fn now_secs() -> i64 {
+    super::now_ms() / 1000
+}
+
+fn offset_text(minutes: i32) -> String {
+    let sign = if minutes < 0 { '-' } else { '+' };
+    let m = minutes.unsigned_abs();
+    format!("{sign}{:02}:{:02}", m / 60, m % 60)
+}
+
+/// A time in `zone`: `2026-11-27T23:25:08.123Z` or `2026-11-28T07:25:08.123+08:00`.
+pub fn stamp(ms: i64, zone: Zone) -> String {
+    match zone {
+        Zone::Utc => iso_utc(ms),
+        Zone::Offset(m) => {
+            let local = iso_utc(ms + zone.offset_ms());
+            format!("{}{}", local.trim_end_matches('Z'), offset_text(m))
+        }
+    }
 }
 
 /// `2026-11-27T23:25:08.123Z` without pulling in a date crate.
@@ -541,10 +806,11 @@ const LIST_TEXT_MAX: usize = 40;
 
 /// One line per call, in columns sized to their content (every field escaped, long text cut),
 /// so a long end reason or a hostile caller name cannot shift the columns.
-pub fn render_list(rows: &[CallRow]) -> String {
-    const HEADER: [&str; 8] = [
+pub fn render_list_in(rows: &[CallRow], zone: Zone) -> String {
+    let started = format!("started ({})", zone.label());
+    let header: [&str; 8] = [
         "id",
-        "started (UTC)",
+        &started,
         "kind",
         "dialled",
         "caller",
@@ -558,7 +824,7 @@ pub fn render_list(rows: &[CallRow]) -> String {
         .map(|r| {
             [
                 r.id.to_string(),
-                iso_utc(r.started_at),
+                stamp(r.started_at, zone),
                 cell(&r.kind),
                 cell(&r.dialled),
                 cell(&caller(r)),
@@ -568,7 +834,7 @@ pub fn render_list(rows: &[CallRow]) -> String {
             ]
         })
         .collect();
-    let mut widths = HEADER.map(|h| h.chars().count());
+    let mut widths = header.map(|h| h.chars().count());
     for row in &table {
         for (w, c) in widths.iter_mut().zip(row) {
             *w = (*w).max(c.chars().count());
@@ -587,14 +853,21 @@ pub fn render_list(rows: &[CallRow]) -> String {
         }
         out.push('\n');
     };
-    line(HEADER);
+    line(header);
     for row in &table {
         line(row.each_ref().map(String::as_str));
     }
     out
 }
 
+#[cfg(test)]
 pub fn render_detail(d: &CallDetail, with_messages: bool) -> String {
+    render_detail_in(d, with_messages, Zone::Utc)
+}
+
+/// [`render_detail`] with times in `zone`.
+pub fn render_detail_in(d: &CallDetail, with_messages: bool, zone: Zone) -> String {
+    let iso_utc = |ms: i64| stamp(ms, zone);
     let c = &d.call;
     let e = |s: &str| esc(s).into_owned();
     let opt = |s: &Option<String>| s.as_deref().map_or_else(|| "-".to_owned(), e);
@@ -620,6 +893,9 @@ pub fn render_detail(d: &CallDetail, with_messages: bool) -> String {
         c.end_reason.as_deref().map_or_else(|| "(live)".into(), e),
         c.end_detail.as_deref().map(e).unwrap_or_default()
     );
+    let _ = writeln!(out, "  outcome     {}", e(&d.outcome));
+    let _ = writeln!(out, "  i3 call id  {}", opt(&c.emergency_call_id));
+    let _ = writeln!(out, "  incident id {}", opt(&c.incident_id));
     let _ = writeln!(out, "caller");
     let _ = writeln!(
         out,
@@ -705,7 +981,8 @@ pub fn render_detail(d: &CallDetail, with_messages: bool) -> String {
             m.at,
             0,
             format!(
-                "sip {arrow} {:<12} {}{note}",
+                "sip {:<2} {arrow} {:<12} {}{note}",
+                e(&m.leg),
                 e(&m.remote),
                 e(&m.first_line)
             ),
@@ -720,8 +997,9 @@ pub fn render_detail(d: &CallDetail, with_messages: bool) -> String {
         for m in &d.messages {
             let _ = writeln!(
                 out,
-                "--- {} {} {}",
+                "--- {} {} {} {}",
                 iso_utc(m.at),
+                e(&m.leg),
                 e(&m.direction),
                 e(&m.remote)
             );
@@ -740,8 +1018,45 @@ mod tests {
     use siaga_engine::ids::CallRef;
     use siaga_engine::io::{CallSignals, LogRecord};
 
-    use super::{iso_utc, render_detail, show};
+    use super::{ListFilter, iso_utc, list, render_detail, show};
     use crate::calllog::testing::{Store, TestLog};
+
+    #[test]
+    fn dialled_and_route_filters_ignore_case_on_both_stores() {
+        for store in [Store::Sqlite, Store::Postgres] {
+            let log = TestLog::new(store);
+            let db = log.open();
+            for (id, dialled, route) in [(1, "SIP:112@GW", "Police"), (2, "sip:110@gw", "fire")] {
+                db.execute(
+                    "INSERT INTO calls (id, call_id, started_at, kind, dialled, source, transport)
+                     VALUES (?1, 'c', 1000, 'emergency', ?2, '192.0.2.1:5060', 'udp')",
+                    rusqlite::params![id, dialled],
+                )
+                .expect("call");
+                db.execute(
+                    "INSERT INTO call_events (call, at, kind, detail) VALUES (?1, 1001, 'route_start', ?2)",
+                    rusqlite::params![id, format!("route \"{route}\" (desk), attempt 1")],
+                )
+                .expect("event");
+            }
+            let ids = |filter: ListFilter| -> Vec<i64> {
+                list(&db, 10, &filter)
+                    .expect("list")
+                    .iter()
+                    .map(|c| c.id)
+                    .collect()
+            };
+            let by_dialled = ids(ListFilter {
+                dialled: Some("112".into()),
+                ..ListFilter::default()
+            });
+            let by_route = ids(ListFilter {
+                route: Some("police".into()),
+                ..ListFilter::default()
+            });
+            assert_eq!((by_dialled, by_route), (vec![1], vec![1]), "{store:?}");
+        }
+    }
 
     #[test]
     fn signals_are_written_by_the_log_and_shown_with_earlier_calls_from_the_number() {

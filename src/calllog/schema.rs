@@ -181,6 +181,56 @@ CREATE TABLE nodes (
     heartbeat_at BIGINT NOT NULL          -- UTC ms, the database's clock
 );
 "#,
+    r#"
+CREATE TABLE access_trail (
+    seq        BIGINT PRIMARY KEY,   -- 1, 2, 3… in the order written
+    at         BIGINT NOT NULL,      -- UTC, ms since epoch
+    user_name  TEXT NOT NULL,        -- account; for a failed sign-in the name tried; "cli:<unix user>" from the CLI
+    address    TEXT NOT NULL,        -- client IP (no port) for HTTP; "cli" for the command line
+    action     TEXT NOT NULL,        -- AccessAction::as_str
+    call       BIGINT,               -- calls.id when the entry concerns one call
+    detail     TEXT NOT NULL         -- free text: reason of an export, the class set, the user changed…
+);
+CREATE INDEX access_trail_at ON access_trail(at);
+"#,
+    r#"
+-- The tamper-evident chain (issue 11 item 4): every finished call record, every recording
+-- digest and every access-trail entry, each committing to the previous entry's hash.
+CREATE TABLE audit_chain (
+    seq       BIGINT PRIMARY KEY,   -- 1, 2, 3…
+    at        BIGINT NOT NULL,      -- UTC ms when chained
+    kind      TEXT NOT NULL,        -- call | recording | access
+    subject   BIGINT NOT NULL,      -- calls.id (call, recording) or access_trail.seq (access)
+    digest    TEXT NOT NULL,        -- SHA-256 (hex) of the subject's canonical JSON
+    prev_hash TEXT NOT NULL,        -- the previous entry's hash (64 zeros for the first)
+    hash      TEXT NOT NULL         -- SHA-256 of prev_hash, seq, at, kind, subject, digest
+);
+CREATE INDEX audit_chain_subject ON audit_chain(kind, subject);
+"#,
+    r#"
+-- Retention (issue 11 item 6): calls a supervisor put on legal hold are never swept; what a
+-- sweep deleted stays known (the access-trail entry that records it), and a SIP message whose
+-- verbatim bytes were deleted keeps their SHA-256, which the call's chain entry commits to.
+CREATE TABLE legal_holds (
+    call      BIGINT PRIMARY KEY,
+    at        BIGINT NOT NULL,
+    user_name TEXT NOT NULL,
+    reason    TEXT NOT NULL
+);
+CREATE TABLE retention_deletions (
+    call       BIGINT NOT NULL,
+    what       TEXT NOT NULL,       -- recording | sip_messages
+    at         BIGINT NOT NULL,
+    access_seq BIGINT NOT NULL,     -- the access-trail entry (retention_delete) recording it
+    PRIMARY KEY (call, what)
+);
+ALTER TABLE sip_messages ADD COLUMN raw_sha256 TEXT;   -- set when retention deleted raw
+"#,
+    r#"
+-- `siaga calls show` finds a call by its NENA i3 call or incident id (issue 11 item 2).
+CREATE INDEX calls_emergency_call_id ON calls(emergency_call_id);
+CREATE INDEX calls_incident_id ON calls(incident_id);
+"#,
 ];
 
 /// A migration in PostgreSQL's dialect: row ids become identity columns, SQLite's loose

@@ -30,6 +30,10 @@ const FIRST_RETRY: Duration = Duration::from_millis(100);
 const LAST_RETRY: Duration = Duration::from_secs(5);
 /// Records taken off the channel in one loop pass at most (memory is bounded as they come).
 const INTAKE: usize = 50_000;
+/// How long after its end a call is sealed in the chain.
+const SEAL_DELAY: Duration = Duration::from_millis(super::chain::SEAL_DELAY_MS as u64);
+/// Calls sealed per pass of the writer's loop at most (except at stop).
+const SEALS_PER_PASS: usize = 500;
 /// How often the free space is looked at.
 const SPACE_CHECK: Duration = Duration::from_secs(2);
 /// 2025-01-01T00:00Z: call references from the clock on a shared database count from here.
@@ -97,6 +101,10 @@ pub struct Writer {
     shared: Arc<Shared>,
     /// The thresholds calls are classed with (the running plan's, once the gateway says).
     class_rules: siaga_dialplan::ClassifyRules,
+    /// Ended calls waiting to be sealed in the chain, due in this order.
+    seals: VecDeque<(Instant, u64)>,
+    /// Whether the ended calls an earlier run left unsealed were looked for.
+    unsealed_scanned: bool,
 }
 
 /// A failure that says nothing about the record: the database cannot be written now.
@@ -177,6 +185,8 @@ impl Writer {
             space_checked: None,
             shared,
             class_rules: Default::default(),
+            seals: VecDeque::new(),
+            unsealed_scanned: false,
         };
         if damaged.places > 0 {
             let detail = format!(
@@ -350,6 +360,7 @@ impl Writer {
                 Err(RecvTimeoutError::Disconnected) => break,
             }
             self.check_space();
+            self.queue_seals(false);
             self.count_lost_at_door();
             if self.gap.is_none() || Instant::now() >= self.retry_at {
                 self.flush();
@@ -373,6 +384,13 @@ impl Writer {
             Write::Barrier(b) => self.barriers.push((self.seq, b)),
             Write::ClassRules(rules) => self.class_rules = rules,
             write => {
+                if let Write::Engine {
+                    record: siaga_engine::io::LogRecord::CallEnded { call, .. },
+                    ..
+                } = &write
+                {
+                    self.seals.push_back((Instant::now() + SEAL_DELAY, call.0));
+                }
                 if let Some(entry) = write.lower(&self.class_rules, &self.options.node) {
                     if entry.droppable && (self.space.low || self.gap.is_some()) {
                         self.space.dropped += 1;
@@ -396,6 +414,60 @@ impl Writer {
         self.memory.push_back((self.seq, entry));
     }
 
+    /// Queues the seals that are due (all of them at stop), in the stream with every other
+    /// record, so they are spilled and replayed like the rest.
+    fn queue_seals(&mut self, all: bool) {
+        let now = Instant::now();
+        let mut calls = Vec::new();
+        while let Some(&(due, call)) = self.seals.front() {
+            // A bounded transaction: a log upgraded with many calls to seal catches up over
+            // several passes, never holding the database for long.
+            if !all && (due > now || calls.len() >= SEALS_PER_PASS) {
+                break;
+            }
+            calls.push(call);
+            self.seals.pop_front();
+        }
+        if !calls.is_empty() {
+            self.push(Entry {
+                ops: vec![Op::Seal {
+                    calls,
+                    at_ms: now_ms(),
+                }],
+                ..Entry::default()
+            });
+        }
+    }
+
+    /// Once the database can be read: the calls an earlier run ended (or a crash left open
+    /// and start-up closed) without sealing them are sealed after the same delay.
+    fn scan_unsealed(&mut self) {
+        if self.unsealed_scanned {
+            return;
+        }
+        let Some(conn) = &self.conn else {
+            return;
+        };
+        match super::chain::unsealed_ended_calls(conn) {
+            Ok(calls) => {
+                self.unsealed_scanned = true;
+                let due = Instant::now() + SEAL_DELAY;
+                let known: std::collections::HashSet<u64> =
+                    self.seals.iter().map(|&(_, c)| c).collect();
+                let mut front: VecDeque<(Instant, u64)> = calls
+                    .into_iter()
+                    .map(|c| c as u64)
+                    .filter(|c| !known.contains(c))
+                    .map(|c| (due, c))
+                    .collect();
+                // Due no later than the calls already waiting.
+                front.append(&mut self.seals);
+                self.seals = front;
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot look for unsealed calls yet"),
+        }
+    }
+
     fn event(&mut self, kind: GatewayEventKind, detail: String) {
         self.event_at(now_ms(), kind, detail);
     }
@@ -416,6 +488,7 @@ impl Writer {
             }
             _ => {
                 self.backoff = FIRST_RETRY;
+                self.scan_unsealed();
                 if !self.backlog()
                     && let Some(gap) = self.gap.take()
                 {
@@ -710,6 +783,8 @@ impl Writer {
     /// At stop: one last try, and whatever still cannot be written goes to the spill file
     /// for the next start.
     fn stop(mut self) {
+        // Nothing more comes for the calls that ended: seal them now.
+        self.queue_seals(true);
         self.count_lost_at_door();
         // The first pass also ends a gap with nothing left waiting (its event is then written).
         while self.flush() && self.backlog() {}
@@ -811,6 +886,12 @@ pub(super) fn run_op(tx: &Db, op: &Op, scope: &Scope) -> rusqlite::Result<()> {
         Op::Recover { now_ms } => schema::recover_in(tx, *now_ms, scope).map(|_| ()),
         Op::Classify { call, at_ms, rules } => {
             super::classes::classify_in(tx, *call as i64, *at_ms, rules)
+        }
+        Op::Seal { calls, at_ms } => calls
+            .iter()
+            .try_for_each(|c| super::chain::seal_call(tx, *c as i64, *at_ms)),
+        Op::ChainRecording { call, at_ms } => {
+            super::chain::chain_recording(tx, *call as i64, *at_ms)
         }
     }
 }

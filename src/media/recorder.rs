@@ -23,7 +23,7 @@
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
-use std::io::{Read, Write as _};
+use std::io::Write as _;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -32,7 +32,6 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
-use sha2::{Digest, Sha256};
 use siaga_engine::ids::CallRef;
 use siaga_engine::timeline::CallEventKind;
 use siaga_media::wav::{DATA_SIZE_OFFSET, HEADER_LEN, PcmFormat, RIFF_SIZE_OFFSET};
@@ -512,24 +511,8 @@ fn failed(calllog: &CallLog, call: u64, path: &Path, why: &str) {
     );
 }
 
-/// Lower-case hex SHA-256 of a file, read in 64 KiB blocks.
-pub(crate) fn sha256_file(path: &Path) -> std::io::Result<String> {
-    let mut file = File::open(path)?;
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 64 * 1024];
-    loop {
-        let n = file.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(buf.get(..n).unwrap_or_default());
-    }
-    Ok(hasher
-        .finalize()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect())
-}
+/// Lower-case hex SHA-256 of a file (the chain re-hashes recordings the same way).
+pub(crate) use crate::calllog::chain::sha256_file;
 
 /// `<root>/<YYYY-MM-DD>/call-<call>-<yyyymmddThhmmss>.wav`, in UTC.
 pub(crate) fn recording_path(root: &Path, call: u64, at: SystemTime) -> PathBuf {

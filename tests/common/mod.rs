@@ -277,6 +277,21 @@ pub fn signal(pid: u32, sig: &str) {
         .status();
 }
 
+/// The number every scenario in tests/sipp calls from.
+pub const SCENARIO_NUMBER: &str = "+6281234567890";
+
+/// A copy of a tests/sipp scenario in `dir` calling from `number` instead.
+pub fn scenario_from_number(dir: &Path, scenario: &str, number: &str) -> PathBuf {
+    let text = std::fs::read_to_string(scenario_path(scenario)).expect("scenario");
+    assert!(
+        text.contains(SCENARIO_NUMBER),
+        "{scenario} has a caller number"
+    );
+    let path = dir.join(format!("{number}-{scenario}"));
+    std::fs::write(&path, text.replace(SCENARIO_NUMBER, number)).expect("write scenario");
+    path
+}
+
 /// GET `path` over HTTP/1.1: (status, body).
 pub fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
     let mut stream = TcpStream::connect(addr).expect("connect to the HTTP listener");
