@@ -235,3 +235,67 @@ fn each_kind_of_call_gets_its_class_and_a_correction_changes_it_and_the_report()
     let corrections = report["corrections"].as_array().map_or(0, Vec::len);
     assert_eq!(corrections, 2, "{report}");
 }
+
+/// Issue 12 item 1: a phone that sends its device identity (`+sip.instance`, an IMEI URN) is
+/// counted across numbers — three calls from three numbers on one handset.
+#[test]
+fn a_device_calling_from_three_numbers_is_counted_by_its_instance() {
+    let gw = Gateway::start(&[]);
+    let dir = tempfile::tempdir().expect("dir");
+    let imei = "urn:gsma:imei:35209900-176148-1";
+    for number in ["+6281111111111", "+6282222222222", "+6283333333333"] {
+        let path = common::scenario_from_number(dir.path(), "uac_call.xml", number);
+        let text = std::fs::read_to_string(&path).expect("scenario");
+        let with_instance = text.replace(
+            ";transport=[transport]>",
+            &format!(";transport=[transport]>;+sip.instance=\"<{imei}>\""),
+        );
+        assert_ne!(text, with_instance, "the scenario has a Contact");
+        std::fs::write(&path, with_instance).expect("write scenario");
+        let out = common::sipp(
+            gw.udp,
+            path.to_str().expect("utf8 path"),
+            false,
+            &["-s", "112", "-m", "1", "-d", "200"],
+        );
+        assert_sipp_ok(&out, "a call from the handset");
+    }
+    common::wait_until(
+        "three calls ended",
+        std::time::Duration::from_secs(10),
+        || {
+            gw.calls_json(&["list"]).as_array().is_some_and(|calls| {
+                calls.len() == 3 && calls.iter().all(|c| !c["ended_at"].is_null())
+            })
+        },
+    );
+    let third = gw.calls_json(&["show", "3"]);
+    assert_eq!(third["device_calls"]["instance"], imei, "{third}");
+    assert_eq!(third["device_calls"]["last_10_min"], 2, "{third}");
+    // By number, each is its first call.
+    assert_eq!(third["earlier_calls"]["last_10_min"], 0, "{third}");
+    let shown = gw.calls_cli(&["show", "3"]);
+    assert!(
+        shown.contains(&format!(
+            "device      2 call(s) from device {imei} in the 10 min before"
+        )),
+        "{shown}"
+    );
+    // A call without the parameter has no device block.
+    let first_without = gw.sipp(
+        "uac_call.xml",
+        false,
+        &["-s", "112", "-m", "1", "-d", "200"],
+    );
+    assert_sipp_ok(&first_without, "a call without a device identity");
+    common::wait_until(
+        "the fourth call logged",
+        std::time::Duration::from_secs(10),
+        || {
+            gw.calls_json(&["list"])
+                .as_array()
+                .is_some_and(|c| c.len() == 4)
+        },
+    );
+    assert!(gw.calls_json(&["show", "4"]).get("device_calls").is_none());
+}

@@ -515,8 +515,8 @@ fn insert_call(entry: &mut Entry, at_ms: i64, s: &CallStarted, node: &str) {
     entry.sql(
         "INSERT INTO calls (id, call_id, started_at, kind, dialled, entry, caller_from,
             caller_pai, caller_privacy, caller_contact, caller_user_agent, caller_rpid, source, transport,
-            emergency_call_id, incident_id, caller_number, node)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)
+            emergency_call_id, incident_id, caller_number, node, caller_instance)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)
          ON CONFLICT (id) DO UPDATE SET call_id = excluded.call_id, started_at = excluded.started_at,
             kind = excluded.kind, dialled = excluded.dialled, entry = excluded.entry,
             caller_from = excluded.caller_from, caller_pai = excluded.caller_pai,
@@ -524,7 +524,8 @@ fn insert_call(entry: &mut Entry, at_ms: i64, s: &CallStarted, node: &str) {
             caller_user_agent = excluded.caller_user_agent, caller_rpid = excluded.caller_rpid,
             source = excluded.source, transport = excluded.transport,
             emergency_call_id = excluded.emergency_call_id, incident_id = excluded.incident_id,
-            caller_number = excluded.caller_number, node = excluded.node",
+            caller_number = excluded.caller_number, node = excluded.node,
+            caller_instance = excluded.caller_instance",
         vec![
             Value::from(s.call.0 as i64),
             Value::from(s.call_id.as_str().to_owned()),
@@ -544,6 +545,7 @@ fn insert_call(entry: &mut Entry, at_ms: i64, s: &CallStarted, node: &str) {
             Value::from(s.incident_id.clone()),
             Value::from(siaga_engine::call::signals::caller_number(&s.caller)),
             Value::from(node.to_owned()),
+            Value::from(siaga_engine::call::signals::caller_instance(&s.caller)),
         ],
     )
 }

@@ -104,6 +104,16 @@ pub struct EarlierCalls {
     pub last_day: usize,
 }
 
+/// Other calls from the same device (its `+sip.instance`, e.g. an IMEI URN) before this one,
+/// whatever number they came from.
+#[derive(Debug, Serialize)]
+pub struct DeviceCalls {
+    pub instance: String,
+    pub last_10_min: usize,
+    pub last_hour: usize,
+    pub last_day: usize,
+}
+
 #[derive(Debug, Serialize)]
 pub struct CallDetail {
     #[serde(flatten)]
@@ -114,6 +124,9 @@ pub struct CallDetail {
     /// Absent when the caller sent no usable number.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub earlier_calls: Option<EarlierCalls>,
+    /// Absent when the caller's phone sent no device identity.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub device_calls: Option<DeviceCalls>,
     /// One line: which agency answered, after how long, the talk time (or why none did).
     pub outcome: String,
     /// The call's class: the rules', people's corrections and the current one.
@@ -405,12 +418,14 @@ pub fn show(conn: &Db, id: i64) -> rusqlite::Result<Option<CallDetail>> {
         .collect::<Result<_, _>>()?;
     let signals = signals_of(conn, id)?;
     let earlier_calls = earlier_calls(conn, &call)?;
+    let device_calls = device_calls(conn, &call)?;
     let class = super::classes::of_call(conn, id)?;
     let outcome = outcome(&call, &events, signals.as_ref());
     Ok(Some(CallDetail {
         call,
         signals,
         earlier_calls,
+        device_calls,
         outcome,
         class,
         locations,
@@ -478,15 +493,33 @@ pub(super) fn earlier_calls(conn: &Db, call: &CallRow) -> rusqlite::Result<Optio
     let Some(number) = stored else {
         return earlier_calls_by_reading(conn, call);
     };
+    let (last_10_min, last_hour, last_day) = calls_before(conn, "caller_number", &number, call)?;
+    Ok(Some(EarlierCalls {
+        last_10_min,
+        last_hour,
+        last_day,
+        number,
+    }))
+}
+
+/// Calls whose `column` (our constant: `caller_number` or `caller_instance`, both indexed with
+/// `started_at`) is `value`, in the 10 minutes, the hour and the day before `call` started, each
+/// up to [`EARLIER_CALLS_COUNTED`].
+fn calls_before(
+    conn: &Db,
+    column: &str,
+    value: &str,
+    call: &CallRow,
+) -> rusqlite::Result<(usize, usize, usize)> {
     let count = |minutes: i64| -> rusqlite::Result<usize> {
-        conn.prepare_cached(
+        conn.prepare_cached(&format!(
             "SELECT count(*) FROM (SELECT 1 FROM calls
-             WHERE caller_number = ?1 AND started_at >= ?2 AND started_at <= ?3 AND id != ?4
-             LIMIT ?5) AS earlier",
-        )?
+             WHERE {column} = ?1 AND started_at >= ?2 AND started_at <= ?3 AND id != ?4
+             LIMIT ?5) AS earlier"
+        ))?
         .query_row(
             params![
-                number,
+                value,
                 call.started_at - minutes * MINUTE_MS,
                 call.started_at,
                 call.id,
@@ -496,11 +529,26 @@ pub(super) fn earlier_calls(conn: &Db, call: &CallRow) -> rusqlite::Result<Optio
         )
         .map(|n| usize::try_from(n).unwrap_or(0))
     };
-    Ok(Some(EarlierCalls {
-        last_10_min: count(10)?,
-        last_hour: count(60)?,
-        last_day: count(24 * 60)?,
-        number,
+    Ok((count(10)?, count(60)?, count(24 * 60)?))
+}
+
+/// Calls from `call`'s device (`caller_instance`) before it, as [`calls_before`] counts them.
+fn device_calls(conn: &Db, call: &CallRow) -> rusqlite::Result<Option<DeviceCalls>> {
+    let stored: Option<String> = conn.query_row(
+        "SELECT caller_instance FROM calls WHERE id = ?1",
+        params![call.id],
+        |r| r.get(0),
+    )?;
+    let Some(instance) = stored else {
+        return Ok(None);
+    };
+    let (last_10_min, last_hour, last_day) =
+        calls_before(conn, "caller_instance", &instance, call)?;
+    Ok(Some(DeviceCalls {
+        last_10_min,
+        last_hour,
+        last_day,
+        instance,
     }))
 }
 
@@ -923,6 +971,16 @@ pub fn render_detail_in(d: &CallDetail, with_messages: bool, zone: Zone) -> Stri
             "  earlier     {} call(s) from {} in the 10 min before, {} in the hour, {} in the day",
             n.last_10_min,
             e(&n.number),
+            n.last_hour,
+            n.last_day
+        );
+    }
+    if let Some(n) = &d.device_calls {
+        let _ = writeln!(
+            out,
+            "  device      {} call(s) from device {} in the 10 min before, {} in the hour, {} in the day",
+            n.last_10_min,
+            e(&n.instance),
             n.last_hour,
             n.last_day
         );

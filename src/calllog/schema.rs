@@ -231,6 +231,13 @@ ALTER TABLE sip_messages ADD COLUMN raw_sha256 TEXT;   -- set when retention del
 CREATE INDEX calls_emergency_call_id ON calls(emergency_call_id);
 CREATE INDEX calls_incident_id ON calls(incident_id);
 "#,
+    r#"
+-- The device identity the caller's phone sent (RFC 5626 +sip.instance, e.g. an IMEI URN), so
+-- that a device's earlier calls are an indexed count whatever number it calls from (issue 12).
+ALTER TABLE calls ADD COLUMN caller_instance TEXT;
+CREATE INDEX calls_caller_instance ON calls(caller_instance, started_at)
+    WHERE caller_instance IS NOT NULL;
+"#,
 ];
 
 /// A migration in PostgreSQL's dialect: row ids become identity columns, SQLite's loose

@@ -120,6 +120,22 @@ pub fn caller_number(identity: &CallerIdentity) -> Option<String> {
         })
 }
 
+/// The device identity the caller's phone sent (RFC 5626 `+sip.instance` on its Contact, e.g.
+/// `urn:gsma:imei:35209900-176148-1` or a `urn:uuid:`), without its quotes and angle brackets;
+/// none if absent or unusable (over 200 characters, or not printable ASCII).
+pub fn caller_instance(identity: &CallerIdentity) -> Option<String> {
+    let contact = identity.contact.as_deref()?;
+    let at = contact.to_ascii_lowercase().find("+sip.instance=")?;
+    let value = contact.get(at + "+sip.instance=".len()..)?;
+    let value = value.split(';').next()?.trim();
+    let value = value.trim_matches('"').trim_start_matches('<');
+    let value = value.split('>').next()?.trim();
+    let usable = !value.is_empty()
+        && value.len() <= 200
+        && value.bytes().all(|b| b.is_ascii_graphic() && b != b'"');
+    usable.then(|| value.to_owned())
+}
+
 /// The user part of a name-addr or addr-spec (`sip:`, `sips:` or `tel:` URI).
 fn user_part(value: &str) -> Option<String> {
     let uri = uri_of(value);
