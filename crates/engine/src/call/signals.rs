@@ -165,6 +165,35 @@ fn is_number(user: &str) -> bool {
 mod tests {
     use super::*;
 
+    fn contact(value: &str) -> CallerIdentity {
+        CallerIdentity {
+            contact: Some(value.to_owned()),
+            ..CallerIdentity::default()
+        }
+    }
+
+    #[test]
+    fn the_device_identity_is_read_from_the_contact() {
+        let imei = "<sip:+628123@10.0.0.1:5060;transport=udp>;+sip.instance=\"<urn:gsma:imei:35209900-176148-1>\";expires=600";
+        assert_eq!(
+            caller_instance(&contact(imei)).as_deref(),
+            Some("urn:gsma:imei:35209900-176148-1")
+        );
+        let uuid = "<sip:a@b>;+SIP.INSTANCE=\"<urn:uuid:f81d4fae-7dec-11d0-a765-00a0c91e6bf6>\"";
+        assert_eq!(
+            caller_instance(&contact(uuid)).as_deref(),
+            Some("urn:uuid:f81d4fae-7dec-11d0-a765-00a0c91e6bf6")
+        );
+        assert_eq!(caller_instance(&contact("<sip:a@b>;expires=60")), None);
+        assert_eq!(
+            caller_instance(&contact("<sip:a@b>;+sip.instance=\"<>\"")),
+            None
+        );
+        let long = format!("<sip:a@b>;+sip.instance=\"<urn:x:{}>\"", "9".repeat(300));
+        assert_eq!(caller_instance(&contact(&long)), None);
+        assert_eq!(caller_instance(&CallerIdentity::default()), None);
+    }
+
     fn from(value: &str) -> CallerIdentity {
         CallerIdentity {
             from: value.to_owned(),
