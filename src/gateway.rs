@@ -184,11 +184,22 @@ pub async fn run(
         calllog: calllog.clone(),
         recordings: settings.recordings.clone(),
     });
+    let console = crate::console::Console::new(crate::console::ConsoleSettings {
+        db: settings.db.clone(),
+        recordings: settings.recordings.clone(),
+        secure_cookies: false,
+        utc_offset_minutes: settings.utc_offset_minutes,
+        routes: plan
+            .routes()
+            .map(|r| r.base.id.as_str().to_owned())
+            .collect(),
+    });
     let http = bound.http.take().map(|listener| {
         tokio::spawn(crate::http::serve(
             listener,
             metrics.clone(),
             health.clone(),
+            Some(console.clone()),
         ))
     });
     let mut gauges = tokio::time::interval(std::time::Duration::from_secs(1));
@@ -302,7 +313,10 @@ pub async fn run(
             _ = clock.tick() => {
                 engine.set_local_time(local_time(settings.utc_offset_minutes));
             }
-            _ = gauges.tick() => crate::metrics::engine_gauges(&engine),
+            _ = gauges.tick() => {
+                crate::metrics::engine_gauges(&engine);
+                console.set_live(engine.live_calls());
+            }
             ev = media_rx.recv() => {
                 let Some(ev) = ev else { break };
                 engine.handle_input(Instant::now(), Input::Media { call: ev.call, leg: ev.leg, event: ev.event });

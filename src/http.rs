@@ -1,6 +1,6 @@
 //! The HTTP listener: `/metrics` (Prometheus), `/healthz` (alive) and `/readyz` (able to take
-//! calls). Loopback by default (the figures are the centre's); the supervisors' console will
-//! share it.
+//! calls), and the supervisors' console (`crate::console`). Loopback by default (the figures
+//! and the pages are the centre's).
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -51,12 +51,22 @@ struct AppState {
 }
 
 /// Serves until the process ends (the gateway's shutdown drops the task).
-pub async fn serve(listener: TcpListener, metrics: Option<Metrics>, health: Arc<Health>) {
-    let app = Router::new()
+pub async fn serve(
+    listener: TcpListener,
+    metrics: Option<Metrics>,
+    health: Arc<Health>,
+    console: Option<Arc<crate::console::Console>>,
+) {
+    let mut app = Router::new()
         .route("/metrics", get(metrics_page))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(ready))
         .with_state(AppState { metrics, health });
+    if let Some(console) = console {
+        app = app.merge(crate::console::router(console));
+    }
+    // The console logs each client's address in the access trail.
+    let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
     if let Err(e) = axum::serve(listener, app).await {
         tracing::error!(error = %e, "HTTP listener stopped");
     }

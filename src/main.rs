@@ -4,6 +4,7 @@ mod calllog;
 mod capture;
 mod civil;
 mod config;
+mod console;
 mod gateway;
 mod http;
 mod logging;
@@ -14,6 +15,7 @@ mod numbers;
 mod plan;
 mod restart;
 mod transport;
+mod users;
 
 use std::io::Write as _;
 use std::path::PathBuf;
@@ -56,6 +58,9 @@ enum Command {
     /// Watch and block lists for callers' numbers (dialplan [policies]); every entry expires.
     #[command(subcommand)]
     Numbers(numbers::NumbersCommand),
+    /// The web console's accounts: supervisor, agency (scoped to routes) or auditor.
+    #[command(subcommand)]
+    Users(users::UsersCommand),
 }
 
 #[derive(Args)]
@@ -567,6 +572,7 @@ fn main() -> anyhow::Result<()> {
         Command::Dialplan(cmd) => dialplan_command(cmd),
         Command::Report(args) => report(args),
         Command::Numbers(cmd) => numbers::run(cmd),
+        Command::Users(cmd) => users::run(cmd),
         Command::Calls(CallsCommand::List {
             db,
             limit,

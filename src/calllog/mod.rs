@@ -3,6 +3,7 @@
 //! gets a row the moment its first INVITE is accepted; every SIP message in and out is kept
 //! verbatim and linked to its call.
 
+pub mod access;
 pub mod classes;
 mod gateway_event;
 pub mod numbers;
@@ -13,6 +14,7 @@ mod schema;
 mod spill;
 pub mod stats;
 pub mod text;
+pub mod users;
 mod view;
 mod writer;
 

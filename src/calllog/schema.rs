@@ -162,6 +162,29 @@ CREATE TABLE number_list (
 );
 CREATE INDEX number_list_number ON number_list(number, id);
 "#,
+    r#"
+CREATE TABLE access_trail (
+    seq        BIGINT PRIMARY KEY,   -- 1, 2, 3… in the order written
+    at         BIGINT NOT NULL,      -- UTC, ms since epoch
+    user_name  TEXT NOT NULL,        -- account; for a failed sign-in the name tried; "cli:<unix user>" from the CLI
+    address    TEXT NOT NULL,        -- client IP (no port) for HTTP; "cli" for the command line
+    action     TEXT NOT NULL,        -- AccessAction::as_str
+    call       BIGINT,               -- calls.id when the entry concerns one call
+    detail     TEXT NOT NULL         -- free text: reason of an export, the class set, the user changed…
+);
+CREATE INDEX access_trail_at ON access_trail(at);
+"#,
+    r#"
+-- The console's accounts (`siaga users`): one row each, the password as an argon2id PHC string.
+CREATE TABLE console_users (
+    name       TEXT PRIMARY KEY,
+    role       TEXT NOT NULL,        -- supervisor | agency | auditor
+    routes     TEXT NOT NULL,        -- agency: the dialplan routes it sees, comma-separated; else ''
+    password   TEXT NOT NULL,        -- argon2id, PHC string format
+    created_at BIGINT NOT NULL,
+    changed_at BIGINT NOT NULL
+);
+"#,
 ];
 
 /// What is wrong with a call-log path, found before anything is opened or created.
