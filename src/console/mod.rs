@@ -19,6 +19,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
 
 use axum::Router;
+use axum::extract::rejection::FormRejection;
 use axum::extract::{ConnectInfo, Form, Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
@@ -439,10 +440,11 @@ async fn logout(
     State(console): State<Arc<Console>>,
     ConnectInfo(addr): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
-    Form(form): Form<CsrfForm>,
+    form: Result<Form<CsrfForm>, FormRejection>,
 ) -> Response {
     let token = cookie_token(&headers);
     signed_in(console, &headers, addr, false, move |c, ctx| {
+        let Form(form) = form.map_err(|_| Fail::Forbidden)?;
         ctx.check_csrf(&form.csrf)?;
         if let (Ok(mut s), Some(t)) = (c.sessions.lock(), token) {
             s.end(&t);
@@ -594,9 +596,11 @@ async fn class_change(
     ConnectInfo(addr): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     Path(id): Path<String>,
-    Form(form): Form<ClassForm>,
+    form: Result<Form<ClassForm>, FormRejection>,
 ) -> Response {
+    // Checked in this order: signed in, then the CSRF token (a form without one is forged).
     signed_in(console, &headers, addr, false, move |_, ctx| {
+        let Form(form) = form.map_err(|_| Fail::Forbidden)?;
         ctx.check_csrf(&form.csrf)?;
         if ctx.user.role != Role::Supervisor {
             return Err(Fail::Forbidden);
