@@ -277,8 +277,12 @@ pub fn call(
     let t = |ms: i64| local(ms, offset);
     let r = &d.call;
     let id = r.id;
-    // The recording starts when the gateway answers.
-    let rec_start = r.answered_at.unwrap_or(r.started_at);
+    // The recorder logs the moment its file's 0:00 stands for; older logs: the answer.
+    let rec_start = d
+        .events
+        .iter()
+        .find(|e| e.kind == siaga_engine::timeline::CallEventKind::RecordingStarted.as_str())
+        .map_or(r.answered_at.unwrap_or(r.started_at), |e| e.at);
     let recording_file = r
         .recording_path
         .as_deref()
@@ -299,9 +303,10 @@ pub fn call(
         let s = local(ms, offset);
         s[11..].to_owned() + &format!(".{:03}", ms.rem_euclid(1000))
     };
-    let state = match (live, &r.end_reason) {
-        (Some(l), _) => phase_text(l),
-        (None, Some(reason)) => format!("ended: {reason}"),
+    // The log's end wins: the engine's snapshot may be up to a second old.
+    let state = match (&r.end_reason, live) {
+        (Some(reason), _) => format!("ended: {reason}"),
+        (None, Some(l)) => phase_text(l),
         (None, None) => "in progress".to_owned(),
     };
     html(layout(
@@ -404,12 +409,16 @@ pub fn call(
             section.card #ladder {
                 h2 { "SIP ladder" }
                 p.quiet { "Select an arrow to read the message." }
-                div.ladder-wrap { (svg::ladder(messages, short_time)) }
-                @for (i, m) in messages.iter().enumerate() {
-                    section.sipmsg id={ "msg-" (i) } {
-                        h3 { (short_time(m.at)) " leg " (m.leg) " " (if m.incoming { "from " } else { "to " }) (m.remote) " (local " (m.local) ")"
-                             @if let Some(n) = &m.note { " — " (n) } }
-                        pre.raw { (m.raw) }
+                div.ladder-box {
+                    div.ladder-wrap { (svg::ladder(messages, short_time)) }
+                    div.sipmsgs {
+                        @for (i, m) in messages.iter().enumerate() {
+                            section.sipmsg id={ "msg-" (i) } {
+                                h3 { (short_time(m.at)) " leg " (m.leg) " " (if m.incoming { "from " } else { "to " }) (m.remote) " (local " (m.local) ")"
+                                     @if let Some(n) = &m.note { " — " (n) } }
+                                pre.raw { (m.raw) }
+                            }
+                        }
                     }
                 }
             }

@@ -146,12 +146,14 @@ pub fn list_calls(
         c.push("calls.id < ?", vec![Value::Integer(before)]);
     }
     if let Some(caller) = &filter.caller {
+        // Digits as people write them: 0812-… (national trunk 0) matches +62812….
         let digits: String = caller.chars().filter(char::is_ascii_digit).collect();
+        let digits = digits.trim_start_matches('0');
         let pattern = contains_pattern(caller.trim());
         c.push(
             "(calls.caller_number LIKE ? ESCAPE '\\' OR calls.caller_from LIKE ? ESCAPE '\\' OR calls.caller_pai LIKE ? ESCAPE '\\')",
             vec![
-                contains_pattern(if digits.is_empty() { caller.trim() } else { &digits }),
+                contains_pattern(if digits.is_empty() { caller.trim() } else { digits }),
                 pattern.clone(),
                 pattern,
             ],

@@ -252,17 +252,20 @@ pub fn ladder(messages: &[LadderMessage], label_time: impl Fn(i64) -> String) ->
             legs.push(m.leg.clone());
         }
     }
+    // A time column, then the caller, the gateway and each agency leg, 260 apart.
+    const SPACING: f32 = 260.0;
+    const CALLER: f32 = 110.0 + SPACING / 2.0 - 20.0;
+    const GW: f32 = CALLER + SPACING;
     let col_x = |leg: &str| -> f32 {
         if leg == "A" {
-            80.0
+            CALLER
         } else {
             let i = legs.iter().position(|l| l == leg).unwrap_or(0);
-            440.0 + i as f32 * 220.0
+            GW + (i + 1) as f32 * SPACING
         }
     };
-    const GW: f32 = 260.0;
     const ROW: f32 = 26.0;
-    let width = 440.0 + legs.len().max(1) as f32 * 220.0 - 40.0;
+    let width = GW + legs.len().max(1) as f32 * SPACING + SPACING / 2.0;
     let height = 50.0 + messages.len() as f32 * ROW + 10.0;
     let remote_of = |leg: &str| {
         messages
@@ -290,7 +293,7 @@ pub fn ladder(messages: &[LadderMessage], label_time: impl Fn(i64) -> String) ->
                 a.msg href=(format!("#msg-{i}")) data-msg=(i) {
                     title { (label_time(m.at)) " " (m.first_line) }
                     line.arrow x1=(x1) x2=(x2) y1=(y) y2=(y) marker-end="url(#arrowhead)" {}
-                    text.arrow-label x=(label_x) y=(y - 4.0) text-anchor="middle" { (crate::calllog::text::fit(&m.first_line, 34)) }
+                    text.arrow-label x=(label_x) y=(y - 4.0) text-anchor="middle" { (crate::calllog::text::fit(&m.first_line, 38)) }
                     text.arrow-time x="4" y=(y + 4.0) { (label_time(m.at)) }
                 }
             }
@@ -307,10 +310,10 @@ pub fn ladder(messages: &[LadderMessage], label_time: impl Fn(i64) -> String) ->
 pub fn bars(items: &[(String, i64)], label_every: usize) -> Markup {
     let max = items.iter().map(|(_, v)| *v).max().unwrap_or(0).max(1) as f32;
     let n = items.len().max(1) as f32;
-    let width = 720.0;
+    let width = 1200.0;
     let bar_w = width / n;
     html! {
-        svg.chart viewBox="0 0 720 180" role="img" {
+        svg.chart viewBox="0 0 1200 180" role="img" {
             @for (i, (label, v)) in items.iter().enumerate() {
                 @let h = *v as f32 / max * 140.0;
                 @let x = i as f32 * bar_w;

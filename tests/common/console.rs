@@ -65,8 +65,27 @@ pub fn request(
     head.push_str("\r\n");
     stream.write_all(head.as_bytes()).expect("send");
     stream.write_all(body).expect("send body");
+    // Until the answer is complete: to the end of the connection, or Content-Length bytes
+    // after the head (a WebDriver server may keep the connection open).
     let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).expect("read the answer");
+    let mut buf = [0u8; 64 * 1024];
+    loop {
+        let n = stream.read(&mut buf).expect("read the answer");
+        if n == 0 {
+            break;
+        }
+        raw.extend_from_slice(&buf[..n]);
+        if let Some(split) = raw.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&raw[..split]).to_ascii_lowercase();
+            let length = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .and_then(|v| v.trim().parse::<usize>().ok());
+            if length.is_some_and(|len| raw.len() >= split + 4 + len) {
+                break;
+            }
+        }
+    }
     parse(&raw)
 }
 
