@@ -187,7 +187,7 @@ pub async fn run(
     let console = crate::console::Console::new(crate::console::ConsoleSettings {
         db: settings.db.clone(),
         recordings: settings.recordings.clone(),
-        secure_cookies: false,
+        secure_cookies: settings.http_tls.is_some(),
         utc_offset_minutes: settings.utc_offset_minutes,
         routes: plan
             .routes()
@@ -200,6 +200,7 @@ pub async fn run(
             metrics.clone(),
             health.clone(),
             Some(console.clone()),
+            settings.http_tls.clone(),
         ))
     });
     let mut gauges = tokio::time::interval(std::time::Duration::from_secs(1));

@@ -56,6 +56,7 @@ pub async fn serve(
     metrics: Option<Metrics>,
     health: Arc<Health>,
     console: Option<Arc<crate::console::Console>>,
+    tls: Option<Arc<tokio_rustls::rustls::ServerConfig>>,
 ) {
     let mut app = Router::new()
         .route("/metrics", get(metrics_page))
@@ -67,7 +68,19 @@ pub async fn serve(
     }
     // The console logs each client's address in the access trail.
     let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
-    if let Err(e) = axum::serve(listener, app).await {
+    let served = match tls {
+        None => axum::serve(listener, app).await,
+        Some(config) => match crate::console::https::HttpsListener::new(listener, config) {
+            // tap_io: axum gives the peer's address (ConnectInfo) for any listener seen
+            // through it.
+            Ok(https) => {
+                use axum::serve::ListenerExt;
+                axum::serve(https.tap_io(|_| {}), app).await
+            }
+            Err(e) => Err(e),
+        },
+    };
+    if let Err(e) = served {
         tracing::error!(error = %e, "HTTP listener stopped");
     }
 }

@@ -8,6 +8,7 @@
 //! class change is an access-trail entry.
 
 mod auth;
+pub mod https;
 mod pages;
 pub mod password;
 mod recording;

@@ -248,7 +248,7 @@ fn caller_scenario(dir: &Path, number: &str) -> PathBuf {
     path
 }
 
-fn add_user(
+pub fn add_user(
     gw: &Gateway,
     plan: &Path,
     (name, password): (&str, &str),
