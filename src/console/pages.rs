@@ -37,6 +37,15 @@ fn seconds(ms: i64) -> String {
     format!("{:.1} s", ms as f64 / 1000.0)
 }
 
+/// A wait as people read it: milliseconds under a second, else seconds.
+fn wait(ms: i64) -> String {
+    if ms < 1000 {
+        format!("{ms} ms")
+    } else {
+        seconds(ms)
+    }
+}
+
 fn layout(title: &str, ctx: Option<&Ctx>, body: Markup) -> Markup {
     html! {
         (DOCTYPE)
@@ -448,7 +457,7 @@ pub fn summary(
     let label_every = (hours.len() / 24).max(1) * 3;
     let pct = |v: &[i64], p: usize| -> String {
         let rank = (v.len() * p).div_ceil(100).max(1);
-        v.get(rank - 1).map_or("-".to_owned(), |ms| seconds(*ms))
+        v.get(rank - 1).map_or("-".to_owned(), |ms| wait(*ms))
     };
     let table = |rows: &[(String, i64)]| {
         html! {
