@@ -212,8 +212,14 @@ fn the_console_finds_scopes_serves_and_guards_the_calls() {
     );
     let summary = pol.get("/summary").text();
     assert!(
-        summary.contains("police") && !summary.contains("By kind"),
-        "scoped summary"
+        summary.contains("<td>police</td>") && !summary.contains("<td>fire</td>"),
+        "the agency's summary counts only its calls"
+    );
+    let whole = sup.get("/summary").text();
+    assert!(whole.contains("<td>police</td>") && whole.contains("<td>fire</td>"));
+    assert!(
+        whole.contains("emergency calls: 3, reached an agency: 2"),
+        "the day's figures"
     );
 
     // --- Class corrections: supervisors only, with the session's CSRF token.

@@ -669,20 +669,8 @@ async fn summary_page(
                 "the range is 1 to 62 days, from before to".to_owned(),
             ));
         }
-        let scope = ctx.scope();
-        let summary = store::summary(&ctx.conn, &scope, from, to)?;
-        // The centre-wide figures (kinds, end reasons, call-backs) are not an agency's to see.
-        let stats = match scope {
-            Scope::All => Some(calllog::stats::stats(
-                &ctx.conn,
-                calllog::stats::Window {
-                    from_ms: Some(from),
-                    to_ms: Some(to),
-                },
-            )?),
-            Scope::Routes(_) => None,
-        };
-        Ok(pages::summary(c, ctx, from, to, &summary, stats.as_ref()))
+        let summary = store::summary(&ctx.conn, &ctx.scope(), from, to)?;
+        Ok(pages::summary(c, ctx, from, to, &summary))
     })
     .await
 }

@@ -10,7 +10,6 @@ use super::store::{LadderMessage, ListedCall, Summary};
 use super::{CallsQuery, Console, Ctx, svg};
 use crate::calllog::access::AccessRow;
 use crate::calllog::query::{CallDetail, CallRow, iso_utc};
-use crate::calllog::stats::Stats;
 use crate::calllog::users::Role;
 
 pub fn html(markup: Markup) -> Response {
@@ -435,14 +434,7 @@ pub fn call(
     ))
 }
 
-pub fn summary(
-    c: &Console,
-    ctx: &Ctx,
-    from: i64,
-    to: i64,
-    s: &Summary,
-    stats: Option<&Stats>,
-) -> Response {
+pub fn summary(c: &Console, ctx: &Ctx, from: i64, to: i64, s: &Summary) -> Response {
     let offset = c.offset_ms();
     let day = |ms: i64| local(ms, offset)[..10].to_owned();
     let hours: Vec<(String, i64)> = s
@@ -479,17 +471,15 @@ pub fn summary(
                 (svg::bars(&hours, label_every))
             }
             section.grid {
-                @if let Some(st) = stats {
-                    div.card {
-                        h2 { "By kind" }
-                        (table(&st.by_kind))
-                        p { "emergency calls: " (st.emergency) ", reached an agency: " (st.reached_agency) }
-                        p { "call-backs outstanding: " a href={ "/calls?callback=1&from=" (day(from)) "&to=" (day(to)) } { (st.call_backs) } }
-                    }
-                    div.card {
-                        h2 { "By end reason (emergency)" }
-                        (table(&st.end_reasons))
-                    }
+                div.card {
+                    h2 { "By kind" }
+                    (table(&s.by_kind))
+                    p { "emergency calls: " (s.emergency) ", reached an agency: " (s.reached_agency) }
+                    p { "call-backs outstanding: " a href={ "/calls?callback=1&from=" (day(from)) "&to=" (day(to)) } { (s.call_backs) } }
+                }
+                div.card {
+                    h2 { "By end reason (emergency)" }
+                    (table(&s.end_reasons))
                 }
                 div.card {
                     h2 { "By route (calls offered)" }

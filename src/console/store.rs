@@ -284,8 +284,19 @@ pub fn recording_of(conn: &Connection, id: i64) -> rusqlite::Result<Option<(Stri
         .map(Option::flatten)
 }
 
-/// Figures of the summary page that `calls stats` does not give.
+/// The summary page's figures over the calls a scope sees. (`calls stats` has more figures,
+/// each its own pass over the window; these are the ones the page shows, in fewer passes, so
+/// a week over a busy log stays quick.)
 pub struct Summary {
+    /// (kind, calls), most first.
+    pub by_kind: Vec<(String, i64)>,
+    pub emergency: i64,
+    /// Emergency calls an agency answered.
+    pub reached_agency: i64,
+    /// Emergency calls on the call-back list.
+    pub call_backs: i64,
+    /// (end reason, emergency calls), most first; calls still going are "in progress".
+    pub end_reasons: Vec<(String, i64)>,
     /// Calls started in each hour of the range (index 0 = the first hour).
     pub per_hour: Vec<i64>,
     /// (route, calls offered to it).
@@ -353,7 +364,37 @@ pub fn summary(
         v.sort_unstable();
     }
     answers.sort_by(|a, b| a.0.cmp(&b.0));
+    let pairs = |sql: String| -> rusqlite::Result<Vec<(String, i64)>> {
+        conn.prepare_cached(&sql)?
+            .query_map(params_from_iter(c.values.iter()), |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })?
+            .collect()
+    };
+    let by_kind = pairs(format!(
+        "SELECT calls.kind, count(*) FROM calls {} GROUP BY calls.kind ORDER BY count(*) DESC, calls.kind",
+        c.where_clause()
+    ))?;
+    // One pass over the window's emergency calls: end reason, answered, call-back.
+    let end_rows: Vec<(String, i64, i64, i64)> = conn
+        .prepare_cached(&format!(
+            "SELECT coalesce(calls.end_reason, 'in progress'), count(*),
+                sum(CASE WHEN EXISTS (SELECT 1 FROM call_events a WHERE a.call = calls.id AND a.kind = '{ANSWERED}') THEN 1 ELSE 0 END),
+                sum(CASE WHEN {} THEN 1 ELSE 0 END)
+             FROM calls {} AND calls.kind = 'emergency' GROUP BY 1 ORDER BY count(*) DESC, 1",
+            call_back_condition(),
+            c.where_clause()
+        ))?
+        .query_map(params_from_iter(c.values.iter()), |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+        })?
+        .collect::<Result<_, _>>()?;
     Ok(Summary {
+        emergency: end_rows.iter().map(|r| r.1).sum(),
+        reached_agency: end_rows.iter().map(|r| r.2).sum(),
+        call_backs: end_rows.iter().map(|r| r.3).sum(),
+        end_reasons: end_rows.into_iter().map(|r| (r.0, r.1)).collect(),
+        by_kind,
         per_hour,
         per_route,
         answer_ms_by_route: answers,
