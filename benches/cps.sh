@@ -9,7 +9,8 @@
 #              the ACK, default 1000), BENCH (runner dir),
 #              PLAN (dialplan; default benches/bench-plan.toml: 112 → the runner's agency UAS,
 #              so each call is answered, bridged as a B2BUA, recorded and logged),
-#              SIAGA_ARGS (more gateway flags, e.g. "--hep udp:127.0.0.1:9060").
+#              SIAGA_ARGS (more gateway flags, e.g. "--hep udp:127.0.0.1:9060"),
+#              BIN (the gateway binary; default: cargo build --release).
 # Results: one JSON line per step in $BENCH_OUT/results.jsonl (default /tmp/siaga-bench).
 set -euo pipefail
 HERE="$(cd "$(dirname "$0")/.." && pwd)"
@@ -22,14 +23,17 @@ export BENCH_OUT="${BENCH_OUT:-/tmp/siaga-bench}"
 RATES=("$@")
 [ ${#RATES[@]} -gt 0 ] || RATES=(500 1000 1500 2000 2500 3000 4000)
 
-cargo build --release --manifest-path "$HERE/Cargo.toml" --bin siaga
+if [ -z "${BIN:-}" ]; then
+  cargo build --release --manifest-path "$HERE/Cargo.toml" --bin siaga
+  BIN="$HERE/target/release/siaga"
+fi
 ip netns list | grep -qw "$NETNS" || ip netns add "$NETNS"
 ip netns exec "$NETNS" ip link set lo up
 
 for rate in "${RATES[@]}"; do
   work="$(mktemp -d /tmp/siaga-cps.XXXX)"
   # A fresh gateway per step: its own empty call log, so every step logs from zero.
-  ip netns exec "$NETNS" nice -n -10 "$HERE/target/release/siaga" serve \
+  ip netns exec "$NETNS" nice -n -10 "$BIN" serve \
     --listen udp:127.0.0.1:5060 --listen tcp:127.0.0.1:5060 \
     --db "$work/siaga.db" --recordings "$work/rec" --rtp-ports 30000-39999 \
     --dialplan "$PLAN" ${SIAGA_ARGS:-} \

@@ -73,6 +73,10 @@ say en misuse-warning "Misuse of emergency number 112 is an offence."
 say id number-blocked "Nomor Anda diblokir karena penyalahgunaan 112."
 say en number-blocked "Your number is blocked for misuse of 112."
 
+# Under a flood of calls: the caller proves a person is on the line ([flood]).
+say id challenge "112 sangat sibuk. Tekan tombol apa saja, atau bicaralah."
+say en challenge "112 is very busy. Press any key, or speak."
+
 # --- queue -------------------------------------------------------------------------------
 say id all-busy "Semua petugas sibuk. Mohon tetap di saluran."
 say en all-busy "All operators are busy. Please stay on the line."

@@ -186,7 +186,7 @@ impl Capture {
             destination,
             proto: match transport {
                 Transport::Udp => IpProto::Udp,
-                Transport::Tcp => IpProto::Tcp,
+                Transport::Tcp | Transport::Tls => IpProto::Tcp,
             },
             bytes,
         };

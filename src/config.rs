@@ -24,15 +24,16 @@ impl std::str::FromStr for Listen {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let (transport, addr) = s
-            .split_once(':')
-            .ok_or_else(|| format!("{s:?}: expected udp:ADDR:PORT or tcp:ADDR:PORT"))?;
+        let (transport, addr) = s.split_once(':').ok_or_else(|| {
+            format!("{s:?}: expected udp:ADDR:PORT, tcp:ADDR:PORT or tls:ADDR:PORT")
+        })?;
         let transport = match transport.to_ascii_lowercase().as_str() {
             "udp" => Transport::Udp,
             "tcp" => Transport::Tcp,
+            "tls" => Transport::Tls,
             other => {
                 return Err(format!(
-                    "{s:?}: unknown transport {other:?} (use udp or tcp)"
+                    "{s:?}: unknown transport {other:?} (use udp, tcp or tls)"
                 ));
             }
         };
@@ -121,6 +122,8 @@ pub struct Settings {
     /// Per-source and TCP limits of the transport (`[limits]` keys `source_*`,
     /// `trusted_sources`, `tcp_*`, `fd_reserve`).
     pub transport_limits: TransportLimits,
+    /// `[sip] load_balancers`: whose OPTIONS hear that this node's storage fails.
+    pub load_balancers: siaga_engine::source_limits::Trusted,
     /// The HTTP listener (metrics, health): `None` when turned off.
     pub http: Option<SocketAddr>,
     /// `[http] cert` and `key`: the listener speaks HTTPS (the console's cookies get Secure).
@@ -130,6 +133,10 @@ pub struct Settings {
     pub capture: crate::capture::CaptureSettings,
     /// `[log] console_format`: text for people, JSON lines for log shippers.
     pub log_format: crate::logging::LogFormat,
+    // --- issue 14: SIP over TLS ---
+    /// `[sip] tls_cert`, `tls_key`: the TLS listeners' certificate chain and key (PEM).
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
 }
 
 impl Default for Settings {
@@ -170,10 +177,13 @@ impl Default for Settings {
             umask: 0o027,
             origins: Vec::new(),
             transport_limits: TransportLimits::default(),
+            load_balancers: siaga_engine::source_limits::Trusted::default(),
             http: Some(SocketAddr::from(([127, 0, 0, 1], 8112))),
             http_tls: None,
             capture: crate::capture::CaptureSettings::default(),
             log_format: crate::logging::LogFormat::Text,
+            tls_cert: None,
+            tls_key: None,
         }
     }
 }
@@ -219,6 +229,16 @@ pub struct FileConfig {
     pub http: HttpSection,
     #[serde(default)]
     pub capture: CaptureSection,
+    #[serde(default)]
+    pub node: NodeSection,
+}
+
+/// `[node]`: this gateway among several on one shared call log (issue 13).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeSection {
+    /// Its name, on every call row it logs [default: the host name].
+    pub name: Option<Spanned<String>>,
 }
 
 /// The HTTP listener: `/metrics`, `/healthz`, `/readyz`.
@@ -289,6 +309,9 @@ pub struct LimitsSection {
     pub tcp_idle_s: Option<Spanned<u64>>,
     pub tcp_idle_with_call_s: Option<Spanned<u64>>,
     pub fd_reserve: Option<Spanned<u64>>,
+    pub tls_handshakes_per_source: Option<Spanned<u64>>,
+    pub tls_max_handshakes: Option<Spanned<u64>>,
+    pub tls_handshake_timeout_ms: Option<Spanned<u64>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -322,6 +345,12 @@ pub struct SipSection {
     pub t1_ms: Option<Spanned<u64>>,
     pub t2_ms: Option<Spanned<u64>>,
     pub t4_ms: Option<Spanned<u64>>,
+    /// The load balancers in front of this node (CIDRs): their OPTIONS get 503 while the call
+    /// log or the recordings cannot be written; they are trusted sources too.
+    pub load_balancers: Option<Spanned<Vec<String>>>,
+    /// The TLS listeners' certificate chain and private key (PEM), read again on SIGHUP.
+    pub tls_cert: Option<Spanned<PathBuf>>,
+    pub tls_key: Option<Spanned<PathBuf>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -351,6 +380,8 @@ pub struct LogSection {
     /// Caller numbers in INFO console lines (personal data): off unless set.
     pub personal_data: Option<bool>,
     pub db: Option<Spanned<PathBuf>>,
+    /// A shared PostgreSQL (`postgres://user:password@host/db`) instead of `db`.
+    pub url: Option<Spanned<String>>,
     /// Where records wait when the database cannot be written [default: /var/tmp/siaga-spill].
     pub spill_dir: Option<Spanned<PathBuf>>,
     /// Memory for waiting records before they are spilled, MiB [default: 64].
@@ -451,7 +482,7 @@ impl Settings {
     fn validate_transport_limits(&self) -> Result<(), SettingError> {
         let l = &self.transport_limits;
         // (out of range, key, what to write instead), first match reported.
-        let checks: [(bool, &'static str, &str); 11] = [
+        let checks: [(bool, &'static str, &str); 14] = [
             (
                 l.source_messages_per_s == 0,
                 "source_messages_per_s",
@@ -506,6 +537,21 @@ impl Settings {
                 l.tcp.idle_with_call > Duration::from_secs(24 * 3600),
                 "tcp_idle_with_call_s",
                 "use at most 86400 s (default 3600)",
+            ),
+            (
+                l.tls_handshakes_per_source == 0,
+                "tls_handshakes_per_source",
+                "0 would refuse every TLS connection; use at least 1 (default 16)",
+            ),
+            (
+                l.tls_max_handshakes == 0,
+                "tls_max_handshakes",
+                "use at least 1 (default 256)",
+            ),
+            (
+                !(100..=60_000).contains(&l.tls_handshake_timeout.as_millis()),
+                "tls_handshake_timeout_ms",
+                "use 100–60000 ms (default 5000)",
             ),
         ];
         match checks.into_iter().find(|(bad, _, _)| *bad) {
@@ -579,7 +625,7 @@ fn apply_text(settings: &mut Settings, path: &Path, text: &str) -> anyhow::Resul
     let file: FileConfig = toml::from_str(text).map_err(|e| {
         let line = e.span().map_or(1, |s| line_of(text, s.start));
         anyhow::anyhow!(
-            "{}:{line}: {}\n  hint: see the [sip], [calls], [media], [log], [dialplan], [location], [limits], [files], [capture] and [http] keys in README.md",
+            "{}:{line}: {}\n  hint: see the [sip], [calls], [media], [log], [dialplan], [location], [limits], [files], [capture], [http] and [node] keys in README.md",
             path.display(),
             e.message()
         )
@@ -649,6 +695,16 @@ fn apply_text(settings: &mut Settings, path: &Path, text: &str) -> anyhow::Resul
     if let Some(v) = lim.fd_reserve {
         limits.fd_reserve = take("fd_reserve", v);
     }
+    if let Some(v) = lim.tls_handshakes_per_source {
+        limits.tls_handshakes_per_source = clamp32(take("tls_handshakes_per_source", v));
+    }
+    if let Some(v) = lim.tls_max_handshakes {
+        limits.tls_max_handshakes =
+            usize::try_from(take("tls_max_handshakes", v)).unwrap_or(usize::MAX);
+    }
+    if let Some(v) = lim.tls_handshake_timeout_ms {
+        limits.tls_handshake_timeout = Duration::from_millis(take("tls_handshake_timeout_ms", v));
+    }
     let line = |key: &str| lines.iter().find(|(k, _)| *k == key).map(|&(_, l)| l);
     let at =
         |span: std::ops::Range<usize>| format!("{}:{}", path.display(), line_of(text, span.start));
@@ -672,6 +728,20 @@ fn apply_text(settings: &mut Settings, path: &Path, text: &str) -> anyhow::Resul
         let insecure = file.http.insecure_http.unwrap_or(false) || settings.http_tls.is_some();
         settings.http = parse_http_listen(listen.get_ref(), insecure)
             .map_err(|e| anyhow::anyhow!("{where_}: http.listen: {e}"))?;
+    }
+    if let Some(nets) = file.sip.load_balancers {
+        let where_ = at(nets.span());
+        let nets: Vec<_> = nets
+            .into_inner()
+            .iter()
+            .map(|n| n.parse())
+            .collect::<Result<_, _>>()
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "{where_}: sip.load_balancers: {e}: write CIDRs such as \"10.0.0.5/32\""
+                )
+            })?;
+        settings.load_balancers = siaga_engine::source_limits::Trusted(nets);
     }
     if let Some(listen) = file.sip.listen {
         let where_ = at(listen.span());
@@ -724,6 +794,31 @@ fn apply_text(settings: &mut Settings, path: &Path, text: &str) -> anyhow::Resul
     if let Some(p) = file.log.db {
         settings.set_origin("log.db", at(p.span()));
         settings.db = rel(p.into_inner());
+    }
+    if let Some(url) = file.log.url {
+        let where_ = at(url.span());
+        let url = url.into_inner();
+        if !crate::calllog::store::is_postgres_url(&url) {
+            anyhow::bail!(
+                "{where_}: log.url must be a PostgreSQL URL, postgres://user:password@host:port/database \
+                 (for the SQLite file, set log.db instead)"
+            );
+        }
+        settings.set_origin("log.url", where_);
+        settings.log.url = Some(url);
+    }
+    if let Some(name) = file.node.name {
+        let where_ = at(name.span());
+        let name = name.into_inner();
+        if name.is_empty()
+            || name.len() > 64
+            || name.chars().any(|c| c.is_whitespace() || c.is_control())
+        {
+            anyhow::bail!(
+                "{where_}: node.name must be 1 to 64 characters without spaces, e.g. \"siaga-a\""
+            );
+        }
+        settings.log.node = name;
     }
     if let Some(p) = file.log.spill_dir {
         settings.set_origin("log.spill_dir", at(p.span()));
@@ -802,6 +897,15 @@ fn apply_text(settings: &mut Settings, path: &Path, text: &str) -> anyhow::Resul
         }
         settings.default_location = Some((d.lat, d.lon, d.radius_m));
     }
+    for (key, value, slot) in [
+        ("sip.tls_cert", file.sip.tls_cert, &mut settings.tls_cert),
+        ("sip.tls_key", file.sip.tls_key, &mut settings.tls_key),
+    ] {
+        if let Some(p) = value {
+            settings.origins.push((key, at(p.span())));
+            *slot = Some(rel(p.into_inner()));
+        }
+    }
     if let Some(d) = file.sip.element_domain {
         settings.element_domain = d;
     }
@@ -822,6 +926,10 @@ fn apply_text(settings: &mut Settings, path: &Path, text: &str) -> anyhow::Resul
                 .map_err(|e| anyhow::anyhow!("{where_}: limits.trusted_sources: {e}"))?,
         );
     }
+    // A balancer concentrates every caller's traffic on one address: per-source limits must
+    // not ration it.
+    let balancers = settings.load_balancers.0.clone();
+    settings.transport_limits.trusted.0.extend(balancers);
     apply_capture_and_format(settings, &file.capture, file.log.console_format, &at)?;
     if let Some(files) = file.dialplan.files {
         settings.set_origin("dialplan.files", at(files.span()));
@@ -960,6 +1068,61 @@ mod tests {
         );
     }
 
+    /// Issue 14: a tls: listener with its certificate and key (relative to the config file,
+    /// with where they were set) and the TLS handshake limits.
+    #[test]
+    fn tls_listener_keys_and_limits_are_read() {
+        let text = "[sip]\nlisten = [\"udp:0.0.0.0:5060\", \"tls:0.0.0.0:5061\"]\n\
+                    tls_cert = \"tls/siaga.pem\"\ntls_key = \"/etc/ssl/private/siaga.key\"\n\
+                    [limits]\ntls_handshakes_per_source = 4\ntls_max_handshakes = 64\n\
+                    tls_handshake_timeout_ms = 2000\n";
+        let mut s = Settings::default();
+        apply_text(&mut s, Path::new("/etc/siaga/siaga.toml"), text).expect("valid");
+        assert_eq!(
+            s.listen.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            ["udp:0.0.0.0:5060", "tls:0.0.0.0:5061"]
+        );
+        assert_eq!(
+            s.tls_cert.as_deref(),
+            Some(Path::new("/etc/siaga/tls/siaga.pem"))
+        );
+        assert_eq!(
+            s.tls_key.as_deref(),
+            Some(Path::new("/etc/ssl/private/siaga.key"))
+        );
+        assert_eq!(
+            s.origin("sip.tls_cert"),
+            "/etc/siaga/siaga.toml:3: sip.tls_cert"
+        );
+        let l = &s.transport_limits;
+        assert_eq!((l.tls_handshakes_per_source, l.tls_max_handshakes), (4, 64));
+        assert_eq!(l.tls_handshake_timeout, Duration::from_secs(2));
+    }
+
+    #[test]
+    fn load_balancers_are_trusted_sources_and_a_bad_one_names_its_line() {
+        let mut s = Settings::default();
+        let text = "[sip]\nload_balancers = [\"10.0.0.5/32\"]\n[limits]\ntrusted_sources = [\"192.0.2.0/24\"]\n";
+        apply_text(&mut s, Path::new("s.toml"), text).expect("valid");
+        let balancer = "10.0.0.5".parse().expect("ip");
+        assert!(s.load_balancers.contains(balancer));
+        assert!(s.transport_limits.trusted.contains(balancer));
+        assert!(
+            s.transport_limits
+                .trusted
+                .contains("192.0.2.7".parse().expect("ip"))
+        );
+        let err = apply_text(
+            &mut Settings::default(),
+            Path::new("s.toml"),
+            "[sip]\n\nload_balancers = [\"kamailio\"]\n",
+        )
+        .expect_err("not a CIDR")
+        .to_string();
+        assert!(err.starts_with("s.toml:3: sip.load_balancers"), "{err}");
+        assert!(err.contains("10.0.0.5/32"), "says what to write: {err}");
+    }
+
     #[test]
     fn transport_limits_are_read_and_a_bad_one_names_its_line() {
         let mut s = Settings::default();
@@ -1010,6 +1173,31 @@ mod tests {
                 err.starts_with(&format!("s.toml:{line}: ")) && err.contains(what),
                 "{text:?} gave {err:?}"
             );
+        }
+    }
+
+    #[test]
+    fn a_shared_call_log_and_the_node_name_are_read_and_checked() {
+        let mut s = Settings::default();
+        let text =
+            "[log]\nurl = \"postgres://siaga:pw@db:5432/siaga\"\n[node]\nname = \"siaga-a\"\n";
+        apply_text(&mut s, Path::new("siaga.toml"), text).expect("valid");
+        assert_eq!(
+            s.log.url.as_deref(),
+            Some("postgres://siaga:pw@db:5432/siaga")
+        );
+        assert_eq!(s.log.node, "siaga-a");
+        for (text, key) in [
+            (
+                "[log]\nurl = \"mysql://db/siaga\"\n",
+                "siaga.toml:2: log.url",
+            ),
+            ("[node]\n\nname = \"siaga a\"\n", "siaga.toml:3: node.name"),
+        ] {
+            let err = apply_text(&mut Settings::default(), Path::new("siaga.toml"), text)
+                .expect_err("rejected")
+                .to_string();
+            assert!(err.starts_with(key), "{err}");
         }
     }
 

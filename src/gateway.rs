@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use tokio::net::{TcpListener, UdpSocket};
@@ -24,6 +24,10 @@ use crate::transport::{self, NetEvent};
 pub struct Bound {
     pub udp: Vec<Arc<UdpSocket>>,
     pub tcp: Vec<TcpListener>,
+    /// TLS listeners: TCP sockets whose connections start with a TLS handshake.
+    pub tls: Vec<TcpListener>,
+    /// Their certificate (see [`tls_server_for`]).
+    pub tls_server: Option<Arc<crate::tls::TlsServer>>,
     /// The HTTP listener (metrics, health), if configured and bound.
     pub http: Option<TcpListener>,
 }
@@ -42,23 +46,20 @@ impl Bound {
                 out.push((Transport::Tcp, a));
             }
         }
+        for l in &self.tls {
+            if let Ok(a) = l.local_addr() {
+                out.push((Transport::Tls, a));
+            }
+        }
         out
     }
 
     /// The bound addresses as `udp ADDR` / `tcp ADDR` lines (printed at start-up).
     pub fn describe(&self) -> Vec<String> {
-        let mut out = Vec::new();
-        for s in &self.udp {
-            if let Ok(a) = s.local_addr() {
-                out.push(format!("udp {a}"));
-            }
-        }
-        for l in &self.tcp {
-            if let Ok(a) = l.local_addr() {
-                out.push(format!("tcp {a}"));
-            }
-        }
-        out
+        self.listeners()
+            .into_iter()
+            .map(|(t, a)| format!("{} {a}", t.as_str()))
+            .collect()
     }
 }
 
@@ -95,6 +96,8 @@ pub fn bind(listen: &[Listen]) -> anyhow::Result<Bound> {
     let mut bound = Bound {
         udp: Vec::new(),
         tcp: Vec::new(),
+        tls: Vec::new(),
+        tls_server: None,
         http: None,
     };
     for l in listen {
@@ -103,11 +106,17 @@ pub fn bind(listen: &[Listen]) -> anyhow::Result<Bound> {
                 let std_socket: std::net::UdpSocket = s.into();
                 UdpSocket::from_std(std_socket).map(|s| bound.udp.push(Arc::new(s)))
             }),
-            Transport::Tcp => socket_for(l.addr, socket2::Type::STREAM).and_then(|s| {
-                s.listen(1024)?;
-                let std_listener: std::net::TcpListener = s.into();
-                TcpListener::from_std(std_listener).map(|l| bound.tcp.push(l))
-            }),
+            Transport::Tcp | Transport::Tls => {
+                socket_for(l.addr, socket2::Type::STREAM).and_then(|s| {
+                    s.listen(1024)?;
+                    let std_listener: std::net::TcpListener = s.into();
+                    let list = match l.transport {
+                        Transport::Tls => &mut bound.tls,
+                        _ => &mut bound.tcp,
+                    };
+                    TcpListener::from_std(std_listener).map(|l| list.push(l))
+                })
+            }
         };
         match result {
             Ok(()) => {}
@@ -135,18 +144,43 @@ pub async fn run(
     // Before the call log's recovery closes them: the calls a crash left open (their legs
     // get a BYE below, their recordings' ends decide their end times). `lock` says no other
     // gateway is on this log.
-    let left_open =
-        crate::restart::prepare(&settings.db, &settings.log.spill_dir, &bound.listeners());
-    let (calllog, writer, recovery) = CallLog::start_with(&settings.db, settings.log.clone())?;
+    // On a thread of its own: PostgreSQL's client runs a runtime of its own, which cannot be
+    // started from this one's threads.
+    let listeners = bound.listeners();
+    let (left_open, started) = std::thread::scope(|s| {
+        s.spawn(|| {
+            let left_open = match &settings.log.url {
+                None => crate::restart::prepare(&settings.db, &settings.log.spill_dir, &listeners),
+                Some(url) => crate::restart::prepare_node(url, &settings.log.node, &listeners),
+            };
+            (
+                left_open,
+                CallLog::start_with(&settings.db, settings.log.clone()),
+            )
+        })
+        .join()
+    })
+    .map_err(|_| anyhow::anyhow!("the call log's start-up panicked"))?;
+    let (calllog, writer, recovery) = started?;
+    let bound_description = bound.describe();
     // Held until the gateway stops: a later start on this log then knows its calls are live.
-    let _call_log_lock = match lock {
-        Some(lock) => Some(lock),
-        None => crate::restart::CallLogLock::acquire(&settings.db)?,
+    let _call_log_lock = match (lock, &settings.log.url) {
+        (Some(lock), _) => Some(lock),
+        (None, None) => crate::restart::CallLogLock::acquire(&settings.db)?,
+        (None, Some(_)) => None,
+    };
+    // A node of a shared database beats until the gateway stops, and closes lost nodes' calls.
+    let _heartbeat = match &settings.log.url {
+        Some(url) => Some(calllog::nodes::Heartbeat::start(
+            url.clone(),
+            settings.log.node.clone(),
+        )?),
+        None => None,
     };
     calllog.send(calllog::Write::Event {
         at_ms: calllog::now_ms(),
         kind: calllog::GatewayEventKind::Start,
-        detail: format!("listening on {}", bound.describe().join(", ")),
+        detail: format!("listening on {}", bound_description.join(", ")),
     });
     // Before any call: every call's class uses the thresholds of the plan running when its
     // signals are logged.
@@ -171,6 +205,7 @@ pub async fn run(
         element_domain: settings.element_domain.clone(),
         noncall: settings.noncall,
         trusted_sources: settings.transport_limits.trusted.clone(),
+        load_balancers: settings.load_balancers.clone(),
         silent_caller_probe: siaga_engine::SilentCallerProbe {
             reprobe: settings.probe_every,
         },
@@ -183,9 +218,11 @@ pub async fn run(
         draining: std::sync::atomic::AtomicBool::new(false),
         calllog: calllog.clone(),
         recordings: settings.recordings.clone(),
+        spill_dir: settings.log.spill_dir.clone(),
     });
     let console = crate::console::Console::new(crate::console::ConsoleSettings {
         db: settings.db.clone(),
+        log_url: settings.log.url.clone(),
         recordings: settings.recordings.clone(),
         secure_cookies: settings.http_tls.is_some(),
         utc_offset_minutes: settings.utc_offset_minutes,
@@ -218,7 +255,13 @@ pub async fn run(
         fd_limit,
         plan.clone(),
     ));
-    let directory = directory_for(&plan, &listeners);
+    let tls_server = match bound.tls_server.take() {
+        Some(server) => Some(server),
+        None if bound.tls.is_empty() => None,
+        None => tls_server_for(&settings)?,
+    };
+    let (directory, tls_peers) = directory_for(&plan, &listeners)
+        .map_err(|e| anyhow::anyhow!("the dialplan's TLS targets:\n{e}"))?;
     shield.set_plan(plan.clone(), agency_addresses(&directory));
     engine.set_directory(directory);
     let mut udp_by_local: HashMap<(bool, u16), Arc<UdpSocket>> = HashMap::new();
@@ -239,18 +282,42 @@ pub async fn run(
             i as u64 + 1,
         ));
     }
+    if let Some(server) = &tls_server {
+        for (i, l) in bound.tls.into_iter().enumerate() {
+            tokio::spawn(transport::tls_acceptor(
+                l,
+                net_tx.clone(),
+                shield.clone(),
+                32 + i as u64,
+                server.clone(),
+            ));
+        }
+    }
     let reporter = tokio::spawn(report_limits(shield.clone(), calllog.clone()));
     crate::memory::spawn_trimmer();
     let mut media = MediaManager::new(&settings, media_tx, calllog.clone(), recovery.unfinished);
     let mut out = Outputs {
         udp: udp_by_local,
         calllog: calllog.clone(),
-        tcp: transport::TcpPool::new(net_tx, shield.clone()),
+        tcp: transport::TcpPool::new(net_tx, shield.clone(), Arc::new(tls_peers)),
         calls: crate::metrics::CallTracker::default(),
         capture: crate::capture::Capture::start(&settings.capture).await?,
     };
     restart_byes(&mut engine, left_open, &calllog);
     drain(&mut engine, &mut out, &mut media).await;
+    let systemd = crate::systemd::Notifier::from_env();
+    let watchdog_on = systemd.watchdog_every().is_some();
+    let mut watchdog = tokio::time::interval(
+        systemd
+            .watchdog_every()
+            .unwrap_or(Duration::from_secs(3600))
+            .max(Duration::from_millis(100)),
+    );
+    watchdog.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    // The call log and the recordings are probed off the engine's task; OPTIONS follows.
+    let (storage_tx, mut storage_rx) = tokio::sync::watch::channel(true);
+    let storage_probe = tokio::spawn(probe_storage(health.clone(), storage_tx));
+    systemd.ready(&format!("taking calls on {}", bound_description.join(", ")));
 
     tokio::pin!(shutdown);
     let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
@@ -262,12 +329,18 @@ pub async fn run(
     let (lists_tx, mut lists_rx) = mpsc::channel::<Vec<calllog::numbers::ListRow>>(2);
     let (reread_tx, reread_rx) = mpsc::channel::<()>(1);
     let lists_reader = tokio::spawn(read_number_lists(
-        settings.db.clone(),
+        (settings.db.clone(), settings.log.url.clone()),
         settings.number_lists_every,
         lists_tx,
         reread_rx,
     ));
     let mut lists_in_force = None;
+    // Numbers with genuine calls in the last year: never challenged during a flood.
+    let (genuine_tx, mut genuine_rx) = mpsc::channel::<Vec<String>>(1);
+    let genuine_reader = tokio::spawn(read_genuine_numbers(
+        (settings.db.clone(), settings.log.url.clone()),
+        genuine_tx,
+    ));
     loop {
         // While draining, wake at the drain deadline too: a gateway with nothing left to do
         // must still notice that the time is up.
@@ -289,27 +362,39 @@ pub async fn run(
                 draining_since = Some(Instant::now());
                 health.draining.store(true, std::sync::atomic::Ordering::Relaxed);
                 engine.handle_input(Instant::now(), Input::Drain);
+                systemd.stopping(&format!("draining: {} live calls", engine.active_calls()));
             }
             _ = hangup.recv() => {
                 let _ = reread_tx.try_send(());
+                if let Some(server) = &tls_server {
+                    reload_tls_certificate(server.clone());
+                }
                 let files = settings.dialplans.clone();
                 let listeners = listeners.clone();
                 let done = reloaded_tx.clone();
                 tokio::task::spawn_blocking(move || {
-                    let result = crate::plan::load(&files).map(|plan| {
-                        let directory = directory_for(&plan, &listeners);
-                        (plan, directory)
+                    let result = crate::plan::load(&files).and_then(|plan| {
+                        let (directory, peers) = directory_for(&plan, &listeners)?;
+                        Ok((plan, directory, peers))
                     });
                     let _ = done.blocking_send(result);
                 });
             }
             reloaded = reloaded_rx.recv() => {
                 if let Some(result) = reloaded {
-                    apply_reload(&mut engine, &shield, result, &calllog);
+                    apply_reload(&mut engine, &shield, &mut out.tcp, result, &calllog);
                 }
             }
             Some(rows) = lists_rx.recv() => {
                 apply_number_lists(&mut engine, &rows, &mut lists_in_force);
+            }
+            Some(numbers) = genuine_rx.recv() => {
+                let country = engine.plan().centre().country_code.clone();
+                let set = numbers
+                    .iter()
+                    .filter_map(|n| siaga_dialplan::CallerNumber::normalise(n, country.as_deref()).ok())
+                    .collect();
+                engine.set_genuine_numbers(Arc::new(set));
             }
             _ = clock.tick() => {
                 engine.set_local_time(local_time(settings.utc_offset_minutes));
@@ -317,6 +402,12 @@ pub async fn run(
             _ = gauges.tick() => {
                 crate::metrics::engine_gauges(&engine);
                 console.set_live(engine.live_calls());
+            }
+            _ = watchdog.tick(), if watchdog_on => systemd.alive(),
+            Ok(()) = storage_rx.changed() => {
+                let healthy = *storage_rx.borrow_and_update();
+                engine.handle_input(Instant::now(), Input::StorageHealthy(healthy));
+                storage_changed(healthy, &calllog, &systemd);
             }
             ev = media_rx.recv() => {
                 let Some(ev) = ev else { break };
@@ -364,11 +455,14 @@ pub async fn run(
         http.abort();
         let _ = http.await;
     }
+    storage_probe.abort();
+    let _ = storage_probe.await;
     drop(health);
     engine.flush_noncall_counts(Instant::now());
     drain(&mut engine, &mut out, &mut media).await;
     // The reporter holds the call log open: stop it, then report what is left.
     lists_reader.abort();
+    genuine_reader.abort();
     reporter.abort();
     let _ = reporter.await;
     report_once(&shield, &calllog);
@@ -399,6 +493,63 @@ pub async fn run(
     Ok(())
 }
 
+/// Probes the call log and the recordings every second and publishes whether both take
+/// writes (the watch only wakes the engine's loop on a change).
+async fn probe_storage(
+    health: Arc<crate::http::Health>,
+    healthy: tokio::sync::watch::Sender<bool>,
+) {
+    let mut every = tokio::time::interval(Duration::from_secs(1));
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        every.tick().await;
+        let health = health.clone();
+        let Ok((calllog, recordings)) = tokio::task::spawn_blocking(move || health.storage()).await
+        else {
+            continue;
+        };
+        healthy.send_if_modified(|was| {
+            let now = calllog && recordings;
+            if now != *was {
+                if !now {
+                    tracing::warn!(
+                        calllog_writable = calllog,
+                        recordings_writable = recordings,
+                        "storage failing: OPTIONS answers 503 so a load balancer sends new calls elsewhere"
+                    );
+                }
+                *was = now;
+                true
+            } else {
+                false
+            }
+        });
+    }
+}
+
+/// A change of the storage's health: on the gateway's events (the log may be the thing that
+/// fails: the record waits in the writer's queue or spill) and in systemd's status.
+fn storage_changed(healthy: bool, calllog: &CallLog, systemd: &crate::systemd::Notifier) {
+    let (kind, detail) = if healthy {
+        (
+            calllog::GatewayEventKind::Ready,
+            "call log and recordings take writes again: OPTIONS answers 200",
+        )
+    } else {
+        (
+            calllog::GatewayEventKind::Unready,
+            "call log or recordings not writable: OPTIONS answers 503, calls that still come are answered",
+        )
+    };
+    tracing::info!(healthy, "{detail}");
+    systemd.status(detail);
+    calllog.send(calllog::Write::Event {
+        at_ms: calllog::now_ms(),
+        kind,
+        detail: detail.to_owned(),
+    });
+}
+
 /// Hands the engine a BYE for every leg a crash left up; they leave with the first drain.
 fn restart_byes(engine: &mut Engine, left: crate::restart::LeftOpen, calllog: &CallLog) {
     if left.calls == 0 {
@@ -423,26 +574,71 @@ fn restart_byes(engine: &mut Engine, left: crate::restart::LeftOpen, calllog: &C
     }
 }
 
+/// The TLS listeners' certificate, when there are any: read before anything listens, so a
+/// missing or bad file stops the start with its name.
+pub fn tls_server_for(settings: &Settings) -> anyhow::Result<Option<Arc<crate::tls::TlsServer>>> {
+    if !settings
+        .listen
+        .iter()
+        .any(|l| l.transport == Transport::Tls)
+    {
+        return Ok(None);
+    }
+    let (Some(cert), Some(key)) = (&settings.tls_cert, &settings.tls_key) else {
+        anyhow::bail!(
+            "a tls: listener needs a certificate and its key: set sip.tls_cert and sip.tls_key \
+             (or --tls-cert and --tls-key)"
+        );
+    };
+    let server = crate::tls::TlsServer::load(cert, key).with_context(|| {
+        format!(
+            "loading the TLS listener's certificate ({}, {})",
+            settings.origin("sip.tls_cert"),
+            settings.origin("sip.tls_key")
+        )
+    })?;
+    if let Some(pin) = server.fingerprint() {
+        tracing::info!(sha256 = %pin, "tls certificate loaded");
+    }
+    Ok(Some(Arc::new(server)))
+}
+
+/// SIGHUP: the TLS listener's certificate and key are read again, off the engine task; a bad
+/// pair keeps the old one. Connections and calls already up are not touched.
+fn reload_tls_certificate(server: Arc<crate::tls::TlsServer>) {
+    tokio::task::spawn_blocking(move || match server.reload() {
+        Ok(pin) => {
+            tracing::info!(sha256 = %pin, "tls certificate reloaded");
+            println!("tls certificate reloaded: sha256 {pin}");
+        }
+        Err(e) => {
+            tracing::error!("tls certificate rejected, keeping the old one: {e:#}");
+            println!("tls certificate rejected, keeping the old one");
+        }
+    });
+}
+
 /// Resolves every agency target of the plan: DNS for host names, and our local address on the
 /// path to each (the engine puts it in Via, Contact and SDP). Unresolvable targets are left
-/// out; the engine then skips them to the next target and logs why.
-fn directory_for(plan: &Dialplan, listeners: &[(Transport, SocketAddr)]) -> Directory {
+/// out; the engine then skips them to the next target and logs why. TLS targets also get
+/// their certificate checks and client certificates, read from their files: one that cannot
+/// be read rejects the plan.
+fn directory_for(
+    plan: &Dialplan,
+    listeners: &[(Transport, SocketAddr)],
+) -> Result<(Directory, crate::tls::TlsPeers), String> {
     use std::net::ToSocketAddrs;
     let mut locals = transport::LocalAddrCache::default();
     let mut hops = HashMap::new();
-    let targets = plan.routes().flat_map(|def| {
-        std::iter::once(&def.base)
-            .chain(def.variants.iter().map(|v| &v.route))
-            .flat_map(|r| r.targets.iter())
-    });
-    for target in targets {
+    for target in plan.targets() {
         let Some(key) = Directory::key_of(target.uri.as_str()) else {
             continue;
         };
         if hops.contains_key(&key) {
             continue;
         }
-        let port = target.uri.port().unwrap_or(5060);
+        let transport = siaga_engine::agency_transport(target.transport);
+        let port = target.uri.port().unwrap_or(transport.default_port());
         let remote = (target.uri.host(), port)
             .to_socket_addrs()
             .ok()
@@ -461,13 +657,17 @@ fn directory_for(plan: &Dialplan, listeners: &[(Transport, SocketAddr)]) -> Dire
             remote,
             local_udp: local_for(Transport::Udp, &mut locals),
             local_tcp: local_for(Transport::Tcp, &mut locals),
+            local_tls: local_for(Transport::Tls, &mut locals),
         };
         hops.insert(key, hop);
     }
-    Directory {
+    let resolved = hops.iter().map(|(k, h)| (k.clone(), h.remote)).collect();
+    let peers = crate::tls::peers_for(plan, &resolved)?;
+    let directory = Directory {
         hops,
         listeners: listeners.to_vec(),
-    }
+    };
+    Ok((directory, peers))
 }
 
 /// The addresses of the plan's agencies: the transport exempts them from its budgets.
@@ -499,18 +699,20 @@ pub(crate) fn load_cell_table(
 }
 
 /// A plan read and resolved off the engine task, or why it was refused.
-type Reloaded = Result<(Arc<Dialplan>, Directory), String>;
+type Reloaded = Result<(Arc<Dialplan>, Directory, crate::tls::TlsPeers), String>;
 
 /// SIGHUP: swap the dialplan all-or-nothing. A bad plan is rejected and logged; the old one
 /// stays, and calls in progress keep the plan they started with either way.
 fn apply_reload(
     engine: &mut Engine,
     shield: &transport::Shield,
+    streams: &mut transport::TcpPool,
     result: Reloaded,
     calllog: &CallLog,
 ) {
     let (kind, detail) = match result {
-        Ok((plan, directory)) => {
+        Ok((plan, directory, tls_peers)) => {
+            streams.set_tls_peers(Arc::new(tls_peers));
             let name = plan.centre().name.clone();
             shield.set_plan(plan.clone(), agency_addresses(&directory));
             crate::metrics::register_routes(&plan);
@@ -543,7 +745,7 @@ fn apply_reload(
 /// engine task. A log that cannot be read keeps the last snapshot in force (its entries
 /// still expire on time) and is reported once per new reason.
 async fn read_number_lists(
-    db: std::path::PathBuf,
+    (db, url): (std::path::PathBuf, Option<String>),
     every: std::time::Duration,
     out: mpsc::Sender<Vec<calllog::numbers::ListRow>>,
     mut reread: mpsc::Receiver<()>,
@@ -556,9 +758,9 @@ async fn read_number_lists(
             _ = tick.tick() => {}
             nudge = reread.recv() => if nudge.is_none() { return },
         }
-        let path = db.clone();
+        let (path, url) = (db.clone(), url.clone());
         let read = tokio::task::spawn_blocking(move || {
-            let conn = calllog::open_read_only(&path)?;
+            let conn = calllog::open_reader(&path, url.as_deref())?;
             anyhow::Ok(calllog::numbers::live(&conn, calllog::now_ms())?)
         })
         .await;
@@ -574,6 +776,36 @@ async fn read_number_lists(
                 tracing::warn!(error = %e, "cannot read the number lists; the last ones stay in force");
             }
             _ => {}
+        }
+    }
+}
+
+/// Reads the numbers with genuine calls in the last year at start and every minute (they
+/// change slowly: a class is set when a call ends).
+async fn read_genuine_numbers(
+    (db, url): (std::path::PathBuf, Option<String>),
+    out: mpsc::Sender<Vec<String>>,
+) {
+    const YEAR_MS: i64 = 365 * 24 * 3600 * 1000;
+    let mut tick = tokio::time::interval(Duration::from_secs(60));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        tick.tick().await;
+        let (path, url) = (db.clone(), url.clone());
+        let read = tokio::task::spawn_blocking(move || {
+            let conn = calllog::open_reader(&path, url.as_deref())?;
+            let since = calllog::now_ms() - YEAR_MS;
+            anyhow::Ok(calllog::numbers::genuine_numbers(&conn, since)?)
+        })
+        .await;
+        match read {
+            Ok(Ok(numbers)) => {
+                if out.send(numbers).await.is_err() {
+                    return;
+                }
+            }
+            Ok(Err(e)) => tracing::debug!(error = %e, "cannot read the numbers with genuine calls"),
+            Err(_) => {}
         }
     }
 }
@@ -600,6 +832,9 @@ fn handle_net(engine: &mut Engine, out: &mut Outputs, ev: NetEvent) {
     match ev {
         NetEvent::Sip { flow, data, queued } => {
             crate::metrics::sip_message("in", &data);
+            if flow.conn.is_some() {
+                out.tcp.learn_alias(flow, &data);
+            }
             let at = out.capture.as_ref().map(|_| std::time::SystemTime::now());
             engine.handle_input(Instant::now(), Input::Sip { flow, data: &data });
             drop(queued);
@@ -610,10 +845,14 @@ fn handle_net(engine: &mut Engine, out: &mut Outputs, ev: NetEvent) {
         }
         NetEvent::ConnOpened {
             conn,
+            transport,
             remote,
             writer,
             calls,
-        } => out.tcp.opened(conn, remote, writer, calls),
+            peer_certs,
+        } => out
+            .tcp
+            .opened(conn, transport, remote, writer, calls, peer_certs),
         NetEvent::ConnClosed { flow, reason } => {
             out.tcp.closed(&flow);
             engine.handle_input(Instant::now(), Input::TransportError { flow, reason });
@@ -667,7 +906,7 @@ async fn drain(engine: &mut Engine, out: &mut Outputs, media: &mut MediaManager)
                     // cannot carry the message is a transport failure for the engine.
                     match flow.transport {
                         Transport::Udp => tracing::debug!(%reason, "udp send failed"),
-                        Transport::Tcp => engine
+                        Transport::Tcp | Transport::Tls => engine
                             .handle_input(Instant::now(), Input::TransportError { flow, reason }),
                     }
                 }
@@ -712,7 +951,7 @@ async fn send(out: &mut Outputs, flow: Flow, bytes: Vec<u8>) -> Result<(), Strin
                 .map(|_| ())
                 .map_err(|e| format!("udp send to {}: {e}", flow.remote))
         }
-        Transport::Tcp => out.tcp.send(flow, bytes),
+        Transport::Tcp | Transport::Tls => out.tcp.send(flow, bytes),
     }
 }
 

@@ -22,6 +22,8 @@ pub struct Health {
     pub draining: AtomicBool,
     pub calllog: CallLog,
     pub recordings: PathBuf,
+    /// Where call-log records wait while the database cannot be written.
+    pub spill_dir: PathBuf,
 }
 
 impl Health {
@@ -29,19 +31,32 @@ impl Health {
     /// dialplan loaded (it cannot run without one), the call log taking writes, the
     /// recordings directory writable, not draining.
     fn checks(&self) -> Vec<(&'static str, bool)> {
-        let probe = self
-            .recordings
-            .join(format!(".siaga-ready-{}", std::process::id()));
-        let recordings =
-            std::fs::write(&probe, b"").is_ok() && std::fs::remove_file(&probe).is_ok();
+        let recordings = writable_dir(&self.recordings);
+        let calllog = self.calllog.writable();
         vec![
             ("sip_listening", true),
             ("dialplan_loaded", true),
-            ("calllog_writable", self.calllog.writable()),
+            ("calllog_writable", calllog),
             ("recordings_writable", recordings),
             ("taking_calls", !self.draining.load(Ordering::Relaxed)),
         ]
     }
+
+    /// Whether this node can keep its calls' records — the database takes writes or, while
+    /// it does not (a shared PostgreSQL restarting), the spill directory does — and whether
+    /// the recordings directory takes writes. Touches the disk: call it off the async
+    /// workers. A load balancer's OPTIONS get 503 while either is false. (With the database
+    /// down for every node at once, records wait in each node's spill: the nodes stay in.)
+    pub fn storage(&self) -> (bool, bool) {
+        let records = self.calllog.writable() || writable_dir(&self.spill_dir);
+        (records, writable_dir(&self.recordings))
+    }
+}
+
+/// Creates and removes a probe file in `dir`.
+fn writable_dir(dir: &std::path::Path) -> bool {
+    let probe = dir.join(format!(".siaga-ready-{}", std::process::id()));
+    std::fs::write(&probe, b"").is_ok() && std::fs::remove_file(&probe).is_ok()
 }
 
 #[derive(Clone)]

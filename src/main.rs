@@ -14,6 +14,8 @@ mod metrics;
 mod numbers;
 mod plan;
 mod restart;
+mod systemd;
+mod tls;
 mod transport;
 mod users;
 
@@ -34,6 +36,15 @@ use crate::config::{Listen, PortRange, Settings};
              bridges it to the right agency and logs it for audit."
 )]
 struct Cli {
+    /// A shared PostgreSQL call log (several gateway nodes) instead of the SQLite file of
+    /// --db, for every command [config: log.url]
+    #[arg(
+        long,
+        global = true,
+        env = "SIAGA_LOG_URL",
+        value_name = "postgres://…"
+    )]
+    log_url: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -132,7 +143,7 @@ struct ServeArgs {
     /// A TOML config file; flags given here override it.
     #[arg(long, short)]
     config: Option<PathBuf>,
-    /// SIP listener as udp:IP:PORT or tcp:IP:PORT; repeat for several
+    /// SIP listener as udp:IP:PORT, tcp:IP:PORT or tls:IP:PORT; repeat for several
     /// [default: udp:0.0.0.0:5060 udp:[::]:5060 tcp:0.0.0.0:5060 tcp:[::]:5060]
     #[arg(long = "listen", value_name = "TRANSPORT:IP:PORT")]
     listen: Vec<Listen>,
@@ -168,9 +179,19 @@ struct ServeArgs {
     /// [config: capture.hep]
     #[arg(long, value_name = "udp:HOST:PORT")]
     hep: Option<capture::HepCollector>,
+    /// The TLS listeners' certificate chain (PEM), reloaded on SIGHUP [config: sip.tls_cert]
+    #[arg(long, value_name = "PEM")]
+    tls_cert: Option<PathBuf>,
+    /// The TLS listeners' private key (PEM), reloaded on SIGHUP [config: sip.tls_key]
+    #[arg(long, value_name = "PEM")]
+    tls_key: Option<PathBuf>,
     /// Console log lines as text or as one JSON object per line [config: log.console_format]
     #[arg(long, value_enum, value_name = "FORMAT")]
     log_format: Option<logging::LogFormat>,
+    /// This gateway's name among several on one call log; every call row carries it
+    /// [config: node.name; default: the host name]
+    #[arg(long, value_name = "NAME")]
+    node: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -253,10 +274,17 @@ enum CallsCommand {
     },
 }
 
-fn settings_from(args: ServeArgs) -> anyhow::Result<Settings> {
+fn settings_from(args: ServeArgs, log_url: Option<String>) -> anyhow::Result<Settings> {
     let mut s = Settings::default();
     if let Some(path) = &args.config {
         config::apply_file(&mut s, path)?;
+    }
+    if let Some(url) = log_url {
+        s.set_origin("log.url", "--log-url".into());
+        s.log.url = Some(url);
+    }
+    if let Some(node) = args.node {
+        s.log.node = node;
     }
     if !args.listen.is_empty() {
         s.listen = args.listen;
@@ -299,6 +327,14 @@ fn settings_from(args: ServeArgs) -> anyhow::Result<Settings> {
     if let Some(format) = args.log_format {
         s.log_format = format;
     }
+    if let Some(cert) = args.tls_cert {
+        s.set_origin("sip.tls_cert", "--tls-cert".into());
+        s.tls_cert = Some(cert);
+    }
+    if let Some(key) = args.tls_key {
+        s.set_origin("sip.tls_key", "--tls-key".into());
+        s.tls_key = Some(key);
+    }
     s.validate()?;
     Ok(s)
 }
@@ -329,8 +365,10 @@ fn check_files(settings: &Settings) -> anyhow::Result<Arc<siaga_engine::dialplan
             )
         })?;
     }
-    calllog::check_db_file(&settings.db, false)
-        .map_err(|e| anyhow::anyhow!("{}: {e}", settings.origin("log.db")))?;
+    if settings.log.url.is_none() {
+        calllog::check_db_file(&settings.db, false)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", settings.origin("log.db")))?;
+    }
     std::fs::create_dir_all(&settings.recordings).map_err(|e| {
         anyhow::anyhow!(
             "{}: cannot create the recordings directory {}: {e}\n  hint: create it, or \
@@ -371,8 +409,8 @@ fn check_writable_dir(dir: &std::path::Path) -> std::io::Result<()> {
     std::fs::remove_file(&probe)
 }
 
-fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    let settings = settings_from(args)?;
+fn serve(args: ServeArgs, log_url: Option<String>) -> anyhow::Result<()> {
+    let settings = settings_from(args, log_url)?;
     // Only now is the console format known; nothing above logs (its errors are returned).
     logging::init(settings.log_format);
     // Before any socket or file is opened: TCP peers, RTP ports and recordings all need
@@ -391,11 +429,17 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .context("starting the tokio runtime")?;
     runtime.block_on(async {
         let dialplan = check_files(&settings)?;
+        let tls_server = gateway::tls_server_for(&settings)?;
         let shutdown = shutdown_signal()?;
         // Before any port is bound: a second gateway on this call log would close the first
         // one's live calls at start.
-        let lock = restart::CallLogLock::acquire(&settings.db)?;
+        // (A shared PostgreSQL has no such lock: each node repairs only its own calls.)
+        let lock = match settings.log.url {
+            None => restart::CallLogLock::acquire(&settings.db)?,
+            Some(_) => None,
+        };
         let mut bound = gateway::bind(&settings.listen)?;
+        bound.tls_server = tls_server;
         let mut stdout = std::io::stdout();
         // Metrics and health are not worth a refused start: a gateway whose HTTP port is
         // taken still answers 112, and says why it has no /metrics.
@@ -418,7 +462,11 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             writeln!(stdout, "listening {line}")?;
         }
         stdout.flush()?;
-        tracing::info!(db = %settings.db.display(), "Siaga 112 gateway running");
+        match &settings.log.url {
+            None => tracing::info!(db = %settings.db.display(), "Siaga 112 gateway running"),
+            Some(url) => tracing::info!(log = %calllog::store::redacted(url),
+                node = %settings.log.node, "Siaga 112 gateway running"),
+        }
         gateway::run(settings, dialplan, bound, lock, shutdown).await
     })
 }
@@ -519,7 +567,7 @@ fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn report(args: ReportArgs) -> anyhow::Result<()> {
+fn report(args: ReportArgs, log_url: Option<&str>) -> anyhow::Result<()> {
     let day_or_minute = |flag: &str, text: &str| {
         calllog::stats::parse_utc(text).ok_or_else(|| {
             anyhow::anyhow!(
@@ -552,7 +600,7 @@ fn report(args: ReportArgs) -> anyhow::Result<()> {
     if period.from_ms >= period.to_ms {
         anyhow::bail!("--from must be before --to");
     }
-    let conn = calllog::open_read_only(&args.db)?;
+    let conn = calllog::open_reader(&args.db, log_url)?;
     let report = calllog::report::report(&conn, period, args.top)?;
     match args.format {
         ReportFormat::Table => print!("{}", calllog::report::render_table(&report)),
@@ -567,12 +615,13 @@ fn main() -> anyhow::Result<()> {
     if !matches!(cli.command, Command::Serve(_)) {
         logging::init(logging::LogFormat::Text);
     }
+    let log_url = cli.log_url.as_deref();
     match cli.command {
-        Command::Serve(args) => serve(args),
+        Command::Serve(args) => serve(args, cli.log_url),
         Command::Dialplan(cmd) => dialplan_command(cmd),
-        Command::Report(args) => report(args),
-        Command::Numbers(cmd) => numbers::run(cmd),
-        Command::Users(cmd) => users::run(cmd),
+        Command::Report(args) => report(args, log_url),
+        Command::Numbers(cmd) => numbers::run(cmd, log_url),
+        Command::Users(cmd) => users::run(cmd, log_url),
         Command::Calls(CallsCommand::List {
             db,
             limit,
@@ -588,7 +637,7 @@ fn main() -> anyhow::Result<()> {
                     known.join(", ")
                 );
             }
-            let conn = calllog::open_read_only(&db)?;
+            let conn = calllog::open_reader(&db, log_url)?;
             let class = match class.as_deref() {
                 None => None,
                 Some("unclassified") => Some(None),
@@ -630,7 +679,7 @@ fn main() -> anyhow::Result<()> {
                 from_ms: bound("since", since)?,
                 to_ms: bound("until", until)?,
             };
-            let conn = calllog::open_read_only(&db)?;
+            let conn = calllog::open_reader(&db, log_url)?;
             let stats = calllog::stats::stats(&conn, window)?;
             if json {
                 print_json(&stats)?;
@@ -640,7 +689,7 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Calls(CallsCommand::Events { db, limit, json }) => {
-            let conn = calllog::open_read_only(&db)?;
+            let conn = calllog::open_reader(&db, log_url)?;
             let events = calllog::query::gateway_events(&conn, limit)?;
             if json {
                 print_json(&events)?;
@@ -657,7 +706,7 @@ fn main() -> anyhow::Result<()> {
             db,
             json,
         }) => {
-            let conn = calllog::open_for_corrections(&db)?;
+            let conn = calllog::open_for_corrections(&db, log_url)?;
             let correction =
                 calllog::classes::correct(&conn, id, class, &by, &why, calllog::now_ms())?;
             if json {
@@ -681,7 +730,7 @@ fn main() -> anyhow::Result<()> {
             messages,
             json,
         }) => {
-            let conn = calllog::open_read_only(&db)?;
+            let conn = calllog::open_reader(&db, log_url)?;
             let detail = calllog::query::show(&conn, id)?
                 .with_context(|| format!("no call {id} in {}", db.display()))?;
             if json {

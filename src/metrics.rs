@@ -155,6 +155,10 @@ fn describe() {
         "siaga_dialplan_reloads_total",
         "Dialplan reloads, by outcome"
     );
+    describe_counter!(
+        "siaga_tls_handshakes_total",
+        "TLS handshakes, by side (server: peers connecting to us; client: us to agencies) and outcome"
+    );
     describe_gauge!(
         "process_cpu_seconds_total",
         "CPU time of the process (only grows)"
@@ -259,6 +263,14 @@ pub fn engine_gauges(engine: &Engine) {
     counter!("siaga_sip_retransmissions_total", "direction" => "out")
         .absolute(tx.retransmissions_sent);
     counter!("siaga_sip_transaction_timeouts_total").absolute(tx.timeouts);
+    // 1 while a flood of emergency calls is detected (callers beyond their limits challenged).
+    gauge!("siaga_under_attack").set(if engine.under_attack() { 1.0 } else { 0.0 });
+}
+
+/// A TLS handshake's end: side `server` or `client`; outcome `ok`, `failed`, `timeout`, or
+/// `refused` (no handshake slot left for the source or in total).
+pub fn tls_handshake(side: &'static str, outcome: &'static str) {
+    counter!("siaga_tls_handshakes_total", "side" => side, "outcome" => outcome).increment(1);
 }
 
 /// A dialplan reload: `applied` or `rejected`.

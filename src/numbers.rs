@@ -79,18 +79,18 @@ pub struct UnblockArgs {
     author: Author,
 }
 
-pub fn run(cmd: NumbersCommand) -> anyhow::Result<()> {
+pub fn run(cmd: NumbersCommand, log_url: Option<&str>) -> anyhow::Result<()> {
     match cmd {
-        NumbersCommand::Watch(args) => set(numbers::Change::Watch, args),
-        NumbersCommand::Block(args) => set(numbers::Change::Block, args),
-        NumbersCommand::Unblock(args) => unblock(args),
+        NumbersCommand::Watch(args) => set(numbers::Change::Watch, args, log_url),
+        NumbersCommand::Block(args) => set(numbers::Change::Block, args, log_url),
+        NumbersCommand::Unblock(args) => unblock(args, log_url),
         NumbersCommand::List {
             db,
             all,
             limit,
             json,
         } => {
-            let conn = calllog::open_read_only(&db)?;
+            let conn = calllog::open_reader(&db, log_url)?;
             let now = calllog::now_ms();
             let rows = if all {
                 numbers::history(&conn, None, limit)?
@@ -111,10 +111,11 @@ pub fn run(cmd: NumbersCommand) -> anyhow::Result<()> {
 fn prepare(
     number: &str,
     author: &Author,
+    log_url: Option<&str>,
 ) -> anyhow::Result<(
     std::sync::Arc<siaga_engine::dialplan::Dialplan>,
     CallerNumber,
-    rusqlite::Connection,
+    calllog::Db,
 )> {
     if author.by.trim().is_empty() || author.why.trim().is_empty() {
         anyhow::bail!("--by and --why must not be empty: every list entry says who and why");
@@ -126,13 +127,18 @@ fn prepare(
     let country = plan.centre().country_code.as_deref();
     let number = CallerNumber::normalise(number, country)
         .map_err(|e| anyhow::anyhow!("{e}; write it as dialled, e.g. 0812-3456-789"))?;
-    calllog::check_db_file(&author.db, false)?;
-    let conn = calllog::open(&author.db)?;
+    let conn = match log_url {
+        Some(url) => calllog::open_postgres_existing(url)?,
+        None => {
+            calllog::check_db_file(&author.db, false)?;
+            calllog::open(&author.db)?
+        }
+    };
     Ok((plan, number, conn))
 }
 
-fn set(change: numbers::Change, args: SetArgs) -> anyhow::Result<()> {
-    let (plan, number, conn) = prepare(&args.number, &args.author)?;
+fn set(change: numbers::Change, args: SetArgs, log_url: Option<&str>) -> anyhow::Result<()> {
+    let (plan, number, conn) = prepare(&args.number, &args.author, log_url)?;
     let policies = plan.policies();
     let (max, key) = match change {
         numbers::Change::Block => (policies.max_block, "max_block"),
@@ -167,8 +173,8 @@ fn set(change: numbers::Change, args: SetArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn unblock(args: UnblockArgs) -> anyhow::Result<()> {
-    let (_, number, conn) = prepare(&args.number, &args.author)?;
+fn unblock(args: UnblockArgs, log_url: Option<&str>) -> anyhow::Result<()> {
+    let (_, number, conn) = prepare(&args.number, &args.author, log_url)?;
     let now = calllog::now_ms();
     let live = numbers::live(&conn, now)?;
     let Some(entry) = live.iter().find(|r| r.number == number.as_str()) else {

@@ -21,6 +21,8 @@ use std::time::Duration;
 use anyhow::Context;
 use rusqlite::{Connection, OpenFlags, params};
 
+use crate::calllog::Db;
+
 use siaga_engine::ids::{CallRef, LegId};
 use siaga_engine::io::{Direction, Flow, Transport};
 use siaga_engine::restart::{LoggedMessage, OpenDialog, left_open};
@@ -80,11 +82,24 @@ impl CallLogLock {
 /// timelines and builds a BYE for each leg that was up, sent from one of `listeners` (the
 /// gateway's sockets now: its port may have changed).
 pub fn prepare(db: &Path, spill_dir: &Path, listeners: &[(Transport, SocketAddr)]) -> LeftOpen {
-    match read(db, spill_dir, listeners) {
+    or_none(read(db, spill_dir, listeners), &db.display().to_string())
+}
+
+/// [`prepare`] for node `node` of the shared PostgreSQL at `url`: its own open calls only
+/// (the other nodes' are live).
+pub fn prepare_node(url: &str, node: &str, listeners: &[(Transport, SocketAddr)]) -> LeftOpen {
+    or_none(
+        read_node(url, node, listeners),
+        &crate::calllog::store::redacted(url),
+    )
+}
+
+fn or_none(read: anyhow::Result<LeftOpen>, db: &str) -> LeftOpen {
+    match read {
         Ok(left) => left,
         Err(e) => {
             tracing::error!(
-                db = %db.display(),
+                db,
                 error = format!("{e:#}"),
                 "cannot read the calls a crash left open: their legs get no BYE"
             );
@@ -110,7 +125,7 @@ fn read(
         return Ok(LeftOpen::default());
     }
     // Never creates a file; the call log opens (and migrates) it right after.
-    let mut conn = Connection::open_with_flags(
+    let conn = Connection::open_with_flags(
         db,
         OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )
@@ -121,6 +136,7 @@ fn read(
         [],
         |r| r.get(0),
     )?;
+    let conn = Db::from(conn);
     let spilled = crate::calllog::spill_exists(spill_dir, db);
     if !has_calls && !spilled {
         return Ok(LeftOpen::default());
@@ -138,18 +154,55 @@ fn read(
         }
     };
     let calls = view.as_ref().unwrap_or(&conn);
+    let left = left_open_in(calls, &conn, None, listeners)?;
+    drop(view);
+    Ok(left)
+}
+
+/// [`read`] for node `node` of the shared PostgreSQL at `url`. Calls that only reached this
+/// node's spill file get no BYE (the spill is replayed, and its calls closed, by the writer).
+fn read_node(
+    url: &str,
+    node: &str,
+    listeners: &[(Transport, SocketAddr)],
+) -> anyhow::Result<LeftOpen> {
+    let conn = Db::connect_postgres(url).context("connecting to the call log")?;
+    let has_calls: bool =
+        conn.query_row("SELECT to_regclass('calls') IS NOT NULL", [], |r| r.get(0))?;
+    if !has_calls {
+        return Ok(LeftOpen::default());
+    }
+    left_open_in(&conn, &conn, Some(node), listeners)
+}
+
+/// The calls open in `calls` (of `node` only when given), their BYEs built, and the notes on
+/// their recordings' ends written to `log`.
+fn left_open_in(
+    calls: &Db,
+    log: &Db,
+    node: Option<&str>,
+    listeners: &[(Transport, SocketAddr)],
+) -> anyhow::Result<LeftOpen> {
     type Open = (i64, Option<String>, Option<i64>, Option<String>);
-    let open: Vec<Open> = calls
-        .prepare(&format!(
-            "SELECT c.id, c.recording_path,
-                    (SELECT min(e.at) FROM call_events e
-                      WHERE e.call = c.id AND e.kind = '{}'),
-                    c.source
-             FROM calls c WHERE c.ended_at IS NULL ORDER BY c.id",
-            CallEventKind::RecordingStarted
-        ))?
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
-        .collect::<Result<_, _>>()?;
+    let sql = format!(
+        "SELECT c.id, c.recording_path,
+                (SELECT min(e.at) FROM call_events e
+                  WHERE e.call = c.id AND e.kind = '{}'),
+                c.source
+         FROM calls c WHERE c.ended_at IS NULL {} ORDER BY c.id",
+        CallEventKind::RecordingStarted,
+        if node.is_some() {
+            "AND c.node = ?1"
+        } else {
+            ""
+        }
+    );
+    let row = |r: &crate::calllog::store::Row| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?));
+    let open: Vec<Open> = match node {
+        Some(node) => calls.prepare(&sql)?.query_map([node], row)?,
+        None => calls.prepare(&sql)?.query_map([], row)?,
+    }
+    .collect::<Result<_, _>>()?;
     let mut left = LeftOpen {
         calls: open.len(),
         dialogs: Vec::new(),
@@ -186,11 +239,10 @@ fn read(
             }
         }
     }
-    drop(view);
     // The BYEs do not depend on these notes: a log that cannot be written (disk full) only
     // costs the better end times. A note for a call only in the spill goes in before the
     // spill's rows do; recovery reads both once they are there.
-    if let Err(e) = write_notes(&mut conn, &notes) {
+    if let Err(e) = write_notes(log, &notes) {
         tracing::error!(error = %e, "cannot note the recordings' ends of calls a crash left open");
     }
     Ok(left)
@@ -213,7 +265,7 @@ fn recording_end(call: i64, path: &str, started: i64) -> Option<Note> {
     })
 }
 
-fn write_notes(conn: &mut Connection, notes: &[Note]) -> rusqlite::Result<()> {
+fn write_notes(conn: &Db, notes: &[Note]) -> rusqlite::Result<()> {
     let tx = conn.transaction()?;
     for n in notes {
         tx.execute(
@@ -227,7 +279,7 @@ fn write_notes(conn: &mut Connection, notes: &[Note]) -> rusqlite::Result<()> {
 type Built = Result<OpenDialog, (LegId, String)>;
 
 /// The legs of `call` that were up, from its logged messages.
-fn dialogs_of(conn: &Connection, call: i64) -> anyhow::Result<Vec<Built>> {
+fn dialogs_of(conn: &Db, call: i64) -> anyhow::Result<Vec<Built>> {
     let rows: Vec<(String, String, String, String, String, Vec<u8>)> = conn
         .prepare_cached(
             "SELECT leg, direction, transport, local, remote, raw FROM sip_messages
@@ -258,6 +310,7 @@ fn dialogs_of(conn: &Connection, call: i64) -> anyhow::Result<Vec<Built>> {
                     transport: match transport.as_str() {
                         "udp" => Transport::Udp,
                         "tcp" => Transport::Tcp,
+                        "tls" => Transport::Tls,
                         _ => return None,
                     },
                     local: local.parse().ok()?,
@@ -291,7 +344,7 @@ fn to_caller_source(
     mut dialog: OpenDialog,
     source: Option<SocketAddr>,
 ) -> Result<(OpenDialog, Option<String>), (LegId, String)> {
-    if dialog.leg != LegId::Caller || dialog.flow.transport != Transport::Tcp {
+    if dialog.leg != LegId::Caller || !dialog.flow.transport.is_stream() {
         return Ok((dialog, None));
     }
     let Some(source) = source else {

@@ -1,5 +1,5 @@
-//! SIP transports: UDP sockets and TCP connections feeding the engine task. Sockets are bound
-//! by the caller (tests bind port 0).
+//! SIP transports: UDP sockets and TCP and TLS connections feeding the engine task. Sockets
+//! are bound by the caller (tests bind port 0).
 //!
 //! Everything an outsider can make us spend here is bounded per source and in total, before
 //! any parsing: a message budget per source address and lane (over the INVITE budget only
@@ -7,7 +7,9 @@
 //! a share of the call queue per source, TCP connections per source and in total, a deadline for each whole
 //! message on a stream, a short idle time for connections that carry no call, and a reserve of
 //! file descriptors that TCP never eats into, so an emergency call always gets its RTP port and
-//! recording. What is dropped is counted and reported at a bounded rate.
+//! recording. A TLS connection is a TCP connection first (the same counts and deadlines), and
+//! its handshake holds one of a bounded number of slots, per source and in total, for at most
+//! its deadline. What is dropped is counted and reported at a bounded rate.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -16,7 +18,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc};
 
@@ -26,9 +28,14 @@ use siaga_engine::io::{Flow, LogRecord, Transport};
 use siaga_engine::sip::framer::{Frame, StreamFramer};
 use siaga_engine::sip::parse::MAX_MESSAGE_BYTES;
 use siaga_engine::source_limits::{
-    Budget, Budgets, ConnLimiter, Lane, MessageLimiter, QueueShare, Refusal, StreamClock,
-    StreamTimeouts, Trusted,
+    Budget, Budgets, ConnLimiter, HandshakeLimiter, HandshakeRefusal, Lane, MessageLimiter,
+    QueueShare, Refusal, StreamClock, StreamTimeouts, Trusted,
 };
+
+use crate::tls::{TlsPeer, TlsPeers, TlsServer};
+
+/// A TLS peer's certificate chain, end entity first.
+pub type PeerCerts = Arc<[rustls_pki_types::CertificateDer<'static>]>;
 
 /// What the network tasks tell the engine task.
 pub enum NetEvent {
@@ -40,10 +47,13 @@ pub enum NetEvent {
     },
     ConnOpened {
         conn: ConnId,
+        transport: Transport,
         remote: SocketAddr,
         writer: mpsc::Sender<Vec<u8>>,
         /// Live calls whose caller came in on this connection (kept by [`TcpPool`]).
         calls: Arc<AtomicU32>,
+        /// The certificate chain the peer presented on a TLS connection it opened.
+        peer_certs: Option<PeerCerts>,
     },
     ConnClosed {
         flow: Flow,
@@ -80,6 +90,11 @@ pub struct TransportLimits {
     pub tcp: StreamTimeouts,
     /// File descriptors TCP never takes, for RTP ports, recordings and the database.
     pub fd_reserve: u64,
+    /// TLS handshakes in progress from one source (trusted sources excepted) and in total.
+    pub tls_handshakes_per_source: u32,
+    pub tls_max_handshakes: usize,
+    /// How long a TLS handshake (ours or a peer's) may take.
+    pub tls_handshake_timeout: Duration,
 }
 
 impl Default for TransportLimits {
@@ -113,6 +128,12 @@ impl Default for TransportLimits {
             // ~3 per call (2 RTP ports, 1 recording): room for 150+ calls at the common
             // limit of 1024, whatever TCP does.
             fd_reserve: 512,
+            // A carrier opens one or two connections; a few at once is a restart.
+            tls_handshakes_per_source: 16,
+            // ~20-40 kB of buffers each while in progress: ~10 MB at most.
+            tls_max_handshakes: 256,
+            // A handshake is 2 round trips: seconds only on a broken path.
+            tls_handshake_timeout: Duration::from_secs(5),
         }
     }
 }
@@ -169,6 +190,13 @@ pub struct Shield {
     /// Call traffic sent the bulk way because its source held its share of the call queue.
     over_share: AtomicU64,
     accept_errors: AtomicU64,
+    handshakes: Mutex<HandshakeLimiter>,
+    handshake_timeout: Duration,
+    /// TLS handshakes refused for want of a slot: [per source, total].
+    handshakes_refused: [AtomicU64; 2],
+    /// TLS handshakes of accepted connections that failed or timed out, and the last reason.
+    handshakes_failed: AtomicU64,
+    last_handshake_failure: Mutex<Option<String>>,
 }
 
 /// A lock that survives a panicked holder: the counts stay usable.
@@ -230,7 +258,42 @@ impl Shield {
             queue_full: AtomicU64::new(0),
             over_share: AtomicU64::new(0),
             accept_errors: AtomicU64::new(0),
+            handshakes: Mutex::new(HandshakeLimiter::new(
+                limits.tls_handshakes_per_source,
+                limits.tls_max_handshakes,
+                limits.trusted.clone(),
+            )),
+            handshake_timeout: limits.tls_handshake_timeout,
+            handshakes_refused: [AtomicU64::new(0), AtomicU64::new(0)],
+            handshakes_failed: AtomicU64::new(0),
+            last_handshake_failure: Mutex::new(None),
         }
+    }
+
+    /// A slot for a TLS handshake from `ip`, given back when the handshake ends.
+    fn handshake_slot(self: &Arc<Self>, ip: IpAddr) -> Option<HandshakeSlot> {
+        match lock(&self.handshakes).start(ip) {
+            Ok(()) => Some(HandshakeSlot {
+                shield: self.clone(),
+                ip,
+            }),
+            Err(why) => {
+                let i = match why {
+                    HandshakeRefusal::PerSource => 0,
+                    HandshakeRefusal::Total => 1,
+                };
+                if let Some(n) = self.handshakes_refused.get(i) {
+                    n.fetch_add(1, Ordering::Relaxed);
+                }
+                crate::metrics::tls_handshake("server", "refused");
+                None
+            }
+        }
+    }
+
+    fn handshake_failed(&self, reason: String) {
+        self.handshakes_failed.fetch_add(1, Ordering::Relaxed);
+        *lock(&self.last_handshake_failure) = Some(reason);
     }
 
     /// A new dialplan: its Request-URIs for the emergency check, its agencies' addresses
@@ -354,6 +417,30 @@ impl Shield {
         if accept_errors > 0 {
             parts.push(format!("{accept_errors} TCP accept error(s)"));
         }
+        for (n, why) in [
+            (
+                &self.handshakes_refused[0],
+                "the source had its share in progress",
+            ),
+            (
+                &self.handshakes_refused[1],
+                "the gateway had its total in progress",
+            ),
+        ] {
+            let n = n.swap(0, Ordering::Relaxed);
+            if n > 0 {
+                parts.push(format!("{n} TLS connection(s) refused: {why}"));
+            }
+        }
+        let failed = self.handshakes_failed.swap(0, Ordering::Relaxed);
+        if failed > 0 {
+            let last = lock(&self.last_handshake_failure)
+                .take()
+                .unwrap_or_default();
+            parts.push(format!(
+                "{failed} TLS handshake(s) failed or timed out (last: {last})"
+            ));
+        }
         (!parts.is_empty()).then(|| parts.join("; "))
     }
 }
@@ -384,6 +471,18 @@ impl Drop for Admitted {
     fn drop(&mut self) {
         lock(&self.shield.conns).close(self.conn.0);
         lock(&self.shield.accepted).remove(&self.conn.0);
+    }
+}
+
+/// A TLS handshake in progress, counted against its source; uncounted when dropped.
+struct HandshakeSlot {
+    shield: Arc<Shield>,
+    ip: IpAddr,
+}
+
+impl Drop for HandshakeSlot {
+    fn drop(&mut self) {
+        lock(&self.shield.handshakes).finish(self.ip);
     }
 }
 
@@ -609,10 +708,37 @@ pub async fn tcp_acceptor(
     shield: Arc<Shield>,
     listener_index: u64,
 ) {
+    accept_loop(listener, tx, shield, listener_index, None).await;
+}
+
+/// As [`tcp_acceptor`], with a TLS handshake (holding a slot, within its deadline) before the
+/// connection carries SIP. The certificate is the one in force when the connection came.
+pub async fn tls_acceptor(
+    listener: TcpListener,
+    tx: NetTx,
+    shield: Arc<Shield>,
+    listener_index: u64,
+    server: Arc<TlsServer>,
+) {
+    accept_loop(listener, tx, shield, listener_index, Some(server)).await;
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    tx: NetTx,
+    shield: Arc<Shield>,
+    listener_index: u64,
+    tls: Option<Arc<TlsServer>>,
+) {
     // Acceptors of different listeners use disjoint id spaces (up to 64 listeners).
     let mut next = listener_index % 64;
     let mut backoff = Duration::ZERO;
     let mut last_line: Option<Instant> = None;
+    let transport = if tls.is_some() {
+        Transport::Tls
+    } else {
+        Transport::Tcp
+    };
     loop {
         let (stream, remote) = match listener.accept().await {
             Ok(s) => {
@@ -640,47 +766,127 @@ pub async fn tcp_acceptor(
             }
         };
         let conn = ConnId(next);
+        let reset = |stream: TcpStream| {
+            // RST rather than FIN: nothing of the refused connection stays with us.
+            let _ = socket2::SockRef::from(&stream).set_linger(Some(Duration::ZERO));
+            drop(stream);
+        };
         let admitted = match shield.admit(&stream, remote.ip(), conn) {
             Ok(a) => a,
             Err(_) => {
-                // RST rather than FIN: nothing of the refused connection stays with us.
-                let _ = socket2::SockRef::from(&stream).set_linger(Some(Duration::ZERO));
-                drop(stream);
+                reset(stream);
                 continue;
             }
         };
         next += 64;
         let local = stream.local_addr().unwrap_or(remote);
         let flow = Flow {
-            transport: Transport::Tcp,
+            transport,
             remote,
             local,
             conn: Some(conn),
         };
-        tokio::spawn(tcp_connection(
-            stream,
-            flow,
-            tx.clone(),
-            shield.clone(),
-            Some(admitted),
-        ));
+        match &tls {
+            None => {
+                let accepted = Accepted {
+                    admitted,
+                    peer_certs: None,
+                };
+                tokio::spawn(tcp_connection(
+                    stream,
+                    flow,
+                    tx.clone(),
+                    shield.clone(),
+                    Some(accepted),
+                ));
+            }
+            Some(server) => {
+                let Some(slot) = shield.handshake_slot(remote.ip()) else {
+                    drop(admitted);
+                    reset(stream);
+                    continue;
+                };
+                tokio::spawn(tls_accepted(
+                    stream,
+                    server.acceptor(),
+                    flow,
+                    tx.clone(),
+                    shield.clone(),
+                    (admitted, slot),
+                ));
+            }
+        }
+    }
+}
+
+/// The server side of a TLS handshake, bounded by its deadline; then the connection runs as
+/// any other. A failed handshake is counted (and its reason kept for the next report), not
+/// logged one line each: a scanner must not fill the log.
+async fn tls_accepted(
+    stream: TcpStream,
+    acceptor: tokio_rustls::TlsAcceptor,
+    flow: Flow,
+    tx: NetTx,
+    shield: Arc<Shield>,
+    (admitted, slot): (Admitted, HandshakeSlot),
+) {
+    let handshake = tokio::time::timeout(shield.handshake_timeout, acceptor.accept(stream)).await;
+    drop(slot);
+    match handshake {
+        Ok(Ok(stream)) => {
+            crate::metrics::tls_handshake("server", "ok");
+            let peer_certs = stream.get_ref().1.peer_certificates().map(Arc::from);
+            let accepted = Accepted {
+                admitted,
+                peer_certs,
+            };
+            tcp_connection(stream, flow, tx, shield, Some(accepted)).await;
+        }
+        Ok(Err(e)) => {
+            crate::metrics::tls_handshake("server", "failed");
+            let why = crate::tls::handshake_error(&e);
+            tracing::debug!(remote = %flow.remote, error = %why, "tls handshake failed");
+            shield.handshake_failed(format!("{}: {why}", flow.remote));
+        }
+        Err(_) => {
+            crate::metrics::tls_handshake("server", "timeout");
+            tracing::debug!(remote = %flow.remote, "tls handshake timed out");
+            shield.handshake_failed(format!(
+                "{}: no handshake within {} ms",
+                flow.remote,
+                shield.handshake_timeout.as_millis()
+            ));
+        }
     }
 }
 
 /// How often dropped and refused traffic is reported (and accept failures logged).
 pub const REPORT_EVERY: Duration = Duration::from_secs(10);
 
+/// A connection a peer opened: counted against its source, with the certificate it presented
+/// over TLS.
+struct Accepted {
+    admitted: Admitted,
+    peer_certs: Option<PeerCerts>,
+}
+
 /// Runs one connection until the peer closes it, a deadline passes or the gateway drops it.
-/// `admitted` is `None` for connections we opened to agencies: they always count as carrying
+/// `accepted` is `None` for connections we opened to agencies: they always count as carrying
 /// calls.
-async fn tcp_connection(
-    stream: TcpStream,
+async fn tcp_connection<S>(
+    stream: S,
     flow: Flow,
     tx: NetTx,
     shield: Arc<Shield>,
-    admitted: Option<Admitted>,
-) {
+    accepted: Option<Accepted>,
+) where
+    S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+{
     let Some(conn) = flow.conn else { return };
+    let (admitted, peer_certs) = match accepted {
+        Some(a) => (Some(a.admitted), a.peer_certs),
+        None => (None, None),
+    };
     let outbound = admitted.is_none();
     let handle = admitted
         .as_ref()
@@ -690,16 +896,18 @@ async fn tcp_connection(
     let (write_tx, mut write_rx) = mpsc::channel::<Vec<u8>>(256);
     let opened = NetEvent::ConnOpened {
         conn,
+        transport: flow.transport,
         remote: flow.remote,
         writer: write_tx.clone(),
         calls: calls.clone(),
+        peer_certs,
     };
     if tx.control(opened).await.is_err() {
         return;
     }
     let carries_call = || outbound || calls.load(Ordering::Relaxed) > 0;
     let mut clock = StreamClock::new(shield.timeouts, Instant::now());
-    let (mut reader, mut writer) = stream.into_split();
+    let (mut reader, mut writer) = tokio::io::split(stream);
     let mut framer = StreamFramer::new();
     let mut buf = vec![0u8; 16 * 1024];
     let reason = loop {
@@ -755,20 +963,38 @@ async fn tcp_connection(
             }
             out = write_rx.recv() => {
                 let Some(bytes) = out else { break "closed by gateway".to_owned() };
-                if let Err(e) = writer.write_all(&bytes).await {
+                // TLS buffers what it encrypts: flush so the record leaves now.
+                let written = match writer.write_all(&bytes).await {
+                    Ok(()) => writer.flush().await,
+                    Err(e) => Err(e),
+                };
+                if let Err(e) = written {
                     break format!("write error: {e}");
                 }
             }
         }
     };
-    tracing::debug!(%reason, remote = %flow.remote, "tcp connection ended");
+    tracing::debug!(%reason, remote = %flow.remote, transport = flow.transport.as_str(), "stream connection ended");
     drop(admitted);
     let _ = tx.control(NetEvent::ConnClosed { flow, reason }).await;
 }
 
-/// Opens a TCP connection to an agency; the connection then runs like an accepted one. A
-/// failure is reported as a closed connection so the engine fails over at once.
-async fn tcp_connect(remote: SocketAddr, tx: NetTx, shield: Arc<Shield>, conn: ConnId) {
+/// Opens a TCP (and, for a TLS target, a TLS) connection to an agency; the connection then
+/// runs like an accepted one. A failure — refused, timed out, a certificate that fails its
+/// check — is reported as a closed connection so the engine fails over at once.
+async fn stream_connect(
+    remote: SocketAddr,
+    tls: Option<TlsPeer>,
+    tx: NetTx,
+    shield: Arc<Shield>,
+    conn: ConnId,
+) {
+    let transport = if tls.is_some() {
+        Transport::Tls
+    } else {
+        Transport::Tcp
+    };
+    let what = transport.as_str();
     let connected = tokio::time::timeout(
         std::time::Duration::from_secs(5),
         TcpStream::connect(remote),
@@ -779,19 +1005,52 @@ async fn tcp_connect(remote: SocketAddr, tx: NetTx, shield: Arc<Shield>, conn: C
             let _ = stream.set_nodelay(true);
             let local = stream.local_addr().unwrap_or(remote);
             let flow = Flow {
-                transport: Transport::Tcp,
+                transport,
                 remote,
                 local,
                 conn: Some(conn),
             };
-            tcp_connection(stream, flow, tx, shield, None).await;
-            return;
+            let Some(peer) = tls else {
+                tcp_connection(stream, flow, tx, shield, None).await;
+                return;
+            };
+            let connector = tokio_rustls::TlsConnector::from(peer.config.clone());
+            let handshake = tokio::time::timeout(
+                shield.handshake_timeout,
+                connector.connect(peer.name.clone(), stream),
+            )
+            .await;
+            let outcome = match &handshake {
+                Ok(Ok(_)) => "ok",
+                Ok(Err(_)) => "failed",
+                Err(_) => "timeout",
+            };
+            crate::metrics::tls_handshake("client", outcome);
+            match handshake {
+                Ok(Ok(stream)) => {
+                    tcp_connection(stream, flow, tx, shield, None).await;
+                    return;
+                }
+                Ok(Err(e)) => format!(
+                    "tls handshake with {remote} ({}): {}",
+                    peer.target,
+                    crate::tls::handshake_error(&e)
+                ),
+                Err(_) => format!(
+                    "tls handshake with {remote} ({}): no answer within {} ms",
+                    peer.target,
+                    shield.handshake_timeout.as_millis()
+                ),
+            }
         }
-        Ok(Err(e)) => format!("tcp connect to {remote}: {e}"),
-        Err(_) => format!("tcp connect to {remote}: timed out"),
+        Ok(Err(e)) => format!("{what} connect to {remote}: {e}"),
+        Err(_) => format!("{what} connect to {remote}: timed out"),
     };
+    if transport == Transport::Tls {
+        tracing::warn!(%reason, "agency connection failed");
+    }
     let flow = Flow {
-        transport: Transport::Tcp,
+        transport,
         remote,
         local: remote,
         conn: None,
@@ -802,48 +1061,102 @@ async fn tcp_connect(remote: SocketAddr, tx: NetTx, shield: Arc<Shield>, conn: C
 /// Outbound connection ids live far above the acceptors' ids.
 const FIRST_OUTBOUND: u64 = 1 << 40;
 
-/// The gateway's TCP connections: accepted ones and those it opened to agencies, which are
-/// reused for every request to the same address.
+/// A stream peer: the transport and its address.
+type PeerKey = (Transport, SocketAddr);
+
+/// The gateway's TCP and TLS connections: accepted ones and those it opened to agencies,
+/// which are reused for every request to the same address. A peer that opened a connection
+/// and asked for it with `;alias` in its Via (RFC 5923) gets our requests on that connection.
 pub struct TcpPool {
     writers: HashMap<ConnId, mpsc::Sender<Vec<u8>>>,
-    by_remote: HashMap<SocketAddr, ConnId>,
+    by_remote: HashMap<PeerKey, ConnId>,
     /// Messages waiting for a connection being opened.
-    pending: HashMap<SocketAddr, Vec<Vec<u8>>>,
+    pending: HashMap<PeerKey, Vec<Vec<u8>>>,
     /// Live calls per connection, shared with the connection's task (its idle time depends on
     /// it). Kept here, from the log records the engine emits anyway, rather than asked of the
     /// engine: the shell already sees every call start and end, and the engine stays as it is.
     calls: HashMap<ConnId, Arc<AtomicU32>>,
     call_conns: HashMap<CallRef, ConnId>,
+    /// The certificates peers presented on the TLS connections they opened.
+    peer_certs: HashMap<ConnId, PeerCerts>,
     next_outbound: u64,
     events: NetTx,
     shield: Arc<Shield>,
+    /// How to reach each TLS target (from the plan; replaced on reload).
+    tls_peers: Arc<TlsPeers>,
 }
 
 impl TcpPool {
-    pub fn new(events: NetTx, shield: Arc<Shield>) -> Self {
+    pub fn new(events: NetTx, shield: Arc<Shield>, tls_peers: Arc<TlsPeers>) -> Self {
         Self {
             writers: HashMap::new(),
             by_remote: HashMap::new(),
             pending: HashMap::new(),
             calls: HashMap::new(),
             call_conns: HashMap::new(),
+            peer_certs: HashMap::new(),
             next_outbound: FIRST_OUTBOUND,
             events,
             shield,
+            tls_peers,
+        }
+    }
+
+    /// A reloaded plan's TLS targets. Connections we opened stay as they are (their
+    /// certificates passed the checks in force when they opened); connections peers opened
+    /// must pass the new checks again before they stand for a target.
+    pub fn set_tls_peers(&mut self, peers: Arc<TlsPeers>) {
+        self.tls_peers = peers;
+        self.by_remote
+            .retain(|(t, _), c| *t != Transport::Tls || c.0 >= FIRST_OUTBOUND);
+    }
+
+    /// Whether an accepted connection may carry requests for `addr`: over TLS, when the
+    /// address is a target, only if the peer's certificate passes its checks (a carrier whose
+    /// SBC connects from its own 5061 must not stand in for a pinned target unchecked).
+    fn stands_for(
+        &self,
+        transport: Transport,
+        addr: SocketAddr,
+        certs: Option<&PeerCerts>,
+    ) -> Result<(), String> {
+        if transport != Transport::Tls {
+            return Ok(());
+        }
+        match (self.tls_peers.get(&addr), certs) {
+            (None, _) => Ok(()),
+            (Some(peer), Some(certs)) => peer.vouches_for(certs),
+            (Some(_), None) => Err("the peer presented no certificate".to_owned()),
         }
     }
 
     pub fn opened(
         &mut self,
         conn: ConnId,
+        transport: Transport,
         remote: SocketAddr,
         writer: mpsc::Sender<Vec<u8>>,
         calls: Arc<AtomicU32>,
+        peer_certs: Option<PeerCerts>,
     ) {
-        for bytes in self.pending.remove(&remote).unwrap_or_default() {
+        let accepted = conn.0 < FIRST_OUTBOUND;
+        if !accepted
+            || self
+                .stands_for(transport, remote, peer_certs.as_ref())
+                .is_ok()
+        {
+            self.by_remote.entry((transport, remote)).or_insert(conn);
+        }
+        if let Some(certs) = peer_certs {
+            self.peer_certs.insert(conn, certs);
+        }
+        for bytes in self
+            .pending
+            .remove(&(transport, remote))
+            .unwrap_or_default()
+        {
             let _ = writer.try_send(bytes);
         }
-        self.by_remote.entry(remote).or_insert(conn);
         self.writers.insert(conn, writer);
         self.calls.insert(conn, calls);
     }
@@ -852,12 +1165,55 @@ impl TcpPool {
         if let Some(conn) = flow.conn {
             self.writers.remove(&conn);
             self.calls.remove(&conn);
+            self.peer_certs.remove(&conn);
             self.by_remote.retain(|_, c| *c != conn);
         }
-        self.pending.remove(&flow.remote);
+        self.pending.remove(&(flow.transport, flow.remote));
     }
 
-    /// Follows calls starting and ending on TCP connections (from the engine's log records).
+    /// RFC 5923: a request that came on a connection the peer opened, whose top Via asks
+    /// with `;alias`, makes that connection the way to the Via's address. Only an address on
+    /// the connection's own source IP is taken (the connection proves the IP, not a claim
+    /// about another host), and a connection already serving that address stays. Over TLS the
+    /// address must be a TLS target and the certificate the peer presented must pass that
+    /// target's checks (§5): a pinned target is never reached over an unchecked connection.
+    pub fn learn_alias(&mut self, flow: Flow, message: &[u8]) {
+        let Some(conn) = flow.conn.filter(|c| c.0 < FIRST_OUTBOUND) else {
+            return;
+        };
+        let Some(alias) =
+            siaga_engine::sip::alias::via_alias(message, flow.transport.default_port())
+        else {
+            return;
+        };
+        if alias.ip() != flow.remote.ip() || !self.writers.contains_key(&conn) {
+            return;
+        }
+        let key = (flow.transport, alias);
+        let current = self.by_remote.get(&key).copied();
+        if current == Some(conn) {
+            return;
+        }
+        if flow.transport == Transport::Tls {
+            let verdict = if self.tls_peers.contains_key(&alias) {
+                self.stands_for(flow.transport, alias, self.peer_certs.get(&conn))
+            } else {
+                Err("not a TLS target of the dialplan".to_owned())
+            };
+            if let Err(why) = verdict {
+                tracing::debug!(remote = %flow.remote, %alias, %why, "tls alias not taken");
+                return;
+            }
+        }
+        if current.is_none_or(|c| !self.writers.contains_key(&c)) {
+            // One alias per connection: an earlier one of this connection is forgotten.
+            self.by_remote
+                .retain(|(_, addr), c| *c != conn || *addr == flow.remote);
+            self.by_remote.insert(key, conn);
+        }
+    }
+
+    /// Follows calls starting and ending on stream connections (from the engine's log records).
     pub fn observe(&mut self, record: &LogRecord) {
         match record {
             LogRecord::CallStarted(started) => {
@@ -883,29 +1239,42 @@ impl TcpPool {
 
     /// Sends on the flow's connection, on any open connection to the same peer, or opens one.
     pub fn send(&mut self, flow: Flow, bytes: Vec<u8>) -> Result<(), String> {
+        let what = flow.transport.as_str();
+        let key = (flow.transport, flow.remote);
         let conn = flow
             .conn
             .filter(|c| self.writers.contains_key(c))
-            .or_else(|| self.by_remote.get(&flow.remote).copied());
+            .or_else(|| self.by_remote.get(&key).copied());
         if let Some(writer) = conn.and_then(|c| self.writers.get(&c)) {
             return writer
                 .try_send(bytes)
-                .map_err(|e| format!("tcp send to {}: {e}", flow.remote));
+                .map_err(|e| format!("{what} send to {}: {e}", flow.remote));
         }
         if flow.conn.is_some_and(|c| c.0 < FIRST_OUTBOUND) {
             // The peer's connection is gone and its address is an ephemeral port: connecting
             // there would fail, and a source that keeps closing would have us keep trying.
-            return Err(format!("tcp send to {}: connection closed", flow.remote));
+            return Err(format!("{what} send to {}: connection closed", flow.remote));
         }
-        if let Some(queue) = self.pending.get_mut(&flow.remote) {
+        let tls = match flow.transport {
+            Transport::Tls => Some(self.tls_peers.get(&flow.remote).cloned().ok_or_else(|| {
+                format!(
+                    "tls to {}: not a TLS target of the dialplan, so there is no certificate \
+                     check for it",
+                    flow.remote
+                )
+            })?),
+            _ => None,
+        };
+        if let Some(queue) = self.pending.get_mut(&key) {
             queue.push(bytes);
             return Ok(());
         }
-        self.pending.insert(flow.remote, vec![bytes]);
+        self.pending.insert(key, vec![bytes]);
         let conn = ConnId(self.next_outbound);
         self.next_outbound += 1;
-        tokio::spawn(tcp_connect(
+        tokio::spawn(stream_connect(
             flow.remote,
+            tls,
             self.events.clone(),
             self.shield.clone(),
             conn,

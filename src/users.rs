@@ -10,7 +10,7 @@ use clap::{Args, Subcommand};
 
 use crate::calllog::access::{AccessAction, AccessEntry, record_access};
 use crate::calllog::users::{self, Role};
-use crate::calllog::{self};
+use crate::calllog::{self, Db};
 use crate::console::password;
 
 #[derive(Subcommand)]
@@ -58,10 +58,11 @@ pub struct Common {
     dialplans: Vec<PathBuf>,
 }
 
-pub fn run(cmd: UsersCommand) -> anyhow::Result<()> {
+/// `log_url`: the shared PostgreSQL call log (`--log-url`) instead of `--db`.
+pub fn run(cmd: UsersCommand, log_url: Option<&str>) -> anyhow::Result<()> {
     match cmd {
         UsersCommand::List { db, json } => {
-            let conn = calllog::open_read_only(&db)?;
+            let conn = calllog::open_reader(&db, log_url)?;
             let list = users::list(&conn)?;
             if json {
                 return crate::print_json(&list);
@@ -99,7 +100,7 @@ pub fn run(cmd: UsersCommand) -> anyhow::Result<()> {
             if !routes.is_empty() {
                 check_routes(&routes, &common.dialplans)?;
             }
-            let conn = open(&common.db)?;
+            let conn = open(&common.db, log_url)?;
             if users::get(&conn, &name)?.is_some() {
                 anyhow::bail!(
                     "there is already an account {name:?} (`siaga users passwd` changes its password)"
@@ -124,7 +125,7 @@ pub fn run(cmd: UsersCommand) -> anyhow::Result<()> {
             Ok(())
         }
         UsersCommand::Remove { name, common } => {
-            let conn = open(&common.db)?;
+            let conn = open(&common.db, log_url)?;
             if !users::remove(&conn, &name)? {
                 anyhow::bail!("no account {name:?} (`siaga users list` shows them)");
             }
@@ -134,7 +135,7 @@ pub fn run(cmd: UsersCommand) -> anyhow::Result<()> {
             Ok(())
         }
         UsersCommand::Passwd { name, common } => {
-            let conn = open(&common.db)?;
+            let conn = open(&common.db, log_url)?;
             if users::get(&conn, &name)?.is_none() {
                 anyhow::bail!("no account {name:?} (`siaga users list` shows them)");
             }
@@ -148,7 +149,12 @@ pub fn run(cmd: UsersCommand) -> anyhow::Result<()> {
     }
 }
 
-fn open(db: &std::path::Path) -> anyhow::Result<rusqlite::Connection> {
+/// The log to change accounts in, created or brought up to date if needed (accounts can be
+/// set up before the gateway's first start), on either store.
+fn open(db: &std::path::Path, log_url: Option<&str>) -> anyhow::Result<Db> {
+    if let Some(url) = log_url {
+        return calllog::open_postgres(url);
+    }
     calllog::check_db_file(db, false)?;
     calllog::open(db)
 }
@@ -181,7 +187,7 @@ fn check_routes(routes: &[String], dialplans: &[PathBuf]) -> anyhow::Result<()> 
 }
 
 /// The CLI's entries in the access trail name the Unix account that ran the command.
-fn trail(conn: &rusqlite::Connection, detail: &str) -> anyhow::Result<()> {
+fn trail(conn: &Db, detail: &str) -> anyhow::Result<()> {
     let unix = std::env::var("SUDO_USER")
         .or_else(|_| std::env::var("USER"))
         // SAFETY: getuid takes no arguments and cannot fail.

@@ -13,6 +13,52 @@ use common::console::{
 };
 use common::wait_until;
 
+/// The ids of the calls page with `query`, in ascending order.
+fn ids(c: &Client, query: &str) -> Vec<i64> {
+    let r = c.get(&format!("/calls{query}"));
+    assert_eq!(r.status, 200, "{query}: {}", r.text());
+    sorted(listed_ids(&r.text()))
+}
+
+/// The recording of `call` served whole (200, ranges accepted) and by Range (206, the right
+/// bytes), as `file` holds it.
+fn plays_whole_and_by_range(c: &Client, call: i64, file: &[u8]) {
+    let whole = c.get(&format!("/calls/{call}/recording"));
+    assert_eq!(whole.status, 200);
+    assert_eq!(whole.header("accept-ranges"), Some("bytes"));
+    assert!(whole.body == file, "the whole file, byte for byte");
+    let part = c.get_with(
+        &format!("/calls/{call}/recording"),
+        &[("Range", "bytes=1000-1999")],
+    );
+    assert_eq!(part.status, 206);
+    assert_eq!(
+        part.header("content-range"),
+        Some(format!("bytes 1000-1999/{}", file.len()).as_str())
+    );
+    assert!(part.body == file[1000..2000], "bytes 1000–1999");
+}
+
+/// The access trail page (a supervisor's) lists the sign-ins, the call views, the plays, the
+/// class change and the agency user's visit the tests made.
+fn trail_shows_what_was_done(supervisor: &Client) {
+    let trail = supervisor.get("/trail").text();
+    for expected in [
+        "sign_in",
+        "call_view",
+        "recording_play",
+        "class_change",
+        "pol",
+    ] {
+        assert!(trail.contains(expected), "the trail lacks {expected}");
+    }
+}
+
+fn sorted(mut ids: Vec<i64>) -> Vec<i64> {
+    ids.sort_unstable();
+    ids
+}
+
 #[test]
 fn the_console_finds_scopes_serves_and_guards_the_calls() {
     let s = ConsoleSetup::start();
@@ -70,15 +116,7 @@ fn the_console_finds_scopes_serves_and_guards_the_calls() {
     );
     assert!(!cookie.contains("Secure"), "{cookie}");
     let sup = s.client(SUPERVISOR);
-    let ids = |c: &Client, query: &str| -> Vec<i64> {
-        let r = c.get(&format!("/calls{query}"));
-        assert_eq!(r.status, 200, "{query}: {}", r.text());
-        let mut ids = listed_ids(&r.text());
-        ids.sort_unstable();
-        ids
-    };
-    let mut all = vec![police, fire, abandoned];
-    all.sort_unstable();
+    let all = sorted(vec![police, fire, abandoned]);
     assert_eq!(ids(&sup, ""), all);
 
     // --- Filters.
@@ -145,20 +183,7 @@ fn the_console_finds_scopes_serves_and_guards_the_calls() {
             )
             .expect("path");
     let file = std::fs::read(&path).expect("the recording");
-    let whole = sup.get(&format!("/calls/{police}/recording"));
-    assert_eq!(whole.status, 200);
-    assert_eq!(whole.header("accept-ranges"), Some("bytes"));
-    assert!(whole.body == file, "the whole file, byte for byte");
-    let part = sup.get_with(
-        &format!("/calls/{police}/recording"),
-        &[("Range", "bytes=1000-1999")],
-    );
-    assert_eq!(part.status, 206);
-    assert_eq!(
-        part.header("content-range"),
-        Some(format!("bytes 1000-1999/{}", file.len()).as_str())
-    );
-    assert!(part.body == file[1000..2000], "bytes 1000–1999");
+    plays_whole_and_by_range(&sup, police, &file);
     let tail = sup.get_with(
         &format!("/calls/{police}/recording"),
         &[("Range", "bytes=-44")],
@@ -272,16 +297,7 @@ fn the_console_finds_scopes_serves_and_guards_the_calls() {
     assert!(sup.get(&format!("/calls/{fire}")).text().contains("prank"));
 
     // --- The access trail shows who looked at what, to supervisors.
-    let trail = sup.get("/trail").text();
-    for expected in [
-        "sign_in",
-        "call_view",
-        "recording_play",
-        "class_change",
-        "pol",
-    ] {
-        assert!(trail.contains(expected), "the trail lacks {expected}");
-    }
+    trail_shows_what_was_done(&sup);
     let db = s.gw.db();
     let views: i64 = db
         .query_row(
@@ -358,4 +374,65 @@ fn the_console_finds_scopes_serves_and_guards_the_calls() {
         failed, 4,
         "each checked failure is in the trail; held tries are not checked"
     );
+}
+
+/// The same console on a gateway whose call log is a shared PostgreSQL: accounts made by
+/// `siaga users add --log-url`, the SIPp calls found and filtered, a call's page, its
+/// recording served by Range, an agency's scope, the summary, a class correction and the
+/// access trail — every query of the console, on the other store.
+#[test]
+fn the_console_works_on_a_postgresql_call_log() {
+    let mut s = ConsoleSetup::start_on_postgres();
+    let (police, fire, abandoned) = (s.police, s.fire, s.abandoned);
+    let sup = s.client(SUPERVISOR);
+    let all = sorted(vec![police, fire, abandoned]);
+    assert_eq!(ids(&sup, ""), all);
+    assert_eq!(ids(&sup, "?caller=%2B62-811-1111-1111"), [police]);
+    assert_eq!(ids(&sup, "?route=fire"), [fire]);
+    assert_eq!(ids(&sup, "?answered=no"), [abandoned]);
+    assert_eq!(ids(&sup, "?callback=1"), [abandoned]);
+    assert_eq!(ids(&sup, "?from=2000-01-01").len(), 3);
+    let newest = *all.last().expect("calls");
+    assert_eq!(ids(&sup, &format!("?before={newest}")), &all[..2], "paging");
+
+    let page = sup.get(&format!("/calls/{police}"));
+    assert_eq!(page.status, 200);
+    let page = page.text();
+    for expected in ["+6281111111111", "INVITE sip:", "id=\"waveform\""] {
+        assert!(page.contains(expected), "call page lacks {expected:?}");
+    }
+
+    let path = s
+        .value(&format!(
+            "SELECT recording_path FROM calls WHERE id = {police}"
+        ))
+        .expect("the recording's path");
+    let file = std::fs::read(&path).expect("the recording");
+    plays_whole_and_by_range(&sup, police, &file);
+
+    let pol = s.client(POLICE);
+    assert_eq!(ids(&pol, ""), [police]);
+    assert_eq!(pol.get(&format!("/calls/{police}")).status, 200);
+    assert_eq!(pol.get(&format!("/calls/{fire}")).status, 404);
+    let summary = sup.get("/summary").text();
+    assert!(
+        summary.contains("emergency calls: 3, reached an agency: 2"),
+        "the day's figures"
+    );
+    let ok = sup.post(
+        &format!("/calls/{fire}/class"),
+        &format!("csrf={}&class=prank&why=laughing", sup.csrf),
+    );
+    assert_eq!(ok.status, 303, "{}", ok.text());
+    trail_shows_what_was_done(&sup);
+    assert_eq!(
+        s.value(&format!(
+            "SELECT count(*) FROM access_trail WHERE action = 'call_view' AND user_name = 'pol' AND call = {police}"
+        ))
+        .as_deref(),
+        Some("1")
+    );
+    // The console's kept PostgreSQL connections close cleanly when the gateway stops.
+    s.gw.stop();
+    assert!(!s.gw.log().contains("panicked"), "{}", s.gw.log());
 }

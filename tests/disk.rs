@@ -110,17 +110,6 @@ fn ended_calls(db: &Path) -> (i64, i64) {
     (ended, complete)
 }
 
-fn gateway_events(db: &Path, kind: &str) -> Vec<String> {
-    let conn = rusqlite::Connection::open(db).expect("db");
-    let mut stmt = conn
-        .prepare("SELECT detail FROM gateway_events WHERE kind = ?1 ORDER BY id")
-        .expect("query");
-    stmt.query_map([kind], |r| r.get(0))
-        .expect("rows")
-        .collect::<Result<_, _>>()
-        .expect("rows")
-}
-
 /// The log's disk full for `full_for` while `calls` emergency calls arrive spread over that
 /// time, then freed: every call answered, every row there afterwards, with its messages, and
 /// the gap as a gateway event.
@@ -162,11 +151,11 @@ fn calls_while_the_log_disk_is_full(calls: usize, full_for: Duration) {
         "the gap event and the alarm's clearing",
         Duration::from_secs(30),
         || {
-            !gateway_events(&db, "log_gap").is_empty()
-                && !gateway_events(&db, "log_disk_alarm_cleared").is_empty()
+            !common::gateway_events(&db, "log_gap").is_empty()
+                && !common::gateway_events(&db, "log_disk_alarm_cleared").is_empty()
         },
     );
-    let gaps = gateway_events(&db, "log_gap");
+    let gaps = common::gateway_events(&db, "log_gap");
     assert_eq!(gaps.len(), 1, "one gap: {gaps:?}");
     assert!(
         gaps[0].contains("waited") && gaps[0].contains("; 0 lost"),
@@ -174,8 +163,8 @@ fn calls_while_the_log_disk_is_full(calls: usize, full_for: Duration) {
         gaps[0]
     );
     let alarms = (
-        gateway_events(&db, "log_disk_alarm"),
-        gateway_events(&db, "log_disk_alarm_cleared"),
+        common::gateway_events(&db, "log_disk_alarm"),
+        common::gateway_events(&db, "log_disk_alarm_cleared"),
     );
     assert!(
         alarms.0.len() == 1 && alarms.1.len() == 1,
@@ -227,7 +216,7 @@ fn a_gateway_started_on_a_full_disk_answers_calls_and_their_rows_arrive_once_spa
     assert_sipp_ok(&out, "calls to a gateway started on a full disk");
     fs.free();
     wait_until("the six rows and the gap", Duration::from_secs(60), || {
-        ended_calls(&db) == (6, 6) && !gateway_events(&db, "log_gap").is_empty()
+        ended_calls(&db) == (6, 6) && !common::gateway_events(&db, "log_gap").is_empty()
     });
     // The first run's call keeps its reference; this run's continue after it.
     let conn = rusqlite::Connection::open(&db).expect("db");
@@ -239,7 +228,7 @@ fn a_gateway_started_on_a_full_disk_answers_calls_and_their_rows_arrive_once_spa
         .collect::<Result<_, _>>()
         .expect("rows");
     assert_eq!(ids, vec![1, 2, 3, 4, 5, 6]);
-    assert_eq!(gateway_events(&db, "log_gap").len(), 1);
+    assert_eq!(common::gateway_events(&db, "log_gap").len(), 1);
 }
 
 /// How often `text` occurs in the spill files under `dir`/spill (text is stored as is).

@@ -5,39 +5,12 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
 use common::{
-    AgencyPorts, Gateway, assert_sipp_ok, finish_agency, sipp_agency, sipp_caller_with_voice,
-    test_plan, wait_until,
+    AgencyPorts, Gateway, assert_sipp_ok, finish_agency, http_get as get, sipp_agency,
+    sipp_caller_with_voice, test_plan, wait_until,
 };
-
-/// GET `path` over HTTP/1.1: (status, body).
-fn get(addr: SocketAddr, path: &str) -> (u16, String) {
-    let mut stream = TcpStream::connect(addr).expect("connect to the HTTP listener");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .expect("timeout");
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
-    )
-    .expect("request");
-    let mut response = String::new();
-    stream.read_to_string(&mut response).expect("response");
-    let status = response
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let body = response
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
-    (status, body)
-}
 
 /// Every sample of a text exposition: `name{labels}` → value.
 fn samples(text: &str) -> BTreeMap<String, f64> {

@@ -62,18 +62,25 @@ fn ok_text(out: &std::process::Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// `(kind, detail)` of a call's policy, prompt and agency events, in order.
-fn timeline(db: &rusqlite::Connection, call: i64) -> Vec<(String, String)> {
-    db.prepare(
-        "SELECT kind, detail FROM call_events WHERE call = ?1
-         AND (kind LIKE 'policy_%' OR kind IN ('prompt', 'menu', 'agency_answered'))
-         ORDER BY id",
-    )
+/// `(kind, detail)` of a call's events matching the SQL condition `kinds`, in order.
+fn events_where(db: &rusqlite::Connection, call: i64, kinds: &str) -> Vec<(String, String)> {
+    db.prepare(&format!(
+        "SELECT kind, detail FROM call_events WHERE call = ?1 AND ({kinds}) ORDER BY id"
+    ))
     .expect("query")
     .query_map([call], |r| Ok((r.get(0)?, r.get(1)?)))
     .expect("rows")
     .collect::<Result<_, _>>()
     .expect("rows")
+}
+
+/// `(kind, detail)` of a call's policy, prompt and agency events, in order.
+fn timeline(db: &rusqlite::Connection, call: i64) -> Vec<(String, String)> {
+    events_where(
+        db,
+        call,
+        "kind LIKE 'policy_%' OR kind IN ('prompt', 'menu', 'agency_answered')",
+    )
 }
 
 fn end_reason(db: &rusqlite::Connection, call: i64) -> Option<String> {
@@ -310,4 +317,102 @@ fn blocks_are_capped_by_the_plan_and_need_who_and_why() {
         &["unblock", "+6299999999", "--by", "sari", "--why", "x"],
     );
     assert!(!again.status.success(), "a number on no list");
+}
+
+/// `(kind, detail)` of a call's flood-challenge events, in order.
+fn challenge_events(db: &rusqlite::Connection, call: i64) -> Vec<(String, String)> {
+    events_where(db, call, "kind LIKE 'challenge_%'")
+}
+
+#[test]
+fn under_a_flood_a_number_beyond_its_limit_is_challenged_and_a_caller_who_talks_and_presses_a_key_gets_through()
+ {
+    let ports = AgencyPorts::new();
+    let plan_dir = tempfile::tempdir().expect("dir");
+    // Three new emergency calls a minute put this centre under attack (the default is 120).
+    let plan = test_plan(
+        plan_dir.path(),
+        &ports,
+        &[(
+            "attack_calls = { calls = 120, within = \"1min\" }",
+            "attack_calls = { calls = 3, within = \"1min\" }",
+        )],
+    );
+    let mut gw = Gateway::start(&["--dialplan", plan.to_str().expect("utf8 path")]);
+    // Three quick calls from SIPp's number: the third starts the attack and, being that
+    // number's third call in ten minutes (limit 2), is challenged.
+    assert_sipp_ok(
+        &gw.sipp(
+            "uac_call.xml",
+            false,
+            &["-s", "112", "-m", "3", "-d", "300"],
+        ),
+        "three quick calls",
+    );
+    common::wait_until(
+        "the attack and the challenge in the log",
+        std::time::Duration::from_secs(10),
+        || {
+            !common::gateway_events(&gw.db_path(), "attack_started").is_empty()
+                && !challenge_events(&gw.db(), 3).is_empty()
+        },
+    );
+    let started = common::gateway_events(&gw.db_path(), "attack_started");
+    assert_eq!(started, ["new emergency calls reached 3 calls within 1min"]);
+    assert!(challenge_events(&gw.db(), 1).is_empty() && challenge_events(&gw.db(), 2).is_empty());
+    let third = challenge_events(&gw.db(), 3);
+    assert_eq!(third[0].0, "challenge_started");
+    assert!(
+        third[0]
+            .1
+            .contains("number made 3 calls, limit 2 calls within 10min"),
+        "{third:?}"
+    );
+
+    // A fourth call from the number: challenged, the caller talks and presses 1 — passed, the
+    // menu routes it to the police (a SIPp agency), who answer.
+    let desk = sipp_agency("agency_answer.xml", ports.police, &["-m", "1"]);
+    let caller = common::sipp_caller_with_voice(
+        gw.udp,
+        "uac_two_digits.xml",
+        &[
+            "-s", "112", "-key", "digit", "1", "-key", "digit2", "1", "-m", "1", "-d", "3000",
+        ],
+    );
+    assert_sipp_ok(&caller, "the challenged caller who talks and presses a key");
+    finish_agency(desk, "the police desk");
+    let fourth = challenge_events(&gw.db(), 4);
+    let kinds: Vec<&str> = fourth.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(
+        kinds,
+        ["challenge_started", "challenge_passed"],
+        "{fourth:?}"
+    );
+    assert!(
+        fourth[1].1.starts_with("key 1") || fourth[1].1.starts_with("speech"),
+        "{fourth:?}"
+    );
+    let answered: i64 = gw
+        .db()
+        .query_row(
+            "SELECT count(*) FROM call_events WHERE call = 4 AND kind = 'agency_answered'",
+            [],
+            |r| r.get(0),
+        )
+        .expect("count");
+    assert_eq!(answered, 1, "the police answered the caller who passed");
+    gw.stop();
+    // The supervisors' report lists the attack.
+    let report: serde_json::Value =
+        serde_json::from_str(&gw.cli(&["report", "--format", "json"])).expect("json");
+    let attacks = report["attacks_detected"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert!(
+        attacks
+            .iter()
+            .any(|a| a.to_string().contains("attack_started")),
+        "{report}"
+    );
 }

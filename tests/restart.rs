@@ -128,6 +128,13 @@ fn after_kill_9_every_leg_in_progress_gets_a_bye_and_logged_lengths_match_the_re
         ),
         CALLS
     );
+    // Cut off mid-conversation: every one is on the call-back list, agency or not.
+    let call_backs = gw.calls_json(&["list", "--call-backs", "-n", "100"]);
+    assert_eq!(
+        call_backs.as_array().map(Vec::len),
+        Some(CALLS as usize),
+        "{call_backs}"
+    );
 
     // Logged lengths against the recordings (their durations come from the start-up repair).
     wait_until("every recording recovered", Duration::from_secs(30), || {

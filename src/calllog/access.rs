@@ -4,7 +4,9 @@
 //! one that also chains every entry; callers use only this API, never the table.)
 
 use anyhow::Context;
-use rusqlite::{Connection, params};
+use rusqlite::params;
+
+use super::store::Db;
 use serde::Serialize;
 
 // Some actions are written only by the evidence work (export, legal hold, retention, keys,
@@ -89,17 +91,20 @@ pub struct AccessRow {
 }
 
 /// Appends one entry (seq = previous max + 1, in one immediate transaction); returns its seq.
-pub fn record_access(conn: &Connection, entry: &AccessEntry<'_>) -> anyhow::Result<i64> {
-    // Immediate: two writers (console, CLI) never read the same max and collide.
-    conn.execute_batch("BEGIN IMMEDIATE")
+pub fn record_access(conn: &Db, entry: &AccessEntry<'_>) -> anyhow::Result<i64> {
+    // A write transaction with the table locked: two writers (console, CLI, other nodes)
+    // never read the same max and collide.
+    let tx = conn
+        .write_transaction()
         .context("access trail: taking the write lock")?;
     let result = (|| -> rusqlite::Result<i64> {
-        let seq: i64 = conn.query_row(
+        tx.lock_for_append("access_trail")?;
+        let seq: i64 = tx.query_row(
             "SELECT coalesce(max(seq), 0) + 1 FROM access_trail",
             [],
             |r| r.get(0),
         )?;
-        conn.execute(
+        tx.execute(
             "INSERT INTO access_trail (seq, at, user_name, address, action, call, detail)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             params![
@@ -114,29 +119,22 @@ pub fn record_access(conn: &Connection, entry: &AccessEntry<'_>) -> anyhow::Resu
         )?;
         Ok(seq)
     })();
-    match result {
-        Ok(seq) => {
-            conn.execute_batch("COMMIT")
-                .context("access trail: committing")?;
-            Ok(seq)
-        }
-        Err(e) => {
-            let _ = conn.execute_batch("ROLLBACK");
-            Err(e).context("access trail: writing an entry")
-        }
-    }
+    // A failed entry is rolled back when `tx` is dropped.
+    let seq = result.context("access trail: writing an entry")?;
+    tx.commit().context("access trail: committing")?;
+    Ok(seq)
 }
 
 /// Newest first; `before_seq` pages backwards.
 pub fn list_access(
-    conn: &Connection,
+    conn: &Db,
     before_seq: Option<i64>,
     limit: usize,
 ) -> anyhow::Result<Vec<AccessRow>> {
     let rows = conn
         .prepare(
             "SELECT seq, at, user_name, address, action, call, detail FROM access_trail
-             WHERE ?1 IS NULL OR seq < ?1 ORDER BY seq DESC LIMIT ?2",
+             WHERE CAST(?1 AS BIGINT) IS NULL OR seq < ?1 ORDER BY seq DESC LIMIT ?2",
         )?
         .query_map(params![before_seq, limit as i64], |r| {
             Ok(AccessRow {
@@ -156,11 +154,21 @@ pub fn list_access(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::calllog::testing::{Store, TestLog};
 
     #[test]
     fn entries_are_numbered_in_order_and_listed_newest_first() {
-        let dir = tempfile::tempdir().expect("dir");
-        let conn = crate::calllog::open(&dir.path().join("siaga.db")).expect("db");
+        entries_are_numbered_in_order_and_listed_newest_first_on(Store::Sqlite)
+    }
+
+    #[test]
+    fn entries_are_numbered_in_order_and_listed_newest_first_on_postgres() {
+        entries_are_numbered_in_order_and_listed_newest_first_on(Store::Postgres)
+    }
+
+    fn entries_are_numbered_in_order_and_listed_newest_first_on(store: Store) {
+        let log = TestLog::new(store);
+        let conn = log.open();
         for (i, action) in [
             AccessAction::SignIn,
             AccessAction::CallView,

@@ -36,12 +36,24 @@ pub enum GatewayEventKind {
     LogDiskAlarm,
     /// Free space is back over the alarm threshold.
     LogDiskAlarmCleared,
+    /// The call log or the recordings stopped taking writes: OPTIONS answers 503, so a load
+    /// balancer sends new calls elsewhere (calls that still come are answered).
+    Unready,
+    /// Both take writes again: OPTIONS answers 200.
+    Ready,
+    /// New or silent short emergency calls crossed the `[flood]` levels: under attack,
+    /// callers beyond their limits are challenged.
+    AttackStarted,
+    /// Calm again: nobody is challenged.
+    AttackEnded,
+    /// Another node's heartbeat stopped: its open calls were closed as `node_lost`.
+    NodeLost,
 }
 
 impl GatewayEventKind {
     /// Every kind, in the order above (for the test that no two share a text, and for
     /// `siaga report`, which looks for the kinds of attack events).
-    pub const ALL: [GatewayEventKind; 15] = [
+    pub const ALL: [GatewayEventKind; 20] = [
         GatewayEventKind::Start,
         GatewayEventKind::Stop,
         GatewayEventKind::RestartByes,
@@ -57,6 +69,11 @@ impl GatewayEventKind {
         GatewayEventKind::LogDiskLowCleared,
         GatewayEventKind::LogDiskAlarm,
         GatewayEventKind::LogDiskAlarmCleared,
+        GatewayEventKind::Unready,
+        GatewayEventKind::Ready,
+        GatewayEventKind::AttackStarted,
+        GatewayEventKind::AttackEnded,
+        GatewayEventKind::NodeLost,
     ];
 
     /// The text in the `kind` column: stored in existing databases, so never changed.
@@ -77,6 +94,11 @@ impl GatewayEventKind {
             GatewayEventKind::LogDiskLowCleared => "log_disk_low_cleared",
             GatewayEventKind::LogDiskAlarm => "log_disk_alarm",
             GatewayEventKind::LogDiskAlarmCleared => "log_disk_alarm_cleared",
+            GatewayEventKind::Unready => "unready",
+            GatewayEventKind::Ready => "ready",
+            GatewayEventKind::AttackStarted => "attack_started",
+            GatewayEventKind::AttackEnded => "attack_ended",
+            GatewayEventKind::NodeLost => "node_lost",
         }
     }
 }
@@ -111,6 +133,11 @@ mod tests {
             GatewayEventKind::LogDiskLowCleared => 12,
             GatewayEventKind::LogDiskAlarm => 13,
             GatewayEventKind::LogDiskAlarmCleared => 14,
+            GatewayEventKind::Unready => 15,
+            GatewayEventKind::Ready => 16,
+            GatewayEventKind::AttackStarted => 17,
+            GatewayEventKind::AttackEnded => 18,
+            GatewayEventKind::NodeLost => 19,
         };
         let mut listed: Vec<usize> = GatewayEventKind::ALL.iter().map(|&k| number(k)).collect();
         listed.sort_unstable();

@@ -6,6 +6,7 @@
 pub mod access;
 pub mod classes;
 mod gateway_event;
+pub mod nodes;
 pub mod numbers;
 mod ops;
 pub mod query;
@@ -13,6 +14,9 @@ pub mod report;
 mod schema;
 mod spill;
 pub mod stats;
+pub mod store;
+#[cfg(test)]
+pub(crate) mod testing;
 pub mod text;
 pub mod users;
 mod view;
@@ -35,8 +39,10 @@ pub use gateway_event::GatewayEventKind;
 use ops::Entry;
 pub use schema::open;
 pub use schema::{
-    Recovery, UnfinishedRecording, check_db_file, open_for_corrections, open_read_only,
+    Recovery, UnfinishedRecording, check_db_file, open_for_corrections, open_postgres,
+    open_postgres_existing, open_reader,
 };
+pub use store::Db;
 pub use view::open_calls_with_spill;
 
 /// Whether records the database at `db` could not take wait in a spill file in `dir`.
@@ -112,6 +118,10 @@ pub struct LogOptions {
     /// How long start-up replays an earlier run's spill before leaving the rest to the
     /// writer thread (the gateway answers calls meanwhile).
     pub start_replay: Duration,
+    /// `[log] url`: a shared PostgreSQL (`postgres://…`) instead of the SQLite file.
+    pub url: Option<String>,
+    /// `[node] name`: this gateway among several on one database; every call row carries it.
+    pub node: String,
 }
 
 impl Default for LogOptions {
@@ -123,7 +133,22 @@ impl Default for LogOptions {
             alarm_space_bytes: 256 << 20,
             handover_bytes: 32 << 20,
             start_replay: Duration::from_secs(2),
+            url: None,
+            node: host_name(),
         }
+    }
+}
+
+/// This machine's host name: a node's name unless `[node] name` says otherwise.
+pub fn host_name() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: `buf` is writable for its whole length; gethostname NUL-terminates within it
+    // when the name fits (the last byte stays 0 otherwise).
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len() - 1) };
+    let len = buf.iter().position(|&b| b == 0).unwrap_or(0);
+    match rc {
+        0 if len > 0 => String::from_utf8_lossy(&buf[..len]).into_owned(),
+        _ => "siaga".to_owned(),
     }
 }
 
@@ -154,10 +179,12 @@ impl CallLog {
         path: &Path,
         options: LogOptions,
     ) -> anyhow::Result<(CallLog, LogWriter, Recovery)> {
-        schema::check_db_file(path, false)?;
-        schema::check_version(path)?;
+        if options.url.is_none() {
+            schema::check_db_file(path, false)?;
+            schema::check_version(path)?;
+        }
         let shared = Arc::new(writer::Shared::new(options.handover_bytes));
-        let (writer, recovery) = writer::Writer::start(path, options, shared.clone(), now_ms());
+        let (writer, recovery) = writer::Writer::start(path, options, shared.clone(), now_ms())?;
         let (tx, rx) = crossbeam_channel::unbounded();
         let thread = std::thread::Builder::new()
             .name("calllog".into())
@@ -256,7 +283,7 @@ impl Write {
 
     /// The statements the record needs, a call's signals classed with `class_rules`. `None`
     /// for a barrier and new rules (the writer acts on those itself).
-    fn lower(self, class_rules: &siaga_dialplan::ClassifyRules) -> Option<Entry> {
+    fn lower(self, class_rules: &siaga_dialplan::ClassifyRules, node: &str) -> Option<Entry> {
         let mut entry = Entry::default();
         match self {
             Write::Engine { at_ms, record } => {
@@ -266,7 +293,7 @@ impl Write {
                     LogRecord::CallSignals { call, .. } => Some(call.0),
                     _ => None,
                 };
-                apply(&mut entry, at_ms, record);
+                apply(&mut entry, at_ms, record, node);
                 // In the same entry as the signals: written together or not at all.
                 if let Some(call) = classify {
                     entry.ops.push(ops::Op::Classify {
@@ -297,7 +324,7 @@ impl Write {
                 at_ms,
                 kind,
                 detail,
-            } => insert_gateway_event(&mut entry, at_ms, kind, detail),
+            } => insert_gateway_event(&mut entry, at_ms, kind, detail, node),
             Write::Barrier(_) | Write::ClassRules(_) => return None,
         }
         Some(entry)
@@ -324,25 +351,32 @@ fn record_call(record: &LogRecord) -> Option<u64> {
         | LogRecord::CallSignals { call, .. }
         | LogRecord::Location { call, .. } => Some(call.0),
         LogRecord::Sip { call, .. } => call.map(|c| c.0),
-        LogRecord::NonCallCounts(_) => None,
+        LogRecord::NonCallCounts(_) | LogRecord::Attack(_) => None,
     }
 }
 
-fn insert_gateway_event(entry: &mut Entry, at_ms: i64, kind: GatewayEventKind, detail: String) {
+fn insert_gateway_event(
+    entry: &mut Entry,
+    at_ms: i64,
+    kind: GatewayEventKind,
+    detail: String,
+    node: &str,
+) {
     entry.sql(
-        "INSERT INTO gateway_events (at, kind, detail) VALUES (?1, ?2, ?3)",
+        "INSERT INTO gateway_events (at, kind, detail, node) VALUES (?1, ?2, ?3, ?4)",
         vec![
             Value::from(at_ms),
             Value::from(kind.as_str().to_owned()),
             Value::from(detail),
+            Value::from(node.to_owned()),
         ],
     );
 }
 
 /// The statements one engine record needs, in `entry`.
-fn apply(entry: &mut Entry, at_ms: i64, record: LogRecord) {
+fn apply(entry: &mut Entry, at_ms: i64, record: LogRecord, node: &str) {
     match record {
-        LogRecord::CallStarted(started) => insert_call(entry, at_ms, &started),
+        LogRecord::CallStarted(started) => insert_call(entry, at_ms, &started, node),
         LogRecord::CallAnswered { call } => entry.sql(
             "UPDATE calls SET answered_at = ?2 WHERE id = ?1",
             vec![Value::from(call.0 as i64), Value::from(at_ms)],
@@ -407,7 +441,15 @@ fn apply(entry: &mut Entry, at_ms: i64, record: LogRecord) {
             at_ms,
             GatewayEventKind::NonCallCounts,
             tally.to_string(),
+            node,
         ),
+        LogRecord::Attack(change) => {
+            let kind = match change {
+                siaga_dialplan::AttackChange::Started { .. } => GatewayEventKind::AttackStarted,
+                siaga_dialplan::AttackChange::Ended { .. } => GatewayEventKind::AttackEnded,
+            };
+            insert_gateway_event(entry, at_ms, kind, change.detail(), node);
+        }
         LogRecord::Location {
             call,
             source,
@@ -434,9 +476,13 @@ fn insert_signals(entry: &mut Entry, call: CallRef, s: &CallSignals) {
     let ms = |d: Option<Duration>| d.map(|d| d.as_millis() as i64);
     let voice = s.voice;
     entry.sql(
-        "INSERT OR REPLACE INTO call_signals (call, digits, answered_ms, agency_talk_ms,
+        "INSERT INTO call_signals (call, digits, answered_ms, agency_talk_ms,
             usable_identity, voice_frames, speech_frames, longest_speech_ms)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+         ON CONFLICT (call) DO UPDATE SET digits = excluded.digits,
+            answered_ms = excluded.answered_ms, agency_talk_ms = excluded.agency_talk_ms,
+            usable_identity = excluded.usable_identity, voice_frames = excluded.voice_frames,
+            speech_frames = excluded.speech_frames, longest_speech_ms = excluded.longest_speech_ms",
         vec![
             Value::from(call.0 as i64),
             Value::from(s.digits),
@@ -450,7 +496,7 @@ fn insert_signals(entry: &mut Entry, call: CallRef, s: &CallSignals) {
     )
 }
 
-fn insert_call(entry: &mut Entry, at_ms: i64, s: &CallStarted) {
+fn insert_call(entry: &mut Entry, at_ms: i64, s: &CallStarted, node: &str) {
     let entry_name = match &s.kind {
         siaga_engine::io::CallKind::Emergency { entry } => Some(entry.clone()),
         _ => None,
@@ -458,10 +504,18 @@ fn insert_call(entry: &mut Entry, at_ms: i64, s: &CallStarted) {
     let pai = serde_json::to_string(&s.caller.p_asserted_identity).unwrap_or_default();
     let text = |t: &Option<String>| Value::from(t.clone());
     entry.sql(
-        "INSERT OR REPLACE INTO calls (id, call_id, started_at, kind, dialled, entry, caller_from,
+        "INSERT INTO calls (id, call_id, started_at, kind, dialled, entry, caller_from,
             caller_pai, caller_privacy, caller_contact, caller_user_agent, caller_rpid, source, transport,
-            emergency_call_id, incident_id, caller_number)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
+            emergency_call_id, incident_id, caller_number, node)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)
+         ON CONFLICT (id) DO UPDATE SET call_id = excluded.call_id, started_at = excluded.started_at,
+            kind = excluded.kind, dialled = excluded.dialled, entry = excluded.entry,
+            caller_from = excluded.caller_from, caller_pai = excluded.caller_pai,
+            caller_privacy = excluded.caller_privacy, caller_contact = excluded.caller_contact,
+            caller_user_agent = excluded.caller_user_agent, caller_rpid = excluded.caller_rpid,
+            source = excluded.source, transport = excluded.transport,
+            emergency_call_id = excluded.emergency_call_id, incident_id = excluded.incident_id,
+            caller_number = excluded.caller_number, node = excluded.node",
         vec![
             Value::from(s.call.0 as i64),
             Value::from(s.call_id.as_str().to_owned()),
@@ -480,6 +534,7 @@ fn insert_call(entry: &mut Entry, at_ms: i64, s: &CallStarted) {
             Value::from(s.emergency_call_id.clone()),
             Value::from(s.incident_id.clone()),
             Value::from(siaga_engine::call::signals::caller_number(&s.caller)),
+            Value::from(node.to_owned()),
         ],
     )
 }

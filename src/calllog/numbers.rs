@@ -6,7 +6,8 @@
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
-use rusqlite::{Connection, params};
+use super::store::Db;
+use rusqlite::params;
 use serde::Serialize;
 use siaga_engine::dialplan::{CallerNumber, ListEntry, ListKind, NumberLists};
 
@@ -60,7 +61,7 @@ pub struct ListRow {
 
 /// Records one change; returns its row id.
 pub fn record(
-    conn: &Connection,
+    conn: &Db,
     number: &CallerNumber,
     change: Change,
     at_ms: i64,
@@ -68,9 +69,9 @@ pub fn record(
     set_by: &str,
     why: &str,
 ) -> rusqlite::Result<i64> {
-    conn.execute(
+    conn.query_row(
         "INSERT INTO number_list (number, action, at, expires_at, set_by, why)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6) RETURNING id",
         params![
             number.as_str(),
             change.as_str(),
@@ -79,17 +80,13 @@ pub fn record(
             set_by,
             why
         ],
-    )?;
-    Ok(conn.last_insert_rowid())
+        |r| r.get(0),
+    )
 }
 
 const COLUMNS: &str = "id, number, action, at, expires_at, set_by, why";
 
-fn rows(
-    conn: &Connection,
-    sql: &str,
-    args: impl rusqlite::Params,
-) -> rusqlite::Result<Vec<ListRow>> {
+fn rows(conn: &Db, sql: &str, args: impl rusqlite::Params) -> rusqlite::Result<Vec<ListRow>> {
     let mut stmt = conn.prepare(sql)?;
     stmt.query_map(args, |r| {
         Ok(ListRow {
@@ -107,7 +104,7 @@ fn rows(
 
 /// The entries in force at `now_ms`: each number's latest change, if it is a watch or a block
 /// that has not expired. Ordered by number.
-pub fn live(conn: &Connection, now_ms: i64) -> rusqlite::Result<Vec<ListRow>> {
+pub fn live(conn: &Db, now_ms: i64) -> rusqlite::Result<Vec<ListRow>> {
     rows(
         conn,
         &format!(
@@ -120,16 +117,32 @@ pub fn live(conn: &Connection, now_ms: i64) -> rusqlite::Result<Vec<ListRow>> {
     )
 }
 
+/// The most numbers with genuine calls handed to the engine (bounded memory: ~100 bytes each).
+pub const MAX_GENUINE: usize = 200_000;
+
+/// Numbers (as `calls.caller_number` holds them) with a call whose current class — people's
+/// corrections included — is `genuine`, started since `since_ms`. During a flood these
+/// callers are never challenged.
+pub fn genuine_numbers(conn: &Db, since_ms: i64) -> rusqlite::Result<Vec<String>> {
+    let genuine = super::classes::current_class_condition(Some(siaga_dialplan::CallClass::Genuine));
+    let mut stmt = conn.prepare(&format!(
+        "SELECT DISTINCT caller_number FROM calls
+         WHERE caller_number IS NOT NULL AND started_at >= ?1 AND {genuine} LIMIT ?2"
+    ))?;
+    stmt.query_map(params![since_ms, MAX_GENUINE as i64], |r| r.get(0))?
+        .collect()
+}
+
 /// Every change, newest first (`list --all`), optionally of one number.
 pub fn history(
-    conn: &Connection,
+    conn: &Db,
     number: Option<&CallerNumber>,
     limit: usize,
 ) -> rusqlite::Result<Vec<ListRow>> {
     rows(
         conn,
         &format!(
-            "SELECT {COLUMNS} FROM number_list WHERE ?1 IS NULL OR number = ?1
+            "SELECT {COLUMNS} FROM number_list WHERE CAST(?1 AS TEXT) IS NULL OR number = ?1
              ORDER BY id DESC LIMIT ?2"
         ),
         params![number.map(CallerNumber::as_str), limit as i64],
@@ -195,6 +208,7 @@ pub fn render(rows: &[ListRow], now_ms: i64) -> String {
 mod tests {
     #![allow(clippy::disallowed_methods)] // one real Instant as the origin of the snapshot
     use super::*;
+    use crate::calllog::testing::{Store, TestLog};
 
     fn number(text: &str) -> CallerNumber {
         CallerNumber::normalise(text, Some("62")).expect("number")
@@ -202,8 +216,17 @@ mod tests {
 
     #[test]
     fn the_latest_change_of_each_number_is_what_is_live() {
-        let dir = tempfile::tempdir().expect("dir");
-        let conn = super::super::open(&dir.path().join("siaga.db")).expect("db");
+        the_latest_change_of_each_number_is_what_is_live_on(Store::Sqlite)
+    }
+
+    #[test]
+    fn the_latest_change_of_each_number_is_what_is_live_on_postgres() {
+        the_latest_change_of_each_number_is_what_is_live_on(Store::Postgres)
+    }
+
+    fn the_latest_change_of_each_number_is_what_is_live_on(store: Store) {
+        let log = TestLog::new(store);
+        let conn = log.open();
         let (a, b, c) = (
             number("0811-1111-111"),
             number("+628222222222"),

@@ -2,12 +2,13 @@
 
 use std::fmt::Write as _;
 
-use rusqlite::{Connection, OptionalExtension, params};
+use super::store::Db;
+use rusqlite::{OptionalExtension, params};
 use serde::Serialize;
 use siaga_engine::call::EndReason;
 use siaga_engine::timeline::CallEventKind;
 
-use super::schema::GATEWAY_RESTARTED;
+use super::schema::{GATEWAY_RESTARTED, NODE_LOST};
 use super::text::{esc, fit, message_lines};
 
 #[derive(Debug, Serialize)]
@@ -32,6 +33,8 @@ pub struct CallRow {
     pub recording_path: Option<String>,
     pub recording_sha256: Option<String>,
     pub recording_ms: Option<i64>,
+    /// The gateway node that handled the call (`[node] name`; none in rows logged before).
+    pub node: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -50,6 +53,9 @@ pub struct EventRow {
     pub at: i64,
     pub kind: String,
     pub detail: String,
+    /// For a gateway event: the node that logged it (several nodes on one call log).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -112,9 +118,9 @@ pub struct CallDetail {
 pub(crate) const CALL_COLUMNS: &str =
     "id, call_id, started_at, answered_at, ended_at, kind, dialled, entry,
     caller_from, caller_pai, caller_privacy, caller_contact, caller_user_agent, source, transport,
-    end_reason, end_detail, recording_path, recording_sha256, recording_ms";
+    end_reason, end_detail, recording_path, recording_sha256, recording_ms, node";
 
-pub(crate) fn call_row(r: &rusqlite::Row) -> rusqlite::Result<CallRow> {
+pub(crate) fn call_row(r: &super::store::Row) -> rusqlite::Result<CallRow> {
     let pai: Option<String> = r.get(9)?;
     Ok(CallRow {
         id: r.get(0)?,
@@ -139,6 +145,7 @@ pub(crate) fn call_row(r: &rusqlite::Row) -> rusqlite::Result<CallRow> {
         recording_path: r.get(17)?,
         recording_sha256: r.get(18)?,
         recording_ms: r.get(19)?,
+        node: r.get(20)?,
     })
 }
 
@@ -155,12 +162,13 @@ pub struct ListFilter {
 }
 
 /// Every end reason the log can hold, with whether it puts an emergency call on the call-back
-/// list: the engine's, and the one crash recovery writes (a crash also leaves callers waiting).
+/// list: the engine's, and the ones crash recovery and node-loss recovery write (a crash also
+/// leaves callers waiting).
 fn logged_end_reasons() -> impl Iterator<Item = (&'static str, bool)> {
     EndReason::ALL
         .iter()
         .map(|r| (r.as_str(), r.calls_for_call_back()))
-        .chain([(GATEWAY_RESTARTED, true)])
+        .chain([(GATEWAY_RESTARTED, true), (NODE_LOST, true)])
 }
 
 /// The end reason names a supervisor may filter on.
@@ -168,11 +176,7 @@ pub fn known_end_reasons() -> Vec<&'static str> {
     logged_end_reasons().map(|(name, _)| name).collect()
 }
 
-pub fn list(
-    conn: &Connection,
-    limit: usize,
-    filter: &ListFilter,
-) -> rusqlite::Result<Vec<CallRow>> {
+pub fn list(conn: &Db, limit: usize, filter: &ListFilter) -> rusqlite::Result<Vec<CallRow>> {
     // ?1 is the limit; the end reasons follow as ?2, ?3, …
     let mut conditions = Vec::new();
     if !filter.end_reasons.is_empty() {
@@ -203,7 +207,9 @@ pub fn list(
 }
 
 /// The SQL condition (on `calls`) of the call-back list: emergency calls that may have left
-/// the caller without help and that no agency answered.
+/// the caller without help and that no agency answered — and every emergency call the gateway
+/// itself cut (a crash and restart, a lost node), answered or not: the caller was cut off
+/// mid-call, and the agency that had them lost them too.
 pub fn call_back_condition() -> String {
     // The names are our own constants, so they can be inlined as SQL literals.
     let reasons: Vec<String> = logged_end_reasons()
@@ -211,8 +217,9 @@ pub fn call_back_condition() -> String {
         .map(|(name, _)| format!("'{name}'"))
         .collect();
     format!(
-        "calls.kind = 'emergency' AND calls.end_reason IN ({}) AND NOT EXISTS \
-         (SELECT 1 FROM call_events e WHERE e.call = calls.id AND e.kind = '{}')",
+        "calls.kind = 'emergency' AND (calls.end_reason IN ('{GATEWAY_RESTARTED}', '{NODE_LOST}') \
+         OR (calls.end_reason IN ({}) AND NOT EXISTS \
+         (SELECT 1 FROM call_events e WHERE e.call = calls.id AND e.kind = '{}')))",
         reasons.join(", "),
         CallEventKind::AgencyAnswered
     )
@@ -226,7 +233,7 @@ fn placeholders(first: usize, count: usize) -> String {
         .join(", ")
 }
 
-pub fn show(conn: &Connection, id: i64) -> rusqlite::Result<Option<CallDetail>> {
+pub fn show(conn: &Db, id: i64) -> rusqlite::Result<Option<CallDetail>> {
     let Some(call) = call_by_id(conn, id)? else {
         return Ok(None);
     };
@@ -237,6 +244,7 @@ pub fn show(conn: &Connection, id: i64) -> rusqlite::Result<Option<CallDetail>> 
                 at: r.get(0)?,
                 kind: r.get(1)?,
                 detail: r.get(2)?,
+                node: None,
             })
         })?
         .collect::<Result<_, _>>()?;
@@ -285,7 +293,7 @@ pub fn show(conn: &Connection, id: i64) -> rusqlite::Result<Option<CallDetail>> 
 }
 
 /// The call's row, if the log has it.
-pub(super) fn call_by_id(conn: &Connection, id: i64) -> rusqlite::Result<Option<CallRow>> {
+pub(super) fn call_by_id(conn: &Db, id: i64) -> rusqlite::Result<Option<CallRow>> {
     conn.query_row(
         &format!("SELECT {CALL_COLUMNS} FROM calls WHERE id = ?1"),
         params![id],
@@ -295,7 +303,7 @@ pub(super) fn call_by_id(conn: &Connection, id: i64) -> rusqlite::Result<Option<
 }
 
 /// The call's signals, once logged.
-pub(super) fn signals_of(conn: &Connection, id: i64) -> rusqlite::Result<Option<SignalsRow>> {
+pub(super) fn signals_of(conn: &Db, id: i64) -> rusqlite::Result<Option<SignalsRow>> {
     conn.query_row(
         "SELECT digits, answered_ms, agency_talk_ms, usable_identity, voice_frames,
             speech_frames, longest_speech_ms FROM call_signals WHERE call = ?1",
@@ -334,10 +342,7 @@ const MINUTE_MS: i64 = 60_000;
 /// Calls from `call`'s number in the 10 minutes, the hour and the day before it started,
 /// each up to [`EARLIER_CALLS_COUNTED`]. By the `caller_number` column (indexed) where the
 /// call has it; in a log written before it existed, by reading the numbers of the day's calls.
-pub(super) fn earlier_calls(
-    conn: &Connection,
-    call: &CallRow,
-) -> rusqlite::Result<Option<EarlierCalls>> {
+pub(super) fn earlier_calls(conn: &Db, call: &CallRow) -> rusqlite::Result<Option<EarlierCalls>> {
     let stored: Option<String> = conn.query_row(
         "SELECT caller_number FROM calls WHERE id = ?1",
         params![call.id],
@@ -350,7 +355,7 @@ pub(super) fn earlier_calls(
         conn.prepare_cached(
             "SELECT count(*) FROM (SELECT 1 FROM calls
              WHERE caller_number = ?1 AND started_at >= ?2 AND started_at <= ?3 AND id != ?4
-             LIMIT ?5)",
+             LIMIT ?5) AS earlier",
         )?
         .query_row(
             params![
@@ -374,10 +379,7 @@ pub(super) fn earlier_calls(
 
 /// [`earlier_calls`] for a call logged before `caller_number` existed: the numbers of the
 /// day's calls are read and compared as sent.
-fn earlier_calls_by_reading(
-    conn: &Connection,
-    call: &CallRow,
-) -> rusqlite::Result<Option<EarlierCalls>> {
+fn earlier_calls_by_reading(conn: &Db, call: &CallRow) -> rusqlite::Result<Option<EarlierCalls>> {
     let Some(number) = number_of(call.caller_from.clone(), call.caller_pai.clone()) else {
         return Ok(None);
     };
@@ -459,16 +461,19 @@ fn render_signals(out: &mut String, s: &SignalsRow) {
 }
 
 /// The gateway's own events (start, stop, reloads, call-log gaps, disk alarms), newest first.
-pub fn gateway_events(conn: &Connection, limit: usize) -> rusqlite::Result<Vec<EventRow>> {
-    conn.prepare("SELECT at, kind, detail FROM gateway_events ORDER BY at DESC, id DESC LIMIT ?1")?
-        .query_map(params![limit as i64], |r| {
-            Ok(EventRow {
-                at: r.get(0)?,
-                kind: r.get(1)?,
-                detail: r.get(2)?,
-            })
-        })?
-        .collect()
+pub fn gateway_events(conn: &Db, limit: usize) -> rusqlite::Result<Vec<EventRow>> {
+    conn.prepare(
+        "SELECT at, kind, detail, node FROM gateway_events ORDER BY at DESC, id DESC LIMIT ?1",
+    )?
+    .query_map(params![limit as i64], |r| {
+        Ok(EventRow {
+            at: r.get(0)?,
+            kind: r.get(1)?,
+            detail: r.get(2)?,
+            node: r.get(3)?,
+        })
+    })?
+    .collect()
 }
 
 pub fn render_events(events: &[EventRow]) -> String {
@@ -481,7 +486,16 @@ pub fn render_events(events: &[EventRow]) -> String {
     for ev in events {
         let kind = esc(&ev.kind);
         let pad = " ".repeat(width.saturating_sub(kind.chars().count()));
-        let _ = writeln!(out, "{}  {kind}{pad}  {}", iso_utc(ev.at), esc(&ev.detail));
+        let node = ev
+            .node
+            .as_deref()
+            .map_or(String::new(), |n| format!("[{}] ", esc(n)));
+        let _ = writeln!(
+            out,
+            "{}  {kind}{pad}  {node}{}",
+            iso_utc(ev.at),
+            esc(&ev.detail)
+        );
     }
     out
 }
@@ -727,14 +741,28 @@ mod tests {
     use siaga_engine::io::{CallSignals, LogRecord};
 
     use super::{iso_utc, render_detail, show};
-    use crate::calllog::CallLog;
+    use crate::calllog::testing::{Store, TestLog};
 
     #[test]
     fn signals_are_written_by_the_log_and_shown_with_earlier_calls_from_the_number() {
-        let dir = tempfile::tempdir().expect("dir");
-        let db = dir.path().join("siaga.db");
-        let (calllog, _writer, _) = CallLog::start(&db).expect("log");
-        let conn = crate::calllog::open(&db).expect("db");
+        signals_are_written_by_the_log_and_shown_with_earlier_calls_from_the_number_on(
+            Store::Sqlite,
+        )
+    }
+
+    #[test]
+    fn signals_are_written_by_the_log_and_shown_with_earlier_calls_from_the_number_on_postgres() {
+        signals_are_written_by_the_log_and_shown_with_earlier_calls_from_the_number_on(
+            Store::Postgres,
+        )
+    }
+
+    fn signals_are_written_by_the_log_and_shown_with_earlier_calls_from_the_number_on(
+        store: Store,
+    ) {
+        let log = TestLog::new(store);
+        let (calllog, _writer, _) = log.start();
+        let conn = log.open();
         const MINUTE: i64 = 60_000;
         let start = 100 * 24 * 60 * MINUTE;
         // Call 4 at `start`; before it, from the same number: 2 h, 30 min and 5 min

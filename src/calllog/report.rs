@@ -5,7 +5,8 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use rusqlite::{Connection, params};
+use super::store::Db;
+use rusqlite::params;
 use serde::Serialize;
 use siaga_dialplan::CallClass;
 use siaga_engine::timeline::CallEventKind;
@@ -158,7 +159,7 @@ struct CallLine {
     agency_talk_ms: Option<i64>,
 }
 
-pub fn report(conn: &Connection, period: Period, top: usize) -> rusqlite::Result<Report> {
+pub fn report(conn: &Db, period: Period, top: usize) -> rusqlite::Result<Report> {
     let lines: Vec<CallLine> = conn
         .prepare(
             "SELECT calls.kind, calls.started_at, calls.caller_from, calls.caller_pai,
@@ -298,7 +299,7 @@ fn offset_text(offset_ms: i64) -> String {
     format!("{sign}{:02}:{:02}", minutes.abs() / 60, minutes.abs() % 60)
 }
 
-fn corrections(conn: &Connection, period: Period) -> rusqlite::Result<Vec<CorrectionRow>> {
+fn corrections(conn: &Db, period: Period) -> rusqlite::Result<Vec<CorrectionRow>> {
     conn.prepare(
         "SELECT call, at, by, from_class, to_class, why FROM call_class_corrections
          WHERE at >= ?1 AND at < ?2 ORDER BY at, id",
@@ -329,8 +330,8 @@ fn policy_kinds() -> Vec<&'static str> {
     .collect()
 }
 
-/// The gateway events of an attack (TDoS) mode (issue 12 item 4): any whose name says
-/// `attack`. None yet: the section is left out until the gateway logs them.
+/// The gateway events of the attack (TDoS) mode (issue 12 item 4): `attack_started` and
+/// `attack_ended`, any kind whose name says `attack`.
 fn attack_kinds() -> Vec<&'static str> {
     GatewayEventKind::ALL
         .iter()
@@ -348,10 +349,7 @@ fn sql_list(kinds: &[&str]) -> String {
         .join(", ")
 }
 
-fn policies_applied(
-    conn: &Connection,
-    period: Period,
-) -> rusqlite::Result<Option<Vec<EventCount>>> {
+fn policies_applied(conn: &Db, period: Period) -> rusqlite::Result<Option<Vec<EventCount>>> {
     let kinds = policy_kinds();
     if kinds.is_empty() {
         return Ok(None);
@@ -374,10 +372,7 @@ fn policies_applied(
     .map(Some)
 }
 
-fn attacks_detected(
-    conn: &Connection,
-    period: Period,
-) -> rusqlite::Result<Option<Vec<AttackEvent>>> {
+fn attacks_detected(conn: &Db, period: Period) -> rusqlite::Result<Option<Vec<AttackEvent>>> {
     let kinds = attack_kinds();
     if kinds.is_empty() {
         return Ok(None);
@@ -648,13 +643,23 @@ pub fn period(from: Option<i64>, to: Option<(i64, bool)>, now_ms: i64, offset_ms
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::calllog::testing::{Store, TestLog};
 
     const WITA: i64 = 8 * HOUR_MS;
 
     #[test]
     fn days_and_hours_are_counted_in_local_time() {
-        let dir = tempfile::tempdir().expect("dir");
-        let conn = crate::calllog::open(&dir.path().join("siaga.db")).expect("db");
+        days_and_hours_are_counted_in_local_time_on(Store::Sqlite)
+    }
+
+    #[test]
+    fn days_and_hours_are_counted_in_local_time_on_postgres() {
+        days_and_hours_are_counted_in_local_time_on(Store::Postgres)
+    }
+
+    fn days_and_hours_are_counted_in_local_time_on(store: Store) {
+        let log = TestLog::new(store);
+        let conn = log.open();
         let day = 20_000 * DAY_MS;
         // 23:30 UTC is 07:30 the next day in WITA; 10:00 UTC is 18:00 the same day.
         for (id, at) in [

@@ -1,7 +1,9 @@
 //! The console's accounts (`siaga users`, the sign-in): name, role, the routes an agency
 //! account sees, an argon2id password hash. Every statement on `console_users` is here.
 
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{OptionalExtension, params};
+
+use super::store::{Db, Row};
 use serde::Serialize;
 
 /// What an account may do in the console.
@@ -50,7 +52,7 @@ pub struct User {
     pub changed_at: i64,
 }
 
-fn user_row(r: &rusqlite::Row) -> rusqlite::Result<User> {
+fn user_row(r: &Row) -> rusqlite::Result<User> {
     let role: String = r.get(1)?;
     let routes: String = r.get(2)?;
     Ok(User {
@@ -70,7 +72,7 @@ fn user_row(r: &rusqlite::Row) -> rusqlite::Result<User> {
 
 const COLUMNS: &str = "name, role, routes, password, created_at, changed_at";
 
-pub fn get(conn: &Connection, name: &str) -> rusqlite::Result<Option<User>> {
+pub fn get(conn: &Db, name: &str) -> rusqlite::Result<Option<User>> {
     conn.prepare_cached(&format!(
         "SELECT {COLUMNS} FROM console_users WHERE name = ?1"
     ))?
@@ -78,7 +80,7 @@ pub fn get(conn: &Connection, name: &str) -> rusqlite::Result<Option<User>> {
     .optional()
 }
 
-pub fn list(conn: &Connection) -> rusqlite::Result<Vec<User>> {
+pub fn list(conn: &Db) -> rusqlite::Result<Vec<User>> {
     conn.prepare(&format!(
         "SELECT {COLUMNS} FROM console_users ORDER BY name"
     ))?
@@ -88,7 +90,7 @@ pub fn list(conn: &Connection) -> rusqlite::Result<Vec<User>> {
 
 /// Adds an account; false if the name is taken.
 pub fn add(
-    conn: &Connection,
+    conn: &Db,
     name: &str,
     role: Role,
     routes: &[String],
@@ -104,13 +106,13 @@ pub fn add(
 }
 
 /// Removes an account; false if there was none.
-pub fn remove(conn: &Connection, name: &str) -> rusqlite::Result<bool> {
+pub fn remove(conn: &Db, name: &str) -> rusqlite::Result<bool> {
     Ok(conn.execute("DELETE FROM console_users WHERE name = ?1", params![name])? == 1)
 }
 
 /// Sets a new password hash; false if there is no such account.
 pub fn set_password(
-    conn: &Connection,
+    conn: &Db,
     name: &str,
     password_hash: &str,
     now_ms: i64,
@@ -119,4 +121,54 @@ pub fn set_password(
         "UPDATE console_users SET password = ?2, changed_at = ?3 WHERE name = ?1",
         params![name, password_hash, now_ms],
     )? == 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::calllog::testing::{Store, TestLog};
+
+    #[test]
+    fn accounts_are_added_listed_changed_and_removed() {
+        accounts_are_added_listed_changed_and_removed_on(Store::Sqlite)
+    }
+
+    #[test]
+    fn accounts_are_added_listed_changed_and_removed_on_postgres() {
+        accounts_are_added_listed_changed_and_removed_on(Store::Postgres)
+    }
+
+    fn accounts_are_added_listed_changed_and_removed_on(store: Store) {
+        let log = TestLog::new(store);
+        let conn = log.open();
+        let routes = ["police".to_owned(), "fire".to_owned()];
+        assert!(add(&conn, "pol", Role::Agency, &routes, "hash-1", 1000).expect("add"));
+        assert!(add(&conn, "sri", Role::Supervisor, &[], "hash-2", 1001).expect("add"));
+        assert!(
+            !add(&conn, "pol", Role::Auditor, &[], "other", 1002).expect("add"),
+            "a taken name is refused"
+        );
+        let pol = get(&conn, "pol").expect("get").expect("pol exists");
+        assert_eq!(
+            (pol.role, pol.routes.as_slice()),
+            (Role::Agency, &routes[..])
+        );
+        assert_eq!(pol.password_hash, "hash-1");
+        let names: Vec<String> = list(&conn)
+            .expect("list")
+            .into_iter()
+            .map(|u| u.name)
+            .collect();
+        assert_eq!(names, ["pol", "sri"]);
+        assert!(set_password(&conn, "pol", "hash-3", 2000).expect("passwd"));
+        let pol = get(&conn, "pol").expect("get").expect("pol exists");
+        assert_eq!(
+            (pol.password_hash.as_str(), pol.changed_at),
+            ("hash-3", 2000)
+        );
+        assert!(!set_password(&conn, "nobody", "x", 2000).expect("passwd"));
+        assert!(remove(&conn, "pol").expect("remove"));
+        assert!(!remove(&conn, "pol").expect("remove again"));
+        assert!(get(&conn, "pol").expect("get").is_none());
+    }
 }

@@ -12,6 +12,7 @@ use rusqlite::{Connection, params};
 use super::ops::{Entry, Op};
 use super::schema;
 use super::spill::Spill;
+use super::store::Db;
 
 /// Applied records between two purges of ended calls' messages (they bound the copy's size
 /// to the calls still open).
@@ -20,9 +21,10 @@ const PURGE_EVERY: usize = 2_000;
 /// An in-memory call log holding the calls open in the database at `db` (with their
 /// messages and timelines), then every unreplayed record of its spill file in `spill_dir`
 /// that belongs to a call. Calls ended by then keep only their row.
-pub fn open_calls_with_spill(db: &Path, spill_dir: &Path) -> anyhow::Result<Connection> {
+pub fn open_calls_with_spill(db: &Path, spill_dir: &Path) -> anyhow::Result<Db> {
     let mut view = Connection::open_in_memory().context("opening an in-memory call log")?;
     schema::migrate(&mut view, Path::new(":memory:"))?;
+    let view = Db::from(view);
     view.execute("ATTACH DATABASE ?1 AS src", params![db.to_string_lossy()])
         .with_context(|| format!("reading call log {}", db.display()))?;
     // A log whose schema could not be created yet (a first start on a full disk) has only
@@ -62,7 +64,7 @@ pub fn open_calls_with_spill(db: &Path, spill_dir: &Path) -> anyhow::Result<Conn
         if failure.is_some() || !(entry.call.is_some() || recovers(&entry)) {
             return;
         }
-        if let Err(e) = apply(&mut view, &entry) {
+        if let Err(e) = apply(&view, &entry) {
             failure = Some(e);
             return;
         }
@@ -82,7 +84,7 @@ pub fn open_calls_with_spill(db: &Path, spill_dir: &Path) -> anyhow::Result<Conn
 
 /// The `rows` of `table` from the database into the copy, by the columns both have (the
 /// database's migrations may not have run yet: a start on a full disk).
-fn copy(view: &Connection, table: &str, rows: &str) -> rusqlite::Result<()> {
+fn copy(view: &Db, table: &str, rows: &str) -> rusqlite::Result<()> {
     let columns = |schema: &str| -> rusqlite::Result<Vec<String>> {
         view.prepare("SELECT name FROM pragma_table_info(?1, ?2)")?
             .query_map(params![table, schema], |r| r.get(0))?
@@ -108,17 +110,17 @@ fn recovers(entry: &Entry) -> bool {
 
 /// One record, as the writer would write it; a statement the copy cannot run (a table it
 /// does not hold) is skipped, as the writer skips a record wrong in itself.
-fn apply(view: &mut Connection, entry: &Entry) -> rusqlite::Result<()> {
+fn apply(view: &Db, entry: &Entry) -> rusqlite::Result<()> {
     let tx = view.transaction()?;
     // An earlier start's recovery (queued while the database could not be written) closes
     // the calls of the run before it: they got their BYEs then.
     for op in &entry.ops {
-        let _ = super::writer::run_op(&tx, op);
+        let _ = super::writer::run_op(&tx, op, &schema::Scope::whole());
     }
     tx.commit()
 }
 
-fn purge(view: &Connection) -> rusqlite::Result<()> {
+fn purge(view: &Db) -> rusqlite::Result<()> {
     view.execute_batch(
         "DELETE FROM sip_messages WHERE call IN (SELECT id FROM calls WHERE ended_at IS NOT NULL);
          DELETE FROM call_events WHERE call IN (SELECT id FROM calls WHERE ended_at IS NOT NULL);",

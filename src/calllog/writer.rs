@@ -14,11 +14,13 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 use rusqlite::types::Value;
-use rusqlite::{Connection, ErrorCode, params};
+use rusqlite::{ErrorCode, params};
 
 use super::ops::{Entry, Op};
 use super::query::iso_utc;
+use super::schema::Scope;
 use super::spill::Spill;
+use super::store::{Db, Dialect};
 use super::{GatewayEventKind, LogOptions, Recovery, UnfinishedRecording, Write, now_ms, schema};
 
 /// Records per transaction at most.
@@ -30,6 +32,8 @@ const LAST_RETRY: Duration = Duration::from_secs(5);
 const INTAKE: usize = 50_000;
 /// How often the free space is looked at.
 const SPACE_CHECK: Duration = Duration::from_secs(2);
+/// 2025-01-01T00:00Z: call references from the clock on a shared database count from here.
+const CLOCK_BASE_MS: i64 = 1_735_689_600_000;
 
 /// Counters the senders update.
 pub struct Shared {
@@ -73,9 +77,12 @@ struct Space {
 }
 
 pub struct Writer {
+    /// The SQLite file; for PostgreSQL, a name for the spill file ([`super::nodes::spill_key`]).
     path: PathBuf,
     options: LogOptions,
-    conn: Option<Connection>,
+    conn: Option<Db>,
+    /// Whose calls start-up repairs and which references this node gives.
+    scope: Scope,
     memory: VecDeque<(u64, Entry)>,
     memory_bytes: usize,
     /// Sequence number of the last entry queued.
@@ -121,7 +128,21 @@ impl Writer {
         options: LogOptions,
         shared: Arc<Shared>,
         now: i64,
-    ) -> (Writer, Recovery) {
+    ) -> anyhow::Result<(Writer, Recovery)> {
+        // A node of a shared PostgreSQL: its number (its block of call references) is known
+        // before anything is written, from the database or, when it is down, from the last
+        // start (kept beside the spill file).
+        let (path, scope) = match &options.url {
+            None => (path.to_path_buf(), Scope::whole()),
+            Some(url) => {
+                let number = super::nodes::node_number(url, &options.node, &options.spill_dir)?;
+                (
+                    super::nodes::spill_key(url, &options.node),
+                    Scope::node(&options.node, number),
+                )
+            }
+        };
+        let path = path.as_path();
         let (spill, found) = match Spill::open(&options.spill_dir, path) {
             Ok(s) => s,
             Err(e) => {
@@ -143,6 +164,7 @@ impl Writer {
             path: path.to_path_buf(),
             options,
             conn: None,
+            scope,
             memory: VecDeque::new(),
             memory_bytes: 0,
             seq: 0,
@@ -177,8 +199,8 @@ impl Writer {
                 }
                 w.write_next().map_err(Some)?;
             }
-            let conn = w.conn.as_mut().ok_or(Some("no connection".to_owned()))?;
-            schema::recover_after_crash(conn, now).map_err(|e| Some(format!("{e:#}")))
+            let conn = w.conn.as_ref().ok_or(Some("no connection".to_owned()))?;
+            schema::recover_after_crash(conn, now, &w.scope).map_err(|e| Some(format!("{e:#}")))
         });
         let recovery = match written {
             Ok(r) => r,
@@ -200,34 +222,50 @@ impl Writer {
         let next = recovery
             .next_call_ref
             .max(found.max_call.map_or(1, |c| c + 1));
-        (
+        Ok((
             w,
             Recovery {
                 next_call_ref: next,
                 ..recovery
             },
-        )
+        ))
     }
 
     /// What the previous run left, read without writing; the first free call reference at
     /// the least.
     fn read_recovery(&self, now: i64) -> Recovery {
-        let read = |c: anyhow::Result<Connection>| {
+        let scope = &self.scope;
+        let read = |c: anyhow::Result<Db>| {
             c.map_err(|e| format!("{e:#}"))
-                .and_then(|c| schema::read_recovery(&c).map_err(|e| e.to_string()))
+                .and_then(|c| schema::read_recovery(&c, scope).map_err(|e| e.to_string()))
         };
+        let sqlite = self.options.url.is_none();
         let from_db = match &self.conn {
-            Some(c) => schema::read_recovery(c).map_err(|e| e.to_string()),
+            Some(c) => schema::read_recovery(c, scope).map_err(|e| e.to_string()),
             None => Err("not open".to_owned()),
         }
-        .or_else(|_| read(schema::open_read_only(&self.path)))
-        .or_else(|_| read(schema::open_read_only_alone(&self.path)));
+        .or_else(|e| {
+            if sqlite {
+                read(schema::open_read_only(&self.path))
+            } else {
+                Err(e)
+            }
+        })
+        .or_else(|e| {
+            if sqlite {
+                read(schema::open_read_only_alone(&self.path))
+            } else {
+                Err(e)
+            }
+        });
         let empty = |p: &Path| std::fs::metadata(p).map_or(true, |m| m.len() == 0);
         match from_db {
             Ok(r) => r,
             // A database never written (missing, or an empty file and no WAL) has given no
             // references yet.
-            Err(_) if empty(&self.path) && empty(&schema::sibling(&self.path, "-wal")) => {
+            Err(_)
+                if sqlite && empty(&self.path) && empty(&schema::sibling(&self.path, "-wal")) =>
+            {
                 Recovery {
                     next_call_ref: 1,
                     unfinished: Vec::new(),
@@ -235,8 +273,12 @@ impl Writer {
             }
             Err(error) => {
                 // Nothing readable: a reference from the clock is above any an earlier run
-                // gave, unless that run averaged more than a call per millisecond.
-                let next = u64::try_from(now).unwrap_or(1).max(1);
+                // gave, unless that run averaged more than a call per millisecond (on a
+                // shared database: inside this node's block, counted from 2025).
+                let next = match self.scope.node {
+                    None => u64::try_from(now).unwrap_or(1).max(1),
+                    Some(_) => (self.scope.first_id + (now - CLOCK_BASE_MS).max(0)) as u64,
+                };
                 tracing::error!(%error, next_call_ref = next,
                     "call log unreadable at start: call references continue from the clock");
                 Recovery {
@@ -331,7 +373,7 @@ impl Writer {
             Write::Barrier(b) => self.barriers.push((self.seq, b)),
             Write::ClassRules(rules) => self.class_rules = rules,
             write => {
-                if let Some(entry) = write.lower(&self.class_rules) {
+                if let Some(entry) = write.lower(&self.class_rules, &self.options.node) {
                     if entry.droppable && (self.space.low || self.gap.is_some()) {
                         self.space.dropped += 1;
                         if let Some(g) = &mut self.gap {
@@ -355,8 +397,12 @@ impl Writer {
     }
 
     fn event(&mut self, kind: GatewayEventKind, detail: String) {
+        self.event_at(now_ms(), kind, detail);
+    }
+
+    fn event_at(&mut self, at_ms: i64, kind: GatewayEventKind, detail: String) {
         let mut entry = Entry::default();
-        super::insert_gateway_event(&mut entry, now_ms(), kind, detail);
+        super::insert_gateway_event(&mut entry, at_ms, kind, detail, &self.options.node);
         self.push(entry);
     }
 
@@ -383,9 +429,16 @@ impl Writer {
         written
     }
 
-    fn connection(&mut self) -> Result<&mut Connection, String> {
+    fn connection(&mut self) -> Result<&Db, String> {
+        if self.conn.as_ref().is_some_and(Db::is_closed) {
+            self.conn = None;
+        }
         if self.conn.is_none() {
-            let conn = schema::open(&self.path).map_err(|e| format!("{e:#}"))?;
+            let conn = match &self.options.url {
+                None => schema::open(&self.path),
+                Some(url) => schema::open_postgres(url),
+            }
+            .map_err(|e| format!("{e:#}"))?;
             // Where an earlier try (or run) got to in the spill file.
             if let Some(generation) = self.spill.generation() {
                 let consumed: Option<i64> = conn
@@ -401,7 +454,7 @@ impl Writer {
             }
             self.conn = Some(conn);
         }
-        self.conn.as_mut().ok_or_else(|| "no connection".into())
+        self.conn.as_ref().ok_or_else(|| "no connection".into())
     }
 
     /// One transaction: the oldest spilled records, else the oldest in memory.
@@ -431,10 +484,11 @@ impl Writer {
                 }
             };
             let generation = self.spill.generation();
-            let conn = self.conn.as_mut().ok_or("no connection")?;
-            write_entries(conn, entries.iter(), |tx| {
+            let conn = self.conn.as_ref().ok_or("no connection")?;
+            write_entries(conn, entries.iter(), &self.scope, |tx| {
                 tx.execute(
-                    "INSERT OR REPLACE INTO log_spill (generation, consumed) VALUES (?1, ?2)",
+                    "INSERT INTO log_spill (generation, consumed) VALUES (?1, ?2)
+                     ON CONFLICT (generation) DO UPDATE SET consumed = excluded.consumed",
                     params![generation, offset as i64],
                 )
                 .map(|_| ())
@@ -444,9 +498,14 @@ impl Writer {
             return Ok(());
         }
         let n = self.memory.len().min(BATCH);
-        let conn = self.conn.as_mut().ok_or("no connection")?;
-        write_entries(conn, self.memory.iter().take(n).map(|(_, e)| e), |_| Ok(()))
-            .map_err(|e| e.to_string())?;
+        let conn = self.conn.as_ref().ok_or("no connection")?;
+        write_entries(
+            conn,
+            self.memory.iter().take(n).map(|(_, e)| e),
+            &self.scope,
+            |_| Ok(()),
+        )
+        .map_err(|e| e.to_string())?;
         for (_, e) in self.memory.drain(..n) {
             self.memory_bytes = self.memory_bytes.saturating_sub(e.bytes());
         }
@@ -473,7 +532,10 @@ impl Writer {
             });
         }
         // A connection that could not be opened is opened afresh; one that failed to write
-        // is kept (SQLite rolled the batch back).
+        // is kept (SQLite rolled the batch back), unless it is gone (PostgreSQL restarted).
+        if self.conn.as_ref().is_some_and(Db::is_closed) {
+            self.conn = None;
+        }
         self.retry_at = Instant::now() + self.backoff;
         self.backoff = (self.backoff * 2).min(LAST_RETRY);
     }
@@ -501,9 +563,7 @@ impl Writer {
             gap.first_error
         );
         tracing::warn!("{detail}");
-        let mut entry = Entry::default();
-        super::insert_gateway_event(&mut entry, gap.began_ms, GatewayEventKind::LogGap, detail);
-        self.push(entry);
+        self.event_at(gap.began_ms, GatewayEventKind::LogGap, detail);
     }
 
     /// Moves the oldest records in memory to the spill file while memory is over its bound.
@@ -578,6 +638,10 @@ impl Writer {
 
     /// Free space on the database's file system against the two thresholds.
     fn check_space(&mut self) {
+        // A shared database's disk is its own server's to watch.
+        if self.options.url.is_some() {
+            return;
+        }
         if self
             .space_checked
             .is_some_and(|at| at.elapsed() < SPACE_CHECK)
@@ -663,9 +727,7 @@ impl Writer {
                 gap.lost,
                 gap.first_error
             );
-            let mut entry = Entry::default();
-            super::insert_gateway_event(&mut entry, gap.began_ms, GatewayEventKind::LogGap, detail);
-            self.push(entry);
+            self.event_at(gap.began_ms, GatewayEventKind::LogGap, detail);
         }
         let rest: Vec<Entry> = self.memory.drain(..).map(|(_, e)| e).collect();
         match self.spill.append(&rest) {
@@ -685,19 +747,56 @@ impl Writer {
 
 /// Writes entries in one transaction (and `finish` in it too); a storage failure rolls it
 /// all back. One record that is wrong in itself is logged and skipped, so it cannot hold up
-/// the rest.
+/// the rest. (PostgreSQL aborts a whole transaction at its first error: there a batch that
+/// meets one is written again with a savepoint around each record.)
 fn write_entries<'a>(
-    conn: &mut Connection,
+    conn: &Db,
+    entries: impl Iterator<Item = &'a Entry> + Clone,
+    scope: &Scope,
+    finish: impl Fn(&Db) -> rusqlite::Result<()>,
+) -> rusqlite::Result<()> {
+    let careful = match write_batch_once(conn, entries.clone(), scope, &finish, false) {
+        Ok(()) => return Ok(()),
+        Err(e) if is_storage(&e) || conn.dialect() == Dialect::Sqlite => return Err(e),
+        Err(_) => true,
+    };
+    write_batch_once(conn, entries, scope, &finish, careful)
+}
+
+fn write_batch_once<'a>(
+    conn: &Db,
     entries: impl Iterator<Item = &'a Entry>,
-    finish: impl FnOnce(&rusqlite::Transaction) -> rusqlite::Result<()>,
+    scope: &Scope,
+    finish: &impl Fn(&Db) -> rusqlite::Result<()>,
+    careful: bool,
 ) -> rusqlite::Result<()> {
     let tx = conn.transaction()?;
+    let strict = tx.dialect() == Dialect::Postgres;
     for entry in entries {
+        if careful {
+            tx.savepoint()?;
+        }
+        let mut wrong = false;
         for op in &entry.ops {
-            match run_op(&tx, op) {
+            match run_op(&tx, op, scope) {
                 Err(e) if is_storage(&e) => return Err(e),
-                Err(e) => tracing::error!(error = %e, "call-log record not written"),
+                // PostgreSQL: the transaction is now aborted; try again record by record.
+                Err(e) if strict && !careful => return Err(e),
+                Err(e) => {
+                    tracing::error!(error = %e, "call-log record not written");
+                    wrong = true;
+                    if strict {
+                        break;
+                    }
+                }
                 Ok(()) => {}
+            }
+        }
+        if careful {
+            if wrong {
+                tx.rollback_to_savepoint()?;
+            } else {
+                tx.release_savepoint()?;
             }
         }
     }
@@ -706,13 +805,10 @@ fn write_entries<'a>(
 }
 
 /// One statement of a record.
-pub(super) fn run_op(tx: &rusqlite::Transaction, op: &Op) -> rusqlite::Result<()> {
+pub(super) fn run_op(tx: &Db, op: &Op, scope: &Scope) -> rusqlite::Result<()> {
     match op {
-        Op::Sql { sql, params } => tx
-            .prepare_cached(sql)
-            .and_then(|mut s| s.execute(rusqlite::params_from_iter(params.iter())))
-            .map(|_| ()),
-        Op::Recover { now_ms } => schema::recover_in(tx, *now_ms).map(|_| ()),
+        Op::Sql { sql, params } => tx.execute_values(sql, params).map(|_| ()),
+        Op::Recover { now_ms } => schema::recover_in(tx, *now_ms, scope).map(|_| ()),
         Op::Classify { call, at_ms, rules } => {
             super::classes::classify_in(tx, *call as i64, *at_ms, rules)
         }
@@ -817,6 +913,78 @@ mod tests {
             ]
         );
         assert!(!spill_path.exists(), "a replayed spill is removed");
+    }
+
+    /// On a shared PostgreSQL: an earlier run's spill is replayed into the database (in two
+    /// batches, so where the replay got to is recorded in between), then the node's own calls
+    /// still open are closed, and only its own; its next reference is in its block.
+    #[test]
+    fn a_nodes_spill_is_replayed_into_postgresql_before_it_closes_its_own_open_calls() {
+        use crate::calllog::testing::{Store, TestLog};
+        let log = TestLog::new(Store::Postgres);
+        let options = LogOptions {
+            start_replay: Duration::ZERO,
+            ..log.options.clone()
+        };
+        let url = options.url.clone().expect("url");
+        let call = |id: i64, node: &str| {
+            let mut e = Entry {
+                call: Some(id as u64),
+                ..Entry::default()
+            };
+            e.sql(
+                "INSERT INTO calls (id, call_id, started_at, kind, dialled, source, transport, node)
+                 VALUES (?1, 'c', 1, 'emergency', '112', '127.0.0.1:5060', 'udp', ?2)",
+                vec![Value::Integer(id), Value::Text(node.into())],
+            );
+            e
+        };
+        // Another node's open call, in the database; this node's, only in its spill.
+        let conn = log.open();
+        for op in call(1, "other").ops {
+            if let Op::Sql { sql, params } = op {
+                conn.execute_values(&sql, &params).expect("insert");
+            }
+        }
+        let mine: Vec<Entry> = (2..=BATCH as i64 + 2)
+            .map(|id| call(id, &options.node))
+            .collect();
+        let key = super::super::nodes::spill_key(&url, &options.node);
+        let (mut spill, _) = Spill::open(&options.spill_dir, &key).expect("spill");
+        spill.append(&mine).expect("append");
+        let spill_path = spill.path().to_path_buf();
+        drop(spill);
+
+        let (log_, writer, recovery) = CallLog::start_with(&log.db, options).expect("start");
+        assert!(log_.barrier(Duration::from_secs(60)));
+        drop(log_);
+        writer.join();
+        assert!(!spill_path.exists(), "a replayed spill is removed");
+        let number: i64 = conn
+            .query_row(
+                "SELECT number FROM nodes WHERE name = 'test-node'",
+                [],
+                |r| r.get(0),
+            )
+            .expect("registered");
+        assert_eq!(
+            recovery.next_call_ref,
+            (number * schema::IDS_PER_NODE + 1) as u64
+        );
+        let count = |sql: &str| -> i64 { conn.query_row(sql, [], |r| r.get(0)).expect("count") };
+        assert_eq!(
+            count(
+                "SELECT count(*) FROM calls WHERE node = 'test-node' AND end_reason = 'gateway_restarted'"
+            ),
+            BATCH as i64 + 1,
+            "every spilled call written, then closed"
+        );
+        assert_eq!(
+            count("SELECT count(*) FROM calls WHERE node = 'other' AND ended_at IS NULL"),
+            1,
+            "another node's call is not this node's to close"
+        );
+        assert!(count("SELECT count(*) FROM log_spill") >= 1);
     }
 
     /// The live records a replay's senders hand over while a large spill is written.
@@ -935,7 +1103,7 @@ mod tests {
                 sha256: sha.map(str::to_owned),
                 duration_ms: sha.map(|_| 1000),
             }
-            .lower(&Default::default())
+            .lower(&Default::default(), "test")
             .expect("entry")
         };
         let (mut spill, _) = Spill::open(&options.spill_dir, &db).expect("spill");

@@ -8,8 +8,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, mpsc};
 use tokio_rustls::TlsAcceptor;
@@ -22,38 +20,16 @@ const HANDSHAKE_TIME: Duration = Duration::from_secs(10);
 
 /// The server configuration from a PEM certificate chain and key; errors name the file.
 pub fn server_config(cert: &Path, key: &Path) -> anyhow::Result<Arc<ServerConfig>> {
-    let chain = CertificateDer::pem_file_iter(cert)
-        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
-        .map_err(|e| {
-            anyhow::anyhow!(
-                "{}: not a readable PEM certificate file: {e}",
-                cert.display()
-            )
-        })?;
-    if chain.is_empty() {
-        anyhow::bail!("{}: holds no PEM certificate", cert.display());
-    }
-    let private = PrivateKeyDer::from_pem_file(key).map_err(|e| {
-        anyhow::anyhow!(
-            "{}: not a readable PEM private key (PKCS#8, PKCS#1 or SEC1): {e}",
-            key.display()
-        )
-    })?;
-    // ring: a C compiler is all it needs (see the SIP TLS listener).
-    #[allow(deprecated)]
-    let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
-    let mut config = ServerConfig::builder_with_provider(provider)
+    // PEM reading and the ring provider as for SIP over TLS; unlike that listener, no client
+    // certificate is asked for (a browser would prompt for one).
+    let chain = crate::tls::read_certs(cert)?;
+    let private = crate::tls::read_key(key)?;
+    let mut config = ServerConfig::builder_with_provider(crate::tls::provider())
         .with_safe_default_protocol_versions()
         .context("TLS versions")?
         .with_no_client_auth()
         .with_single_cert(chain, private)
-        .with_context(|| {
-            format!(
-                "{} and {}: the key does not fit the certificate, or is of a kind TLS cannot use",
-                cert.display(),
-                key.display()
-            )
-        })?;
+        .with_context(|| crate::tls::key_mismatch(cert, key))?;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(Arc::new(config))
 }

@@ -25,13 +25,12 @@ use axum::extract::{ConnectInfo, Form, Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
-use rusqlite::Connection;
 use serde::Deserialize;
 use siaga_engine::LiveCall;
 
 use crate::calllog::access::{AccessAction, AccessEntry, record_access};
 use crate::calllog::users::{Role, User};
-use crate::calllog::{self};
+use crate::calllog::{self, Db};
 use store::Scope;
 
 const COOKIE: &str = "siaga_session";
@@ -40,6 +39,8 @@ const COOKIE: &str = "siaga_session";
 #[derive(Debug, Clone)]
 pub struct ConsoleSettings {
     pub db: PathBuf,
+    /// `[log] url`: the shared PostgreSQL call log instead of the SQLite file `db`.
+    pub log_url: Option<String>,
     pub recordings: PathBuf,
     /// The listener is HTTPS: cookies get `Secure`.
     pub secure_cookies: bool,
@@ -57,6 +58,54 @@ pub struct Console {
     live: RwLock<Vec<LiveCall>>,
     /// Password checks are deliberately costly: at most this many at once.
     hashing: tokio::sync::Semaphore,
+    /// Connections to the call log between requests (a PostgreSQL connection costs a
+    /// handshake, an SQLite one a schema check).
+    idle: Arc<Mutex<Vec<Db>>>,
+}
+
+/// Connections kept between requests; more requests at once open more, then close them.
+const IDLE_CONNECTIONS: usize = 4;
+
+/// A call-log connection for one request, kept for the next one when it ends (unless the
+/// database dropped it). Used only on blocking threads: PostgreSQL's client runs its own
+/// runtime, which must not run on a tokio worker.
+pub struct Conn {
+    db: Option<Db>,
+    idle: Arc<Mutex<Vec<Db>>>,
+}
+
+impl Drop for Console {
+    fn drop(&mut self) {
+        // The last handle may go on a tokio worker, where closing a PostgreSQL connection
+        // (its client blocks on a runtime of its own) would panic: closed on a plain thread.
+        let idle = std::mem::take(&mut *self.idle.lock().unwrap_or_else(|e| e.into_inner()));
+        if !idle.is_empty() {
+            let _ = std::thread::Builder::new()
+                .name("console-close".into())
+                .spawn(move || drop(idle));
+        }
+    }
+}
+
+impl std::ops::Deref for Conn {
+    type Target = Db;
+    fn deref(&self) -> &Db {
+        self.db.as_ref().expect("a connection until dropped")
+    }
+}
+
+impl Drop for Conn {
+    fn drop(&mut self) {
+        let Some(db) = self.db.take() else { return };
+        if db.is_closed() {
+            return;
+        }
+        if let Ok(mut idle) = self.idle.lock()
+            && idle.len() < IDLE_CONNECTIONS
+        {
+            idle.push(db);
+        }
+    }
 }
 
 impl Console {
@@ -67,6 +116,7 @@ impl Console {
             throttle: Mutex::default(),
             live: RwLock::default(),
             hashing: tokio::sync::Semaphore::new(2),
+            idle: Arc::default(),
         })
     }
 
@@ -81,8 +131,20 @@ impl Console {
         self.live.read().map(|l| l.clone()).unwrap_or_default()
     }
 
-    fn open_db(&self) -> Result<Connection, Fail> {
-        calllog::open_for_corrections(&self.settings.db).map_err(Fail::Internal)
+    /// A connection to the call log (call only on a blocking thread).
+    fn open_db(&self) -> Result<Conn, Fail> {
+        let kept = self.idle.lock().ok().and_then(|mut idle| idle.pop());
+        let db = match kept {
+            Some(db) => db,
+            None => {
+                calllog::open_for_corrections(&self.settings.db, self.settings.log_url.as_deref())
+                    .map_err(Fail::Internal)?
+            }
+        };
+        Ok(Conn {
+            db: Some(db),
+            idle: self.idle.clone(),
+        })
     }
 
     fn offset_ms(&self) -> i64 {
@@ -161,7 +223,7 @@ impl IntoResponse for Fail {
 pub struct Ctx {
     pub user: User,
     pub session: auth::Session,
-    pub conn: Connection,
+    pub conn: Conn,
     pub address: String,
 }
 

@@ -2,9 +2,10 @@
 //! ladder's messages, the summary's figures), in SQL that SQLite and PostgreSQL both take.
 
 use rusqlite::types::Value;
-use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
+use rusqlite::{OptionalExtension, params, params_from_iter};
 use siaga_engine::timeline::CallEventKind;
 
+use crate::calllog::Db;
 use crate::calllog::query::{CALL_COLUMNS, CallRow, call_back_condition, call_row};
 
 const ROUTE_START: &str = CallEventKind::RouteStart.as_str();
@@ -129,7 +130,7 @@ fn scope_conditions(c: &mut Conditions, scope: &Scope) {
 /// One page of the calls `scope` sees that pass `filter`, newest first; `limit` + 1 rows are
 /// read so the caller knows whether there is an older page.
 pub fn list_calls(
-    conn: &Connection,
+    conn: &Db,
     scope: &Scope,
     filter: &CallFilter,
     limit: usize,
@@ -220,7 +221,7 @@ pub fn route_of_start(detail: &str) -> Option<String> {
 }
 
 /// Whether `scope` sees call `id` (false also when there is no such call).
-pub fn visible(conn: &Connection, scope: &Scope, id: i64) -> rusqlite::Result<bool> {
+pub fn visible(conn: &Db, scope: &Scope, id: i64) -> rusqlite::Result<bool> {
     let mut c = Conditions::default();
     c.push("calls.id = ?", vec![Value::Integer(id)]);
     scope_conditions(&mut c, scope);
@@ -230,7 +231,7 @@ pub fn visible(conn: &Connection, scope: &Scope, id: i64) -> rusqlite::Result<bo
 }
 
 /// Of the live calls, those `scope` sees (the ids the log holds with a matching route).
-pub fn visible_ids(conn: &Connection, scope: &Scope, ids: &[i64]) -> rusqlite::Result<Vec<i64>> {
+pub fn visible_ids(conn: &Db, scope: &Scope, ids: &[i64]) -> rusqlite::Result<Vec<i64>> {
     let mut out = Vec::new();
     for &id in ids {
         if visible(conn, scope, id)? {
@@ -252,7 +253,7 @@ pub struct LadderMessage {
     pub raw: String,
 }
 
-pub fn ladder_messages(conn: &Connection, id: i64) -> rusqlite::Result<Vec<LadderMessage>> {
+pub fn ladder_messages(conn: &Db, id: i64) -> rusqlite::Result<Vec<LadderMessage>> {
     conn.prepare_cached(
         "SELECT at, leg, direction, local, remote, first_line, note, raw FROM sip_messages
          WHERE call = ?1 ORDER BY at, id",
@@ -274,7 +275,7 @@ pub fn ladder_messages(conn: &Connection, id: i64) -> rusqlite::Result<Vec<Ladde
 }
 
 /// The recording of call `id`: its path as the log stored it, and its length.
-pub fn recording_of(conn: &Connection, id: i64) -> rusqlite::Result<Option<(String, Option<i64>)>> {
+pub fn recording_of(conn: &Db, id: i64) -> rusqlite::Result<Option<(String, Option<i64>)>> {
     conn.prepare_cached("SELECT recording_path, recording_ms FROM calls WHERE id = ?1")?
         .query_row(params![id], |r| {
             Ok(r.get::<_, Option<String>>(0)?
@@ -305,12 +306,7 @@ pub struct Summary {
     pub answer_ms_by_route: Vec<(String, Vec<i64>)>,
 }
 
-pub fn summary(
-    conn: &Connection,
-    scope: &Scope,
-    from_ms: i64,
-    to_ms: i64,
-) -> rusqlite::Result<Summary> {
+pub fn summary(conn: &Db, scope: &Scope, from_ms: i64, to_ms: i64) -> rusqlite::Result<Summary> {
     let mut c = Conditions::default();
     c.push("calls.started_at >= ?", vec![Value::Integer(from_ms)]);
     c.push("calls.started_at < ?", vec![Value::Integer(to_ms)]);

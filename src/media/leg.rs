@@ -173,6 +173,8 @@ pub(super) struct Leg {
     recording: Option<RecordingFeed>,
     /// The caller's voice activity (caller's leg only), reported to the engine at release.
     voice: Option<VoiceMeter>,
+    /// `MediaEvent::Speech` was sent (once per leg).
+    speech_reported: bool,
     /// Lost and late packets of the peer's stream.
     reception: Reception,
     /// Counts not yet taken by the reactor (lost and late: those already taken).
@@ -215,6 +217,7 @@ impl Leg {
             forward_clock: ForwardClock::default(),
             recording: setup.recording,
             voice: is_caller.then(|| VoiceMeter::new(VoiceConfig::default())),
+            speech_reported: false,
             reception: Reception::default(),
             counts: MediaCounts::default(),
             taken: MediaCounts::default(),
@@ -627,6 +630,12 @@ impl Leg {
         let pcm = self.rx_pcm.get(..samples).unwrap_or_default();
         if let Some(voice) = self.voice.as_mut() {
             voice.feed(pcm);
+            if !self.speech_reported
+                && voice.totals().longest_speech_ms >= siaga_engine::io::SPEECH_EVENT_MS
+            {
+                self.speech_reported = true;
+                self.emit(MediaEvent::Speech);
+            }
         }
         if let Some(rec) = self.recording.as_mut() {
             record(

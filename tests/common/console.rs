@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use super::pg::{PgCluster, db_name};
 use super::{
     AgencyPorts, Gateway, assert_sipp_ok, finish_agency, sipp_agency, sipp_caller_with_voice,
     test_plan, wait_until,
@@ -238,6 +239,9 @@ pub struct ConsoleSetup {
     pub fire: i64,
     pub abandoned: i64,
     _plan_dir: tempfile::TempDir,
+    /// The shared PostgreSQL log the gateway writes to (None: its SQLite file). Dropped
+    /// last, after the gateway.
+    pub postgres: Option<(PgCluster, String)>,
 }
 
 /// uac_talk.xml calling from `number` instead of the scenario's own.
@@ -255,11 +259,26 @@ pub fn add_user(
     role: &str,
     route: Option<&str>,
 ) {
+    add_user_to(gw, None, plan, (name, password), role, route)
+}
+
+/// [`add_user`] in the PostgreSQL log at `log_url` when given.
+pub fn add_user_to(
+    gw: &Gateway,
+    log_url: Option<&str>,
+    plan: &Path,
+    (name, password): (&str, &str),
+    role: &str,
+    route: Option<&str>,
+) {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_siaga"));
     cmd.args(["users", "add", name, "--role", role, "--db"])
         .arg(gw.db_path())
         .arg("--dialplan")
         .arg(plan);
+    if let Some(url) = log_url {
+        cmd.args(["--log-url", url]);
+    }
     if let Some(r) = route {
         cmd.args(["--route", r]);
     }
@@ -285,10 +304,40 @@ pub fn add_user(
 
 impl ConsoleSetup {
     pub fn start() -> ConsoleSetup {
+        Self::start_with(None)
+    }
+
+    /// The same calls and accounts, the gateway logging to a throw-away PostgreSQL.
+    pub fn start_on_postgres() -> ConsoleSetup {
+        let cluster = PgCluster::start();
+        let url = cluster.create_db();
+        Self::start_with(Some((cluster, url)))
+    }
+
+    fn start_with(postgres: Option<(PgCluster, String)>) -> ConsoleSetup {
         let ports = AgencyPorts::new();
         let plan_dir = tempfile::tempdir().expect("dir");
         let plan = test_plan(plan_dir.path(), &ports, &[]);
-        let gw = Gateway::start(&["--dialplan", plan.to_str().expect("utf8")]);
+        let log_url = postgres.as_ref().map(|(_, url)| url.clone());
+        let mut args = vec![
+            "--dialplan".to_owned(),
+            plan.to_str().expect("utf8").to_owned(),
+        ];
+        if let Some(url) = &log_url {
+            // The spill directory of its own, in the test's directory.
+            let config = plan_dir.path().join("siaga.toml");
+            std::fs::write(
+                &config,
+                format!("[log]\nurl = \"{url}\"\nspill_dir = \"spill\"\n"),
+            )
+            .expect("config");
+            args.extend([
+                "--config".to_owned(),
+                config.to_str().expect("utf8").to_owned(),
+            ]);
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let gw = Gateway::start(&args);
         let http = gw.http.expect("the gateway prints its HTTP address");
         for (who, role, route) in [
             (SUPERVISOR, "supervisor", None),
@@ -296,7 +345,7 @@ impl ConsoleSetup {
             (POLICE, "agency", Some("police")),
             (FIRE, "agency", Some("fire")),
         ] {
-            add_user(&gw, &plan, who, role, route);
+            add_user_to(&gw, log_url.as_deref(), &plan, who, role, route);
         }
         for (number, digit, port, what) in [
             ("+6281111111111", "1", ports.police, "police"),
@@ -318,31 +367,60 @@ impl ConsoleSetup {
             &["-s", "112", "-m", "1", "-d", "1500"],
         );
         assert_sipp_ok(&out, "a caller who hangs up in the menu");
-        let db = gw.db();
-        wait_until("three finished recordings", Duration::from_secs(30), || {
-            db.query_row(
-                "SELECT count(*) FROM calls WHERE recording_sha256 IS NOT NULL AND ended_at IS NOT NULL",
-                [],
-                |r| r.get::<_, i64>(0),
-            )
-            .unwrap_or(0)
-                == 3
-        });
-        let id_of = |number: &str| -> i64 {
-            db.query_row(
-                "SELECT id FROM calls WHERE caller_from LIKE ?1",
-                [format!("%{number}%")],
-                |r| r.get(0),
-            )
-            .expect("the call is logged")
-        };
-        ConsoleSetup {
-            police: id_of("+6281111111111"),
-            fire: id_of("+6282222222222"),
-            abandoned: id_of("+6281234567890"),
+        let mut s = ConsoleSetup {
+            police: 0,
+            fire: 0,
+            abandoned: 0,
             http,
             gw,
             _plan_dir: plan_dir,
+            postgres,
+        };
+        wait_until("three finished recordings", Duration::from_secs(30), || {
+            s.value(
+                "SELECT count(*) FROM calls WHERE recording_sha256 IS NOT NULL AND ended_at IS NOT NULL",
+            )
+            .as_deref()
+                == Some("3")
+        });
+        let id_of = |number: &str| -> i64 {
+            s.value(&format!(
+                "SELECT id FROM calls WHERE caller_from LIKE '%{number}%'"
+            ))
+            .and_then(|id| id.parse().ok())
+            .expect("the call is logged")
+        };
+        (s.police, s.fire, s.abandoned) = (
+            id_of("+6281111111111"),
+            id_of("+6282222222222"),
+            id_of("+6281234567890"),
+        );
+        s
+    }
+
+    /// The first column of the first row of `sql` on the gateway's log, as text (None: no
+    /// row, NULL, or the log not readable yet).
+    pub fn value(&self, sql: &str) -> Option<String> {
+        match &self.postgres {
+            Some((cluster, url)) => cluster
+                .try_psql(db_name(url), sql)
+                .ok()
+                .and_then(|rows| rows.lines().next().map(str::to_owned))
+                .filter(|v| !v.is_empty()),
+            None => {
+                use rusqlite::types::Value;
+                let value = self
+                    .gw
+                    .db()
+                    .query_row(sql, [], |r| r.get::<_, Value>(0))
+                    .ok()?;
+                match value {
+                    Value::Integer(i) => Some(i.to_string()),
+                    Value::Real(f) => Some(f.to_string()),
+                    Value::Text(t) => Some(t),
+                    Value::Null | Value::Blob(_) => None,
+                }
+            }
         }
     }
 

@@ -3,10 +3,13 @@
 
 pub mod console;
 
-use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+pub mod pg;
 
 /// A running gateway with its own database and recordings directory.
 pub struct Gateway {
@@ -35,13 +38,19 @@ impl Gateway {
 
     /// As [`Gateway::start_in`], listening on given addresses (a restart on the same ports).
     pub fn start_on(dir: tempfile::TempDir, udp: &str, tcp: &str, extra: &[&str]) -> Gateway {
-        Self::launch(dir, udp, tcp, extra, None)
+        Self::launch(dir, udp, tcp, extra, None, &[])
     }
 
     /// Starts under an open-file limit (soft and hard), as a service manager may set it.
     pub fn start_with_file_limit(extra: &[&str], nofile: u64) -> Gateway {
         let dir = tempfile::tempdir().expect("temp dir");
-        Self::launch(dir, "127.0.0.1:0", "127.0.0.1:0", extra, Some(nofile))
+        Self::launch(dir, "127.0.0.1:0", "127.0.0.1:0", extra, Some(nofile), &[])
+    }
+
+    /// Starts with extra environment variables, as a service manager sets them
+    /// (`NOTIFY_SOCKET`, `WATCHDOG_USEC`).
+    pub fn start_with_env(dir: tempfile::TempDir, extra: &[&str], env: &[(&str, &str)]) -> Gateway {
+        Self::launch(dir, "127.0.0.1:0", "127.0.0.1:0", extra, None, env)
     }
 
     fn launch(
@@ -50,6 +59,7 @@ impl Gateway {
         tcp: &str,
         extra: &[&str],
         nofile: Option<u64>,
+        env: &[(&str, &str)],
     ) -> Gateway {
         let db = dir.path().join("siaga.db");
         let recordings = dir.path().join("recordings");
@@ -81,8 +91,15 @@ impl Gateway {
             .arg(format!("tcp:{tcp}"))
             .arg("--db")
             .arg(&db)
-            .arg("--recordings")
-            .arg(&recordings)
+            // Nodes sharing one recordings directory pass their own.
+            .args(if extra.contains(&"--recordings") {
+                Vec::new()
+            } else {
+                vec![
+                    std::ffi::OsString::from("--recordings"),
+                    recordings.into_os_string(),
+                ]
+            })
             .args(extra)
             // Side-by-side gateways must not all want the default HTTP port.
             .args(if extra.contains(&"--http") {
@@ -91,6 +108,7 @@ impl Gateway {
                 &["--http", "127.0.0.1:0"][..]
             })
             .env("RUST_LOG", "info")
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(stderr)
             .spawn()
@@ -254,11 +272,36 @@ impl Drop for Gateway {
     }
 }
 
-fn signal(pid: u32, sig: &str) {
+pub fn signal(pid: u32, sig: &str) {
     let _ = Command::new("kill")
         .arg(format!("-{sig}"))
         .arg(pid.to_string())
         .status();
+}
+
+/// GET `path` over HTTP/1.1: (status, body).
+pub fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    let mut stream = TcpStream::connect(addr).expect("connect to the HTTP listener");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )
+    .expect("request");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("response");
+    let status = response
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (status, body)
 }
 
 pub fn scenario_path(name: &str) -> PathBuf {
@@ -270,6 +313,32 @@ pub fn scenario_path(name: &str) -> PathBuf {
 /// Runs SIPp as a UAC with a bounded timeout and returns its output (exit code 0 = every call
 /// succeeded).
 pub fn sipp(target: SocketAddr, scenario: &str, tcp: bool, args: &[&str]) -> Output {
+    let (mut cmd, trace_dir) = sipp_command(target, scenario, tcp, args);
+    let mut out = cmd
+        .output()
+        .expect("sipp is installed (apt-get install sip-tester)");
+    // Keep SIPp's error log in the output for a failing assertion to show.
+    for entry in std::fs::read_dir(trace_dir.path())
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        if entry.file_name().to_string_lossy().ends_with("_errors.log") {
+            out.stderr
+                .extend_from_slice(&std::fs::read(entry.path()).unwrap_or_default());
+        }
+    }
+    out
+}
+
+/// The SIPp UAC command [`sipp`] runs (in the returned trace directory), for a test that
+/// starts it and stops it itself.
+pub fn sipp_command(
+    target: SocketAddr,
+    scenario: &str,
+    tcp: bool,
+    args: &[&str],
+) -> (Command, tempfile::TempDir) {
     let trace_dir = tempfile::tempdir().expect("trace dir");
     let mut cmd = Command::new("sipp");
     // SIPp's media and control ports default to fixed numbers (6000, 8888): give each run
@@ -302,23 +371,8 @@ pub fn sipp(target: SocketAddr, scenario: &str, tcp: bool, args: &[&str]) -> Out
     if tcp {
         cmd.args(["-t", "t1"]);
     }
-    let mut out = cmd
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("sipp is installed (apt-get install sip-tester)");
-    // Keep SIPp's error log in the output for a failing assertion to show.
-    for entry in std::fs::read_dir(trace_dir.path())
-        .into_iter()
-        .flatten()
-        .flatten()
-    {
-        if entry.file_name().to_string_lossy().ends_with("_errors.log") {
-            out.stderr
-                .extend_from_slice(&std::fs::read(entry.path()).unwrap_or_default());
-        }
-    }
-    out
+    cmd.args(args).stdin(Stdio::null());
+    (cmd, trace_dir)
 }
 
 /// An even UDP port whose successor (and the one after next, which SIPp also uses) was free a
@@ -349,6 +403,18 @@ pub fn end_reasons(db: &rusqlite::Connection) -> Vec<(String, i64)> {
         .prepare("SELECT coalesce(end_reason, 'live'), count(*) FROM calls GROUP BY 1 ORDER BY 1")
         .expect("query");
     stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .expect("rows")
+        .collect::<Result<_, _>>()
+        .expect("rows")
+}
+
+/// The details of the gateway events of `kind` in the call log at `db`, in order.
+pub fn gateway_events(db: &Path, kind: &str) -> Vec<String> {
+    let conn = rusqlite::Connection::open(db).expect("db");
+    let mut stmt = conn
+        .prepare("SELECT detail FROM gateway_events WHERE kind = ?1 ORDER BY id")
+        .expect("query");
+    stmt.query_map([kind], |r| r.get(0))
         .expect("rows")
         .collect::<Result<_, _>>()
         .expect("rows")

@@ -20,6 +20,7 @@
 mod call_class;
 mod classify;
 mod diagnostic;
+mod flood;
 mod ids;
 mod ivr;
 mod model;
@@ -36,14 +37,18 @@ pub use call_class::{
 };
 pub use classify::{Classified, Dialled};
 pub use diagnostic::{Diagnostic, Problem, Source, SourceLocation, ValidationErrors};
+pub use flood::{
+    AttackChange, ChallengeReason, ChallengeScope, FloodGuard, FloodRules, FloodVerdict,
+    NewCallFacts,
+};
 pub use ids::{DigitKey, Language, MenuId, PromptName, RouteId};
 pub use ivr::{
     IvrAction, IvrInput, IvrSession, PROMPT_WATCHDOG, PlaybackId, RouteReason, TimelineEvent,
     TimelineKind, TimeoutKind,
 };
 pub use model::{
-    Centre, Choice, Dialplan, Entry, Exit, LocationConveyance, Menu, PromptRef, Queue, Route,
-    RouteDefinition, RouteVariant, Strategy, Target, Transport, TrustDomain,
+    Centre, CertPin, Choice, Dialplan, Entry, Exit, LocationConveyance, Menu, PromptRef, Queue,
+    Route, RouteDefinition, RouteVariant, Strategy, Target, TargetTls, Transport, TrustDomain,
 };
 pub use policy::{
     Applied, CallRate, CallerNumber, Decision, ListEntry, ListKind, NumberError, NumberLists,

@@ -33,6 +33,8 @@ pub struct Dialplan {
     pub(crate) classify: crate::call_class::ClassifyRules,
     /// `[policies]` (its defaults when the plan has none).
     pub(crate) policies: Policies,
+    /// `[flood]` (its defaults when the plan has none).
+    pub(crate) flood: crate::flood::FloodRules,
 }
 
 /// The centre the plan belongs to.
@@ -193,6 +195,78 @@ pub struct Target {
     /// Whether the target is inside the trust domain. Outside it, caller privacy
     /// (`Privacy: id`, RFC 3325) is honoured and asserted identity is stripped.
     pub trust: TrustDomain,
+    /// How the target's certificate is checked and ours presented; `Some` exactly when the
+    /// transport is TLS.
+    pub tls: Option<TargetTls>,
+}
+
+/// A TLS target's certificate checks and client certificate. Paths are resolved against the
+/// plan file's directory; the shell reads them (at load and on every reload).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TargetTls {
+    /// PEM CA certificates the target's chain must end at (instead of the system's).
+    pub ca_file: Option<PathBuf>,
+    /// The SHA-256 of the target's own certificate (DER). Without `ca_file` the pin alone
+    /// decides (a self-signed SBC certificate); with it, both must hold.
+    pub pin: Option<CertPin>,
+    /// Our certificate chain and key (PEM) for mutual TLS.
+    pub client_cert: Option<PathBuf>,
+    pub client_key: Option<PathBuf>,
+    /// The name the certificate must carry (and SNI); the URI's host when absent.
+    pub server_name: Option<String>,
+}
+
+/// A SHA-256 certificate fingerprint, written as 64 hex digits (colons allowed), as
+/// `openssl x509 -noout -fingerprint -sha256` prints it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct CertPin(pub [u8; 32]);
+
+impl std::str::FromStr for CertPin {
+    type Err = &'static str;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let text = text.trim();
+        let text = text
+            .strip_prefix("sha256:")
+            .or_else(|| text.strip_prefix("SHA256:"))
+            .or_else(|| text.strip_prefix("sha256 Fingerprint="))
+            .unwrap_or(text);
+        let hex: Vec<u8> = text.bytes().filter(|b| *b != b':').collect();
+        if hex.len() != 64 {
+            return Err("is not 64 hex digits (a SHA-256 fingerprint)");
+        }
+        let mut out = [0u8; 32];
+        for (slot, pair) in out.iter_mut().zip(hex.chunks_exact(2)) {
+            let digit = |b: u8| {
+                (b as char)
+                    .to_digit(16)
+                    .ok_or("has a character that is not hex")
+            };
+            let (Some(&high), Some(&low)) = (pair.first(), pair.get(1)) else {
+                return Err("is not 64 hex digits (a SHA-256 fingerprint)");
+            };
+            *slot = u8::try_from(digit(high)? * 16 + digit(low)?).unwrap_or_default();
+        }
+        Ok(CertPin(out))
+    }
+}
+
+impl fmt::Display for CertPin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, b) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str(":")?;
+            }
+            write!(f, "{b:02X}")?;
+        }
+        Ok(())
+    }
+}
+
+impl Serialize for CertPin {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
 }
 
 impl fmt::Display for Target {
@@ -213,6 +287,7 @@ impl fmt::Display for Target {
 pub enum Transport {
     Udp,
     Tcp,
+    Tls,
 }
 
 impl fmt::Display for Transport {
@@ -220,6 +295,7 @@ impl fmt::Display for Transport {
         f.write_str(match self {
             Transport::Udp => "udp",
             Transport::Tcp => "tcp",
+            Transport::Tls => "tls",
         })
     }
 }
@@ -308,6 +384,11 @@ impl Dialplan {
         &self.policies
     }
 
+    /// When the centre is under attack and who is challenged then (`[flood]`).
+    pub fn flood(&self) -> &crate::flood::FloodRules {
+        &self.flood
+    }
+
     /// The last-resort route's name.
     pub fn last_resort(&self) -> &RouteId {
         &self.last_resort.base.id
@@ -335,6 +416,15 @@ impl Dialplan {
     /// Every route, the last resort first.
     pub fn routes(&self) -> impl Iterator<Item = &RouteDefinition> {
         std::iter::once(&self.last_resort).chain(self.routes.values())
+    }
+
+    /// Every target of every route and variant (a target in several routes comes once each).
+    pub fn targets(&self) -> impl Iterator<Item = &Target> {
+        self.routes().flat_map(|def| {
+            std::iter::once(&def.base)
+                .chain(def.variants.iter().map(|v| &v.route))
+                .flat_map(|r| r.targets.iter())
+        })
     }
 
     pub fn menu(&self, id: &MenuId) -> Option<&Menu> {

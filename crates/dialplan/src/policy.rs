@@ -241,45 +241,42 @@ impl NumberLists {
     }
 }
 
-/// Recent calls per number, for the repeat-caller and block-override counts. Memory is
-/// bounded: at most `capacity` numbers, each with at most `per_number` call times no older
-/// than `keep`; when full, the number whose latest call is oldest is forgotten.
+/// Recent call times per key (a number, a source address), in bounded memory: at most
+/// `capacity` keys, each with at most `per_key` times no older than `keep`; when full, the
+/// keys whose latest call is oldest are forgotten.
 #[derive(Debug, Clone)]
-pub struct RepeatCounter {
-    calls: HashMap<CallerNumber, VecDeque<Instant>>,
+pub(crate) struct RecentCalls<K> {
+    calls: HashMap<K, VecDeque<Instant>>,
     capacity: usize,
-    per_number: usize,
+    per_key: usize,
     keep: Duration,
 }
 
-impl RepeatCounter {
-    /// A counter sized for `policies`.
-    pub fn for_policies(policies: &Policies) -> Self {
-        let rates = [Some(policies.block_override), policies.repeat_caller];
-        let rates = rates.iter().flatten();
-        RepeatCounter {
+impl<K: std::hash::Hash + Eq + Clone> RecentCalls<K> {
+    pub(crate) fn new(capacity: usize, per_key: usize, keep: Duration) -> Self {
+        RecentCalls {
             calls: HashMap::new(),
-            capacity: policies.tracked_numbers.max(1),
-            per_number: rates.clone().map(|r| r.calls as usize).max().unwrap_or(1),
-            keep: rates.map(|r| r.within).max().unwrap_or_default(),
+            capacity: capacity.max(1),
+            per_key: per_key.max(1),
+            keep,
         }
     }
 
-    /// Notes a call from `number` at `now`.
-    pub fn note(&mut self, number: &CallerNumber, now: Instant) {
-        if !self.calls.contains_key(number) && self.calls.len() >= self.capacity {
+    /// Notes a call from `key` at `now`.
+    pub(crate) fn note(&mut self, key: &K, now: Instant) {
+        if !self.calls.contains_key(key) && self.calls.len() >= self.capacity {
             self.make_room(now);
         }
-        let times = self.calls.entry(number.clone()).or_default();
+        let times = self.calls.entry(key.clone()).or_default();
         times.push_back(now);
-        while times.len() > self.per_number {
+        while times.len() > self.per_key {
             times.pop_front();
         }
     }
 
-    /// Calls from `number` in the `within` before `now` (bounded by what is kept).
-    pub fn count_within(&self, number: &CallerNumber, within: Duration, now: Instant) -> u32 {
-        self.calls.get(number).map_or(0, |times| {
+    /// Calls from `key` in the `within` before `now` (bounded by what is kept).
+    pub(crate) fn count_within(&self, key: &K, within: Duration, now: Instant) -> u32 {
+        self.calls.get(key).map_or(0, |times| {
             times
                 .iter()
                 .filter(|t| now.saturating_duration_since(**t) < within)
@@ -287,14 +284,13 @@ impl RepeatCounter {
         })
     }
 
-    /// Numbers remembered now (for tests and metrics).
-    pub fn tracked(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.calls.len()
     }
 
-    /// Forgets numbers whose calls are all older than any window; if that is not enough, the
-    /// eighth of the table whose latest calls are oldest, so a flood of new numbers pays for
-    /// a scan once per `capacity / 8` calls, not on every call.
+    /// Forgets keys whose calls are all older than `keep`; if that is not enough, the eighth
+    /// of the table whose latest calls are oldest, so a flood of new keys pays for a scan
+    /// once per `capacity / 8` calls, not on every call.
     fn make_room(&mut self, now: Instant) {
         let keep = self.keep;
         self.calls.retain(|_, times| {
@@ -305,16 +301,53 @@ impl RepeatCounter {
         if self.calls.len() < self.capacity {
             return;
         }
-        let mut latest: Vec<(Instant, CallerNumber)> = self
+        let mut latest: Vec<(Instant, K)> = self
             .calls
             .iter()
-            .filter_map(|(n, times)| times.back().map(|t| (*t, n.clone())))
+            .filter_map(|(k, times)| times.back().map(|t| (*t, k.clone())))
             .collect();
         let evict = (self.capacity / 8).clamp(1, latest.len());
         latest.select_nth_unstable_by_key(evict - 1, |(t, _)| *t);
-        for (_, number) in latest.into_iter().take(evict) {
-            self.calls.remove(&number);
+        for (_, key) in latest.into_iter().take(evict) {
+            self.calls.remove(&key);
         }
+    }
+}
+
+/// Recent calls per number, for the repeat-caller and block-override counts, in bounded
+/// memory ([`Policies::tracked_numbers`] numbers).
+#[derive(Debug, Clone)]
+pub struct RepeatCounter {
+    recent: RecentCalls<CallerNumber>,
+}
+
+impl RepeatCounter {
+    /// A counter sized for `policies`.
+    pub fn for_policies(policies: &Policies) -> Self {
+        let rates = [Some(policies.block_override), policies.repeat_caller];
+        let rates = rates.iter().flatten();
+        RepeatCounter {
+            recent: RecentCalls::new(
+                policies.tracked_numbers,
+                rates.clone().map(|r| r.calls as usize).max().unwrap_or(1),
+                rates.map(|r| r.within).max().unwrap_or_default(),
+            ),
+        }
+    }
+
+    /// Notes a call from `number` at `now`.
+    pub fn note(&mut self, number: &CallerNumber, now: Instant) {
+        self.recent.note(number, now);
+    }
+
+    /// Calls from `number` in the `within` before `now` (bounded by what is kept).
+    pub fn count_within(&self, number: &CallerNumber, within: Duration, now: Instant) -> u32 {
+        self.recent.count_within(number, within, now)
+    }
+
+    /// Numbers remembered now (for tests and metrics).
+    pub fn tracked(&self) -> usize {
+        self.recent.len()
     }
 }
 

@@ -21,6 +21,7 @@ pub(crate) struct RawFile {
     pub routes: BTreeMap<Text, RawRoute>,
     pub policies: Option<Spanned<RawPolicies>>,
     pub classify: Option<Spanned<RawClassify>>,
+    pub flood: Option<Spanned<RawFlood>>,
 }
 
 /// `[classify]`: the thresholds of the call-class rules (`crate::call_class`).
@@ -108,6 +109,12 @@ pub(crate) struct RawTarget {
     pub transport: Option<Text>,
     pub location: Option<Text>,
     pub trusted: Option<bool>,
+    // TLS targets (`sips:`, `;transport=tls` or transport = "tls").
+    pub tls_ca: Option<Text>,
+    pub tls_pin: Option<Text>,
+    pub tls_cert: Option<Text>,
+    pub tls_key: Option<Text>,
+    pub tls_server_name: Option<Text>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -144,6 +151,23 @@ pub(crate) struct RawPolicies {
     pub max_block: Option<Text>,
     pub max_watch: Option<Text>,
     pub tracked_numbers: Option<Spanned<i64>>,
+}
+
+/// `[flood]`: when the centre is under attack, and who is challenged then.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawFlood {
+    /// `calls = 0` turns detection by this rate off.
+    pub attack_calls: Option<Spanned<RawRate>>,
+    pub attack_silent: Option<Spanned<RawRate>>,
+    pub calm_for: Option<Text>,
+    pub number_limit: Option<Spanned<RawRate>>,
+    pub source_limit: Option<Spanned<RawRate>>,
+    /// `over_limit` or `all`.
+    pub challenge: Option<Text>,
+    pub challenge_prompt: Option<Text>,
+    pub challenge_timeout: Option<Text>,
+    pub tracked: Option<Spanned<i64>>,
 }
 
 /// `{ calls = 5, within = "10min" }`.

@@ -1,5 +1,5 @@
-//! Agency target addresses. Only the shape a B-leg INVITE needs is checked here: a `sip:` URI
-//! with a host the shell can resolve and an optional port. A typo in a target is caught when
+//! Agency target addresses. Only the shape a B-leg INVITE needs is checked here: a `sip:` or
+//! `sips:` URI with a host the shell can resolve and an optional port. A typo in a target is caught when
 //! the plan is loaded, not when a fire call tries to reach it.
 
 use std::fmt;
@@ -9,7 +9,7 @@ use std::str::FromStr;
 use serde::Serialize;
 use thiserror::Error;
 
-/// A validated `sip:` URI of an agency target, kept exactly as written.
+/// A validated `sip:` or `sips:` URI of an agency target, kept exactly as written.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
 #[serde(transparent)]
 pub struct SipUri {
@@ -18,6 +18,12 @@ pub struct SipUri {
     host: String,
     #[serde(skip)]
     port: Option<u16>,
+    /// `sips:`: every hop over TLS (RFC 3261 §19.1).
+    #[serde(skip)]
+    secure: bool,
+    /// The `;transport=` parameter, lower case.
+    #[serde(skip)]
+    transport: Option<String>,
 }
 
 impl SipUri {
@@ -30,9 +36,19 @@ impl SipUri {
         &self.host
     }
 
-    /// The explicit port, if any (5060 is implied otherwise).
+    /// The explicit port, if any (5060 is implied otherwise, 5061 over TLS).
     pub fn port(&self) -> Option<u16> {
         self.port
+    }
+
+    /// A `sips:` URI: the target is reached over TLS.
+    pub fn is_sips(&self) -> bool {
+        self.secure
+    }
+
+    /// The `;transport=` parameter, lower case (`"tls"`, `"tcp"`, …), if any.
+    pub fn transport_param(&self) -> Option<&str> {
+        self.transport.as_deref()
     }
 }
 
@@ -45,10 +61,8 @@ impl fmt::Display for SipUri {
 /// What is wrong with a target URI.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum SipUriError {
-    #[error("it does not start with \"sip:\"")]
+    #[error("it does not start with \"sip:\" or \"sips:\"")]
     NotSip,
-    #[error("sips: needs TLS, which targets do not support yet")]
-    Sips,
     #[error("it contains spaces or control characters")]
     Whitespace,
     #[error("it has no host")]
@@ -73,13 +87,13 @@ impl FromStr for SipUri {
         {
             return Err(SipUriError::Whitespace);
         }
-        let rest = strip_prefix_ignore_case(text, "sip:").ok_or_else(|| {
-            if strip_prefix_ignore_case(text, "sips:").is_some() {
-                SipUriError::Sips
-            } else {
-                SipUriError::NotSip
-            }
-        })?;
+        let (rest, secure) = match strip_prefix_ignore_case(text, "sip:") {
+            Some(rest) => (rest, false),
+            None => (
+                strip_prefix_ignore_case(text, "sips:").ok_or(SipUriError::NotSip)?,
+                true,
+            ),
+        };
         if rest.contains('?') {
             return Err(SipUriError::Headers);
         }
@@ -92,12 +106,20 @@ impl FromStr for SipUri {
             }
             None => rest,
         };
-        let host_port = after_user.split(';').next().unwrap_or_default();
+        let mut parts = after_user.split(';');
+        let host_port = parts.next().unwrap_or_default();
         let (host, port) = split_host_port(host_port)?;
+        let transport = parts.find_map(|param| {
+            let (name, value) = param.split_once('=')?;
+            name.eq_ignore_ascii_case("transport")
+                .then(|| value.to_ascii_lowercase())
+        });
         Ok(SipUri {
             text: text.to_owned(),
             host,
             port,
+            secure,
+            transport,
         })
     }
 }
@@ -203,13 +225,24 @@ mod tests {
     }
 
     #[test]
+    fn sips_and_the_transport_parameter_are_read() {
+        let uri = parse("sips:polisi@psap.example.org:5061").unwrap_or_else(|e| panic!("{e}"));
+        assert!(uri.is_sips());
+        assert_eq!((uri.host(), uri.port()), ("psap.example.org", Some(5061)));
+        let uri = parse("sip:polisi@10.0.0.5;Transport=TLS;lr").unwrap_or_else(|e| panic!("{e}"));
+        assert!(!uri.is_sips());
+        assert_eq!(uri.transport_param(), Some("tls"));
+        assert_eq!(parse("sip:polisi@10.0.0.5").map(|u| u.is_sips()), Ok(false));
+    }
+
+    #[test]
     fn rejects_typos_with_a_reason() {
         assert_eq!(
             parse("sip:polisi@127.0.0.1:99999"),
             Err(SipUriError::BadPort("99999".into()))
         );
         assert_eq!(parse("polisi@127.0.0.1"), Err(SipUriError::NotSip));
-        assert_eq!(parse("sips:polisi@example.org"), Err(SipUriError::Sips));
+        assert_eq!(parse("sips:polisi@"), Err(SipUriError::NoHost));
         assert_eq!(parse("sip:polisi@"), Err(SipUriError::NoHost));
         assert_eq!(
             parse("sip:polisi@127.0.0.300"),

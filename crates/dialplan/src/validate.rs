@@ -11,8 +11,9 @@ use toml::Spanned;
 use crate::diagnostic::{Diagnostic, Problem, Source, SourceLocation, ValidationErrors};
 use crate::ids::{DigitKey, Language, MenuId, PromptName, RouteId, is_dtmf};
 use crate::model::{
-    Centre, Choice, Dialplan, Entry, Exit, LocationConveyance, Menu, Queue, Route, RouteDefinition,
-    RouteVariant, Strategy, Target, Transport, TrustDomain, prompt_path,
+    Centre, CertPin, Choice, Dialplan, Entry, Exit, LocationConveyance, Menu, Queue, Route,
+    RouteDefinition, RouteVariant, Strategy, Target, TargetTls, Transport, TrustDomain,
+    prompt_path,
 };
 use crate::raw::{
     RawCentre, RawEmergency, RawFile, RawGoto, RawMenu, RawQueue, RawRoute, RawTarget, Text,
@@ -21,6 +22,7 @@ use crate::sip_uri::SipUri;
 use crate::time::{ClockTime, DaySet, TimeWindow, parse_duration};
 
 mod classify_rules;
+mod flood;
 mod policies;
 
 /// Defaults for keys a plan may leave out. Documented in `docs/dialplan.md`.
@@ -58,6 +60,10 @@ mod hint {
         "list what callers dial, e.g. numbers = [\"112\"], urns = [\"urn:service:sos\"]";
     pub const EXIT_FORMAT: &str =
         "e.g. { route = \"calltakers\" }; leave it out to send the caller to the last-resort route";
+    pub const TLS_TARGET: &str = "reach the target over TLS with a sips: URI (or transport = \"tls\") \
+        and give tls_ca and/or tls_pin, and tls_cert with tls_key for mutual TLS";
+    pub const TLS_PIN: &str = "write the SHA-256 of the target's certificate as \
+        `openssl x509 -in cert.pem -noout -fingerprint -sha256` prints it";
     pub const ADD_TARGETS: &str = "add at least one [[routes.<name>.targets]] with a uri; \
         a route is only useful if a human can answer it";
 }
@@ -138,6 +144,7 @@ struct Merged {
     routes: BTreeMap<String, (FileIndex, Text, RawRoute)>,
     classify: Option<(FileIndex, Spanned<crate::raw::RawClassify>)>,
     policies: Option<(FileIndex, Spanned<crate::raw::RawPolicies>)>,
+    flood: Option<(FileIndex, Spanned<crate::raw::RawFlood>)>,
 }
 
 /// Names that exist in the merged plan, for resolving references and for hints.
@@ -217,6 +224,7 @@ impl Validator<'_> {
         self.check_menu_loops(&merged);
         let classify = self.check_classify(merged.classify.as_ref());
         let policies = self.check_policies(&merged);
+        let flood = self.check_flood(&merged);
 
         let (base_dir, centre) = centre?;
         let last_resort = routes.remove(&centre.last_resort)?;
@@ -230,6 +238,7 @@ impl Validator<'_> {
             routes,
             classify: classify?,
             policies: policies?,
+            flood: flood?,
         })
     }
 
@@ -268,50 +277,46 @@ impl Validator<'_> {
             merged
                 .entries
                 .extend(raw.emergency.into_iter().map(|entry| (file, entry)));
-            if let Some(policies) = raw.policies {
-                match &merged.policies {
-                    Some((first_file, first)) => {
-                        let first = self.location(*first_file, first.span());
-                        self.report(
-                            file,
-                            policies.span(),
-                            Problem::DuplicateDefinition {
-                                what: "table",
-                                name: "[policies]".into(),
-                                first,
-                            },
-                            "keep [policies] in one plan file only",
-                        );
-                    }
-                    None => merged.policies = Some((file, policies)),
-                }
-            }
+            self.merge_table(&mut merged.policies, "[policies]", file, raw.policies);
+            self.merge_table(&mut merged.flood, "[flood]", file, raw.flood);
             for (key, menu) in raw.menus {
                 self.merge_definition(&mut merged.menus, "menu", file, key, menu);
             }
             for (key, route) in raw.routes {
                 self.merge_definition(&mut merged.routes, "route", file, key, route);
             }
-            if let Some(classify) = raw.classify {
-                match &merged.classify {
-                    Some((first_file, first)) => {
-                        let first = self.location(*first_file, first.span());
-                        self.report(
-                            file,
-                            classify.span(),
-                            Problem::DuplicateDefinition {
-                                what: "table",
-                                name: "[classify]".into(),
-                                first,
-                            },
-                            "keep one [classify] table, in the main plan file",
-                        );
-                    }
-                    None => merged.classify = Some((file, classify)),
-                }
-            }
+            self.merge_table(&mut merged.classify, "[classify]", file, raw.classify);
         }
         merged
+    }
+
+    /// A table that may appear in one plan file only: the first is kept, a second reported.
+    fn merge_table<T>(
+        &mut self,
+        into: &mut Option<(FileIndex, Spanned<T>)>,
+        name: &str,
+        file: FileIndex,
+        table: Option<Spanned<T>>,
+    ) {
+        let Some(table) = table else {
+            return;
+        };
+        match into {
+            Some((first_file, first)) => {
+                let first = self.location(*first_file, first.span());
+                self.report(
+                    file,
+                    table.span(),
+                    Problem::DuplicateDefinition {
+                        what: "table",
+                        name: name.into(),
+                        first,
+                    },
+                    format!("keep {name} in one plan file only"),
+                );
+            }
+            None => *into = Some((file, table)),
+        }
     }
 
     fn merge_definition<T>(
@@ -468,12 +473,7 @@ impl Validator<'_> {
             }
         });
 
-        let base_dir = self
-            .sources
-            .get(file)
-            .and_then(|source| source.path.parent())
-            .map(Path::to_path_buf)
-            .unwrap_or_default();
+        let base_dir = self.base_dir(file);
         self.prompt_context = Some(PromptContext {
             base_dir: base_dir.clone(),
             prompt_dir: prompt_dir.clone(),
@@ -632,6 +632,15 @@ impl Validator<'_> {
             hint,
         );
         None
+    }
+
+    /// The directory of a plan file: relative paths in it start there.
+    fn base_dir(&self, file: FileIndex) -> PathBuf {
+        self.sources
+            .get(file)
+            .and_then(|source| source.path.parent())
+            .map(Path::to_path_buf)
+            .unwrap_or_default()
     }
 
     fn check_keyword<T: Copy>(
@@ -845,14 +854,24 @@ impl Validator<'_> {
             raw.ring_timeout.as_ref(),
             defaults::RING_TIMEOUT,
         );
+        // sips: and ;transport=tls mean TLS unless the key says otherwise (and it may not).
+        let implied = match &uri {
+            Some(u) if u.is_sips() || u.transport_param() == Some("tls") => Transport::Tls,
+            _ => Transport::Udp,
+        };
         let transport = self.check_keyword(
             file,
             &format!("{place} transport"),
             raw.transport.as_ref(),
-            Transport::Udp,
-            &[("udp", Transport::Udp), ("tcp", Transport::Tcp)],
-            "\"udp\", \"tcp\"",
+            implied,
+            &[
+                ("udp", Transport::Udp),
+                ("tcp", Transport::Tcp),
+                ("tls", Transport::Tls),
+            ],
+            "\"udp\", \"tcp\", \"tls\"",
         );
+        let tls = self.check_target_tls(file, place, raw, transport, implied);
         let location = self.check_keyword(
             file,
             &format!("{place} location"),
@@ -876,7 +895,85 @@ impl Validator<'_> {
             transport: transport?,
             location: location?,
             trust,
+            tls: tls?,
         })
+    }
+
+    /// A TLS target's certificate settings; on any other transport they are a mistake.
+    fn check_target_tls(
+        &mut self,
+        file: FileIndex,
+        place: &str,
+        raw: &RawTarget,
+        transport: Option<Transport>,
+        implied: Transport,
+    ) -> Option<Option<TargetTls>> {
+        let keys = [
+            ("tls_ca", &raw.tls_ca),
+            ("tls_pin", &raw.tls_pin),
+            ("tls_cert", &raw.tls_cert),
+            ("tls_key", &raw.tls_key),
+            ("tls_server_name", &raw.tls_server_name),
+        ];
+        let transport = transport?;
+        if transport != Transport::Tls {
+            if implied == Transport::Tls {
+                let text = raw.transport.as_ref()?;
+                let problem = Problem::BadChoice {
+                    place: format!("{place} transport"),
+                    reason: "is not \"tls\", but the URI is sips: or has ;transport=tls",
+                };
+                self.report(file, text.span(), problem, hint::TLS_TARGET);
+                return None;
+            }
+            let mut ok = true;
+            for (key, text) in keys {
+                if let Some(text) = text {
+                    let problem = Problem::BadChoice {
+                        place: format!("{place} {key}"),
+                        reason: "is set on a target that is not reached over TLS",
+                    };
+                    self.report(file, text.span(), problem, hint::TLS_TARGET);
+                    ok = false;
+                }
+            }
+            return ok.then_some(None);
+        }
+        let base_dir = self.base_dir(file);
+        let path = |text: &Option<Text>| text.as_ref().map(|t| base_dir.join(t.get_ref()));
+        let pin = match &raw.tls_pin {
+            None => Some(None),
+            Some(text) => match text.get_ref().parse::<CertPin>() {
+                Ok(pin) => Some(Some(pin)),
+                Err(reason) => {
+                    let problem = Problem::BadChoice {
+                        place: format!("{place} tls_pin"),
+                        reason,
+                    };
+                    self.report(file, text.span(), problem, hint::TLS_PIN);
+                    None
+                }
+            },
+        };
+        let pair_ok = match (&raw.tls_cert, &raw.tls_key) {
+            (Some(_), Some(_)) | (None, None) => true,
+            (Some(text), None) | (None, Some(text)) => {
+                let problem = Problem::BadChoice {
+                    place: format!("{place} tls_cert/tls_key"),
+                    reason: "needs both: the client certificate and its private key",
+                };
+                self.report(file, text.span(), problem, hint::TLS_TARGET);
+                false
+            }
+        };
+        let tls = TargetTls {
+            ca_file: path(&raw.tls_ca),
+            pin: pin?,
+            client_cert: path(&raw.tls_cert),
+            client_key: path(&raw.tls_key),
+            server_name: raw.tls_server_name.as_ref().map(|t| t.get_ref().clone()),
+        };
+        pair_ok.then_some(Some(tls))
     }
 
     fn check_queue(

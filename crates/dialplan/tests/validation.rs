@@ -754,7 +754,95 @@ fn the_default_plan_reports_missing_prompts_when_they_are_gone() {
         "{report}"
     );
     // welcome, main-menu, invalid, 6 connecting prompts, silent-confirm, all-busy,
-    // you-are-number, number-1..9, the policies' misuse-warning and number-blocked — each in
-    // id and en (all-busy is referenced twice).
-    assert_eq!(report.diagnostics.len(), 2 * (3 + 6 + 1 + 2 + 1 + 9 + 2));
+    // you-are-number, number-1..9, the policies' misuse-warning and number-blocked, the flood
+    // challenge — each in id and en (all-busy is referenced twice).
+    assert_eq!(
+        report.diagnostics.len(),
+        2 * (3 + 6 + 1 + 2 + 1 + 9 + 2 + 1)
+    );
+}
+
+/// `sips:` and `;transport=tls` targets are TLS targets with their certificate settings
+/// (paths from the plan's directory); the TLS keys anywhere else, a half client pair, a bad
+/// pin or a sips: target forced onto UDP are mistakes with their lines.
+#[test]
+fn tls_targets_take_their_certificate_settings_and_nothing_else_does() {
+    let pin = "AB:".repeat(31) + "AB";
+    let plan = edit(
+        SMALL_PLAN,
+        "uri = \"sip:polisi@127.0.0.1:5081\"",
+        &format!(
+            "uri = \"sips:polisi@127.0.0.1:5081\"\ntls_pin = \"{pin}\"\n\
+             tls_cert = \"certs/siaga.pem\"\ntls_key = \"certs/siaga.key\""
+        ),
+    );
+    let plan = edit(
+        &plan,
+        "uri = \"sip:damkar@127.0.0.1:5083\"",
+        "uri = \"sip:damkar@127.0.0.1;transport=tls\"\ntls_ca = \"/etc/siaga/agency-ca.pem\"",
+    );
+    let checked = check(&plan).unwrap_or_else(|errors| panic!("{errors}"));
+    let targets: Vec<_> = checked.targets().filter(|t| t.tls.is_some()).collect();
+    assert_eq!(targets.len(), 2);
+    let police = targets
+        .iter()
+        .find(|t| t.uri.as_str().starts_with("sips:"))
+        .expect("the police target");
+    assert_eq!(police.transport, siaga_dialplan::Transport::Tls);
+    let tls = police.tls.as_ref().expect("tls");
+    assert_eq!(tls.pin.map(|p| p.to_string()), Some(pin.clone()));
+    let plan_dir = Path::new(PLAN_PATH).parent().expect("dir");
+    assert_eq!(
+        tls.client_cert.as_deref(),
+        Some(plan_dir.join("certs/siaga.pem").as_path())
+    );
+    let fire = targets
+        .iter()
+        .find(|t| t.uri.as_str().contains("damkar"))
+        .expect("the fire target");
+    assert_eq!(
+        fire.tls.as_ref().and_then(|t| t.ca_file.as_deref()),
+        Some(Path::new("/etc/siaga/agency-ca.pem"))
+    );
+
+    let on_udp = edit(
+        SMALL_PLAN,
+        "uri = \"sip:polisi@127.0.0.1:5081\"",
+        "uri = \"sip:polisi@127.0.0.1:5081\"\ntls_ca = \"ca.pem\"",
+    );
+    assert_reported(
+        &only_error(&on_udp),
+        line_of(&on_udp, "tls_ca"),
+        "route \"police\" target 1 tls_ca is set on a target that is not reached over TLS",
+    );
+    let half = edit(
+        SMALL_PLAN,
+        "uri = \"sip:polisi@127.0.0.1:5081\"",
+        "uri = \"sips:polisi@127.0.0.1:5081\"\ntls_cert = \"siaga.pem\"",
+    );
+    assert_reported(
+        &only_error(&half),
+        line_of(&half, "tls_cert"),
+        "route \"police\" target 1 tls_cert/tls_key needs both: the client certificate and its private key",
+    );
+    let bad_pin = edit(
+        SMALL_PLAN,
+        "uri = \"sip:polisi@127.0.0.1:5081\"",
+        "uri = \"sips:polisi@127.0.0.1:5081\"\ntls_pin = \"AB:CD\"",
+    );
+    assert_reported(
+        &only_error(&bad_pin),
+        line_of(&bad_pin, "tls_pin"),
+        "route \"police\" target 1 tls_pin is not 64 hex digits (a SHA-256 fingerprint)",
+    );
+    let forced = edit(
+        SMALL_PLAN,
+        "uri = \"sip:polisi@127.0.0.1:5081\"",
+        "uri = \"sips:polisi@127.0.0.1:5081\"\ntransport = \"udp\"",
+    );
+    assert_reported(
+        &only_error(&forced),
+        line_of(&forced, "transport = \"udp\""),
+        "route \"police\" target 1 transport is not \"tls\", but the URI is sips: or has ;transport=tls",
+    );
 }

@@ -31,6 +31,11 @@ pub struct EngineConfig {
     /// Sources whose non-call messages are always answered (the transport's
     /// `trusted_sources`: the carriers' SBCs). The agencies' addresses are exempt too.
     pub trusted_sources: Trusted,
+    /// The load balancers in front of this node (Kamailio's dispatcher): while the call log
+    /// or the recordings cannot be written, their OPTIONS probes get 503 so they send new
+    /// calls to another node. Everyone else (a carrier's SBC with no other node to choose)
+    /// still gets 200: a node with a failing disk answers 112 better than none.
+    pub load_balancers: Trusted,
     /// Probing of callers whose RTP stopped (a lost BYE must not keep a call up for hours).
     pub silent_caller_probe: SilentCallerProbe,
     /// Whether INFO-level console lines may name the caller (personal data; off by default).
@@ -68,6 +73,7 @@ impl Default for EngineConfig {
             element_domain: "siaga.invalid".to_owned(),
             noncall: NonCallLimits::default(),
             trusted_sources: Trusted::default(),
+            load_balancers: Trusted::default(),
             silent_caller_probe: SilentCallerProbe::default(),
             log_personal_data: false,
         }

@@ -21,19 +21,22 @@ pub struct Hop {
     pub remote: SocketAddr,
     pub local_udp: Option<SocketAddr>,
     pub local_tcp: Option<SocketAddr>,
+    pub local_tls: Option<SocketAddr>,
 }
 
 impl Directory {
-    /// `host:port` key of a SIP URI (IPv6 in brackets), port 5060 by default.
+    /// `host:port` key of a SIP URI (IPv6 in brackets), port 5060 by default (5061 for
+    /// `sips:` and `;transport=tls`).
     pub fn key_of(uri: &str) -> Option<String> {
-        let rest = uri
-            .trim()
-            .trim_start_matches('<')
-            .split(['>', ';', '?'])
-            .next()?;
-        let rest = rest
-            .strip_prefix("sip:")
-            .or_else(|| rest.strip_prefix("sips:"))?;
+        let uri = uri.trim().trim_start_matches('<');
+        let uri = uri.split(['>', '?']).next()?;
+        let mut parts = uri.split(';');
+        let rest = parts.next()?;
+        let tls = parts.any(|p| p.eq_ignore_ascii_case("transport=tls"));
+        let (rest, default_port) = match rest.strip_prefix("sips:") {
+            Some(rest) => (rest, 5061),
+            None => (rest.strip_prefix("sip:")?, if tls { 5061 } else { 5060 }),
+        };
         let hostport = rest.rsplit_once('@').map_or(rest, |(_, h)| h);
         if hostport.is_empty() {
             return None;
@@ -46,7 +49,7 @@ impl Directory {
         Some(if has_port {
             hostport.to_ascii_lowercase()
         } else {
-            format!("{}:5060", hostport.to_ascii_lowercase())
+            format!("{}:{default_port}", hostport.to_ascii_lowercase())
         })
     }
 
@@ -63,6 +66,7 @@ impl Directory {
                 let local = match transport {
                     Transport::Udp => hop.local_udp,
                     Transport::Tcp => hop.local_tcp,
+                    Transport::Tls => hop.local_tls,
                 };
                 (hop.remote, local)
             }
@@ -112,5 +116,13 @@ mod tests {
             Some("pbx.polri.go.id:5060")
         );
         assert_eq!(Directory::key_of("tel:110"), None);
+        assert_eq!(
+            Directory::key_of("<sips:polisi@psap.example.org>").as_deref(),
+            Some("psap.example.org:5061")
+        );
+        assert_eq!(
+            Directory::key_of("sip:polisi@10.0.0.5;lr;transport=TLS").as_deref(),
+            Some("10.0.0.5:5061")
+        );
     }
 }

@@ -50,6 +50,8 @@ pub(crate) enum TimerKey {
     NonCall,
     /// A call's signals waited long enough for the caller's voice totals.
     Signals(CallRef),
+    /// Under attack: time to see whether it is calm again.
+    Flood,
 }
 
 /// A key of the dialog index: Call-ID and our tag.
@@ -82,6 +84,10 @@ pub(crate) struct Effects {
     pub(crate) now: Instant,
     /// Ended calls' signals waiting for the caller leg's voice totals (see `call::signals`).
     pub(crate) awaiting_voice: HashMap<CallRef, crate::io::CallSignals>,
+    /// Floods of emergency calls: under attack or not, and who is challenged (issue 12).
+    pub(crate) flood: siaga_dialplan::FloodGuard,
+    /// The plan's class thresholds: which ended calls count as silent short calls.
+    pub(crate) silent_rules: siaga_dialplan::ClassifyRules,
 }
 
 impl Effects {
@@ -102,6 +108,8 @@ impl Effects {
             next_playback: 0,
             now: start,
             awaiting_voice: HashMap::new(),
+            flood: siaga_dialplan::FloodGuard::new(&siaga_dialplan::FloodRules::default()),
+            silent_rules: siaga_dialplan::ClassifyRules::default(),
         }
     }
 

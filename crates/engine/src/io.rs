@@ -26,9 +26,16 @@ pub enum MediaEvent {
     Timeout { silent_for: Duration },
     /// RTP came back after a `Timeout`: the caller is there.
     Resumed { silent_for: Duration },
+    /// The caller spoke: the first speech run of `SPEECH_EVENT_MS` (once per leg). A
+    /// caller challenged during a call flood passes by speaking.
+    Speech,
     /// The caller's leg was released: what its voice meter saw over the call.
     VoiceActivity(siaga_media::VoiceTotals),
 }
+
+/// How long the caller's first speech run must be before `MediaEvent::Speech`: longer than a
+/// click or a burst of line noise, short enough for "hello?".
+pub const SPEECH_EVENT_MS: u32 = 300;
 
 pub enum Input<'a> {
     /// One UDP datagram or one framed TCP message.
@@ -46,6 +53,10 @@ pub enum Input<'a> {
     HangUp { call: CallRef },
     /// Stop taking new calls; calls in progress continue.
     Drain,
+    /// Whether the call log and the recordings take writes (the shell probes them). Only
+    /// OPTIONS answers change (503 while they do not), so a load balancer in front sends new
+    /// calls to another node; a call that still arrives here is answered as always.
+    StorageHealthy(bool),
     /// At start: end a dialog the previous run left up (a crash), with a BYE of its own.
     ByeAfterRestart(Box<crate::restart::OpenDialog>),
 }
@@ -141,6 +152,9 @@ pub enum LogRecord {
         call: CallRef,
         signals: CallSignals,
     },
+    /// The centre went under attack (a flood of emergency calls) or came out of it: a
+    /// gateway event.
+    Attack(siaga_dialplan::AttackChange),
 }
 
 /// Per-call signals for telling silent, abandoned and false calls from genuine ones (issue 12).

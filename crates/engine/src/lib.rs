@@ -45,6 +45,7 @@ pub mod timers;
 pub mod transaction;
 
 pub use agency::QueuePriority;
+pub use agency::plan_transport as agency_transport;
 pub use config::{EngineConfig, SilentCallerProbe};
 pub use directory::{Directory, Hop};
 pub use engine::Engine;

@@ -8,6 +8,8 @@ use crate::ids::ConnId;
 pub enum Transport {
     Udp,
     Tcp,
+    /// SIP over TLS on TCP (RFC 3261 §26.2, RFC 5630).
+    Tls,
 }
 
 impl Transport {
@@ -15,6 +17,7 @@ impl Transport {
         match self {
             Transport::Udp => "UDP",
             Transport::Tcp => "TCP",
+            Transport::Tls => "TLS",
         }
     }
 
@@ -22,6 +25,21 @@ impl Transport {
         match self {
             Transport::Udp => "udp",
             Transport::Tcp => "tcp",
+            Transport::Tls => "tls",
+        }
+    }
+
+    /// A connection-oriented transport: framed by Content-Length, reliable, one connection
+    /// per peer.
+    pub fn is_stream(self) -> bool {
+        self != Transport::Udp
+    }
+
+    /// The port a URI without one means on this transport (RFC 3261 §19.1.2).
+    pub fn default_port(self) -> u16 {
+        match self {
+            Transport::Tls => 5061,
+            Transport::Udp | Transport::Tcp => 5060,
         }
     }
 }
@@ -34,7 +52,7 @@ pub struct Flow {
     /// Our address as the peer sees it (the shell resolves wildcard binds to a routable
     /// address), used in Via, Contact and SDP.
     pub local: SocketAddr,
-    /// The TCP connection, when the transport is a stream.
+    /// The connection, when the transport is a stream (TCP or TLS).
     pub conn: Option<ConnId>,
 }
 

@@ -14,7 +14,7 @@ use rsipstack::sip::{Header, Headers, Method};
 
 use crate::directory::Directory;
 use crate::ids::{Branch, CallId, CallRef, LegId, Tag};
-use crate::net::{Direction, Flow, Transport};
+use crate::net::{Direction, Flow};
 use crate::sip::build::{self, DialogRequest, contact_for};
 use crate::sip::parse::{self, Framing, Inbound, Message};
 use crate::sip::read::uri_of;
@@ -62,7 +62,8 @@ const REASON: &str = "SIP;cause=200;text=\"gateway_restarted\"";
 impl OpenDialog {
     /// The BYE for this dialog, with a fresh `branch`.
     pub fn bye(&self, branch: &Branch) -> Vec<u8> {
-        let contact = contact_for(self.flow);
+        // The logged dialog does not say whether it was sips: the peer reads either.
+        let contact = contact_for(self.flow, false);
         build::dialog_request(&DialogRequest {
             method: "BYE",
             request_uri: &self.request_uri,
@@ -204,7 +205,7 @@ fn caller_dialog(call: CallRef, msgs: &[Parsed]) -> Option<Result<OpenDialog, St
     let request_uri = target.unwrap_or_else(|| uri_of(&to));
     let route_set = parse::record_routes(invite.headers());
     let mut flow = invite.flow;
-    if flow.transport == Transport::Tcp {
+    if flow.transport.is_stream() {
         // The caller's connection died with the process, and its source port was ephemeral: a
         // new connection goes to the next hop the dialog names (first route, else the
         // target), when that is an address.
@@ -318,6 +319,7 @@ fn next_cseq(msgs: &[Parsed], floor: u32) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::net::Transport;
 
     const CALLER_INVITE: &str = "INVITE sip:112@192.0.2.1:5060 SIP/2.0\r\n\
         Via: SIP/2.0/UDP 198.51.100.7:5062;branch=z9hG4bKc1\r\n\

@@ -6,12 +6,14 @@ use std::collections::VecDeque;
 use crate::ids::CallRef;
 
 /// How soon a waiting caller is served: every normal caller before any low-priority one
-/// (repeat callers and watched numbers, issue 12), each group in arrival order.
+/// (repeat callers and watched numbers, issue 12), and those before the lowest (callers who
+/// did not pass a flood challenge), each group in arrival order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
 pub enum QueuePriority {
     #[default]
     Normal,
     Low,
+    Lowest,
 }
 
 impl QueuePriority {
@@ -19,6 +21,7 @@ impl QueuePriority {
         match self {
             QueuePriority::Normal => "normal",
             QueuePriority::Low => "low",
+            QueuePriority::Lowest => "lowest",
         }
     }
 }

@@ -56,6 +56,15 @@ pub enum CallEventKind {
     /// The number is blocked but reaches a call-taker anyway (called again, or a URN with a
     /// location), with the reason.
     PolicyBlockOverridden,
+    /// Under attack, the caller is beyond its limits: it hears the challenge (why).
+    ChallengeStarted,
+    /// The challenged caller pressed a key or spoke.
+    ChallengePassed,
+    /// The challenged caller did neither in time: the call goes on at the lowest priority.
+    ChallengeFailed,
+    /// Under attack, but the caller is never challenged (a URN with a location, genuine
+    /// history, passed before).
+    ChallengeExempt,
 
     // Media (the engine's view).
     /// A leg's media could not be set up (the call goes on without it).
@@ -182,7 +191,7 @@ pub enum CallEventKind {
 
 impl CallEventKind {
     /// Every kind, in the order above.
-    pub const ALL: [CallEventKind; 76] = [
+    pub const ALL: [CallEventKind; 80] = [
         CallEventKind::NotRefused,
         CallEventKind::LocationProblem,
         CallEventKind::SdpWarning,
@@ -259,6 +268,10 @@ impl CallEventKind {
         CallEventKind::PolicyWatched,
         CallEventKind::PolicyBlocked,
         CallEventKind::PolicyBlockOverridden,
+        CallEventKind::ChallengeStarted,
+        CallEventKind::ChallengePassed,
+        CallEventKind::ChallengeFailed,
+        CallEventKind::ChallengeExempt,
     ];
 
     /// The text in the log's `kind` column: stored in existing databases, so never changed.
@@ -340,6 +353,10 @@ impl CallEventKind {
             CallEventKind::PolicyWatched => "policy_watched",
             CallEventKind::PolicyBlocked => "policy_blocked",
             CallEventKind::PolicyBlockOverridden => "policy_block_overridden",
+            CallEventKind::ChallengeStarted => "challenge_started",
+            CallEventKind::ChallengePassed => "challenge_passed",
+            CallEventKind::ChallengeFailed => "challenge_failed",
+            CallEventKind::ChallengeExempt => "challenge_exempt",
         }
     }
 }
@@ -482,6 +499,10 @@ mod tests {
             CallEventKind::PolicyWatched => 73,
             CallEventKind::PolicyBlocked => 74,
             CallEventKind::PolicyBlockOverridden => 75,
+            CallEventKind::ChallengeStarted => 76,
+            CallEventKind::ChallengePassed => 77,
+            CallEventKind::ChallengeFailed => 78,
+            CallEventKind::ChallengeExempt => 79,
         };
         let mut listed: Vec<usize> = CallEventKind::ALL.iter().map(|&k| number(k)).collect();
         listed.sort_unstable();

@@ -409,6 +409,7 @@ fn trusted_sources_and_agencies_are_answered_whatever_they_send() {
             remote: flow(3).remote,
             local_udp: None,
             local_tcp: None,
+            local_tls: None,
         },
     );
     net.engine.set_directory(directory);

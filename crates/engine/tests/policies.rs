@@ -60,7 +60,11 @@ impl Sim {
     }
 
     fn with_plan(plan: Arc<siaga_dialplan::Dialplan>) -> Self {
-        let mut h = Harness::new(EngineConfig::default(), plan, Instant::now());
+        Self::with_config(EngineConfig::default(), plan)
+    }
+
+    fn with_config(cfg: EngineConfig, plan: Arc<siaga_dialplan::Dialplan>) -> Self {
+        let mut h = Harness::new(cfg, plan, Instant::now());
         h.media_side = MediaSide {
             prompts: Prompts::EndAtOnce,
             first_packet_on_start: false,
@@ -483,4 +487,158 @@ fn a_warned_silent_caller_still_reaches_the_call_takers_15_s_after_the_answer() 
     assert!(sim.desk_invites(TAKER_1, "628555555555").is_empty());
     sim.h.advance_to(t0 + Duration::from_secs(15));
     assert_eq!(sim.desk_invites(TAKER_1, "628555555555").len(), 1);
+}
+
+impl Sim {
+    /// Every caller comes through one carrier SBC (a trusted source): numbers count, the
+    /// source does not.
+    fn behind_sbc() -> Self {
+        let cfg = EngineConfig {
+            trusted_sources: siaga_engine::source_limits::Trusted(vec![
+                "192.0.2.0/24".parse().expect("net"),
+            ]),
+            ..EngineConfig::default()
+        };
+        Self::with_config(cfg, default_plan())
+    }
+
+    /// The caller hangs up (BYE), and the gateway's answer is taken.
+    fn caller_hangs_up(&mut self, placed: &Placed) {
+        let bye = self.in_dialog(placed, "BYE", 2);
+        self.h.sip(flow_from(CALLER), bye.as_bytes());
+        self.h.take_to(addr(CALLER), "SIP/2.0");
+    }
+
+    /// `count` silent calls from new numbers, each hung up after a second: a flood of silent
+    /// short calls (the media side never reports speech).
+    fn silent_flood(&mut self, count: u32, first_number: u64) {
+        for i in 0..u64::from(count) {
+            let placed = self.call(
+                &format!("+62813{:08}", first_number + i),
+                "sip:112@198.51.100.1",
+                "",
+                None,
+            );
+            self.h.advance(Duration::from_secs(1));
+            self.caller_hangs_up(&placed);
+        }
+    }
+
+    /// The gateway events about attacks so far: (started?, detail).
+    fn attacks(&self) -> Vec<(bool, String)> {
+        self.h
+            .logs
+            .iter()
+            .filter_map(|r| match r {
+                LogRecord::Attack(change) => Some((
+                    matches!(change, siaga_dialplan::AttackChange::Started { .. }),
+                    change.detail(),
+                )),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+#[test]
+fn a_flood_of_silent_calls_starts_an_attack_that_calm_ends_and_then_nobody_is_challenged() {
+    let mut sim = Sim::behind_sbc();
+    // The default plan: 30 silent short calls within a minute.
+    sim.silent_flood(29, 0);
+    assert!(sim.attacks().is_empty(), "29 are under the level");
+    sim.silent_flood(1, 29);
+    // Signals wait a moment for the caller leg's voice totals, which never come here.
+    sim.h.advance(Duration::from_secs(5));
+    assert_eq!(
+        sim.attacks(),
+        [(
+            true,
+            "silent short calls reached 30 calls within 1min".to_owned()
+        )]
+    );
+    assert!(sim.h.engine.under_attack());
+    // Calm: under half the level for the plan's 5 minutes.
+    sim.h.advance(minutes(7));
+    let attacks = sim.attacks();
+    assert_eq!(attacks.len(), 2, "{attacks:?}");
+    assert!(!attacks[1].0, "{attacks:?}");
+    assert!(attacks[1].1.starts_with("calm again after"), "{attacks:?}");
+    // A number's third call in ten minutes, now calm: the menu at once.
+    for _ in 0..2 {
+        let call = sim.call("+628555555555", "sip:112@198.51.100.1", "", None);
+        sim.caller_hangs_up(&call);
+    }
+    let third = sim.call("+628555555555", "sip:112@198.51.100.1", "", None);
+    assert_eq!(sim.played(third.call)[0], "welcome.wav");
+    assert!(sim.timeline(third.call, "challenge_started").is_empty());
+}
+
+#[test]
+fn under_attack_a_caller_beyond_its_limit_is_challenged_a_key_passes_and_silence_still_reaches_a_call_taker()
+ {
+    let mut sim = Sim::behind_sbc();
+    sim.silent_flood(30, 0);
+    sim.h.advance(Duration::from_secs(5));
+    assert!(sim.h.engine.under_attack());
+
+    // Two calls from a number are within its limit (2 in 10 min); the third is challenged.
+    let prank = "+628777777777";
+    for _ in 0..2 {
+        let call = sim.call(prank, "sip:112@198.51.100.1", "", None);
+        assert!(sim.timeline(call.call, "challenge_started").is_empty());
+        sim.caller_hangs_up(&call);
+    }
+    let third = sim.call(prank, "sip:112@198.51.100.1", "", None);
+    let why = sim.timeline(third.call, "challenge_started");
+    assert_eq!(why.len(), 1);
+    assert!(
+        why[0].contains("number made 3 calls, limit 2 calls within 10min"),
+        "{why:?}"
+    );
+    assert_eq!(
+        sim.played(third.call),
+        ["challenge.wav", "challenge.wav"],
+        "the challenge in each language, before any menu"
+    );
+    // A key passes; the menu follows and the key was not taken as a menu choice.
+    sim.digit(&third, '7');
+    assert_eq!(
+        sim.timeline(third.call, "challenge_passed"),
+        ["key 7; challenged because under attack: number made 3 calls, limit 2 calls within 10min"]
+    );
+    assert_eq!(sim.played(third.call)[2], "welcome.wav");
+    sim.caller_hangs_up(&third);
+    // Passed: its next call in this attack is not asked again.
+    let fourth = sim.call(prank, "sip:112@198.51.100.1", "", None);
+    let exempt = sim.timeline(fourth.call, "challenge_exempt");
+    assert_eq!(
+        exempt,
+        ["under attack; not challenged: passed a challenge in this attack"]
+    );
+    sim.caller_hangs_up(&fourth);
+
+    // A silent caller beyond its limit: after the 10 s the call goes on at the lowest
+    // priority, hears the menu, and (silent) reaches a call-taker — nobody hangs up on it.
+    let quiet = "+628666666666";
+    for _ in 0..2 {
+        let call = sim.call(quiet, "sip:112@198.51.100.1", "", None);
+        sim.caller_hangs_up(&call);
+    }
+    let silent = sim.call(quiet, "sip:112@198.51.100.1", "", None);
+    sim.h.advance(Duration::from_secs(9));
+    assert!(sim.timeline(silent.call, "challenge_failed").is_empty());
+    sim.h.advance(Duration::from_secs(1));
+    let failed = sim.timeline(silent.call, "challenge_failed");
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    assert!(
+        failed[0].contains("behind every other caller"),
+        "{failed:?}"
+    );
+    assert_eq!(sim.played(silent.call)[2], "welcome.wav");
+    sim.h.advance(Duration::from_secs(20));
+    assert!(
+        !sim.desk_invites(TAKER_1, "628666666666").is_empty(),
+        "the caller who did not pass still reached a call-taker"
+    );
+    assert_eq!(sim.end_reason(silent.call), None);
 }

@@ -12,6 +12,7 @@ use siaga_engine::call::EndReason;
 use siaga_engine::harness::{Harness, default_plan};
 use siaga_engine::ids::{CallRef, LegId};
 use siaga_engine::io::{Flow, Input, LogRecord, MediaCommand, MediaEvent, PlaybackId, Transport};
+use siaga_engine::source_limits::Trusted;
 
 /// The gateway (in the harness: virtual clock, record of everything out, lost messages in
 /// `lose_out`) plus a caller on one flow.
@@ -481,6 +482,53 @@ fn draining_refuses_new_calls_with_503_but_keeps_live_ones() {
         sim.end_reasons(),
         vec![EndReason::RefusedDraining, EndReason::AbandonedInIvr]
     );
+}
+
+#[test]
+fn options_tells_the_load_balancer_503_while_storage_fails_or_draining_and_calls_still_land() {
+    // A front (Kamailio's dispatcher, 192.0.2.10 here) probes each node with OPTIONS and sends
+    // new calls only to the nodes that answer 200.
+    let cfg = EngineConfig {
+        load_balancers: Trusted(vec!["192.0.2.10/32".parse().expect("net")]),
+        ..EngineConfig::default()
+    };
+    let mut sim = Sim::with_config(Transport::Udp, cfg);
+    let options = |n: u32| {
+        in_dialog(
+            "OPTIONS",
+            1,
+            &format!("probe{n}"),
+            "x",
+            &format!("z9hG4bKp{n}"),
+        )
+        .replace(";tag=x", "")
+    };
+    sim.send(&options(1));
+    assert_eq!(sim.statuses(), vec!["SIP/2.0 200 OK"]);
+    sim.input(Input::StorageHealthy(false));
+    sim.send(&options(2));
+    assert_eq!(sim.statuses(), vec!["SIP/2.0 503 Service Unavailable"]);
+    // A carrier's SBC probing a single box has no other node to send 112 to: it keeps
+    // hearing 200 while this node takes calls.
+    let balancer = sim.flow.remote;
+    sim.flow.remote = "203.0.113.5:5060".parse().expect("addr");
+    sim.send(&options(3));
+    assert_eq!(sim.statuses(), vec!["SIP/2.0 200 OK"]);
+    sim.flow.remote = balancer;
+    // A call that reaches this node anyway (the balancer not yet told) is answered: the
+    // failing disk is the balancer's business, not the caller's.
+    sim.send(&invite("sip:112@198.51.100.1", "s1", "z9hG4bKs1"));
+    assert!(sim.statuses().iter().any(|s| s == "SIP/2.0 200 OK"));
+    sim.input(Input::StorageHealthy(true));
+    sim.send(&options(4));
+    assert_eq!(sim.statuses(), vec!["SIP/2.0 200 OK"]);
+    // Draining: everyone hears 503.
+    sim.input(Input::Drain);
+    sim.send(&options(5));
+    assert_eq!(sim.statuses(), vec!["SIP/2.0 503 Service Unavailable"]);
+    sim.flow.remote = "203.0.113.5:5060".parse().expect("addr");
+    sim.send(&options(6));
+    assert_eq!(sim.statuses(), vec!["SIP/2.0 503 Service Unavailable"]);
 }
 
 #[test]

@@ -86,7 +86,7 @@ impl Validator<'_> {
         .filter(|_| prompts_ok)
     }
 
-    fn check_rate(
+    pub(super) fn check_rate(
         &mut self,
         file: FileIndex,
         place: &str,
@@ -130,7 +130,7 @@ impl Validator<'_> {
         })
     }
 
-    fn check_count(
+    pub(super) fn check_count(
         &mut self,
         file: FileIndex,
         place: &str,

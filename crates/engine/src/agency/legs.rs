@@ -104,7 +104,7 @@ impl AgencySide {
         let session = crate::session::offer(media_local, session_id);
         let (mut headers, body) = self.agency_payload(call, fx, leg, &session.sdp);
         headers.push(("Allow", ALLOW.to_owned()));
-        let contact = build::contact_for(leg.flow);
+        let contact = build::contact_for(leg.flow, leg.target.uri.is_sips());
         let bytes = build::dialog_request(&DialogRequest {
             method: "INVITE",
             request_uri: leg.target.uri.as_str(),
@@ -403,7 +403,7 @@ impl AgencySide {
             leg.call_id.clone(),
             leg.invite_cseq,
         );
-        let contact = build::contact_for(flow);
+        let contact = build::contact_for(flow, leg.target.uri.is_sips());
         for (method, number) in [("ACK", cseq), ("BYE", cseq + 1)] {
             let branch = Branch(format!("z9hG4bK{}", fx.rng.token()));
             let bytes = build::dialog_request(&DialogRequest {
@@ -466,7 +466,7 @@ impl AgencySide {
             .remote_target
             .clone()
             .unwrap_or_else(|| leg.target.uri.as_str().to_owned());
-        let contact = build::contact_for(leg.flow);
+        let contact = build::contact_for(leg.flow, leg.target.uri.is_sips());
         let bytes = build::dialog_request(&DialogRequest {
             method,
             request_uri: &request_uri,

@@ -222,10 +222,12 @@ pub(crate) fn is_announcement(id: PlaybackId) -> bool {
     id.0 & ANNOUNCEMENT_PLAYBACK != 0
 }
 
-pub(super) fn plan_transport(t: PlanTransport) -> Transport {
+/// The transport a plan target is reached over.
+pub fn plan_transport(t: PlanTransport) -> Transport {
     match t {
         PlanTransport::Udp => Transport::Udp,
         PlanTransport::Tcp => Transport::Tcp,
+        PlanTransport::Tls => Transport::Tls,
     }
 }
 

@@ -85,6 +85,9 @@ impl AgencySide {
         let behind = match priority {
             QueuePriority::Normal => String::new(),
             QueuePriority::Low => ", at low priority (behind every normal caller)".to_owned(),
+            QueuePriority::Lowest => {
+                ", at the lowest priority (did not pass the flood challenge)".to_owned()
+            }
         };
         fx.timeline(
             call_ref,

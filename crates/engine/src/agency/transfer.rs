@@ -223,7 +223,7 @@ impl AgencySide {
         let Some(leg) = self.legs.get(&n) else {
             return;
         };
-        let contact = build::contact_for(leg.flow);
+        let contact = build::contact_for(leg.flow, leg.target.uri.is_sips());
         let extras = ResponseExtras {
             to_tag: None,
             contact: Some(&contact),

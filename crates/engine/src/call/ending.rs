@@ -166,6 +166,7 @@ impl Call {
                     self.probe_caller(fx);
                 }
                 self.policy_timer(now, fx);
+                self.challenge_timer(now, fx);
                 self.with_agency(fx, |agency, view, fx| agency.on_timer(now, view, fx));
             }
             CallState::HangingUp { .. } => {}

@@ -6,6 +6,7 @@ use std::time::Instant;
 
 use siaga_dialplan::IvrInput;
 
+use super::challenge::is_challenge_prompt;
 use super::policy::is_policy_prompt;
 use super::{Call, CallState, Probe};
 use crate::agency::is_announcement;
@@ -80,7 +81,12 @@ impl Call {
                         CallEventKind::Dtmf,
                         format!("{digit} via {source}"),
                     );
-                    self.ivr_input(now, fx, IvrInput::Digit(digit));
+                    // A key that answers the flood challenge is not the IVR's.
+                    if self.is_challenged() {
+                        self.challenge_answered(now, fx, &format!("key {digit}"));
+                    } else {
+                        self.ivr_input(now, fx, IvrInput::Digit(digit));
+                    }
                 } else {
                     fx.timeline(
                         call_ref,
@@ -96,6 +102,9 @@ impl Call {
             }
             (MediaEvent::PromptFinished { playback }, _) if is_policy_prompt(playback) => {
                 self.policy_prompt_finished(now, fx, playback);
+            }
+            (MediaEvent::PromptFinished { playback }, _) if is_challenge_prompt(playback) => {
+                self.challenge_prompt_finished(fx, playback);
             }
             (MediaEvent::PromptFinished { playback }, _) => {
                 let id = siaga_dialplan::PlaybackId(playback.0);
@@ -114,6 +123,10 @@ impl Call {
                     self.probe_caller(fx);
                 }
             }
+            (MediaEvent::Speech, LegId::Caller) if self.is_challenged() => {
+                self.challenge_answered(now, fx, "speech");
+            }
+            (MediaEvent::Speech, _) => {}
             (MediaEvent::VoiceActivity(totals), LegId::Caller) => self.on_voice(fx, totals),
             // Only the caller's leg is metered.
             (MediaEvent::VoiceActivity(_), LegId::Agency(_)) => {}

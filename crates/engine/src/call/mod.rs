@@ -14,6 +14,7 @@
 //! - `policy`: number policies (repeat callers, watch and block lists) and their announcements.
 
 mod agency_glue;
+pub(crate) mod challenge;
 mod dialog;
 mod ending;
 mod ivr;
@@ -156,6 +157,8 @@ pub struct Call {
     pub announcement: Option<policy::PolicyAnnouncement>,
     /// Which policies applied, for the agency (`X-Siaga-Policy`).
     pub policy_note: Option<String>,
+    /// Under attack: the challenge this caller must pass first (issue 12 item 4).
+    pub challenge: Option<challenge::Challenge>,
     pub span: tracing::Span,
 }
 
@@ -188,7 +191,11 @@ impl Call {
             _ => None,
         };
         let announcement = match &self.state {
-            CallState::Answered | CallState::Confirmed => self.policy_deadline(),
+            CallState::Answered | CallState::Confirmed => self
+                .policy_deadline()
+                .into_iter()
+                .chain(self.challenge_deadline())
+                .min(),
             _ => None,
         };
         [ring, hang_up, ivr, agency, linger, probe, announcement]
@@ -211,7 +218,8 @@ impl Call {
 
     /// Our Contact, as put in responses and requests on this dialog.
     pub fn contact(&self) -> String {
-        crate::sip::build::contact_for(self.flow)
+        let sips = self.invite.uri.to_string().get(..5) == Some("sips:");
+        crate::sip::build::contact_for(self.flow, sips)
     }
 
     /// Over, and no agency leg needs it any more: the dispatcher may forget it.

@@ -55,6 +55,15 @@ pub(crate) struct PolicyOutcome {
     pub(crate) note: Option<String>,
 }
 
+impl PolicyOutcome {
+    /// The call ends after its announcement (a blocked number).
+    pub(crate) fn blocks(&self) -> bool {
+        self.announcement
+            .as_ref()
+            .is_some_and(|a| a.then == AfterAnnouncement::HangUp)
+    }
+}
+
 /// The engine's side of the policies: the lists the shell hands in and the recent calls.
 #[derive(Debug)]
 pub(crate) struct NumberPolicies {
@@ -161,8 +170,18 @@ impl NumberPolicies {
 }
 
 impl Call {
-    /// Right after the answer: the policy's announcement if there is one, else the IVR.
+    /// Right after the answer: a flood challenge if the call must pass one, then the
+    /// policy's announcement if there is one, else the IVR.
     pub(crate) fn after_answer(&mut self, now: Instant, fx: &mut Effects) {
+        if self.is_challenged() {
+            self.start_challenge(now, fx);
+        } else {
+            self.after_challenge(now, fx);
+        }
+    }
+
+    /// The challenge is over (or there was none): the announcement or the IVR.
+    pub(crate) fn after_challenge(&mut self, now: Instant, fx: &mut Effects) {
         if self.announcement.is_some() {
             self.play_next_policy_prompt(now, fx);
         } else {

@@ -48,6 +48,7 @@ impl Call {
         };
         let call = self.call_ref;
         if signals.voice.is_some() || !self.signals.media_leg {
+            fx.count_silent_short(&signals);
             fx.log(LogRecord::CallSignals { call, signals });
         } else {
             fx.awaiting_voice.insert(call, signals);
@@ -72,6 +73,7 @@ impl Effects {
         };
         signals.voice = Some(totals);
         self.timers.set(TimerKey::Signals(call), None);
+        self.count_silent_short(&signals);
         self.log(LogRecord::CallSignals { call, signals });
         true
     }
@@ -80,6 +82,7 @@ impl Effects {
     pub(crate) fn voice_overdue(&mut self, call: CallRef) {
         if let Some(signals) = self.awaiting_voice.remove(&call) {
             self.timers.set(TimerKey::Signals(call), None);
+            self.count_silent_short(&signals);
             self.log(LogRecord::CallSignals { call, signals });
         }
     }

@@ -41,6 +41,10 @@ use stateless::Reply;
 pub struct Engine {
     plan: Arc<Dialplan>,
     accepting: bool,
+    /// The shell's latest probe of the call log and the recordings (OPTIONS says so).
+    storage_healthy: bool,
+    /// Sources whose OPTIONS learn about failing storage (`EngineConfig::load_balancers`).
+    load_balancers: crate::source_limits::Trusted,
     calls: HashMap<CallRef, Call>,
     /// Everything calls act on: outputs, transactions, timers, shared tables.
     fx: Effects,
@@ -50,6 +54,9 @@ pub struct Engine {
     tag_secret: u64,
     /// The supervisors' number lists and the recent calls per number (issue 12).
     numbers: crate::call::policy::NumberPolicies,
+    /// Numbers with genuine calls in the call log (the shell reads them): never challenged
+    /// during a flood.
+    genuine: Arc<std::collections::HashSet<siaga_dialplan::CallerNumber>>,
 }
 
 impl Engine {
@@ -59,12 +66,19 @@ impl Engine {
         noncall.set_trusted(cfg.trusted_sources.clone());
         let tag_secret = cfg.seed.rotate_left(17) ^ 0x9e37_79b9_7f4a_7c15;
         let local_time = "mon 12:00".parse().unwrap_or_else(|_| unreachable_time());
+        let load_balancers = cfg.load_balancers.clone();
+        let mut fx = Effects::new(cfg, local_time, start);
+        fx.flood = siaga_dialplan::FloodGuard::new(plan.flood());
+        fx.silent_rules = plan.classify_rules().clone();
         Self {
             numbers: crate::call::policy::NumberPolicies::new(&plan),
+            genuine: Arc::default(),
             plan,
             accepting: true,
+            storage_healthy: true,
+            load_balancers,
             calls: HashMap::new(),
-            fx: Effects::new(cfg, local_time, start),
+            fx,
             noncall,
             tag_secret,
         }
@@ -86,6 +100,12 @@ impl Engine {
     /// A reloaded plan: new calls use it, calls in progress keep theirs.
     pub fn set_plan(&mut self, plan: Arc<Dialplan>) {
         self.numbers.plan_changed(&self.plan, &plan);
+        if self.plan.flood() != plan.flood() {
+            // New levels and limits count afresh; an attack in progress is re-detected.
+            self.fx.flood = siaga_dialplan::FloodGuard::new(plan.flood());
+            self.fx.flood_timer(self.fx.now);
+        }
+        self.fx.silent_rules = plan.classify_rules().clone();
         self.plan = plan;
     }
 
@@ -95,8 +115,33 @@ impl Engine {
         self.numbers.lists = lists;
     }
 
+    /// The numbers with genuine calls in the call log, as the shell last read them: during a
+    /// flood they are never challenged.
+    pub fn set_genuine_numbers(
+        &mut self,
+        numbers: Arc<std::collections::HashSet<siaga_dialplan::CallerNumber>>,
+    ) {
+        self.genuine = numbers;
+    }
+
+    /// Whether the centre is under attack (a flood of emergency calls) now.
+    pub fn under_attack(&self) -> bool {
+        self.fx.flood.under_attack()
+    }
+
     pub fn plan(&self) -> &Arc<Dialplan> {
         &self.plan
+    }
+
+    /// What OPTIONS answers: 503 while this node drains; to a load balancer also while it
+    /// cannot keep its calls' records (log or recordings not writable); otherwise 200.
+    fn options_status(&self, from: std::net::IpAddr) -> u16 {
+        let storage_matters = self.load_balancers.contains(from);
+        if !self.accepting || (storage_matters && !self.storage_healthy) {
+            503
+        } else {
+            200
+        }
     }
 
     pub fn active_calls(&self) -> usize {
@@ -125,6 +170,7 @@ impl Engine {
                 self.with_call(call, |c, fx| c.hang_up(now, fx, EndReason::GatewayHungUp));
             }
             Input::Drain => self.accepting = false,
+            Input::StorageHealthy(healthy) => self.storage_healthy = healthy,
             Input::ByeAfterRestart(dialog) => self.bye_after_restart(*dialog),
         }
     }
@@ -188,7 +234,7 @@ impl Engine {
     fn on_sip(&mut self, now: Instant, flow: Flow, data: &[u8]) {
         let framing = match flow.transport {
             Transport::Udp => Framing::Datagram,
-            Transport::Tcp => Framing::Stream,
+            Transport::Tcp | Transport::Tls => Framing::Stream,
         };
         match parse::parse(data, framing) {
             Err(rejection) => {
@@ -275,7 +321,7 @@ impl Engine {
         }
         let (kind, status) = match req.method {
             Method::Invite => return self.on_new_invite(now, flow, msg, req, key, raw),
-            Method::Options => (NonCallKind::Options, if self.accepting { 200 } else { 503 }),
+            Method::Options => (NonCallKind::Options, self.options_status(flow.remote.ip())),
             Method::Bye | Method::Info | Method::Update | Method::PRack => {
                 (NonCallKind::StrayRequest, 481)
             }
@@ -432,6 +478,7 @@ impl Engine {
                 TimerKey::Call(call_ref) => self.call_timer(now, call_ref),
                 TimerKey::NonCall => self.roll_noncall(now),
                 TimerKey::Signals(call_ref) => self.fx.voice_overdue(call_ref),
+                TimerKey::Flood => crate::call::challenge::poll(now, &mut self.fx),
             }
         }
     }

@@ -117,6 +117,30 @@ impl Engine {
             ),
             _ => Default::default(),
         };
+        // Floods of emergency calls (issue 12 item 4): counted; under attack, a caller beyond
+        // its limits must pass a challenge. A blocked number's call ends anyway.
+        let challenge = match &kind {
+            CallKind::Emergency { .. } if !policy.blocks() => {
+                let (number, source, urn_with_location) = crate::call::challenge::facts(
+                    &self.plan,
+                    &fx.cfg.trusted_sources,
+                    &identity,
+                    &dialled,
+                    flow,
+                    location.as_ref(),
+                );
+                let facts = siaga_dialplan::NewCallFacts {
+                    number: number.as_ref(),
+                    source,
+                    urn_with_location,
+                    known_genuine: number.as_ref().is_some_and(|n| self.genuine.contains(n)),
+                };
+                let challenge = crate::call::challenge::admit(now, fx, call_ref, &self.plan, facts);
+                fx.flood_timer(now);
+                challenge
+            }
+            _ => None,
+        };
 
         let mut tx = ServerTxEntry::new(true, fx.cfg.timers, flow, Some(call_ref), LegId::Caller);
         tx.initial_invite = true;
@@ -208,6 +232,7 @@ impl Engine {
             priority: policy.priority,
             announcement: policy.announcement,
             policy_note: policy.note,
+            challenge,
             span,
         };
         if kind == CallKind::Test {

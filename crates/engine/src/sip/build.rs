@@ -203,9 +203,16 @@ pub struct DialogRequest<'a> {
 
 pub fn dialog_request(r: &DialogRequest) -> Vec<u8> {
     let mut out = String::with_capacity(512);
+    // Over TLS our Via names our listener: `alias` lets the peer send its requests back on
+    // this connection instead of opening one to it (RFC 5923).
+    let alias = if r.via_transport == "TLS" {
+        ";alias"
+    } else {
+        ""
+    };
     let _ = write!(
         out,
-        "{} {} SIP/2.0\r\nVia: SIP/2.0/{} {};branch={};rport\r\nMax-Forwards: 70\r\n",
+        "{} {} SIP/2.0\r\nVia: SIP/2.0/{} {};branch={};rport{alias}\r\nMax-Forwards: 70\r\n",
         r.method,
         r.request_uri,
         r.via_transport,
@@ -230,13 +237,18 @@ pub fn dialog_request(r: &DialogRequest) -> Vec<u8> {
     finish(out, r.body)
 }
 
-/// The Contact we advertise on a flow.
-pub fn contact_for(flow: Flow) -> String {
-    let transport = match flow.transport {
-        crate::net::Transport::Udp => "",
-        crate::net::Transport::Tcp => ";transport=tcp",
-    };
-    format!("<sip:siaga@{}{transport}>", host_port(flow.local))
+/// The Contact we advertise on a flow. In a `sips:` dialog (its request was to a `sips:` URI)
+/// it must be `sips:` too (RFC 3261 §8.1.1.8, §12.1.1); otherwise over TLS it is `sip:` with
+/// `;transport=tls` (RFC 5630 §4.2 keeps the two apart, and peers such as baresip 1.0 cannot
+/// send to a `sips:` Contact at all).
+pub fn contact_for(flow: Flow, sips_dialog: bool) -> String {
+    let host = host_port(flow.local);
+    match flow.transport {
+        crate::net::Transport::Tls if sips_dialog => format!("<sips:siaga@{host}>"),
+        crate::net::Transport::Tls => format!("<sip:siaga@{host};transport=tls>"),
+        crate::net::Transport::Tcp => format!("<sip:siaga@{host};transport=tcp>"),
+        crate::net::Transport::Udp => format!("<sip:siaga@{host}>"),
+    }
 }
 
 /// The ACK a client INVITE transaction sends for a 3xx–6xx (RFC 3261 §17.1.1.3): the
@@ -277,6 +289,51 @@ mod tests {
         Record-Route: <sip:p1;lr>\r\n\
         From: <sip:caller@a>;tag=x\r\nTo: <sip:112@gw>\r\nCall-ID: c1\r\nCSeq: 7 INVITE\r\n\
         Content-Length: 0\r\n\r\n";
+
+    /// Over TLS the Contact is sips: only in a sips: dialog; Via says TLS and offers the
+    /// connection back (RFC 5923).
+    #[test]
+    fn tls_contact_and_via_name_the_transport() {
+        let flow = |transport| Flow {
+            transport,
+            remote: "192.0.2.9:5061".parse().expect("addr"),
+            local: "192.0.2.1:5061".parse().expect("addr"),
+            conn: None,
+        };
+        use crate::net::Transport;
+        assert_eq!(
+            contact_for(flow(Transport::Tls), true),
+            "<sips:siaga@192.0.2.1:5061>"
+        );
+        assert_eq!(
+            contact_for(flow(Transport::Tls), false),
+            "<sip:siaga@192.0.2.1:5061;transport=tls>"
+        );
+        assert_eq!(
+            contact_for(flow(Transport::Udp), true),
+            "<sip:siaga@192.0.2.1:5061>"
+        );
+        let bytes = dialog_request(&DialogRequest {
+            method: "OPTIONS",
+            request_uri: "sips:desk@192.0.2.9",
+            via_transport: Transport::Tls.as_via(),
+            local: flow(Transport::Tls).local,
+            branch: &crate::ids::Branch("z9hG4bKt".into()),
+            from: "<sip:siaga@192.0.2.1>;tag=a",
+            to: "<sips:desk@192.0.2.9>",
+            call_id: "c@x",
+            cseq: 1,
+            route_set: &[],
+            contact: None,
+            headers: Vec::new(),
+            body: None,
+        });
+        let text = String::from_utf8_lossy(&bytes);
+        assert!(
+            text.contains("Via: SIP/2.0/TLS 192.0.2.1:5061;branch=z9hG4bKt;rport;alias\r\n"),
+            "{text}"
+        );
+    }
 
     fn request() -> Request {
         match parse(INVITE.as_bytes(), Framing::Datagram).map(|m| m.message) {

@@ -8,6 +8,7 @@
 //! their own, and over it only those whose Request-URI the dialplan calls emergency or test
 //! pass.
 
+mod handshakes;
 mod messages;
 mod streams;
 #[cfg(test)]
@@ -17,6 +18,7 @@ use std::net::{IpAddr, Ipv6Addr};
 
 use siaga_dialplan::{Classified, Dialplan};
 
+pub use handshakes::*;
 pub use messages::*;
 pub use streams::*;
 

@@ -51,7 +51,7 @@ impl Reliability {
     pub fn of(flow: crate::net::Flow) -> Self {
         match flow.transport {
             crate::net::Transport::Udp => Reliability::Unreliable,
-            crate::net::Transport::Tcp => Reliability::Reliable,
+            crate::net::Transport::Tcp | crate::net::Transport::Tls => Reliability::Reliable,
         }
     }
 }

@@ -1,0 +1,255 @@
+//! The flood challenge (issue 12 item 4): while the centre is under attack, a caller beyond
+//! its limits hears "press any key or speak" right after the answer. A key or speech passes
+//! (the number is not asked again in this attack); nothing within the timeout and the call
+//! still goes on — into the IVR and to the call-takers — but waits behind every other
+//! caller. No one is ever hung up on here.
+
+use std::collections::VecDeque;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use std::net::IpAddr;
+
+use siaga_dialplan::{CallerNumber, Dialled, Dialplan, FloodVerdict, NewCallFacts, PromptName};
+
+use super::Call;
+use crate::agency::QueuePriority;
+use crate::effects::Effects;
+use crate::ids::{CallRef, LegId};
+use crate::io::{CallSignals, CallerIdentity, Flow, LogRecord, MediaCommand, PlaybackId};
+use crate::timeline::CallEventKind;
+
+/// Challenge prompts use this bit (policy announcements the next one up, the agency side's
+/// the top one), so their ends are told apart from the IVR's prompts.
+const CHALLENGE_PLAYBACK: u64 = 1 << 61;
+
+pub(crate) fn is_challenge_prompt(id: PlaybackId) -> bool {
+    id.0 & CHALLENGE_PLAYBACK != 0
+        && !super::policy::is_policy_prompt(id)
+        && !crate::agency::is_announcement(id)
+}
+
+/// A challenge from the answer until the caller passes or its time is up.
+#[derive(Debug)]
+pub struct Challenge {
+    /// Why this call is challenged (on the timeline).
+    reason: String,
+    pending: VecDeque<PathBuf>,
+    playing: Option<PlaybackId>,
+    timeout: Duration,
+    /// Set when the first prompt starts.
+    deadline: Option<Instant>,
+    number: Option<CallerNumber>,
+}
+
+impl Challenge {
+    fn new(
+        plan: &Dialplan,
+        prompt: &PromptName,
+        reason: String,
+        number: Option<CallerNumber>,
+    ) -> Self {
+        let pending = plan
+            .prompts(prompt, &plan.centre().languages)
+            .into_iter()
+            .map(|p| p.path)
+            .collect();
+        Challenge {
+            reason,
+            pending,
+            playing: None,
+            timeout: plan.flood().challenge_timeout,
+            deadline: None,
+            number,
+        }
+    }
+}
+
+/// What the flood guard needs to know of a new call: the caller's number in its one form,
+/// its address (none for a trusted source: a carrier's SBC carries everyone), and whether it
+/// is a URN call with a PIDF-LO location.
+pub(crate) fn facts(
+    plan: &Dialplan,
+    trusted: &crate::source_limits::Trusted,
+    identity: &CallerIdentity,
+    dialled: &str,
+    flow: Flow,
+    location: Option<&siaga_location::LocationReport>,
+) -> (Option<CallerNumber>, Option<IpAddr>, bool) {
+    let country = plan.centre().country_code.as_deref();
+    let number = super::signals::caller_number(identity)
+        .and_then(|n| CallerNumber::normalise(&n, country).ok());
+    let source = Some(flow.remote.ip()).filter(|ip| !trusted.contains(*ip));
+    let urn = matches!(Dialled::parse(dialled), Dialled::Service(_));
+    let urn_with_location = urn && location.is_some_and(|l| !l.pidf_documents.is_empty());
+    (number, source, urn_with_location)
+}
+
+/// A new emergency call meets the flood guard: counted, the attack's start or end logged as
+/// a gateway event, and the challenge it must pass, if any (on its timeline).
+pub(crate) fn admit(
+    now: Instant,
+    fx: &mut Effects,
+    call: CallRef,
+    plan: &Dialplan,
+    facts: NewCallFacts<'_>,
+) -> Option<Challenge> {
+    let (verdict, change) = fx.flood.new_call(now, facts);
+    if let Some(change) = change {
+        fx.log(LogRecord::Attack(change));
+    }
+    match verdict {
+        FloodVerdict::Admit => None,
+        FloodVerdict::Exempt(why) => {
+            fx.timeline(
+                call,
+                CallEventKind::ChallengeExempt,
+                format!("under attack; not challenged: {why}"),
+            );
+            None
+        }
+        FloodVerdict::Challenge(reason) => {
+            let prompt = plan.flood().challenge_prompt.as_ref()?;
+            let reason = reason.to_string();
+            fx.timeline(call, CallEventKind::ChallengeStarted, reason.clone());
+            Some(Challenge::new(plan, prompt, reason, facts.number.cloned()))
+        }
+    }
+}
+
+/// Time passes: an attack may end.
+pub(crate) fn poll(now: Instant, fx: &mut Effects) {
+    if let Some(change) = fx.flood.poll(now) {
+        fx.log(LogRecord::Attack(change));
+    }
+    fx.flood_timer(now);
+}
+
+impl Effects {
+    /// A call's signals, about to be logged: a silent short call (answered, no speech run,
+    /// speech under the class threshold, no key, no agency, over before `abandoned_within`)
+    /// counts toward an attack — the same thresholds as the `silent` class.
+    pub(crate) fn count_silent_short(&mut self, signals: &CallSignals) {
+        let rules = &self.silent_rules;
+        let short = signals
+            .answered_for
+            .is_some_and(|d| d < rules.abandoned_within);
+        let silent = signals.voice.is_none_or(|v| {
+            v.frames == 0
+                || (u128::from(v.longest_speech_ms) < rules.speech_run.as_millis()
+                    && f64::from(v.speech_frames) * 100.0
+                        < rules.silent_speech_below_percent * f64::from(v.frames))
+        });
+        if short && silent && signals.digits == 0 && signals.agency_talk.is_none() {
+            let now = self.now;
+            if let Some(change) = self.flood.silent_short_call(now) {
+                self.log(LogRecord::Attack(change));
+            }
+            self.flood_timer(now);
+        }
+    }
+
+    /// Under attack, the engine looks again when it may be calm; otherwise no timer.
+    pub(crate) fn flood_timer(&mut self, now: Instant) {
+        let next = self.flood.next_check(now);
+        self.timers.set(crate::effects::TimerKey::Flood, next);
+    }
+}
+
+impl Call {
+    /// Right after the answer: the challenge's prompts start, and its clock.
+    pub(crate) fn start_challenge(&mut self, now: Instant, fx: &mut Effects) {
+        if let Some(challenge) = self.challenge.as_mut() {
+            challenge.deadline = Some(now + challenge.timeout);
+        }
+        self.play_next_challenge_prompt(fx);
+    }
+
+    fn play_next_challenge_prompt(&mut self, fx: &mut Effects) {
+        let call = self.call_ref;
+        let Some(challenge) = self.challenge.as_mut() else {
+            return;
+        };
+        let Some(prompt) = challenge.pending.pop_front() else {
+            challenge.playing = None;
+            return;
+        };
+        fx.next_playback += 1;
+        let playback = PlaybackId(CHALLENGE_PLAYBACK | fx.next_playback);
+        challenge.playing = Some(playback);
+        fx.timeline(
+            call,
+            CallEventKind::PromptStarted,
+            format!("play {} (flood challenge)", prompt.display()),
+        );
+        fx.media(MediaCommand::Play {
+            call,
+            leg: LegId::Caller,
+            playback,
+            prompt,
+        });
+    }
+
+    /// The media side finished (or could not play) a challenge prompt.
+    pub(crate) fn challenge_prompt_finished(&mut self, fx: &mut Effects, playback: PlaybackId) {
+        if self.challenge.as_ref().and_then(|c| c.playing) == Some(playback) {
+            self.play_next_challenge_prompt(fx);
+        }
+    }
+
+    /// Whether a key or speech now answers a challenge (and is not the IVR's).
+    pub(crate) fn is_challenged(&self) -> bool {
+        self.challenge.is_some()
+    }
+
+    /// A key or speech: the caller passes.
+    pub(crate) fn challenge_answered(&mut self, now: Instant, fx: &mut Effects, how: &str) {
+        self.end_challenge(now, fx, Some(how));
+    }
+
+    pub(crate) fn challenge_deadline(&self) -> Option<Instant> {
+        self.challenge.as_ref().and_then(|c| c.deadline)
+    }
+
+    /// At the call's deadline: nothing came in time.
+    pub(crate) fn challenge_timer(&mut self, now: Instant, fx: &mut Effects) {
+        if self.challenge_deadline().is_some_and(|at| now >= at) {
+            self.end_challenge(now, fx, None);
+        }
+    }
+
+    fn end_challenge(&mut self, now: Instant, fx: &mut Effects, passed_by: Option<&str>) {
+        let Some(challenge) = self.challenge.take() else {
+            return;
+        };
+        if let Some(playback) = challenge.playing {
+            fx.media(MediaCommand::StopPlayback {
+                call: self.call_ref,
+                leg: LegId::Caller,
+                playback,
+            });
+        }
+        match passed_by {
+            Some(how) => {
+                fx.flood.passed(challenge.number.as_ref(), now);
+                fx.timeline(
+                    self.call_ref,
+                    CallEventKind::ChallengePassed,
+                    format!("{how}; challenged because {}", challenge.reason),
+                );
+            }
+            None => {
+                self.priority = QueuePriority::Lowest;
+                fx.timeline(
+                    self.call_ref,
+                    CallEventKind::ChallengeFailed,
+                    format!(
+                        "no key and no speech within {} s: the call goes on, behind every other caller",
+                        challenge.timeout.as_secs()
+                    ),
+                );
+            }
+        }
+        self.after_challenge(now, fx);
+    }
+}
