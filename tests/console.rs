@@ -388,6 +388,11 @@ fn the_console_works_on_a_postgresql_call_log() {
     let all = sorted(vec![police, fire, abandoned]);
     assert_eq!(ids(&sup, ""), all);
     assert_eq!(ids(&sup, "?caller=%2B62-811-1111-1111"), [police]);
+    assert_eq!(
+        ids(&sup, "?caller=SIP%3A"),
+        all,
+        "letters match in any case"
+    );
     assert_eq!(ids(&sup, "?route=fire"), [fire]);
     assert_eq!(ids(&sup, "?answered=no"), [abandoned]);
     assert_eq!(ids(&sup, "?callback=1"), [abandoned]);

@@ -108,10 +108,11 @@ fn offered_to(c: &mut Conditions, routes: &[String]) {
     );
 }
 
-/// `%text%` for LIKE, with LIKE's own wildcards in `text` taken literally.
+/// `%text%` for LIKE, with LIKE's own wildcards in `text` taken literally; lower case, to be
+/// matched against `lower(column)` (SQLite's LIKE ignores ASCII case, PostgreSQL's does not).
 fn contains_pattern(text: &str) -> Value {
     let mut p = String::from("%");
-    for ch in text.chars() {
+    for ch in text.to_lowercase().chars() {
         if matches!(ch, '%' | '_' | '\\') {
             p.push('\\');
         }
@@ -152,7 +153,7 @@ pub fn list_calls(
         let digits = digits.trim_start_matches('0');
         let pattern = contains_pattern(caller.trim());
         c.push(
-            "(calls.caller_number LIKE ? ESCAPE '\\' OR calls.caller_from LIKE ? ESCAPE '\\' OR calls.caller_pai LIKE ? ESCAPE '\\')",
+            "(calls.caller_number LIKE ? ESCAPE '\\' OR lower(calls.caller_from) LIKE ? ESCAPE '\\' OR lower(calls.caller_pai) LIKE ? ESCAPE '\\')",
             vec![
                 contains_pattern(if digits.is_empty() { caller.trim() } else { digits }),
                 pattern.clone(),
@@ -162,7 +163,7 @@ pub fn list_calls(
     }
     if let Some(dialled) = &filter.dialled {
         c.push(
-            "calls.dialled LIKE ? ESCAPE '\\'",
+            "lower(calls.dialled) LIKE ? ESCAPE '\\'",
             vec![contains_pattern(dialled.trim())],
         );
     }
