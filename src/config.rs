@@ -126,6 +126,8 @@ pub struct Settings {
     pub load_balancers: siaga_engine::source_limits::Trusted,
     /// The HTTP listener (metrics, health): `None` when turned off.
     pub http: Option<SocketAddr>,
+    /// `[http] cert` and `key`: the listener speaks HTTPS (the console's cookies get Secure).
+    pub http_tls: Option<std::sync::Arc<tokio_rustls::rustls::ServerConfig>>,
     // --- issue 14: SIP capture (HEP) and the console log's format ---
     /// `[capture]`: HEP v3 to a Homer or sngrep collector.
     pub capture: crate::capture::CaptureSettings,
@@ -181,6 +183,7 @@ impl Default for Settings {
             transport_limits: TransportLimits::default(),
             load_balancers: siaga_engine::source_limits::Trusted::default(),
             http: Some(SocketAddr::from(([127, 0, 0, 1], 8112))),
+            http_tls: None,
             capture: crate::capture::CaptureSettings::default(),
             log_format: crate::logging::LogFormat::Text,
             tls_cert: None,
@@ -272,10 +275,13 @@ pub struct HttpSection {
     pub listen: Option<Spanned<String>>,
     /// Allow a non-loopback address without TLS (the pages carry callers' data).
     pub insecure_http: Option<bool>,
+    /// HTTPS: the PEM certificate chain and private key.
+    pub cert: Option<Spanned<String>>,
+    pub key: Option<Spanned<String>>,
 }
 
 /// Parses the HTTP listener setting (`IP:PORT` or `off`); a non-loopback address needs
-/// `insecure` (no TLS yet: put a TLS proxy in front, or keep it on loopback).
+/// `insecure` (HTTPS configured, or plain HTTP explicitly allowed).
 pub fn parse_http_listen(text: &str, insecure: bool) -> Result<Option<SocketAddr>, String> {
     if text.trim() == "off" {
         return Ok(None);
@@ -286,8 +292,8 @@ pub fn parse_http_listen(text: &str, insecure: bool) -> Result<Option<SocketAddr
         .map_err(|_| format!("\"{text}\" is not IP:PORT or off (e.g. 127.0.0.1:8112)"))?;
     if !addr.ip().is_loopback() && !insecure {
         return Err(format!(
-            "{addr} is not a loopback address, and the metrics carry the centre's call figures: \
-             listen on 127.0.0.1 (a TLS proxy in front for other hosts), or set \
+            "{addr} is not a loopback address, and the console and the metrics carry callers' \
+             data: listen on 127.0.0.1, or set http.cert and http.key (HTTPS), or set \
              http.insecure_http = true"
         ));
     }
@@ -728,11 +734,26 @@ fn apply_text(settings: &mut Settings, path: &Path, text: &str) -> anyhow::Resul
     let line = |key: &str| lines.iter().find(|(k, _)| *k == key).map(|&(_, l)| l);
     let at =
         |span: std::ops::Range<usize>| format!("{}:{}", path.display(), line_of(text, span.start));
+    match (&file.http.cert, &file.http.key) {
+        (Some(cert), Some(key)) => {
+            let tls = crate::console::https::server_config(
+                &base.join(cert.get_ref()),
+                &base.join(key.get_ref()),
+            )
+            .map_err(|e| anyhow::anyhow!("{}: http.cert / http.key: {e:#}", at(cert.span())))?;
+            settings.http_tls = Some(tls);
+        }
+        (Some(one), None) | (None, Some(one)) => anyhow::bail!(
+            "{}: HTTPS needs both http.cert and http.key (PEM files)",
+            at(one.span())
+        ),
+        (None, None) => {}
+    }
     if let Some(listen) = file.http.listen {
         let where_ = at(listen.span());
-        settings.http =
-            parse_http_listen(listen.get_ref(), file.http.insecure_http.unwrap_or(false))
-                .map_err(|e| anyhow::anyhow!("{where_}: http.listen: {e}"))?;
+        let insecure = file.http.insecure_http.unwrap_or(false) || settings.http_tls.is_some();
+        settings.http = parse_http_listen(listen.get_ref(), insecure)
+            .map_err(|e| anyhow::anyhow!("{where_}: http.listen: {e}"))?;
     }
     if let Some(nets) = file.sip.load_balancers {
         let where_ = at(nets.span());

@@ -227,11 +227,24 @@ pub async fn run(
         settings.log.node.clone(),
         settings.retention,
     );
+    let console = crate::console::Console::new(crate::console::ConsoleSettings {
+        db: settings.db.clone(),
+        log_url: settings.log.url.clone(),
+        recordings: settings.recordings.clone(),
+        secure_cookies: settings.http_tls.is_some(),
+        utc_offset_minutes: settings.utc_offset_minutes,
+        routes: plan
+            .routes()
+            .map(|r| r.base.id.as_str().to_owned())
+            .collect(),
+    });
     let http = bound.http.take().map(|listener| {
         tokio::spawn(crate::http::serve(
             listener,
             metrics.clone(),
             health.clone(),
+            Some(console.clone()),
+            settings.http_tls.clone(),
         ))
     });
     let mut gauges = tokio::time::interval(std::time::Duration::from_secs(1));
@@ -393,7 +406,10 @@ pub async fn run(
             _ = clock.tick() => {
                 engine.set_local_time(local_time(settings.utc_offset_minutes));
             }
-            _ = gauges.tick() => crate::metrics::engine_gauges(&engine),
+            _ = gauges.tick() => {
+                crate::metrics::engine_gauges(&engine);
+                console.set_live(engine.live_calls());
+            }
             _ = watchdog.tick(), if watchdog_on => systemd.alive(),
             Ok(()) = storage_rx.changed() => {
                 let healthy = *storage_rx.borrow_and_update();

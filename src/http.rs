@@ -1,6 +1,6 @@
 //! The HTTP listener: `/metrics` (Prometheus), `/healthz` (alive) and `/readyz` (able to take
-//! calls). Loopback by default (the figures are the centre's); the supervisors' console will
-//! share it.
+//! calls), and the supervisors' console (`crate::console`). Loopback by default (the figures
+//! and the pages are the centre's).
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -66,13 +66,36 @@ struct AppState {
 }
 
 /// Serves until the process ends (the gateway's shutdown drops the task).
-pub async fn serve(listener: TcpListener, metrics: Option<Metrics>, health: Arc<Health>) {
-    let app = Router::new()
+pub async fn serve(
+    listener: TcpListener,
+    metrics: Option<Metrics>,
+    health: Arc<Health>,
+    console: Option<Arc<crate::console::Console>>,
+    tls: Option<Arc<tokio_rustls::rustls::ServerConfig>>,
+) {
+    let mut app = Router::new()
         .route("/metrics", get(metrics_page))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(ready))
         .with_state(AppState { metrics, health });
-    if let Err(e) = axum::serve(listener, app).await {
+    if let Some(console) = console {
+        app = app.merge(crate::console::router(console));
+    }
+    // The console logs each client's address in the access trail.
+    let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
+    let served = match tls {
+        None => axum::serve(listener, app).await,
+        Some(config) => match crate::console::https::HttpsListener::new(listener, config) {
+            // tap_io: axum gives the peer's address (ConnectInfo) for any listener seen
+            // through it.
+            Ok(https) => {
+                use axum::serve::ListenerExt;
+                axum::serve(https.tap_io(|_| {}), app).await
+            }
+            Err(e) => Err(e),
+        },
+    };
+    if let Err(e) = served {
         tracing::error!(error = %e, "HTTP listener stopped");
     }
 }

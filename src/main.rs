@@ -5,6 +5,7 @@ mod capture;
 mod civil;
 mod config;
 mod evidence;
+mod console;
 mod gateway;
 mod http;
 mod logging;
@@ -17,6 +18,7 @@ mod restart;
 mod systemd;
 mod tls;
 mod transport;
+mod users;
 
 use std::io::Write as _;
 use std::path::PathBuf;
@@ -86,6 +88,9 @@ enum Command {
     /// Retention of recordings and verbatim SIP messages; legal holds.
     #[command(subcommand)]
     Retention(evidence::cli::RetentionCommand),
+    /// The web console's accounts: supervisor, agency (scoped to routes) or auditor.
+    #[command(subcommand)]
+    Users(users::UsersCommand),
 }
 
 #[derive(Args)]
@@ -656,6 +661,7 @@ fn main() -> anyhow::Result<()> {
         Command::Calls(CallsCommand::Export(args)) => evidence::cli::export(args, log_url),
         Command::Calls(CallsCommand::Hold(args)) => evidence::cli::hold(args, true, log_url),
         Command::Calls(CallsCommand::Unhold(args)) => evidence::cli::hold(args, false, log_url),
+        Command::Users(cmd) => users::run(cmd, log_url),
         Command::Calls(CallsCommand::List {
             db,
             limit,

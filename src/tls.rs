@@ -32,7 +32,7 @@ const SYSTEM_CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
 /// build). rustls marks it deprecated because it lacks the post-quantum key exchange; the SIP
 /// peers of a 112 centre (SBCs, Kamailio/OpenSSL 3.0) negotiate X25519 or P-256 anyway.
 #[allow(deprecated)]
-fn provider() -> Arc<CryptoProvider> {
+pub(crate) fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
@@ -44,7 +44,8 @@ pub fn fingerprint(cert: &CertificateDer<'_>) -> CertPin {
     CertPin(out)
 }
 
-fn read_certs(path: &Path) -> anyhow::Result<Vec<CertificateDer<'static>>> {
+/// A PEM certificate chain (at least one); errors name the file.
+pub(crate) fn read_certs(path: &Path) -> anyhow::Result<Vec<CertificateDer<'static>>> {
     let certs = CertificateDer::pem_file_iter(path)
         .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
         .map_err(|e| {
@@ -59,13 +60,23 @@ fn read_certs(path: &Path) -> anyhow::Result<Vec<CertificateDer<'static>>> {
     Ok(certs)
 }
 
-fn read_key(path: &Path) -> anyhow::Result<PrivateKeyDer<'static>> {
+/// A PEM private key; errors name the file.
+pub(crate) fn read_key(path: &Path) -> anyhow::Result<PrivateKeyDer<'static>> {
     PrivateKeyDer::from_pem_file(path).map_err(|e| {
         anyhow::anyhow!(
             "{}: not a readable PEM private key (PKCS#8, PKCS#1 or SEC1): {e}",
             path.display()
         )
     })
+}
+
+/// Why a certificate and key could not make a server configuration, naming both files.
+pub(crate) fn key_mismatch(cert: &Path, key: &Path) -> String {
+    format!(
+        "{} and {}: the key does not fit the certificate, or is of a kind TLS cannot use",
+        cert.display(),
+        key.display()
+    )
 }
 
 /// The listener's certificate and key, swapped as a whole on SIGHUP: connections already up
@@ -97,13 +108,7 @@ impl TlsServer {
                 provider: provider(),
             }))
             .with_single_cert(chain, private)
-            .with_context(|| {
-                format!(
-                    "{} and {}: the key does not fit the certificate, or is of a kind TLS cannot use",
-                    cert.display(),
-                    key.display()
-                )
-            })?;
+            .with_context(|| key_mismatch(cert, key))?;
         Ok((Arc::new(config), pin))
     }
 

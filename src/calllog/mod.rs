@@ -20,6 +20,7 @@ pub mod store;
 #[cfg(test)]
 pub(crate) mod testing;
 pub mod text;
+pub mod users;
 mod view;
 mod writer;
 
@@ -40,8 +41,8 @@ pub use gateway_event::GatewayEventKind;
 use ops::Entry;
 pub use schema::open;
 pub use schema::{
-    Recovery, UnfinishedRecording, check_db_file, open_for_corrections, open_postgres_existing,
-    open_reader,
+    Recovery, UnfinishedRecording, check_db_file, open_for_corrections, open_postgres,
+    open_postgres_existing, open_reader,
 };
 pub use store::Db;
 pub use view::open_calls_with_spill;

@@ -136,13 +136,13 @@ pub struct CallDetail {
     pub messages: Vec<MessageRow>,
 }
 
-pub(super) const CALL_COLUMNS: &str =
+pub(crate) const CALL_COLUMNS: &str =
     "id, call_id, started_at, answered_at, ended_at, kind, dialled, entry,
     caller_from, caller_pai, caller_privacy, caller_contact, caller_user_agent, source, transport,
     end_reason, end_detail, recording_path, recording_sha256, recording_ms, emergency_call_id,
     incident_id, node";
 
-pub(super) fn call_row(r: &super::store::Row) -> rusqlite::Result<CallRow> {
+pub(crate) fn call_row(r: &super::store::Row) -> rusqlite::Result<CallRow> {
     let pai: Option<String> = r.get(9)?;
     Ok(CallRow {
         id: r.get(0)?,
@@ -829,7 +829,7 @@ pub fn iso_utc(ms: i64) -> String {
 }
 
 /// Who called, for a one-line listing: the asserted identity, else the From URI.
-fn caller(row: &CallRow) -> String {
+pub(crate) fn caller(row: &CallRow) -> String {
     let value = row
         .caller_pai
         .first()

@@ -238,6 +238,17 @@ ALTER TABLE calls ADD COLUMN caller_instance TEXT;
 CREATE INDEX calls_caller_instance ON calls(caller_instance, started_at)
     WHERE caller_instance IS NOT NULL;
 "#,
+    r#"
+-- The console's accounts (`siaga users`): one row each, the password as an argon2id PHC string.
+CREATE TABLE console_users (
+    name       TEXT PRIMARY KEY,
+    role       TEXT NOT NULL,        -- supervisor | agency | auditor
+    routes     TEXT NOT NULL,        -- agency: the dialplan routes it sees, comma-separated; else ''
+    password   TEXT NOT NULL,        -- argon2id, PHC string format
+    created_at BIGINT NOT NULL,
+    changed_at BIGINT NOT NULL
+);
+"#,
 ];
 
 /// A migration in PostgreSQL's dialect: row ids become identity columns, SQLite's loose
@@ -422,7 +433,14 @@ fn postgres_version(db: &Db) -> rusqlite::Result<usize> {
 /// [`migrate`] for PostgreSQL: each migration in a transaction of its own (PostgreSQL's DDL
 /// is transactional) under an advisory lock, so nodes starting together migrate once.
 fn migrate_postgres(db: &Db) -> anyhow::Result<()> {
-    db.execute_batch("CREATE TABLE IF NOT EXISTS schema_version (version BIGINT NOT NULL)")?;
+    // Under the lock too: two sessions' CREATE TABLE IF NOT EXISTS at once can both try to
+    // create it, and one fails (a gateway and `siaga users add` started together did).
+    let tx = db.transaction()?;
+    tx.execute_batch(
+        "SELECT pg_advisory_xact_lock(112112);
+         CREATE TABLE IF NOT EXISTS schema_version (version BIGINT NOT NULL)",
+    )?;
+    tx.commit()?;
     if postgres_version(db)? >= MIGRATIONS.len() {
         return Ok(());
     }
@@ -782,6 +800,30 @@ pub fn read_recovery(conn: &Db, scope: &Scope) -> rusqlite::Result<Recovery> {
 mod tests {
     use super::*;
     use crate::calllog::testing::{Store, TestLog};
+
+    #[test]
+    fn sessions_migrating_a_new_postgresql_log_at_once_all_succeed() {
+        for _ in 0..5 {
+            let log = TestLog::new(Store::Postgres);
+            let url = log.options.url.clone().expect("a PostgreSQL log");
+            let start = std::sync::Arc::new(std::sync::Barrier::new(4));
+            let sessions: Vec<_> = (0..4)
+                .map(|_| {
+                    let (url, start) = (url.clone(), start.clone());
+                    std::thread::spawn(move || {
+                        let db = Db::connect_postgres(&url).expect("connect");
+                        start.wait();
+                        migrate_postgres(&db).map_err(|e| format!("{e:#}"))
+                    })
+                })
+                .collect();
+            for s in sessions {
+                s.join().expect("thread").expect("every session migrates");
+            }
+            let db = log.open();
+            assert_eq!(postgres_version(&db).expect("version"), MIGRATIONS.len());
+        }
+    }
 
     #[test]
     fn recovery_lists_the_recordings_that_never_got_a_digest() {

@@ -48,9 +48,12 @@ const ANSWERED: &str = CallEventKind::AgencyAnswered.as_str();
 const ROUTE: &str = CallEventKind::RouteDecided.as_str();
 const TRANSFERRED: &str = CallEventKind::TransferDone.as_str();
 
-/// `started_at` bounds as SQL, numbered `?1`/`?2`.
-const IN_WINDOW: &str = "(CAST(?1 AS BIGINT) IS NULL OR calls.started_at >= ?1)
-     AND (CAST(?2 AS BIGINT) IS NULL OR calls.started_at < ?2)";
+/// `started_at` bounds as SQL, numbered `?1`/`?2`. As a range with constant ends (an open
+/// side is the whole range), so that the `calls_started` index serves it: `?1 IS NULL OR …`
+/// made SQLite scan every call (a day's figures took 200 ms over 100,000 calls). The casts
+/// give PostgreSQL the parameters' type.
+const IN_WINDOW: &str = "calls.started_at >= coalesce(CAST(?1 AS BIGINT), -9223372036854775807) \
+     AND calls.started_at < coalesce(CAST(?2 AS BIGINT), 9223372036854775807)";
 
 pub fn stats(conn: &Db, window: Window) -> rusqlite::Result<Stats> {
     let bounds = params![window.from_ms, window.to_ms];
@@ -75,10 +78,15 @@ pub fn stats(conn: &Db, window: Window) -> rusqlite::Result<Stats> {
          GROUP BY 1 ORDER BY count(*) DESC, 1"
     ))?;
     let mut answer_ms: Vec<i64> = conn
+        // Each call's first answer as a subquery: the window's index leads (a join grouped by
+        // call made SQLite scan every call).
         .prepare(&format!(
-            "SELECT min(e.at) - calls.started_at FROM calls
-             JOIN call_events e ON e.call = calls.id AND e.kind = '{ANSWERED}'
-             WHERE {IN_WINDOW} AND calls.kind = 'emergency' GROUP BY calls.id"
+            "SELECT answered - started_at FROM (
+                SELECT calls.started_at,
+                    (SELECT min(e.at) FROM call_events e
+                     WHERE e.call = calls.id AND e.kind = '{ANSWERED}') AS answered
+                FROM calls WHERE {IN_WINDOW} AND calls.kind = 'emergency') AS window_calls
+             WHERE answered IS NOT NULL"
         ))?
         .query_map(bounds, |r| r.get(0))?
         .collect::<Result<_, _>>()?;

@@ -1,6 +1,8 @@
 //! Starts the real `siaga` binary on loopback port 0 and drives it with real peers (SIPp).
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
+pub mod console;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};

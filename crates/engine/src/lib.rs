@@ -49,6 +49,6 @@ pub use agency::plan_transport as agency_transport;
 pub use config::{EngineConfig, SilentCallerProbe};
 pub use directory::{Directory, Hop};
 pub use engine::Engine;
-pub use engine::gauges::{CallGauges, CallPhase};
+pub use engine::gauges::{CallGauges, CallPhase, LiveCall};
 pub use siaga_dialplan as dialplan;
 pub use transaction::table::TxCounters;

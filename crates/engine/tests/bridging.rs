@@ -358,6 +358,49 @@ fn with_every_call_taker_busy_the_caller_queues_hears_the_position_and_is_connec
 }
 
 #[test]
+fn the_live_view_follows_a_call_from_the_menu_to_the_queue_to_a_desk() {
+    use siaga_engine::CallPhase;
+    let mut sim = Sim::new();
+    sim.call_in("sip:112@198.51.100.1", "", None);
+    let live = sim.engine.live_calls();
+    assert_eq!(live.len(), 1);
+    assert_eq!(
+        (live[0].phase, live[0].route.as_deref()),
+        (CallPhase::Ivr, None)
+    );
+    sim.digit('0');
+    let live = sim.engine.live_calls();
+    assert_eq!(live[0].phase, CallPhase::AgencyRinging);
+    assert_eq!(live[0].route.as_deref(), Some("calltakers"));
+    assert_eq!(
+        live[0].agencies.len(),
+        2,
+        "both desks ring: {:?}",
+        live[0].agencies
+    );
+    let t1 = sim.take_to(TAKER_1, "INVITE").pop().expect("desk 1");
+    let t2 = sim.take_to(TAKER_2, "INVITE").pop().expect("desk 2");
+    sim.agency_reply(TAKER_1, &t1, 486, "a");
+    sim.agency_reply(TAKER_2, &t2, 486, "b");
+    let live = sim.engine.live_calls();
+    assert_eq!(
+        (live[0].phase, live[0].queue_position),
+        (CallPhase::Queued, Some(1))
+    );
+    sim.advance(Duration::from_secs(21));
+    let retry = sim.take_to(TAKER_1, "INVITE").pop().expect("retried");
+    sim.agency_reply(TAKER_1, &retry, 200, "c");
+    let live = sim.engine.live_calls();
+    assert_eq!(live[0].phase, CallPhase::Talking);
+    assert_eq!(live[0].agencies.len(), 1, "{:?}", live[0].agencies);
+    assert!(
+        live[0].agencies[0].contains("127.0.0.1:5080"),
+        "{:?}",
+        live[0].agencies
+    );
+}
+
+#[test]
 fn the_agency_hanging_up_ends_the_callers_leg() {
     let mut sim = Sim::new();
     sim.call_in("sip:113@198.51.100.1", "", None);
