@@ -124,25 +124,11 @@ fn read(
     if !db.exists() {
         return Ok(LeftOpen::default());
     }
-    // Never creates a file; the call log opens (and migrates) it right after.
-    let conn = Connection::open_with_flags(
-        db,
-        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )
-    .context("opening the call log")?;
-    conn.busy_timeout(Duration::from_secs(2))?;
-    let has_calls: bool = conn.query_row(
-        "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'calls')",
-        [],
-        |r| r.get(0),
-    )?;
-    let conn = Db::from(conn);
-    let spilled = crate::calllog::spill_exists(spill_dir, db);
-    if !has_calls && !spilled {
-        return Ok(LeftOpen::default());
-    }
     // What the previous run logged includes what only reached its spill file (the log's
     // disk full, then the crash): calls that are only there, and ends that are only there.
+    // Read first, before this process holds any lock on the log (the view reads it without
+    // the -shm file, which a full disk may not let grow).
+    let spilled = crate::calllog::spill_exists(spill_dir, db);
     let view = match crate::calllog::open_calls_with_spill(db, spill_dir) {
         Ok(view) => Some(view),
         Err(e) => {
@@ -153,6 +139,25 @@ fn read(
             None
         }
     };
+    // Never creates a file; the call log opens (and migrates) it right after. It takes the
+    // notes on recordings' ends, and the calls when the view could not be built.
+    let conn = Connection::open_with_flags(
+        db,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .context("opening the call log")?;
+    conn.busy_timeout(Duration::from_secs(2))?;
+    let conn = Db::from(conn);
+    if view.is_none() {
+        let has_calls: bool = conn.query_row(
+            "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'calls')",
+            [],
+            |r| r.get(0),
+        )?;
+        if !has_calls && !spilled {
+            return Ok(LeftOpen::default());
+        }
+    }
     let calls = view.as_ref().unwrap_or(&conn);
     let left = left_open_in(calls, &conn, None, listeners)?;
     drop(view);

@@ -27,6 +27,12 @@ pub fn open_calls_with_spill(db: &Path, spill_dir: &Path) -> anyhow::Result<Db> 
     let view = Db::from(view);
     view.execute("ATTACH DATABASE ?1 AS src", params![db.to_string_lossy()])
         .with_context(|| format!("reading call log {}", db.display()))?;
+    // Before any read of it: in exclusive locking mode SQLite keeps the WAL index in this
+    // process's memory instead of the -shm file, which a full disk may not let grow (the
+    // restart after a crash on a full disk must still read the calls left open). No other
+    // process uses the log yet: the start holds its lock.
+    view.execute_batch("PRAGMA src.locking_mode = EXCLUSIVE")
+        .with_context(|| format!("reading call log {}", db.display()))?;
     // A log whose schema could not be created yet (a first start on a full disk) has only
     // the spill.
     let has_calls: bool = view.query_row(
