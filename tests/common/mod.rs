@@ -401,7 +401,9 @@ pub fn free_udp_port_pair() -> u16 {
             continue;
         };
         drop(probe);
-        if !(1024..=65000).contains(&port) {
+        // Never in the gateways' RTP range: a gateway of a test running beside this one may
+        // bind it for a call's media between this check and SIPp's bind.
+        if !(1024..=65000).contains(&port) || GATEWAY_RTP_PORTS.contains(&port) {
             continue;
         }
         let free = (0..4).all(|i| std::net::UdpSocket::bind(("127.0.0.1", port + i)).is_ok());
@@ -469,9 +471,20 @@ fn tail(s: &str, n: usize) -> String {
 
 /// A UDP port that was free a moment ago (for SIPp agencies the plan points at).
 pub fn free_udp_port() -> u16 {
-    let socket = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
-    socket.local_addr().expect("addr").port()
+    for _ in 0..200 {
+        let socket = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+        let port = socket.local_addr().expect("addr").port();
+        // As in free_udp_port_pair: not a port a gateway beside this test may take for media.
+        if !GATEWAY_RTP_PORTS.contains(&port) {
+            return port;
+        }
+    }
+    panic!("no free UDP port outside the gateways' RTP range");
 }
+
+/// The gateways' default RTP port range (`--rtp-ports`, `[media] rtp_ports`): the tests' own
+/// SIPp ports are chosen outside it.
+const GATEWAY_RTP_PORTS: std::ops::Range<u16> = 40000..50000;
 
 /// The agencies of the default plan, moved to free ports so tests can run side by side.
 pub struct AgencyPorts {
