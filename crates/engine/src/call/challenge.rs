@@ -8,15 +8,13 @@ use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use std::net::IpAddr;
-
-use siaga_dialplan::{CallerNumber, Dialled, Dialplan, FloodVerdict, NewCallFacts, PromptName};
+use siaga_dialplan::{CallerNumber, Dialplan, FloodVerdict, NewCallFacts, PromptName};
 
 use super::Call;
 use crate::agency::QueuePriority;
 use crate::effects::Effects;
 use crate::ids::{CallRef, LegId};
-use crate::io::{CallSignals, CallerIdentity, Flow, LogRecord, MediaCommand, PlaybackId};
+use crate::io::{CallSignals, LogRecord, MediaCommand, PlaybackId};
 use crate::timeline::CallEventKind;
 
 /// Challenge prompts use this bit (policy announcements the next one up, the agency side's
@@ -63,26 +61,6 @@ impl Challenge {
             number,
         }
     }
-}
-
-/// What the flood guard needs to know of a new call: the caller's number in its one form,
-/// its address (none for a trusted source: a carrier's SBC carries everyone), and whether it
-/// is a URN call with a PIDF-LO location.
-pub(crate) fn facts(
-    plan: &Dialplan,
-    trusted: &crate::source_limits::Trusted,
-    identity: &CallerIdentity,
-    dialled: &str,
-    flow: Flow,
-    location: Option<&siaga_location::LocationReport>,
-) -> (Option<CallerNumber>, Option<IpAddr>, bool) {
-    let country = plan.centre().country_code.as_deref();
-    let number = super::signals::caller_number(identity)
-        .and_then(|n| CallerNumber::normalise(&n, country).ok());
-    let source = Some(flow.remote.ip()).filter(|ip| !trusted.contains(*ip));
-    let urn = matches!(Dialled::parse(dialled), Dialled::Service(_));
-    let urn_with_location = urn && location.is_some_and(|l| !l.pidf_documents.is_empty());
-    (number, source, urn_with_location)
 }
 
 /// A new emergency call meets the flood guard: counted, the attack's start or end logged as

@@ -46,6 +46,33 @@ pub struct PolicyAnnouncement {
     give_up_at: Option<Instant>,
 }
 
+/// What the number policies and the flood guard know of a new call's caller.
+#[derive(Debug)]
+pub(crate) struct CallerFacts {
+    /// The caller's number in its one form (P-Asserted-Identity, else From).
+    pub(crate) number: Option<CallerNumber>,
+    /// A URN call with a PIDF-LO location (a device's emergency call).
+    pub(crate) urn_with_location: bool,
+}
+
+impl CallerFacts {
+    pub(crate) fn of(
+        plan: &Dialplan,
+        identity: &CallerIdentity,
+        dialled: &str,
+        location: Option<&siaga_location::LocationReport>,
+    ) -> Self {
+        let country = plan.centre().country_code.as_deref();
+        let number = super::signals::caller_number(identity)
+            .and_then(|n| CallerNumber::normalise(&n, country).ok());
+        let urn = matches!(Dialled::parse(dialled), Dialled::Service(_));
+        CallerFacts {
+            number,
+            urn_with_location: urn && location.is_some_and(|l| !l.pidf_documents.is_empty()),
+        }
+    }
+}
+
 /// What a call does with the policies that applied to it.
 #[derive(Debug, Default)]
 pub(crate) struct PolicyOutcome {
@@ -88,24 +115,17 @@ impl NumberPolicies {
 
     /// Decides for a new emergency call, puts what applied on its timeline, and returns what
     /// the call does with it.
-    #[allow(clippy::too_many_arguments)]
     pub(crate) fn start_call(
         &mut self,
         now: Instant,
         fx: &mut Effects,
         call: CallRef,
         plan: &Dialplan,
-        identity: &CallerIdentity,
-        dialled: &str,
-        location: Option<&siaga_location::LocationReport>,
+        caller: &CallerFacts,
     ) -> PolicyOutcome {
-        let country = plan.centre().country_code.as_deref();
-        let number = super::signals::caller_number(identity)
-            .and_then(|n| CallerNumber::normalise(&n, country).ok());
-        let urn = matches!(Dialled::parse(dialled), Dialled::Service(_));
         let facts = PolicyFacts {
-            number: number.as_ref(),
-            urn_with_location: urn && location.is_some_and(|l| !l.pidf_documents.is_empty()),
+            number: caller.number.as_ref(),
+            urn_with_location: caller.urn_with_location,
         };
         let policies = plan.policies();
         let Decision { action, applied } =

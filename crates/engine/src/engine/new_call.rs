@@ -105,35 +105,31 @@ impl Engine {
         // each problem goes on the timeline with its reason.
         let location = crate::call::location::record(fx, call_ref, "invite", &req, true);
         // Number policies (issue 12): a test call is never subject to them.
+        let caller = crate::call::policy::CallerFacts::of(
+            &self.plan,
+            &identity,
+            &dialled,
+            location.as_ref(),
+        );
         let policy = match &kind {
-            CallKind::Emergency { .. } => self.numbers.start_call(
-                now,
-                fx,
-                call_ref,
-                &self.plan,
-                &identity,
-                &dialled,
-                location.as_ref(),
-            ),
+            CallKind::Emergency { .. } => self
+                .numbers
+                .start_call(now, fx, call_ref, &self.plan, &caller),
             _ => Default::default(),
         };
         // Floods of emergency calls (issue 12 item 4): counted; under attack, a caller beyond
         // its limits must pass a challenge. A blocked number's call ends anyway.
         let challenge = match &kind {
             CallKind::Emergency { .. } if !policy.blocks() => {
-                let (number, source, urn_with_location) = crate::call::challenge::facts(
-                    &self.plan,
-                    &fx.cfg.trusted_sources,
-                    &identity,
-                    &dialled,
-                    flow,
-                    location.as_ref(),
-                );
+                // A trusted source (a carrier's SBC) carries everyone: no source limit.
+                let source =
+                    Some(flow.remote.ip()).filter(|ip| !fx.cfg.trusted_sources.contains(*ip));
+                let number = caller.number.as_ref();
                 let facts = siaga_dialplan::NewCallFacts {
-                    number: number.as_ref(),
+                    number,
                     source,
-                    urn_with_location,
-                    known_genuine: number.as_ref().is_some_and(|n| self.genuine.contains(n)),
+                    urn_with_location: caller.urn_with_location,
+                    known_genuine: number.is_some_and(|n| self.genuine.contains(n)),
                 };
                 let challenge = crate::call::challenge::admit(now, fx, call_ref, &self.plan, facts);
                 fx.flood_timer(now);
