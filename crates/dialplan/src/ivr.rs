@@ -276,6 +276,28 @@ impl IvrSession {
         answered: Instant,
         now: Instant,
     ) -> IvrSession {
+        Self::begin(plan, entry, answered, now, SilentOffer::NotArmed)
+    }
+
+    /// As [`IvrSession::start`], without the menus' early offer (`offer_after`) to a caller
+    /// who presses nothing: for a call that did not pass the flood challenge, which would
+    /// otherwise take a call-taker 15 s after the answer. It still hears the whole menu and
+    /// reaches a person through the menu's no-input path — later, never not at all.
+    pub fn start_without_silent_offer(
+        plan: Arc<Dialplan>,
+        entry: &Entry,
+        now: Instant,
+    ) -> IvrSession {
+        Self::begin(plan, entry, now, now, SilentOffer::Spent)
+    }
+
+    fn begin(
+        plan: Arc<Dialplan>,
+        entry: &Entry,
+        answered: Instant,
+        now: Instant,
+        silent_offer: SilentOffer,
+    ) -> IvrSession {
         let languages = plan.centre().languages.clone();
         let mut session = IvrSession {
             menu: MenuId::new(""),
@@ -286,7 +308,7 @@ impl IvrSession {
             menu_entries: 0,
             next_playback: 0,
             answered: answered.min(now),
-            silent_offer: SilentOffer::NotArmed,
+            silent_offer,
             phase: Phase::Finished,
             actions: VecDeque::new(),
         };

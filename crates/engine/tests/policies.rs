@@ -13,7 +13,7 @@ use siaga_engine::EngineConfig;
 use siaga_engine::call::EndReason;
 use siaga_engine::harness::{self, Harness, MediaSide, Prompts, default_plan};
 use siaga_engine::ids::{CallRef, LegId};
-use siaga_engine::io::{Flow, LogRecord, MediaCommand, MediaEvent};
+use siaga_engine::io::{Flow, LogRecord, MediaCommand, MediaEvent, PlaybackId};
 
 const CALLER: &str = "192.0.2.10:5070";
 const GW: &str = "198.51.100.1:5060";
@@ -618,27 +618,62 @@ fn under_attack_a_caller_beyond_its_limit_is_challenged_a_key_passes_and_silence
     sim.caller_hangs_up(&fourth);
 
     // A silent caller beyond its limit: after the 10 s the call goes on at the lowest
-    // priority, hears the menu, and (silent) reaches a call-taker — nobody hangs up on it.
+    // priority, hears the menu, and (silent) reaches a call-taker through the menu's
+    // no-input path — not by the early offer 15 s after the answer, which would hand every
+    // silent flood call to a call-taker; nobody hangs up on it.
     let quiet = "+628666666666";
     for _ in 0..2 {
         let call = sim.call(quiet, "sip:112@198.51.100.1", "", None);
         sim.caller_hangs_up(&call);
     }
+    // Prompts take 3 s each here, as recorded prompts do (both languages: 6 s per prompt).
+    sim.h.media_side.prompts = Prompts::Manual;
     let silent = sim.call(quiet, "sip:112@198.51.100.1", "", None);
-    sim.h.advance(Duration::from_secs(9));
-    assert!(sim.timeline(silent.call, "challenge_failed").is_empty());
-    sim.h.advance(Duration::from_secs(1));
-    let failed = sim.timeline(silent.call, "challenge_failed");
-    assert_eq!(failed.len(), 1, "{failed:?}");
-    assert!(
-        failed[0].contains("behind every other caller"),
-        "{failed:?}"
-    );
+    let answered = sim.h.now;
+    let mut playing: Vec<(PlaybackId, Instant)> = Vec::new();
+    let mut seen = sim.h.media.len();
+    let mut desk_at = None;
+    for tenth in 1..=900u64 {
+        sim.h
+            .advance_to(answered + Duration::from_millis(100 * tenth));
+        let now = sim.h.now;
+        for m in &sim.h.media[seen..] {
+            if let MediaCommand::Play { call, playback, .. } = m
+                && *call == silent.call
+            {
+                playing.push((*playback, now));
+            }
+        }
+        seen = sim.h.media.len();
+        let (done, still): (Vec<_>, Vec<_>) = playing
+            .iter()
+            .partition(|(_, at)| now.duration_since(*at) >= Duration::from_secs(3));
+        playing = still;
+        for (playback, _) in done {
+            let event = MediaEvent::PromptFinished { playback };
+            sim.h.media_event(silent.call, LegId::Caller, event);
+        }
+        if tenth == 100 {
+            let failed = sim.timeline(silent.call, "challenge_failed");
+            assert_eq!(failed.len(), 1, "{failed:?}");
+            assert!(
+                failed[0].contains("behind every other caller"),
+                "{failed:?}"
+            );
+        }
+        if desk_at.is_none() && !sim.desk_invites(TAKER_1, "628666666666").is_empty() {
+            desk_at = Some(now.duration_since(answered));
+        }
+    }
     assert_eq!(sim.played(silent.call)[2], "welcome.wav");
-    sim.h.advance(Duration::from_secs(20));
-    assert!(
-        !sim.desk_invites(TAKER_1, "628666666666").is_empty(),
-        "the caller who did not pass still reached a call-taker"
-    );
+    let desk_at = desk_at.expect("the caller who did not pass still reached a call-taker");
     assert_eq!(sim.end_reason(silent.call), None);
+    // Through the menu's own no-input path after the challenge's 10 s and the whole menu,
+    // not by the early offer 15 s after the answer (which would give a call-taker every
+    // silent flood call that lasts 15 s).
+    assert_eq!(
+        sim.timeline(silent.call, "timeout"),
+        ["no key pressed (first-digit timeout)"]
+    );
+    assert!(desk_at > Duration::from_secs(20), "{desk_at:?}");
 }

@@ -2,7 +2,8 @@
 //! its limits hears "press any key or speak" right after the answer. A key or speech passes
 //! (the number is not asked again in this attack); nothing within the timeout and the call
 //! still goes on — into the IVR and to the call-takers — but waits behind every other
-//! caller. No one is ever hung up on here.
+//! caller, and without the menu's early offer (`offer_after`): a flood's silent calls would
+//! otherwise each take a call-taker 15 s after the answer. No one is ever hung up on here.
 
 use std::collections::VecDeque;
 use std::path::PathBuf;
@@ -222,7 +223,7 @@ impl Call {
                     self.call_ref,
                     CallEventKind::ChallengeFailed,
                     format!(
-                        "no key and no speech within {} s: the call goes on, behind every other caller",
+                        "no key and no speech within {} s: the call goes on, behind every other caller, through the whole menu (no early offer to the call-takers)",
                         challenge.timeout.as_secs()
                     ),
                 );

@@ -215,7 +215,11 @@ impl Call {
         if let Some(entry) = self.entry.clone() {
             let answered = self.signals.answered_at.unwrap_or(now);
             let plan = self.plan.clone();
-            self.ivr = Some(IvrSession::start_after(plan, &entry, answered, now));
+            self.ivr = Some(if self.priority == QueuePriority::Lowest {
+                IvrSession::start_without_silent_offer(plan, &entry, now)
+            } else {
+                IvrSession::start_after(plan, &entry, answered, now)
+            });
             self.pump_ivr(now, fx);
         }
     }
