@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use super::policies::RateWindow;
 use super::{FileIndex, Merged, Validator};
 use crate::diagnostic::Problem;
 use crate::flood::{ChallengeScope, FloodRules};
@@ -28,6 +29,7 @@ impl Validator<'_> {
                         spanned.get_ref(),
                         2..=100_000,
                         "0 (off) or 2 to 100000",
+                        RateWindow::Seconds,
                     )
                     .map(Some),
             }
@@ -53,6 +55,7 @@ impl Validator<'_> {
                     spanned.get_ref(),
                     1..=10_000,
                     "1 to 10000",
+                    RateWindow::Minutes,
                 ),
             };
         let number_limit = limit(

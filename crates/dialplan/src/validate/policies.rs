@@ -10,6 +10,14 @@ use crate::policy::{CallRate, Policies, limits, parse_list_duration};
 use crate::raw::{RawPolicies, RawRate, Text};
 use crate::time::parse_duration;
 
+/// The shortest window a rate may count over: people's calling habits are counted over
+/// minutes; an attack's rate may be counted over seconds, to notice it sooner.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum RateWindow {
+    Minutes,
+    Seconds,
+}
+
 impl Validator<'_> {
     /// The plan's policies, or the defaults when it has no `[policies]`.
     pub(super) fn check_policies(&mut self, merged: &Merged) -> Option<Policies> {
@@ -29,6 +37,7 @@ impl Validator<'_> {
                     spanned.get_ref(),
                     2..=100,
                     "0 (off) or 2 to 100",
+                    RateWindow::Minutes,
                 )
                 .map(Some),
         };
@@ -40,6 +49,7 @@ impl Validator<'_> {
                 spanned.get_ref(),
                 2..=limits::MAX_OVERRIDE_CALLS,
                 "2 to 10: a blocked number in real trouble must not have to call more often",
+                RateWindow::Minutes,
             ),
         };
         let mut prompts_ok = true;
@@ -93,11 +103,24 @@ impl Validator<'_> {
         raw: &RawRate,
         calls: std::ops::RangeInclusive<u32>,
         allowed: &'static str,
+        window: RateWindow,
     ) -> Option<CallRate> {
         let range = (*calls.start() as usize)..=(*calls.end() as usize);
         let count = self.check_count(file, &format!("{place} calls"), &raw.calls, range, allowed);
+        let (shortest, allowed_windows, hint) = match window {
+            RateWindow::Minutes => (
+                Duration::from_secs(60),
+                "1min to 1440min",
+                "count calls over minutes, e.g. \"10min\"",
+            ),
+            RateWindow::Seconds => (
+                Duration::from_secs(10),
+                "10s to 1440min",
+                "count calls over 10 s or more, e.g. \"10s\" or \"1min\"",
+            ),
+        };
         let within = match parse_duration(raw.within.get_ref()) {
-            Ok(d) if !d.is_zero() && d >= Duration::from_secs(60) => Some(d),
+            Ok(d) if !d.is_zero() && d >= shortest => Some(d),
             Ok(_) => {
                 self.report(
                     file,
@@ -105,9 +128,9 @@ impl Validator<'_> {
                     Problem::BadValue {
                         place: format!("{place} within"),
                         value: raw.within.get_ref().clone(),
-                        allowed: "1min to 1440min",
+                        allowed: allowed_windows,
                     },
-                    "count calls over minutes, e.g. \"10min\"",
+                    hint,
                 );
                 None
             }
