@@ -68,6 +68,10 @@ mod hint {
         a route is only useful if a human can answer it";
 }
 
+/// Where a prompt is optional (the policies' and the flood's), this value means no prompt
+/// rather than a file "none.wav".
+const NO_PROMPT: &str = "none";
+
 /// Less than this after the answer and a caller cannot hear the first option before being
 /// handed on: `offer_after` would take the menu from everyone.
 const MIN_OFFER_AFTER: Duration = Duration::from_secs(5);

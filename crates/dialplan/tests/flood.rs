@@ -84,6 +84,16 @@ fn bad_values_are_reported_with_their_line_and_what_to_change() {
             "calm_for",
             "[flood] calm_for is \"10s\", which is not one of 1min to 1440min",
         ),
+        (
+            "attack_calls = { calls = 50, within = \"5s\" }",
+            "attack_calls",
+            "[flood] attack_calls within is \"5s\", which is not one of 10s to 1440min",
+        ),
+        (
+            "source_limit = { calls = 5, within = \"10s\" }",
+            "source_limit",
+            "[flood] source_limit within is \"10s\", which is not one of 1min to 1440min",
+        ),
     ] {
         let plan = with_flood(table);
         let error = only_error(&plan);
@@ -101,4 +111,25 @@ fn the_default_plan_challenges_callers_beyond_their_limits_under_attack() {
     let f = plan.flood();
     assert_eq!(f.challenge_prompt, Some(PromptName::new("challenge")));
     assert_eq!(f.scope, ChallengeScope::OverLimit);
+}
+
+#[test]
+fn an_attack_level_may_count_over_seconds_to_notice_a_flood_sooner() {
+    let plan = check(&with_flood(
+        r#"attack_calls = { calls = 150, within = "10s" }"#,
+    ))
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        plan.flood().attack_calls,
+        Some(CallRate {
+            calls: 150,
+            within: Duration::from_secs(10)
+        })
+    );
+}
+
+#[test]
+fn challenge_prompt_none_detects_attacks_and_challenges_no_one() {
+    let plan = check(&with_flood(r#"challenge_prompt = "none""#)).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(plan.flood().challenge_prompt, None);
 }

@@ -148,3 +148,13 @@ fn the_default_plan_warns_and_announces_blocks() {
     assert_eq!(p.blocked_prompt, Some(PromptName::new("number-blocked")));
     assert_eq!(plan.centre().country_code.as_deref(), Some("62"));
 }
+
+#[test]
+fn prompt_none_means_no_announcement() {
+    let plan = check(&with_policies(
+        "warning_prompt = \"none\"\nblocked_prompt = \"none\"",
+    ))
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(plan.policies().warning_prompt, None);
+    assert_eq!(plan.policies().blocked_prompt, None);
+}

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use super::policies::RateWindow;
-use super::{FileIndex, Merged, Validator};
+use super::{FileIndex, Merged, NO_PROMPT, Validator};
 use crate::diagnostic::Problem;
 use crate::flood::{ChallengeScope, FloodRules};
 use crate::raw::{RawFlood, RawRate, Text};
@@ -108,6 +108,9 @@ impl Validator<'_> {
         };
         let mut prompt_ok = true;
         let challenge_prompt = raw.challenge_prompt.as_ref().and_then(|text| {
+            if text.get_ref() == NO_PROMPT {
+                return None;
+            }
             let name = self.check_prompt(file, "[flood] challenge_prompt", text);
             prompt_ok = name.is_some();
             name

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use toml::Spanned;
 
-use super::{FileIndex, Merged, Validator};
+use super::{FileIndex, Merged, NO_PROMPT, Validator};
 use crate::diagnostic::Problem;
 use crate::policy::{CallRate, Policies, limits, parse_list_duration};
 use crate::raw::{RawPolicies, RawRate, Text};
@@ -54,11 +54,12 @@ impl Validator<'_> {
         };
         let mut prompts_ok = true;
         let mut prompt = |v: &mut Self, key: &str, text: Option<&Text>| {
-            text.and_then(|text| {
-                let name = v.check_prompt(file, &format!("[policies] {key}"), text);
-                prompts_ok &= name.is_some();
-                name
-            })
+            text.filter(|text| text.get_ref() != NO_PROMPT)
+                .and_then(|text| {
+                    let name = v.check_prompt(file, &format!("[policies] {key}"), text);
+                    prompts_ok &= name.is_some();
+                    name
+                })
         };
         let warning_prompt = prompt(self, "warning_prompt", raw.warning_prompt.as_ref());
         let blocked_prompt = prompt(self, "blocked_prompt", raw.blocked_prompt.as_ref());
