@@ -81,6 +81,20 @@ def stop(p, name, sig=signal.SIGTERM, grace=10.0):
         return round(time.monotonic() - t, 1), True
 
 
+def wait_listening(work, gw, timeout=15):
+    """Until the gateway (Popen, output in work/gw.stdout) says it listens; raises if it exits
+    or stays silent for `timeout` s."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with open(os.path.join(work, "gw.stdout")) as f:
+            if any(l.startswith("listening udp") for l in f):
+                return
+        if gw.poll() is not None:
+            raise RuntimeError("gateway exited: " + open(os.path.join(work, "gw.stderr")).read()[-800:])
+        time.sleep(0.1)
+    raise RuntimeError(f"gateway did not say 'listening udp' within {timeout} s")
+
+
 class Sampler(threading.Thread):
     """Samples every 0.5 s until stopped (or max_s): RSS, CPU ticks, call-log size."""
 
@@ -208,16 +222,7 @@ def run(a):
         procs["gw"] = subprocess.Popen(gw_cmd, cwd=work, stdin=subprocess.DEVNULL,
                                        stdout=open(os.path.join(work, "gw.stdout"), "w"),
                                        stderr=open(os.path.join(work, "gw.stderr"), "w"))
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline:
-            with open(os.path.join(work, "gw.stdout")) as f:
-                if any(l.startswith("listening udp") for l in f):
-                    break
-            if procs["gw"].poll() is not None:
-                raise RuntimeError("gateway exited: " + open(os.path.join(work, "gw.stderr")).read()[-800:])
-            time.sleep(0.1)
-        else:
-            raise RuntimeError("gateway did not say 'listening udp' within 15 s")
+        wait_listening(work, procs["gw"])
 
         procs["uas"] = subprocess.Popen(
             ["nice", "-n", str(a.nice), "sipp", "-sf", os.path.join(HERE, "uas_sig.xml"),

@@ -28,7 +28,7 @@ import argparse, datetime, glob, json, os, random, resource, shutil, signal, sql
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "flood"))
-from flood import Sampler, percentile, proc_status, sipp_stat_last, stop  # noqa: E402
+from flood import Sampler, percentile, proc_status, sipp_stat_last, stop, wait_listening  # noqa: E402
 
 TEMPLATE = os.path.join(HERE, "..", "sipp", "uac_labelled.xml")
 AGENCY = os.path.join(HERE, "..", "..", "tests", "sipp", "agency_answer.xml")
@@ -174,16 +174,7 @@ def run(a):
         procs["gw"] = subprocess.Popen(gw_cmd, cwd=work, stdin=subprocess.DEVNULL, preexec_fn=more_files,
                                        stdout=open(os.path.join(work, "gw.stdout"), "w"),
                                        stderr=open(os.path.join(work, "gw.stderr"), "w"))
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline:
-            with open(os.path.join(work, "gw.stdout")) as f:
-                if any(l.startswith("listening udp") for l in f):
-                    break
-            if procs["gw"].poll() is not None:
-                raise RuntimeError("gateway exited: " + open(os.path.join(work, "gw.stderr")).read()[-800:])
-            time.sleep(0.1)
-        else:
-            raise RuntimeError("gateway did not say 'listening udp' within 15 s")
+        wait_listening(work, procs["gw"])
 
         for name, port, mp, cp in (("police", POLICE_PORT, 20000, 8891), ("takers", TAKER_PORT, 50000, 8892)):
             procs[name] = subprocess.Popen(
