@@ -70,7 +70,7 @@ impl Default for FloodRules {
                 within: Duration::from_secs(10 * 60),
             },
             source_limit: CallRate {
-                calls: 30,
+                calls: 10,
                 within: Duration::from_secs(60),
             },
             scope: ChallengeScope::OverLimit,
