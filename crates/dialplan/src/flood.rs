@@ -539,19 +539,22 @@ mod tests {
             g.new_call(at(6), facts(Some(&prank), "10.0.0.4")).0,
             FloodVerdict::Exempt("passed a challenge in this attack")
         );
-        // A source with 31 calls a minute, each from a new number, is over its limit; a
-        // trusted source (None) never is.
-        let mut last = FloodVerdict::Admit;
-        for i in 0..31 {
-            let n = number(&format!("08130000{i:03}"));
-            last = g.new_call(at(7), facts(Some(&n), "192.0.2.9")).0;
-        }
+        // A source with 11 calls a minute, each from a new number, is over its limit (10);
+        // a trusted source (None) never is.
+        let verdicts: Vec<FloodVerdict> = (0..11)
+            .map(|i| {
+                let n = number(&format!("08130000{i:03}"));
+                g.new_call(at(7), facts(Some(&n), "192.0.2.9")).0
+            })
+            .collect();
+        assert_eq!(verdicts[9], FloodVerdict::Admit, "the tenth is within");
         assert!(
             matches!(
-                last,
-                FloodVerdict::Challenge(ChallengeReason::SourceOverLimit { calls: 31, .. })
+                verdicts[10],
+                FloodVerdict::Challenge(ChallengeReason::SourceOverLimit { calls: 11, .. })
             ),
-            "{last:?}"
+            "{:?}",
+            verdicts[10]
         );
         let n = number("0813999999");
         let trusted = NewCallFacts {
