@@ -8,8 +8,8 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 
 use common::console::{
-    AUDITOR, Client, ConsoleSetup, FIRE, LOOPBACK, POLICE, SUPERVISOR, listed_ids, request,
-    sign_in_reply,
+    AUDITOR, Client, ConsoleSetup, FIRE, LOOPBACK, POLICE, SUPERVISOR, listed_ids, login_post,
+    login_token, request, sign_in_reply,
 };
 use common::wait_until;
 
@@ -374,6 +374,79 @@ fn the_console_finds_scopes_serves_and_guards_the_calls() {
         failed, 4,
         "each checked failure is in the trail; held tries are not checked"
     );
+}
+
+/// The sign-in form's own token (login CSRF): a sign-in without the pair the sign-in page gave
+/// is refused (403) before the throttle and the password, so forged posts lock nobody out.
+fn the_sign_in_form_needs_its_token(s: &ConsoleSetup) {
+    let page = request(s.http, LOOPBACK, "GET", "/login", &[], b"");
+    let cookie = page.header("set-cookie").expect("the form's cookie");
+    assert!(
+        cookie.starts_with("siaga_login=")
+            && cookie.contains("HttpOnly")
+            && cookie.contains("SameSite=Strict")
+            && !cookie.contains("Secure"),
+        "{cookie}"
+    );
+    let form = |csrf: &str| {
+        format!(
+            "name={}&password={}&csrf={csrf}",
+            SUPERVISOR.0, SUPERVISOR.1
+        )
+    };
+    let (cookie, field) = login_token(s.http, LOOPBACK);
+    let (other_cookie, _) = login_token(s.http, LOOPBACK);
+    for (what, cookie, body) in [
+        ("no cookie, no field", None, form("")),
+        ("the field without its cookie", None, form(&field)),
+        (
+            "the cookie without the field",
+            Some(cookie.as_str()),
+            form(""),
+        ),
+        (
+            "another form's cookie",
+            Some(other_cookie.as_str()),
+            form(&field),
+        ),
+        (
+            "the field mangled",
+            Some(cookie.as_str()),
+            form(&field.replace('a', "b")),
+        ),
+    ] {
+        let r = login_post(s.http, LOOPBACK, cookie, &body);
+        assert_eq!(r.status, 403, "{what}");
+        assert!(
+            !r.headers
+                .iter()
+                .any(|(k, v)| k.eq_ignore_ascii_case("set-cookie")
+                    && v.starts_with("siaga_session=")),
+            "{what}: no session"
+        );
+        assert!(r.text().contains("sign in again"), "{what}: {}", r.text());
+    }
+    for _ in 0..6 {
+        let forged = login_post(s.http, LOOPBACK, None, "name=sri&password=guess");
+        assert_eq!(forged.status, 403);
+    }
+    let failed = s
+        .value("SELECT count(*) FROM access_trail WHERE action = 'sign_in_failed'")
+        .unwrap_or_default();
+    assert_eq!(failed, "0", "refused posts are not tries");
+    let ok = login_post(s.http, LOOPBACK, Some(&cookie), &form(&field));
+    assert_eq!(
+        ok.status,
+        303,
+        "the form's pair signs in, unthrottled: {}",
+        ok.text()
+    );
+}
+
+#[test]
+fn the_sign_in_form_has_its_own_token() {
+    let s = ConsoleSetup::start();
+    the_sign_in_form_needs_its_token(&s);
 }
 
 /// The same console on a gateway whose call log is a shared PostgreSQL: accounts made by

@@ -91,7 +91,8 @@ pub fn message(status: StatusCode, title: &str, text: &str) -> Response {
     r
 }
 
-pub fn login(problem: Option<&str>, status: StatusCode) -> Response {
+/// The sign-in form; `csrf` is the pre-session token also set in its cookie.
+pub fn login(csrf: &str, problem: Option<&str>, status: StatusCode) -> Response {
     let mut r = html(layout(
         "Sign in",
         None,
@@ -99,6 +100,7 @@ pub fn login(problem: Option<&str>, status: StatusCode) -> Response {
             form.login method="post" action="/login" {
                 h1 { "Sign in" }
                 @if let Some(p) = problem { p.problem role="alert" { (p) } }
+                input type="hidden" name="csrf" value=(csrf);
                 label { "Name" input name="name" autocomplete="username" required autofocus; }
                 label { "Password" input name="password" type="password" autocomplete="current-password" required; }
                 button type="submit" { "Sign in" }

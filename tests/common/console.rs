@@ -154,16 +154,42 @@ pub struct Client {
     pub csrf: String,
 }
 
-/// POST /login; the raw answer.
+/// The sign-in page's pre-session token: its cookie (`name=value`) and the form's field.
+pub fn login_token(addr: SocketAddr, from: IpAddr) -> (String, String) {
+    let page = request(addr, from, "GET", "/login", &[], b"");
+    assert_eq!(page.status, 200, "the sign-in page: {}", page.text());
+    let cookie = page
+        .header("set-cookie")
+        .and_then(|c| c.split(';').next())
+        .expect("the sign-in page sets its token cookie")
+        .to_owned();
+    let field = page
+        .text()
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|s| s.split('"').next())
+        .expect("a token field in the sign-in form")
+        .to_owned();
+    (cookie, field)
+}
+
+/// POST /login with `cookie` and `form` as given (no token unless they carry one).
+pub fn login_post(addr: SocketAddr, from: IpAddr, cookie: Option<&str>, form: &str) -> Reply {
+    let mut headers = vec![("Content-Type", "application/x-www-form-urlencoded")];
+    if let Some(c) = cookie {
+        headers.push(("Cookie", c));
+    }
+    request(addr, from, "POST", "/login", &headers, form.as_bytes())
+}
+
+/// Sign-in as a browser does it: the sign-in page, then its form posted; the raw answer.
 pub fn sign_in_reply(addr: SocketAddr, from: IpAddr, name: &str, password: &str) -> Reply {
-    let body = format!("name={name}&password={password}");
-    request(
+    let (cookie, csrf) = login_token(addr, from);
+    login_post(
         addr,
         from,
-        "POST",
-        "/login",
-        &[("Content-Type", "application/x-www-form-urlencoded")],
-        body.as_bytes(),
+        Some(&cookie),
+        &format!("name={name}&password={password}&csrf={csrf}"),
     )
 }
 
