@@ -8,8 +8,8 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 
 use common::console::{
-    AUDITOR, Client, ConsoleSetup, FIRE, LOOPBACK, POLICE, SUPERVISOR, listed_ids, login_post,
-    login_token, request, sign_in_reply,
+    AUDITOR, Client, ConsoleSetup, FIRE, LOOPBACK, POLICE, SUPERVISOR, evidence_verify, listed_ids,
+    login_post, login_token, request, sign_in_reply,
 };
 use common::wait_until;
 
@@ -443,10 +443,144 @@ fn the_sign_in_form_needs_its_token(s: &ConsoleSetup) {
     );
 }
 
+/// The temporary directories the console builds packages in that are still there.
+fn staging_dirs() -> usize {
+    std::fs::read_dir(std::env::temp_dir())
+        .map(|d| {
+            d.flatten()
+                .filter(|e| {
+                    e.file_name()
+                        .to_string_lossy()
+                        .starts_with("siaga-console-export-")
+                })
+                .count()
+        })
+        .unwrap_or(0)
+}
+
 #[test]
 fn the_sign_in_form_has_its_own_token() {
     let s = ConsoleSetup::start();
     the_sign_in_form_needs_its_token(&s);
+}
+
+/// Evidence export from a call's page: supervisors and auditors get one tar file that
+/// `siaga evidence verify` accepts, as it is and unpacked; without the CSRF token, as an
+/// agency or without a reason nothing is exported; the export is on the access trail.
+#[test]
+fn supervisors_and_auditors_export_a_call_as_one_verifiable_file() {
+    let s = ConsoleSetup::start();
+
+    let police = s.police;
+    let url = format!("/calls/{police}/export");
+    let exports = || {
+        s.value("SELECT count(*) FROM access_trail WHERE action = 'export'")
+            .unwrap_or_default()
+    };
+    let staged_before = staging_dirs();
+    let sup = s.client(SUPERVISOR);
+    let page = sup.get(&format!("/calls/{police}")).text();
+    assert!(page.contains("Export evidence") && page.contains(&format!("action=\"{url}\"")));
+
+    // --- Refused: no token, a wrong token, an agency (no form either), an empty reason.
+    assert_eq!(sup.post(&url, "reason=court").status, 403, "no token");
+    assert_eq!(
+        sup.post(&url, "csrf=0123&reason=court").status,
+        403,
+        "a wrong token"
+    );
+    let pol = s.client(POLICE);
+    assert!(
+        !pol.get(&format!("/calls/{police}"))
+            .text()
+            .contains("Export evidence"),
+        "no export form for an agency"
+    );
+    let refused = pol.post(&url, &format!("csrf={}&reason=our+own+call", pol.csrf));
+    assert_eq!(refused.status, 403, "an agency does not export");
+    assert!(refused.header("content-disposition").is_none());
+    let empty = sup.post(&url, &format!("csrf={}&reason=+++", sup.csrf));
+    assert_eq!(empty.status, 422);
+    assert!(empty.header("content-disposition").is_none());
+    assert!(
+        empty.text().contains("Give a reason for the export")
+            && empty.text().contains("id=\"export\""),
+        "the form again with its message"
+    );
+    assert_eq!(exports(), "0", "nothing exported");
+    assert_eq!(staging_dirs(), staged_before, "nothing left behind");
+
+    // --- A supervisor's export: one tar file named after the call and the time, which
+    // `siaga evidence verify` accepts as it is and unpacked.
+    let reason = "Polresta Samarinda, letter B/123/XII/2026";
+    let ok = sup.post(
+        &url,
+        &format!(
+            "csrf={}&reason=Polresta+Samarinda%2C+letter+B%2F123%2FXII%2F2026",
+            sup.csrf
+        ),
+    );
+    assert_eq!(ok.status, 200, "{}", ok.text());
+    assert_eq!(ok.header("content-type"), Some("application/x-tar"));
+    let disposition = ok
+        .header("content-disposition")
+        .expect("a download")
+        .to_owned();
+    let name = disposition
+        .split("filename=\"")
+        .nth(1)
+        .and_then(|n| n.strip_suffix('"'))
+        .expect("a file name")
+        .to_owned();
+    assert!(
+        name.starts_with("evidence-") && name.ends_with(&format!("Z-call-{police}.tar")),
+        "{name}"
+    );
+    let dir = tempfile::tempdir().expect("dir");
+    let archive = dir.path().join(&name);
+    std::fs::write(&archive, &ok.body).expect("save the download");
+    let (good, said) = evidence_verify(&s.keys.join("centre.pub"), &archive);
+    assert!(good, "{said}");
+    assert!(said.contains(reason) && said.contains("sri"), "{said}");
+    let untar = std::process::Command::new("tar")
+        .arg("xf")
+        .arg(&archive)
+        .arg("-C")
+        .arg(dir.path())
+        .status()
+        .expect("tar");
+    assert!(untar.success());
+    let (good, said) = evidence_verify(
+        &s.keys.join("centre.pub"),
+        &dir.path().join(name.trim_end_matches(".tar")),
+    );
+    assert!(good, "the unpacked directory: {said}");
+    assert_eq!(staging_dirs(), staged_before, "the server kept no copy");
+
+    // --- On the access trail: who, from where, why.
+    let trail = s
+        .value(&format!(
+            "SELECT user_name || ' ' || address || ' ' || detail FROM access_trail WHERE action = 'export' AND call = {police}"
+        ))
+        .expect("the export on the trail");
+    assert!(
+        trail.starts_with("sri 127.0.0.1 ") && trail.contains(reason),
+        "{trail}"
+    );
+    let page = sup.get("/trail").text();
+    assert!(
+        page.contains("export") && page.contains(reason),
+        "the trail page shows it"
+    );
+
+    // --- An auditor exports too.
+    let auditor = s.client(AUDITOR);
+    let r = auditor.post(
+        &url,
+        &format!("csrf={}&reason=quality+review", auditor.csrf),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(exports(), "2");
 }
 
 /// The same console on a gateway whose call log is a shared PostgreSQL: accounts made by

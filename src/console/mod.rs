@@ -7,8 +7,10 @@
 //! from the request. Every sign-in, failed sign-in, call view, recording play or download and
 //! class change is an access-trail entry. The sign-in form itself carries a pre-session token
 //! (login CSRF: another site cannot sign a browser in to an account of its choosing).
+//! Supervisors and auditors export a call's evidence package from its page.
 
 mod auth;
+mod export;
 pub mod https;
 mod pages;
 pub mod password;
@@ -53,6 +55,8 @@ pub struct ConsoleSettings {
     pub utc_offset_minutes: i32,
     /// The dialplan's routes (the route filter's choices).
     pub routes: Vec<String>,
+    /// The centre's signing key (`[evidence] key_dir`), for evidence exports.
+    pub key_dir: PathBuf,
 }
 
 pub struct Console {
@@ -66,6 +70,8 @@ pub struct Console {
     /// Connections to the call log between requests (a PostgreSQL connection costs a
     /// handshake, an SQLite one a schema check).
     idle: Arc<Mutex<Vec<Db>>>,
+    /// The evidence exports running, by session (bounded per session and in total).
+    exports: export::Running,
 }
 
 /// Connections kept between requests; more requests at once open more, then close them.
@@ -122,6 +128,7 @@ impl Console {
             live: RwLock::default(),
             hashing: tokio::sync::Semaphore::new(2),
             idle: Arc::default(),
+            exports: export::Running::default(),
         })
     }
 
@@ -375,6 +382,7 @@ pub fn router(console: Arc<Console>) -> Router {
         .route("/calls/{id}", get(call_page))
         .route("/calls/{id}/recording", get(recording::serve))
         .route("/calls/{id}/class", post(class_change))
+        .route("/calls/{id}/export", post(export::export))
         .route("/summary", get(summary_page))
         .route("/trail", get(trail_page))
         .route(
@@ -700,13 +708,31 @@ async fn call_page(
 ) -> Response {
     signed_in(console, &headers, addr, true, move |c, ctx| {
         let id = ctx.visible_call(&id)?;
-        let detail = calllog::query::show(&ctx.conn, id)?.ok_or(Fail::NotFound)?;
-        let messages = store::ladder_messages(&ctx.conn, id)?;
-        ctx.trail(AccessAction::CallView, Some(id), "")?;
-        let live = c.live().into_iter().find(|l| l.call.0 as i64 == id);
-        Ok(pages::call(c, ctx, &detail, &messages, live.as_ref()))
+        call_view(c, ctx, id, None)
     })
     .await
+}
+
+/// A call's page (a view on the access trail); `export_problem`: why the export form came
+/// back instead of a package, shown at the form.
+fn call_view(
+    c: &Console,
+    ctx: &Ctx,
+    id: i64,
+    export_problem: Option<&str>,
+) -> Result<Response, Fail> {
+    let detail = calllog::query::show(&ctx.conn, id)?.ok_or(Fail::NotFound)?;
+    let messages = store::ladder_messages(&ctx.conn, id)?;
+    ctx.trail(AccessAction::CallView, Some(id), "")?;
+    let live = c.live().into_iter().find(|l| l.call.0 as i64 == id);
+    Ok(pages::call(
+        c,
+        ctx,
+        &detail,
+        &messages,
+        live.as_ref(),
+        export_problem,
+    ))
 }
 
 #[derive(Deserialize)]
