@@ -482,7 +482,17 @@ fn supervisors_and_auditors_export_a_call_as_one_verifiable_file() {
     let page = sup.get(&format!("/calls/{police}")).text();
     assert!(page.contains("Export evidence") && page.contains(&format!("action=\"{url}\"")));
 
-    // --- Refused: no token, a wrong token, an agency (no form either), an empty reason.
+    // --- Refused: a stranger, no token, a wrong token, an agency (no form either), an empty
+    // reason.
+    let stranger = request(
+        s.http,
+        LOOPBACK,
+        "POST",
+        &url,
+        &[("Content-Type", "application/x-www-form-urlencoded")],
+        b"reason=court",
+    );
+    assert_eq!(stranger.status, 401, "a stranger");
     assert_eq!(sup.post(&url, "reason=court").status, 403, "no token");
     assert_eq!(
         sup.post(&url, "csrf=0123&reason=court").status,
