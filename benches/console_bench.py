@@ -127,7 +127,10 @@ def fill(db, recordings, n):
 def session(base, name, password):
     jar = http.cookiejar.CookieJar()
     opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
-    data = urllib.parse.urlencode({"name": name, "password": password}).encode()
+    # The sign-in form's own token (login CSRF): its cookie goes in the jar, its field here.
+    form = opener.open(f"{base}/login").read().decode()
+    csrf = re.search(r'name="csrf" value="([0-9a-f]+)"', form).group(1)
+    data = urllib.parse.urlencode({"name": name, "password": password, "csrf": csrf}).encode()
     opener.open(f"{base}/login", data)
     return opener
 

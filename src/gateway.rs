@@ -237,6 +237,7 @@ pub async fn run(
             .routes()
             .map(|r| r.base.id.as_str().to_owned())
             .collect(),
+        key_dir: settings.key_dir.clone(),
     });
     let http = bound.http.take().map(|listener| {
         tokio::spawn(crate::http::serve(

@@ -8,8 +8,8 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 
 use common::console::{
-    AUDITOR, Client, ConsoleSetup, FIRE, LOOPBACK, POLICE, SUPERVISOR, listed_ids, request,
-    sign_in_reply,
+    AUDITOR, Client, ConsoleSetup, FIRE, LOOPBACK, POLICE, SUPERVISOR, evidence_verify, listed_ids,
+    login_post, login_token, request, sign_in_reply,
 };
 use common::wait_until;
 
@@ -127,6 +127,7 @@ fn the_console_finds_scopes_serves_and_guards_the_calls() {
         "number written as dialled"
     );
     assert_eq!(ids(&sup, "?caller=0899"), Vec::<i64>::new());
+    assert_eq!(ids(&sup, "?caller=SIP%3A").len(), 3, "letters match in any case");
     assert_eq!(ids(&sup, "?route=police"), [police]);
     assert_eq!(ids(&sup, "?route=fire"), [fire]);
     assert_eq!(ids(&sup, "?dialled=112").len(), 3);
@@ -374,6 +375,223 @@ fn the_console_finds_scopes_serves_and_guards_the_calls() {
         failed, 4,
         "each checked failure is in the trail; held tries are not checked"
     );
+}
+
+/// The sign-in form's own token (login CSRF): a sign-in without the pair the sign-in page gave
+/// is refused (403) before the throttle and the password, so forged posts lock nobody out.
+fn the_sign_in_form_needs_its_token(s: &ConsoleSetup) {
+    let page = request(s.http, LOOPBACK, "GET", "/login", &[], b"");
+    let cookie = page.header("set-cookie").expect("the form's cookie");
+    assert!(
+        cookie.starts_with("siaga_login=")
+            && cookie.contains("HttpOnly")
+            && cookie.contains("SameSite=Strict")
+            && !cookie.contains("Secure"),
+        "{cookie}"
+    );
+    let form = |csrf: &str| {
+        format!(
+            "name={}&password={}&csrf={csrf}",
+            SUPERVISOR.0, SUPERVISOR.1
+        )
+    };
+    let (cookie, field) = login_token(s.http, LOOPBACK);
+    let (other_cookie, _) = login_token(s.http, LOOPBACK);
+    for (what, cookie, body) in [
+        ("no cookie, no field", None, form("")),
+        ("the field without its cookie", None, form(&field)),
+        (
+            "the cookie without the field",
+            Some(cookie.as_str()),
+            form(""),
+        ),
+        (
+            "another form's cookie",
+            Some(other_cookie.as_str()),
+            form(&field),
+        ),
+        (
+            "the field mangled",
+            Some(cookie.as_str()),
+            form(&field.replace('a', "b")),
+        ),
+    ] {
+        let r = login_post(s.http, LOOPBACK, cookie, &body);
+        assert_eq!(r.status, 403, "{what}");
+        assert!(
+            !r.headers
+                .iter()
+                .any(|(k, v)| k.eq_ignore_ascii_case("set-cookie")
+                    && v.starts_with("siaga_session=")),
+            "{what}: no session"
+        );
+        assert!(r.text().contains("sign in again"), "{what}: {}", r.text());
+    }
+    for _ in 0..6 {
+        let forged = login_post(s.http, LOOPBACK, None, "name=sri&password=guess");
+        assert_eq!(forged.status, 403);
+    }
+    let failed = s
+        .value("SELECT count(*) FROM access_trail WHERE action = 'sign_in_failed'")
+        .unwrap_or_default();
+    assert_eq!(failed, "0", "refused posts are not tries");
+    let ok = login_post(s.http, LOOPBACK, Some(&cookie), &form(&field));
+    assert_eq!(
+        ok.status,
+        303,
+        "the form's pair signs in, unthrottled: {}",
+        ok.text()
+    );
+}
+
+/// The temporary directories the console builds packages in that are still there.
+fn staging_dirs() -> usize {
+    std::fs::read_dir(std::env::temp_dir())
+        .map(|d| {
+            d.flatten()
+                .filter(|e| {
+                    e.file_name()
+                        .to_string_lossy()
+                        .starts_with("siaga-console-export-")
+                })
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+#[test]
+fn the_sign_in_form_has_its_own_token() {
+    let s = ConsoleSetup::start();
+    the_sign_in_form_needs_its_token(&s);
+}
+
+/// Evidence export from a call's page: supervisors and auditors get one tar file that
+/// `siaga evidence verify` accepts, as it is and unpacked; without the CSRF token, as an
+/// agency or without a reason nothing is exported; the export is on the access trail.
+#[test]
+fn supervisors_and_auditors_export_a_call_as_one_verifiable_file() {
+    let s = ConsoleSetup::start();
+
+    let police = s.police;
+    let url = format!("/calls/{police}/export");
+    let exports = || {
+        s.value("SELECT count(*) FROM access_trail WHERE action = 'export'")
+            .unwrap_or_default()
+    };
+    let staged_before = staging_dirs();
+    let sup = s.client(SUPERVISOR);
+    let page = sup.get(&format!("/calls/{police}")).text();
+    assert!(page.contains("Export evidence") && page.contains(&format!("action=\"{url}\"")));
+
+    // --- Refused: a stranger, no token, a wrong token, an agency (no form either), an empty
+    // reason.
+    let stranger = request(
+        s.http,
+        LOOPBACK,
+        "POST",
+        &url,
+        &[("Content-Type", "application/x-www-form-urlencoded")],
+        b"reason=court",
+    );
+    assert_eq!(stranger.status, 401, "a stranger");
+    assert_eq!(sup.post(&url, "reason=court").status, 403, "no token");
+    assert_eq!(
+        sup.post(&url, "csrf=0123&reason=court").status,
+        403,
+        "a wrong token"
+    );
+    let pol = s.client(POLICE);
+    assert!(
+        !pol.get(&format!("/calls/{police}"))
+            .text()
+            .contains("Export evidence"),
+        "no export form for an agency"
+    );
+    let refused = pol.post(&url, &format!("csrf={}&reason=our+own+call", pol.csrf));
+    assert_eq!(refused.status, 403, "an agency does not export");
+    assert!(refused.header("content-disposition").is_none());
+    let empty = sup.post(&url, &format!("csrf={}&reason=+++", sup.csrf));
+    assert_eq!(empty.status, 422);
+    assert!(empty.header("content-disposition").is_none());
+    assert!(
+        empty.text().contains("Give a reason for the export")
+            && empty.text().contains("id=\"export\""),
+        "the form again with its message"
+    );
+    assert_eq!(exports(), "0", "nothing exported");
+    assert_eq!(staging_dirs(), staged_before, "nothing left behind");
+
+    // --- A supervisor's export: one tar file named after the call and the time, which
+    // `siaga evidence verify` accepts as it is and unpacked.
+    let reason = "Polresta Samarinda, letter B/123/XII/2026";
+    let ok = sup.post(
+        &url,
+        &format!(
+            "csrf={}&reason=Polresta+Samarinda%2C+letter+B%2F123%2FXII%2F2026",
+            sup.csrf
+        ),
+    );
+    assert_eq!(ok.status, 200, "{}", ok.text());
+    assert_eq!(ok.header("content-type"), Some("application/x-tar"));
+    let disposition = ok
+        .header("content-disposition")
+        .expect("a download")
+        .to_owned();
+    let name = disposition
+        .split("filename=\"")
+        .nth(1)
+        .and_then(|n| n.strip_suffix('"'))
+        .expect("a file name")
+        .to_owned();
+    assert!(
+        name.starts_with("evidence-") && name.ends_with(&format!("Z-call-{police}.tar")),
+        "{name}"
+    );
+    let dir = tempfile::tempdir().expect("dir");
+    let archive = dir.path().join(&name);
+    std::fs::write(&archive, &ok.body).expect("save the download");
+    let (good, said) = evidence_verify(&s.keys.join("centre.pub"), &archive);
+    assert!(good, "{said}");
+    assert!(said.contains(reason) && said.contains("sri"), "{said}");
+    let untar = std::process::Command::new("tar")
+        .arg("xf")
+        .arg(&archive)
+        .arg("-C")
+        .arg(dir.path())
+        .status()
+        .expect("tar");
+    assert!(untar.success());
+    let (good, said) = evidence_verify(
+        &s.keys.join("centre.pub"),
+        &dir.path().join(name.trim_end_matches(".tar")),
+    );
+    assert!(good, "the unpacked directory: {said}");
+    assert_eq!(staging_dirs(), staged_before, "the server kept no copy");
+
+    // --- On the access trail: who, from where, why.
+    let trail = s
+        .value(&format!(
+            "SELECT user_name || ' ' || address || ' ' || detail FROM access_trail WHERE action = 'export' AND call = {police}"
+        ))
+        .expect("the export on the trail");
+    assert!(
+        trail.starts_with("sri 127.0.0.1 ") && trail.contains(reason),
+        "{trail}"
+    );
+    let page = sup.get("/trail").text();
+    assert!(
+        page.contains("export") && page.contains(reason),
+        "the trail page shows it"
+    );
+
+    // --- An auditor exports too.
+    let auditor = s.client(AUDITOR);
+    let r = auditor.post(
+        &url,
+        &format!("csrf={}&reason=quality+review", auditor.csrf),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(exports(), "2");
 }
 
 /// The same console on a gateway whose call log is a shared PostgreSQL: accounts made by

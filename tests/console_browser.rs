@@ -1,8 +1,10 @@
 //! The console in a real browser: Debian's Chromium driven through chromedriver (WebDriver),
 //! against a gateway whose log holds real SIPp calls. Signs in, finds a call by the caller's
 //! number, opens it, plays the recording (playback advances), opens a SIP message from the
-//! ladder, then signs in as an agency and checks another agency's call is not listed. A
-//! screenshot of each page goes to target/console-screenshots/ (or $SIAGA_SCREENSHOTS).
+//! ladder, exports the call's evidence (the download checked by `siaga evidence verify`, and
+//! a copy with one WAV byte changed refused), then signs in as an agency and checks another
+//! agency's call is not listed. A screenshot of each page goes to target/console-screenshots/
+//! (or $SIAGA_SCREENSHOTS).
 
 mod common;
 
@@ -12,7 +14,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use common::console::{ConsoleSetup, LOOPBACK, POLICE, SUPERVISOR, request};
+use common::console::{ConsoleSetup, LOOPBACK, POLICE, SUPERVISOR, evidence_verify, request};
 use common::wait_until;
 use serde_json::{Value, json};
 
@@ -25,6 +27,8 @@ struct Browser {
     session: String,
     shots: PathBuf,
     _profile: tempfile::TempDir,
+    /// Where Chromium saves downloads (set through its preferences).
+    downloads: tempfile::TempDir,
 }
 
 impl Browser {
@@ -47,6 +51,7 @@ impl Browser {
             std::net::TcpStream::connect(addr).is_ok()
         });
         let profile = tempfile::tempdir().expect("profile dir");
+        let downloads = tempfile::tempdir().expect("download dir");
         let mut browser = Browser {
             driver,
             addr,
@@ -56,6 +61,7 @@ impl Browser {
                 PathBuf::from,
             ),
             _profile: profile,
+            downloads,
         };
         std::fs::create_dir_all(&browser.shots).expect("screenshot dir");
         let caps = json!({"capabilities": {"alwaysMatch": {
@@ -65,7 +71,11 @@ impl Browser {
                 "args": ["--headless=new", "--no-sandbox", "--disable-gpu",
                          "--window-size=1400,1100", "--autoplay-policy=no-user-gesture-required",
                          "--disable-dev-shm-usage",
-                         format!("--user-data-dir={}", browser._profile.path().display())]
+                         format!("--user-data-dir={}", browser._profile.path().display())],
+                "prefs": {
+                    "download.default_directory": browser.downloads.path().to_str().expect("utf8"),
+                    "download.prompt_for_download": false
+                }
             }
         }}});
         let reply = browser.call("POST", "/session", Some(caps));
@@ -218,6 +228,24 @@ fn base64_decode(text: &str) -> Vec<u8> {
     out
 }
 
+/// Where the data of the archive's member ending in `suffix` starts, and its length.
+fn member_in_tar(archive: &std::path::Path, suffix: &str) -> (u64, u64) {
+    let file = std::fs::File::open(archive).expect("the archive");
+    let mut tar = tar::Archive::new(file);
+    for entry in tar.entries().expect("a tar archive") {
+        let entry = entry.expect("an entry");
+        if entry
+            .path()
+            .expect("a name")
+            .to_string_lossy()
+            .ends_with(suffix)
+        {
+            return (entry.raw_file_position(), entry.size());
+        }
+    }
+    panic!("no {suffix} in {}", archive.display());
+}
+
 fn sign_in(b: &Browser, base: &str, (name, password): (&str, &str)) {
     b.go(&format!("{base}/login"));
     b.type_into("input[name=name]", name);
@@ -314,11 +342,64 @@ fn a_supervisor_finds_plays_and_reads_a_call_and_an_agency_sees_only_its_own() {
     );
     b.shot("05-call-sip-message");
 
+    // Export the call's evidence: one file downloads, and `siaga evidence verify` accepts it.
+    assert!(b.text().contains("Export evidence"));
+    b.type_into(
+        "form.exportform input[name=reason]",
+        "Polresta Samarinda, letter B/123/XII/2026",
+    );
+    b.shot("11-call-export-form");
+    b.click("form.exportform button");
+    let downloads = b.downloads.path().to_path_buf();
+    // Chromium writes NAME.crdownload and renames it when the download is complete.
+    let done = || -> Option<PathBuf> {
+        std::fs::read_dir(&downloads)
+            .ok()?
+            .flatten()
+            .map(|e| e.path())
+            .find(|p| p.extension().is_some_and(|x| x == "tar"))
+    };
+    wait_until("the evidence download", Duration::from_secs(30), || {
+        done().is_some()
+    });
+    let archive = done().expect("the download");
+    let name = archive
+        .file_name()
+        .expect("name")
+        .to_string_lossy()
+        .into_owned();
+    assert!(
+        name.starts_with("evidence-") && name.ends_with(&format!("-call-{}.tar", s.fire)),
+        "named after the call and the time: {name}"
+    );
+    let key = s.keys.join("centre.pub");
+    let (good, said) = evidence_verify(&key, &archive);
+    assert!(good, "the downloaded package verifies: {said}");
+    assert!(said.contains("letter B/123/XII/2026"), "{said}");
+    // One byte of the WAV changed in a copy: refused, naming the file.
+    let tampered = downloads.join("tampered.tar");
+    let mut bytes = std::fs::read(&archive).expect("the archive");
+    let (start, len) = member_in_tar(&archive, "recording.wav");
+    assert!(len > 1000, "a recording in the package");
+    bytes[(start + len / 2) as usize] ^= 0x01;
+    std::fs::write(&tampered, bytes).expect("the tampered copy");
+    let (good, said) = evidence_verify(&key, &tampered);
+    assert!(!good, "a changed WAV byte fails: {said}");
+    assert!(
+        said.contains(&format!("calls/{}/recording.wav", s.fire)) && said.contains("SHA-256"),
+        "the failure names the file: {said}"
+    );
+    b.shot("12-call-after-export");
+
     b.go(&format!("{base}/summary"));
     assert!(b.text().contains("Time to answer by agency"));
     b.shot("06-summary");
     b.go(&format!("{base}/trail"));
     assert!(b.text().contains("recording_play"));
+    assert!(
+        b.text().contains("letter B/123/XII/2026"),
+        "the export on the trail"
+    );
     b.shot("07-access-trail");
 
     // A caller with a PIDF-LO circle: the call page draws it on the map.
@@ -360,6 +441,11 @@ fn a_supervisor_finds_plays_and_reads_a_call_and_an_agency_sees_only_its_own() {
         "the police see only their call"
     );
     b.shot("08-agency-calls");
+    b.go(&format!("{base}/calls/{}", s.police));
+    assert!(
+        b.text().contains("SIP ladder") && !b.text().contains("Export evidence"),
+        "an agency gets no export form"
+    );
     b.go(&format!("{base}/calls/{}", s.fire));
     assert!(
         b.text().contains("Not found"),

@@ -43,6 +43,22 @@ fn curl(args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// The first Set-Cookie of a `curl -i` answer, which must be Secure, HttpOnly and
+/// SameSite=Strict.
+fn first_cookie(answer: &str) -> &str {
+    let cookie = answer
+        .lines()
+        .find(|l| l.to_ascii_lowercase().starts_with("set-cookie:"))
+        .unwrap_or_else(|| panic!("no cookie: {answer}"));
+    assert!(
+        cookie.contains("Secure")
+            && cookie.contains("HttpOnly")
+            && cookie.contains("SameSite=Strict"),
+        "{cookie}"
+    );
+    cookie
+}
+
 #[test]
 fn the_console_speaks_https_with_secure_cookies() {
     let dir = tempfile::tempdir().expect("dir");
@@ -59,21 +75,29 @@ fn the_console_speaks_https_with_secure_cookies() {
         None,
     );
 
-    let page = curl(&[&format!("https://{http}/login")]);
+    // The sign-in page's token cookie: `__Host-` and Secure over HTTPS.
+    let jar = dir.path().join("cookies.txt");
+    let jar = jar.to_str().expect("utf8");
+    let page = curl(&["-c", jar, &format!("https://{http}/login")]);
     assert!(page.starts_with("HTTP/1.1 200"), "{page}");
     assert!(page.contains("Sign in"));
-    let form = format!("name={}&password={}", SUPERVISOR.0, SUPERVISOR.1);
-    let signed = curl(&["-d", &form, &format!("https://{http}/login")]);
-    let cookie = signed
-        .lines()
-        .find(|l| l.to_ascii_lowercase().starts_with("set-cookie:"))
-        .unwrap_or_else(|| panic!("no cookie: {signed}"));
+    let login_cookie = first_cookie(&page);
     assert!(
-        cookie.contains("Secure")
-            && cookie.contains("HttpOnly")
-            && cookie.contains("SameSite=Strict"),
-        "{cookie}"
+        login_cookie.contains("__Host-siaga_login="),
+        "{login_cookie}"
     );
+    let token = page
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|s| s.split('"').next())
+        .expect("the form's token");
+    let form = format!(
+        "name={}&password={}&csrf={token}",
+        SUPERVISOR.0, SUPERVISOR.1
+    );
+    let signed = curl(&["-b", jar, "-d", &form, &format!("https://{http}/login")]);
+    let cookie = first_cookie(&signed);
+    assert!(cookie.contains("siaga_session="), "{cookie}");
     assert!(curl(&[&format!("https://{http}/metrics")]).starts_with("HTTP/1.1 200"));
     // Plain HTTP on the HTTPS port: no page.
     let plain = curl(&[&format!("http://{http}/login")]);

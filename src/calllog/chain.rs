@@ -304,18 +304,23 @@ pub fn unsealed_ended_calls(conn: &Db) -> rusqlite::Result<Vec<i64>> {
 
 /// SHA-256 (hex) of a file, read in blocks.
 pub fn sha256_file(path: &Path) -> std::io::Result<String> {
-    use std::io::Read as _;
-    let mut file = std::fs::File::open(path)?;
+    sha256_reader(std::fs::File::open(path)?).map(|(_, sha)| sha)
+}
+
+/// The SHA-256 (hex) of everything `reader` yields, and how many bytes that was.
+pub fn sha256_reader(mut reader: impl std::io::Read) -> std::io::Result<(u64, String)> {
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 64 * 1024];
+    let mut total = 0u64;
     loop {
-        let n = file.read(&mut buf)?;
+        let n = reader.read(&mut buf)?;
         if n == 0 {
             break;
         }
+        total += n as u64;
         hasher.update(buf.get(..n).unwrap_or_default());
     }
-    Ok(hex(&hasher.finalize()))
+    Ok((total, hex(&hasher.finalize())))
 }
 
 /// What `siaga audit verify` found.

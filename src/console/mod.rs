@@ -5,9 +5,12 @@
 //! carries the session's CSRF token; agency accounts see only the calls offered to their
 //! routes (another call is "not found"); recordings are found by call id, never by a path
 //! from the request. Every sign-in, failed sign-in, call view, recording play or download and
-//! class change is an access-trail entry.
+//! class change is an access-trail entry. The sign-in form itself carries a pre-session token
+//! (login CSRF: another site cannot sign a browser in to an account of its choosing).
+//! Supervisors and auditors export a call's evidence package from its page.
 
 mod auth;
+mod export;
 pub mod https;
 mod pages;
 pub mod password;
@@ -34,6 +37,10 @@ use crate::calllog::{self, Db};
 use store::Scope;
 
 const COOKIE: &str = "siaga_session";
+/// The sign-in form's token cookie; over HTTPS with the `__Host-` prefix (the browser then
+/// takes it only from this origin over TLS, never from a sibling domain).
+const LOGIN_COOKIE: &str = "siaga_login";
+const LOGIN_COOKIE_SECURE: &str = "__Host-siaga_login";
 
 /// What the console needs from the gateway's settings.
 #[derive(Debug, Clone)]
@@ -48,6 +55,8 @@ pub struct ConsoleSettings {
     pub utc_offset_minutes: i32,
     /// The dialplan's routes (the route filter's choices).
     pub routes: Vec<String>,
+    /// The centre's signing key (`[evidence] key_dir`), for evidence exports.
+    pub key_dir: PathBuf,
 }
 
 pub struct Console {
@@ -61,6 +70,8 @@ pub struct Console {
     /// Connections to the call log between requests (a PostgreSQL connection costs a
     /// handshake, an SQLite one a schema check).
     idle: Arc<Mutex<Vec<Db>>>,
+    /// The evidence exports running, by session (bounded per session and in total).
+    exports: export::Running,
 }
 
 /// Connections kept between requests; more requests at once open more, then close them.
@@ -117,6 +128,7 @@ impl Console {
             live: RwLock::default(),
             hashing: tokio::sync::Semaphore::new(2),
             idle: Arc::default(),
+            exports: export::Running::default(),
         })
     }
 
@@ -149,6 +161,40 @@ impl Console {
 
     fn offset_ms(&self) -> i64 {
         i64::from(self.settings.utc_offset_minutes) * 60_000
+    }
+
+    fn login_cookie_name(&self) -> &'static str {
+        if self.settings.secure_cookies {
+            LOGIN_COOKIE_SECURE
+        } else {
+            LOGIN_COOKIE
+        }
+    }
+
+    /// The sign-in form's token cookie (`Path=/` as `__Host-` requires; an hour to sign in).
+    fn login_cookie(&self, token: &str, max_age: i64) -> String {
+        format!(
+            "{}={token}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age}{}",
+            self.login_cookie_name(),
+            if self.settings.secure_cookies {
+                "; Secure"
+            } else {
+                ""
+            }
+        )
+    }
+
+    /// The sign-in page with a fresh pre-session token in its cookie and hidden field.
+    fn login_form(&self, problem: Option<&str>, status: StatusCode) -> Response {
+        let token = match auth::random_token() {
+            Ok(t) => t,
+            Err(e) => return Fail::Internal(e).into_response(),
+        };
+        let mut r = pages::login(&token, problem, status);
+        if let Ok(v) = HeaderValue::from_str(&self.login_cookie(&token, 3600)) {
+            r.headers_mut().append(header::SET_COOKIE, v);
+        }
+        r
     }
 
     fn cookie(&self, token: &str, max_age: i64) -> String {
@@ -270,13 +316,17 @@ impl Ctx {
 }
 
 fn cookie_token(headers: &HeaderMap) -> Option<String> {
+    cookie_named(headers, COOKIE)
+}
+
+fn cookie_named(headers: &HeaderMap, name: &str) -> Option<String> {
     headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .filter_map(|kv| kv.trim().split_once('='))
-        .find(|(k, _)| *k == COOKIE)
+        .find(|(k, _)| *k == name)
         .map(|(_, v)| v.to_owned())
 }
 
@@ -332,6 +382,7 @@ pub fn router(console: Arc<Console>) -> Router {
         .route("/calls/{id}", get(call_page))
         .route("/calls/{id}/recording", get(recording::serve))
         .route("/calls/{id}/class", post(class_change))
+        .route("/calls/{id}/export", post(export::export))
         .route("/summary", get(summary_page))
         .route("/trail", get(trail_page))
         .route(
@@ -385,21 +436,36 @@ async fn not_found(
     signed_in(console, &headers, addr, false, |_, _| Err(Fail::NotFound)).await
 }
 
-async fn login_page() -> Response {
-    pages::login(None, StatusCode::OK)
+async fn login_page(State(console): State<Arc<Console>>) -> Response {
+    console.login_form(None, StatusCode::OK)
 }
 
 #[derive(Deserialize)]
 struct LoginForm {
     name: String,
     password: String,
+    /// The sign-in page's token; it must equal the token in its cookie.
+    #[serde(default)]
+    csrf: String,
 }
 
 async fn login(
     State(console): State<Arc<Console>>,
     ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
     Form(form): Form<LoginForm>,
 ) -> Response {
+    // Login CSRF: only a form this server gave to this browser signs in. Refused before the
+    // throttle and the password: a forged post checks nothing, so it counts as no attempt
+    // (another site cannot lock an account by posting wrong passwords from a victim's browser).
+    let paired = cookie_named(&headers, console.login_cookie_name())
+        .is_some_and(|t| t.len() == 64 && auth::same(&t, &form.csrf));
+    if !paired {
+        return console.login_form(
+            Some("The sign-in form expired or did not come from this console: sign in again."),
+            StatusCode::FORBIDDEN,
+        );
+    }
     let now = calllog::now_ms();
     // A name is shown in the trail: bounded and printable.
     let name: String = calllog::text::fit(&calllog::text::esc(form.name.trim()), 64).into_owned();
@@ -413,7 +479,7 @@ async fn login(
     if !wait.is_zero() {
         // Not even checked: a guesser learns nothing until the wait is over.
         let secs = wait.as_secs().max(1);
-        let mut r = pages::login(
+        let mut r = console.login_form(
             Some(&format!("Too many failed sign-ins: try again in {secs} s.")),
             StatusCode::TOO_MANY_REQUESTS,
         );
@@ -470,7 +536,7 @@ async fn login(
         if let Ok(mut t) = console.throttle.lock() {
             t.failed(&keys, now);
         }
-        return pages::login(Some("Wrong name or password."), StatusCode::UNAUTHORIZED);
+        return console.login_form(Some("Wrong name or password."), StatusCode::UNAUTHORIZED);
     };
     if let Ok(mut t) = console.throttle.lock() {
         t.succeeded(&keys[0]);
@@ -487,6 +553,10 @@ async fn login(
                 HeaderValue::from_str(&console.cookie(&token, auth::ABSOLUTE.as_secs() as i64))
             {
                 r.headers_mut().insert(header::SET_COOKIE, v);
+            }
+            // The sign-in form's token is spent.
+            if let Ok(v) = HeaderValue::from_str(&console.login_cookie("", 0)) {
+                r.headers_mut().append(header::SET_COOKIE, v);
             }
             r
         }
@@ -638,13 +708,31 @@ async fn call_page(
 ) -> Response {
     signed_in(console, &headers, addr, true, move |c, ctx| {
         let id = ctx.visible_call(&id)?;
-        let detail = calllog::query::show(&ctx.conn, id)?.ok_or(Fail::NotFound)?;
-        let messages = store::ladder_messages(&ctx.conn, id)?;
-        ctx.trail(AccessAction::CallView, Some(id), "")?;
-        let live = c.live().into_iter().find(|l| l.call.0 as i64 == id);
-        Ok(pages::call(c, ctx, &detail, &messages, live.as_ref()))
+        call_view(c, ctx, id, None)
     })
     .await
+}
+
+/// A call's page (a view on the access trail); `export_problem`: why the export form came
+/// back instead of a package, shown at the form.
+fn call_view(
+    c: &Console,
+    ctx: &Ctx,
+    id: i64,
+    export_problem: Option<&str>,
+) -> Result<Response, Fail> {
+    let detail = calllog::query::show(&ctx.conn, id)?.ok_or(Fail::NotFound)?;
+    let messages = store::ladder_messages(&ctx.conn, id)?;
+    ctx.trail(AccessAction::CallView, Some(id), "")?;
+    let live = c.live().into_iter().find(|l| l.call.0 as i64 == id);
+    Ok(pages::call(
+        c,
+        ctx,
+        &detail,
+        &messages,
+        live.as_ref(),
+        export_problem,
+    ))
 }
 
 #[derive(Deserialize)]

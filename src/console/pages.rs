@@ -91,7 +91,8 @@ pub fn message(status: StatusCode, title: &str, text: &str) -> Response {
     r
 }
 
-pub fn login(problem: Option<&str>, status: StatusCode) -> Response {
+/// The sign-in form; `csrf` is the pre-session token also set in its cookie.
+pub fn login(csrf: &str, problem: Option<&str>, status: StatusCode) -> Response {
     let mut r = html(layout(
         "Sign in",
         None,
@@ -99,6 +100,7 @@ pub fn login(problem: Option<&str>, status: StatusCode) -> Response {
             form.login method="post" action="/login" {
                 h1 { "Sign in" }
                 @if let Some(p) = problem { p.problem role="alert" { (p) } }
+                input type="hidden" name="csrf" value=(csrf);
                 label { "Name" input name="name" autocomplete="username" required autofocus; }
                 label { "Password" input name="password" type="password" autocomplete="current-password" required; }
                 button type="submit" { "Sign in" }
@@ -280,6 +282,7 @@ pub fn call(
     d: &CallDetail,
     messages: &[LadderMessage],
     live: Option<&LiveCall>,
+    export_problem: Option<&str>,
 ) -> Response {
     let offset = c.offset_ms();
     let t = |ms: i64| local(ms, offset);
@@ -322,8 +325,23 @@ pub fn call(
         Some(ctx),
         html! {
             h1 { "Call " (id) " " span.state { (state) } }
-            // Hook for the evidence export (issue 11 item 3): a form posting to
-            // /calls/{id}/export with the CSRF token and a required reason goes here.
+            // Evidence export: supervisors and auditors (agencies do not get the form; the
+            // server refuses them too).
+            @if super::export::may_export(ctx.user.role) {
+                form.exportform #export method="post" action={ "/calls/" (id) "/export" } {
+                    input type="hidden" name="csrf" value=(ctx.session.csrf);
+                    label { "Export evidence (reason: who asked, their reference, the purpose)"
+                        input name="reason" required maxlength=(super::export::MAX_REASON_CHARS)
+                            placeholder="e.g. Polresta Samarinda, letter B/123/XII/2026"; }
+                    button type="submit" { "Export evidence" }
+                    @if let Some(p) = export_problem { p.problem role="alert" { (p) } }
+                    p.quiet {
+                        "One signed file (tar): the recording, the record, timeline, locations and SIP messages, "
+                        "and a manifest of their SHA-256 digests, signed with the centre's key. Check it anywhere with "
+                        code { "siaga evidence verify FILE" } "."
+                    }
+                }
+            }
             section.grid {
                 div.card {
                     h2 { "Call" }

@@ -100,32 +100,7 @@ pub async fn serve(
         let count = if len == 0 { 0 } else { end - start + 1 };
         file.seek(SeekFrom::Start(start))
             .map_err(|e| Fail::Internal(e.into()))?;
-        let stream = futures_util::stream::unfold((file, count), |(mut file, left)| async move {
-            if left == 0 {
-                return None;
-            }
-            let want = (left as usize).min(CHUNK);
-            let read = tokio::task::spawn_blocking(move || {
-                let mut buf = vec![0u8; want];
-                let n = file.read(&mut buf)?;
-                buf.truncate(n);
-                Ok::<_, std::io::Error>((file, buf))
-            })
-            .await;
-            match read {
-                Ok(Ok((_, buf))) if buf.is_empty() => None,
-                Ok(Ok((file, buf))) => {
-                    let n = buf.len() as u64;
-                    Some((
-                        Ok::<_, std::io::Error>(bytes::Bytes::from(buf)),
-                        (file, left - n),
-                    ))
-                }
-                Ok(Err(e)) => Some((Err(e), (std::fs::File::open("/dev/null").ok()?, 0))),
-                Err(_) => None,
-            }
-        });
-        let mut response = Response::new(Body::from_stream(stream));
+        let mut response = Response::new(file_body(file, count, ()));
         let h = response.headers_mut();
         h.insert(header::CONTENT_TYPE, HeaderValue::from_static("audio/wav"));
         h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
@@ -144,6 +119,38 @@ pub async fn serve(
         Ok(response)
     })
     .await
+}
+
+/// `count` bytes of `file` from where it stands, read in chunks off the runtime's threads;
+/// `hold` lives until the body is done or dropped (e.g. a slot that bounds the work).
+pub fn file_body(file: std::fs::File, count: u64, hold: impl Send + 'static) -> Body {
+    let stream =
+        futures_util::stream::unfold((file, count, hold), |(mut file, left, hold)| async move {
+            if left == 0 {
+                return None;
+            }
+            let want = (left as usize).min(CHUNK);
+            let read = tokio::task::spawn_blocking(move || {
+                let mut buf = vec![0u8; want];
+                let n = file.read(&mut buf)?;
+                buf.truncate(n);
+                Ok::<_, std::io::Error>((file, buf))
+            })
+            .await;
+            match read {
+                Ok(Ok((_, buf))) if buf.is_empty() => None,
+                Ok(Ok((file, buf))) => {
+                    let n = buf.len() as u64;
+                    Some((
+                        Ok::<_, std::io::Error>(bytes::Bytes::from(buf)),
+                        (file, left - n, hold),
+                    ))
+                }
+                Ok(Err(e)) => Some((Err(e), (std::fs::File::open("/dev/null").ok()?, 0, hold))),
+                Err(_) => None,
+            }
+        });
+    Body::from_stream(stream)
 }
 
 #[cfg(test)]

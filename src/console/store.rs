@@ -7,6 +7,7 @@ use siaga_engine::timeline::CallEventKind;
 
 use crate::calllog::Db;
 use crate::calllog::query::{CALL_COLUMNS, CallRow, call_back_condition, call_row};
+use crate::calllog::store::Dialect;
 
 const ROUTE_START: &str = CallEventKind::RouteStart.as_str();
 const ANSWERED: &str = CallEventKind::AgencyAnswered.as_str();
@@ -109,7 +110,7 @@ fn offered_to(c: &mut Conditions, routes: &[String]) {
 }
 
 /// `%text%` for LIKE, with LIKE's own wildcards in `text` taken literally; lower case, to be
-/// matched against `lower(column)` (SQLite's LIKE ignores ASCII case, PostgreSQL's does not).
+/// matched by [`like_any_case`].
 fn contains_pattern(text: &str) -> Value {
     let mut p = String::from("%");
     for ch in text.to_lowercase().chars() {
@@ -120,6 +121,16 @@ fn contains_pattern(text: &str) -> Value {
     }
     p.push('%');
     Value::Text(p)
+}
+
+/// `column LIKE ?` ignoring ASCII case, for a lower-case pattern: SQLite's LIKE does so by
+/// itself (its `lower` folds only ASCII too, so the answers are the same); PostgreSQL's needs
+/// the column lowered. Lowering every row cost SQLite about 40 % of a caller search's scan.
+fn like_any_case(conn: &Db, column: &str) -> String {
+    match conn.dialect() {
+        Dialect::Sqlite => format!("{column} LIKE ? ESCAPE '\\'"),
+        Dialect::Postgres => format!("lower({column}) LIKE ? ESCAPE '\\'"),
+    }
 }
 
 fn scope_conditions(c: &mut Conditions, scope: &Scope) {
@@ -153,9 +164,17 @@ pub fn list_calls(
         let digits = digits.trim_start_matches('0');
         let pattern = contains_pattern(caller.trim());
         c.push(
-            "(calls.caller_number LIKE ? ESCAPE '\\' OR lower(calls.caller_from) LIKE ? ESCAPE '\\' OR lower(calls.caller_pai) LIKE ? ESCAPE '\\')",
+            &format!(
+                "(calls.caller_number LIKE ? ESCAPE '\\' OR {} OR {})",
+                like_any_case(conn, "calls.caller_from"),
+                like_any_case(conn, "calls.caller_pai")
+            ),
             vec![
-                contains_pattern(if digits.is_empty() { caller.trim() } else { digits }),
+                contains_pattern(if digits.is_empty() {
+                    caller.trim()
+                } else {
+                    digits
+                }),
                 pattern.clone(),
                 pattern,
             ],
@@ -163,7 +182,7 @@ pub fn list_calls(
     }
     if let Some(dialled) = &filter.dialled {
         c.push(
-            "lower(calls.dialled) LIKE ? ESCAPE '\\'",
+            &like_any_case(conn, "calls.dialled"),
             vec![contains_pattern(dialled.trim())],
         );
     }

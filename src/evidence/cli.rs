@@ -68,7 +68,7 @@ pub enum EvidenceCommand {
     /// Check an evidence package on any machine, without the call log: the manifest's
     /// signature and every file's SHA-256. Exits 1 naming the first problem.
     Verify {
-        /// The package's directory.
+        /// The package: its directory, or the tar archive the console downloads.
         package: PathBuf,
         /// The centre's public key (64 hex digits, or a centre.pub file) [default: the one
         /// named in the manifest, which proves only that the package is intact]

@@ -1,9 +1,10 @@
 //! Evidence packages (issue 11 item 3): one directory per request holding each call's record,
 //! timeline, locations and SIP messages as JSON, its recording, its chain entries, and a
 //! manifest listing every file with its SHA-256, who exported it, when and why, signed with
-//! the centre's key. A directory rather than an archive: it opens anywhere, the WAVs play as
-//! they are, `sha256sum` checks the files by hand, and the signature covers the manifest, so
-//! the container adds nothing (tar or zip it to send it; verify it unpacked).
+//! the centre's key. A directory: it opens anywhere, the WAVs play as they are, `sha256sum`
+//! checks the files by hand, and the signature covers the manifest, so a container adds
+//! nothing. The console sends it as one tar archive of that directory (a browser downloads
+//! one file); `verify` checks either form.
 
 use std::path::{Component, Path, PathBuf};
 
@@ -284,13 +285,52 @@ pub struct Verified {
 }
 
 /// Checks a package on any machine, without the call log: the manifest's signature, then
-/// every file's size and SHA-256, then that nothing was added. `Err` names the first problem.
-pub fn verify(dir: &Path, given: Option<&VerifyingKey>) -> Result<Verified, String> {
+/// every file's size and SHA-256, then that nothing was added. The package is its directory
+/// or a tar archive of it (the console's download). `Err` names the first problem.
+pub fn verify(package: &Path, given: Option<&VerifyingKey>) -> Result<Verified, String> {
+    if package.is_file() {
+        verify_archive(package, given)
+    } else {
+        verify_dir(package, given)
+    }
+}
+
+fn verify_dir(dir: &Path, given: Option<&VerifyingKey>) -> Result<Verified, String> {
     let manifest_bytes = std::fs::read(dir.join(MANIFEST))
         .map_err(|e| format!("{MANIFEST}: cannot be read: {e}"))?;
     let sig = std::fs::read_to_string(dir.join(SIGNATURE))
         .map_err(|e| format!("{SIGNATURE}: cannot be read: {e}"))?;
-    let manifest: Manifest = serde_json::from_slice(&manifest_bytes)
+    let manifest = signed_manifest(&manifest_bytes, &sig, given)?;
+    let listed = check_listed(&manifest, |rel| {
+        let path = dir.join(rel);
+        let meta = std::fs::metadata(&path).map_err(|e| format!("missing ({e})"))?;
+        let sha = sha256_file(&path).map_err(|e| format!("cannot be read: {e}"))?;
+        Ok((meta.len(), sha))
+    })?;
+    let mut stack = vec![PathBuf::new()];
+    while let Some(rel) = stack.pop() {
+        let entries = std::fs::read_dir(dir.join(&rel))
+            .map_err(|e| format!("{}: cannot be listed: {e}", rel.display()))?;
+        for entry in entries.flatten() {
+            let child = rel.join(entry.file_name());
+            if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                stack.push(child);
+            } else {
+                not_added(&listed, &child)?;
+            }
+        }
+    }
+    Ok(verified(manifest, given))
+}
+
+/// The manifest, if `sig` is its signature by the key it names (and that key is `given`,
+/// when one is).
+fn signed_manifest(
+    manifest_bytes: &[u8],
+    sig: &str,
+    given: Option<&VerifyingKey>,
+) -> Result<Manifest, String> {
+    let manifest: Manifest = serde_json::from_slice(manifest_bytes)
         .map_err(|e| format!("{MANIFEST}: not a Siaga evidence manifest: {e}"))?;
     let named = keys::parse_public_hex(&manifest.public_key)
         .map_err(|e| format!("{MANIFEST}: public_key: {e:#}"))?;
@@ -304,7 +344,7 @@ pub fn verify(dir: &Path, given: Option<&VerifyingKey>) -> Result<Verified, Stri
         Some(k) => *k,
         None => named,
     };
-    if !keys::check(&key, &manifest_bytes, &sig) {
+    if !keys::check(&key, manifest_bytes, sig) {
         return Err(format!(
             "{SIGNATURE}: the signature does not match {MANIFEST} (the manifest or the signature was changed)"
         ));
@@ -315,23 +355,28 @@ pub fn verify(dir: &Path, given: Option<&VerifyingKey>) -> Result<Verified, Stri
             manifest.format
         ));
     }
+    Ok(manifest)
+}
+
+/// Every file the manifest lists, its size and SHA-256 as `actual` finds them (`Err`: why
+/// not, e.g. missing), compared with the manifest's; returns the listed paths.
+fn check_listed(
+    manifest: &Manifest,
+    mut actual: impl FnMut(&Path) -> Result<(u64, String), String>,
+) -> Result<std::collections::HashSet<PathBuf>, String> {
     let mut listed = std::collections::HashSet::new();
     for f in &manifest.files {
         let rel = Path::new(&f.path);
         if !rel.components().all(|c| matches!(c, Component::Normal(_))) {
             return Err(format!("{}: not a path inside the package", f.path));
         }
-        let path = dir.join(rel);
-        let meta = std::fs::metadata(&path).map_err(|e| format!("{}: missing ({e})", f.path))?;
-        if meta.len() != f.bytes {
+        let (bytes, sha) = actual(rel).map_err(|why| format!("{}: {why}", f.path))?;
+        if bytes != f.bytes {
             return Err(format!(
-                "{}: {} bytes, the manifest says {}",
-                f.path,
-                meta.len(),
-                f.bytes
+                "{}: {bytes} bytes, the manifest says {}",
+                f.path, f.bytes
             ));
         }
-        let sha = sha256_file(&path).map_err(|e| format!("{}: cannot be read: {e}", f.path))?;
         if sha != f.sha256 {
             return Err(format!(
                 "{}: SHA-256 {sha} differs from the manifest's {} (the file was changed)",
@@ -340,26 +385,23 @@ pub fn verify(dir: &Path, given: Option<&VerifyingKey>) -> Result<Verified, Stri
         }
         listed.insert(rel.to_path_buf());
     }
-    let mut stack = vec![PathBuf::new()];
-    while let Some(rel) = stack.pop() {
-        let entries = std::fs::read_dir(dir.join(&rel))
-            .map_err(|e| format!("{}: cannot be listed: {e}", rel.display()))?;
-        for entry in entries.flatten() {
-            let child = rel.join(entry.file_name());
-            if entry.file_type().is_ok_and(|t| t.is_dir()) {
-                stack.push(child);
-            } else if child != Path::new(MANIFEST)
-                && child != Path::new(SIGNATURE)
-                && !listed.contains(&child)
-            {
-                return Err(format!(
-                    "{}: not in the manifest (added after the export)",
-                    child.display()
-                ));
-            }
-        }
+    Ok(listed)
+}
+
+/// A file found in the package must be the manifest, its signature, or listed.
+fn not_added(listed: &std::collections::HashSet<PathBuf>, rel: &Path) -> Result<(), String> {
+    if rel == Path::new(MANIFEST) || rel == Path::new(SIGNATURE) || listed.contains(rel) {
+        Ok(())
+    } else {
+        Err(format!(
+            "{}: not in the manifest (added after the export)",
+            rel.display()
+        ))
     }
-    Ok(Verified {
+}
+
+fn verified(manifest: Manifest, given: Option<&VerifyingKey>) -> Verified {
+    Verified {
         files: manifest.files.len(),
         calls: manifest.calls.iter().map(|c| c.call).collect(),
         exported_by: manifest.exported_by,
@@ -367,5 +409,245 @@ pub fn verify(dir: &Path, given: Option<&VerifyingKey>) -> Result<Verified, Stri
         reason: manifest.reason,
         public_key: manifest.public_key,
         key_given: given.is_some(),
-    })
+    }
+}
+
+/// The largest manifest or signature read from an archive into memory (a manifest lists a
+/// few files per call: far below this).
+const MAX_MANIFEST_BYTES: u64 = 16 << 20;
+
+/// Writes `dir` (a package) as a tar archive at `out`, its files under the package's name,
+/// so that `tar xf` gives back the directory.
+pub fn write_archive(dir: &Path, out: &Path) -> anyhow::Result<()> {
+    let name = dir
+        .file_name()
+        .with_context(|| format!("{}: not a package directory", dir.display()))?;
+    let file = std::fs::File::create(out).with_context(|| format!("creating {}", out.display()))?;
+    let mut tar = tar::Builder::new(std::io::BufWriter::new(file));
+    tar.mode(tar::HeaderMode::Deterministic);
+    tar.follow_symlinks(false);
+    tar.append_dir_all(name, dir)
+        .with_context(|| format!("archiving {}", dir.display()))?;
+    let mut writer = tar.into_inner()?;
+    std::io::Write::flush(&mut writer)?;
+    writer
+        .into_inner()
+        .map_err(|e| e.into_error())?
+        .sync_all()?;
+    Ok(())
+}
+
+/// [`verify`] on a tar archive of a package, read once from start to end: every plain file's
+/// size and SHA-256 (the manifest and its signature kept), then the same checks as on a
+/// directory. The package may sit in one top directory (as exported) or at the top.
+fn verify_archive(path: &Path, given: Option<&VerifyingKey>) -> Result<Verified, String> {
+    use std::io::Read as _;
+    let file = std::fs::File::open(path).map_err(|e| format!("cannot be read: {e}"))?;
+    let mut archive = tar::Archive::new(std::io::BufReader::new(file));
+    let entries = archive
+        .entries()
+        .map_err(|e| format!("not a tar archive: {e}"))?;
+    // Each plain file by its path in the archive (`.` components dropped).
+    let mut found: std::collections::HashMap<PathBuf, (u64, String)> = Default::default();
+    let mut kept: std::collections::HashMap<PathBuf, Vec<u8>> = Default::default();
+    for entry in entries {
+        let mut entry = entry.map_err(|e| format!("not a readable tar archive: {e}"))?;
+        let raw = entry
+            .path()
+            .map_err(|e| format!("an entry's name cannot be read: {e}"))?
+            .into_owned();
+        let rel: PathBuf = raw
+            .components()
+            .filter(|c| !matches!(c, Component::CurDir))
+            .collect();
+        if !rel.components().all(|c| matches!(c, Component::Normal(_))) {
+            return Err(format!("{}: not a path inside the package", raw.display()));
+        }
+        match entry.header().entry_type() {
+            tar::EntryType::Directory => continue,
+            tar::EntryType::Regular | tar::EntryType::Continuous => {}
+            other => {
+                return Err(format!(
+                    "{}: not a plain file ({other:?}) in the archive",
+                    rel.display()
+                ));
+            }
+        }
+        let is_manifest = rel
+            .file_name()
+            .is_some_and(|n| n == MANIFEST || n == SIGNATURE);
+        let digest = if is_manifest {
+            let mut bytes = Vec::new();
+            (&mut entry)
+                .take(MAX_MANIFEST_BYTES)
+                .read_to_end(&mut bytes)
+                .map_err(|e| format!("{}: cannot be read: {e}", rel.display()))?;
+            let digest = (bytes.len() as u64, sha256_hex(&bytes));
+            kept.insert(rel.clone(), bytes);
+            digest
+        } else {
+            crate::calllog::chain::sha256_reader(&mut entry)
+                .map_err(|e| format!("{}: cannot be read: {e}", rel.display()))?
+        };
+        if found.insert(rel.clone(), digest).is_some() {
+            return Err(format!("{}: twice in the archive", rel.display()));
+        }
+    }
+    // The package's root: where its manifest is.
+    let root = if found.contains_key(Path::new(MANIFEST)) {
+        PathBuf::new()
+    } else {
+        let mut roots = found
+            .keys()
+            .filter(|p| p.file_name().is_some_and(|n| n == MANIFEST) && p.components().count() == 2)
+            .filter_map(|p| p.parent().map(Path::to_path_buf));
+        match (roots.next(), roots.next()) {
+            (Some(root), None) => root,
+            (None, _) => return Err(format!("{MANIFEST}: not in the archive")),
+            (Some(_), Some(_)) => {
+                return Err("more than one package in the archive".to_owned());
+            }
+        }
+    };
+    let text = |name: &str| -> Result<&Vec<u8>, String> {
+        kept.get(&root.join(name))
+            .ok_or_else(|| format!("{name}: not in the archive"))
+    };
+    let manifest_bytes = text(MANIFEST)?;
+    let sig = String::from_utf8_lossy(text(SIGNATURE)?);
+    let manifest = signed_manifest(manifest_bytes, &sig, given)?;
+    let listed = check_listed(&manifest, |rel| {
+        found
+            .get(&root.join(rel))
+            .cloned()
+            .ok_or_else(|| "missing (not in the archive)".to_owned())
+    })?;
+    let mut names: Vec<&PathBuf> = found.keys().collect();
+    names.sort();
+    for name in names {
+        let rel = name.strip_prefix(&root).map_err(|_| {
+            format!(
+                "{}: outside the package's directory {}",
+                name.display(),
+                root.display()
+            )
+        })?;
+        not_added(&listed, rel)?;
+    }
+    Ok(verified(manifest, given))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A signed package of one call by hand (no call log): a "recording" and a record.
+    fn package(root: &Path) -> (PathBuf, VerifyingKey) {
+        let keys_dir = root.join("keys");
+        let public = keys::init(&keys_dir).expect("key");
+        let key = keys::load_signing(&keys_dir).expect("key");
+        let dir = root.join("evidence-20261205T091317Z-call-7");
+        std::fs::create_dir_all(dir.join("calls/7")).expect("dir");
+        let mut files = Vec::new();
+        for (rel, bytes) in [
+            ("calls/7/recording.wav", vec![7u8; 5000]),
+            ("calls/7/call.json", b"{\"id\": 7}".to_vec()),
+        ] {
+            std::fs::write(dir.join(rel), &bytes).expect("file");
+            files.push(FileEntry {
+                path: rel.to_owned(),
+                sha256: sha256_hex(&bytes),
+                bytes: bytes.len() as u64,
+            });
+        }
+        let manifest = Manifest {
+            format: FORMAT.to_owned(),
+            exported_at_ms: 0,
+            exported_at: iso_utc(0),
+            exported_by: "sri".to_owned(),
+            address: "127.0.0.1".to_owned(),
+            reason: "a test".to_owned(),
+            access_trail: vec![1],
+            chain_head: None,
+            calls: Vec::new(),
+            public_key: keys::public_hex(&public),
+            files,
+        };
+        let bytes = serde_json::to_vec_pretty(&manifest).expect("json");
+        std::fs::write(dir.join(MANIFEST), &bytes).expect("manifest");
+        std::fs::write(dir.join(SIGNATURE), keys::sign_hex(&key, &bytes)).expect("sig");
+        (dir, public)
+    }
+
+    /// `dir`'s archive with `extra` (name, bytes) appended as plain files.
+    fn archive_with(dir: &Path, out: &Path, extra: &[(&str, &[u8])]) {
+        write_archive(dir, out).expect("archive");
+        if extra.is_empty() {
+            return;
+        }
+        // Rebuilt with the extra members after the package's own.
+        let mut tar = tar::Builder::new(std::fs::File::create(out).expect("file"));
+        tar.append_dir_all(dir.file_name().expect("name"), dir)
+            .expect("package");
+        for (name, bytes) in extra {
+            let mut header = tar::Header::new_gnu();
+            header.set_size(bytes.len() as u64);
+            header.set_mode(0o644);
+            header.set_cksum();
+            tar.append_data(&mut header, name, *bytes).expect("extra");
+        }
+        tar.finish().expect("finish");
+    }
+
+    #[test]
+    fn an_archive_verifies_like_its_directory_and_names_what_was_changed_or_added() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let (dir, key) = package(tmp.path());
+        let archive = tmp.path().join("package.tar");
+        archive_with(&dir, &archive, &[]);
+        let v = verify(&archive, Some(&key)).expect("the archive verifies");
+        assert_eq!((v.files, v.reason.as_str()), (2, "a test"));
+        verify(&dir, Some(&key)).expect("the directory verifies");
+
+        // One byte of the recording changed inside the archive.
+        let mut bytes = std::fs::read(&archive).expect("read");
+        let at = bytes
+            .windows(64)
+            .position(|w| w.iter().all(|&b| b == 7))
+            .expect("the recording's bytes");
+        bytes[at + 10] ^= 1;
+        let changed = tmp.path().join("changed.tar");
+        std::fs::write(&changed, &bytes).expect("write");
+        let why = verify(&changed, Some(&key)).expect_err("changed");
+        assert!(why.starts_with("calls/7/recording.wav: SHA-256"), "{why}");
+
+        // Added files, a second copy of a listed one, a second package: each named.
+        let name = dir
+            .file_name()
+            .expect("name")
+            .to_string_lossy()
+            .into_owned();
+        for (extra, expected) in [
+            (
+                format!("{name}/calls/7/note.txt"),
+                "calls/7/note.txt: not in the manifest",
+            ),
+            (
+                format!("{name}/calls/7/call.json"),
+                "/calls/7/call.json: twice in the archive",
+            ),
+            (
+                "elsewhere/readme.txt".to_owned(),
+                "elsewhere/readme.txt: outside the package",
+            ),
+        ] {
+            let added = tmp.path().join("added.tar");
+            archive_with(&dir, &added, &[(extra.as_str(), b"{\"id\": 8}")]);
+            let why = verify(&added, Some(&key)).expect_err(&extra);
+            assert!(why.contains(expected), "{extra}: {why}");
+        }
+        let not_tar = tmp.path().join("not.tar");
+        std::fs::write(&not_tar, b"hello").expect("write");
+        assert!(verify(&not_tar, Some(&key)).is_err());
+    }
 }

@@ -154,16 +154,42 @@ pub struct Client {
     pub csrf: String,
 }
 
-/// POST /login; the raw answer.
+/// The sign-in page's pre-session token: its cookie (`name=value`) and the form's field.
+pub fn login_token(addr: SocketAddr, from: IpAddr) -> (String, String) {
+    let page = request(addr, from, "GET", "/login", &[], b"");
+    assert_eq!(page.status, 200, "the sign-in page: {}", page.text());
+    let cookie = page
+        .header("set-cookie")
+        .and_then(|c| c.split(';').next())
+        .expect("the sign-in page sets its token cookie")
+        .to_owned();
+    let field = page
+        .text()
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|s| s.split('"').next())
+        .expect("a token field in the sign-in form")
+        .to_owned();
+    (cookie, field)
+}
+
+/// POST /login with `cookie` and `form` as given (no token unless they carry one).
+pub fn login_post(addr: SocketAddr, from: IpAddr, cookie: Option<&str>, form: &str) -> Reply {
+    let mut headers = vec![("Content-Type", "application/x-www-form-urlencoded")];
+    if let Some(c) = cookie {
+        headers.push(("Cookie", c));
+    }
+    request(addr, from, "POST", "/login", &headers, form.as_bytes())
+}
+
+/// Sign-in as a browser does it: the sign-in page, then its form posted; the raw answer.
 pub fn sign_in_reply(addr: SocketAddr, from: IpAddr, name: &str, password: &str) -> Reply {
-    let body = format!("name={name}&password={password}");
-    request(
+    let (cookie, csrf) = login_token(addr, from);
+    login_post(
         addr,
         from,
-        "POST",
-        "/login",
-        &[("Content-Type", "application/x-www-form-urlencoded")],
-        body.as_bytes(),
+        Some(&cookie),
+        &format!("name={name}&password={password}&csrf={csrf}"),
     )
 }
 
@@ -214,6 +240,25 @@ impl Client {
     }
 }
 
+/// `siaga evidence verify PACKAGE --key KEY`: success, and what it printed (out and err).
+pub fn evidence_verify(key: &Path, package: &Path) -> (bool, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_siaga"))
+        .args(["evidence", "verify"])
+        .arg(package)
+        .arg("--key")
+        .arg(key)
+        .output()
+        .expect("siaga evidence verify");
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
 /// The call ids linked from the calls table of a list page (not the live box).
 pub fn listed_ids(page: &str) -> Vec<i64> {
     let table = page.split("id=\"calls\"").nth(1).unwrap_or("");
@@ -238,6 +283,8 @@ pub struct ConsoleSetup {
     pub police: i64,
     pub fire: i64,
     pub abandoned: i64,
+    /// The centre's evidence key directory (centre.key, centre.pub).
+    pub keys: PathBuf,
     _plan_dir: tempfile::TempDir,
     /// The shared PostgreSQL log the gateway writes to (None: its SQLite file). Dropped
     /// last, after the gateway.
@@ -319,25 +366,31 @@ impl ConsoleSetup {
         let plan_dir = tempfile::tempdir().expect("dir");
         let plan = test_plan(plan_dir.path(), &ports, &[]);
         let log_url = postgres.as_ref().map(|(_, url)| url.clone());
-        let mut args = vec![
-            "--dialplan".to_owned(),
-            plan.to_str().expect("utf8").to_owned(),
-        ];
+        // The centre's evidence key, for exports from the console.
+        let keys = plan_dir.path().join("keys");
+        let out = Command::new(env!("CARGO_BIN_EXE_siaga"))
+            .args(["keys", "init", "--key-dir"])
+            .arg(&keys)
+            .output()
+            .expect("siaga keys init");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let mut config_text = format!("[evidence]\nkey_dir = {:?}\n", keys.display().to_string());
         if let Some(url) = &log_url {
             // The spill directory of its own, in the test's directory.
-            let config = plan_dir.path().join("siaga.toml");
-            std::fs::write(
-                &config,
-                format!("[log]\nurl = \"{url}\"\nspill_dir = \"spill\"\n"),
-            )
-            .expect("config");
-            args.extend([
-                "--config".to_owned(),
-                config.to_str().expect("utf8").to_owned(),
-            ]);
+            config_text.push_str(&format!("[log]\nurl = \"{url}\"\nspill_dir = \"spill\"\n"));
         }
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let gw = Gateway::start(&args);
+        let config = plan_dir.path().join("siaga.toml");
+        std::fs::write(&config, config_text).expect("config");
+        let gw = Gateway::start(&[
+            "--dialplan",
+            plan.to_str().expect("utf8"),
+            "--config",
+            config.to_str().expect("utf8"),
+        ]);
         let http = gw.http.expect("the gateway prints its HTTP address");
         for (who, role, route) in [
             (SUPERVISOR, "supervisor", None),
@@ -371,6 +424,7 @@ impl ConsoleSetup {
             police: 0,
             fire: 0,
             abandoned: 0,
+            keys,
             http,
             gw,
             _plan_dir: plan_dir,
