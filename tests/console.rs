@@ -127,7 +127,11 @@ fn the_console_finds_scopes_serves_and_guards_the_calls() {
         "number written as dialled"
     );
     assert_eq!(ids(&sup, "?caller=0899"), Vec::<i64>::new());
-    assert_eq!(ids(&sup, "?caller=SIP%3A").len(), 3, "letters match in any case");
+    assert_eq!(
+        ids(&sup, "?caller=SIP%3A").len(),
+        3,
+        "letters match in any case"
+    );
     assert_eq!(ids(&sup, "?route=police"), [police]);
     assert_eq!(ids(&sup, "?route=fire"), [fire]);
     assert_eq!(ids(&sup, "?dialled=112").len(), 3);
