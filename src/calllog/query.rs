@@ -1164,6 +1164,8 @@ mod tests {
                 frames: 500,
                 speech_frames: 125,
                 longest_speech_ms: 2_400,
+                voiced_frames: 110,
+                longest_voiced_ms: 2_300,
             }),
         };
         calllog.engine(
