@@ -110,6 +110,7 @@ fn facts_of(
             frames: u64::try_from(frames).unwrap_or(0),
             speech_frames: u64::try_from(speech).unwrap_or(0),
             longest_run: ms(longest),
+            longest_voiced_run: signals.longest_voiced_ms.map(ms),
         }),
         _ => None,
     };
