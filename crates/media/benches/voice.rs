@@ -67,8 +67,9 @@ fn main() {
     let alaw = include_bytes!("../../../tests/data/media/caller_8k.alaw");
     let mut caller = vec![0i16; alaw.len()];
     Codec::Pcma.decode(alaw, &mut caller);
-    // 5 s of rumble after 1 s of silence: while the floor rises to it, the rumble has speech
-    // energy and every frame is searched for a pitch, to the end (no lag is a pitch).
+    // 5 s of rumble (about −23 dBFS) after 1 s of silence: for the 3.7 s the floor takes to
+    // rise to it, every frame has speech energy and is searched through every lag (no lag is
+    // a pitch), the most a frame can cost.
     let mut noise_onset = vec![0i16; 8000];
     noise_onset.extend(rumble(8000 * 5));
     let silence = vec![0i16; 8000 * 5];
