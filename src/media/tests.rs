@@ -1371,22 +1371,9 @@ async fn the_caller_leg_hears_speech_in_one_word_but_not_in_loud_steady_noise() 
         LegId::Caller,
         session(phone.local_addr().ok(), Codec::Pcma, 20),
     );
-    // 2 s of loud low rumble (brown-ish noise, about −15 dBFS), as from an open line by a
-    // road: seconds of speech energy while the meter's floor rises to it, but no voice.
-    let mut state = 0x2545_F491_4F6C_DD1Du64;
-    let mut level = 0.0f64;
-    let rumble: Vec<i16> = (0..16_000)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            let white = (state >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0;
-            level = 0.995 * level + white * 600.0;
-            level.clamp(-32768.0, 32767.0) as i16
-        })
-        .collect();
-    let mut noise = vec![0u8; rumble.len()];
-    Codec::Pcma.encode(&rumble, &mut noise);
+    // 2 s of loud low rumble, as from an open line by a road: seconds of speech energy while
+    // the meter's floor rises to it, but no voice.
+    let noise = siaga_media::voice::rumble_alaw(16_000, 0x2545_F491_4F6C_DD1D);
     let events = stream_caller_audio(&mut h, &phone, local, &noise, 0).await;
     assert!(
         !events.iter().any(|e| matches!(e, MediaEvent::Speech)),

@@ -10,7 +10,7 @@
 use std::hint::black_box;
 use std::time::Instant;
 
-use siaga_media::voice::FRAME_SAMPLES;
+use siaga_media::voice::{self, FRAME_SAMPLES};
 use siaga_media::{Codec, VoiceConfig, VoiceMeter, VoiceTotals};
 
 const ROUNDS: usize = 7;
@@ -47,31 +47,18 @@ fn median_ns_per_frame(audio: &[i16]) -> (f64, VoiceTotals) {
     (per_frame[ROUNDS / 2], whole.totals())
 }
 
-/// Deterministic white-ish noise, then integrated: a loud low rumble.
-fn rumble(samples: usize) -> Vec<i16> {
-    let mut state = 0x9E37_79B9_7F4A_7C15u64;
-    let mut level = 0.0f64;
-    (0..samples)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            let white = (state >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0;
-            level = 0.995 * level + white * 400.0;
-            level.clamp(-32768.0, 32767.0) as i16
-        })
-        .collect()
-}
-
 fn main() {
     let alaw = include_bytes!("../../../tests/data/media/caller_8k.alaw");
     let mut caller = vec![0i16; alaw.len()];
     Codec::Pcma.decode(alaw, &mut caller);
-    // 5 s of rumble (about −23 dBFS) after 1 s of silence: for the 3.7 s the floor takes to
+    // 5 s of rumble (about −19 dBFS) after 1 s of silence: for the 4 s the floor takes to
     // rise to it, every frame has speech energy and is searched through every lag (no lag is
     // a pitch), the most a frame can cost.
     let mut noise_onset = vec![0i16; 8000];
-    noise_onset.extend(rumble(8000 * 5));
+    let rumble = voice::rumble_alaw(8000 * 5, 0x9E37_79B9_7F4A_7C15);
+    let mut pcm = vec![0i16; rumble.len()];
+    Codec::Pcma.decode(&rumble, &mut pcm);
+    noise_onset.extend(pcm);
     let silence = vec![0i16; 8000 * 5];
 
     println!("voice meter, median of {ROUNDS} rounds of {FRAMES} frames (20 ms):");

@@ -295,6 +295,28 @@ impl VoiceMeter {
     }
 }
 
+/// A loud low rumble (leaky-integrated white noise, a −6 dB per octave spectrum, about
+/// −19 dBFS), deterministic from `seed`, as A-law: what an open line by a road sounds like.
+/// Energy alone takes its first seconds for speech; for the tests and benches that show the
+/// meter does not (the gateway never calls it).
+pub fn rumble_alaw(samples: usize, seed: u64) -> Vec<u8> {
+    let mut state = seed | 1;
+    let mut level = 0.0f64;
+    let pcm: Vec<i16> = (0..samples)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            let white = (state >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0;
+            level = 0.995 * level + white * 600.0;
+            level.clamp(-32768.0, 32767.0) as i16
+        })
+        .collect();
+    let mut alaw = vec![0u8; samples];
+    crate::Codec::Pcma.encode(&pcm, &mut alaw);
+    alaw
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
