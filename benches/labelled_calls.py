@@ -23,7 +23,7 @@ def calls(db):
     rows = conn.execute(
         """SELECT c.id, c.caller_number, cc.class, k.reasons,
                   s.digits, s.answered_ms, s.agency_talk_ms, s.voice_frames, s.speech_frames,
-                  s.longest_speech_ms,
+                  s.longest_speech_ms, s.voiced_frames, s.longest_voiced_ms,
                   (SELECT raw FROM sip_messages m WHERE m.call = c.id AND m.direction = 'in'
                      AND m.first_line LIKE 'INVITE %' ORDER BY m.id LIMIT 1)
            FROM calls c
@@ -33,7 +33,8 @@ def calls(db):
            ORDER BY c.id"""
     ).fetchall()
     out = []
-    for (cid, number, cls, reasons, digits, answered, talk, frames, speech, longest, raw) in rows:
+    for (cid, number, cls, reasons, digits, answered, talk, frames, speech, longest, voiced,
+         longest_voiced, raw) in rows:
         m = LABEL.search(raw or b"")
         out.append({
             "call": cid,
@@ -44,6 +45,7 @@ def calls(db):
             "signals": {
                 "digits": digits, "answered_ms": answered, "agency_talk_ms": talk,
                 "voice_frames": frames, "speech_frames": speech, "longest_speech_ms": longest,
+                "voiced_frames": voiced, "longest_voiced_ms": longest_voiced,
             },
         })
     return out
@@ -95,7 +97,8 @@ def main():
             print(f"  call {r['call']:4} {r['label']} → {r['class']} ({r['rule']}): "
                   f"answered {s['answered_ms']} ms, keys {s['digits']}, agency talk "
                   f"{s['agency_talk_ms']} ms, voice {s['speech_frames']}/{s['voice_frames']} "
-                  f"frames with speech, longest run {s['longest_speech_ms']} ms")
+                  f"frames with speech, longest run {s['longest_speech_ms']} ms, "
+                  f"{s['voiced_frames']} voiced, longest voiced run {s['longest_voiced_ms']} ms")
 
 
 if __name__ == "__main__":

@@ -324,23 +324,20 @@ fn challenge_events(db: &rusqlite::Connection, call: i64) -> Vec<(String, String
     events_where(db, call, "kind LIKE 'challenge_%'")
 }
 
-#[test]
-fn under_a_flood_a_number_beyond_its_limit_is_challenged_and_a_caller_who_talks_and_presses_a_key_gets_through()
- {
-    let ports = AgencyPorts::new();
+/// A gateway whose plan takes three new emergency calls a minute for an attack (the default
+/// is 120), after three quick calls from SIPp's number: the third started the attack and,
+/// being that number's third call in ten minutes (limit 2), was challenged.
+fn three_calls_a_minute_are_an_attack(ports: &AgencyPorts) -> (Gateway, tempfile::TempDir) {
     let plan_dir = tempfile::tempdir().expect("dir");
-    // Three new emergency calls a minute put this centre under attack (the default is 120).
     let plan = test_plan(
         plan_dir.path(),
-        &ports,
+        ports,
         &[(
             "attack_calls = { calls = 120, within = \"1min\" }",
             "attack_calls = { calls = 3, within = \"1min\" }",
         )],
     );
-    let mut gw = Gateway::start(&["--dialplan", plan.to_str().expect("utf8 path")]);
-    // Three quick calls from SIPp's number: the third starts the attack and, being that
-    // number's third call in ten minutes (limit 2), is challenged.
+    let gw = Gateway::start(&["--dialplan", plan.to_str().expect("utf8 path")]);
     assert_sipp_ok(
         &gw.sipp(
             "uac_call.xml",
@@ -357,6 +354,14 @@ fn under_a_flood_a_number_beyond_its_limit_is_challenged_and_a_caller_who_talks_
                 && !challenge_events(&gw.db(), 3).is_empty()
         },
     );
+    (gw, plan_dir)
+}
+
+#[test]
+fn under_a_flood_a_number_beyond_its_limit_is_challenged_and_a_caller_who_talks_and_presses_a_key_gets_through()
+ {
+    let ports = AgencyPorts::new();
+    let (mut gw, _plan_dir) = three_calls_a_minute_are_an_attack(&ports);
     let started = common::gateway_events(&gw.db_path(), "attack_started");
     assert_eq!(started, ["new emergency calls reached 3 calls within 1min"]);
     assert!(challenge_events(&gw.db(), 1).is_empty() && challenge_events(&gw.db(), 2).is_empty());
@@ -415,4 +420,69 @@ fn under_a_flood_a_number_beyond_its_limit_is_challenged_and_a_caller_who_talks_
             .any(|a| a.to_string().contains("attack_started")),
         "{report}"
     );
+}
+
+/// A caller who streams `audio` (raw A-law, 20 ms packets, looped) for `hold_ms`, then hangs
+/// up: SIPp's media_call.xml with an `rtp_stream` in place of its pcap.
+fn caller_streaming(gw: &Gateway, audio: &[u8], hold_ms: u32) -> std::process::Output {
+    let dir = tempfile::tempdir().expect("dir");
+    std::fs::write(dir.path().join("audio.alaw"), audio).expect("audio");
+    let scenario = std::fs::read_to_string(common::scenario_path("media_call.xml"))
+        .expect("media_call.xml")
+        .replace(
+            r#"<exec play_pcap_audio="/usr/share/sip-tester/g711a.pcap"/>"#,
+            r#"<exec rtp_stream="audio.alaw,-1,8"/>"#,
+        );
+    let path = dir.path().join("caller.xml");
+    std::fs::write(&path, scenario).expect("scenario");
+    let hold = hold_ms.to_string();
+    common::sipp_caller_streaming_from(
+        dir.path(),
+        gw.udp,
+        &path,
+        &["-s", "112", "-m", "1", "-d", &hold],
+    )
+}
+
+#[test]
+fn under_a_flood_loud_noise_does_not_pass_the_challenge_and_one_spoken_word_does() {
+    let ports = AgencyPorts::new();
+    let (mut gw, _plan_dir) = three_calls_a_minute_are_an_attack(&ports);
+
+    // The number's fourth call: 12 s of loud low rumble (an open line by a road), nobody
+    // speaking. Energy alone took its first seconds for speech; it does not pass.
+    let noise = siaga_media::voice::rumble_alaw(8000 * 12, 0x9E37_79B9_7F4A_7C15);
+    assert_sipp_ok(&caller_streaming(&gw, &noise, 12_000), "the rumbling call");
+    let fourth = challenge_events(&gw.db(), 4);
+    let kinds: Vec<&str> = fourth.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(
+        kinds,
+        ["challenge_started", "challenge_failed"],
+        "{fourth:?}"
+    );
+
+    // The fifth: the caller says one word, "Tolong" (the recorded caller's first 0.6 s), then
+    // silence. It passes by speech.
+    let recorded = std::fs::read(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/media/caller_8k.alaw"),
+    )
+    .expect("caller_8k.alaw");
+    let mut word = recorded.get(..4800).expect("0.6 s").to_vec();
+    word.extend(std::iter::repeat_n(
+        siaga_media::Codec::Pcma.silence(),
+        8000 * 5,
+    ));
+    assert_sipp_ok(
+        &caller_streaming(&gw, &word, 4_000),
+        "the caller who says one word",
+    );
+    let fifth = challenge_events(&gw.db(), 5);
+    let kinds: Vec<&str> = fifth.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(
+        kinds,
+        ["challenge_started", "challenge_passed"],
+        "{fifth:?}"
+    );
+    assert!(fifth[1].1.starts_with("speech"), "{fifth:?}");
+    gw.stop();
 }

@@ -110,6 +110,7 @@ fn facts_of(
             frames: u64::try_from(frames).unwrap_or(0),
             speech_frames: u64::try_from(speech).unwrap_or(0),
             longest_run: ms(longest),
+            longest_voiced_run: signals.longest_voiced_ms.map(ms),
         }),
         _ => None,
     };
@@ -373,10 +374,13 @@ mod tests {
             answered_for: Some(Duration::from_secs(10)),
             agency_talk: agency_talk_s.map(Duration::from_secs),
             usable_identity: true,
+            // Speech that is voiced, as a person's is.
             voice: voice.map(|(frames, speech_frames, longest_speech_ms)| VoiceTotals {
                 frames,
                 speech_frames,
                 longest_speech_ms,
+                voiced_frames: speech_frames,
+                longest_voiced_ms: longest_speech_ms,
             }),
         }
     }

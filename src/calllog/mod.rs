@@ -487,12 +487,14 @@ fn insert_signals(entry: &mut Entry, call: CallRef, s: &CallSignals) {
     let voice = s.voice;
     entry.sql(
         "INSERT INTO call_signals (call, digits, answered_ms, agency_talk_ms,
-            usable_identity, voice_frames, speech_frames, longest_speech_ms)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+            usable_identity, voice_frames, speech_frames, longest_speech_ms, voiced_frames,
+            longest_voiced_ms)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
          ON CONFLICT (call) DO UPDATE SET digits = excluded.digits,
             answered_ms = excluded.answered_ms, agency_talk_ms = excluded.agency_talk_ms,
             usable_identity = excluded.usable_identity, voice_frames = excluded.voice_frames,
-            speech_frames = excluded.speech_frames, longest_speech_ms = excluded.longest_speech_ms",
+            speech_frames = excluded.speech_frames, longest_speech_ms = excluded.longest_speech_ms,
+            voiced_frames = excluded.voiced_frames, longest_voiced_ms = excluded.longest_voiced_ms",
         vec![
             Value::from(call.0 as i64),
             Value::from(s.digits),
@@ -502,6 +504,8 @@ fn insert_signals(entry: &mut Entry, call: CallRef, s: &CallSignals) {
             Value::from(voice.map(|v| v.frames)),
             Value::from(voice.map(|v| v.speech_frames)),
             Value::from(voice.map(|v| v.longest_speech_ms)),
+            Value::from(voice.map(|v| v.voiced_frames)),
+            Value::from(voice.map(|v| v.longest_voiced_ms)),
         ],
     )
 }

@@ -82,6 +82,9 @@ pub struct SignalsRow {
     pub voice_frames: Option<i64>,
     pub speech_frames: Option<i64>,
     pub longest_speech_ms: Option<i64>,
+    /// Of the speech frames, those voiced; NULL: logged before the meter heard voicing.
+    pub voiced_frames: Option<i64>,
+    pub longest_voiced_ms: Option<i64>,
 }
 
 impl SignalsRow {
@@ -448,7 +451,8 @@ pub(super) fn call_by_id(conn: &Db, id: i64) -> rusqlite::Result<Option<CallRow>
 pub(super) fn signals_of(conn: &Db, id: i64) -> rusqlite::Result<Option<SignalsRow>> {
     conn.query_row(
         "SELECT digits, answered_ms, agency_talk_ms, usable_identity, voice_frames,
-            speech_frames, longest_speech_ms FROM call_signals WHERE call = ?1",
+            speech_frames, longest_speech_ms, voiced_frames, longest_voiced_ms
+         FROM call_signals WHERE call = ?1",
         params![id],
         |r| {
             Ok(SignalsRow {
@@ -459,6 +463,8 @@ pub(super) fn signals_of(conn: &Db, id: i64) -> rusqlite::Result<Option<SignalsR
                 voice_frames: r.get(4)?,
                 speech_frames: r.get(5)?,
                 longest_speech_ms: r.get(6)?,
+                voiced_frames: r.get(7)?,
+                longest_voiced_ms: r.get(8)?,
             })
         },
     )
@@ -678,6 +684,15 @@ fn render_signals(out: &mut String, s: &SignalsRow) {
         ("identity", identity.to_owned()),
     ] {
         let _ = writeln!(out, "  {label:<11} {value}");
+    }
+    // Calls logged before the meter heard voicing have no such line.
+    if let (Some(frames), Some(longest)) = (s.voiced_frames, s.longest_voiced_ms) {
+        let _ = writeln!(
+            out,
+            "  {:<11} {frames} voiced frames (periodic at a voice's pitch), longest voiced run {}",
+            "voicing",
+            secs(longest)
+        );
     }
 }
 
@@ -1164,6 +1179,8 @@ mod tests {
                 frames: 500,
                 speech_frames: 125,
                 longest_speech_ms: 2_400,
+                voiced_frames: 110,
+                longest_voiced_ms: 2_300,
             }),
         };
         calllog.engine(
@@ -1179,6 +1196,12 @@ mod tests {
         assert!(
             shown.contains(
                 "signals\n  voice       speech in 25% of 500 frames of 20 ms (10.0 s of caller audio), longest run 2.4 s\n  keys        2 pressed\n  on the line 15.0 s from our answer to the hang-up\n  agency      none answered\n  identity    a number\n"
+            ),
+            "{shown}"
+        );
+        assert!(
+            shown.contains(
+                "  identity    a number\n  voicing     110 voiced frames (periodic at a voice's pitch), longest voiced run 2.3 s\n"
             ),
             "{shown}"
         );

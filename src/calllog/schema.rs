@@ -257,6 +257,13 @@ CREATE TABLE console_users (
 CREATE INDEX call_events_call_kind ON call_events(call, kind, at);
 DROP INDEX call_events_call;
 "#,
+    r#"
+-- Voicing (issue 12): of the speech frames, those periodic at a voice's pitch, and the longest
+-- run of them, so steady loud noise (speech energy, no voice) is told from a person speaking.
+-- NULL: logged before the meter heard voicing.
+ALTER TABLE call_signals ADD COLUMN voiced_frames INTEGER;
+ALTER TABLE call_signals ADD COLUMN longest_voiced_ms INTEGER;
+"#,
 ];
 
 /// A migration in PostgreSQL's dialect: row ids become identity columns, SQLite's loose

@@ -631,7 +631,7 @@ impl Leg {
         if let Some(voice) = self.voice.as_mut() {
             voice.feed(pcm);
             if !self.speech_reported
-                && voice.totals().longest_speech_ms >= siaga_engine::io::SPEECH_EVENT_MS
+                && voice.totals().longest_voiced_ms >= siaga_engine::io::SPEECH_EVENT_MS
             {
                 self.speech_reported = true;
                 self.emit(MediaEvent::Speech);

@@ -156,6 +156,19 @@ impl Harness {
         }
     }
 
+    /// Releases the caller's leg and takes the voice totals it reports.
+    async fn release_caller_for_its_voice_totals(&mut self) -> siaga_media::VoiceTotals {
+        self.release(&[LegId::Caller]);
+        self.events_for(500 * MS)
+            .await
+            .into_iter()
+            .find_map(|e| match e {
+                MediaEvent::VoiceActivity(v) => Some(v),
+                _ => None,
+            })
+            .expect("the caller's voice totals at release")
+    }
+
     fn play(&mut self, leg: LegId, playback: u64, prompt: &Path) -> Option<MediaEvent> {
         self.manager
             .handle(MediaCommand::Play {
@@ -1330,6 +1343,58 @@ fn recording_paths_are_per_day_in_utc() {
     );
 }
 
+/// Streams A-law `audio` from `phone` to the caller leg at `local` in 20 ms packets, paced as
+/// a phone sends them, from RTP sequence number `first`; returns the caller leg's events.
+async fn stream_caller_audio(
+    h: &mut Harness,
+    phone: &UdpSocket,
+    local: SocketAddr,
+    audio: &[u8],
+    first: usize,
+) -> Vec<MediaEvent> {
+    let mut pace = tokio::time::interval(20 * MS);
+    for (k, payload) in audio.chunks_exact(160).enumerate() {
+        pace.tick().await;
+        let n = first + k;
+        let packet = rtp(8, n as u16, 160 * n as u32, 0x5252, n == 0, payload);
+        let _ = phone.send_to(&packet, local).await;
+    }
+    h.events_for(200 * MS).await
+}
+
+#[tokio::test]
+async fn the_caller_leg_hears_speech_in_one_word_but_not_in_loud_steady_noise() {
+    let mut h = Harness::new((32800, 32899));
+    let phone = peer().await;
+    let local = h.allocate(LegId::Caller);
+    h.start(
+        LegId::Caller,
+        session(phone.local_addr().ok(), Codec::Pcma, 20),
+    );
+    // 2 s of loud low rumble, as from an open line by a road: seconds of speech energy while
+    // the meter's floor rises to it, but no voice.
+    let noise = siaga_media::voice::rumble_alaw(16_000, 0x2545_F491_4F6C_DD1D);
+    let events = stream_caller_audio(&mut h, &phone, local, &noise, 0).await;
+    assert!(
+        !events.iter().any(|e| matches!(e, MediaEvent::Speech)),
+        "no speech in noise: {events:?}"
+    );
+    // Then the caller says one word: "Tolong," the first 0.6 s of the recorded caller.
+    let recorded = include_bytes!("../../tests/data/media/caller_8k.alaw");
+    let word = recorded.get(..4800).expect("0.6 s");
+    let events = stream_caller_audio(&mut h, &phone, local, word, 100).await;
+    assert!(
+        events.iter().any(|e| matches!(e, MediaEvent::Speech)),
+        "speech in one word: {events:?}"
+    );
+    let voice = h.release_caller_for_its_voice_totals().await;
+    // The rumble was heard as speech energy, a run of a second or more; only the word was
+    // voiced.
+    assert!(voice.longest_speech_ms >= 1000, "{voice:?}");
+    assert!((300..=600).contains(&voice.longest_voiced_ms), "{voice:?}");
+    h.finish().await;
+}
+
 #[tokio::test]
 async fn the_callers_voice_totals_come_with_the_release_of_its_leg() {
     let mut h = Harness::new((32700, 32799));
@@ -1361,16 +1426,7 @@ async fn the_callers_voice_totals_come_with_the_release_of_its_leg() {
             .any(|e| matches!(e, MediaEvent::VoiceActivity(_))),
         "totals only at release: {before:?}"
     );
-    h.release(&[LegId::Caller]);
-    let voice = h
-        .events_for(500 * MS)
-        .await
-        .into_iter()
-        .find_map(|e| match e {
-            MediaEvent::VoiceActivity(v) => Some(v),
-            _ => None,
-        })
-        .expect("the caller's voice totals at release");
+    let voice = h.release_caller_for_its_voice_totals().await;
     // The last silent packets may still be in the socket when the leg goes (a busy CPU).
     assert!((90..=100).contains(&voice.frames), "{voice:?}");
     assert_eq!(voice.speech_frames, 50);

@@ -586,13 +586,23 @@ pub fn finish_agency(child: Child, what: &str) {
 /// A caller SIPp run from tests/data/media (for scenarios that stream a voice).
 pub fn sipp_caller_with_voice(target: SocketAddr, scenario: &str, args: &[&str]) -> Output {
     let media = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/media");
+    sipp_caller_streaming_from(&media, target, &scenario_path(scenario), args)
+}
+
+/// A caller SIPp run from `media` (where its scenario's `rtp_stream` files are).
+pub fn sipp_caller_streaming_from(
+    media: &Path,
+    target: SocketAddr,
+    scenario: &Path,
+    args: &[&str],
+) -> Output {
     let media_port = free_udp_port_pair();
     let control_port = free_udp_port_pair();
     Command::new("sipp")
-        .current_dir(&media)
+        .current_dir(media)
         .arg(target.to_string())
         .arg("-sf")
-        .arg(scenario_path(scenario))
+        .arg(scenario)
         .args(["-i", "127.0.0.1"])
         .args([
             "-mp",

@@ -5,7 +5,8 @@
 //! The rules run in a fixed order and the first that matches decides:
 //!
 //! 1. `test` — an RFC 6881 test call (`urn:service:test.sos`); it never reaches an agency.
-//! 2. `genuine` — any sign of a real emergency: speech (a run of at least `speech_run`),
+//! 2. `genuine` — any sign of a real emergency: speech (a voiced run of at least
+//!    `speech_run`: periodic at a voice's pitch, so loud steady noise is not speech),
 //!    a key pressed, a location the caller's phone sent (unless `location_is_genuine` is
 //!    off), or a call-taker on the line for at least `agency_talk_genuine`. These come
 //!    before every false-call rule, so a genuine call is never classed as anything that
@@ -15,7 +16,8 @@
 //! 4. `abandoned` — the caller hung up within `abandoned_within` of the INVITE, before any
 //!    agency answered.
 //! 5. `silent` — caller speech below `silent_speech_below_percent` of the frames.
-//! 6. `pocket_or_noise` — sound on the caller's side, but no run long enough to be speech.
+//! 6. `pocket_or_noise` — sound on the caller's side, but no voiced run long enough to be
+//!    speech.
 //! 7. otherwise `genuine`: no false-call rule matched (e.g. the voice was not measured).
 //!
 //! `prank` is only ever set by a person (a correction); no rule returns it.
@@ -28,7 +30,9 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 /// Bumped whenever a rule or its order changes: stored with every automatic class, so a
-/// report can tell classes made by different rules apart.
+/// report can tell classes made by different rules apart. (The voiced run did not bump it: the
+/// rules read it where the stored signals have it and the run of speech energy where they do
+/// not, so a class still follows from its call's stored signals and these rules.)
 pub const RULES_VERSION: u32 = 1;
 
 /// What kind of call it was.
@@ -166,8 +170,23 @@ pub struct Voice {
     pub frames: u64,
     /// Of those, frames with speech energy.
     pub speech_frames: u64,
-    /// The longest run of speech.
+    /// The longest run of speech energy.
     pub longest_run: Duration,
+    /// The longest voiced run (speech energy periodic at a voice's pitch); `None`: measured
+    /// before the meter heard voicing.
+    pub longest_voiced_run: Option<Duration>,
+}
+
+impl Voice {
+    /// The run the rules weigh, and what it is called in a reason: the longest voiced run (a
+    /// person speaking, not only something loud), or for calls measured before the meter
+    /// heard voicing, the longest run of speech energy.
+    fn speech_run(&self) -> (Duration, &'static str) {
+        match self.longest_voiced_run {
+            Some(run) => (run, "voiced run"),
+            None => (self.longest_run, "run"),
+        }
+    }
 }
 
 /// Calls from the same number before this one.
@@ -300,14 +319,16 @@ pub fn classify_call(facts: &CallFacts, rules: &ClassifyRules) -> Verdict {
 /// Signs of a real emergency, each with its numbers.
 fn genuine_signs(facts: &CallFacts, rules: &ClassifyRules) -> Vec<(Rule, String)> {
     let mut signs = Vec::new();
+    // "Spoke": the run is a voiced one wherever the meter measured voicing.
     if let Some(voice) = facts.voice
-        && voice.longest_run >= rules.speech_run
+        && let (run, _) = voice.speech_run()
+        && run >= rules.speech_run
     {
         signs.push((
             Rule::Speech,
             format!(
                 "caller spoke for {} in one run ≥ {} ({} of {} frames with speech)",
-                ms(voice.longest_run),
+                ms(run),
                 ms(rules.speech_run),
                 percent(voice),
                 thousands(voice.frames)
@@ -374,7 +395,8 @@ fn false_call_rules(facts: &CallFacts, rules: &ClassifyRules) -> Vec<(Rule, Call
         ));
     }
     if let Some(voice) = facts.voice
-        && voice.longest_run < rules.speech_run
+        && let (run, run_name) = voice.speech_run()
+        && run < rules.speech_run
     {
         let quiet = (voice.speech_frames as f64) * 100.0
             < rules.silent_speech_below_percent * voice.frames as f64
@@ -385,12 +407,12 @@ fn false_call_rules(facts: &CallFacts, rules: &ClassifyRules) -> Vec<(Rule, Call
             Some(t) => format!("agency on the line {}", secs(t)),
         };
         let numbers = format!(
-            "caller speech {} of {} frames {} {} %, longest run {} < {}{no_key}, {agency}",
+            "caller speech {} of {} frames {} {} %, longest {run_name} {} < {}{no_key}, {agency}",
             percent(voice),
             thousands(voice.frames),
             if quiet { "<" } else { "≥" },
             trim_float(rules.silent_speech_below_percent),
-            ms(voice.longest_run),
+            ms(run),
             ms(rules.speech_run),
         );
         if quiet {
@@ -478,6 +500,7 @@ mod tests {
                 frames: 1_240,
                 speech_frames: 5,
                 longest_run: Duration::ZERO,
+                longest_voiced_run: None,
             }),
             usable_identity: true,
             caller_location: false,
@@ -490,6 +513,7 @@ mod tests {
             frames: 1_240,
             speech_frames: 600,
             longest_run: Duration::from_millis(run_ms),
+            longest_voiced_run: None,
         });
         facts
     }
@@ -520,6 +544,7 @@ mod tests {
             frames: 0,
             speech_frames: 0,
             longest_run: Duration::ZERO,
+            longest_voiced_run: None,
         });
         assert_eq!(class(&facts), CallClass::Silent);
     }
@@ -532,6 +557,7 @@ mod tests {
             frames: 1_000,
             speech_frames,
             longest_run: Duration::from_millis(300),
+            longest_voiced_run: None,
         };
         facts.voice = Some(voice(19));
         assert_eq!(class(&facts), CallClass::Silent);
@@ -757,6 +783,7 @@ mod tests {
                                         frames,
                                         speech_frames,
                                         longest_run: Duration::from_millis(run),
+                                        longest_voiced_run: None,
                                     }),
                                     usable_identity: true,
                                     caller_location,
@@ -806,5 +833,46 @@ mod tests {
         assert_eq!(thousands(1_000_000), "1,000,000");
         assert_eq!(secs(Duration::from_millis(12_390)), "12.3 s");
         assert_eq!(secs(Duration::from_secs(60)), "60 s");
+    }
+
+    #[test]
+    fn loud_noise_without_a_voiced_run_is_pocket_or_noise() {
+        // Steady loud noise: seconds of speech energy while the meter's floor rises to it,
+        // but nothing periodic at a voice's pitch.
+        let mut facts = quiet_call();
+        facts.voice = Some(Voice {
+            frames: 1_250,
+            speech_frames: 310,
+            longest_run: Duration::from_millis(6_200),
+            longest_voiced_run: Some(Duration::ZERO),
+        });
+        let verdict = classify_call(&facts, &RULES());
+        assert_eq!(verdict.class, CallClass::PocketOrNoise);
+        assert_eq!(
+            verdict.reasons[0].to_string(),
+            "pocket_or_noise: caller speech 24.8 % of 1,250 frames ≥ 2 %, longest voiced run \
+             0 ms < 800 ms, no key, no agency talk"
+        );
+    }
+
+    #[test]
+    fn a_voiced_run_at_the_threshold_is_genuine() {
+        let mut facts = quiet_call();
+        let voice = |voiced_ms| Voice {
+            frames: 1_000,
+            speech_frames: 40,
+            longest_run: Duration::from_millis(900),
+            longest_voiced_run: Some(Duration::from_millis(voiced_ms)),
+        };
+        facts.voice = Some(voice(780));
+        assert_eq!(class(&facts), CallClass::PocketOrNoise);
+        facts.voice = Some(voice(800));
+        let verdict = classify_call(&facts, &RULES());
+        assert_eq!(verdict.class, CallClass::Genuine);
+        assert_eq!(
+            verdict.reasons[0].to_string(),
+            "speech: caller spoke for 800 ms in one run ≥ 800 ms (4 % of 1,000 frames with \
+             speech)"
+        );
     }
 }

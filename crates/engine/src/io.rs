@@ -26,15 +26,15 @@ pub enum MediaEvent {
     Timeout { silent_for: Duration },
     /// RTP came back after a `Timeout`: the caller is there.
     Resumed { silent_for: Duration },
-    /// The caller spoke: the first speech run of `SPEECH_EVENT_MS` (once per leg). A
-    /// caller challenged during a call flood passes by speaking.
+    /// The caller spoke: the first voiced run of `SPEECH_EVENT_MS` (once per leg; loud noise
+    /// is not a voice). A caller challenged during a call flood passes by speaking.
     Speech,
     /// The caller's leg was released: what its voice meter saw over the call.
     VoiceActivity(siaga_media::VoiceTotals),
 }
 
-/// How long the caller's first speech run must be before `MediaEvent::Speech`: longer than a
-/// click or a burst of line noise, short enough for "hello?".
+/// How long the caller's first voiced run must be before `MediaEvent::Speech`: longer than a
+/// click or a burst of line noise, short enough for "hello?" or "tolong".
 pub const SPEECH_EVENT_MS: u32 = 300;
 
 pub enum Input<'a> {

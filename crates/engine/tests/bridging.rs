@@ -1032,6 +1032,8 @@ fn a_call_with_a_digit_and_an_agency_answer_logs_its_signals_after_its_end() {
         frames: 750,
         speech_frames: 300,
         longest_speech_ms: 2400,
+        voiced_frames: 280,
+        longest_voiced_ms: 2400,
     };
     sim.h
         .media_event(call, LegId::Caller, MediaEvent::VoiceActivity(voice));

@@ -14,6 +14,7 @@ use siaga_engine::call::EndReason;
 use siaga_engine::harness::{self, Harness, MediaSide, Prompts, default_plan};
 use siaga_engine::ids::{CallRef, LegId};
 use siaga_engine::io::{Flow, LogRecord, MediaCommand, MediaEvent, PlaybackId};
+use siaga_media::VoiceTotals;
 
 const CALLER: &str = "192.0.2.10:5070";
 const GW: &str = "198.51.100.1:5060";
@@ -676,4 +677,61 @@ fn under_attack_a_caller_beyond_its_limit_is_challenged_a_key_passes_and_silence
         ["no key pressed (first-digit timeout)"]
     );
     assert!(desk_at > Duration::from_secs(20), "{desk_at:?}");
+}
+
+#[test]
+fn under_attack_a_challenged_caller_who_speaks_passes() {
+    let mut sim = Sim::behind_sbc();
+    sim.silent_flood(30, 0);
+    sim.h.advance(Duration::from_secs(5));
+    assert!(sim.h.engine.under_attack());
+    let number = "+628444444444";
+    for _ in 0..2 {
+        let call = sim.call(number, "sip:112@198.51.100.1", "", None);
+        sim.caller_hangs_up(&call);
+    }
+    let third = sim.call(number, "sip:112@198.51.100.1", "", None);
+    assert_eq!(sim.timeline(third.call, "challenge_started").len(), 1);
+    // The media side reports speech only for a voiced run (a word, not loud noise).
+    sim.h.advance(Duration::from_secs(2));
+    sim.h
+        .media_event(third.call, LegId::Caller, MediaEvent::Speech);
+    assert_eq!(
+        sim.timeline(third.call, "challenge_passed"),
+        [
+            "speech; challenged because under attack: number made 3 calls, limit 2 calls within 10min"
+        ]
+    );
+    assert_eq!(sim.played(third.call)[2], "welcome.wav");
+}
+
+#[test]
+fn short_calls_of_loud_noise_without_a_voice_count_toward_a_flood() {
+    let mut sim = Sim::behind_sbc();
+    // Each call: a second of loud noise when the line opens (a run of speech energy longer
+    // than the 400 ms speech run), then quiet; nobody speaks, so no voiced run.
+    let noise_burst = VoiceTotals {
+        frames: 200,
+        speech_frames: 3,
+        longest_speech_ms: 1_000,
+        voiced_frames: 0,
+        longest_voiced_ms: 0,
+    };
+    for i in 0..30u64 {
+        let placed = sim.call(&format!("+62815{i:08}"), "sip:112@198.51.100.1", "", None);
+        sim.h.advance(Duration::from_secs(1));
+        sim.caller_hangs_up(&placed);
+        sim.h.media_event(
+            placed.call,
+            LegId::Caller,
+            MediaEvent::VoiceActivity(noise_burst),
+        );
+    }
+    assert_eq!(
+        sim.attacks(),
+        [(
+            true,
+            "silent short calls reached 30 calls within 1min".to_owned()
+        )]
+    );
 }

@@ -105,9 +105,9 @@ pub(crate) fn poll(now: Instant, fx: &mut Effects) {
 }
 
 impl Effects {
-    /// A call's signals, about to be logged: a silent short call (answered, no speech run,
-    /// speech under the class threshold, no key, no agency, over before `abandoned_within`)
-    /// counts toward an attack — the same thresholds as the `silent` class.
+    /// A call's signals, about to be logged: a silent short call (answered, no voiced run of
+    /// `speech_run`, speech under the class threshold, no key, no agency, over before
+    /// `abandoned_within`) counts toward an attack — the same thresholds as the `silent` class.
     pub(crate) fn count_silent_short(&mut self, signals: &CallSignals) {
         let rules = &self.silent_rules;
         let short = signals
@@ -115,7 +115,7 @@ impl Effects {
             .is_some_and(|d| d < rules.abandoned_within);
         let silent = signals.voice.is_none_or(|v| {
             v.frames == 0
-                || (u128::from(v.longest_speech_ms) < rules.speech_run.as_millis()
+                || (u128::from(v.longest_voiced_ms) < rules.speech_run.as_millis()
                     && f64::from(v.speech_frames) * 100.0
                         < rules.silent_speech_below_percent * f64::from(v.frames))
         });
