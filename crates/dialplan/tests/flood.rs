@@ -3,10 +3,9 @@
 
 mod common;
 
-use std::path::Path;
 use std::time::Duration;
 
-use common::{PLAN_PATH, SMALL_PLAN, check, default_plan, line_of, only_error};
+use common::{SMALL_PLAN, assert_only_error_at, check, default_plan};
 use siaga_dialplan::{CallRate, ChallengeScope, FloodRules, PromptName};
 
 fn with_flood(table: &str) -> String {
@@ -95,13 +94,7 @@ fn bad_values_are_reported_with_their_line_and_what_to_change() {
             "[flood] source_limit within is \"10s\", which is not one of 1min to 1440min",
         ),
     ] {
-        let plan = with_flood(table);
-        let error = only_error(&plan);
-        let location = error.location.as_ref().expect("a location");
-        assert_eq!(location.file, Path::new(PLAN_PATH), "{table}");
-        assert_eq!(location.line, line_of(&plan, needle), "{table}");
-        assert_eq!(error.problem.to_string(), message, "{table}");
-        assert!(error.hint.is_some(), "no hint for {table}");
+        assert_only_error_at(&with_flood(table), needle, message);
     }
 }
 

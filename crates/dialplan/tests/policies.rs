@@ -6,7 +6,9 @@ mod common;
 use std::path::Path;
 use std::time::Duration;
 
-use common::{PLAN_PATH, SMALL_PLAN, check, default_plan, errors, line_of, only_error};
+use common::{
+    PLAN_PATH, SMALL_PLAN, assert_only_error_at, check, default_plan, errors, line_of, only_error,
+};
 use siaga_dialplan::{CallRate, Policies, PromptName, Source, validate};
 
 fn with_policies(table: &str) -> String {
@@ -101,13 +103,7 @@ fn bad_values_are_reported_with_their_line_and_what_to_change() {
             "[policies] warning_prompt: \"../etc/passwd\" is not a prompt name (letters, digits, '-' and '_' only)",
         ),
     ] {
-        let plan = with_policies(table);
-        let error = only_error(&plan);
-        let location = error.location.as_ref().expect("a location");
-        assert_eq!(location.file, Path::new(PLAN_PATH), "{table}");
-        assert_eq!(location.line, line_of(&plan, needle), "{table}");
-        assert_eq!(error.problem.to_string(), message, "{table}");
-        assert!(error.hint.is_some(), "no hint for {table}");
+        assert_only_error_at(&with_policies(table), needle, message);
     }
 }
 

@@ -92,6 +92,17 @@ pub fn only_error(text: &str) -> Diagnostic {
     all.remove(0)
 }
 
+/// `plan` has one mistake, reported on the line holding `needle` of the plan's file, with
+/// `message` and a hint saying what to change.
+pub fn assert_only_error_at(plan: &str, needle: &str, message: &str) {
+    let error = only_error(plan);
+    let location = error.location.as_ref().expect("a location");
+    assert_eq!(location.file, Path::new(PLAN_PATH), "{needle}");
+    assert_eq!(location.line, line_of(plan, needle), "{needle}");
+    assert_eq!(error.problem.to_string(), message, "{needle}");
+    assert!(error.hint.is_some(), "no hint for {needle}");
+}
+
 pub fn small_plan() -> Arc<Dialplan> {
     Arc::new(check(SMALL_PLAN).unwrap_or_else(|e| panic!("{e}")))
 }
