@@ -142,6 +142,18 @@ impl Default for ClassifyRules {
     }
 }
 
+impl ClassifyRules {
+    /// Whether the caller's voice is that of a silent call: no frames at all, or no speech run
+    /// long enough and speech in under `silent_speech_below_percent` of the frames. The
+    /// `silent` class and the flood's count of silent short calls both ask this.
+    pub fn voice_is_silent(&self, voice: &Voice) -> bool {
+        voice.frames == 0
+            || (voice.speech_run().0 < self.speech_run
+                && (voice.speech_frames as f64) * 100.0
+                    < self.silent_speech_below_percent * voice.frames as f64)
+    }
+}
+
 /// What kind of number was dialled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DialledKind {
@@ -398,9 +410,7 @@ fn false_call_rules(facts: &CallFacts, rules: &ClassifyRules) -> Vec<(Rule, Call
         && let (run, run_name) = voice.speech_run()
         && run < rules.speech_run
     {
-        let quiet = (voice.speech_frames as f64) * 100.0
-            < rules.silent_speech_below_percent * voice.frames as f64
-            || voice.frames == 0;
+        let quiet = rules.voice_is_silent(&voice);
         let no_key = if facts.digits == 0 { ", no key" } else { "" };
         let agency = match facts.agency_talk {
             None => "no agency talk".to_owned(),

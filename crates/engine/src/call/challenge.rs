@@ -9,7 +9,7 @@ use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use siaga_dialplan::{CallerNumber, Dialplan, FloodVerdict, NewCallFacts, PromptName};
+use siaga_dialplan::{CallerNumber, Dialplan, FloodVerdict, NewCallFacts, PromptName, Voice};
 
 use super::Call;
 use crate::agency::QueuePriority;
@@ -114,10 +114,12 @@ impl Effects {
             .answered_for
             .is_some_and(|d| d < rules.abandoned_within);
         let silent = signals.voice.is_none_or(|v| {
-            v.frames == 0
-                || (u128::from(v.longest_voiced_ms) < rules.speech_run.as_millis()
-                    && f64::from(v.speech_frames) * 100.0
-                        < rules.silent_speech_below_percent * f64::from(v.frames))
+            rules.voice_is_silent(&Voice {
+                frames: v.frames.into(),
+                speech_frames: v.speech_frames.into(),
+                longest_run: Duration::from_millis(v.longest_speech_ms.into()),
+                longest_voiced_run: Some(Duration::from_millis(v.longest_voiced_ms.into())),
+            })
         });
         if short && silent && signals.digits == 0 && signals.agency_talk.is_none() {
             let now = self.now;
