@@ -154,10 +154,11 @@ def percentile(sorted_vals, total, q):
     return round(sorted_vals[k], 1) if k < len(sorted_vals) else None
 
 
-def read_rtts(work):
-    """INVITE->200 as the caller saw it, one value (ms) per answered call (SIPp -trace_rtt)."""
+def read_rtts(work, scenario="uac_sig"):
+    """INVITE->200 as the caller saw it, one value (ms) per answered call (SIPp -trace_rtt of
+    the scenario file named `scenario`)."""
     vals = []
-    for path in glob.glob(os.path.join(work, "uac_sig_*_rtt.csv")):
+    for path in glob.glob(os.path.join(work, f"{scenario}_*_rtt.csv")):
         with open(path) as f:
             for line in f:
                 parts = line.strip().split(";")

@@ -28,7 +28,8 @@ import argparse, datetime, glob, json, os, random, resource, shutil, signal, sql
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "flood"))
-from flood import Sampler, percentile, proc_status, sipp_stat_last, stop, wait_listening  # noqa: E402
+from flood import (Sampler, percentile, proc_status, read_rtts, sipp_stat_last, stop,  # noqa: E402
+                   wait_listening)
 
 TEMPLATE = os.path.join(HERE, "..", "sipp", "uac_labelled.xml")
 AGENCY = os.path.join(HERE, "..", "..", "tests", "sipp", "agency_answer.xml")
@@ -82,17 +83,6 @@ def numbers_file(path, numbers):
 def more_files(limit=65536):
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (min(limit, hard), hard))
-
-
-def rtts(work, prefix):
-    vals = []
-    for path in glob.glob(os.path.join(work, f"{prefix}_*_rtt.csv")):
-        with open(path) as f:
-            for line in f:
-                parts = line.strip().split(";")
-                if len(parts) >= 2 and parts[0][:1].isdigit():
-                    vals.append(float(parts[1]))
-    return sorted(vals)
 
 
 def query_log(db):
@@ -251,9 +241,9 @@ def run(a):
         gw_cpu_s = ((s1["gw_ticks"] or 0) - (s0["gw_ticks"] or 0)) / HZ
         sys_busy = (s1["sys_busy"] - s0["sys_busy"]) / max(1, s1["sys_total"] - s0["sys_total"])
         legit = sipp_stat_last(os.path.join(work, "legit_stat.csv"))
-        answered = rtts(work, "legit")
+        answered = read_rtts(work, "legit")
         flood_stats = [sipp_stat_last(os.path.join(work, f"flood{s}_stat.csv")) for s in range(a.sources)]
-        flood_rtts = rtts(work, "flood")
+        flood_rtts = read_rtts(work, "flood")
         dbq = query_log(db)
         flood_placed = sum(int(s.get("OutgoingCall(C)", 0) or 0) for s in flood_stats)
         result.update({
