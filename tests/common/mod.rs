@@ -225,6 +225,28 @@ impl Gateway {
         rusqlite::Connection::open(self.db_path()).expect("open db")
     }
 
+    /// Waits (up to 20 s) until call `call`'s row has its end reason, and returns it. The
+    /// gateway logs a call's end after the last SIP exchange, so a SIPp peer can exit before the
+    /// row is written; everything the call logged before its end is in by then.
+    pub fn wait_call_ended(&self, call: i64) -> String {
+        let mut reason = None;
+        wait_until(
+            &format!("call {call} ended in the log"),
+            std::time::Duration::from_secs(20),
+            || {
+                reason = self
+                    .db()
+                    .query_row("SELECT end_reason FROM calls WHERE id = ?1", [call], |r| {
+                        r.get::<_, Option<String>>(0)
+                    })
+                    .ok()
+                    .flatten();
+                reason.is_some()
+            },
+        );
+        reason.unwrap_or_default()
+    }
+
     /// Runs a SIPp scenario from tests/sipp against the gateway's UDP (or TCP) address.
     pub fn sipp(&self, scenario: &str, tcp: bool, args: &[&str]) -> Output {
         let target = if tcp { self.tcp } else { self.udp };
