@@ -403,6 +403,10 @@ fn a_supervisor_finds_plays_and_reads_a_call_and_an_agency_sees_only_its_own() {
     b.shot("07-access-trail");
 
     // A caller with a PIDF-LO circle: the call page draws it on the map.
+    let before: i64 =
+        s.gw.db()
+            .query_row("SELECT coalesce(max(id), 0) FROM calls", [], |r| r.get(0))
+            .expect("calls so far");
     let out = s.gw.sipp(
         "uac_pidf.xml",
         false,
@@ -410,16 +414,16 @@ fn a_supervisor_finds_plays_and_reads_a_call_and_an_agency_sees_only_its_own() {
     );
     common::assert_sipp_ok(&out, "a caller with a location");
     let db = s.gw.db();
-    let located: i64 = db
-        .query_row("SELECT max(call) FROM call_locations", [], |r| r.get(0))
-        .expect("a located call");
+    let mut located = 0;
     wait_until("the located call finished", Duration::from_secs(20), || {
         db.query_row(
-            "SELECT recording_sha256 IS NOT NULL AND ended_at IS NOT NULL FROM calls WHERE id = ?1",
-            [located],
-            |r| r.get::<_, bool>(0),
+            "SELECT c.id FROM calls c JOIN call_locations l ON l.call = c.id \
+             WHERE c.id > ?1 AND c.recording_sha256 IS NOT NULL AND c.ended_at IS NOT NULL",
+            [before],
+            |r| r.get::<_, i64>(0),
         )
-        .unwrap_or(false)
+        .map(|id| located = id)
+        .is_ok()
     });
     b.go(&format!("{base}/calls/{located}"));
     let circles = b.script("return document.querySelectorAll('svg.map circle.area').length;");

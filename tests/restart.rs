@@ -96,6 +96,17 @@ fn after_kill_9_every_leg_in_progress_gets_a_bye_and_logged_lengths_match_the_re
     );
 
     let db = gw.db();
+    // The peers exit on the last 200 they send; the gateway logs it just after.
+    wait_until(
+        "every BYE's answer in the log",
+        Duration::from_secs(20),
+        || {
+            count(
+                &db,
+                "SELECT count(*) FROM call_events WHERE kind = 'restart_bye_done'",
+            ) >= 2 * CALLS
+        },
+    );
     // Each BYE answered, on the call's timeline, within 5 s of the new run's start.
     let started: i64 = db
         .query_row(

@@ -1026,6 +1026,7 @@ fn a_tls_alias_is_honoured_only_for_a_peer_whose_certificate_passes_the_targets_
         None,
         "the impostor's connection carried no INVITE"
     );
+    gw.wait_call_ended(1);
     let events = call_events(&gw, 1);
     assert!(
         events.iter().any(|(kind, detail)| kind == "agency_failed"
