@@ -830,7 +830,10 @@ async fn tls_accepted(
     shield: Arc<Shield>,
     (admitted, slot): (Admitted, HandshakeSlot),
 ) {
-    let handshake = tokio::time::timeout(shield.handshake_timeout, acceptor.accept(stream)).await;
+    // The slot goes back before the connection closes, so a client that sees the close may
+    // start again at once: the handshake (and the socket it holds) outlives `slot`.
+    let mut accept = acceptor.accept(stream).into_fallible();
+    let handshake = tokio::time::timeout(shield.handshake_timeout, &mut accept).await;
     drop(slot);
     match handshake {
         Ok(Ok(stream)) => {
@@ -842,7 +845,7 @@ async fn tls_accepted(
             };
             tcp_connection(stream, flow, tx, shield, Some(accepted)).await;
         }
-        Ok(Err(e)) => {
+        Ok(Err((e, _socket))) => {
             crate::metrics::tls_handshake("server", "failed");
             let why = crate::tls::handshake_error(&e);
             tracing::debug!(remote = %flow.remote, error = %why, "tls handshake failed");
