@@ -5,17 +5,16 @@
 //! caller, and without the menu's early offer (`offer_after`): a flood's silent calls would
 //! otherwise each take a call-taker 15 s after the answer. No one is ever hung up on here.
 
-use std::collections::VecDeque;
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use siaga_dialplan::{CallerNumber, Dialplan, FloodVerdict, NewCallFacts, PromptName, Voice};
 
 use super::Call;
+use super::prompt_queue::PromptQueue;
 use crate::agency::QueuePriority;
 use crate::effects::Effects;
-use crate::ids::{CallRef, LegId};
-use crate::io::{CallSignals, LogRecord, MediaCommand, PlaybackId};
+use crate::ids::CallRef;
+use crate::io::{CallSignals, LogRecord, PlaybackId};
 use crate::timeline::CallEventKind;
 
 /// Challenge prompts use this bit (policy announcements the next one up, the agency side's
@@ -33,8 +32,7 @@ pub(crate) fn is_challenge_prompt(id: PlaybackId) -> bool {
 pub struct Challenge {
     /// Why this call is challenged (on the timeline).
     reason: String,
-    pending: VecDeque<PathBuf>,
-    playing: Option<PlaybackId>,
+    prompts: PromptQueue,
     timeout: Duration,
     /// Set when the first prompt starts.
     deadline: Option<Instant>,
@@ -48,15 +46,13 @@ impl Challenge {
         reason: String,
         number: Option<CallerNumber>,
     ) -> Self {
-        let pending = plan
+        let prompts = plan
             .prompts(prompt, &plan.centre().languages)
             .into_iter()
-            .map(|p| p.path)
-            .collect();
+            .map(|p| p.path);
         Challenge {
             reason,
-            pending,
-            playing: None,
+            prompts: PromptQueue::new(prompts, CHALLENGE_PLAYBACK, "flood challenge"),
             timeout: plan.flood().challenge_timeout,
             deadline: None,
             number,
@@ -147,33 +143,18 @@ impl Call {
     }
 
     fn play_next_challenge_prompt(&mut self, fx: &mut Effects) {
-        let call = self.call_ref;
-        let Some(challenge) = self.challenge.as_mut() else {
-            return;
-        };
-        let Some(prompt) = challenge.pending.pop_front() else {
-            challenge.playing = None;
-            return;
-        };
-        fx.next_playback += 1;
-        let playback = PlaybackId(CHALLENGE_PLAYBACK | fx.next_playback);
-        challenge.playing = Some(playback);
-        fx.timeline(
-            call,
-            CallEventKind::PromptStarted,
-            format!("play {} (flood challenge)", prompt.display()),
-        );
-        fx.media(MediaCommand::Play {
-            call,
-            leg: LegId::Caller,
-            playback,
-            prompt,
-        });
+        if let Some(challenge) = self.challenge.as_mut() {
+            challenge.prompts.play_next(self.call_ref, fx);
+        }
     }
 
     /// The media side finished (or could not play) a challenge prompt.
     pub(crate) fn challenge_prompt_finished(&mut self, fx: &mut Effects, playback: PlaybackId) {
-        if self.challenge.as_ref().and_then(|c| c.playing) == Some(playback) {
+        if self
+            .challenge
+            .as_ref()
+            .is_some_and(|c| c.prompts.is_playing(playback))
+        {
             self.play_next_challenge_prompt(fx);
         }
     }
@@ -200,16 +181,10 @@ impl Call {
     }
 
     fn end_challenge(&mut self, now: Instant, fx: &mut Effects, passed_by: Option<&str>) {
-        let Some(challenge) = self.challenge.take() else {
+        let Some(mut challenge) = self.challenge.take() else {
             return;
         };
-        if let Some(playback) = challenge.playing {
-            fx.media(MediaCommand::StopPlayback {
-                call: self.call_ref,
-                leg: LegId::Caller,
-                playback,
-            });
-        }
+        challenge.prompts.stop(self.call_ref, fx);
         match passed_by {
             Some(how) => {
                 fx.flood.passed(challenge.number.as_ref(), now);

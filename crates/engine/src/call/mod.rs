@@ -11,7 +11,9 @@
 //! - `location`: the caller's location hints, read and logged;
 //! - `agency_glue`: handing agency traffic to the call's `AgencySide`;
 //! - `signals`: what the call counts for its signals (digits, times, voice, identity);
-//! - `policy`: number policies (repeat callers, watch and block lists) and their announcements.
+//! - `policy`: number policies (repeat callers, watch and block lists) and their announcements;
+//! - `challenge`: the flood challenge a caller beyond its limits hears while under attack;
+//! - `prompt_queue`: the prompts those two play to the caller, one after another.
 
 mod agency_glue;
 pub(crate) mod challenge;
@@ -22,6 +24,7 @@ pub(crate) mod location;
 mod media_events;
 pub(crate) mod policy;
 mod probe;
+mod prompt_queue;
 pub mod signals;
 
 use std::time::Instant;

@@ -2,8 +2,6 @@
 //! timeline when the call starts; after the answer the caller hears the warning (then the IVR,
 //! at lower queue priority) or the blocked announcement (then the gateway ends the call).
 
-use std::collections::VecDeque;
-use std::path::PathBuf;
 use std::time::Instant;
 
 use siaga_dialplan::{
@@ -11,12 +9,13 @@ use siaga_dialplan::{
     PROMPT_WATCHDOG, PolicyAction, PolicyFacts, RepeatCounter,
 };
 
+use super::prompt_queue::PromptQueue;
 use super::{Call, CallState};
 use crate::agency::QueuePriority;
 use crate::effects::Effects;
 use crate::end_reason::EndReason;
-use crate::ids::{CallRef, LegId};
-use crate::io::{CallerIdentity, MediaCommand, PlaybackId};
+use crate::ids::CallRef;
+use crate::io::{CallerIdentity, PlaybackId};
 use crate::timeline::CallEventKind;
 
 /// Policy announcements use this bit (the agency side's use the top one), so their ends are
@@ -40,8 +39,7 @@ pub enum AfterAnnouncement {
 #[derive(Debug)]
 pub struct PolicyAnnouncement {
     pub then: AfterAnnouncement,
-    pending: VecDeque<PathBuf>,
-    playing: Option<PlaybackId>,
+    prompts: PromptQueue,
     /// A prompt that never reports its end is given up on here.
     give_up_at: Option<Instant>,
 }
@@ -141,15 +139,13 @@ impl NumberPolicies {
         }
         let languages = &plan.centre().languages;
         let announcement = |prompt: &Option<siaga_dialplan::PromptName>, then| {
-            let pending = prompt
+            let prompts = prompt
                 .iter()
                 .flat_map(|p| plan.prompts(p, languages))
-                .map(|p| p.path)
-                .collect();
+                .map(|p| p.path);
             Some(PolicyAnnouncement {
                 then,
-                pending,
-                playing: None,
+                prompts: PromptQueue::new(prompts, POLICY_PLAYBACK, "policy announcement"),
                 give_up_at: None,
             })
         };
@@ -228,25 +224,10 @@ impl Call {
         let Some(announcement) = self.announcement.as_mut() else {
             return;
         };
-        if let Some(prompt) = announcement.pending.pop_front() {
-            fx.next_playback += 1;
-            let playback = PlaybackId(POLICY_PLAYBACK | fx.next_playback);
-            announcement.playing = Some(playback);
+        if announcement.prompts.play_next(self.call_ref, fx) {
             announcement.give_up_at = Some(now + PROMPT_WATCHDOG);
-            fx.timeline(
-                self.call_ref,
-                CallEventKind::PromptStarted,
-                format!("play {} (policy announcement)", prompt.display()),
-            );
-            fx.media(MediaCommand::Play {
-                call: self.call_ref,
-                leg: LegId::Caller,
-                playback,
-                prompt,
-            });
             return;
         }
-        announcement.playing = None;
         announcement.give_up_at = None;
         match announcement.then {
             AfterAnnouncement::Ivr => {
@@ -269,17 +250,21 @@ impl Call {
         fx: &mut Effects,
         playback: PlaybackId,
     ) {
-        let current = self.announcement.as_ref().and_then(|a| a.playing);
-        if current == Some(playback) {
+        if self
+            .announcement
+            .as_ref()
+            .is_some_and(|a| a.prompts.is_playing(playback))
+        {
             self.play_next_policy_prompt(now, fx);
         }
     }
 
     /// The ACK came: a blocked caller whose announcement is over is released now.
     pub(crate) fn policy_acked(&mut self, now: Instant, fx: &mut Effects) {
-        let done = self.announcement.as_ref().is_some_and(|a| {
-            a.then == AfterAnnouncement::HangUp && a.playing.is_none() && a.pending.is_empty()
-        });
+        let done = self
+            .announcement
+            .as_ref()
+            .is_some_and(|a| a.then == AfterAnnouncement::HangUp && a.prompts.is_done());
         if done {
             self.play_next_policy_prompt(now, fx);
         }
@@ -305,13 +290,7 @@ impl Call {
         if announcement.give_up_at.is_none_or(|at| now < at) {
             return;
         }
-        if let Some(playback) = announcement.playing.take() {
-            fx.media(MediaCommand::StopPlayback {
-                call: self.call_ref,
-                leg: LegId::Caller,
-                playback,
-            });
-        }
+        announcement.prompts.stop(self.call_ref, fx);
         self.play_next_policy_prompt(now, fx);
     }
 }
