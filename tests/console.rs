@@ -8,8 +8,8 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 
 use common::console::{
-    AUDITOR, Client, ConsoleSetup, FIRE, LOOPBACK, POLICE, SUPERVISOR, evidence_verify, listed_ids,
-    login_post, login_token, request, sign_in_reply,
+    AUDITOR, Client, ConsoleSetup, FIRE, LOOPBACK, POLICE, Reply, SUPERVISOR, evidence_verify,
+    listed_ids, login_post, login_token, request, sign_in_reply,
 };
 use common::wait_until;
 
@@ -449,8 +449,8 @@ fn the_sign_in_form_needs_its_token(s: &ConsoleSetup) {
 }
 
 /// The temporary directories the console builds packages in that are still there.
-fn staging_dirs() -> usize {
-    std::fs::read_dir(std::env::temp_dir())
+fn staging_dirs(s: &ConsoleSetup) -> usize {
+    std::fs::read_dir(&s.tmp)
         .map(|d| {
             d.flatten()
                 .filter(|e| {
@@ -469,6 +469,28 @@ fn the_sign_in_form_has_its_own_token() {
     the_sign_in_form_needs_its_token(&s);
 }
 
+/// An export's reply: a tar download, saved under its own name in a new directory, that
+/// `siaga evidence verify` accepts; returns the directory, the file and what verify said.
+fn verified_download(
+    s: &ConsoleSetup,
+    reply: &Reply,
+) -> (tempfile::TempDir, std::path::PathBuf, String) {
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert_eq!(reply.header("content-type"), Some("application/x-tar"));
+    let name = reply
+        .header("content-disposition")
+        .and_then(|d| d.split("filename=\"").nth(1))
+        .and_then(|n| n.strip_suffix('"'))
+        .expect("a download with a file name")
+        .to_owned();
+    let dir = tempfile::tempdir().expect("dir");
+    let archive = dir.path().join(&name);
+    std::fs::write(&archive, &reply.body).expect("save the download");
+    let (good, said) = evidence_verify(&s.keys.join("centre.pub"), &archive);
+    assert!(good, "{said}");
+    (dir, archive, said)
+}
+
 /// Evidence export from a call's page: supervisors and auditors get one tar file that
 /// `siaga evidence verify` accepts, as it is and unpacked; without the CSRF token, as an
 /// agency or without a reason nothing is exported; the export is on the access trail.
@@ -482,7 +504,6 @@ fn supervisors_and_auditors_export_a_call_as_one_verifiable_file() {
         s.value("SELECT count(*) FROM access_trail WHERE action = 'export'")
             .unwrap_or_default()
     };
-    let staged_before = staging_dirs();
     let sup = s.client(SUPERVISOR);
     let page = sup.get(&format!("/calls/{police}")).text();
     assert!(page.contains("Export evidence") && page.contains(&format!("action=\"{url}\"")));
@@ -523,7 +544,7 @@ fn supervisors_and_auditors_export_a_call_as_one_verifiable_file() {
         "the form again with its message"
     );
     assert_eq!(exports(), "0", "nothing exported");
-    assert_eq!(staging_dirs(), staged_before, "nothing left behind");
+    assert_eq!(staging_dirs(&s), 0, "nothing left behind");
 
     // --- A supervisor's export: one tar file named after the call and the time, which
     // `siaga evidence verify` accepts as it is and unpacked.
@@ -535,27 +556,16 @@ fn supervisors_and_auditors_export_a_call_as_one_verifiable_file() {
             sup.csrf
         ),
     );
-    assert_eq!(ok.status, 200, "{}", ok.text());
-    assert_eq!(ok.header("content-type"), Some("application/x-tar"));
-    let disposition = ok
-        .header("content-disposition")
-        .expect("a download")
-        .to_owned();
-    let name = disposition
-        .split("filename=\"")
-        .nth(1)
-        .and_then(|n| n.strip_suffix('"'))
-        .expect("a file name")
-        .to_owned();
+    let (dir, archive, said) = verified_download(&s, &ok);
+    let name = archive
+        .file_name()
+        .expect("name")
+        .to_string_lossy()
+        .into_owned();
     assert!(
         name.starts_with("evidence-") && name.ends_with(&format!("Z-call-{police}.tar")),
         "{name}"
     );
-    let dir = tempfile::tempdir().expect("dir");
-    let archive = dir.path().join(&name);
-    std::fs::write(&archive, &ok.body).expect("save the download");
-    let (good, said) = evidence_verify(&s.keys.join("centre.pub"), &archive);
-    assert!(good, "{said}");
     assert!(said.contains(reason) && said.contains("sri"), "{said}");
     let untar = std::process::Command::new("tar")
         .arg("xf")
@@ -570,7 +580,7 @@ fn supervisors_and_auditors_export_a_call_as_one_verifiable_file() {
         &dir.path().join(name.trim_end_matches(".tar")),
     );
     assert!(good, "the unpacked directory: {said}");
-    assert_eq!(staging_dirs(), staged_before, "the server kept no copy");
+    assert_eq!(staging_dirs(&s), 0, "the server kept no copy");
 
     // --- On the access trail: who, from where, why.
     let trail = s
@@ -596,6 +606,101 @@ fn supervisors_and_auditors_export_a_call_as_one_verifiable_file() {
     );
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(exports(), "2");
+}
+
+/// Several calls at once from the list (a court's request for every call of one incident):
+/// the ticked calls in one package that `siaga evidence verify` accepts, each call's export on
+/// the access trail; no ticks, too many, a call the user may not see, no reason or an agency
+/// export nothing.
+#[test]
+fn a_supervisor_exports_the_calls_ticked_in_the_list_as_one_package() {
+    let s = ConsoleSetup::start();
+    let (police, fire) = (s.police, s.fire);
+    let exports = || {
+        s.value("SELECT count(*) FROM access_trail WHERE action = 'export'")
+            .unwrap_or_default()
+    };
+    let sup = s.client(SUPERVISOR);
+    let list = sup.get("/calls").text();
+    assert!(
+        list.contains(&format!(
+            "name=\"call\" value=\"{police}\" form=\"export-calls\""
+        )) && list.contains("action=\"/calls/export\""),
+        "a tick per call and the export form"
+    );
+    let pol = s.client(POLICE);
+    assert!(
+        !pol.get("/calls").text().contains("export-calls"),
+        "no ticks and no form for an agency"
+    );
+    let reason = "reason=Pengadilan+Negeri+Samarinda%2C+perkara+12%2F2026";
+    let post = |who: &Client, body: &str| who.post("/calls/export", body);
+    assert_eq!(
+        post(&pol, &format!("csrf={}&call={police}&{reason}", pol.csrf)).status,
+        403,
+        "an agency does not export"
+    );
+    assert_eq!(
+        post(&sup, &format!("call={police}&{reason}")).status,
+        403,
+        "no token"
+    );
+    let none = post(&sup, &format!("csrf={}&{reason}", sup.csrf));
+    assert_eq!(none.status, 422);
+    assert!(none.text().contains("Tick the calls"), "{}", none.text());
+    let many: String = (1..=26).map(|id| format!("&call={id}")).collect();
+    let too_many = post(&sup, &format!("csrf={}{many}&{reason}", sup.csrf));
+    assert_eq!(too_many.status, 422);
+    assert!(
+        too_many.text().contains("At most 25 calls"),
+        "{}",
+        too_many.text()
+    );
+    assert_eq!(
+        post(
+            &sup,
+            &format!("csrf={}&call={police}&call=99999&{reason}", sup.csrf)
+        )
+        .status,
+        404,
+        "a call that is not in the log"
+    );
+    let no_reason = post(&sup, &format!("csrf={}&call={police}&reason=", sup.csrf));
+    assert_eq!(no_reason.status, 422);
+    assert!(no_reason.text().contains("Give a reason"));
+    assert_eq!(exports(), "0", "nothing exported");
+
+    // Two ticked calls (one ticked twice): one package holding both, verified.
+    let ok = post(
+        &sup,
+        &format!(
+            "csrf={}&call={fire}&call={police}&call={fire}&{reason}",
+            sup.csrf
+        ),
+    );
+    let (_dir, archive, _) = verified_download(&s, &ok);
+    let (low, high) = (police.min(fire), police.max(fire));
+    assert!(
+        archive
+            .to_string_lossy()
+            .ends_with(&format!("Z-call-{low}-{high}.tar")),
+        "{}",
+        archive.display()
+    );
+    let listing = std::process::Command::new("tar")
+        .arg("tf")
+        .arg(&archive)
+        .output()
+        .expect("tar");
+    let members = String::from_utf8_lossy(&listing.stdout);
+    for call in [police, fire] {
+        assert!(
+            members.contains(&format!("calls/{call}/call.json")),
+            "call {call} in the package: {members}"
+        );
+    }
+    assert_eq!(exports(), "2", "one trail entry per call exported");
+    assert_eq!(staging_dirs(&s), 0, "the server kept no copy");
 }
 
 /// The same console on a gateway whose call log is a shared PostgreSQL: accounts made by

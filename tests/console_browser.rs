@@ -391,6 +391,36 @@ fn a_supervisor_finds_plays_and_reads_a_call_and_an_agency_sees_only_its_own() {
     );
     b.shot("12-call-after-export");
 
+    // Several calls from the list: tick two, give a reason, one package holding both.
+    b.go(&format!("{base}/calls"));
+    for id in [s.police, s.fire] {
+        b.click(&format!("input[name=call][value='{id}']"));
+    }
+    b.type_into(
+        "#export-calls input[name=reason]",
+        "Pengadilan Negeri Samarinda, perkara 12/2026",
+    );
+    b.shot("13-calls-export-ticked");
+    b.click("#export-calls button");
+    let both = format!(
+        "-call-{}-{}.tar",
+        s.police.min(s.fire),
+        s.police.max(s.fire)
+    );
+    let package = || -> Option<PathBuf> {
+        std::fs::read_dir(&downloads)
+            .ok()?
+            .flatten()
+            .map(|e| e.path())
+            .find(|p| p.to_string_lossy().ends_with(&both))
+    };
+    wait_until("the two calls' package", Duration::from_secs(30), || {
+        package().is_some()
+    });
+    let (good, said) = evidence_verify(&key, &package().expect("the download"));
+    assert!(good, "the ticked calls' package verifies: {said}");
+    assert!(said.contains("perkara 12/2026"), "{said}");
+
     b.go(&format!("{base}/summary"));
     assert!(b.text().contains("Time to answer by agency"));
     b.shot("06-summary");

@@ -1,13 +1,17 @@
-//! Evidence export from a call's page (issue 11 item 3): a supervisor or an auditor gives a
-//! reason, the server builds the package with the same function as `siaga calls export`
-//! (on the access trail, signed with the centre's key) and sends it as one tar archive,
-//! named after the call and the time, which `siaga evidence verify` checks as it is.
+//! Evidence export from the console (issue 11 item 3): from a call's page, or for the calls
+//! ticked in the list (a court's request often covers several calls of one incident or one
+//! number). A supervisor or an auditor gives a reason, the server builds the package with the
+//! same function as `siaga calls export` (on the access trail, signed with the centre's key)
+//! and sends it as one tar archive, named after the calls and the time, which
+//! `siaga evidence verify` checks as it is.
 //!
 //! What a user can make the server spend: one export at a time per session and
 //! [`MAX_RUNNING`] on the whole console, each held until its download ends or is dropped;
-//! one call per request, so a package is that call's recording and a few JSON files; the
-//! package is built in a private directory under the system's temporary directory (not on
-//! the recordings' disk) and gone from the file system before the first byte is sent.
+//! at most [`MAX_CALLS`] calls per package (their recordings and a few JSON files; more
+//! with `siaga calls export` on the gateway); the package is built in a private directory
+//! under the system's temporary directory (not on the recordings' disk) and gone from the
+//! file system before the first byte is sent. A crash mid-export leaves that directory
+//! behind; the shipped systemd unit's `PrivateTmp` removes it with the service.
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
@@ -20,7 +24,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
-use super::{Console, Ctx, Fail, call_view, recording::file_body, signed_in};
+use super::{Console, Ctx, Fail, call_view, pages, recording::file_body, signed_in};
 use crate::calllog::{self, users::Role};
 use crate::evidence::package;
 
@@ -28,6 +32,8 @@ use crate::evidence::package;
 pub const MAX_RUNNING: usize = 2;
 /// The longest reason taken (a letter's reference and a sentence or two).
 pub const MAX_REASON_CHARS: usize = 500;
+/// The most calls in one package from the console's list.
+pub const MAX_CALLS: usize = 25;
 
 /// Supervisors and auditors export; agencies do not (the form is not shown to them and the
 /// server refuses them).
@@ -141,7 +147,7 @@ pub async fn export(
             Ok(slot) => slot,
             Err(why) => return again(why, StatusCode::TOO_MANY_REQUESTS),
         };
-        build_and_send(c, ctx, id, reason, slot).or_else(|e| {
+        build_and_send(c, ctx, &[id], reason, slot).or_else(|e| {
             tracing::error!(call = id, error = %format!("{e:#}"), "console export failed");
             again(
                 &format!("The export failed: {e:#}"),
@@ -152,11 +158,88 @@ pub async fn export(
     .await
 }
 
-/// The package of call `id` as a tar download; `slot` is held until the download ends.
+/// The calls ticked in the list (`call=ID`, repeated), with the session's `csrf` and a
+/// `reason`: one package for all of them. A problem answers with a page saying what to change.
+pub async fn export_ticked(
+    State(console): State<Arc<Console>>,
+    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    form: Result<Form<Vec<(String, String)>>, FormRejection>,
+) -> Response {
+    signed_in(console, &headers, addr, false, move |c, ctx| {
+        let Form(fields) = form.map_err(|_| Fail::Forbidden)?;
+        let field = |name: &str| {
+            fields
+                .iter()
+                .find(|(k, _)| k == name)
+                .map_or("", |(_, v)| v.as_str())
+        };
+        ctx.check_csrf(field("csrf"))?;
+        if !may_export(ctx.user.role) {
+            return Err(Fail::Forbidden);
+        }
+        let not_made = |status: StatusCode, text: &str| {
+            Ok(pages::message(status, "Export not made", text))
+        };
+        let ticked: Vec<&str> = fields
+            .iter()
+            .filter(|(k, _)| k == "call")
+            .map(|(_, v)| v.as_str())
+            .take(MAX_CALLS + 1)
+            .collect();
+        if ticked.is_empty() {
+            return not_made(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "Tick the calls to export in the list first.",
+            );
+        }
+        if ticked.len() > MAX_CALLS {
+            return not_made(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                &format!(
+                    "At most {MAX_CALLS} calls go in one package from the console; export the rest in a second package, or all of them with `siaga calls export` on the gateway."
+                ),
+            );
+        }
+        let mut ids = ticked
+            .into_iter()
+            .map(|id| ctx.visible_call(id))
+            .collect::<Result<Vec<i64>, Fail>>()?;
+        ids.sort_unstable();
+        ids.dedup();
+        let reason = field("reason").trim();
+        if reason.is_empty() {
+            return not_made(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "Give a reason for the export: who asked for it, their reference, the purpose.",
+            );
+        }
+        if reason.chars().count() > MAX_REASON_CHARS {
+            return not_made(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                &format!("The reason is longer than {MAX_REASON_CHARS} characters."),
+            );
+        }
+        let slot = match c.exports.claim(&ctx.session.csrf) {
+            Ok(slot) => slot,
+            Err(why) => return not_made(StatusCode::TOO_MANY_REQUESTS, why),
+        };
+        build_and_send(c, ctx, &ids, reason, slot).or_else(|e| {
+            tracing::error!(calls = ?ids, error = %format!("{e:#}"), "console export failed");
+            not_made(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                &format!("The export failed: {e:#}"),
+            )
+        })
+    })
+    .await
+}
+
+/// The package of `calls` as a tar download; `slot` is held until the download ends.
 fn build_and_send(
     c: &Console,
     ctx: &Ctx,
-    id: i64,
+    calls: &[i64],
     reason: &str,
     slot: Slot,
 ) -> anyhow::Result<Response> {
@@ -164,7 +247,7 @@ fn build_and_send(
     let dir = package::export(
         &ctx.conn,
         &package::ExportRequest {
-            calls: &[id],
+            calls,
             reason,
             user: &ctx.user.name,
             address: &ctx.address,
@@ -177,7 +260,7 @@ fn build_and_send(
         "{}.tar",
         dir.file_name()
             .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_else(|| format!("evidence-call-{id}"))
+            .unwrap_or_else(|| "evidence".to_owned())
     );
     let archive = staging.path().join(&name);
     package::write_archive(&dir, &archive)?;

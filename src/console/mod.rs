@@ -379,6 +379,7 @@ pub fn router(console: Arc<Console>) -> Router {
         .route("/logout", post(logout))
         .route("/calls", get(calls_page))
         .route("/calls/live", get(live_fragment))
+        .route("/calls/export", post(export::export_ticked))
         .route("/calls/{id}", get(call_page))
         .route("/calls/{id}/recording", get(recording::serve))
         .route("/calls/{id}/class", post(class_change))

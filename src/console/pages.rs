@@ -244,8 +244,10 @@ pub fn calls(
                 button type="submit" { "Filter" }
                 a.reset href="/calls" { "Clear" }
             }
+            @let exports = super::export::may_export(ctx.user.role);
             table.calls #calls {
                 thead { tr {
+                    @if exports { th { "export" } }
                     th { "id" } th { "started (" (offset_label(c.settings.utc_offset_minutes)) ")" } th { "kind" } th { "dialled" }
                     th { "caller" } th { "route" } th { "agency" } th { "length" } th { "end" }
                 } }
@@ -253,6 +255,8 @@ pub fn calls(
                     @for call in calls {
                         @let r = &call.row;
                         tr {
+                            // The tick belongs to the export form below the table.
+                            @if exports { td { input type="checkbox" name="call" value=(r.id) form="export-calls" aria-label={ "export call " (r.id) }; } }
                             td { a href={ "/calls/" (r.id) } { (r.id) } }
                             td { (local(r.started_at, offset)) }
                             td { (r.kind) }
@@ -267,6 +271,15 @@ pub fn calls(
                 }
             }
             @if calls.is_empty() { p.quiet { "No call matches." } }
+            @if exports && !calls.is_empty() {
+                form.exportform #export-calls method="post" action="/calls/export" {
+                    input type="hidden" name="csrf" value=(ctx.session.csrf);
+                    label { "Export the ticked calls as one package (up to " (super::export::MAX_CALLS) "; reason: who asked, their reference, the purpose)"
+                        input name="reason" required maxlength=(super::export::MAX_REASON_CHARS)
+                            placeholder="e.g. Polresta Samarinda, letter B/123/XII/2026"; }
+                    button type="submit" { "Export ticked calls" }
+                }
+            }
             @if older {
                 @if let Some(last) = calls.last() {
                     p.paging { a href=(page_link(q, last.row.id)) rel="next" { "Older calls →" } }

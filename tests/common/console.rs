@@ -285,6 +285,9 @@ pub struct ConsoleSetup {
     pub abandoned: i64,
     /// The centre's evidence key directory (centre.key, centre.pub).
     pub keys: PathBuf,
+    /// The gateway's temporary directory (`TMPDIR`, as the unit's `PrivateTmp` gives it one):
+    /// where the console builds packages.
+    pub tmp: PathBuf,
     _plan_dir: tempfile::TempDir,
     /// The shared PostgreSQL log the gateway writes to (None: its SQLite file). Dropped
     /// last, after the gateway.
@@ -385,12 +388,18 @@ impl ConsoleSetup {
         }
         let config = plan_dir.path().join("siaga.toml");
         std::fs::write(&config, config_text).expect("config");
-        let gw = Gateway::start(&[
-            "--dialplan",
-            plan.to_str().expect("utf8"),
-            "--config",
-            config.to_str().expect("utf8"),
-        ]);
+        let tmp = plan_dir.path().join("tmp");
+        std::fs::create_dir(&tmp).expect("tmp");
+        let gw = Gateway::start_with_env(
+            tempfile::tempdir().expect("dir"),
+            &[
+                "--dialplan",
+                plan.to_str().expect("utf8"),
+                "--config",
+                config.to_str().expect("utf8"),
+            ],
+            &[("TMPDIR", tmp.to_str().expect("utf8"))],
+        );
         let http = gw.http.expect("the gateway prints its HTTP address");
         for (who, role, route) in [
             (SUPERVISOR, "supervisor", None),
@@ -425,6 +434,7 @@ impl ConsoleSetup {
             fire: 0,
             abandoned: 0,
             keys,
+            tmp,
             http,
             gw,
             _plan_dir: plan_dir,
