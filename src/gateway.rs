@@ -466,6 +466,7 @@ pub async fn run(
     storage_probe.abort();
     let _ = storage_probe.await;
     drop(health);
+    shield.left_at_stop(&mut net_rx.bulk);
     engine.flush_noncall_counts(Instant::now());
     drain(&mut engine, &mut out, &mut media).await;
     // The reporter holds the call log open: stop it, then report what is left.

@@ -187,6 +187,8 @@ pub struct Shield {
     fd_reserve: u64,
     /// Bulk messages dropped because their queue was full (counted, reported).
     queue_full: AtomicU64,
+    /// Bulk messages still queued when the gateway stopped, never handled (reported).
+    left_at_stop: AtomicU64,
     /// Call traffic sent the bulk way because its source held its share of the call queue.
     over_share: AtomicU64,
     accept_errors: AtomicU64,
@@ -256,6 +258,7 @@ impl Shield {
             fd_limit,
             fd_reserve,
             queue_full: AtomicU64::new(0),
+            left_at_stop: AtomicU64::new(0),
             over_share: AtomicU64::new(0),
             accept_errors: AtomicU64::new(0),
             handshakes: Mutex::new(HandshakeLimiter::new(
@@ -289,6 +292,16 @@ impl Shield {
                 None
             }
         }
+    }
+
+    /// The gateway stops: the non-call messages still queued are counted for the last report
+    /// instead of vanishing (calls' traffic is never queued there).
+    pub fn left_at_stop(&self, bulk: &mut mpsc::Receiver<NetEvent>) {
+        let mut left = 0;
+        while bulk.try_recv().is_ok() {
+            left += 1;
+        }
+        self.left_at_stop.fetch_add(left, Ordering::Relaxed);
     }
 
     fn handshake_failed(&self, reason: String) {
@@ -385,6 +398,7 @@ impl Shield {
             (a, b, c, conns.take_evicted())
         };
         let queue_full = self.queue_full.swap(0, Ordering::Relaxed);
+        let left_at_stop = self.left_at_stop.swap(0, Ordering::Relaxed);
         let accept_errors = self.accept_errors.swap(0, Ordering::Relaxed);
         let mut parts = Vec::new();
         if !drops.is_empty() {
@@ -398,6 +412,11 @@ impl Shield {
         if queue_full > 0 {
             parts.push(format!(
                 "{queue_full} non-call message(s) dropped with the engine's queue full"
+            ));
+        }
+        if left_at_stop > 0 {
+            parts.push(format!(
+                "{left_at_stop} non-call message(s) not handled: the gateway stopped"
             ));
         }
         for (n, why) in [

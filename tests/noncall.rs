@@ -79,36 +79,65 @@ fn a_flood_beyond_the_budget_is_dropped_and_counted_and_the_hosts_112_is_answere
         socket.send_to(options.as_bytes(), gw.udp).expect("send");
     }
     // The gateway reads its socket in order: once this call is answered, the flood before it
-    // has been handled.
+    // has been read (the call goes first; OPTIONS may still wait in the non-call queue).
     let out = gw.sipp(
         "uac_call.xml",
         false,
         &["-s", "112", "-m", "1", "-d", "100"],
     );
     assert_sipp_ok(&out, "112 from the flooding host");
+    // What the kernel dropped before the gateway could read it (a busy machine: the burst
+    // overflows the socket's receive buffer) never reached the gateway; read while the socket
+    // is still open (its row goes with it).
+    let kernel_dropped = kernel_drops(gw.udp.port()) - dropped_before;
+    gw.stop();
+    // Every answer the gateway sent is in the socket's buffer once it has stopped.
     socket.set_nonblocking(true).expect("nonblocking");
     let mut buf = [0u8; 4096];
     let mut replies = 0u64;
     while socket.recv_from(&mut buf).is_ok() {
         replies += 1;
     }
-    gw.stop();
     let db = gw.db();
     assert_eq!(end_reasons(&db), vec![("abandoned_in_ivr".to_owned(), 1)]);
     let counts = noncall_counts(&db);
-    // What the kernel dropped before the gateway could read it (a busy machine: the burst
-    // overflows the socket's receive buffer) never reached the gateway; everything else is
-    // counted.
-    let kernel_dropped = kernel_drops(gw.udp.port()) - dropped_before;
-    assert_eq!(counts["options"] + kernel_dropped, flood, "{counts:?}");
+    // On a busy machine the engine's queue may fill (those are dropped before the engine counts
+    // them), and the 112 call, which goes first, may be over before the queue is worked off
+    // (what is left at the stop is not handled): both are reported. Every datagram is
+    // accounted for.
+    let shed = queue_full_drops(&gw.db_path());
+    assert_eq!(
+        counts["options"] + shed + kernel_dropped,
+        flood,
+        "{counts:?}, {shed} shed, {kernel_dropped} dropped by the kernel"
+    );
     // The default budget: a burst of 100 and 20 a second.
     assert!((100..300).contains(&replies), "{replies} replies");
     assert_eq!(
         counts["unanswered"],
-        flood - kernel_dropped - replies,
+        counts["options"] - replies,
         "{counts:?}"
     );
     assert_eq!(noncall_rows(&db), 2, "one OPTIONS and its 200");
+}
+
+/// Non-call messages the gateway dropped with the engine's queue full or left unhandled when it
+/// stopped, from its `rate_limited` events.
+fn queue_full_drops(db: &std::path::Path) -> u64 {
+    common::gateway_events(db, "rate_limited")
+        .iter()
+        .flat_map(|detail| detail.split("; "))
+        .filter_map(|part| {
+            part.strip_suffix(" non-call message(s) dropped with the engine's queue full")
+                .or_else(|| {
+                    part.strip_suffix(" non-call message(s) not handled: the gateway stopped")
+                })?
+                .rsplit(' ')
+                .next()?
+                .parse::<u64>()
+                .ok()
+        })
+        .sum()
 }
 
 /// Datagrams the kernel dropped on the UDP sockets bound to `port` (the `drops` column of
