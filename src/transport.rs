@@ -187,7 +187,7 @@ pub struct Shield {
     fd_reserve: u64,
     /// Bulk messages dropped because their queue was full (counted, reported).
     queue_full: AtomicU64,
-    /// Bulk messages still queued when the gateway stopped, never handled (reported).
+    /// Messages still in the bulk queue when the gateway stopped, never handled (reported).
     left_at_stop: AtomicU64,
     /// Call traffic sent the bulk way because its source held its share of the call queue.
     over_share: AtomicU64,
@@ -294,8 +294,9 @@ impl Shield {
         }
     }
 
-    /// The gateway stops: the non-call messages still queued are counted for the last report
-    /// instead of vanishing (calls' traffic is never queued there).
+    /// The gateway stops: the messages still in the bulk queue (non-call traffic, and call
+    /// traffic of a source over its share) are counted for the last report instead of
+    /// vanishing.
     pub fn left_at_stop(&self, bulk: &mut mpsc::Receiver<NetEvent>) {
         let mut left = 0;
         while bulk.try_recv().is_ok() {
@@ -416,7 +417,7 @@ impl Shield {
         }
         if left_at_stop > 0 {
             parts.push(format!(
-                "{left_at_stop} non-call message(s) not handled: the gateway stopped"
+                "{left_at_stop} message(s) of the non-call queue not handled: the gateway stopped"
             ));
         }
         for (n, why) in [

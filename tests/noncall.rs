@@ -130,7 +130,9 @@ fn queue_full_drops(db: &std::path::Path) -> u64 {
         .filter_map(|part| {
             part.strip_suffix(" non-call message(s) dropped with the engine's queue full")
                 .or_else(|| {
-                    part.strip_suffix(" non-call message(s) not handled: the gateway stopped")
+                    part.strip_suffix(
+                        " message(s) of the non-call queue not handled: the gateway stopped",
+                    )
                 })?
                 .rsplit(' ')
                 .next()?
