@@ -412,22 +412,23 @@ pub fn sipp_command(
     (cmd, trace_dir)
 }
 
-/// An even UDP port whose successor (and the one after next, which SIPp also uses) was free a
-/// moment ago.
+/// The first of four UDP ports free a moment ago, even (SIPp's media port pair and the one
+/// after next). Ports are handed out in blocks below the kernel's ephemeral range (32768 and
+/// up by default) and the gateways' RTP range (40000–49999), where nothing binds by chance: no two calls in this process get the same
+/// block — a SIPp run's media and control ports, or two agencies of one plan, once could, when
+/// each was a port the kernel had just handed out and taken back.
 pub fn free_udp_port_pair() -> u16 {
-    for _ in 0..200 {
-        let Ok(probe) = std::net::UdpSocket::bind("127.0.0.1:0") else {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const FIRST: u32 = 20_000;
+    const BLOCKS: u32 = (32_000 - FIRST) / 4;
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    // Another test binary running beside this one starts elsewhere in the range.
+    let start = std::process::id() % BLOCKS;
+    for _ in 0..BLOCKS {
+        let block = (start + NEXT.fetch_add(1, Ordering::Relaxed)) % BLOCKS;
+        let Ok(port) = u16::try_from(FIRST + block * 4) else {
             continue;
         };
-        let Ok(port) = probe.local_addr().map(|a| a.port() & !1) else {
-            continue;
-        };
-        drop(probe);
-        // Never in the gateways' RTP range: a gateway of a test running beside this one may
-        // bind it for a call's media between this check and SIPp's bind.
-        if !(1024..=65000).contains(&port) || GATEWAY_RTP_PORTS.contains(&port) {
-            continue;
-        }
         let free = (0..4).all(|i| std::net::UdpSocket::bind(("127.0.0.1", port + i)).is_ok());
         if free {
             return port;
@@ -491,22 +492,11 @@ fn tail(s: &str, n: usize) -> String {
     lines[lines.len().saturating_sub(n)..].join("\n")
 }
 
-/// A UDP port that was free a moment ago (for SIPp agencies the plan points at).
+/// A UDP port that was free a moment ago (for SIPp agencies the plan points at): the first of
+/// a block of [`free_udp_port_pair`], so never one another call in this process got.
 pub fn free_udp_port() -> u16 {
-    for _ in 0..200 {
-        let socket = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
-        let port = socket.local_addr().expect("addr").port();
-        // As in free_udp_port_pair: not a port a gateway beside this test may take for media.
-        if !GATEWAY_RTP_PORTS.contains(&port) {
-            return port;
-        }
-    }
-    panic!("no free UDP port outside the gateways' RTP range");
+    free_udp_port_pair()
 }
-
-/// The gateways' default RTP port range (`--rtp-ports`, `[media] rtp_ports`): the tests' own
-/// SIPp ports are chosen outside it.
-const GATEWAY_RTP_PORTS: std::ops::Range<u16> = 40000..50000;
 
 /// The agencies of the default plan, moved to free ports so tests can run side by side.
 pub struct AgencyPorts {
