@@ -81,6 +81,17 @@ def stop(p, name, sig=signal.SIGTERM, grace=10.0):
         return round(time.monotonic() - t, 1), True
 
 
+def wait_or_stop(p, timeout, name):
+    """Waits for a SIPp we started to end; past its time guard, stops it (SIGUSR1: SIPp writes
+    its statistics and exits). Returns its exit code."""
+    try:
+        return p.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        log(f"{name} exceeded its time guard, stopping it")
+        stop(p, name, sig=signal.SIGUSR1)
+        return p.returncode
+
+
 def wait_listening(work, gw, timeout=15):
     """Until the gateway (Popen, output in work/gw.stdout) says it listens; raises if it exits
     or stays silent for `timeout` s."""
@@ -273,12 +284,7 @@ def run(a):
         procs["uac"] = subprocess.Popen(uac_cmd, cwd=work, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                         stderr=open(os.path.join(work, "uac.stderr"), "w"))
         sampler.sipp = sampler.sipp + [procs["uac"].pid]
-        try:
-            uac_rc = procs["uac"].wait(timeout=guard_s)
-        except subprocess.TimeoutExpired:
-            log("caller SIPp exceeded its time guard, stopping it")
-            stop(procs["uac"], "sipp uac", sig=signal.SIGUSR1)
-            uac_rc = procs["uac"].returncode
+        uac_rc = wait_or_stop(procs["uac"], guard_s, "caller SIPp")
         t_uac_end = time.monotonic()
 
         flood_stats = []

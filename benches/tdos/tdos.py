@@ -29,7 +29,7 @@ import argparse, datetime, glob, json, os, random, resource, shutil, signal, sql
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "flood"))
 from flood import (Sampler, percentile, proc_status, read_rtts, sipp_stat_last, stop,  # noqa: E402
-                   wait_listening)
+                   wait_listening, wait_or_stop)
 
 TEMPLATE = os.path.join(HERE, "..", "sipp", "uac_labelled.xml")
 AGENCY = os.path.join(HERE, "..", "..", "tests", "sipp", "agency_answer.xml")
@@ -216,18 +216,10 @@ def run(a):
         procs["uac"] = subprocess.Popen(uac_cmd, cwd=work, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                         stderr=open(os.path.join(work, "legit.stderr"), "w"), preexec_fn=more_files)
         sampler.sipp = sampler.sipp + [procs["uac"].pid]
-        try:
-            uac_rc = procs["uac"].wait(timeout=guard_s)
-        except subprocess.TimeoutExpired:
-            log("legitimate callers' SIPp exceeded its time guard, stopping it")
-            stop(procs["uac"], "sipp uac", sig=signal.SIGUSR1)
-            uac_rc = procs["uac"].returncode
+        uac_rc = wait_or_stop(procs["uac"], guard_s, "legitimate callers' SIPp")
         t_legit_end = time.monotonic()
         for i, p in enumerate(flooders):
-            try:
-                p.wait(timeout=max(5, flood_s + 60 - (time.monotonic() - t0)))
-            except subprocess.TimeoutExpired:
-                stop(p, f"flooder {i}", sig=signal.SIGUSR1)
+            wait_or_stop(p, max(5, flood_s + 60 - (time.monotonic() - t0)), f"flooder {i}")
         t_flood_end = time.monotonic()
         hwm_kb = proc_status(procs["gw"].pid, "VmHWM")
         sampler.done.set()
