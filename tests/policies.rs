@@ -318,6 +318,16 @@ fn challenge_events(db: &rusqlite::Connection, call: i64) -> Vec<(String, String
     events_where(db, call, "kind LIKE 'challenge_%'")
 }
 
+/// The challenge events of call `call` once it has ended, checked to be its start and then
+/// `outcome` (`challenge_passed` or `challenge_failed`).
+fn ended_challenge(gw: &Gateway, call: i64, outcome: &str) -> Vec<(String, String)> {
+    gw.wait_call_ended(call);
+    let events = challenge_events(&gw.db(), call);
+    let kinds: Vec<&str> = events.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(kinds, ["challenge_started", outcome], "{events:?}");
+    events
+}
+
 /// A gateway whose plan takes three new emergency calls a minute for an attack (the default
 /// is 120), after three quick calls from SIPp's number: the third started the attack and,
 /// being that number's third call in ten minutes (limit 2), was challenged.
@@ -380,14 +390,7 @@ fn under_a_flood_a_number_beyond_its_limit_is_challenged_and_a_caller_who_talks_
     );
     assert_sipp_ok(&caller, "the challenged caller who talks and presses a key");
     finish_agency(desk, "the police desk");
-    gw.wait_call_ended(4);
-    let fourth = challenge_events(&gw.db(), 4);
-    let kinds: Vec<&str> = fourth.iter().map(|(k, _)| k.as_str()).collect();
-    assert_eq!(
-        kinds,
-        ["challenge_started", "challenge_passed"],
-        "{fourth:?}"
-    );
+    let fourth = ended_challenge(&gw, 4, "challenge_passed");
     assert!(
         fourth[1].1.starts_with("key 1") || fourth[1].1.starts_with("speech"),
         "{fourth:?}"
@@ -448,14 +451,7 @@ fn under_a_flood_loud_noise_does_not_pass_the_challenge_and_one_spoken_word_does
     // speaking. Energy alone took its first seconds for speech; it does not pass.
     let noise = siaga_media::voice::rumble_alaw(8000 * 12, 0x9E37_79B9_7F4A_7C15);
     assert_sipp_ok(&caller_streaming(&gw, &noise, 12_000), "the rumbling call");
-    gw.wait_call_ended(4);
-    let fourth = challenge_events(&gw.db(), 4);
-    let kinds: Vec<&str> = fourth.iter().map(|(k, _)| k.as_str()).collect();
-    assert_eq!(
-        kinds,
-        ["challenge_started", "challenge_failed"],
-        "{fourth:?}"
-    );
+    ended_challenge(&gw, 4, "challenge_failed");
 
     // The fifth: the caller says one word, "Tolong" (the recorded caller's first 0.6 s), then
     // silence. It passes by speech.
@@ -472,14 +468,7 @@ fn under_a_flood_loud_noise_does_not_pass_the_challenge_and_one_spoken_word_does
         &caller_streaming(&gw, &word, 4_000),
         "the caller who says one word",
     );
-    gw.wait_call_ended(5);
-    let fifth = challenge_events(&gw.db(), 5);
-    let kinds: Vec<&str> = fifth.iter().map(|(k, _)| k.as_str()).collect();
-    assert_eq!(
-        kinds,
-        ["challenge_started", "challenge_passed"],
-        "{fifth:?}"
-    );
+    let fifth = ended_challenge(&gw, 5, "challenge_passed");
     assert!(fifth[1].1.starts_with("speech"), "{fifth:?}");
     gw.stop();
 }
