@@ -95,6 +95,18 @@ impl Harness {
         }
     }
 
+    /// A phone (a peer socket) and the caller's leg started towards it, PCMA in 20 ms
+    /// packets; returns the phone and the leg's local address.
+    async fn caller_on_pcma(&mut self) -> (Arc<UdpSocket>, SocketAddr) {
+        let phone = peer().await;
+        let local = self.allocate(LegId::Caller);
+        self.start(
+            LegId::Caller,
+            session(phone.local_addr().ok(), Codec::Pcma, 20),
+        );
+        (phone, local)
+    }
+
     fn allocate(&mut self, leg: LegId) -> SocketAddr {
         let reply = self
             .manager
@@ -621,12 +633,7 @@ async fn caller_audio_latches_gives_digits_and_is_recorded_on_a_true_timeline() 
 async fn media_timeout_is_reported_once_per_silence() {
     let dir = tempfile::tempdir().expect("dir");
     let mut h = Harness::with(dir, (32200, 32299), Duration::from_millis(300));
-    let phone = peer().await;
-    let local = h.allocate(LegId::Caller);
-    h.start(
-        LegId::Caller,
-        session(phone.local_addr().ok(), Codec::Pcma, 20),
-    );
+    let (phone, local) = h.caller_on_pcma().await;
     let events = h.events_for(Duration::from_millis(1000)).await;
     assert!(
         matches!(events.as_slice(), [MediaEvent::Timeout { silent_for }] if *silent_for >= Duration::from_millis(300)),
@@ -1005,12 +1012,7 @@ async fn a_recording_that_cannot_be_written_does_not_stop_the_call() {
         recordings: blocked.clone(),
         ..settings(d, (32500, 32599), Duration::from_secs(30))
     });
-    let phone = peer().await;
-    let local = h.allocate(LegId::Caller);
-    h.start(
-        LegId::Caller,
-        session(phone.local_addr().ok(), Codec::Pcma, 20),
-    );
+    let (phone, local) = h.caller_on_pcma().await;
     for k in 0..10u16 {
         phone
             .send_to(
@@ -1365,12 +1367,7 @@ async fn stream_caller_audio(
 #[tokio::test]
 async fn the_caller_leg_hears_speech_in_one_word_but_not_in_loud_steady_noise() {
     let mut h = Harness::new((32800, 32899));
-    let phone = peer().await;
-    let local = h.allocate(LegId::Caller);
-    h.start(
-        LegId::Caller,
-        session(phone.local_addr().ok(), Codec::Pcma, 20),
-    );
+    let (phone, local) = h.caller_on_pcma().await;
     // 2 s of loud low rumble, as from an open line by a road: seconds of speech energy while
     // the meter's floor rises to it, but no voice.
     let noise = siaga_media::voice::rumble_alaw(16_000, 0x2545_F491_4F6C_DD1D);
@@ -1398,12 +1395,7 @@ async fn the_caller_leg_hears_speech_in_one_word_but_not_in_loud_steady_noise() 
 #[tokio::test]
 async fn the_callers_voice_totals_come_with_the_release_of_its_leg() {
     let mut h = Harness::new((32700, 32799));
-    let phone = peer().await;
-    let local = h.allocate(LegId::Caller);
-    h.start(
-        LegId::Caller,
-        session(phone.local_addr().ok(), Codec::Pcma, 20),
-    );
+    let (phone, local) = h.caller_on_pcma().await;
     // 1 s of a loud tone (about −15 dBFS), then 1 s of digital silence, in 20 ms packets.
     let mut pace = tokio::time::interval(20 * MS);
     for k in 0..100usize {
