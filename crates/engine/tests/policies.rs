@@ -503,6 +503,15 @@ impl Sim {
         Self::with_config(cfg, default_plan())
     }
 
+    /// Behind the SBC, after a flood of 30 silent short calls: the gateway is under attack.
+    fn under_attack_behind_sbc() -> Self {
+        let mut sim = Self::behind_sbc();
+        sim.silent_flood(30, 0);
+        sim.h.advance(Duration::from_secs(5));
+        assert!(sim.h.engine.under_attack());
+        sim
+    }
+
     /// The caller hangs up (BYE), and the gateway's answer is taken.
     fn caller_hangs_up(&mut self, placed: &Placed) {
         let bye = self.in_dialog(placed, "BYE", 2);
@@ -577,10 +586,7 @@ fn a_flood_of_silent_calls_starts_an_attack_that_calm_ends_and_then_nobody_is_ch
 #[test]
 fn under_attack_a_caller_beyond_its_limit_is_challenged_a_key_passes_and_silence_still_reaches_a_call_taker()
  {
-    let mut sim = Sim::behind_sbc();
-    sim.silent_flood(30, 0);
-    sim.h.advance(Duration::from_secs(5));
-    assert!(sim.h.engine.under_attack());
+    let mut sim = Sim::under_attack_behind_sbc();
 
     // Two calls from a number are within its limit (2 in 10 min); the third is challenged.
     let prank = "+628777777777";
@@ -681,10 +687,7 @@ fn under_attack_a_caller_beyond_its_limit_is_challenged_a_key_passes_and_silence
 
 #[test]
 fn under_attack_a_challenged_caller_who_speaks_passes() {
-    let mut sim = Sim::behind_sbc();
-    sim.silent_flood(30, 0);
-    sim.h.advance(Duration::from_secs(5));
-    assert!(sim.h.engine.under_attack());
+    let mut sim = Sim::under_attack_behind_sbc();
     let number = "+628444444444";
     for _ in 0..2 {
         let call = sim.call(number, "sip:112@198.51.100.1", "", None);
