@@ -4,8 +4,6 @@
 
 mod common;
 
-use std::time::Duration;
-
 use common::{Gateway, assert_sipp_ok};
 
 /// A gateway with a one-second media timeout, re-probing every second, T1 = 50 ms (so an
@@ -42,13 +40,8 @@ fn timeline_of_call_1(db: &rusqlite::Connection, kind: &str) -> Vec<String> {
 }
 
 fn wait_for_end(gw: &Gateway) -> (String, String) {
-    let db = gw.db();
-    let mut end = None;
-    common::wait_until("the call ends", Duration::from_secs(30), || {
-        end = end_of_call_1(&db);
-        end.is_some()
-    });
-    end.expect("ended")
+    gw.wait_call_ended(1);
+    end_of_call_1(&gw.db()).expect("ended")
 }
 
 #[test]

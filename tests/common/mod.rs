@@ -225,14 +225,14 @@ impl Gateway {
         rusqlite::Connection::open(self.db_path()).expect("open db")
     }
 
-    /// Waits (up to 20 s) until call `call`'s row has its end reason, and returns it. The
+    /// Waits (up to 30 s) until call `call`'s row has its end reason, and returns it. The
     /// gateway logs a call's end after the last SIP exchange, so a SIPp peer can exit before the
     /// row is written; everything the call logged before its end is in by then.
     pub fn wait_call_ended(&self, call: i64) -> String {
         let mut reason = None;
         wait_until(
             &format!("call {call} ended in the log"),
-            std::time::Duration::from_secs(20),
+            std::time::Duration::from_secs(30),
             || {
                 reason = self
                     .db()
