@@ -131,21 +131,9 @@ pub async fn export(
             Ok(r)
         };
         let reason = form.reason.trim();
-        if reason.is_empty() {
-            return again(
-                "Give a reason for the export: who asked for it, their reference, the purpose.",
-                StatusCode::UNPROCESSABLE_ENTITY,
-            );
-        }
-        if reason.chars().count() > MAX_REASON_CHARS {
-            return again(
-                &format!("The reason is longer than {MAX_REASON_CHARS} characters."),
-                StatusCode::UNPROCESSABLE_ENTITY,
-            );
-        }
-        let slot = match c.exports.claim(&ctx.session.csrf) {
+        let slot = match reason_and_slot(c, ctx, reason) {
             Ok(slot) => slot,
-            Err(why) => return again(why, StatusCode::TOO_MANY_REQUESTS),
+            Err((status, why)) => return again(&why, status),
         };
         build_and_send(c, ctx, &[id], reason, slot).or_else(|e| {
             tracing::error!(call = id, error = %format!("{e:#}"), "console export failed");
@@ -208,21 +196,9 @@ pub async fn export_ticked(
         ids.sort_unstable();
         ids.dedup();
         let reason = field("reason").trim();
-        if reason.is_empty() {
-            return not_made(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "Give a reason for the export: who asked for it, their reference, the purpose.",
-            );
-        }
-        if reason.chars().count() > MAX_REASON_CHARS {
-            return not_made(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                &format!("The reason is longer than {MAX_REASON_CHARS} characters."),
-            );
-        }
-        let slot = match c.exports.claim(&ctx.session.csrf) {
+        let slot = match reason_and_slot(c, ctx, reason) {
             Ok(slot) => slot,
-            Err(why) => return not_made(StatusCode::TOO_MANY_REQUESTS, why),
+            Err((status, why)) => return not_made(status, &why),
         };
         build_and_send(c, ctx, &ids, reason, slot).or_else(|e| {
             tracing::error!(calls = ?ids, error = %format!("{e:#}"), "console export failed");
@@ -233,6 +209,27 @@ pub async fn export_ticked(
         })
     })
     .await
+}
+
+/// The reason checked and an export slot claimed for the session, or the status and what to
+/// change (the same rules from a call's page and from the list).
+fn reason_and_slot(c: &Console, ctx: &Ctx, reason: &str) -> Result<Slot, (StatusCode, String)> {
+    if reason.is_empty() {
+        return Err((
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "Give a reason for the export: who asked for it, their reference, the purpose."
+                .to_owned(),
+        ));
+    }
+    if reason.chars().count() > MAX_REASON_CHARS {
+        return Err((
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!("The reason is longer than {MAX_REASON_CHARS} characters."),
+        ));
+    }
+    c.exports
+        .claim(&ctx.session.csrf)
+        .map_err(|why| (StatusCode::TOO_MANY_REQUESTS, why.to_owned()))
 }
 
 /// The package of `calls` as a tar download; `slot` is held until the download ends.
