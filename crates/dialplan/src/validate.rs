@@ -503,6 +503,22 @@ impl Validator<'_> {
 
     // ----- prompts and small values -----
 
+    /// An optional prompt (the policies' and the flood's): absent or [`NO_PROMPT`] is no prompt,
+    /// `Some(None)`; a bad name or missing files are reported and give `None`.
+    fn check_optional_prompt(
+        &mut self,
+        file: FileIndex,
+        place: &str,
+        text: Option<&Text>,
+    ) -> Option<Option<PromptName>> {
+        match text {
+            Some(text) if text.get_ref() != NO_PROMPT => {
+                self.check_prompt(file, place, text).map(Some)
+            }
+            _ => Some(None),
+        }
+    }
+
     fn check_prompt(&mut self, file: FileIndex, place: &str, text: &Text) -> Option<PromptName> {
         let name = text.get_ref();
         if !PromptName::is_valid(name) {

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use super::policies::RateWindow;
-use super::{FileIndex, Merged, NO_PROMPT, Validator};
+use super::{FileIndex, Merged, Validator};
 use crate::diagnostic::Problem;
 use crate::flood::{ChallengeScope, FloodRules};
 use crate::raw::{RawFlood, RawRate, Text};
@@ -106,15 +106,11 @@ impl Validator<'_> {
                 }
             },
         };
-        let mut prompt_ok = true;
-        let challenge_prompt = raw.challenge_prompt.as_ref().and_then(|text| {
-            if text.get_ref() == NO_PROMPT {
-                return None;
-            }
-            let name = self.check_prompt(file, "[flood] challenge_prompt", text);
-            prompt_ok = name.is_some();
-            name
-        });
+        let challenge_prompt = self.check_optional_prompt(
+            file,
+            "[flood] challenge_prompt",
+            raw.challenge_prompt.as_ref(),
+        );
         let tracked = match &raw.tracked {
             None => Some(defaults.tracked),
             Some(value) => self.check_count(
@@ -132,11 +128,10 @@ impl Validator<'_> {
             number_limit: number_limit?,
             source_limit: source_limit?,
             scope: scope?,
-            challenge_prompt,
+            challenge_prompt: challenge_prompt?,
             challenge_timeout: challenge_timeout?,
             tracked: tracked?,
         })
-        .filter(|_| prompt_ok)
     }
 
     fn check_flood_time(

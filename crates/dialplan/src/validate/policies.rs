@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use toml::Spanned;
 
-use super::{FileIndex, Merged, NO_PROMPT, Validator};
+use super::{FileIndex, Merged, Validator};
 use crate::diagnostic::Problem;
 use crate::policy::{CallRate, Policies, limits, parse_list_duration};
 use crate::raw::{RawPolicies, RawRate, Text};
@@ -52,17 +52,16 @@ impl Validator<'_> {
                 RateWindow::Minutes,
             ),
         };
-        let mut prompts_ok = true;
-        let mut prompt = |v: &mut Self, key: &str, text: Option<&Text>| {
-            text.filter(|text| text.get_ref() != NO_PROMPT)
-                .and_then(|text| {
-                    let name = v.check_prompt(file, &format!("[policies] {key}"), text);
-                    prompts_ok &= name.is_some();
-                    name
-                })
-        };
-        let warning_prompt = prompt(self, "warning_prompt", raw.warning_prompt.as_ref());
-        let blocked_prompt = prompt(self, "blocked_prompt", raw.blocked_prompt.as_ref());
+        let warning_prompt = self.check_optional_prompt(
+            file,
+            "[policies] warning_prompt",
+            raw.warning_prompt.as_ref(),
+        );
+        let blocked_prompt = self.check_optional_prompt(
+            file,
+            "[policies] blocked_prompt",
+            raw.blocked_prompt.as_ref(),
+        );
         let max_block = self.check_list_time(
             file,
             "max_block",
@@ -88,13 +87,12 @@ impl Validator<'_> {
         Some(Policies {
             repeat_caller: repeat_caller?,
             block_override: block_override?,
-            warning_prompt,
-            blocked_prompt,
+            warning_prompt: warning_prompt?,
+            blocked_prompt: blocked_prompt?,
             max_block: max_block?,
             max_watch: max_watch?,
             tracked_numbers: tracked_numbers?,
         })
-        .filter(|_| prompts_ok)
     }
 
     pub(super) fn check_rate(
